@@ -1,0 +1,36 @@
+"""ament_python build of coop_robot (also installable with plain pip)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "coop_robot"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/partners", glob("config/partners/*.yaml")),
+    ],
+    install_requires=["setuptools", "numpy", "pyyaml", "transforms3d"],
+    zip_safe=True,
+    maintainer="coop_robot maintainers",
+    maintainer_email="maintainers@coop-robot.invalid",
+    description="Turn-taking human-robot interaction for ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "coop-robot = coop_robot.cli:main",
+            "sim_node = coop_robot.nodes.sim_node:main",
+            "perception_node = coop_robot.nodes.perception_node:main",
+            "policy_node = coop_robot.nodes.policy_node:main",
+            "controller_node = coop_robot.nodes.controller_node:main",
+            "turn_tracker_node = coop_robot.nodes.turn_tracker_node:main",
+        ],
+    },
+)
