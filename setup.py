@@ -25,7 +25,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "coop-robot = coop_robot.cli:main",
+            "coop-robot = coop_robot.cli:entry_point",
             "sim_node = coop_robot.nodes.sim_node:main",
             "perception_node = coop_robot.nodes.perception_node:main",
             "policy_node = coop_robot.nodes.policy_node:main",

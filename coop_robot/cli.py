@@ -1,0 +1,108 @@
+"""``coop-robot``: the package's command line (no ROS 2 ``launch`` needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coop_robot import __version__
+
+
+def _add_sim(sub) -> None:
+    p = sub.add_parser("sim", help="run the simulated interaction as a multi-process ROS 2 graph and print its timing",
+                       description="Start sim, perception, policy, controller and turn tracker as separate ROS 2 "
+                                   "processes (the graph of launch/sim.launch.py), run until N robot turns are done, "
+                                   "print a per-turn timing table and a summary, exit 0.")
+    p.add_argument("--policy", default="reactive", choices=["reactive", "oracle"], help="turn-taking policy (default: reactive)")
+    p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE",
+                   help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
+    p.add_argument("--turns", type=int, default=20, help="robot turns before the session ends (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulated partner (default: 0)")
+    p.add_argument("--gui", action="store_true", help="open the PyBullet window (runs in real time)")
+    p.add_argument("--summary-json", type=Path, help="also write the session summary JSON here")
+    p.add_argument("--params-file", type=Path, action="append", default=[],
+                   help="extra ROS 2 parameter file applied to every node (repeatable)")
+    p.add_argument("--real-time-factor", type=float, help="sim speed limit (0 = as fast as perception keeps up)")
+    p.add_argument("--log-dir", type=Path, help="where node logs go (default: a new temporary directory)")
+    p.add_argument("--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)")
+    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random one)")
+
+
+def _cmd_sim(args) -> int:
+    from coop_robot.graph import GraphError, sim_graph
+    from coop_robot.params import ParamFileError
+    from coop_robot.partner.profile import ProfileError, load_profile
+    from coop_robot.runner import SessionError, isolated_env, run_session
+    from coop_robot.timing.metrics import TurnRecord, format_table
+
+    if args.turns < 1:
+        print(f"coop-robot sim: --turns must be >= 1, got {args.turns}", file=sys.stderr)
+        return 2
+    try:
+        load_profile(args.partner)  # fail fast with the profile's own message
+    except ProfileError as exc:
+        print(f"coop-robot sim: {exc}", file=sys.stderr)
+        return 2
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="coop_robot_sim_"))
+    summary_path = (log_dir / "summary.json").resolve()
+    partner = args.partner
+    if Path(partner).suffix in (".yaml", ".yml") or "/" in partner:
+        partner = str(Path(partner).resolve())
+    try:
+        specs = sim_graph(policy=args.policy, partner=partner, seed=args.seed, turns=args.turns, gui=args.gui,
+                          summary_json=str(summary_path), real_time_factor=args.real_time_factor)
+    except GraphError as exc:
+        print(f"coop-robot sim: {exc}", file=sys.stderr)
+        return 2
+    timeout = args.timeout_s or 120.0 + 20.0 * args.turns
+    t0 = time.monotonic()
+    print(f"coop-robot {__version__}: {args.turns} turns, policy={args.policy}, partner={args.partner}, seed={args.seed}")
+    try:
+        summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id),
+                              extra_param_files=args.params_file)
+    except ParamFileError as exc:
+        print(f"coop-robot sim: {exc}", file=sys.stderr)
+        return 2
+    except SessionError as exc:
+        print(f"coop-robot sim: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("coop-robot sim: interrupted; all nodes were shut down", file=sys.stderr)
+        return 130
+    summary["partner"] = args.partner
+    summary["wall_time_s"] = round(time.monotonic() - t0, 1)
+    print()
+    print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary))
+    print(f"wall time {summary['wall_time_s']} s for {summary['session_duration_s']:.1f} s of simulated interaction")
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        print(f"summary written to {args.summary_json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coop-robot", description="Turn-taking human-robot interaction (ROS 2).")
+    parser.add_argument("--version", action="version", version=f"coop-robot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_sim(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"sim": _cmd_sim}[args.command]
+    return handler(args)
+
+
+def entry_point() -> None:
+    """Console-script entry: exit with the command's status."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

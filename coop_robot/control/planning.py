@@ -1,0 +1,352 @@
+"""Joint-space trajectory planning for the controller: minimum-jerk moves, stops and retreats.
+
+Every motion is a quintic polynomial per joint (minimum-jerk when it starts and ends at rest),
+timed so that sampled joint velocities and accelerations stay within a scaled fraction of the
+Panda's limits. :class:`JointPlan` samples into points ready for a
+``trajectory_msgs/JointTrajectory`` (time from start, positions, velocities, accelerations).
+
+The zone guard rests on :func:`commit_time_s`: along a reach, the last moment at which an
+abort (a retreat home from the reach's state at that moment) still keeps the end effector
+outside the shared zone grown by a safety margin. Before it the controller can still turn
+back; after it the entry is committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from coop_robot.control.kinematics import (
+    JOINT_ACCELERATION_LIMIT_RAD_S2,
+    JOINT_LOWER_RAD,
+    JOINT_UPPER_RAD,
+    JOINT_VELOCITY_LIMIT_RAD_S,
+    PandaKinematics,
+)
+from coop_robot.geometry import MINIMUM_JERK_PEAK_VELOCITY, Zone
+
+#: Peak of d2s/dt2 for a unit minimum-jerk move of unit duration (at tau = 0.5 -/+ sqrt(3)/6).
+MINIMUM_JERK_PEAK_ACCELERATION = 10.0 / np.sqrt(3.0)
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """Per-joint position (rad), velocity (rad/s) and acceleration (rad/s^2) limits."""
+
+    lower_rad: np.ndarray
+    upper_rad: np.ndarray
+    velocity_rad_s: np.ndarray
+    acceleration_rad_s2: np.ndarray
+
+    @classmethod
+    def panda(cls) -> "JointLimits":
+        return cls(JOINT_LOWER_RAD.copy(), JOINT_UPPER_RAD.copy(),
+                   JOINT_VELOCITY_LIMIT_RAD_S.copy(), JOINT_ACCELERATION_LIMIT_RAD_S2.copy())
+
+    def contains(self, q_rad, tol_rad: float = 1e-9) -> bool:
+        q = np.asarray(q_rad, dtype=float)
+        return bool(np.all(q >= self.lower_rad - tol_rad) and np.all(q <= self.upper_rad + tol_rad))
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """One JointTrajectory point: time from the trajectory start (s) and per-joint state."""
+
+    time_from_start_s: float
+    positions: tuple[float, ...]
+    velocities: tuple[float, ...]
+    accelerations: tuple[float, ...]
+
+
+def quintic_coefficients(q0, v0, a0, q1, v1, a1, duration_s) -> np.ndarray:
+    """Coefficients ``c[0..5]`` of ``q(t) = sum c_k t^k`` meeting both boundary states.
+
+    Broadcasts over leading dimensions: states ``(..., n)``, ``duration_s`` ``(...)`` or scalar.
+    Returns ``(..., 6, n)``.
+    """
+    q0, v0, a0, q1, v1, a1 = (np.asarray(x, dtype=float) for x in (q0, v0, a0, q1, v1, a1))
+    T = np.asarray(duration_s, dtype=float)[..., None]
+    h = q1 - q0 - v0 * T - 0.5 * a0 * T**2
+    dv = v1 - v0 - a0 * T
+    da = a1 - a0
+    c3 = (10.0 * h - 4.0 * dv * T + 0.5 * da * T**2) / T**3
+    c4 = (-15.0 * h + 7.0 * dv * T - da * T**2) / T**4
+    c5 = (6.0 * h - 3.0 * dv * T + 0.5 * da * T**2) / T**5
+    shape = np.broadcast_shapes(q0.shape, c3.shape)
+    c0, c1, c2 = (np.broadcast_to(x, shape) for x in (q0, v0, 0.5 * a0))
+    return np.stack([c0, c1, c2, *np.broadcast_arrays(c3, c4, c5)], axis=-2)
+
+
+def evaluate_quintic(coeffs, t_s):
+    """Position, velocity and acceleration of quintics ``(..., 6, n)`` at times ``t_s`` ``(..., m)``.
+
+    Returns three arrays ``(..., m, n)``.
+    """
+    c = np.asarray(coeffs, dtype=float)
+    t = np.asarray(t_s, dtype=float)[..., :, None]
+    c = c[..., None, :, :]  # (..., 1, 6, n)
+    q = c[..., 0, :] + t * (c[..., 1, :] + t * (c[..., 2, :] + t * (c[..., 3, :] + t * (c[..., 4, :] + t * c[..., 5, :]))))
+    v = c[..., 1, :] + t * (2 * c[..., 2, :] + t * (3 * c[..., 3, :] + t * (4 * c[..., 4, :] + t * 5 * c[..., 5, :])))
+    a = 2 * c[..., 2, :] + t * (6 * c[..., 3, :] + t * (12 * c[..., 4, :] + t * 20 * c[..., 5, :]))
+    return q, v, a
+
+
+class JointPlan:
+    """A joint trajectory made of quintic segments played one after the other.
+
+    ``state_at(t)`` holds the final state after the end (and the first one before the start).
+    """
+
+    def __init__(self, segments: list[tuple[np.ndarray, float]]) -> None:
+        if not segments:
+            raise ValueError("a joint plan needs at least one segment")
+        self._coeffs = [np.asarray(c, dtype=float) for c, _ in segments]
+        self._durations = np.array([float(d) for _, d in segments])
+        if np.any(self._durations <= 0.0):
+            raise ValueError(f"segment durations must be positive, got {self._durations.tolist()} s")
+        self._starts = np.concatenate([[0.0], np.cumsum(self._durations)[:-1]])
+
+    @property
+    def duration_s(self) -> float:
+        return float(self._starts[-1] + self._durations[-1])
+
+    @property
+    def start_rad(self) -> np.ndarray:
+        return self._coeffs[0][0].copy()
+
+    @property
+    def goal_rad(self) -> np.ndarray:
+        return self.state_at(self.duration_s)[0]
+
+    def state_at(self, t_s):
+        """``(q, qd, qdd)`` at time(s) ``t_s`` from the plan start: ``(7,)`` each for a scalar,
+        ``(m, 7)`` each for an array of times."""
+        scalar = np.ndim(t_s) == 0
+        t = np.clip(np.atleast_1d(np.asarray(t_s, dtype=float)), 0.0, self.duration_s)
+        n = self._coeffs[0].shape[-1]
+        q, v, a = (np.empty((t.size, n)) for _ in range(3))
+        seg = np.clip(np.searchsorted(self._starts, t, side="right") - 1, 0, len(self._coeffs) - 1)
+        for i, coeffs in enumerate(self._coeffs):
+            sel = seg == i
+            if np.any(sel):
+                local = np.minimum(t[sel] - self._starts[i], self._durations[i])
+                q[sel], v[sel], a[sel] = evaluate_quintic(coeffs, local)
+        if scalar:
+            return q[0], v[0], a[0]
+        return q, v, a
+
+    def sample_times(self, rate_hz: float, include_start: bool = False) -> np.ndarray:
+        """Times at ``rate_hz`` up to and including the end; the start (t=0) only if asked."""
+        if not rate_hz > 0:
+            raise ValueError(f"point rate must be positive, got {rate_hz!r} Hz")
+        dt = 1.0 / rate_hz
+        n = int(np.floor(self.duration_s / dt + 1e-9))
+        times = dt * np.arange(0 if include_start else 1, n + 1)
+        if times.size == 0 or self.duration_s - times[-1] > 1e-6:
+            times = np.append(times, self.duration_s)
+        return times
+
+    def points(self, rate_hz: float) -> list[TrajectoryPoint]:
+        """JointTrajectory-ready points at ``rate_hz``, from one period after the start to the end.
+
+        The start state itself is left out: a joint trajectory controller interpolates from the
+        arm's current state to the first point, and a point at ``time_from_start = 0`` would ask
+        it to be somewhere already.
+        """
+        times = self.sample_times(rate_hz)
+        q, v, a = self.state_at(times)
+        return [TrajectoryPoint(float(t), tuple(map(float, qi)), tuple(map(float, vi)), tuple(map(float, ai)))
+                for t, qi, vi, ai in zip(times, q, v, a)]
+
+    def max_abs_velocity_rad_s(self, step_s: float = 0.005) -> np.ndarray:
+        _, v, _ = self.state_at(np.arange(0.0, self.duration_s + step_s, step_s))
+        return np.abs(v).max(axis=0)
+
+
+# ---------------------------------------------------------------------- timing and plans
+def minimum_jerk_duration_s(q0_rad, q1_rad, limits: JointLimits, velocity_scale: float,
+                            min_duration_s: float = 0.0) -> float:
+    """Shortest minimum-jerk duration (s) keeping every joint's peak velocity and acceleration
+    within ``velocity_scale`` times its limits, and at least ``min_duration_s``."""
+    _check_scale(velocity_scale)
+    dq = np.abs(np.asarray(q1_rad, dtype=float) - np.asarray(q0_rad, dtype=float))
+    t_vel = MINIMUM_JERK_PEAK_VELOCITY * dq / (velocity_scale * limits.velocity_rad_s)
+    t_acc = np.sqrt(MINIMUM_JERK_PEAK_ACCELERATION * dq / (velocity_scale * limits.acceleration_rad_s2))
+    return float(max(min_duration_s, t_vel.max(), t_acc.max(), 1e-3))
+
+
+def plan_minimum_jerk(q0_rad, q1_rad, limits: JointLimits, velocity_scale: float,
+                      min_duration_s: float = 0.0) -> JointPlan:
+    """Minimum-jerk move between two configurations at rest, timed by :func:`minimum_jerk_duration_s`."""
+    q0 = np.asarray(q0_rad, dtype=float)
+    q1 = _check_goal(q1_rad, limits)
+    T = minimum_jerk_duration_s(q0, q1, limits, velocity_scale, min_duration_s)
+    zero = np.zeros_like(q0)
+    return JointPlan([(quintic_coefficients(q0, zero, zero, q1, zero, zero, T), T)])
+
+
+def plan_to_rest(q_rad, qd_rad_s, qdd_rad_s2, goal_rad, limits: JointLimits, velocity_scale: float,
+                 min_duration_s: float = 0.0, acceleration_scale: float | None = None) -> JointPlan:
+    """One quintic from the current state ``(q, qd, qdd)`` to ``goal_rad`` at rest.
+
+    Its duration is the shortest (on a fine grid) whose sampled velocities, accelerations and
+    positions stay within the scaled limits -- the initial velocity and acceleration are
+    allowed as they are, so a move that starts fast is never rejected for its own start.
+    ``acceleration_scale`` (default: ``velocity_scale``) scales the acceleration limits: an
+    abort may decelerate harder than a routine move.
+    """
+    plan, _ = _plan_to_rest_many(np.asarray(q_rad, float)[None], np.asarray(qd_rad_s, float)[None],
+                                 np.asarray(qdd_rad_s2, float)[None], _check_goal(goal_rad, limits),
+                                 limits, velocity_scale, min_duration_s, acceleration_scale)
+    return plan[0]
+
+
+def brake_stop_position(q_rad, qd_rad_s, qdd_rad_s2, duration_s: float) -> np.ndarray:
+    """Where a smooth stop of ``duration_s`` from ``(q, qd, qdd)`` comes to rest.
+
+    For ``qdd = 0`` the quintic from ``(q, qd, 0)`` to ``(q + qd T / 2, 0, 0)`` is
+    ``q + qd (t - t^3/T^2 + t^4/(2 T^3))``: velocity falls monotonically to zero and the peak
+    deceleration is ``1.5 |qd| / T``. The ``qdd T^2 / 12`` term keeps it smooth otherwise.
+    """
+    q, qd, qdd = (np.asarray(x, dtype=float) for x in (q_rad, qd_rad_s, qdd_rad_s2))
+    return q + 0.5 * qd * duration_s + qdd * duration_s**2 / 12.0
+
+
+def plan_brake(q_rad, qd_rad_s, qdd_rad_s2, limits: JointLimits, min_duration_s: float = 0.1,
+               deceleration_scale: float = 0.8) -> JointPlan:
+    """Brake to a stop from the current state as fast as ``deceleration_scale`` of the
+    acceleration limits allows (at least ``min_duration_s``), staying within position limits."""
+    q, qd, qdd = (np.asarray(x, dtype=float) for x in (q_rad, qd_rad_s, qdd_rad_s2))
+    _check_scale(deceleration_scale)
+    a_max = deceleration_scale * limits.acceleration_rad_s2
+    T = float(max(min_duration_s, np.max(1.5 * np.abs(qd) / a_max), np.max(np.sqrt(np.abs(qdd) / a_max) * 0.5)))
+    zero = np.zeros_like(q)
+    for _ in range(20):
+        stop = np.clip(brake_stop_position(q, qd, qdd, T), limits.lower_rad, limits.upper_rad)
+        plan = JointPlan([(quintic_coefficients(q, qd, qdd, stop, zero, zero, T), T)])
+        pos, vel, acc = plan.state_at(np.linspace(0.0, T, 61))
+        v_allowed = np.maximum(limits.velocity_rad_s, np.abs(qd)) + 1e-9
+        a_allowed = np.maximum(limits.acceleration_rad_s2, np.abs(qdd)) + 1e-9
+        if (np.all(np.abs(vel) <= v_allowed) and np.all(np.abs(acc) <= a_allowed)
+                and np.all(pos >= limits.lower_rad - 1e-6) and np.all(pos <= limits.upper_rad + 1e-6)):
+            return plan
+        T *= 1.25
+    return plan
+
+
+def _check_scale(scale: float) -> None:
+    if not (np.isfinite(scale) and 0.0 < scale <= 1.0):
+        raise ValueError(f"velocity/acceleration scale must be in (0, 1], got {scale!r}")
+
+
+def _check_goal(goal_rad, limits: JointLimits) -> np.ndarray:
+    goal = np.asarray(goal_rad, dtype=float)
+    if goal.shape != limits.lower_rad.shape or not np.all(np.isfinite(goal)):
+        raise ValueError(f"goal must be {limits.lower_rad.size} finite joint angles, got {goal_rad!r}")
+    if not limits.contains(goal, tol_rad=1e-6):
+        raise ValueError(f"goal {np.round(goal, 4).tolist()} rad is outside the joint limits "
+                         f"[{limits.lower_rad.tolist()}, {limits.upper_rad.tolist()}]")
+    return goal
+
+
+# Duration search bracket for plan_to_rest, as multiples of the at-rest minimum-jerk time.
+_DURATION_BRACKET = (0.25, 8.0)
+_DURATION_BISECTIONS = 14
+_FEASIBILITY_SAMPLES = 41
+
+
+def _plan_to_rest_many(q, qd, qdd, goal, limits: JointLimits, velocity_scale: float,
+                       min_duration_s: float, acceleration_scale: float | None = None) -> tuple[list[JointPlan], tuple[np.ndarray, np.ndarray]]:
+    """Vectorised :func:`plan_to_rest` over K start states ``(K, n)`` to one goal.
+
+    The shortest feasible duration is found by bisection (vectorised over the K states) between
+    a fraction and a multiple of the at-rest minimum-jerk time; the upper end is used as is
+    when even it is infeasible. Returns the plans and ``(coefficients (K, 6, n), durations (K,))``.
+    """
+    _check_scale(velocity_scale)
+    acceleration_scale = velocity_scale if acceleration_scale is None else acceleration_scale
+    _check_scale(acceleration_scale)
+    K, _ = q.shape
+    floor_s = max(min_duration_s, 0.05)
+    base = np.array([minimum_jerk_duration_s(qk, goal, limits, velocity_scale, 0.0) for qk in q])
+    lo = np.maximum(base * _DURATION_BRACKET[0], floor_s)
+    hi = np.maximum(base * _DURATION_BRACKET[1], floor_s)
+    v_allowed = np.maximum(velocity_scale * limits.velocity_rad_s, np.abs(qd))[:, None, :] * (1 + 1e-6)
+    a_allowed = np.maximum(acceleration_scale * limits.acceleration_rad_s2, np.abs(qdd))[:, None, :] * (1 + 1e-6)
+    tau = np.linspace(0.0, 1.0, _FEASIBILITY_SAMPLES)
+
+    def feasible(durations: np.ndarray) -> np.ndarray:
+        coeffs = quintic_coefficients(q, qd, qdd, goal, 0.0, 0.0, durations)
+        pos, vel, acc = evaluate_quintic(coeffs, durations[:, None] * tau)  # (K, M, n)
+        return (np.all(np.abs(vel) <= v_allowed, axis=(1, 2)) & np.all(np.abs(acc) <= a_allowed, axis=(1, 2))
+                & np.all(pos >= limits.lower_rad - 1e-6, axis=(1, 2))
+                & np.all(pos <= limits.upper_rad + 1e-6, axis=(1, 2)))
+
+    ok_lo = feasible(lo)
+    for _ in range(_DURATION_BISECTIONS):
+        mid = 0.5 * (lo + hi)
+        ok = feasible(mid)
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid)
+    durations = np.where(ok_lo, lo, hi)
+    coeffs = quintic_coefficients(q, qd, qdd, goal, 0.0, 0.0, durations)
+    plans = [JointPlan([(coeffs[k], float(durations[k]))]) for k in range(K)]
+    return plans, (coeffs, durations)
+
+
+# ---------------------------------------------------------------------- zone checks
+def ee_path_m(plan: JointPlan, kinematics: PandaKinematics, step_s: float = 0.005):
+    """EE positions (m, ``world``) along ``plan`` every ``step_s``: ``(times_s, (m, 3))``."""
+    times = np.append(np.arange(0.0, plan.duration_s, step_s), plan.duration_s)
+    q, _, _ = plan.state_at(times)
+    return times, kinematics.fk_many(q)
+
+
+def first_zone_entry_s(plan: JointPlan, kinematics: PandaKinematics, zone: Zone,
+                       margin_m: float = 0.0, step_s: float = 0.005) -> float | None:
+    """First time (s from the plan start) the EE is inside ``zone`` grown by ``margin_m``;
+    ``None`` when it never is."""
+    times, ee = ee_path_m(plan, kinematics, step_s)
+    inside = zone.contains_many(ee, margin_m)
+    return float(times[np.argmax(inside)]) if inside.any() else None
+
+
+def commit_time_s(reach: JointPlan, kinematics: PandaKinematics, zone: Zone, retreat_goal_rad,
+                  limits: JointLimits, velocity_scale: float, margin_m: float = 0.02,
+                  latency_s: float = 0.02, min_duration_s: float = 0.0, step_s: float = 0.005,
+                  acceleration_scale: float | None = None) -> float:
+    """Last time along ``reach`` up to which an abort keeps the EE out of the zone.
+
+    An abort decided at time ``t`` is modelled as the reach continuing for ``latency_s`` (tick
+    and transport delay) and then :func:`plan_to_rest` back to ``retreat_goal_rad`` from the
+    reach's state at ``t + latency_s``. It is safe when neither the reach up to then nor the
+    retreat brings the EE within ``margin_m`` of the zone. The commit time is the end of the
+    initial run of safe abort times (checked every ``step_s``): 0 when even an immediate abort
+    would enter, the reach duration when the reach never comes near the zone.
+    """
+    T = reach.duration_s
+    candidates = np.append(np.arange(0.0, T, step_s), T)
+    t_abort = np.minimum(candidates + latency_s, T)
+    # Reach prefix: EE inside (with margin) at any time up to t_abort?
+    fine_t, fine_ee = ee_path_m(reach, kinematics, step_s / 2)
+    inside_fine = zone.contains_many(fine_ee, margin_m)
+    first_inside = fine_t[np.argmax(inside_fine)] if inside_fine.any() else np.inf
+    if not np.isfinite(first_inside):
+        return float(T)
+    reach_entered = t_abort >= first_inside
+    # Retreats from every candidate state, planned and checked in one batch.
+    q, qd, qdd = reach.state_at(t_abort)
+    goal = _check_goal(retreat_goal_rad, limits)
+    _, (coeffs, durations) = _plan_to_rest_many(q, qd, qdd, goal, limits, velocity_scale, min_duration_s,
+                                                acceleration_scale)
+    tau = np.linspace(0.0, 1.0, 81)
+    pos, _, _ = evaluate_quintic(coeffs, durations[:, None] * tau)  # (K, M, n)
+    ee = kinematics.fk_many(pos.reshape(-1, pos.shape[-1])).reshape(pos.shape[0], pos.shape[1], 3)
+    retreat_enters = zone.contains_many(ee.reshape(-1, 3), margin_m).reshape(ee.shape[:2]).any(axis=1)
+    safe = ~reach_entered & ~retreat_enters
+    if not safe[0]:
+        return 0.0
+    if safe.all():
+        return float(T)
+    return float(candidates[np.argmin(safe) - 1])

@@ -1,0 +1,204 @@
+"""Turn tracker node: turn events and per-turn timing on topics, rolling stats on /diagnostics.
+
+Scores on simulation ground truth when it is published (``/sim/ground_truth/events``), otherwise
+on perception (``/partner/in_zone``) and joint states (end effector by forward kinematics); every
+output says which (``header.frame_id`` of turn events, ``scored_on`` in the summary).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PointStamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState, TimeReference
+from std_msgs.msg import Bool
+
+from coop_robot.nodes.common import (
+    COMMAND_QOS, EVENT_QOS, SessionComplete, declare, declare_zone, now_s, run_node, s_to_stamp, stamp_to_s,
+)
+from coop_robot.timing.metrics import format_table
+from coop_robot.timing.tracker import OccupancyEdges, TurnTracker
+
+GT_EVENTS = "/sim/ground_truth/events"
+GT_NAMES = {"partner_enter", "partner_exit", "robot_enter", "robot_exit", "contact_begin", "contact_end"}
+
+
+class TurnTrackerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("turn_tracker", **kwargs)
+        self.scoring_param = declare(self, "scoring", "auto", "Score on ground_truth, perception, or auto (ground truth when the sim publishes it)",
+                                     choices=("auto", "ground_truth", "perception"))
+        self.auto_wait_s = declare(self, "auto_wait_s", 3.0, "auto scoring: how long to wait for a ground-truth publisher (s, node clock)", 0.0, 60.0)
+        self.max_turns = declare(self, "max_turns", 0, "End the session (write summary, exit 0) after this many robot turns; 0 = run forever", 0, 100000)
+        self.summary_json = declare(self, "summary_json", "", "Write the session summary JSON here when the session ends ('' = don't)")
+        window = declare(self, "stats_window", 20, "Rolling statistics over the last N turns", 1, 10000)
+        self.reorder_s = declare(self, "reorder_window_s", 0.3, "Hold events this long to restore time order across publishers (s)", 0.0, 5.0)
+        self.meta = {
+            "policy": declare(self, "session_policy", "", "Policy name recorded in the summary"),
+            "partner": declare(self, "session_partner", "", "Partner profile recorded in the summary"),
+            "seed": declare(self, "session_seed", -1, "Seed recorded in the summary (-1 = unknown)"),
+        }
+        if self.meta["seed"] < 0:
+            self.meta["seed"] = None
+        self.zone = declare_zone(self)
+        self.robot_base_m = declare(self, "robot_base_m", [0.0, 0.0, 0.626], "Robot base position in world (m), for end-effector FK")
+        self._window = window
+        self.tracker: TurnTracker | None = None
+        self._start_s: float | None = None
+        self._partner_edges = OccupancyEdges("partner")
+        self._robot_edges = OccupancyEdges("robot")
+        self._in_zone: bool | None = None
+        self._fk = None
+        self._done = False
+
+        self.events_pub = self.create_publisher(TimeReference, "/turn/events", EVENT_QOS)
+        self.timing_pub = self.create_publisher(DiagnosticArray, "/turn/timing", EVENT_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(TimeReference, GT_EVENTS, self._on_gt_event, EVENT_QOS)
+        self.create_subscription(TimeReference, "/controller/events", self._on_controller_event, EVENT_QOS)
+        self.create_subscription(Bool, "/partner/in_zone", self._on_in_zone, 10)
+        self.create_subscription(PointStamped, "/partner/hand", self._on_hand, 10)
+        self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS)
+        self.create_timer(0.05, self._tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        if self.scoring_param != "auto":
+            self._choose(self.scoring_param)
+
+    # --- scoring source ---------------------------------------------------------------------
+    def _choose(self, scoring: str) -> None:
+        self.tracker = TurnTracker(scoring=scoring, reorder_window_s=self.reorder_s, stats_window=self._window)
+        self.get_logger().info(f"scoring turns on {scoring}")
+
+    def _scoring(self) -> str | None:
+        return self.tracker.scoring if self.tracker else None
+
+    # --- inputs -------------------------------------------------------------------------------
+    def _on_gt_event(self, msg: TimeReference) -> None:
+        if self.tracker is None and self.scoring_param == "auto":
+            self._choose("ground_truth")
+        if self._scoring() == "ground_truth" and msg.source in GT_NAMES:
+            self.tracker.push(msg.source, stamp_to_s(msg.time_ref))
+        elif self._scoring() == "perception" and msg.source.startswith("contact"):
+            self.tracker.push(msg.source, stamp_to_s(msg.time_ref))
+
+    def _on_controller_event(self, msg: TimeReference) -> None:
+        if self.tracker is not None and msg.source == "reach_start":
+            self.tracker.push("reach_start", stamp_to_s(msg.time_ref))
+
+    def _on_in_zone(self, msg: Bool) -> None:
+        self._in_zone = bool(msg.data)
+
+    def _on_hand(self, msg: PointStamped) -> None:
+        # /partner/in_zone of a frame is published just before its /partner/hand; the hand's stamp
+        # is the frame time.
+        if self._scoring() == "perception" and self._in_zone is not None:
+            for name, t in self._partner_edges.sample(self._in_zone, stamp_to_s(msg.header.stamp)):
+                self.tracker.push(name, t)
+
+    def _on_joints(self, msg: JointState) -> None:
+        if self._scoring() != "perception":
+            return
+        if self._fk is None:
+            from coop_robot.control.kinematics import PandaKinematics
+
+            self._fk = PandaKinematics(base_m=self.robot_base_m)
+        try:
+            q = self._fk.arm_positions(list(msg.name), list(msg.position))
+        except ValueError as exc:
+            self.get_logger().error(f"/joint_states unusable for scoring: {exc}", throttle_duration_sec=5.0)
+            return
+        ee = self._fk.ee_position(q)
+        for name, t in self._robot_edges.sample(self.zone.contains(ee), stamp_to_s(msg.header.stamp)):
+            self.tracker.push(name, t)
+
+    # --- outputs ------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = now_s(self)
+        if self._start_s is None and now > 0:
+            self._start_s = now
+        if self.tracker is None:
+            if self._start_s is not None and now - self._start_s > self.auto_wait_s:
+                self._choose("perception")
+            return
+        released, records = self.tracker.release(now)
+        for name, t in released:
+            ev = TimeReference(source=name, time_ref=s_to_stamp(t))
+            ev.header.stamp = s_to_stamp(t)
+            ev.header.frame_id = self.tracker.scoring
+            self.events_pub.publish(ev)
+        for rec in records:
+            self._publish_turn(rec, now)
+        if self.max_turns and len(self.tracker.records) >= self.max_turns and not self._done:
+            self._finish()
+
+    def _publish_turn(self, rec, now: float) -> None:
+        level = DiagnosticStatus.OK
+        if rec.overlapped:
+            level = DiagnosticStatus.WARN
+        if rec.contact:
+            level = DiagnosticStatus.ERROR
+        values = [KeyValue(key=k, value=repr(v) if isinstance(v, float) else str(v)) for k, v in rec.as_dict().items()]
+        values.append(KeyValue(key="scored_on", value=self.tracker.scoring))
+        status = DiagnosticStatus(level=level, name="coop_robot/turn", message=f"turn {rec.turn}", values=values)
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = s_to_stamp(now)
+        self.timing_pub.publish(arr)
+        print(
+            f"[turn_tracker] turn {rec.turn}: gap {1000 * rec.gap_s:.0f} ms, latency "
+            f"{1000 * rec.response_latency_s:.0f} ms, overlap {1000 * rec.overlap_s:.0f} ms, contact {rec.contact}",
+            flush=True,
+        )
+
+    def _publish_diagnostics(self) -> None:
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        if self.tracker is None:
+            status = DiagnosticStatus(level=DiagnosticStatus.WARN, name="coop_robot: turn timing",
+                                      message="waiting for occupancy data")
+        else:
+            stats = self.tracker.rolling_stats()
+            level = DiagnosticStatus.OK
+            if stats["overlap_rate"] > 0:
+                level = DiagnosticStatus.WARN
+            if stats["contacts_total"] > 0:
+                level = DiagnosticStatus.ERROR
+            status = DiagnosticStatus(
+                level=level, name="coop_robot: turn timing",
+                message=f"{stats['turns_total']} turns, scored on {self.tracker.scoring}",
+                values=[KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in stats.items()],
+            )
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+    def summary(self) -> dict:
+        return self.tracker.summary(**self.meta) if self.tracker else {}
+
+    def _finish(self) -> None:
+        self._done = True
+        summary = self.summary()
+        if self.summary_json:
+            path = os.path.abspath(self.summary_json)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(summary, fh, indent=2, allow_nan=True)
+            os.replace(tmp, path)
+        from coop_robot.timing.metrics import TurnRecord
+
+        print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary), flush=True)
+        self.get_logger().info(f"session complete after {len(self.tracker.records)} turns")
+        raise SessionComplete()
+
+
+def main(args=None) -> None:
+    sys.exit(run_node(TurnTrackerNode, args))
+
+
+if __name__ == "__main__":
+    main()

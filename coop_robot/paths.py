@@ -1,0 +1,43 @@
+"""Where the package's installed data (config/, launch/) lives.
+
+Order: the ament index (a colcon/ROS 2 install), ``<sys.prefix>/share/coop_robot`` (a pip install
+into a virtual environment), then the source tree (an editable install or a checkout).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "coop_robot"
+
+
+@lru_cache(maxsize=1)
+def share_dir() -> Path:
+    candidates: list[Path] = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            candidates.append(Path(get_package_share_directory(PACKAGE)))
+        except (PackageNotFoundError, LookupError, ValueError):
+            pass
+    except ImportError:
+        pass
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE)
+    candidates.append(Path(__file__).resolve().parents[1])
+    for cand in candidates:
+        if (cand / "config" / "world.yaml").is_file():
+            return cand
+    raise FileNotFoundError(
+        "cannot find coop_robot's config/ directory; looked in: " + ", ".join(str(c) for c in candidates)
+    )
+
+
+def config_path(name: str) -> Path:
+    """A file of the package's config/ directory by name (an absolute path is taken as is)."""
+    path = Path(name) if Path(name).is_absolute() else share_dir() / "config" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {name!r} not found at {path}")
+    return path

@@ -1,0 +1,185 @@
+"""Start a :mod:`coop_robot.graph` as separate node processes (what ``ros2 launch`` does).
+
+Used where the ROS 2 ``launch`` package is not installed (the pip wheels). Every node is its own
+process talking over DDS; the runner only starts them, watches them, shows progress and shuts
+them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from coop_robot.graph import NodeSpec
+from coop_robot.params import load_param_file, write_param_file
+from coop_robot.paths import config_path
+
+
+class SessionError(RuntimeError):
+    """A node failed or the session did not finish in time."""
+
+
+def isolated_env(domain_id: int | None = None, base: dict | None = None) -> dict:
+    """Environment for the graph: the caller's ROS_DOMAIN_ID if set, else a random one, and
+    discovery kept on this host unless the caller chose otherwise."""
+    env = dict(os.environ if base is None else base)
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
+    elif "ROS_DOMAIN_ID" not in env:
+        env["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def node_command(spec: NodeSpec, params_dir: Path, extra_param_files: list[Path] = ()) -> list[str]:
+    """The command line that runs one node exactly as the launch file would."""
+    cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    for name in spec.param_files:
+        cmd += ["--params-file", str(config_path(name))]
+    for extra in extra_param_files:
+        cmd += ["--params-file", str(extra)]
+    if spec.parameters:
+        override = write_param_file(params_dir / f"{spec.name}.yaml", spec.name, spec.parameters)
+        cmd += ["--params-file", str(override)]
+    for src, dst in spec.remappings:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+@dataclass
+class _Proc:
+    spec: NodeSpec
+    popen: subprocess.Popen
+    log_path: Path
+    log: TextIO
+    reader: threading.Thread | None = None
+
+
+@dataclass
+class GraphRunner:
+    specs: list[NodeSpec]
+    log_dir: Path
+    env: dict
+    extra_param_files: list[Path] = field(default_factory=list)
+    on_line: Callable[[str, str], None] | None = None   # (node name, stdout line)
+    procs: list[_Proc] = field(default_factory=list)
+
+    def start(self) -> None:
+        for f in self.extra_param_files:
+            load_param_file(f)  # reject a bad file before anything starts
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        params_dir = self.log_dir / "params"
+        for spec in self.specs:
+            cmd = node_command(spec, params_dir, self.extra_param_files)
+            log_path = self.log_dir / f"{spec.name}.log"
+            log = open(log_path, "w", encoding="utf-8")
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            popen = subprocess.Popen(
+                cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                bufsize=1, start_new_session=True,
+            )
+            proc = _Proc(spec, popen, log_path, log)
+            proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+            proc.reader.start()
+            self.procs.append(proc)
+
+    def _pump(self, proc: _Proc) -> None:
+        for line in proc.popen.stdout:
+            proc.log.write(line)
+            proc.log.flush()
+            if self.on_line is not None:
+                self.on_line(proc.spec.name, line.rstrip("\n"))
+
+    def wait(self, timeout_s: float) -> _Proc:
+        """Block until a session-ending node exits (returned) or any other node dies (raises)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for proc in self.procs:
+                code = proc.popen.poll()
+                if code is None:
+                    continue
+                if proc.spec.ends_session and code == 0:
+                    return proc
+                raise SessionError(
+                    f"node '{proc.spec.name}' exited with code {code} before the session ended; "
+                    f"last lines of {proc.log_path}:\n{self.tail(proc)}"
+                )
+            if time.monotonic() > deadline:
+                raise SessionError(f"session did not finish within {timeout_s:.0f} s (logs in {self.log_dir})")
+            time.sleep(0.1)
+
+    @staticmethod
+    def tail(proc: _Proc, lines: int = 15) -> str:
+        if proc.reader is not None:
+            proc.reader.join(timeout=2.0)
+        text = proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join("    " + ln for ln in text[-lines:])
+
+    def shutdown(self, grace_s: float = 8.0) -> dict[str, int]:
+        """SIGINT every node (clean rclpy shutdown), escalate to SIGTERM/SIGKILL; exit codes."""
+        for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            alive = [p for p in self.procs if p.popen.poll() is None]
+            if not alive:
+                break
+            for p in alive:
+                try:
+                    os.killpg(p.popen.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and any(p.popen.poll() is None for p in alive):
+                time.sleep(0.05)
+        codes = {}
+        for p in self.procs:
+            codes[p.spec.name] = p.popen.wait()
+            if p.reader is not None:
+                p.reader.join(timeout=2.0)
+            p.log.close()
+        return codes
+
+
+def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
+                timeout_s: float = 600.0, env: dict | None = None, extra_param_files: list[Path] = (),
+                progress: TextIO | None = sys.stdout) -> dict:
+    """Run a graph whose turn tracker ends the session; return the summary the tracker wrote."""
+    log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="coop_robot_"))
+    ender = [s for s in specs if s.ends_session]
+    if len(ender) != 1 or not ender[0].parameters.get("summary_json"):
+        raise ValueError("the graph needs exactly one session-ending node (a turn tracker with max_turns > 0 and a summary_json path)")
+
+    def show(node: str, line: str) -> None:
+        if progress is not None and node == "turn_tracker" and line.startswith("[turn_tracker] turn"):
+            progress.write("  " + line[len("[turn_tracker] "):] + "\n")
+            progress.flush()
+
+    runner = GraphRunner(list(specs), log_dir, env if env is not None else isolated_env(),
+                         [Path(f) for f in extra_param_files], on_line=show)
+    if progress is not None:
+        progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, logs in {log_dir})\n")
+        progress.flush()
+    try:
+        runner.start()
+        runner.wait(timeout_s)
+    finally:
+        codes = runner.shutdown()
+    bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT)}
+    if bad and progress is not None:
+        progress.write(f"warning: nodes exited with non-zero codes at shutdown: {bad}\n")
+    path = Path(ender[0].parameters["summary_json"])
+    with open(path, encoding="utf-8") as fh:
+        summary = json.load(fh)
+    summary["node_exit_codes"] = codes
+    summary["log_dir"] = str(log_dir)
+    return summary

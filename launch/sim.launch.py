@@ -1,0 +1,47 @@
+"""Simulated turn-taking session: PyBullet sim, perception, policy, controller, turn tracker.
+
+    ros2 launch coop_robot sim.launch.py policy:=reactive partner:=typical gui:=true turns:=20
+
+The same graph (coop_robot.graph.sim_graph) and parameter files as ``coop-robot sim``.
+"""
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+
+from coop_robot.graph import sim_graph
+from coop_robot.launch_support import parse_bool, parse_int, to_launch_actions
+
+ARGUMENTS = (
+    ("policy", "reactive", "Turn-taking policy: reactive or oracle (oracle reads sim ground truth; benchmarks only)"),
+    ("partner", "typical", "Simulated partner profile: typical, fast, slow, hesitant, erratic, or a YAML file path"),
+    ("gui", "false", "Open the PyBullet GUI window (the sim then runs in real time)"),
+    ("use_sim_time", "true", "Run perception, policy, controller and tracker on the sim's /clock"),
+    ("seed", "0", "Random seed of the simulated partner"),
+    ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
+    ("summary_json", "", "Write the session summary JSON here when the session ends"),
+)
+
+
+def _graph(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    specs = sim_graph(
+        policy=arg("policy"),
+        partner=arg("partner"),
+        seed=parse_int(arg("seed"), "seed", minimum=-(2**31)),
+        turns=parse_int(arg("turns"), "turns"),
+        gui=parse_bool(arg("gui"), "gui"),
+        use_sim_time=parse_bool(arg("use_sim_time"), "use_sim_time"),
+        summary_json=arg("summary_json"),
+    )
+    return to_launch_actions(specs, get_package_share_directory("coop_robot"))
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=desc) for name, default, desc in ARGUMENTS]
+        + [OpaqueFunction(function=_graph)]
+    )

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job, from nothing: set up the environment, then run the simulated interaction headless
+# (20 robot turns, reactive policy, typical partner) and print the per-turn timing table.
+# Extra arguments go to "coop-robot sim", e.g. scripts/run_sim.sh --partner hesitant --turns 10
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$repo/scripts/setup_env.sh"
+venv="${COOP_VENV:-$repo/.venv}"
+exec "$venv/bin/coop-robot" sim --turns 20 "$@"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Create (or reuse) the project's virtual environment and install everything into it:
+# the ROS 2 client library and message wheels, the Python dependencies and coop_robot itself.
+#
+#   COOP_ROS_DISTRO=jazzy|kilted   which ROS 2 wheels to use (default: jazzy)
+#   COOP_VENV=path                 where the environment lives (default: .venv in the repo)
+#   COOP_PYTHON=python3.11         the interpreter to build it with
+# Source it (". scripts/setup_env.sh") or run it; pass "test" to add the test dependencies.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+distro="${COOP_ROS_DISTRO:-jazzy}"
+case "$distro" in jazzy|kilted) ;; *) echo "COOP_ROS_DISTRO must be jazzy or kilted, got '$distro'" >&2; exit 2;; esac
+venv="${COOP_VENV:-$repo/.venv}"
+py="${COOP_PYTHON:-$(command -v python3.11 || command -v python3)}"
+stamp="$venv/.coop_robot_${distro}_$(cat "$repo/requirements.txt" "$repo/requirements-test.txt" "$repo/setup.py" | sha1sum | cut -c1-12)${1:+_$1}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  if ! "$py" -m venv --help >/dev/null 2>&1 || ! "$py" -c "import ensurepip" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing python3-venv (Debian/Ubuntu) ..." >&2
+      apt-get update -qq && apt-get install -y -qq python3-venv python3.11-venv >/dev/null 2>&1 || apt-get install -y -qq python3-venv >/dev/null
+    else
+      echo "Python's venv module is missing: install python3-venv (e.g. sudo apt-get install python3.11-venv)" >&2; exit 2
+    fi
+  fi
+  "$py" -m venv "$venv"
+fi
+if [ ! -f "$stamp" ]; then
+  echo "setting up $venv (ROS 2 $distro wheels) ..." >&2
+  ros=(rclpy std-msgs geometry-msgs sensor-msgs trajectory-msgs visualization-msgs diagnostic-msgs rosgraph-msgs std-srvs builtin-interfaces)
+  pkgs=()
+  for p in "${ros[@]}"; do pkgs+=("ros-$distro-$p"); done
+  pkgs[0]="ros-$distro-rclpy[fastrtps]"
+  extra=()
+  [ "${1:-}" = test ] && extra=(-r "$repo/requirements-test.txt")
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pkgs[@]}" -r "$repo/requirements.txt" "${extra[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$repo"
+  rm -f "$venv"/.coop_robot_* && touch "$stamp"
+fi
