@@ -21,7 +21,7 @@ def share_dir() -> Path:
 
         try:
             candidates.append(Path(get_package_share_directory(PACKAGE)))
-        except (PackageNotFoundError, LookupError, ValueError):
+        except (PackageNotFoundError, LookupError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH unset
             pass
     except ImportError:
         pass

@@ -35,6 +35,8 @@ DEFAULT_ROBOT_BASE_M = (0.0, 0.0, 0.626)
 _DH_A_M = np.array([0.0, 0.0, 0.0, 0.0825, -0.0825, 0.0, 0.088])
 _DH_D_M = np.array([0.333, 0.0, 0.316, 0.0, 0.384, 0.0, 0.0])
 _DH_ALPHA_RAD = np.array([0.0, -np.pi / 2, np.pi / 2, np.pi / 2, -np.pi / 2, np.pi / 2, np.pi / 2])
+_COS_ALPHA = np.round(np.cos(_DH_ALPHA_RAD), 12)
+_SIN_ALPHA = np.round(np.sin(_DH_ALPHA_RAD), 12)
 #: Joint-7 frame to flange (panda_link8) along z, then flange to panda_grasptarget along z (m).
 FLANGE_OFFSET_M = 0.107
 GRASPTARGET_OFFSET_M = 0.105
@@ -107,8 +109,47 @@ class PandaKinematics:
         return frames
 
     def fk(self, q_rad) -> np.ndarray:
-        """EE (``panda_grasptarget``) position in ``world`` (m) for ``(7,)`` or ``(..., 7)`` joints."""
-        return self.joint_frames(q_rad)[..., 7, :3, 3]
+        """EE (``panda_grasptarget``) position in ``world`` (m) for ``(7,)`` or ``(..., 7)`` joints.
+
+        Position-only chain (rotation columns and origin), several times faster than
+        :meth:`joint_frames` for the large batches the planner checks.
+        """
+        q = np.asarray(q_rad, dtype=float)
+        if q.shape[-1] != 7:
+            raise ValueError(f"expected joint vectors of length 7, got shape {q.shape}")
+        batch = q.shape[:-1]
+        ct, st = np.cos(q), np.sin(q)
+        # Columns x, y, z of the current frame's rotation and its origin, each (..., 3).
+        x = np.broadcast_to(np.array([1.0, 0.0, 0.0]), batch + (3,))
+        y = np.broadcast_to(np.array([0.0, 1.0, 0.0]), batch + (3,))
+        z = np.broadcast_to(np.array([0.0, 0.0, 1.0]), batch + (3,))
+        p = np.broadcast_to(self.base_m, batch + (3,))
+        for i in range(7):
+            ca, sa = _COS_ALPHA[i], _SIN_ALPHA[i]
+            # TransX(a) and RotX(alpha) then TransZ(d): origin moves along x, then the new z.
+            y_a = ca * y + sa * z
+            z_a = -sa * y + ca * z
+            p = p + _DH_A_M[i] * x + _DH_D_M[i] * z_a
+            c, s = ct[..., i, None], st[..., i, None]
+            x, y = c * x + s * y_a, -s * x + c * y_a
+            z = z_a
+        return p + _EE_OFFSET_M * z
+
+    def ee_position(self, q_rad) -> np.ndarray:
+        """EE position in ``world`` (m); same as :meth:`fk`."""
+        return self.fk(q_rad)
+
+    @staticmethod
+    def arm_positions(names, positions) -> np.ndarray:
+        """panda_joint1..7 positions (rad) picked by name from a JointState-like pair of lists.
+
+        Raises ``ValueError`` naming the missing joints when the message lacks any of them.
+        """
+        index = {name: i for i, name in enumerate(names)}
+        missing = [n for n in JOINT_NAMES if n not in index or index[n] >= len(positions)]
+        if missing:
+            raise ValueError(f"joint state lacks positions for {missing}; got names {list(names)}")
+        return np.array([positions[index[n]] for n in JOINT_NAMES], dtype=float)
 
     def fk_many(self, q_rad) -> np.ndarray:
         """Vectorised FK over an ``(N, 7)`` array of configurations -> ``(N, 3)`` positions (m)."""

@@ -83,12 +83,18 @@ def evaluate_quintic(coeffs, t_s):
 
     Returns three arrays ``(..., m, n)``.
     """
-    c = np.asarray(coeffs, dtype=float)
-    t = np.asarray(t_s, dtype=float)[..., :, None]
-    c = c[..., None, :, :]  # (..., 1, 6, n)
-    q = c[..., 0, :] + t * (c[..., 1, :] + t * (c[..., 2, :] + t * (c[..., 3, :] + t * (c[..., 4, :] + t * c[..., 5, :]))))
-    v = c[..., 1, :] + t * (2 * c[..., 2, :] + t * (3 * c[..., 3, :] + t * (4 * c[..., 4, :] + t * 5 * c[..., 5, :])))
-    a = 2 * c[..., 2, :] + t * (6 * c[..., 3, :] + t * (12 * c[..., 4, :] + t * 20 * c[..., 5, :]))
+    c = np.asarray(coeffs, dtype=float)[..., None, :, :]  # (..., 1, 6, n)
+    t = np.asarray(t_s, dtype=float)[..., :, None]        # (..., m, 1)
+    # Horner's scheme for the polynomial and its first two derivatives.
+    q = c[..., 5, :] * t + c[..., 4, :]
+    v = 5.0 * c[..., 5, :] * t + 4.0 * c[..., 4, :]
+    a = 20.0 * c[..., 5, :] * t + 12.0 * c[..., 4, :]
+    for k in (3, 2, 1):
+        q = q * t + c[..., k, :]
+        v = v * t + k * c[..., k, :]
+        if k >= 2:
+            a = a * t + k * (k - 1) * c[..., k, :]
+    q = q * t + c[..., 0, :]
     return q, v, a
 
 
@@ -190,16 +196,17 @@ def plan_to_rest(q_rad, qd_rad_s, qdd_rad_s2, goal_rad, limits: JointLimits, vel
                  min_duration_s: float = 0.0, acceleration_scale: float | None = None) -> JointPlan:
     """One quintic from the current state ``(q, qd, qdd)`` to ``goal_rad`` at rest.
 
-    Its duration is the shortest (on a fine grid) whose sampled velocities, accelerations and
-    positions stay within the scaled limits -- the initial velocity and acceleration are
-    allowed as they are, so a move that starts fast is never rejected for its own start.
-    ``acceleration_scale`` (default: ``velocity_scale``) scales the acceleration limits: an
-    abort may decelerate harder than a routine move.
+    Its duration is the shortest (grid search, then bisection) whose velocities, accelerations and
+    positions stay within the scaled limits (:func:`quintics_within_limits`), raised where the
+    start state already exceeds them (:func:`start_state_allowance`) so that a move that starts
+    fast is never rejected for its own start. ``acceleration_scale`` (default:
+    ``velocity_scale``) scales the acceleration limits: an abort may decelerate harder than a
+    routine move.
     """
-    plan, _ = _plan_to_rest_many(np.asarray(q_rad, float)[None], np.asarray(qd_rad_s, float)[None],
-                                 np.asarray(qdd_rad_s2, float)[None], _check_goal(goal_rad, limits),
-                                 limits, velocity_scale, min_duration_s, acceleration_scale)
-    return plan[0]
+    coeffs, durations = _quintics_to_rest(np.asarray(q_rad, float)[None], np.asarray(qd_rad_s, float)[None],
+                                          np.asarray(qdd_rad_s2, float)[None], _check_goal(goal_rad, limits),
+                                          limits, velocity_scale, min_duration_s, acceleration_scale)
+    return JointPlan([(coeffs[0], float(durations[0]))])
 
 
 def brake_stop_position(q_rad, qd_rad_s, qdd_rad_s2, duration_s: float) -> np.ndarray:
@@ -220,19 +227,70 @@ def plan_brake(q_rad, qd_rad_s, qdd_rad_s2, limits: JointLimits, min_duration_s:
     q, qd, qdd = (np.asarray(x, dtype=float) for x in (q_rad, qd_rad_s, qdd_rad_s2))
     _check_scale(deceleration_scale)
     a_max = deceleration_scale * limits.acceleration_rad_s2
-    T = float(max(min_duration_s, np.max(1.5 * np.abs(qd) / a_max), np.max(np.sqrt(np.abs(qdd) / a_max) * 0.5)))
+    # Peak deceleration of the smooth stop is 1.5 |qd| / T; lengthened below if qdd needs it.
+    T = float(max(min_duration_s, np.max(1.5 * np.abs(qd) / a_max)))
     zero = np.zeros_like(q)
+    v_allowed = np.maximum(limits.velocity_rad_s, np.abs(qd)) * (1 + 1e-6)
+    a_allowed = np.maximum(limits.acceleration_rad_s2, np.abs(qdd)) * (1 + 1e-6)
     for _ in range(20):
         stop = np.clip(brake_stop_position(q, qd, qdd, T), limits.lower_rad, limits.upper_rad)
-        plan = JointPlan([(quintic_coefficients(q, qd, qdd, stop, zero, zero, T), T)])
-        pos, vel, acc = plan.state_at(np.linspace(0.0, T, 61))
-        v_allowed = np.maximum(limits.velocity_rad_s, np.abs(qd)) + 1e-9
-        a_allowed = np.maximum(limits.acceleration_rad_s2, np.abs(qdd)) + 1e-9
-        if (np.all(np.abs(vel) <= v_allowed) and np.all(np.abs(acc) <= a_allowed)
-                and np.all(pos >= limits.lower_rad - 1e-6) and np.all(pos <= limits.upper_rad + 1e-6)):
+        coeffs = quintic_coefficients(q, qd, qdd, stop, zero, zero, T)
+        plan = JointPlan([(coeffs, T)])
+        if quintics_within_limits(coeffs[None], np.array([T]), limits, v_allowed[None], a_allowed[None])[0]:
             return plan
         T *= 1.25
     return plan
+
+
+def quintics_within_limits(coeffs, durations_s, limits: JointLimits, velocity_allowed, acceleration_allowed,
+                           samples: int = 41) -> np.ndarray:
+    """Whether each of K quintics ``(K, 6, n)`` over ``durations_s`` ``(K,)`` stays within the
+    position limits and the allowed velocity / acceleration magnitudes ``(K, n)`` or ``(n,)``.
+
+    Rigorous on a coarse grid: between samples ``h`` apart, an extremum of ``f`` can exceed the
+    sampled maximum by at most ``h^2/8 max|f''|``, and ``f''`` of velocity (jerk, quadratic) and
+    of acceleration (snap, linear) have closed-form maxima; positions use the acceleration bound.
+    """
+    c = np.asarray(coeffs, dtype=float)
+    T = np.asarray(durations_s, dtype=float)
+    tau = np.linspace(0.0, 1.0, samples)
+    pos, vel, acc = evaluate_quintic(c, T[:, None] * tau)  # (K, M, n)
+    h2_8 = ((T / (samples - 1)) ** 2 / 8.0)[:, None]  # (K, 1)
+    c3, c4, c5 = c[:, 3], c[:, 4], c[:, 5]  # (K, n)
+    Tn = T[:, None]
+    # max |jerk| over [0, T]: jerk = 6 c3 + 24 c4 t + 60 c5 t^2 (ends and vertex).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = np.clip(np.where(c5 != 0.0, -c4 / (5.0 * c5), 0.0), 0.0, Tn)
+    jerk = np.stack([6 * c3 + 24 * c4 * t + 60 * c5 * t**2 for t in (np.zeros_like(Tn), Tn, vertex)])
+    max_jerk = np.abs(jerk).max(axis=0)
+    max_snap = np.maximum(np.abs(24 * c4), np.abs(24 * c4 + 120 * c5 * Tn))
+    max_v = np.abs(vel).max(axis=1) + h2_8 * max_jerk
+    max_a = np.abs(acc).max(axis=1) + h2_8 * max_snap
+    pos_slack = h2_8 * max_a
+    v_ok = np.all(max_v <= np.asarray(velocity_allowed), axis=1)
+    a_ok = np.all(max_a <= np.asarray(acceleration_allowed), axis=1)
+    p_ok = (np.all(pos.min(axis=1) - pos_slack >= limits.lower_rad - 1e-9, axis=1)
+            & np.all(pos.max(axis=1) + pos_slack <= limits.upper_rad + 1e-9, axis=1))
+    return v_ok & a_ok & p_ok
+
+
+#: A retreat starting while still accelerating may carry on speeding up for about this long (s).
+START_ACCELERATION_CARRY_S = 0.25
+
+
+def start_state_allowance(qd_rad_s, qdd_rad_s2, limits: JointLimits, velocity_scale: float,
+                          acceleration_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity and acceleration magnitudes a plan from a moving state may reach, per joint.
+
+    The scaled limits, raised to what the start state already has -- its velocity plus what its
+    acceleration adds in :data:`START_ACCELERATION_CARRY_S` -- and never above the hard limits.
+    Leaving a fast reach cannot instantly be slower than the reach itself.
+    """
+    qd, qdd = np.abs(np.asarray(qd_rad_s, dtype=float)), np.abs(np.asarray(qdd_rad_s2, dtype=float))
+    v = np.maximum(velocity_scale * limits.velocity_rad_s, qd + START_ACCELERATION_CARRY_S * qdd)
+    a = np.maximum(acceleration_scale * limits.acceleration_rad_s2, qdd)
+    return (np.minimum(v, limits.velocity_rad_s) * (1 + 1e-6),
+            np.minimum(a, limits.acceleration_rad_s2) * (1 + 1e-6))
 
 
 def _check_scale(scale: float) -> None:
@@ -250,49 +308,55 @@ def _check_goal(goal_rad, limits: JointLimits) -> np.ndarray:
     return goal
 
 
-# Duration search bracket for plan_to_rest, as multiples of the at-rest minimum-jerk time.
-_DURATION_BRACKET = (0.25, 8.0)
-_DURATION_BISECTIONS = 14
-_FEASIBILITY_SAMPLES = 41
+# Duration search for plan_to_rest: a grid of multiples of the at-rest minimum-jerk time, then
+# bisection to about 0.2 % of the grid step.
+_DURATION_GRID = np.geomspace(0.2, 6.0, 16)
+_DURATION_BISECTIONS = 8
 
 
-def _plan_to_rest_many(q, qd, qdd, goal, limits: JointLimits, velocity_scale: float,
-                       min_duration_s: float, acceleration_scale: float | None = None) -> tuple[list[JointPlan], tuple[np.ndarray, np.ndarray]]:
+def _quintics_to_rest(q, qd, qdd, goal, limits: JointLimits, velocity_scale: float, min_duration_s: float,
+                      acceleration_scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised :func:`plan_to_rest` over K start states ``(K, n)`` to one goal.
 
-    The shortest feasible duration is found by bisection (vectorised over the K states) between
-    a fraction and a multiple of the at-rest minimum-jerk time; the upper end is used as is
-    when even it is infeasible. Returns the plans and ``(coefficients (K, 6, n), durations (K,))``.
+    Vectorised over the K states: the shortest feasible duration on a grid of multiples of the
+    at-rest minimum-jerk time, refined by bisection. Returns ``(coefficients (K, 6, n), durations (K,))``.
     """
     _check_scale(velocity_scale)
     acceleration_scale = velocity_scale if acceleration_scale is None else acceleration_scale
     _check_scale(acceleration_scale)
-    K, _ = q.shape
     floor_s = max(min_duration_s, 0.05)
     base = np.array([minimum_jerk_duration_s(qk, goal, limits, velocity_scale, 0.0) for qk in q])
-    lo = np.maximum(base * _DURATION_BRACKET[0], floor_s)
-    hi = np.maximum(base * _DURATION_BRACKET[1], floor_s)
-    v_allowed = np.maximum(velocity_scale * limits.velocity_rad_s, np.abs(qd))[:, None, :] * (1 + 1e-6)
-    a_allowed = np.maximum(acceleration_scale * limits.acceleration_rad_s2, np.abs(qdd))[:, None, :] * (1 + 1e-6)
-    tau = np.linspace(0.0, 1.0, _FEASIBILITY_SAMPLES)
+    v_allowed, a_allowed = start_state_allowance(qd, qdd, limits, velocity_scale, acceleration_scale)
 
     def feasible(durations: np.ndarray) -> np.ndarray:
         coeffs = quintic_coefficients(q, qd, qdd, goal, 0.0, 0.0, durations)
-        pos, vel, acc = evaluate_quintic(coeffs, durations[:, None] * tau)  # (K, M, n)
-        return (np.all(np.abs(vel) <= v_allowed, axis=(1, 2)) & np.all(np.abs(acc) <= a_allowed, axis=(1, 2))
-                & np.all(pos >= limits.lower_rad - 1e-6, axis=(1, 2))
-                & np.all(pos <= limits.upper_rad + 1e-6, axis=(1, 2)))
+        return quintics_within_limits(coeffs, durations, limits, v_allowed, a_allowed)
 
-    ok_lo = feasible(lo)
+    # Feasibility need not be monotonic in the duration (a long move lets the start velocity
+    # carry the arm far), so scan a geometric grid for the first feasible duration, then bisect
+    # between it and the infeasible one before it.
+    grid = np.maximum(base[:, None] * _DURATION_GRID[None, :], floor_s)  # (K, G)
+    ok = np.stack([feasible(grid[:, g]) for g in range(grid.shape[1])], axis=1)
+    rows = np.arange(q.shape[0])
+    first = np.argmax(ok, axis=1)
+    any_ok = ok.any(axis=1)
+    hi = grid[rows, first]
+    lo = np.where(first > 0, grid[rows, np.maximum(first - 1, 0)], hi)
     for _ in range(_DURATION_BISECTIONS):
         mid = 0.5 * (lo + hi)
-        ok = feasible(mid)
-        hi = np.where(ok, mid, hi)
-        lo = np.where(ok, lo, mid)
-    durations = np.where(ok_lo, lo, hi)
-    coeffs = quintic_coefficients(q, qd, qdd, goal, 0.0, 0.0, durations)
-    plans = [JointPlan([(coeffs[k], float(durations[k]))]) for k in range(K)]
-    return plans, (coeffs, durations)
+        ok_mid = feasible(mid)
+        hi = np.where(ok_mid, mid, hi)
+        lo = np.where(ok_mid, lo, mid)
+    durations = hi
+    if not any_ok.all():
+        # No duration on the grid is feasible (rare): take the one that exceeds the limits least.
+        bad = ~any_ok
+        coeffs = quintic_coefficients(q[bad, None], qd[bad, None], qdd[bad, None], goal, 0.0, 0.0, grid[bad])
+        _, vel, acc = evaluate_quintic(coeffs, grid[bad][..., None] * np.linspace(0.0, 1.0, 41))
+        excess = np.maximum((np.abs(vel) / v_allowed[bad, None, None]).max(axis=(2, 3)),
+                            (np.abs(acc) / a_allowed[bad, None, None]).max(axis=(2, 3)))
+        durations[bad] = grid[bad][np.arange(int(bad.sum())), np.argmin(excess, axis=1)]
+    return quintic_coefficients(q, qd, qdd, goal, 0.0, 0.0, durations), durations
 
 
 # ---------------------------------------------------------------------- zone checks
@@ -314,7 +378,7 @@ def first_zone_entry_s(plan: JointPlan, kinematics: PandaKinematics, zone: Zone,
 
 def commit_time_s(reach: JointPlan, kinematics: PandaKinematics, zone: Zone, retreat_goal_rad,
                   limits: JointLimits, velocity_scale: float, margin_m: float = 0.02,
-                  latency_s: float = 0.02, min_duration_s: float = 0.0, step_s: float = 0.005,
+                  latency_s: float = 0.02, min_duration_s: float = 0.0, step_s: float = 0.01,
                   acceleration_scale: float | None = None) -> float:
     """Last time along ``reach`` up to which an abort keeps the EE out of the zone.
 
@@ -332,15 +396,14 @@ def commit_time_s(reach: JointPlan, kinematics: PandaKinematics, zone: Zone, ret
     fine_t, fine_ee = ee_path_m(reach, kinematics, step_s / 2)
     inside_fine = zone.contains_many(fine_ee, margin_m)
     first_inside = fine_t[np.argmax(inside_fine)] if inside_fine.any() else np.inf
-    if not np.isfinite(first_inside):
-        return float(T)
     reach_entered = t_abort >= first_inside
     # Retreats from every candidate state, planned and checked in one batch.
     q, qd, qdd = reach.state_at(t_abort)
     goal = _check_goal(retreat_goal_rad, limits)
-    _, (coeffs, durations) = _plan_to_rest_many(q, qd, qdd, goal, limits, velocity_scale, min_duration_s,
-                                                acceleration_scale)
-    tau = np.linspace(0.0, 1.0, 81)
+    coeffs, durations = _quintics_to_rest(q, qd, qdd, goal, limits, velocity_scale, min_duration_s,
+                                          acceleration_scale)
+    # Sample every retreat at least every step_s (the longest sets the count).
+    tau = np.linspace(0.0, 1.0, int(np.ceil(durations.max() / step_s)) + 1)
     pos, _, _ = evaluate_quintic(coeffs, durations[:, None] * tau)  # (K, M, n)
     ee = kinematics.fk_many(pos.reshape(-1, pos.shape[-1])).reshape(pos.shape[0], pos.shape[1], 3)
     retreat_enters = zone.contains_many(ee.reshape(-1, 3), margin_m).reshape(ee.shape[:2]).any(axis=1)

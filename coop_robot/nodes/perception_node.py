@@ -127,12 +127,7 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ parameters
     def _tracker_config(self, values: dict) -> HandTrackerConfig:
-        fields = {name: values[name] for name in _TRACKER_PARAMETERS}
-        for name in ("hsv_lower", "hsv_upper"):
-            if any(v != int(v) for v in fields[name]):
-                raise ValueError(f"parameter '{name}' must hold integers, got {fields[name]!r}")
-            fields[name] = tuple(int(v) for v in fields[name])
-        return HandTrackerConfig(zone=self._zone, **fields)
+        return HandTrackerConfig.from_parameters({name: values[name] for name in _TRACKER_PARAMETERS}, self._zone)
 
     @staticmethod
     def _camera_pose(values: dict) -> CameraPose:

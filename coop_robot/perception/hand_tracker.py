@@ -5,7 +5,9 @@ The partner wears a glove of a distinctive colour. Each frame:
 1. threshold the colour image in HSV and clean the mask with a morphological open + close;
 2. keep the largest connected component above ``min_area_px`` (the hand blob);
 3. estimate the distance of the hand centre along the viewing ray through the blob centroid
-   from the blob's valid depth pixels (a robust median, see :attr:`HandTrackerConfig.hand_model`);
+   from the blob's valid depth pixels (a robust median, see :attr:`HandTrackerConfig.hand_model`)
+   and, for a ball-like glove, refine the centre by a robust fit of a sphere of known radius to
+   the visible surface points (corrects the centroid when part of the glove is hidden);
 4. back-project into the camera's optical frame (x right, y down, z forward) and transform into
    ``world`` with the camera extrinsics;
 5. differentiate successive detections for a smoothed velocity, and decide whether the hand is
@@ -26,7 +28,8 @@ they give an observation with ``detected=False`` and a ``reason``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -67,10 +70,11 @@ class HandTrackerConfig:
     min_depth_px: int = 5
     #: Hand / glove radius (m): how far the hand centre lies behind its visible surface.
     surface_offset_m: float = 0.045
-    #: "sphere": every blob pixel gives the centre distance of a sphere of radius
-    #: ``surface_offset_m`` seen through that pixel, the median of those is used (unbiased for a
-    #: ball-like glove, also when part of it is hidden). "surface": median depth of the blob,
-    #: pushed ``surface_offset_m`` along the viewing ray (for flat or irregular hands).
+    #: "sphere": every blob pixel gives the centre distance of a ball of radius
+    #: ``surface_offset_m`` seen through that pixel; the median of those, then a robust
+    #: least-squares fit of the ball to the visible surface points (unbiased for a ball-like
+    #: glove, also when part of it is hidden). "surface": median depth of the blob pushed
+    #: ``surface_offset_m`` along the viewing ray (for flat or irregular hands).
     hand_model: str = "sphere"
     #: Time constant (s) of the exponential smoothing of the finite-difference velocity; 0 = raw.
     velocity_smoothing_s: float = 0.05
@@ -124,6 +128,23 @@ class HandTrackerConfig:
             raise ValueError(f"zone must be a coop_robot.geometry.Zone, got {self.zone!r}")
         if self.zone_margin_m < -0.5 * float(np.min(self.zone.size_m)):
             raise ValueError(f"zone_margin_m {self.zone_margin_m} m would shrink the zone to nothing")
+
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any], zone: Zone | None = None) -> "HandTrackerConfig":
+        """Build from a ROS-style parameter mapping (e.g. ``config/perception.yaml``'s ``ros__parameters``).
+
+        Keys that are not fields are ignored; HSV bounds may be lists (of integral numbers).
+        """
+        known = {f.name for f in fields(cls)} - {"zone"}
+        values = {k: v for k, v in parameters.items() if k in known}
+        for name in ("hsv_lower", "hsv_upper"):
+            if name in values:
+                values[name] = tuple(values[name])
+        for name in ("min_area_px", "morphology_kernel_px", "min_depth_px"):
+            if name in values and isinstance(values[name], float) and values[name].is_integer():
+                values[name] = int(values[name])
+        return cls(zone=zone if zone is not None else DEFAULT_ZONE, **values)
 
 
 def _check_int(name: str, value, low: int) -> None:
@@ -261,7 +282,10 @@ class HandTracker:
         sin2_a = 1.0 - cos_a**2
         r = cfg.surface_offset_m
         d = rho * cos_a + np.sqrt(np.maximum(r * r - rho**2 * sin2_a, 0.0))
-        return float(np.median(d)) * unit_c
+        centre = float(np.median(d)) * unit_c
+        if r > 0.0 and z_m.size >= 8:
+            centre = _refine_sphere_centre(rays * z_m[:, None], centre, r)
+        return centre
 
     # ------------------------------------------------------------------ track state
     def _detected(self, stamp_s: float, position: np.ndarray, area: int, centroid) -> HandObservation:
@@ -313,6 +337,37 @@ class HandTracker:
         text = f"{'IN' if obs.in_zone else 'out'}{' (held)' if obs.in_zone_held else ''} area={obs.pixel_area}"
         cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         return out
+
+
+def _refine_sphere_centre(points: np.ndarray, centre0: np.ndarray, radius_m: float) -> np.ndarray:
+    """Robust least-squares centre of a sphere of known radius through visible surface points.
+
+    Corrects the sideways bias of the blob centroid when part of the glove is hidden (the
+    centroid of the visible part is not the projection of the centre). Gauss-Newton from
+    ``centre0`` with Huber weights; falls back to ``centre0`` when the visible patch does not
+    constrain the centre (a thin sliver) or the fit moves implausibly far.
+    """
+    centre = centre0.copy()
+    huber_m = 0.1 * radius_m
+    for _ in range(6):
+        diff = points - centre
+        dist = np.maximum(np.linalg.norm(diff, axis=1), 1e-9)
+        residual = dist - radius_m
+        jac = -diff / dist[:, None]
+        weight = np.minimum(1.0, huber_m / np.maximum(np.abs(residual), 1e-12))
+        hessian = jac.T @ (weight[:, None] * jac)
+        eig = np.linalg.eigvalsh(hessian)
+        if eig[0] <= 1e-3 * eig[-1]:
+            return centre0
+        step = -np.linalg.solve(hessian, jac.T @ (weight * residual))
+        centre = centre + step
+        if np.linalg.norm(step) < 1e-5:
+            break
+    # The centre lies behind the visible surface and near the first estimate.
+    surface_range_m = float(np.median(np.linalg.norm(points, axis=1)))
+    if np.linalg.norm(centre - centre0) > radius_m or np.linalg.norm(centre) < surface_range_m:
+        return centre0
+    return centre
 
 
 def _check_inputs(rgb, depth_m, intr: Intrinsics) -> None:

@@ -17,7 +17,7 @@ class OraclePolicy(Policy):
     name = "oracle"
     yields_to_partner = False  # it starts before the zone is clear by design
 
-    def __init__(self, entry_lead_s: float = 0.45, margin_s: float = 0.05, stale_after_s: float = 0.5) -> None:
+    def __init__(self, entry_lead_s: float = 0.875, margin_s: float = 0.05, stale_after_s: float = 0.5) -> None:
         for key, val in (("entry_lead_s", entry_lead_s), ("margin_s", margin_s)):
             if not (math.isfinite(val) and val >= 0.0):
                 raise PolicyError(f"{key} must be a finite value >= 0, got {val!r}")

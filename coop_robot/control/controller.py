@@ -1,0 +1,422 @@
+"""The arm controller's state machine: turn decisions in, safe joint trajectories out.
+
+:class:`ArmController` is a pure core (no ROS): call :meth:`ArmController.update` once per tick
+(100 Hz) with the newest inputs; it returns the controller state, events, and -- when the
+motion changes -- a joint trajectory to send to a ros2_control joint trajectory controller
+(JTC semantics: the new trajectory replaces the old one and starts on receipt).
+
+States: ``home``, ``reaching``, ``acting``, ``withdrawing``, ``retreating``, ``holding``, ``estop``.
+
+Safety rules, in priority order:
+
+1. **E-stop**: brake to a stop from the current state at once, then ignore decisions until the
+   stop is released; then return home at half speed.
+2. **Watchdog**: perception older than ``perception_timeout_s`` (or none at all once the startup
+   grace has passed) stops any motion away from home and returns home; at home the controller
+   is ``holding`` and starts nothing until perception is fresh again.
+3. **Zone guard**: a reach starts only when the partner is perceived outside the zone on fresh
+   perception. Until the reach's *commit time* (the last moment an abort still keeps the EE
+   outside the zone grown by ``commit_margin_m``, see :func:`planning.commit_time_s`) the
+   reach is aborted -- a retreat home from the current state -- as soon as the partner is
+   perceived inside, perception is unknown, or the decision stops being "act". After the
+   commit time the entry was decided while the partner was outside; if the partner then
+   enters (or the policy says "yield") the arm withdraws at once instead of acting.
+
+New plans start from the measured joint positions (the last commanded state without them) and
+the commanded velocity and acceleration. A plan whose goal the measured joints have not reached
+``settle_timeout_s`` after it ended counts as not followed: a reach is given up (back home,
+no act), a move home is sent again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from coop_robot.control.kinematics import JOINT_NAMES, DEFAULT_ROBOT_BASE_M, IKError, PandaKinematics
+from coop_robot.control.planning import (
+    JointLimits,
+    JointPlan,
+    TrajectoryPoint,
+    commit_time_s,
+    first_zone_entry_s,
+    plan_brake,
+    plan_minimum_jerk,
+    plan_to_rest,
+)
+from coop_robot.geometry import Zone
+
+STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop")
+EVENTS = ("reach_start", "entry_commit", "act_start", "withdraw_start", "home", "abort", "watchdog",
+          "estop", "estop_release")
+DECISIONS = ("act", "wait", "yield")
+
+#: A reach whose EE path stays within this fraction of commit_margin_m of the nominal reach's
+#: (compared at equal phase) reuses the nominal commit time instead of computing its own.
+_REUSE_COMMIT_MARGIN_FRACTION = 0.25
+_PATH_PHASES = np.linspace(0.0, 1.0, 101)
+
+DEFAULT_HOME_RAD = (0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785)
+DEFAULT_TARGET_M = (0.60, -0.08, 0.72)
+DEFAULT_ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Everything the controller needs; units in the names, positions in the ``world`` frame."""
+
+    joint_names: tuple[str, ...] = JOINT_NAMES
+    home_rad: tuple[float, ...] = DEFAULT_HOME_RAD
+    target_m: tuple[float, float, float] = DEFAULT_TARGET_M
+    zone: Zone = DEFAULT_ZONE
+    #: Fraction of the joint velocity (and acceleration) limits used by routine moves.
+    velocity_scale: float = 0.5
+    min_move_duration_s: float = 0.5
+    act_duration_s: float = 0.4
+    perception_timeout_s: float = 0.5
+    #: How far outside the zone an aborted reach must stay (m).
+    commit_margin_m: float = 0.02
+    point_rate_hz: float = 50.0
+    robot_base_m: tuple[float, float, float] = DEFAULT_ROBOT_BASE_M
+    #: After start-up, how long to wait for the first perception message before holding (s).
+    startup_grace_s: float = 2.0
+    #: Tick plus transport delay assumed between deciding an abort and the arm obeying it (s).
+    command_latency_s: float = 0.02
+    #: Fraction of the acceleration limits used to brake (e-stop) and to abort a reach.
+    stop_acceleration_scale: float = 0.8
+    #: A plan counts as finished once its time is up and the measured joints are this close (rad)
+    #: to its goal; still farther ``settle_timeout_s`` later, the arm did not follow: a reach is
+    #: given up (back home, no act), a move home is sent again.
+    settle_tolerance_rad: float = 0.02
+    settle_timeout_s: float = 1.0
+    #: At start-up, a measured configuration farther than this (rad) from home is driven home.
+    home_tolerance_rad: float = 0.05
+
+    def __post_init__(self) -> None:
+        names = tuple(self.joint_names)
+        if len(names) != 7 or len(set(names)) != 7 or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"joint_names must be 7 distinct non-empty names, got {list(self.joint_names)!r}")
+        object.__setattr__(self, "joint_names", names)
+        _vector(self, "home_rad", 7)
+        _vector(self, "target_m", 3)
+        _vector(self, "robot_base_m", 3)
+        if not isinstance(self.zone, Zone):
+            raise ValueError(f"zone must be a coop_robot.geometry.Zone, got {self.zone!r}")
+        if not (0.0 < self.velocity_scale <= 1.0):
+            raise ValueError(f"velocity_scale must be in (0, 1], got {self.velocity_scale!r}")
+        if not (0.0 < self.stop_acceleration_scale <= 1.0):
+            raise ValueError(f"stop_acceleration_scale must be in (0, 1], got {self.stop_acceleration_scale!r}")
+        for name in ("min_move_duration_s", "act_duration_s", "commit_margin_m", "command_latency_s",
+                     "settle_timeout_s", "startup_grace_s"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a finite value >= 0, got {value!r}")
+        for name in ("perception_timeout_s", "point_rate_hz", "settle_tolerance_rad", "home_tolerance_rad"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
+
+
+def _vector(cfg: ControllerConfig, name: str, n: int) -> None:
+    value = np.asarray(getattr(cfg, name), dtype=float)
+    if value.shape != (n,) or not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be {n} finite numbers, got {getattr(cfg, name)!r}")
+    object.__setattr__(cfg, name, tuple(float(v) for v in value))
+
+
+@dataclass
+class ControllerInputs:
+    """The newest value of every input at one tick (times on the controller's clock, s)."""
+
+    decision: str | None = None               # "act" / "wait" / "yield"; None = none (fresh) received
+    partner_in_zone: bool | None = None       # perceived; None = unknown
+    perception_stamp_s: float | None = None   # stamp of the newest perception message; None = none yet
+    joint_positions: Sequence[float] | None = None  # measured arm joints (rad), in joint_names order
+    estop: bool = False
+
+
+class ControllerEvent(NamedTuple):
+    name: str
+    t_s: float
+
+
+@dataclass
+class TrajectoryCommand:
+    """A joint trajectory to send now (``time_from_start`` relative to receipt)."""
+
+    joint_names: tuple[str, ...]
+    points: list[TrajectoryPoint]
+    purpose: str          # reach, retreat, withdraw, brake, home
+    plan: JointPlan       # the continuous plan the points sample (for checks and logs)
+
+
+@dataclass
+class ControllerOutput:
+    state: str
+    trajectory: TrajectoryCommand | None = None
+    events: list[ControllerEvent] = field(default_factory=list)
+    #: Human-readable warnings for the log (e.g. the arm did not follow a trajectory).
+    warnings: list[str] = field(default_factory=list)
+
+
+class ArmController:
+    """Pure turn-taking arm controller; see the module docstring for the rules.
+
+    Raises ``ValueError`` at construction when the home pose is not outside the zone (with the
+    commit margin), or the target is not inside it, and :class:`IKError` when the target has no
+    IK solution.
+    """
+
+    def __init__(self, config: ControllerConfig | None = None) -> None:
+        self.config = cfg = config or ControllerConfig()
+        self.kinematics = PandaKinematics(cfg.robot_base_m)
+        self.limits = JointLimits.panda()
+        self.home_rad = np.asarray(cfg.home_rad, dtype=float)
+        if not self.limits.contains(self.home_rad):
+            raise ValueError(f"home_rad {list(cfg.home_rad)} is outside the Panda joint limits")
+        self.home_ee_m = self.kinematics.fk(self.home_rad)
+        if cfg.zone.contains(self.home_ee_m, cfg.commit_margin_m):
+            raise ValueError(f"home EE {np.round(self.home_ee_m, 3).tolist()} m must be outside the zone "
+                             f"grown by commit_margin_m={cfg.commit_margin_m} m")
+        if not cfg.zone.contains(cfg.target_m):
+            raise ValueError(f"target_m {list(cfg.target_m)} must be inside the zone "
+                             f"{list(cfg.zone.min_m)}..{list(cfg.zone.max_m)}")
+        try:
+            self.target_rad = self.kinematics.ik(cfg.target_m, seed_rad=self.home_rad, nominal_rad=self.home_rad)
+        except IKError as exc:
+            raise IKError(f"target_m {list(cfg.target_m)}: {exc}") from exc
+        self.target_ee_m = self.kinematics.fk(self.target_rad)
+        # The nominal reach from home: its commit time is reused when a reach starts at home.
+        self.nominal_reach = self._reach_plan(self.home_rad)
+        self.nominal_commit_s = self._commit_time(self.nominal_reach)
+        self.nominal_entry_s = first_zone_entry_s(self.nominal_reach, self.kinematics, cfg.zone)
+        self._nominal_ee_path = self._ee_path(self.nominal_reach)
+        self.reset()
+
+    # ------------------------------------------------------------------ public API
+    def reset(self) -> None:
+        """Forget all runtime state (start-up: at home, nothing commanded yet)."""
+        self.state = "home"
+        self._plan: JointPlan | None = None
+        self._plan_start_s = 0.0
+        self._hold_rad = self.home_rad.copy()
+        self._commit_s = 0.0
+        self._committed = False
+        self._act_until_s = 0.0
+        self._t0_s: float | None = None
+        self._seen_joints = False
+
+    @property
+    def committed(self) -> bool:
+        return self._committed
+
+    @property
+    def commit_time_s(self) -> float:
+        """Commit time (s from the reach start) of the current / last reach."""
+        return self._commit_s
+
+    def commanded_state(self, now_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Commanded ``(q, qd, qdd)`` at ``now_s`` along the last trajectory sent (at rest if none)."""
+        if self._plan is None:
+            zero = np.zeros(7)
+            return self._hold_rad.copy(), zero, zero.copy()
+        return self._plan.state_at(now_s - self._plan_start_s)
+
+    def update(self, now_s: float, inputs: ControllerInputs) -> ControllerOutput:
+        """Advance the state machine to ``now_s`` (s, controller clock) given the newest inputs."""
+        cfg = self.config
+        if self._t0_s is None:
+            self._t0_s = now_s
+        if inputs.decision is not None and inputs.decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS} or None, got {inputs.decision!r}")
+        out = ControllerOutput(self.state)
+        partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
+        q_meas = _measured(inputs.joint_positions)
+        stamp = inputs.perception_stamp_s
+        if stamp is None:
+            stale = now_s - self._t0_s > cfg.startup_grace_s
+            fresh = False
+        else:
+            stale = now_s - stamp > cfg.perception_timeout_s
+            fresh = not stale
+        guard_clear = fresh and partner_in_zone is False
+
+        # 1. E-stop: brake now, then hold until released.
+        if inputs.estop:
+            if self.state != "estop":
+                self._emit(out, "estop", now_s)
+                q, qd, qdd = self._start_state(now_s, q_meas)
+                plan = plan_brake(q, qd, qdd, self.limits, deceleration_scale=cfg.stop_acceleration_scale)
+                self._send(out, plan, now_s, "brake", "estop")
+            return out
+        if self.state == "estop":
+            self._emit(out, "estop_release", now_s)
+            self._go_home(out, now_s, q_meas, velocity_scale=0.5 * cfg.velocity_scale)
+            return out
+
+        # Start-up: an arm found away from home is first driven home, slowly.
+        if q_meas is not None and not self._seen_joints:
+            self._seen_joints = True
+            if self.state in ("home", "holding") and np.max(np.abs(q_meas - self.home_rad)) > cfg.home_tolerance_rad:
+                self._hold_rad = q_meas.copy()
+                self._go_home(out, now_s, q_meas, velocity_scale=0.5 * cfg.velocity_scale)
+                return out
+
+        elapsed = now_s - self._plan_start_s
+        if self.state in ("home", "holding"):
+            self.state = out.state = "holding" if stale else "home"
+            if self.state == "home" and inputs.decision == "act" and guard_clear:
+                self._start_reach(out, now_s, q_meas)
+        elif self.state == "reaching":
+            if not self._committed and elapsed >= self._commit_s:
+                self._committed = True
+                self._emit(out, "entry_commit", now_s)
+            if stale:
+                self._emit(out, "watchdog", now_s)
+                self._stop_and_return(out, now_s, q_meas)
+            elif not self._committed and not (inputs.decision == "act" and guard_clear):
+                # Zone guard: partner inside (or unknown), or the policy changed its mind.
+                self._stop_and_return(out, now_s, q_meas)
+            elif self._committed and (partner_in_zone is True or inputs.decision == "yield"):
+                self._stop_and_return(out, now_s, q_meas)
+            else:
+                progress = self._plan_progress(now_s, q_meas)
+                if progress == "arrived":
+                    self.state = out.state = "acting"
+                    self._act_until_s = now_s + cfg.act_duration_s
+                    self._emit(out, "act_start", now_s)
+                elif progress == "stuck":
+                    # The arm did not follow (command lost, arm blocked): no turn; go back home.
+                    out.warnings.append(self._stuck_warning(q_meas, "target"))
+                    self._stop_and_return(out, now_s, q_meas)
+        elif self.state == "acting":
+            if stale:
+                self._emit(out, "watchdog", now_s)
+                self._stop_and_return(out, now_s, q_meas)
+            elif partner_in_zone is True or inputs.decision == "yield" or now_s >= self._act_until_s:
+                self._stop_and_return(out, now_s, q_meas)
+        elif self.state in ("withdrawing", "retreating"):
+            progress = self._plan_progress(now_s, q_meas)
+            if progress == "arrived":
+                self._arrive_home(out, now_s)
+            elif progress == "stuck":
+                out.warnings.append(self._stuck_warning(q_meas, "home") + "; sending the move home again")
+                plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+                self._send(out, plan, now_s, "home", self.state)
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
+        cfg = self.config
+        return plan_minimum_jerk(start_rad, self.target_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+
+    def _ee_path(self, plan: JointPlan) -> np.ndarray:
+        return self.kinematics.fk_many(plan.state_at(_PATH_PHASES * plan.duration_s)[0])
+
+    def _commit_time(self, reach: JointPlan) -> float:
+        cfg = self.config
+        return commit_time_s(reach, self.kinematics, cfg.zone, self.home_rad, self.limits, cfg.velocity_scale,
+                             margin_m=cfg.commit_margin_m, latency_s=cfg.command_latency_s,
+                             acceleration_scale=cfg.stop_acceleration_scale)
+
+    def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+        start = q_meas if q_meas is not None else self._hold_rad
+        reach = self._reach_plan(start)
+        # Computing a commit time takes ~0.1 s, too long for a tick: a reach starting where the
+        # nominal one does (the usual case, up to the arm's small tracking error at home) uses
+        # the precomputed one, scaled to its duration; the retreats from nearby states differ
+        # no more than the reach paths do, and that difference is a fraction of the margin.
+        deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._nominal_ee_path, axis=1))
+        if deviation_m <= _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m:
+            commit = self.nominal_commit_s * reach.duration_s / self.nominal_reach.duration_s
+        else:
+            commit = self._commit_time(reach)
+        self._commit_s = commit
+        self._committed = False
+        self._emit(out, "reach_start", now_s)
+        self._send(out, reach, now_s, "reach", "reaching")
+        if commit <= 0.0:
+            self._committed = True
+            self._emit(out, "entry_commit", now_s)
+
+    def _stop_and_return(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+        """Leave the current motion for home: an abort (retreating) before the reach's commit
+        time, a withdrawal from the zone otherwise."""
+        cfg = self.config
+        aborting = self.state == "reaching" and not self._committed
+        q, qd, qdd = self._start_state(now_s, q_meas)
+        if np.allclose(qd, 0.0, atol=1e-9) and np.allclose(qdd, 0.0, atol=1e-9):
+            plan = plan_minimum_jerk(q, self.home_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+        else:
+            plan = plan_to_rest(q, qd, qdd, self.home_rad, self.limits, cfg.velocity_scale,
+                                min_duration_s=0.0, acceleration_scale=cfg.stop_acceleration_scale)
+        if aborting:
+            self._emit(out, "abort", now_s)
+            self._send(out, plan, now_s, "retreat", "retreating")
+        else:
+            self._emit(out, "withdraw_start", now_s)
+            self._send(out, plan, now_s, "withdraw", "withdrawing")
+
+    def _go_home(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None, velocity_scale: float) -> None:
+        """Slow return home from wherever the arm is (after an e-stop release, at start-up)."""
+        q, qd, qdd = self._start_state(now_s, q_meas)
+        if np.max(np.abs(q - self.home_rad)) <= 1e-3 and np.allclose(qd, 0.0) and np.allclose(qdd, 0.0):
+            self._plan = None
+            self._hold_rad = self.home_rad.copy()
+            self._arrive_home(out, now_s)
+            return
+        plan = plan_to_rest(q, qd, qdd, self.home_rad, self.limits, velocity_scale,
+                            min_duration_s=self.config.min_move_duration_s)
+        self._emit(out, "withdraw_start", now_s)
+        self._send(out, plan, now_s, "home", "withdrawing")
+
+    def _arrive_home(self, out: ControllerOutput, now_s: float) -> None:
+        self.state = out.state = "home"
+        self._committed = False
+        self._emit(out, "home", now_s)
+
+    def _start_state(self, now_s: float, q_meas: np.ndarray | None):
+        """Start of a new plan: measured positions when known, commanded velocity/acceleration."""
+        q_cmd, qd, qdd = self.commanded_state(now_s)
+        return (q_meas if q_meas is not None else q_cmd), qd, qdd
+
+    def _plan_progress(self, now_s: float, q_meas: np.ndarray | None) -> str:
+        """``running`` until the plan's time is up; then ``arrived`` once the measured joints are
+        within ``settle_tolerance_rad`` of its goal (at once without measurements), or ``stuck``
+        when they still are not ``settle_timeout_s`` later."""
+        if self._plan is None:
+            return "arrived"
+        over_s = now_s - self._plan_start_s - self._plan.duration_s
+        if over_s < 0.0:
+            return "running"
+        if q_meas is None or np.max(np.abs(q_meas - self._plan.goal_rad)) <= self.config.settle_tolerance_rad:
+            return "arrived"
+        return "stuck" if over_s >= self.config.settle_timeout_s else "running"
+
+    def _stuck_warning(self, q_meas: np.ndarray, goal: str) -> str:
+        error = float(np.max(np.abs(q_meas - self._plan.goal_rad)))
+        return (f"arm did not reach the {goal}: measured joints {error:.3f} rad from it "
+                f"{self.config.settle_timeout_s:.1f} s after the trajectory ended")
+
+    def _send(self, out: ControllerOutput, plan: JointPlan, now_s: float, purpose: str, state: str) -> None:
+        self._plan = plan
+        self._plan_start_s = now_s
+        self._hold_rad = plan.goal_rad
+        self.state = out.state = state
+        out.trajectory = TrajectoryCommand(self.config.joint_names, plan.points(self.config.point_rate_hz),
+                                           purpose, plan)
+
+    @staticmethod
+    def _emit(out: ControllerOutput, name: str, now_s: float) -> None:
+        out.events.append(ControllerEvent(name, float(now_s)))
+
+
+def _measured(joint_positions) -> np.ndarray | None:
+    if joint_positions is None:
+        return None
+    q = np.asarray(joint_positions, dtype=float)
+    if q.shape != (7,) or not np.all(np.isfinite(q)):
+        return None
+    return q

@@ -1,0 +1,388 @@
+"""``coop_sim``: the PyBullet simulation as a ROS 2 node.
+
+Steps :class:`coop_robot.sim.core.InteractionSim` on a wall-clock loop paced to
+``real_time_factor`` and publishes what a real cell would (``/clock``, joint states, RGB-D
+images with camera info) plus, in simulation only, ground truth for scoring. It accepts
+``trajectory_msgs/JointTrajectory`` with joint_trajectory_controller semantics.
+
+Time: this node is the clock source. It runs on wall time (``use_sim_time`` is forced to false
+for it, with a warning if set) and stamps everything it publishes with the physics time.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+import time
+
+import numpy as np
+from geometry_msgs.msg import Point, PointStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import PublisherEventCallbacks
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, Image, JointState, TimeReference
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from coop_robot.nodes.common import (
+    COMMAND_QOS, EVENT_QOS, LATCHED_QOS, SENSOR_QOS, ParameterError, declare, declare_zone, run_node, s_to_stamp,
+    stamp_to_s,
+)
+from coop_robot.partner.profile import ProfileError
+from coop_robot.sim.core import InteractionSim, world_config_from_params
+from coop_robot.sim.trajectory import TrajectoryRejected
+
+GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+HAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+#: Wall-clock period of the stepping loop (s). Each tick advances the physics as far as pacing
+#: allows, so this only sets the latency of command handling and the burstiness of output.
+_TICK_PERIOD_S = 0.005
+#: Longest a tick may keep stepping (wall s) before yielding to subscriptions and Ctrl-C.
+_TICK_BUDGET_S = 0.05
+#: perception_sync: when held back this long (wall s) with no newer /partner/hand, assume the
+#: frame perception needed was dropped and release the next camera frame.
+_SYNC_STALL_S = 0.3
+#: When the sim falls this far behind its pacing target (sim s), it re-anchors instead of
+#: bursting to catch up (e.g. after being held back by perception_sync or a busy CPU).
+_MAX_CATCH_UP_S = 0.1
+
+
+class SimNode(Node):
+    """Thin wrapper: parameters and messages in, :class:`InteractionSim` steps, messages out."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("coop_sim", **kwargs)
+        if self.get_parameter("use_sim_time").value:
+            self.get_logger().warning(
+                "use_sim_time is true, but coop_sim is the /clock source and runs on wall time; ignoring it")
+            self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, False)])
+
+        gui = declare(self, "gui", False, "Open the PyBullet GUI window (needs a display)")
+        seed = declare(self, "seed", 0, "Seed of the simulated partner's random generator", low=0)
+        partner = declare(self, "partner", "typical",
+                          "Partner profile: a name under config/partners (typical, fast, slow, hesitant, "
+                          "erratic) or a path to a profile YAML file")
+        physics_rate_hz = declare(self, "physics_rate_hz", 240, "Physics steps per simulated second", low=60, high=2000)
+        self._camera_period_s = 1.0 / declare(
+            self, "camera_rate_hz", 30.0, "Camera frames per simulated second", low=1.0, high=240.0)
+        self._joint_state_period_s = 1.0 / declare(
+            self, "joint_state_rate_hz", 100.0, "Joint state messages per simulated second", low=1.0, high=1000.0)
+        self._clock_period_s = 1.0 / declare(
+            self, "clock_rate_hz", 250.0, "Most /clock messages per simulated second (clock resolution)",
+            low=1.0, high=10000.0)
+        self._rtf = declare(self, "real_time_factor", 1.0,
+                            "Simulated seconds per wall second; 0 runs as fast as possible", low=0.0, high=100.0)
+        self._perception_sync = declare(
+            self, "perception_sync", False,
+            "Do not run more than max_perception_lag_s of sim time ahead of the newest /partner/hand stamp")
+        self._max_lag_s = declare(self, "max_perception_lag_s", 0.1,
+                                  "Allowed sim-time lead over perception when perception_sync is on (s)",
+                                  low=0.0, high=10.0)
+        self._startup_wait_s = declare(
+            self, "perception_startup_wait_s", 10.0,
+            "With perception_sync, advance only frame by frame until the first /partner/hand arrives, "
+            "at most this long after start (wall s); 0 starts at full speed", low=0.0, high=600.0)
+        self._perception_timeout_s = declare(
+            self, "perception_timeout_s", 2.0,
+            "Wall time without /partner/hand after which perception_sync stops holding the sim back (s)",
+            low=0.1, high=60.0)
+        trajectory_topic = declare(self, "trajectory_topic", "/panda_arm_controller/joint_trajectory",
+                                   "JointTrajectory command topic (joint_trajectory_controller interface)")
+        partner_hand_topic = declare(self, "partner_hand_topic", "/partner/hand",
+                                     "Perceived partner hand (PointStamped), used by perception_sync")
+        self._camera_frame = declare(self, "camera_frame_id", "camera_color_optical_frame",
+                                     "frame_id of the colour and (aligned) depth images")
+        zone = declare_zone(self)
+        camera_position_m = declare(self, "camera_position_m", [0.60, 0.95, 1.45],
+                                    "Camera optical frame position in the world frame (m)")
+        camera_orientation = declare(self, "camera_orientation_xyzw", [-0.009343, 0.887718, -0.460268, 0.004844],
+                                     "Camera optical frame orientation in the world frame, quaternion [x, y, z, w]")
+        home = declare(self, "robot_home_joint_positions_rad", [0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785],
+                       "Arm configuration at start, panda_joint1..7 (rad)")
+        width = declare(self, "image_width", 320, "Rendered image width (px)", low=16, high=1920)
+        height = declare(self, "image_height", 240, "Rendered image height (px)", low=16, high=1080)
+        vfov_deg = declare(self, "vertical_fov_deg", 58.0, "Camera vertical field of view (deg)", low=10.0, high=120.0)
+        low_poly = declare(self, "low_poly_robot", True,
+                           "Render the Panda with its low-poly collision meshes (much faster software rendering)")
+
+        try:
+            config = world_config_from_params(
+                zone_min_m=zone.min_m, zone_max_m=zone.max_m, camera_position_m=camera_position_m,
+                camera_orientation_xyzw=camera_orientation, robot_home_joint_positions_rad=home,
+                physics_rate_hz=float(physics_rate_hz), image_width=width, image_height=height,
+                vertical_fov_deg=vfov_deg, low_poly_robot=low_poly)
+        except ValueError as exc:
+            raise ParameterError(f"world geometry: {exc}") from exc
+        try:
+            self._sim = InteractionSim.from_params(partner=partner, seed=seed, gui=gui, world_config=config)
+        except (ProfileError, OSError) as exc:
+            raise ParameterError(f"parameter 'partner' = {partner!r}: {exc}") from exc
+        except ValueError as exc:  # e.g. a zone that does not hold the partner's hand target
+            raise ParameterError(f"cannot build the simulation: {exc}") from exc
+        except RuntimeError as exc:  # PyBullet connection, e.g. gui without a display
+            raise ParameterError(f"parameter 'gui' = {gui}: {exc}") from exc
+
+        self._camera_info = self._make_camera_info()
+        self._clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
+        self._joint_pub = self.create_publisher(JointState, "/joint_states", COMMAND_QOS)
+        self._color_pub = self.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
+        self._color_info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR_QOS)
+        self._depth_pub = self.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_QOS)
+        self._depth_info_pub = self.create_publisher(CameraInfo, "/camera/depth/camera_info", SENSOR_QOS)
+        self._event_pub = self.create_publisher(TimeReference, "/sim/ground_truth/events", EVENT_QOS)
+        self._hand_pub = self.create_publisher(PointStamped, "/sim/ground_truth/partner_hand", GROUND_TRUTH_QOS)
+        self._ee_pub = self.create_publisher(PointStamped, "/sim/ground_truth/robot_ee", GROUND_TRUTH_QOS)
+        # The partner plans its first turn at t = 0, before other nodes are up: a subscriber that
+        # joins later gets the current plan re-sent when it matches.
+        self._latest_plan: dict[str, float] = {}
+        self._plan_pub = self.create_publisher(
+            TimeReference, "/sim/ground_truth/partner_plan", EVENT_QOS,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_plan_subscriber_matched))
+        self._phase_pub = self.create_publisher(String, "/sim/partner/phase", LATCHED_QOS)
+        self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
+        if self._perception_sync:
+            self.create_subscription(PointStamped, partner_hand_topic, self._on_partner_hand, HAND_QOS)
+
+        self._newest_perception_s: float | None = None
+        self._perception_wall_s: float | None = None
+        self._warned_perception_stale = False
+        self._sync_release_s = 0.0
+        self._sync_release_wall_s = 0.0
+        self._next_clock_s = 0.0
+        self._next_joint_state_s = 0.0
+        self._next_camera_s = 0.0
+        self._phase = None
+        self._start_wall_s = time.monotonic()
+        self._wall_anchor_s = time.monotonic()
+        self._sim_anchor_s = 0.0
+        self._stats_wall_s = time.monotonic()
+        self._stats_cpu_s = time.process_time()
+        self._stats_steps = 0
+        self._closed = False
+
+        # Registered after all declarations: from here on only real_time_factor may change.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._publish_outputs()  # t = 0: clock, joint state, first frame, phase
+        # A steady (wall) clock timer: the node's own clock would follow /clock, which it publishes.
+        self._timer = self.create_timer(_TICK_PERIOD_S, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._stats_timer = self.create_timer(10.0, self._log_stats, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(
+            f"coop_sim ready: partner {partner!r}, seed {seed}, physics {physics_rate_hz} Hz, "
+            f"real_time_factor {self._rtf:g}{' (as fast as possible)' if self._rtf == 0 else ''}, "
+            f"perception_sync {'on' if self._perception_sync else 'off'}")
+
+    # ------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """real_time_factor can be changed live; everything else is read once at start-up."""
+        for param in params:
+            if param.name == "real_time_factor":
+                value = param.value
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
+                    return SetParametersResult(
+                        successful=False, reason=f"real_time_factor must be a number in [0, 100], got {value!r}")
+            elif not (param.name == "use_sim_time" and param.value is False):
+                return SetParametersResult(
+                    successful=False, reason=f"{param.name} is read at start-up; restart coop_sim to change it")
+        for param in params:
+            if param.name == "real_time_factor":
+                self._rtf = float(param.value)
+                self._sim_anchor_s, self._wall_anchor_s = self._sim.t_s, time.monotonic()
+                self.get_logger().info(f"real_time_factor set to {self._rtf:g}")
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ subscriptions
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        try:
+            for i, pt in enumerate(msg.points):
+                if len(pt.effort):
+                    raise TrajectoryRejected(f"point #{i} has effort values; this position-controlled arm "
+                                             "accepts positions, velocities and accelerations only")
+            points = [(pt.time_from_start.sec + 1e-9 * pt.time_from_start.nanosec, list(pt.positions),
+                       list(pt.velocities) or None, list(pt.accelerations) or None) for pt in msg.points]
+            self._sim.command_trajectory(list(msg.joint_names), points, stamp_to_s(msg.header.stamp))
+        except TrajectoryRejected as exc:
+            self.get_logger().error(f"rejected trajectory: {exc}")
+            return
+        self.get_logger().debug(f"trajectory with {len(msg.points)} points accepted at t={self._sim.t_s:.3f} s")
+
+    def _on_plan_subscriber_matched(self, status) -> None:
+        if status.current_count_change > 0 and not self._closed:
+            for source, time_ref_s in self._latest_plan.items():
+                self._publish_time_reference(self._plan_pub, source, time_ref_s, self._sim.t_s)
+
+    def _on_partner_hand(self, msg: PointStamped) -> None:
+        t = stamp_to_s(msg.header.stamp)
+        if self._newest_perception_s is None or t > self._newest_perception_s:
+            self._newest_perception_s = t
+        self._perception_wall_s = time.monotonic()
+        if self._warned_perception_stale:
+            self.get_logger().info("perception is publishing again; perception_sync holds the sim back again")
+            self._warned_perception_stale = False
+
+    # ------------------------------------------------------------------ stepping loop
+    def _sim_time_limit_s(self, wall_now_s: float) -> float:
+        """Sim time the loop may advance to now: pacing, then perception_sync."""
+        if self._rtf > 0.0:
+            limit = self._sim_anchor_s + (wall_now_s - self._wall_anchor_s) * self._rtf
+        else:
+            limit = math.inf
+        if self._perception_sync:
+            limit = min(limit, self._perception_limit_s(wall_now_s))
+        return limit
+
+    def _perception_limit_s(self, wall_now_s: float) -> float:
+        """perception_sync: how far the sim may run ahead of the newest /partner/hand stamp."""
+        if self._newest_perception_s is None:
+            # Start-up: the other nodes are still starting. Advance frame by frame (below) so
+            # perception sees the first partner turn, but only for perception_startup_wait_s.
+            if wall_now_s - self._start_wall_s > self._startup_wait_s:
+                if not self._warned_perception_stale:
+                    self.get_logger().warning(
+                        f"no /partner/hand within {self._startup_wait_s:g} s (wall) of start; running without "
+                        "perception_sync until it arrives")
+                    self._warned_perception_stale = True
+                return math.inf
+            perception_limit, heard_wall_s = -math.inf, self._start_wall_s
+        else:
+            if wall_now_s - self._perception_wall_s > self._perception_timeout_s:
+                if not self._warned_perception_stale:
+                    self.get_logger().warning(
+                        f"no /partner/hand for {self._perception_timeout_s:g} s (wall); perception_sync no "
+                        "longer holds the sim back")
+                    self._warned_perception_stale = True
+                return math.inf
+            perception_limit, heard_wall_s = self._newest_perception_s + self._max_lag_s, self._perception_wall_s
+        if (self._sim.t_s + self._sim.dt_s > perception_limit
+                and wall_now_s - max(heard_wall_s, self._sync_release_wall_s) > _SYNC_STALL_S):
+            # Held back and perception answered nothing for a while: the frame it needed was
+            # lost (best-effort images) or it is not up yet. Let the next frame out.
+            self._sync_release_s = self._sim.t_s + self._camera_period_s
+            self._sync_release_wall_s = wall_now_s
+        return max(perception_limit, self._sync_release_s)
+
+    def _tick(self) -> None:
+        if self._closed:
+            return
+        wall_start = time.monotonic()
+        dt = self._sim.dt_s
+        while True:
+            wall_now = time.monotonic()
+            limit = self._sim_time_limit_s(wall_now)
+            if self._sim.t_s + dt > limit + 1e-9:
+                break
+            if wall_now - wall_start > _TICK_BUDGET_S:
+                break
+            for event in self._sim.step():
+                self._publish_time_reference(self._event_pub, event.name, event.t_s, event.t_s)
+            self._stats_steps += 1
+            self._publish_outputs()
+        # Re-anchor pacing when held back (perception_sync, slow CPU): no burst to catch up later.
+        if self._rtf > 0.0:
+            wall_now = time.monotonic()
+            target = self._sim_anchor_s + (wall_now - self._wall_anchor_s) * self._rtf
+            if target - self._sim.t_s > _MAX_CATCH_UP_S:
+                self._sim_anchor_s, self._wall_anchor_s = self._sim.t_s, wall_now
+
+    def _publish_outputs(self) -> None:
+        """Everything due at the current physics time, clock first."""
+        t = self._sim.t_s
+        stamp = s_to_stamp(t)
+        camera_due = t >= self._next_camera_s - 1e-9
+        joint_due = t >= self._next_joint_state_s - 1e-9
+        if t >= self._next_clock_s - 1e-9 or camera_due or joint_due:
+            # Receivers on sim time never see data stamped ahead of their clock.
+            self._clock_pub.publish(ClockMsg(clock=stamp))
+            self._next_clock_s = _next_due(self._next_clock_s, self._clock_period_s, t)
+        for update in self._sim.take_plan_updates():
+            self._latest_plan[update.source] = update.time_ref_s
+            self._publish_time_reference(self._plan_pub, update.source, update.time_ref_s, update.t_s)
+        phase = self._sim.partner_phase
+        if phase != self._phase:
+            self._phase = phase
+            self._phase_pub.publish(String(data=phase))
+        if joint_due:
+            self._publish_joint_state(stamp)
+            self._next_joint_state_s = _next_due(self._next_joint_state_s, self._joint_state_period_s, t)
+        if camera_due:
+            self._publish_camera(stamp)
+            self._next_camera_s = _next_due(self._next_camera_s, self._camera_period_s, t)
+
+    # ------------------------------------------------------------------ message building
+    def _publish_time_reference(self, pub, source: str, time_ref_s: float, stamp_s: float) -> None:
+        msg = TimeReference(source=source, time_ref=s_to_stamp(time_ref_s))
+        msg.header.stamp = s_to_stamp(stamp_s)
+        msg.header.frame_id = "ground_truth"
+        pub.publish(msg)
+
+    def _publish_joint_state(self, stamp) -> None:
+        names, position, velocity, effort = self._sim.world.joint_state()
+        msg = JointState(name=names, position=position.tolist(), velocity=velocity.tolist(), effort=effort.tolist())
+        msg.header.stamp = stamp
+        self._joint_pub.publish(msg)
+
+    def _make_camera_info(self) -> CameraInfo:
+        intr = self._sim.world.intrinsics
+        info = CameraInfo(width=intr.width, height=intr.height, distortion_model="plumb_bob")
+        info.header.frame_id = self._camera_frame
+        info.d = [0.0] * 5
+        info.k = intr.k
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [intr.fx, 0.0, intr.cx, 0.0, 0.0, intr.fy, intr.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        return info
+
+    def _publish_camera(self, stamp) -> None:
+        rgb, depth_m = self._sim.render()
+        h, w = depth_m.shape
+        color = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
+        color.header.stamp, color.header.frame_id = stamp, self._camera_frame
+        color.data = array.array("B", rgb.tobytes())
+        depth = Image(height=h, width=w, encoding="32FC1", is_bigendian=int(sys.byteorder == "big"), step=4 * w)
+        depth.header.stamp, depth.header.frame_id = stamp, self._camera_frame
+        depth.data = array.array("B", np.ascontiguousarray(depth_m, dtype=np.float32).tobytes())
+        self._camera_info.header.stamp = stamp
+        self._color_pub.publish(color)
+        self._color_info_pub.publish(self._camera_info)
+        self._depth_pub.publish(depth)
+        self._depth_info_pub.publish(self._camera_info)
+        for pub, point in ((self._hand_pub, self._sim.partner_hand_m()), (self._ee_pub, self._sim.ee_position_m())):
+            msg = PointStamped(point=Point(x=float(point[0]), y=float(point[1]), z=float(point[2])))
+            msg.header.stamp, msg.header.frame_id = stamp, "world"
+            pub.publish(msg)
+
+    def _log_stats(self) -> None:
+        wall, cpu = time.monotonic(), time.process_time()
+        dw = wall - self._stats_wall_s
+        if dw <= 0.0:
+            return
+        cpu_percent = 100.0 * (cpu - self._stats_cpu_s) / dw
+        self.get_logger().info(
+            f"t={self._sim.t_s:.1f} s sim, {self._stats_steps / dw:.0f} steps/s "
+            f"(x{self._stats_steps * self._sim.dt_s / dw:.2f} real time), CPU {cpu_percent:.0f}%, "
+            f"partner {self._sim.partner_phase}")
+        self._stats_wall_s, self._stats_cpu_s, self._stats_steps = wall, cpu, 0
+
+    def close(self) -> None:
+        """Stop stepping and disconnect PyBullet (called by run_node on shutdown)."""
+        if not self._closed:
+            self._closed = True
+            self._sim.close()
+
+
+def _next_due(previous_due_s: float, period_s: float, now_s: float) -> float:
+    """Next publication time on a fixed grid; skips missed slots instead of bursting."""
+    due = previous_due_s + period_s
+    return due if due > now_s else now_s + period_s
+
+
+def main(args=None) -> None:
+    sys.exit(run_node(lambda: SimNode(), args=args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Partner profiles: the timing statistics of a simulated person, loaded from YAML.
+
+A profile is a small YAML file (see ``config/partners/*.yaml`` for annotated examples). A bare
+name such as ``typical`` selects a shipped profile; any other string is a path to a profile file,
+so evaluation can run against partners the policy never saw. Every problem in a file (unknown or
+missing key, wrong type, NaN, value out of range, unreadable YAML) raises :class:`ProfileError`
+naming the file, the key and what was expected.
+
+Schema (all times in seconds, fractions of the straight rest -> target reach path)::
+
+    name: str
+    description: str                                   # optional
+    reaction_time_s: {median: >0, sigma: >=0, min: >=0, max: >min}   # log-normal, clipped
+    initial_delay_s: {min: >=0, max: >=min}            # before the very first partner turn
+    reach_duration_s: {mean: >0, sd: >=0, min: >0}     # normal, clipped at min
+    dwell_s: {mean: >0, sd: >=0, min: >=0}
+    withdraw_duration_s: {mean: >0, sd: >=0, min: >0}
+    hesitation: {probability: [0,1], at_fraction: [lo, hi] in (0,1), duration_s: {min, max}}
+    false_start: {probability: [0,1], depth_fraction: [lo, hi] in (0,1], pause_s: {min, max}}
+    pause: {probability: [0,1], duration_s: {min, max}}
+    adaptation: {enabled: bool, rate: [0,0.5], min_scale: (0,1], max_scale: >=1}   # optional
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PACKAGE = "coop_robot"
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
+class ProfileError(ValueError):
+    """A partner profile name or file that cannot be used; the message says why."""
+
+
+# ----------------------------------------------------------------------------------- data model
+@dataclass(frozen=True)
+class UniformRange:
+    """A uniformly sampled interval ``[min_s, max_s]`` (s)."""
+
+    min_s: float
+    max_s: float
+
+
+@dataclass(frozen=True)
+class ReactionTime:
+    """Log-normal reaction time (s): ``exp(ln(median_s) + sigma * N(0, 1))`` clipped to [min_s, max_s]."""
+
+    median_s: float
+    sigma: float
+    min_s: float
+    max_s: float
+
+
+@dataclass(frozen=True)
+class DurationDistribution:
+    """Normal duration (s) ``N(mean_s, sd_s)`` clipped below at ``min_s``."""
+
+    mean_s: float
+    sd_s: float
+    min_s: float
+
+
+@dataclass(frozen=True)
+class Hesitation:
+    """The real reach stops at a path fraction in ``at_fraction``, holds, then continues."""
+
+    probability: float
+    at_fraction: tuple[float, float]
+    duration_s: UniformRange
+
+
+@dataclass(frozen=True)
+class FalseStart:
+    """A reach to a path fraction in ``depth_fraction``, a return to rest, a pause, then the real reach."""
+
+    probability: float
+    depth_fraction: tuple[float, float]
+    pause_s: UniformRange
+
+
+@dataclass(frozen=True)
+class Pause:
+    """An occasional long pause added to the reaction time."""
+
+    probability: float
+    duration_s: UniformRange
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """Learning rule over trials on the partner's timing scale (see :mod:`coop_robot.partner.model`)."""
+
+    enabled: bool = False
+    rate: float = 0.0
+    min_scale: float = 1.0
+    max_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class PartnerProfile:
+    """Timing statistics of one simulated partner (all times in seconds)."""
+
+    name: str
+    reaction_time_s: ReactionTime
+    initial_delay_s: UniformRange
+    reach_duration_s: DurationDistribution
+    dwell_s: DurationDistribution
+    withdraw_duration_s: DurationDistribution
+    hesitation: Hesitation
+    false_start: FalseStart
+    pause: Pause
+    adaptation: Adaptation = field(default_factory=Adaptation)
+    description: str = ""
+    source: str = ""  # the file it was loaded from ("" when built in code)
+
+
+# ----------------------------------------------------------------------------------- locating files
+def _package_roots() -> list[Path]:
+    """Candidate package share/source roots, in the order they are searched."""
+    roots: list[Path] = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            roots.append(Path(get_package_share_directory(PACKAGE)))
+        # OSError: AMENT_PREFIX_PATH unset (no sourced ROS 2 workspace), as in a plain venv.
+        except (PackageNotFoundError, LookupError, ValueError, OSError):
+            pass
+    except ImportError:
+        pass
+    roots.append(Path(sys.prefix) / "share" / PACKAGE)
+    roots.append(Path(__file__).resolve().parents[2])  # source tree: <repo>/coop_robot/partner/profile.py
+    return roots
+
+
+def partners_dir() -> Path:
+    """The directory holding the shipped profiles (``<share or source>/config/partners``)."""
+    roots = _package_roots()
+    for root in roots:
+        cand = root / "config" / "partners"
+        if cand.is_dir():
+            return cand
+    raise ProfileError("cannot find coop_robot's config/partners directory; looked under: "
+                       + ", ".join(str(r) for r in roots))
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the shipped profiles (``typical``, ``fast``, ...), sorted."""
+    return sorted(p.stem for p in partners_dir().glob("*.yaml") if p.is_file())
+
+
+def _is_bare_name(name: str) -> bool:
+    return "/" not in name and os.sep not in name and not name.lower().endswith(PROFILE_SUFFIXES)
+
+
+def resolve_profile_path(name_or_path: str | os.PathLike) -> Path:
+    """A shipped profile's file for a bare name (no ``/``, no ``.yaml``), else the path itself.
+
+    Raises :class:`ProfileError` for an unknown name (listing the shipped ones) or a missing file.
+    """
+    if isinstance(name_or_path, str) and not name_or_path.strip():
+        raise ProfileError(f"partner profile must be a shipped name or a YAML file, got {name_or_path!r}; "
+                           f"shipped profiles: {', '.join(shipped_profiles())}")
+    if isinstance(name_or_path, str) and _is_bare_name(name_or_path):
+        path = partners_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ProfileError(f"unknown partner profile {name_or_path!r}; shipped profiles: "
+                               f"{', '.join(shipped_profiles())} (or give a path to a .yaml file)")
+        return path
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise ProfileError(f"partner profile file {str(path)!r} does not exist or is not a file")
+    return path
+
+
+def load_profile(name_or_path: str | os.PathLike) -> PartnerProfile:
+    """Load and validate a shipped profile by name or any profile file by path."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read partner profile: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    return validate_profile(data, str(path))
+
+
+# ----------------------------------------------------------------------------------- validation
+class _Checker:
+    """Reads typed, range-checked values out of nested mappings, naming the dotted key on error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, expected: str, got: Any) -> ProfileError:
+        return ProfileError(f"{self.source}: key {key!r}: expected {expected}, got {got!r}")
+
+    def mapping(self, data: Any, key: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
+        where = f"key {key!r}" if key else "document"
+        if not isinstance(data, Mapping):
+            kind = type(data).__name__ if data is not None else "an empty document"
+            raise ProfileError(f"{self.source}: {where}: expected a mapping with keys {sorted(allowed)}, got {kind}")
+        unknown = sorted(str(k) for k in data if k not in allowed)
+        if unknown:
+            prefix = f"{key}." if key else ""
+            raise ProfileError(f"{self.source}: unknown key(s) {', '.join(repr(prefix + k) for k in unknown)}; "
+                               f"expected only {sorted(allowed)}" + (f" under {key!r}" if key else ""))
+        missing = sorted(required - set(data))
+        if missing:
+            prefix = f"{key}." if key else ""
+            raise ProfileError(f"{self.source}: missing required key(s) "
+                               f"{', '.join(repr(prefix + k) for k in missing)}")
+        return data
+
+    def number(self, data: Mapping[str, Any], parent: str, name: str, *, low: float | None = None,
+               low_open: bool = False, high: float | None = None, high_open: bool = False) -> float:
+        key = f"{parent}.{name}" if parent else name
+        value = data[name]
+        expected = "a finite number" + _range_text(low, low_open, high, high_open)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(key, expected, value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise self.fail(key, expected, value)
+        if low is not None and (value < low or (low_open and value == low)):
+            raise self.fail(key, expected, value)
+        if high is not None and (value > high or (high_open and value == high)):
+            raise self.fail(key, expected, value)
+        return value
+
+    def string(self, data: Mapping[str, Any], name: str) -> str:
+        value = data[name]
+        if not isinstance(value, str) or (name == "name" and not value.strip()):
+            raise self.fail(name, "a non-empty string" if name == "name" else "a string", value)
+        return value
+
+    def boolean(self, data: Mapping[str, Any], parent: str, name: str) -> bool:
+        value = data[name]
+        if not isinstance(value, bool):
+            raise self.fail(f"{parent}.{name}", "true or false", value)
+        return value
+
+    def fraction_pair(self, data: Mapping[str, Any], parent: str, name: str, *,
+                      high_closed: bool) -> tuple[float, float]:
+        key = f"{parent}.{name}"
+        value = data[name]
+        upper = "1]" if high_closed else "1)"
+        expected = f"a list [lo, hi] of two finite numbers with 0 < lo <= hi, both in (0, {upper}"
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise self.fail(key, expected, value)
+        pair = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+                raise self.fail(key, expected, value)
+            pair.append(float(v))
+        lo, hi = pair
+        if not (0.0 < lo <= hi and (hi <= 1.0 if high_closed else hi < 1.0)):
+            raise self.fail(key, expected, value)
+        return lo, hi
+
+    def uniform_range(self, data: Any, key: str, *, strict: bool = False) -> UniformRange:
+        m = self.mapping(data, key, {"min", "max"}, {"min", "max"})
+        lo = self.number(m, key, "min", low=0.0)
+        hi = self.number(m, key, "max", low=lo, low_open=strict)
+        return UniformRange(lo, hi)
+
+    def duration(self, data: Any, key: str, *, min_positive: bool) -> DurationDistribution:
+        m = self.mapping(data, key, {"mean", "sd", "min"}, {"mean", "sd", "min"})
+        mean = self.number(m, key, "mean", low=0.0, low_open=True)
+        sd = self.number(m, key, "sd", low=0.0)
+        lo = self.number(m, key, "min", low=0.0, low_open=min_positive, high=mean)
+        return DurationDistribution(mean, sd, lo)
+
+
+def _range_text(low, low_open, high, high_open) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+_TOP_KEYS = {"name", "description", "reaction_time_s", "initial_delay_s", "reach_duration_s", "dwell_s",
+             "withdraw_duration_s", "hesitation", "false_start", "pause", "adaptation"}
+_OPTIONAL_TOP_KEYS = {"description", "adaptation"}
+
+
+def validate_profile(data: Any, source: str = "<profile>") -> PartnerProfile:
+    """Check a parsed profile document and build a :class:`PartnerProfile` from it.
+
+    ``source`` (usually the file path) prefixes every error message.
+    """
+    c = _Checker(source)
+    top = c.mapping(data, "", _TOP_KEYS, _TOP_KEYS - _OPTIONAL_TOP_KEYS)
+
+    name = c.string(top, "name")
+    description = c.string(top, "description") if "description" in top else ""
+
+    k = "reaction_time_s"
+    m = c.mapping(top[k], k, {"median", "sigma", "min", "max"}, {"median", "sigma", "min", "max"})
+    r_min = c.number(m, k, "min", low=0.0)
+    r_max = c.number(m, k, "max", low=r_min, low_open=True)
+    reaction = ReactionTime(median_s=c.number(m, k, "median", low=max(r_min, 0.0), low_open=r_min == 0.0, high=r_max),
+                            sigma=c.number(m, k, "sigma", low=0.0), min_s=r_min, max_s=r_max)
+
+    initial = c.uniform_range(top["initial_delay_s"], "initial_delay_s")
+    reach = c.duration(top["reach_duration_s"], "reach_duration_s", min_positive=True)
+    dwell = c.duration(top["dwell_s"], "dwell_s", min_positive=False)
+    withdraw = c.duration(top["withdraw_duration_s"], "withdraw_duration_s", min_positive=True)
+
+    k = "hesitation"
+    m = c.mapping(top[k], k, {"probability", "at_fraction", "duration_s"}, {"probability", "at_fraction", "duration_s"})
+    hesitation = Hesitation(probability=c.number(m, k, "probability", low=0.0, high=1.0),
+                            at_fraction=c.fraction_pair(m, k, "at_fraction", high_closed=False),
+                            duration_s=c.uniform_range(m["duration_s"], f"{k}.duration_s"))
+
+    k = "false_start"
+    m = c.mapping(top[k], k, {"probability", "depth_fraction", "pause_s"}, {"probability", "depth_fraction", "pause_s"})
+    false_start = FalseStart(probability=c.number(m, k, "probability", low=0.0, high=1.0),
+                             depth_fraction=c.fraction_pair(m, k, "depth_fraction", high_closed=True),
+                             pause_s=c.uniform_range(m["pause_s"], f"{k}.pause_s"))
+
+    k = "pause"
+    m = c.mapping(top[k], k, {"probability", "duration_s"}, {"probability", "duration_s"})
+    pause = Pause(probability=c.number(m, k, "probability", low=0.0, high=1.0),
+                  duration_s=c.uniform_range(m["duration_s"], f"{k}.duration_s"))
+
+    adaptation = Adaptation()
+    if "adaptation" in top:
+        k = "adaptation"
+        keys = {"enabled", "rate", "min_scale", "max_scale"}
+        m = c.mapping(top[k], k, keys, keys)
+        adaptation = Adaptation(enabled=c.boolean(m, k, "enabled"),
+                                rate=c.number(m, k, "rate", low=0.0, high=0.5),
+                                # The timing scale starts at 1, so the bounds must bracket 1.
+                                min_scale=c.number(m, k, "min_scale", low=0.0, low_open=True, high=1.0),
+                                max_scale=c.number(m, k, "max_scale", low=1.0))
+
+    return PartnerProfile(name=name, description=description, reaction_time_s=reaction, initial_delay_s=initial,
+                          reach_duration_s=reach, dwell_s=dwell, withdraw_duration_s=withdraw,
+                          hesitation=hesitation, false_start=false_start, pause=pause, adaptation=adaptation,
+                          source=source)

@@ -1,0 +1,327 @@
+"""ArmController state machine, driven by scripted inputs at 100 Hz (no ROS).
+
+The "arm" follows the commanded trajectory exactly, optionally with a measurement lag, so the
+tests can check what the controller commands against where the end effector would go.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from coop_robot.control.controller import (
+    ArmController,
+    ControllerConfig,
+    ControllerInputs,
+    ControllerOutput,
+    TrajectoryCommand,
+)
+from coop_robot.control.kinematics import IKError
+from coop_robot.geometry import Zone
+
+DT_S = 0.01
+CONFIG = ControllerConfig()
+
+
+@pytest.fixture(scope="module")
+def base_controller():
+    return ArmController(CONFIG)
+
+
+@pytest.fixture
+def ctl(base_controller):
+    base_controller.reset()
+    return base_controller
+
+
+@dataclass
+class Command:
+    t_s: float
+    partner_in_zone: bool | None
+    trajectory: TrajectoryCommand
+
+
+@dataclass
+class Record:
+    commands: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    states: list = field(default_factory=list)           # (t, state) per tick
+    commanded_ee: list = field(default_factory=list)     # (t, EE of the commanded state) per tick
+
+    def names(self):
+        return [name for name, _ in self.events]
+
+    def time_of(self, name):
+        return next(t for n, t in self.events if n == name)
+
+
+def run(ctl: ArmController, script, t_end_s: float, t0_s: float = 0.0, lag_ticks: int = 0,
+        record: Record | None = None, initial_joints=None) -> Record:
+    """Tick ``ctl`` from ``t0_s`` to ``t_end_s``; ``script(t)`` returns a dict of inputs:
+    decision, partner_in_zone, fresh (perception stamp = t when True, else unchanged), estop.
+
+    Measured joints are the commanded ones ``lag_ticks`` ago (``initial_joints`` before that)."""
+    record = record or Record()
+    history = []
+    stamp = None
+    for t in np.arange(t0_s, t_end_s, DT_S):
+        step = {"decision": "act", "partner_in_zone": False, "fresh": True, "estop": False, **script(t)}
+        if step["fresh"]:
+            stamp = t
+        measured = history[-1 - lag_ticks] if len(history) > lag_ticks else initial_joints
+        inputs = ControllerInputs(step["decision"], step["partner_in_zone"], stamp, measured, step["estop"])
+        out: ControllerOutput = ctl.update(t, inputs)
+        if out.trajectory is not None:
+            record.commands.append(Command(t, step["partner_in_zone"], out.trajectory))
+        record.events.extend(out.events)
+        record.states.append((t, out.state))
+        q, _, _ = ctl.commanded_state(t)
+        history.append(q)
+        record.commanded_ee.append((t, ctl.kinematics.fk(q)))
+    return record
+
+
+def plan_ee(ctl, command: TrajectoryCommand, step_s=0.005):
+    plan = command.plan
+    q, _, _ = plan.state_at(np.append(np.arange(0.0, plan.duration_s, step_s), plan.duration_s))
+    return ctl.kinematics.fk_many(q)
+
+
+def assert_within_limits(ctl, command: TrajectoryCommand, velocity_scale: float | None = None):
+    """Sampled points and the dense plan stay within position and velocity limits."""
+    lim = ctl.limits
+    pts_q = np.array([p.positions for p in command.points])
+    pts_v = np.array([p.velocities for p in command.points])
+    times = np.array([p.time_from_start_s for p in command.points])
+    assert list(command.joint_names) == list(CONFIG.joint_names)
+    assert times[0] > 0.0 and np.all(np.diff(times) > 0.0)
+    q, v, _ = command.plan.state_at(np.linspace(0.0, command.plan.duration_s, 2000))
+    for positions in (pts_q, q):
+        assert np.all(positions >= lim.lower_rad) and np.all(positions <= lim.upper_rad)
+    vmax = lim.velocity_rad_s * (1.0 if velocity_scale is None else velocity_scale) * (1 + 1e-6)
+    for velocities in (pts_v, v):
+        assert np.all(np.abs(velocities) <= vmax)
+    assert np.allclose(command.points[-1].velocities, 0.0, atol=1e-6)  # every command ends at rest
+
+
+def ee_ever_inside(ctl, record: Record) -> bool:
+    return bool(CONFIG.zone.contains_many(np.array([p for _, p in record.commanded_ee])).any())
+
+
+def always(**inputs):
+    return lambda t: inputs
+
+
+# ----------------------------------------------------------------------------- nominal turn
+def test_full_turn_emits_reach_act_withdraw_home_in_order(ctl):
+    rec = run(ctl, lambda t: {"decision": "act" if t < 2.0 else "wait"}, 6.0)
+    assert rec.names() == ["reach_start", "entry_commit", "act_start", "withdraw_start", "home"]
+    assert [c.trajectory.purpose for c in rec.commands] == ["reach", "withdraw"]
+    for c in rec.commands:
+        assert_within_limits(ctl, c.trajectory, CONFIG.velocity_scale)
+    assert rec.time_of("withdraw_start") - rec.time_of("act_start") == pytest.approx(CONFIG.act_duration_s, abs=DT_S)
+    assert rec.time_of("reach_start") < rec.time_of("entry_commit") < rec.time_of("act_start")
+    # The turn really takes place: the EE reaches the target inside the zone and returns home.
+    assert np.linalg.norm(rec.commands[0].trajectory.plan.goal_rad - ctl.target_rad) < 1e-9
+    assert ee_ever_inside(ctl, rec)
+    assert np.allclose(rec.commands[-1].trajectory.plan.goal_rad, CONFIG.home_rad)
+    assert rec.states[-1][1] == "home"
+
+
+def test_nominal_reach_enters_the_zone_after_the_commit_time(ctl):
+    assert ctl.config.zone.contains(ctl.target_ee_m) and not ctl.config.zone.contains(ctl.home_ee_m)
+    assert 0.0 < ctl.nominal_commit_s < ctl.nominal_entry_s < ctl.nominal_reach.duration_s
+
+
+def test_reach_starts_from_the_measured_joint_positions(ctl):
+    offset = np.array([0.01, -0.01, 0.0, 0.01, 0.0, 0.0, 0.0])
+    measured = np.asarray(CONFIG.home_rad) + offset
+    out = ctl.update(0.0, ControllerInputs("act", False, 0.0, measured))
+    assert out.state == "reaching"
+    assert np.allclose(out.trajectory.plan.start_rad, measured)
+    assert 0.0 < ctl.commit_time_s < ctl.nominal_entry_s
+
+
+# ----------------------------------------------------------------------------- zone guard
+@pytest.mark.parametrize("in_zone", [True, None])
+def test_never_starts_a_reach_while_the_partner_is_inside_or_unknown(ctl, in_zone):
+    rec = run(ctl, always(decision="act", partner_in_zone=in_zone), 3.0)
+    assert rec.commands == [] and rec.events == []
+    assert {s for _, s in rec.states} == {"home"}
+
+
+@pytest.mark.parametrize("lag_ticks", [0, 2])
+@pytest.mark.parametrize("enter_after_s", [0.05, 0.2, 0.35, 0.5, "commit"])
+def test_partner_entering_before_commit_aborts_and_the_ee_stays_out(ctl, enter_after_s, lag_ticks):
+    # The last tick before the commit time is the hardest case.
+    if enter_after_s == "commit":
+        enter_after_s = np.floor(ctl.nominal_commit_s / DT_S - 1e-6) * DT_S
+    rec = run(ctl, lambda t: {"partner_in_zone": t >= enter_after_s - 1e-9}, 5.0, lag_ticks=lag_ticks)
+    assert rec.names() == ["reach_start", "abort", "home"]
+    assert rec.time_of("abort") == pytest.approx(enter_after_s, abs=1e-6)
+    assert [c.trajectory.purpose for c in rec.commands] == ["reach", "retreat"]
+    for c in rec.commands:
+        assert_within_limits(ctl, c.trajectory)
+        if c.partner_in_zone is None or c.partner_in_zone:
+            # Commanded while the partner was perceived inside: the EE must stay out, with margin.
+            assert not CONFIG.zone.contains_many(plan_ee(ctl, c.trajectory), CONFIG.commit_margin_m).any()
+    assert not ee_ever_inside(ctl, rec)
+    assert rec.states[-1][1] == "home"
+
+
+@pytest.mark.parametrize("offset_rad", [0.0015, 0.02])
+def test_abort_at_the_last_moment_is_safe_from_a_start_off_home(ctl, offset_rad):
+    # Small offsets reuse the nominal commit time; larger ones compute their own.
+    start = np.asarray(CONFIG.home_rad) + offset_rad * np.array([1.0, 1.0, -1.0, 1.0, 1.0, -1.0, 0.0])
+    first = ctl.update(0.0, ControllerInputs("act", False, 0.0, start))
+    commit = ctl.commit_time_s
+    ctl.reset()
+    enter_s = np.floor(commit / DT_S - 1e-6) * DT_S
+    rec = run(ctl, lambda t: {"partner_in_zone": t >= enter_s - 1e-9}, 4.0, initial_joints=start)
+    assert np.allclose(first.trajectory.plan.start_rad, start)
+    assert rec.names() == ["reach_start", "abort", "home"]
+    retreat = rec.commands[1].trajectory
+    assert not CONFIG.zone.contains_many(plan_ee(ctl, retreat), CONFIG.commit_margin_m).any()
+    assert not ee_ever_inside(ctl, rec)
+
+
+@pytest.mark.parametrize("decision", ["wait", "yield", None])
+def test_policy_changing_its_mind_before_commit_aborts(ctl, decision):
+    rec = run(ctl, lambda t: {"decision": "act" if t < 0.3 else decision}, 4.0)
+    assert rec.names() == ["reach_start", "abort", "home"]
+    assert not ee_ever_inside(ctl, rec)
+
+
+def test_partner_entering_after_commit_makes_the_arm_withdraw_without_acting(ctl):
+    enter_s = ctl.nominal_commit_s + 0.1
+    rec = run(ctl, lambda t: {"partner_in_zone": t >= enter_s}, 5.0)
+    assert rec.names() == ["reach_start", "entry_commit", "withdraw_start", "home"]
+    assert rec.time_of("entry_commit") <= enter_s
+    assert rec.time_of("withdraw_start") == pytest.approx(enter_s, abs=DT_S)
+    for c in rec.commands:
+        assert_within_limits(ctl, c.trajectory)
+
+
+def test_partner_entering_while_acting_withdraws_at_once(ctl):
+    rec = run(ctl, lambda t: {}, 1.9)  # through the reach into acting
+    assert rec.names()[-1] == "act_start"
+    t_in = rec.states[-1][0] + DT_S
+    rec = run(ctl, always(partner_in_zone=True), 5.0, t0_s=t_in, record=rec)
+    assert rec.time_of("withdraw_start") == pytest.approx(t_in, abs=1e-6)
+    assert rec.names()[-1] == "home"
+
+
+# ----------------------------------------------------------------------------- watchdog
+def test_stale_perception_during_a_reach_triggers_the_watchdog_and_a_retreat(ctl):
+    stale_from_s = 0.05  # the watchdog then fires before the commit time
+    rec = run(ctl, lambda t: {"fresh": t < stale_from_s, "decision": "act" if t < 1.0 else "wait"}, 4.0)
+    assert rec.names() == ["reach_start", "watchdog", "abort", "home"]
+    last_stamp = stale_from_s - DT_S
+    assert rec.time_of("watchdog") == pytest.approx(last_stamp + CONFIG.perception_timeout_s, abs=1.5 * DT_S)
+    assert rec.time_of("watchdog") < ctl.nominal_commit_s
+    assert not ee_ever_inside(ctl, rec)
+
+
+def test_stale_perception_after_commit_withdraws_from_the_zone(ctl):
+    rec = run(ctl, lambda t: {"fresh": t < 0.5, "decision": "act" if t < 1.0 else "wait"}, 5.0)
+    assert rec.names() == ["reach_start", "entry_commit", "watchdog", "withdraw_start", "home"]
+
+
+def test_stale_perception_while_acting_withdraws_home():
+    ctl = ArmController(ControllerConfig(act_duration_s=3.0))
+    rec = run(ctl, lambda t: {"fresh": t < 2.0, "decision": "act" if t < 3.0 else "wait"}, 6.0)
+    assert rec.names() == ["reach_start", "entry_commit", "act_start", "watchdog", "withdraw_start", "home"]
+    assert rec.time_of("watchdog") < rec.time_of("act_start") + 3.0
+
+
+def test_holding_at_home_while_stale_then_reaching_once_fresh(ctl):
+    rec = run(ctl, always(fresh=False), CONFIG.startup_grace_s + 1.0)
+    assert rec.commands == [] and rec.states[-1][1] == "holding"
+    assert rec.states[0] == (0.0, "home")  # not holding during the start-up grace
+    rec = run(ctl, always(), CONFIG.startup_grace_s + 1.2, t0_s=CONFIG.startup_grace_s + 1.0, record=rec)
+    assert rec.names() == ["reach_start"]
+
+
+# ----------------------------------------------------------------------------- e-stop
+def test_estop_during_motion_brakes_within_limits_and_ignores_act_until_released(ctl):
+    estop_s, release_s = 0.9, 3.0
+    rec = run(ctl, lambda t: {"estop": estop_s <= t < release_s, "decision": "act" if t < release_s else "wait"}, 8.0)
+    assert rec.names() == ["reach_start", "entry_commit", "estop", "estop_release", "withdraw_start", "home"]
+    assert rec.time_of("estop") == pytest.approx(estop_s, abs=1e-6)
+    purposes = [c.trajectory.purpose for c in rec.commands]
+    assert purposes == ["reach", "brake", "home"]
+    brake = rec.commands[1]
+    assert brake.t_s == pytest.approx(estop_s, abs=1e-6)
+    assert_within_limits(ctl, brake.trajectory)
+    assert brake.trajectory.plan.duration_s <= 0.5
+    _, v, _ = brake.trajectory.plan.state_at(np.linspace(0.0, brake.trajectory.plan.duration_s, 500))
+    assert np.all(np.diff(np.abs(v), axis=0) <= 1e-9)  # slows down monotonically
+    # No new motion while stopped, despite "act" on every tick.
+    states_while_stopped = {s for t, s in rec.states if estop_s <= t < release_s}
+    assert states_while_stopped == {"estop"}
+    # Release: withdraw home at half speed, then home.
+    assert rec.time_of("estop_release") == pytest.approx(release_s, abs=1e-6)
+    home_cmd = rec.commands[2]
+    assert home_cmd.t_s == pytest.approx(release_s, abs=1e-6)
+    assert_within_limits(ctl, home_cmd.trajectory, 0.5 * CONFIG.velocity_scale)
+    assert rec.states[-1][1] == "home"
+
+
+def test_a_reach_the_arm_does_not_follow_is_given_up_without_acting(ctl):
+    # The arm stays at home whatever is commanded (lost command, blocked arm).
+    home = np.asarray(CONFIG.home_rad)
+    rec = Record()
+    for t in np.arange(0.0, 4.5, DT_S):
+        out = ctl.update(t, ControllerInputs("act" if t < 3.0 else "wait", False, t, home))
+        rec.events.extend(out.events)
+        if out.warnings:
+            rec.states.append((t, out.warnings[0]))
+    assert rec.names()[:3] == ["reach_start", "entry_commit", "withdraw_start"]
+    assert "act_start" not in rec.names()
+    given_up_s = rec.time_of("withdraw_start")
+    assert given_up_s == pytest.approx(ctl.nominal_reach.duration_s + CONFIG.settle_timeout_s, abs=2 * DT_S)
+    assert "did not reach the target" in rec.states[0][1]
+
+
+def test_estop_at_rest_holds_position(ctl):
+    rec = run(ctl, always(estop=True), 0.5)
+    assert rec.names() == ["estop"]
+    assert np.allclose(rec.commands[0].trajectory.plan.goal_rad, CONFIG.home_rad)
+
+
+# ----------------------------------------------------------------------------- start-up, config
+def test_an_arm_found_away_from_home_is_driven_home_slowly(ctl):
+    away = np.asarray(CONFIG.home_rad) + np.array([0.3, 0.1, 0.0, 0.2, 0.0, 0.0, 0.0])
+    out = ctl.update(0.0, ControllerInputs("act", False, 0.0, away))
+    assert out.state == "withdrawing" and out.trajectory.purpose == "home"
+    assert np.allclose(out.trajectory.plan.start_rad, away)
+    assert_within_limits(ctl, out.trajectory, 0.5 * CONFIG.velocity_scale)
+
+
+def test_unknown_decision_is_rejected(ctl):
+    with pytest.raises(ValueError, match="decision"):
+        ctl.update(0.0, ControllerInputs("go", False, 0.0))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"velocity_scale": 0.0}, "velocity_scale"),
+    ({"velocity_scale": 1.5}, "velocity_scale"),
+    ({"perception_timeout_s": 0.0}, "perception_timeout_s"),
+    ({"joint_names": ("a", "b")}, "joint_names"),
+    ({"target_m": (0.2, 0.5, 0.7)}, "target_m"),
+])
+def test_invalid_configuration_is_rejected_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ArmController(ControllerConfig(**kwargs))
+
+
+def test_home_inside_the_zone_is_rejected():
+    zone = Zone((0.3, -0.2, 0.9), (0.6, 0.2, 1.2))  # contains the home EE (0.41, 0, 1.06)
+    with pytest.raises(ValueError, match="home EE"):
+        ArmController(ControllerConfig(zone=zone, target_m=(0.5, 0.0, 1.0)))
+
+
+def test_unreachable_target_is_rejected():
+    zone = Zone((1.5, -0.2, 0.6), (1.8, 0.2, 0.9))
+    with pytest.raises(IKError, match="target_m"):
+        ArmController(ControllerConfig(zone=zone, target_m=(1.6, 0.0, 0.7)))

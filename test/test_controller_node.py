@@ -1,0 +1,243 @@
+"""The controller node in a subprocess, driven over topics on an isolated DDS domain."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PointStamped  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import JointState, TimeReference  # noqa: E402
+from std_msgs.msg import Bool, String  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from coop_robot.control.kinematics import JOINT_NAMES, PandaKinematics  # noqa: E402
+from coop_robot.geometry import Zone  # noqa: E402
+from coop_robot.nodes.common import COMMAND_QOS, EVENT_QOS, LATCHED_QOS, stamp_to_s  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HOME = [0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785]
+ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
+TOPIC = "/panda_arm_controller/joint_trajectory"
+
+
+class NodeProcess:
+    """``python -m coop_robot.nodes.controller_node`` with its output collected by a thread."""
+
+    def __init__(self, env: dict, *param_files: Path, extra_args: tuple = ()) -> None:
+        cmd = [sys.executable, "-m", "coop_robot.nodes.controller_node", "--ros-args"]
+        for f in param_files:
+            cmd += ["--params-file", str(f)]
+        cmd += list(extra_args)
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self, timeout_s: float) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        self._reader.join(timeout=2.0)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5.0)
+        self._reader.join(timeout=2.0)
+
+
+@pytest.fixture
+def ros_env(monkeypatch):
+    """An isolated DDS domain, set before rclpy.init here and passed to the node process."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.randint(1, 200)))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Driver:
+    """Test-side node: plays policy, perception, joint states and operator; records outputs."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("controller_test_driver", context=self.context)
+        n = self.node
+        self.decision_pub = n.create_publisher(String, "/policy/decision", COMMAND_QOS)
+        self.in_zone_pub = n.create_publisher(Bool, "/partner/in_zone", 10)
+        self.hand_pub = n.create_publisher(PointStamped, "/partner/hand", 10)
+        self.joints_pub = n.create_publisher(JointState, "/joint_states", COMMAND_QOS)
+        self.estop_pub = n.create_publisher(Bool, "/emergency_stop", 10)
+        self.trajectories: list[JointTrajectory] = []
+        self.states: list[str] = []
+        self.events: list[TimeReference] = []
+        n.create_subscription(JointTrajectory, TOPIC, self.trajectories.append, COMMAND_QOS)
+        n.create_subscription(String, "/controller/state", lambda m: self.states.append(m.data), LATCHED_QOS)
+        n.create_subscription(TimeReference, "/controller/events", self.events.append, EVENT_QOS)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        # What to publish while spinning.
+        self.decision = "act"
+        self.in_zone = False
+        self.perception_alive = True
+        self.estop = False
+
+    def event_names(self) -> list[str]:
+        return [e.source for e in self.events]
+
+    def publish_inputs(self) -> None:
+        now = self.node.get_clock().now().to_msg()
+        self.decision_pub.publish(String(data=self.decision))
+        if self.perception_alive:
+            self.in_zone_pub.publish(Bool(data=self.in_zone))
+            hand = PointStamped()
+            hand.header.stamp = now
+            hand.header.frame_id = "world"
+            hand.point.x, hand.point.y, hand.point.z = 1.02, 0.15, 0.80
+            self.hand_pub.publish(hand)
+        js = JointState()
+        js.header.stamp = now
+        js.name = list(JOINT_NAMES)
+        js.position = list(HOME)
+        self.joints_pub.publish(js)
+        self.estop_pub.publish(Bool(data=self.estop))
+
+    def spin_until(self, predicate, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        next_publish = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_publish:
+                self.publish_inputs()
+                next_publish = time.monotonic() + 0.02
+            self.executor.spin_once(timeout_sec=0.005)
+            if predicate():
+                return
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; states {self.states}, "
+                             f"events {self.event_names()}, {len(self.trajectories)} trajectories")
+
+    def spin_for(self, duration_s: float) -> None:
+        deadline = time.monotonic() + duration_s
+        while time.monotonic() < deadline:
+            self.publish_inputs()
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def driver(ros_env):
+    d = Driver()
+    yield d
+    d.close()
+
+
+def start_controller(env: dict, *extra_files: Path) -> NodeProcess:
+    return NodeProcess(env, REPO / "config" / "world.yaml", REPO / "config" / "controller.yaml", *extra_files)
+
+
+def _duration_s(d) -> float:
+    return d.sec + 1e-9 * d.nanosec
+
+
+def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
+    node = start_controller(ros_env)
+    try:
+        driver.spin_until(lambda: bool(driver.trajectories), 20.0, "a reach trajectory")
+        reach = driver.trajectories[0]
+        assert stamp_to_s(reach.header.stamp) == 0.0  # start on receipt (JTC convention)
+        assert list(reach.joint_names) == list(JOINT_NAMES)
+        times = [_duration_s(p.time_from_start) for p in reach.points]
+        assert times[0] > 0.0 and np.all(np.diff(times) > 0.0) and 1.0 < times[-1] < 3.0
+        assert all(len(p.positions) == len(p.velocities) == len(p.accelerations) == 7 for p in reach.points)
+        assert ZONE.contains(PandaKinematics().fk(np.array(reach.points[-1].positions)))
+        driver.spin_until(lambda: "reaching" in driver.states and "reach_start" in driver.event_names(),
+                          5.0, "reaching state and reach_start event")
+
+        driver.estop = True
+        driver.spin_until(lambda: len(driver.trajectories) >= 2 and driver.states[-1] == "estop"
+                          and "estop" in driver.event_names(), 5.0, "a brake trajectory, estop state and event")
+        brake = driver.trajectories[1]
+        assert _duration_s(brake.points[-1].time_from_start) <= 0.5
+        assert np.allclose(brake.points[-1].velocities, 0.0, atol=1e-6)
+        # "act" keeps coming, but nothing moves while the stop is held.
+        driver.spin_for(0.8)
+        assert len(driver.trajectories) == 2 and driver.states[-1] == "estop"
+    finally:
+        node.kill()
+
+
+def test_node_watchdog_fires_when_perception_goes_stale(ros_env, driver):
+    node = start_controller(ros_env)
+    try:
+        driver.spin_until(lambda: bool(driver.trajectories), 20.0, "a reach trajectory")
+        driver.perception_alive = False
+        driver.spin_until(lambda: "watchdog" in driver.event_names(), 5.0, "the watchdog event")
+        watchdog = next(e for e in driver.events if e.source == "watchdog")
+        assert stamp_to_s(watchdog.time_ref) == stamp_to_s(watchdog.header.stamp) > 0.0
+        driver.spin_until(lambda: len(driver.trajectories) >= 2, 2.0, "a trajectory back home")
+        assert np.allclose(driver.trajectories[-1].points[-1].positions, HOME, atol=1e-6)
+    finally:
+        node.kill()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("controller:\n  ros__parameters:\n    velocity_scale: 3.0\n", "velocity_scale"),
+    ("controller:\n  ros__parameters:\n    target_m: [0.2, 0.9, 0.7]\n", "target_m"),
+    ("controller:\n  ros__parameters:\n    joint_names: [a, b, c]\n", "joint_names"),
+])
+def test_invalid_parameter_exits_2_naming_the_parameter(ros_env, tmp_path, text, expected):
+    bad = tmp_path / "bad_controller.yaml"
+    bad.write_text(text)
+    node = start_controller(ros_env, bad)
+    try:
+        assert node.wait(30.0) == 2
+        assert expected in node.output and "Traceback" not in node.output
+    finally:
+        node.kill()
+
+
+def test_unparsable_parameter_file_exits_nonzero_naming_the_file(ros_env, tmp_path):
+    bad = tmp_path / "not_yaml.yaml"
+    bad.write_text("controller: [velocity_scale: {\n")
+    node = start_controller(ros_env, bad)
+    try:
+        assert node.wait(30.0) != 0
+        assert str(bad) in node.output and "Traceback" not in node.output
+    finally:
+        node.kill()
+
+
+def test_sigint_shuts_down_cleanly(ros_env):
+    node = start_controller(ros_env)
+    try:
+        deadline = time.monotonic() + 20.0
+        while "commanding" not in node.output and time.monotonic() < deadline and node.proc.poll() is None:
+            time.sleep(0.05)
+        assert "commanding" in node.output, node.output
+        node.proc.send_signal(signal.SIGINT)
+        assert node.wait(10.0) == 0, node.output
+    finally:
+        node.kill()
+

@@ -1,0 +1,109 @@
+"""The real multi-process graph over DDS: sim, perception, policy, controller, turn tracker.
+
+Starts every node as its own process in an isolated ROS domain, runs >= 10 robot turns, listens
+to the graph from this test process, and checks the published timing against the simulator's
+ground-truth events. Afterwards no node process may be left.
+"""
+
+import json
+import os
+import random
+import threading
+import time
+
+import pytest
+
+from coop_robot.graph import sim_graph
+from coop_robot.runner import GraphRunner, isolated_env
+
+pytestmark = pytest.mark.integration
+
+TURNS = 10
+
+
+def _values(status):
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
+    domain = random.randint(101, 230)
+    env = isolated_env(domain)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    summary_path = tmp_path / "summary.json"
+    specs = sim_graph(policy="reactive", partner="typical", seed=7, turns=TURNS, summary_json=str(summary_path))
+
+    # This process listens on the same isolated domain.
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import TimeReference
+
+    from coop_robot.nodes.common import EVENT_QOS, stamp_to_s
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("integration_listener", context=context)
+    gt_events, turn_events, timings = [], [], []
+    node.create_subscription(TimeReference, "/sim/ground_truth/events",
+                             lambda m: gt_events.append((m.source, stamp_to_s(m.time_ref))), EVENT_QOS)
+    node.create_subscription(TimeReference, "/turn/events",
+                             lambda m: turn_events.append((m.source, stamp_to_s(m.time_ref), m.header.frame_id)), EVENT_QOS)
+    node.create_subscription(DiagnosticArray, "/turn/timing", lambda m: timings.extend(_values(s) for s in m.status), EVENT_QOS)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+
+    runner = GraphRunner(specs, tmp_path / "logs", env)
+    try:
+        runner.start()
+        runner.wait(timeout_s=420)
+        time.sleep(0.5)  # let the last messages arrive
+    finally:
+        codes = runner.shutdown()
+        stop.set()
+        spinner.join(timeout=5)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+    # Every node process is gone, and every one ended cleanly.
+    for proc in runner.procs:
+        assert proc.popen.poll() is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(proc.popen.pid, 0)
+    assert codes["turn_tracker"] == 0
+    assert all(c in (0, -2) for c in codes.values()), codes
+
+    summary = json.loads(summary_path.read_text())
+    assert summary["turns"] >= TURNS and summary["scored_on"] == "ground_truth"
+    assert summary["overlap_rate"] == 0.0 and summary["overlap_s_total"] == 0.0
+    assert summary["contacts"] == 0
+    assert not any(name.startswith("contact") for name, _ in gt_events)
+
+    # Turn events arrived over DDS and carry the scoring source.
+    names = [e[0] for e in turn_events]
+    assert names.count("robot_enter") >= TURNS and names.count("partner_exit") >= TURNS
+    assert {e[2] for e in turn_events} == {"ground_truth"}
+
+    # Each published turn's timing matches the sim's own ground-truth events.
+    assert len(timings) >= TURNS
+    gt_partner_exits = [t for n, t in gt_events if n == "partner_exit"]
+    gt_robot_enters = [t for n, t in gt_events if n == "robot_enter"]
+    for rec in timings[:TURNS]:
+        enter = float(rec["robot_enter_s"])
+        exit_ = float(rec["partner_exit_s"])
+        assert min(abs(enter - t) for t in gt_robot_enters) < 1e-6
+        last_exit_before = max(t for t in gt_partner_exits if t <= enter)
+        assert exit_ == pytest.approx(last_exit_before, abs=1e-6)
+        assert float(rec["gap_s"]) == pytest.approx(enter - last_exit_before, abs=1e-6)
+        assert float(rec["gap_s"]) > 0.0
+        assert float(rec["overlap_s"]) == 0.0 and rec["contact"] == "False"

@@ -1,0 +1,170 @@
+"""Partner profiles: every shipped profile loads, any file path works, bad files are named."""
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coop_robot.partner.profile import (
+    PartnerProfile,
+    ProfileError,
+    load_profile,
+    partners_dir,
+    resolve_profile_path,
+    shipped_profiles,
+    validate_profile,
+)
+
+SHIPPED = {"typical", "fast", "slow", "hesitant", "erratic"}
+
+
+def typical_doc() -> dict:
+    return yaml.safe_load((partners_dir() / "typical.yaml").read_text())
+
+
+def write_profile(tmp_path: Path, doc, name: str = "partner.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return path
+
+
+def test_all_five_profiles_are_shipped():
+    assert SHIPPED <= set(shipped_profiles())
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_profile_loads_by_name(name):
+    profile = load_profile(name)
+    assert isinstance(profile, PartnerProfile)
+    assert profile.name == name
+    assert Path(profile.source) == partners_dir() / f"{name}.yaml"
+    assert profile.description
+    r = profile.reaction_time_s
+    assert r.min_s <= r.median_s <= r.max_s
+
+
+def test_shipped_profiles_have_their_character():
+    typical, fast, slow = load_profile("typical"), load_profile("fast"), load_profile("slow")
+    hesitant, erratic = load_profile("hesitant"), load_profile("erratic")
+    assert typical.reaction_time_s.median_s == pytest.approx(0.25)
+    assert fast.reaction_time_s.median_s < typical.reaction_time_s.median_s < slow.reaction_time_s.median_s
+    assert fast.reach_duration_s.mean_s < typical.reach_duration_s.mean_s < slow.reach_duration_s.mean_s
+    assert not typical.adaptation.enabled and slow.adaptation.enabled
+    assert hesitant.hesitation.probability >= 0.3
+    assert hesitant.false_start.depth_fraction[1] < 0.5  # stays outside the zone (entry at ~0.68)
+    assert erratic.false_start.depth_fraction[0] > 0.7  # enters the zone briefly
+    assert erratic.reaction_time_s.sigma > typical.reaction_time_s.sigma
+
+
+def test_unknown_name_lists_the_shipped_profiles():
+    with pytest.raises(ProfileError, match="unknown partner profile 'telepathic'") as err:
+        load_profile("telepathic")
+    for name in SHIPPED:
+        assert name in str(err.value)
+
+
+def test_any_profile_file_path_works(tmp_path):
+    doc = typical_doc()
+    doc["name"] = "my_colleague"
+    doc["reaction_time_s"]["median"] = 0.31
+    del doc["adaptation"]  # optional: defaults to disabled
+    path = write_profile(tmp_path, doc, "colleague.yaml")
+    profile = load_profile(str(path))
+    assert profile.name == "my_colleague"
+    assert profile.reaction_time_s.median_s == pytest.approx(0.31)
+    assert not profile.adaptation.enabled
+    assert load_profile(path) == profile  # a Path object works too
+
+
+def test_bare_name_and_path_resolution(tmp_path, monkeypatch):
+    assert resolve_profile_path("fast") == partners_dir() / "fast.yaml"
+    monkeypatch.chdir(tmp_path)
+    write_profile(tmp_path, typical_doc(), "typical.yaml")
+    # "typical.yaml" has a suffix, so it is a file path (here: the copy in the working directory).
+    assert resolve_profile_path("typical.yaml") == Path("typical.yaml")
+    with pytest.raises(ProfileError, match="does not exist"):
+        resolve_profile_path("./nowhere/fast.yaml")
+
+
+def _set(path: str, value):
+    def mutate(doc):
+        *parents, leaf = path.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+        return doc
+    return mutate
+
+
+def _delete(path: str):
+    def mutate(doc):
+        *parents, leaf = path.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        del node[leaf]
+        return doc
+    return mutate
+
+
+BAD_DOCS = {
+    "unknown_top_key": (_set("reaction_tme_s", 0.2), "reaction_tme_s"),
+    "unknown_nested_key": (_set("dwell_s.median", 0.8), "dwell_s.median"),
+    "negative_duration": (_set("reach_duration_s.mean", -0.7), "reach_duration_s.mean"),
+    "nan": (_set("dwell_s.sd", math.nan), "dwell_s.sd"),
+    "infinite": (_set("reaction_time_s.max", math.inf), "reaction_time_s.max"),
+    "probability_above_one": (_set("hesitation.probability", 1.5), "hesitation.probability"),
+    "missing_key": (_delete("withdraw_duration_s"), "withdraw_duration_s"),
+    "missing_nested_key": (_delete("reaction_time_s.sigma"), "reaction_time_s.sigma"),
+    "string_for_number": (_set("reaction_time_s.median", "quick"), "reaction_time_s.median"),
+    "bool_for_number": (_set("pause.probability", True), "pause.probability"),
+    "max_below_min": (_set("reaction_time_s.max", 0.05), "reaction_time_s.max"),
+    "fraction_not_a_pair": (_set("hesitation.at_fraction", [0.3]), "hesitation.at_fraction"),
+    "fraction_out_of_range": (_set("false_start.depth_fraction", [0.5, 1.2]), "false_start.depth_fraction"),
+    "rate_too_large": (_set("adaptation.rate", 0.8), "adaptation.rate"),
+    "enabled_not_bool": (_set("adaptation.enabled", "yes please"), "adaptation.enabled"),
+    "section_not_mapping": (_set("pause", 0.1), "pause"),
+    "empty_name": (_set("name", ""), "name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DOCS))
+def test_bad_profile_file_names_file_and_key(tmp_path, case):
+    mutate, key = BAD_DOCS[case]
+    path = write_profile(tmp_path, mutate(typical_doc()))
+    with pytest.raises(ProfileError) as err:
+        load_profile(str(path))
+    message = str(err.value)
+    assert str(path) in message
+    assert repr(key) in message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("- name: typical\n- reaction_time_s: 0.2\n", "expected a mapping"),
+    ("", "expected a mapping"),
+    ("name: [unclosed\nreaction_time_s: {median: 0.25\n", "not valid YAML"),
+])
+def test_malformed_document_names_file(tmp_path, text, expected):
+    path = write_profile(tmp_path, text)
+    with pytest.raises(ProfileError, match=expected) as err:
+        load_profile(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_nonexistent_path_is_named(tmp_path):
+    missing = tmp_path / "ghost.yaml"
+    with pytest.raises(ProfileError, match="does not exist") as err:
+        load_profile(str(missing))
+    assert str(missing) in str(err.value)
+
+
+def test_validate_profile_uses_the_given_source_label():
+    doc = _set("hesitation.probability", -0.1)(typical_doc())
+    with pytest.raises(ProfileError, match=r"^from-test: key 'hesitation\.probability': expected a finite number >= 0"):
+        validate_profile(doc, "from-test")
+
+
+def test_profile_error_is_a_value_error():
+    assert issubclass(ProfileError, ValueError)

@@ -1,0 +1,172 @@
+"""The sim's trajectory executor follows joint_trajectory_controller rules."""
+
+import numpy as np
+import pytest
+
+from coop_robot.sim.trajectory import JointTrajectoryExecutor, TrajectoryRejected, interpolate, Waypoint
+
+NAMES = ["j1", "j2", "j3"]
+
+
+def make(q0=(0.0, 0.0, 0.0)):
+    return JointTrajectoryExecutor(NAMES, initial_positions_rad=q0)
+
+
+def test_starts_holding_the_initial_positions():
+    ex = make((0.1, 0.2, 0.3))
+    q, qd = ex.reference(5.0)
+    assert np.allclose(q, [0.1, 0.2, 0.3]) and np.allclose(qd, 0.0)
+    assert ex.is_done(0.0)
+
+
+def test_zero_stamp_starts_now_and_interpolates_linearly_from_current_state():
+    ex = make()
+    ex.set_trajectory(NAMES, [(1.0, [1.0, 2.0, 3.0])], start_time_s=0.0, now_s=10.0)
+    q, qd = ex.reference(10.5)
+    assert np.allclose(q, [0.5, 1.0, 1.5])
+    assert np.allclose(qd, [1.0, 2.0, 3.0])
+    assert not ex.is_done(10.9) and ex.is_done(11.0)
+
+
+def test_holds_last_position_with_zero_velocity_after_the_end():
+    ex = make()
+    ex.set_trajectory(NAMES, [(0.5, [1.0, 1.0, 1.0]), (1.0, [2.0, 2.0, 2.0])], now_s=0.0)
+    q, qd = ex.reference(3.0)
+    assert np.allclose(q, 2.0) and np.allclose(qd, 0.0)
+
+
+def test_joint_names_in_any_order_are_mapped_by_name():
+    ex = make()
+    ex.set_trajectory(["j3", "j1", "j2"], [(1.0, [3.0, 1.0, 2.0])], now_s=0.0)
+    q, _ = ex.reference(1.0)
+    assert np.allclose(q, [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("names, match", [
+    (["j1", "j2", "elbow"], "do not match"),
+    (["j1", "j2"], "missing"),
+    ([], "empty joint_names"),
+    (["j1", "j1", "j2"], "duplicate"),
+])
+def test_bad_joint_names_are_rejected_and_state_unchanged(names, match):
+    ex = make()
+    ex.set_trajectory(NAMES, [(1.0, [1.0, 1.0, 1.0])], now_s=0.0)
+    with pytest.raises(TrajectoryRejected, match=match):
+        ex.set_trajectory(names, [(1.0, [9.0] * len(names))], now_s=0.5)
+    assert np.allclose(ex.reference(1.0)[0], 1.0)  # the old trajectory still runs
+
+
+@pytest.mark.parametrize("points, match", [
+    ([(1.0, [1, 1, 1]), (1.0, [2, 2, 2])], "strictly increasing"),
+    ([(1.0, [1, 1, 1]), (0.5, [2, 2, 2])], "strictly increasing"),
+    ([(1.0, [1, 1])], "2 positions for 3"),
+    ([(1.0, [1, 1, 1], [0, 0])], "2 velocities for 3"),
+    ([(1.0, [1, 1, 1], [0, 0, 0], [0, 0, 0, 0])], "4 accelerations for 3"),
+    ([(1.0, [1, float("nan"), 1])], "finite"),
+    ([(1.0, [1, 1, 1], [0, float("inf"), 0])], "finite"),
+    ([(float("nan"), [1, 1, 1])], "time_from_start"),
+    ([(-0.1, [1, 1, 1])], "time_from_start"),
+    ([(1.0, [])], "no positions"),
+    ([(1.0, [1, 1, 1], [0.1, 0, 0])], "last point's velocities must be zero"),
+])
+def test_malformed_points_are_rejected_and_state_unchanged(points, match):
+    ex = make((0.5, 0.5, 0.5))
+    with pytest.raises(TrajectoryRejected, match=match):
+        ex.set_trajectory(NAMES, points, now_s=0.0)
+    q, qd = ex.reference(2.0)
+    assert np.allclose(q, 0.5) and np.allclose(qd, 0.0)
+
+
+def test_trajectory_with_stamp_that_ends_in_the_past_is_rejected():
+    ex = make()
+    with pytest.raises(TrajectoryRejected, match="before now"):
+        ex.set_trajectory(NAMES, [(1.0, [1, 1, 1])], start_time_s=5.0, now_s=7.0)
+
+
+def test_future_start_stamp_reaches_first_point_at_stamp_plus_time_from_start():
+    ex = make()
+    ex.set_trajectory(NAMES, [(1.0, [2.0, 2.0, 2.0])], start_time_s=3.0, now_s=2.0)
+    # JTC interpolates from the state at receipt (t=2) to the first point (t=4).
+    assert np.allclose(ex.reference(3.0)[0], 1.0)
+    assert np.allclose(ex.reference(4.0)[0], 2.0)
+
+
+def test_new_trajectory_replaces_current_one_from_the_current_state():
+    ex = make()
+    ex.set_trajectory(NAMES, [(2.0, [2.0, 2.0, 2.0])], now_s=0.0)
+    q_mid, _ = ex.reference(1.0)
+    ex.set_trajectory(NAMES, [(1.0, [0.0, 0.0, 0.0])], now_s=1.0)
+    assert np.allclose(ex.reference(1.0)[0], q_mid)  # continuous at the switch
+    assert np.allclose(ex.reference(2.0)[0], 0.0)
+
+
+def test_first_segment_starts_from_the_given_measured_state():
+    ex = make()
+    ex.set_trajectory(NAMES, [(1.0, [1, 1, 1], [0, 0, 0])], now_s=0.0,
+                      current_q_rad=[0.2, 0.2, 0.2], current_qd_rad_s=[0.5, 0.5, 0.5])
+    q, qd = ex.reference(0.0)
+    assert np.allclose(q, 0.2) and np.allclose(qd, 0.5)
+
+
+def test_cubic_hermite_with_positions_and_velocities_matches_end_conditions():
+    ex = make()
+    ex.set_trajectory(NAMES, [(1.0, [1, 1, 1], [0.5, 0.5, 0.5]), (2.0, [2, 2, 2], [0, 0, 0])], now_s=0.0)
+    q, qd = ex.reference(1.0)
+    assert np.allclose(q, 1.0) and np.allclose(qd, 0.5)
+    q_mid, _ = ex.reference(1.5)
+    a = Waypoint(1.0, np.ones(3), 0.5 * np.ones(3))
+    b = Waypoint(2.0, 2 * np.ones(3), np.zeros(3))
+    # Hermite midpoint: (q0 + q1)/2 + T (v0 - v1)/8
+    assert np.allclose(q_mid, 1.5 + 0.5 / 8)
+    assert np.allclose(interpolate(1.5, a, b)[0], q_mid)
+
+
+def test_quintic_with_accelerations_reproduces_minimum_jerk():
+    from coop_robot.geometry import minimum_jerk
+
+    ex = make()
+    # Start from rest at 0 with zero acceleration given explicitly through a first point at t=0.
+    zeros = [0, 0, 0]
+    ex.set_trajectory(NAMES, [(0.0, zeros, zeros, zeros), (2.0, [1, 1, 1], zeros, zeros)], now_s=0.0)
+    for t in (0.3, 1.0, 1.7):
+        s, ds, _ = minimum_jerk(t, 2.0)
+        q, qd = ex.reference(t)
+        assert np.allclose(q, s) and np.allclose(qd, ds)
+
+
+def test_quintic_segment_meets_all_end_conditions():
+    a = Waypoint(0.0, np.array([0.0]), np.array([1.0]), np.array([-2.0]))
+    b = Waypoint(1.5, np.array([1.0]), np.array([0.3]), np.array([0.7]))
+    q, qd, qdd = interpolate(1.5 - 1e-12, a, b)
+    assert np.allclose([q[0], qd[0], qdd[0]], [1.0, 0.3, 0.7], atol=1e-6)
+    q, qd, qdd = interpolate(0.0, a, b)
+    assert np.allclose([q[0], qd[0], qdd[0]], [0.0, 1.0, -2.0])
+
+
+def test_empty_points_stop_and_hold_current_position():
+    ex = make()
+    ex.set_trajectory(NAMES, [(2.0, [2.0, 2.0, 2.0])], now_s=0.0)
+    q_now, _ = ex.reference(1.0)
+    ex.set_trajectory(NAMES, [], now_s=1.0)
+    q, qd = ex.reference(5.0)
+    assert np.allclose(q, q_now) and np.allclose(qd, 0.0)
+    assert ex.is_done(1.0)
+
+
+def test_hold_replaces_trajectory():
+    ex = make()
+    ex.set_trajectory(NAMES, [(2.0, [2.0, 2.0, 2.0])], now_s=0.0)
+    ex.hold([0.3, 0.3, 0.3], t_s=0.5)
+    assert np.allclose(ex.reference(1.0)[0], 0.3) and ex.is_done(0.5)
+
+
+def test_round_off_end_velocity_counts_as_zero():
+    ex = make()
+    ex.set_trajectory(NAMES, [(1.0, [1, 1, 1], [1e-16, -1e-15, 0.0])], now_s=0.0)
+    assert ex.end_time_s == pytest.approx(1.0)
+
+
+def test_nonzero_end_velocity_allowed_when_configured():
+    ex = JointTrajectoryExecutor(NAMES, allow_nonzero_velocity_at_trajectory_end=True)
+    ex.set_trajectory(NAMES, [(1.0, [1, 1, 1], [0.1, 0.1, 0.1])], now_s=0.0)
+    assert ex.end_time_s == pytest.approx(1.0)
