@@ -5,5 +5,6 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup_env.sh"
-venv="${COOP_VENV:-$repo/.venv}"
+. "$repo/scripts/_env_path.sh"
+venv="$coop_venv"
 exec "$venv/bin/coop-robot" sim --turns 20 "$@"

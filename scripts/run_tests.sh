@@ -4,6 +4,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup_env.sh" test
-venv="${COOP_VENV:-$repo/.venv}"
+. "$repo/scripts/_env_path.sh"
+venv="$coop_venv"
 cd "$repo"
 exec "$venv/bin/python" -m pytest -q test "$@"

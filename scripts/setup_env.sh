@@ -3,16 +3,20 @@
 # the ROS 2 client library and message wheels, the Python dependencies and coop_robot itself.
 #
 #   COOP_ROS_DISTRO=jazzy|kilted   which ROS 2 wheels to use (default: jazzy)
-#   COOP_VENV=path                 where the environment lives (default: .venv in the repo)
+#   COOP_VENV=path                 where the environment lives (default: .venv, or .venv-kilted)
 #   COOP_PYTHON=python3.11         the interpreter to build it with
 # Source it (". scripts/setup_env.sh") or run it; pass "test" to add the test dependencies.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-distro="${COOP_ROS_DISTRO:-jazzy}"
+. "$repo/scripts/_env_path.sh"
+distro="$coop_distro"
 case "$distro" in jazzy|kilted) ;; *) echo "COOP_ROS_DISTRO must be jazzy or kilted, got '$distro'" >&2; exit 2;; esac
-venv="${COOP_VENV:-$repo/.venv}"
+venv="$coop_venv"
 py="${COOP_PYTHON:-$(command -v python3.11 || command -v python3)}"
-stamp="$venv/.coop_robot_${distro}_$(cat "$repo/requirements.txt" "$repo/requirements-test.txt" "$repo/setup.py" | sha1sum | cut -c1-12)${1:+_$1}"
+# A stamp file records what was installed, so later runs skip pip; a "test" set-up also serves
+# a plain one.
+stamp_base="$venv/.coop_robot_${distro}_$(cat "$repo/requirements.txt" "$repo/requirements-test.txt" "$repo/setup.py" | sha1sum | cut -c1-12)"
+stamp="$stamp_base${1:+_$1}"
 
 if [ ! -x "$venv/bin/python" ]; then
   if ! "$py" -m venv --help >/dev/null 2>&1 || ! "$py" -c "import ensurepip" >/dev/null 2>&1; then
@@ -25,7 +29,7 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
   "$py" -m venv "$venv"
 fi
-if [ ! -f "$stamp" ]; then
+if [ ! -f "$stamp" ] && [ ! -f "${stamp_base}_test" ]; then
   echo "setting up $venv (ROS 2 $distro wheels) ..." >&2
   ros=(rclpy std-msgs geometry-msgs sensor-msgs trajectory-msgs visualization-msgs diagnostic-msgs rosgraph-msgs std-srvs builtin-interfaces)
   pkgs=()

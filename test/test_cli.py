@@ -1,0 +1,54 @@
+"""`coop-robot sim` rejects bad input clearly, before or while starting the graph."""
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, timeout=120):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    return subprocess.run([sys.executable, "-m", "coop_robot.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def test_invalid_profile_file_is_rejected_before_anything_starts(tmp_path):
+    bad = tmp_path / "bad_partner.yaml"
+    text = (REPO / "config" / "partners" / "typical.yaml").read_text()
+    bad.write_text(text.replace("median: 0.25", "median: -0.25"))
+    res = run_cli("sim", "--turns", "1", "--partner", str(bad))
+    assert res.returncode == 2
+    assert "bad_partner.yaml" in res.stderr and "reaction_time_s" in res.stderr
+    assert "starting" not in res.stdout
+
+
+def test_unknown_profile_name_lists_the_shipped_ones():
+    res = run_cli("sim", "--turns", "1", "--partner", "grumpy")
+    assert res.returncode == 2 and "typical" in res.stderr
+
+
+def test_malformed_parameter_file_is_rejected_before_anything_starts(tmp_path):
+    bad = tmp_path / "cell.yaml"
+    bad.write_text("controller:\n  velocity_scale: 0.3\n")  # missing ros__parameters
+    res = run_cli("sim", "--turns", "1", "--params-file", str(bad))
+    assert res.returncode == 2
+    assert "cell.yaml" in res.stderr and "ros__parameters" in res.stderr
+
+
+def test_out_of_range_parameter_stops_the_session_naming_node_and_parameter(tmp_path):
+    bad = tmp_path / "fast_arm.yaml"
+    bad.write_text("controller:\n  ros__parameters:\n    velocity_scale: 3.0\n")
+    res = run_cli("sim", "--turns", "1", "--params-file", str(bad), "--log-dir", str(tmp_path / "logs"))
+    assert res.returncode == 1
+    assert "controller" in res.stderr and "velocity_scale" in res.stderr
+    # every node of the graph was shut down: none of their logs is still being written by a live process
+    out = subprocess.run(["pgrep", "-f", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert out.stdout.strip() == ""
+
+
+def test_turns_must_be_positive():
+    res = run_cli("sim", "--turns", "0")
+    assert res.returncode == 2 and "--turns" in res.stderr
