@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-PACKAGE = "coop_robot"
+from coop_robot.paths import share_dir
+
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -123,33 +123,15 @@ class PartnerProfile:
 
 
 # ----------------------------------------------------------------------------------- locating files
-def _package_roots() -> list[Path]:
-    """Candidate package share/source roots, in the order they are searched."""
-    roots: list[Path] = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            roots.append(Path(get_package_share_directory(PACKAGE)))
-        # OSError: AMENT_PREFIX_PATH unset (no sourced ROS 2 workspace), as in a plain venv.
-        except (PackageNotFoundError, LookupError, ValueError, OSError):
-            pass
-    except ImportError:
-        pass
-    roots.append(Path(sys.prefix) / "share" / PACKAGE)
-    roots.append(Path(__file__).resolve().parents[2])  # source tree: <repo>/coop_robot/partner/profile.py
-    return roots
-
-
 def partners_dir() -> Path:
     """The directory holding the shipped profiles (``<share or source>/config/partners``)."""
-    roots = _package_roots()
-    for root in roots:
-        cand = root / "config" / "partners"
-        if cand.is_dir():
-            return cand
-    raise ProfileError("cannot find coop_robot's config/partners directory; looked under: "
-                       + ", ".join(str(r) for r in roots))
+    try:
+        cand = share_dir() / "config" / "partners"
+    except FileNotFoundError as exc:
+        raise ProfileError(str(exc)) from exc
+    if not cand.is_dir():
+        raise ProfileError(f"coop_robot's partner profiles are missing: {cand} is not a directory")
+    return cand
 
 
 def shipped_profiles() -> list[str]:
