@@ -32,9 +32,7 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
     summary_path = tmp_path / "summary.json"
     specs = sim_graph(policy="reactive", partner="typical", seed=7, turns=TURNS, summary_json=str(summary_path))
 
-    # This process listens on the same isolated domain.
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # This process listens on the same isolated domain (discovery range set in conftest.py).
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -43,7 +41,7 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
     from coop_robot.nodes.common import EVENT_QOS, stamp_to_s
 
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("integration_listener", context=context)
     gt_events, turn_events, timings = [], [], []
     node.create_subscription(TimeReference, "/sim/ground_truth/events",
@@ -84,6 +82,10 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
     assert all(c in (0, -2) for c in codes.values()), codes
 
     summary = json.loads(summary_path.read_text())
+    for key in ("turns", "median_gap_s", "p90_gap_s", "overlap_rate", "overlap_s_total", "contacts",
+                "throughput_per_min", "scored_on", "policy", "partner", "seed"):
+        assert key in summary, key
+    assert summary["policy"] == "reactive" and summary["partner"] == "typical" and summary["seed"] == 7
     assert summary["turns"] >= TURNS and summary["scored_on"] == "ground_truth"
     assert summary["overlap_rate"] == 0.0 and summary["overlap_s_total"] == 0.0
     assert summary["contacts"] == 0

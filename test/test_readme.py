@@ -1,6 +1,5 @@
 """The README is the user's manual: it must document every parameter and every topic the nodes use."""
 
-import os
 import random
 import re
 from pathlib import Path
@@ -20,8 +19,6 @@ def test_ci_runs_the_readme_test_command():
 
 @pytest.fixture(scope="module")
 def nodes():
-    os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 200))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     import rclpy
 
     from coop_robot.nodes.controller_node import ControllerNode
@@ -31,7 +28,7 @@ def nodes():
     from coop_robot.nodes.turn_tracker_node import TurnTrackerNode
 
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=random.randint(1, 200))
     made = []
     try:
         for cls in (SimNode, PerceptionNode, PolicyNode, ControllerNode, TurnTrackerNode):

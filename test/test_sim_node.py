@@ -95,7 +95,9 @@ class Listener:
 
 @pytest.fixture(scope="module", autouse=True)
 def ros():
-    rclpy.init()
+    # The domain is passed explicitly: another test module may have changed ROS_DOMAIN_ID in
+    # os.environ since this one was imported.
+    rclpy.init(domain_id=DOMAIN_ID)
     yield
     rclpy.shutdown()
 

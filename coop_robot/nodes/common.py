@@ -139,6 +139,11 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
         code = 2
     except SessionComplete:
         code = 0
+    except Exception:
+        # Ctrl-C shuts the context down from the signal handler; a callback that was publishing
+        # at that moment then fails with "context is invalid". That is a clean shutdown too.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, "close", None)
