@@ -35,7 +35,7 @@ def _add_sim(sub) -> None:
 def _cmd_sim(args) -> int:
     from coop_robot.graph import GraphError, sim_graph
     from coop_robot.params import ParamFileError
-    from coop_robot.partner.profile import ProfileError, load_profile
+    from coop_robot.partner.profile import ProfileError, load_profile, resolve_profile_path
     from coop_robot.runner import SessionError, isolated_env, run_session
     from coop_robot.timing.metrics import TurnRecord, format_table
 
@@ -49,9 +49,7 @@ def _cmd_sim(args) -> int:
         return 2
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="coop_robot_sim_"))
     summary_path = (log_dir / "summary.json").resolve()
-    partner = args.partner
-    if Path(partner).suffix in (".yaml", ".yml") or "/" in partner:
-        partner = str(Path(partner).resolve())
+    partner = str(resolve_profile_path(args.partner).resolve())  # the nodes may run elsewhere
     try:
         specs = sim_graph(policy=args.policy, partner=partner, seed=args.seed, turns=args.turns, gui=args.gui,
                           summary_json=str(summary_path), real_time_factor=args.real_time_factor)
