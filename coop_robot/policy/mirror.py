@@ -1,0 +1,204 @@
+"""The ``mirror`` policy: the mirror network (:mod:`coop_robot.policy.mirror_net`) run once per tick.
+
+Each tick the policy appends the robot end effector and the perceived partner hand, expressed in
+their own egocentric frames, to rolling windows, steps the network's GRU (its state is kept
+between ticks and cleared by :meth:`MirrorPolicy.reset`) and turns the act head into a decision:
+
+* at ``home``: "act" when the robot's turn is due (base-class bookkeeping: the partner has been
+  perceived in the zone since the robot last acted) and P(act) >= ``act_threshold``. The network
+  may say "act" while the partner is still inside -- that is its anticipation: the controller's
+  zone guard starts the reach on the first frame the zone is perceived clear;
+* ``reaching`` / ``acting``: keep "act" until P(act) drops below ``release_threshold``, then
+  "wait" (the controller aborts a reach that is not yet committed);
+* any other state: "wait".
+
+The exit forecast is reported while the partner is perceived in the zone (NaN otherwise).
+``yields_to_partner`` stays True: the controller never starts a reach while the partner is
+perceived inside, so the base class's "yield" costs this policy no anticipation.
+
+What the policy node must provide in :class:`~coop_robot.policy.base.Observation`, once per tick
+at the checkpoint's ``obs_spec.tick_rate_hz`` (the node's ``rate_hz``): ``partner_hand_m`` and
+``partner_velocity_mps`` (NaN when not detected / unknown; a missing velocity is estimated by
+finite differences), ``robot_state`` and ``robot_ee_m`` -- the EE (panda_grasptarget) in
+``world``, e.g. from ``PandaKinematics.ee_position`` on /joint_states. A NaN ``robot_ee_m``
+marks the robot's own window invalid: the network then runs on the partner alone.
+
+torch is imported when a MirrorPolicy is built, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from coop_robot.geometry import Zone
+from coop_robot.policy.base import Decision, Observation, Policy, PolicyError, register
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mirror.pt"
+# Defaults match config/world.yaml (zone), the sim's partner rest point, and the EE
+# (panda_grasptarget) at world.yaml's robot_home_joint_positions_rad with the base at
+# [0, 0, 0.626] (PandaKinematics.ee_position); test_mirror_net pins the agreement.
+DEFAULT_ZONE_MIN_M = (0.45, -0.20, 0.626)
+DEFAULT_ZONE_MAX_M = (0.75, 0.20, 0.926)
+DEFAULT_ROBOT_HOME_EE_M = (0.4121, 0.0, 1.0616)
+DEFAULT_PARTNER_REST_M = (1.02, 0.15, 0.80)
+
+_TRAIN_HINT = ("train one with the mirror training command (see the README, 'Mirror policy') or pass "
+               "the policy parameter checkpoint:=/path/to/mirror.pt")
+
+
+@register("mirror")
+class MirrorPolicy(Policy):
+    name = "mirror"
+
+    def __init__(self, checkpoint: str | Path | None = None, act_threshold: float = 0.5,
+                 release_threshold: float = 0.2, stale_after_s: float = 0.5,
+                 zone_min_m=DEFAULT_ZONE_MIN_M, zone_max_m=DEFAULT_ZONE_MAX_M,
+                 robot_home_m=DEFAULT_ROBOT_HOME_EE_M, partner_rest_m=DEFAULT_PARTNER_REST_M) -> None:
+        for name, value in (("act_threshold", act_threshold), ("release_threshold", release_threshold)):
+            if not (math.isfinite(value) and 0.0 < value < 1.0):
+                raise PolicyError(f"{name} must be a probability in (0, 1), got {value!r}")
+        if release_threshold > act_threshold:
+            raise PolicyError(f"release_threshold ({release_threshold}) must not exceed act_threshold ({act_threshold})")
+        self.act_threshold = float(act_threshold)
+        self.release_threshold = float(release_threshold)
+        try:
+            self.zone = Zone.from_lists(zone_min_m, zone_max_m)
+            self.robot_home_m = np.asarray(robot_home_m, dtype=float)
+            self.partner_rest_m = np.asarray(partner_rest_m, dtype=float)
+        except (ValueError, TypeError) as exc:
+            raise PolicyError(f"bad mirror geometry: {exc}") from exc
+
+        import torch  # noqa: PLC0415 -- lazy: importing coop_robot.policy must not need torch
+
+        from coop_robot.policy import mirror_net  # noqa: PLC0415
+
+        self._torch = torch
+        self._mn = mirror_net
+        self.checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        if not self.checkpoint.is_file():
+            raise mirror_net.CheckpointError(f"mirror checkpoint {self.checkpoint} does not exist; {_TRAIN_HINT}")
+        self.net, self.info = mirror_net.load_checkpoint(self.checkpoint, expected_spec=mirror_net.ObservationSpec())
+        self.spec = self.info.obs_spec
+        # Validate the frames now (an origin above the zone centre has no heading).
+        try:
+            for origin in (self.robot_home_m, self.partner_rest_m):
+                mirror_net.EgocentricFrame.facing_zone(origin, self.zone)
+        except ValueError as exc:
+            raise PolicyError(f"bad mirror geometry: {exc}") from exc
+        super().__init__(stale_after_s)
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        super().reset()
+        w, f = self.spec.window_steps, len(self.spec.feature_names)
+        # Zero rows = "not observed yet" (valid flag 0), the same padding the training data uses.
+        self._self_window = np.zeros((w, f), dtype=np.float32)
+        self._other_window = np.zeros((w, f), dtype=np.float32)
+        self._hidden = None
+        self._prev_t_s = math.nan
+        self._prev_ee_m = np.full(3, np.nan)
+        self._prev_hand_m = np.full(3, np.nan)
+        self._last_in_zone: bool | None = None
+        self._enter_s = math.nan
+        self._exit_s = math.nan
+        self._tick_dts: deque[float] = deque(maxlen=50)
+        self._rate_warned = False
+        self._stepped_this_tick = False
+        self.last_outputs: dict[str, float] = {}
+
+    @property
+    def p_act(self) -> float:
+        """Probability of "act" from the last network step (NaN before the first)."""
+        return self.last_outputs.get("p_act", math.nan)
+
+    # ------------------------------------------------------------------ per tick
+    def step(self, obs: Observation) -> Decision:
+        self._stepped_this_tick = False
+        decision = super().step(obs)           # bookkeeping; calls decide() on fresh perception
+        if not self._stepped_this_tick:        # stale or "yield": still advance the recurrent state
+            self._advance(obs)
+        return decision
+
+    def decide(self, obs: Observation) -> Decision:
+        out = self._advance(obs)
+        forecast = out["exit_forecast_s"] if obs.partner_in_zone else math.nan
+        p = out["p_act"]
+        if obs.robot_state == "home":
+            action = "act" if self.robot_turn_due and p >= self.act_threshold else "wait"
+        elif obs.robot_state in ("reaching", "acting"):
+            action = "act" if p >= self.release_threshold else "wait"
+        else:
+            action = "wait"
+        return Decision(action, forecast)
+
+    def _advance(self, obs: Observation) -> dict[str, float]:
+        """Append this tick to the windows and step the network once."""
+        self._stepped_this_tick = True
+        t = float(obs.t_s)
+        dt = t - self._prev_t_s if math.isfinite(self._prev_t_s) else math.nan
+        self._check_rate(dt)
+        ee = np.asarray(obs.robot_ee_m, dtype=float).reshape(3)
+        hand = np.asarray(obs.partner_hand_m, dtype=float).reshape(3)
+        hand_vel = np.asarray(obs.partner_velocity_mps, dtype=float).reshape(3)
+        ee_vel = self._finite_difference(ee, self._prev_ee_m, dt)
+        if not np.all(np.isfinite(hand_vel)):
+            hand_vel = self._finite_difference(hand, self._prev_hand_m, dt)
+        mn = self._mn
+        self._push(self._self_window, mn.egocentric_features(ee[None], ee_vel[None], self.robot_home_m, self.zone)[0])
+        self._push(self._other_window,
+                   mn.egocentric_features(hand[None], hand_vel[None], self.partner_rest_m, self.zone)[0])
+
+        if obs.partner_in_zone is not None and obs.partner_in_zone != self._last_in_zone:
+            if obs.partner_in_zone:
+                self._enter_s = t
+            elif self._last_in_zone:          # True -> False: an exit (None -> False is not)
+                self._exit_s = t
+            self._last_in_zone = obs.partner_in_zone
+        ctx = mn.task_context(obs.robot_state, self.robot_turn_due, obs.partner_in_zone,
+                              t - self._enter_s, t - self._exit_s, obs.perception_age_s,
+                              self.spec.time_horizon_s, self.spec.perception_age_horizon_s)
+
+        torch = self._torch
+        with torch.inference_mode():
+            out, self._hidden = self.net.step(torch.from_numpy(self._self_window)[None],
+                                              torch.from_numpy(self._other_window)[None],
+                                              torch.from_numpy(ctx)[None], self._hidden)
+        self.last_outputs = {
+            "p_act": float(torch.sigmoid(out["act_logit"][0])),
+            "exit_forecast_s": float(out["exit_forecast_s"][0]),
+            "exit_log_var": float(out["exit_log_var"][0]),
+            "value": float(out["value"][0]),
+        }
+        self._prev_t_s = t
+        self._prev_ee_m = ee
+        self._prev_hand_m = hand
+        return self.last_outputs
+
+    @staticmethod
+    def _push(window: np.ndarray, row: np.ndarray) -> None:
+        window[:-1] = window[1:]
+        window[-1] = row
+
+    @staticmethod
+    def _finite_difference(p: np.ndarray, prev: np.ndarray, dt: float) -> np.ndarray:
+        if math.isfinite(dt) and dt > 0 and np.all(np.isfinite(p)) and np.all(np.isfinite(prev)):
+            return (p - prev) / dt
+        return np.full(3, np.nan)  # egocentric_features counts unknown velocity as zero
+
+    def _check_rate(self, dt: float) -> None:
+        """Warn once when ticks come at another rate than the windows were trained for."""
+        if not (math.isfinite(dt) and dt > 0) or self._rate_warned:
+            return
+        self._tick_dts.append(dt)
+        if len(self._tick_dts) == self._tick_dts.maxlen:
+            rate = 1.0 / float(np.median(self._tick_dts))
+            if abs(rate - self.spec.tick_rate_hz) > 0.25 * self.spec.tick_rate_hz:
+                self._rate_warned = True
+                warnings.warn(f"mirror policy ticks at ~{rate:.1f} Hz but {self.checkpoint} was trained for "
+                              f"{self.spec.tick_rate_hz:.1f} Hz; set the policy node's rate_hz to match",
+                              RuntimeWarning, stacklevel=3)
