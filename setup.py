@@ -15,6 +15,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/partners", glob("config/partners/*.yaml")),
+        (f"share/{PACKAGE}/config/models", glob("config/models/*.yaml")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "transforms3d"],
     zip_safe=True,

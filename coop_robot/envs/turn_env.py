@@ -1,0 +1,536 @@
+"""Fast headless turn-taking environment: the ROS graph's cores in one loop, no ROS, no rendering.
+
+:class:`TurnTakingEnv` runs the same code as the simulation graph -- the stochastic
+:class:`~coop_robot.partner.model.PartnerModel`, the :class:`~coop_robot.control.controller.ArmController`
+with the :class:`~coop_robot.sim.trajectory.JointTrajectoryExecutor` it commands, and the
+:class:`~coop_robot.timing.tracker.TurnTracker` / ``TurnSegmenter`` that scores turns -- with the
+camera and hand tracker replaced by the fitted :class:`~coop_robot.envs.perception_model.PerceptionModel`.
+
+Clocks (all exact, on a 1200 Hz base tick): the partner and the robot's ground truth step at
+240 Hz (the sim's physics rate; zone and contact events are detected at that resolution, like
+``InteractionSim``), the controller ticks at 100 Hz, the camera/perception at 30 Hz, the policy at
+50 Hz (:meth:`TurnTakingEnv.step` advances one policy tick, 20 ms). A decision given to ``step``
+reaches the controller at its next tick, as over the graph's topics.
+
+Robot, two fidelities:
+
+* ``physics=False`` (default, fast): the arm follows the commanded trajectory exactly (the sim's
+  joint motors track a 1 s reach within a few millimetres); the EE comes from
+  :class:`~coop_robot.control.kinematics.PandaKinematics`; robot-partner contact is a geometric
+  check of capsules (:func:`robot_capsules`, :class:`PersonGeometry`): robot links as capsules
+  between successive joint origins (radius 0.075 m), the hand as capsules of radius 0.045 m
+  along and across the gripper; the person's upper arm, forearm and glove as ``SimWorld`` builds
+  them (same analytic arm IK). Contact = any robot capsule closer than the sum of radii to any
+  person capsule. Against PyBullet's contacts on 1200 random hand placements around the reaching
+  arm it agrees on ~94 % and finds ~89 % of PyBullet's contacts (test_turn_env checks >= 90 % /
+  >= 80 %); use ``physics=True`` to score contacts exactly.
+* ``physics=True``: :class:`~coop_robot.sim.core.InteractionSim` (PyBullet stepping at 240 Hz,
+  position-controlled joint motors, PyBullet contacts), no rendering.
+
+Occlusion for the perception model uses the same capsules: a frame is *occluded* when a robot
+capsule comes within its radius plus the glove radius of the camera's line of sight to the glove.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from coop_robot.control.controller import ArmController, ControllerConfig, ControllerInputs
+from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
+from coop_robot.geometry import Zone
+from coop_robot.partner.model import PartnerModel
+from coop_robot.partner.profile import PartnerProfile, load_profile
+from coop_robot.policy.base import Observation, Policy
+from coop_robot.sim.trajectory import JointTrajectoryExecutor
+# The simulated person's geometry exactly as SimWorld builds it (private constants of that module).
+from coop_robot.sim.world import (
+    _FOREARM_LENGTH_M, _FOREARM_RADIUS_M, _HIP_FROM_SHOULDER_M, _UPPER_ARM_RADIUS_M, WorldConfig, person_pose,
+)
+from coop_robot.timing.tracker import TurnTracker
+
+# Base clock: every rate below divides 1200 Hz exactly.
+BASE_RATE_HZ = 1200
+PHYSICS_RATE_HZ = 240
+CONTROLLER_RATE_HZ = 100
+POLICY_RATE_HZ = 50
+_PHYSICS_EVERY = BASE_RATE_HZ // PHYSICS_RATE_HZ
+_CONTROLLER_EVERY = BASE_RATE_HZ // CONTROLLER_RATE_HZ
+_POLICY_EVERY = BASE_RATE_HZ // POLICY_RATE_HZ
+POLICY_DT_S = 1.0 / POLICY_RATE_HZ
+
+ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+
+# Geometry of the contact / occlusion check (m). The Panda's links are ~0.12-0.13 m thick;
+# the hand is ~0.2 m across the fingers, ~0.06 m thick.
+ROBOT_LINK_RADIUS_M = 0.075
+ROBOT_HAND_RADIUS_M = 0.045
+_HAND_CENTRE_FROM_J7_M = 0.165   # along joint 7's z: flange (0.107) + about half the hand
+_HAND_HALF_WIDTH_M = 0.09
+
+
+# --------------------------------------------------------------------------- geometry
+def segment_distances(p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.ndarray) -> np.ndarray:
+    """Closest distances between every segment ``p1[i]-q1[i]`` (N, 3) and ``p2[j]-q2[j]`` (M, 3): (N, M)."""
+    d1 = (q1 - p1)[:, None, :]
+    d2 = (q2 - p2)[None, :, :]
+    r = p1[:, None, :] - p2[None, :, :]
+    a = np.sum(d1 * d1, axis=-1)
+    e = np.sum(d2 * d2, axis=-1)
+    f = np.sum(d2 * r, axis=-1)
+    c = np.sum(d1 * r, axis=-1)
+    b = np.sum(d1 * d2, axis=-1)
+    eps = 1e-12
+    denom = a * e - b * b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(denom > eps, np.clip((b * f - c * e) / np.where(denom > eps, denom, 1.0), 0.0, 1.0), 0.0)
+        t = np.where(e > eps, (b * s + f) / np.where(e > eps, e, 1.0), 0.0)
+        # t outside [0, 1]: clamp it and recompute s for the clamped t.
+        t_c = np.clip(t, 0.0, 1.0)
+        s = np.where(t != t_c, np.clip(np.where(a > eps, (b * t_c - c) / np.where(a > eps, a, 1.0), 0.0), 0.0, 1.0), s)
+    closest = (p1[:, None, :] + d1 * s[..., None]) - (p2[None, :, :] + d2 * t_c[..., None])
+    return np.linalg.norm(closest, axis=-1)
+
+
+def robot_capsules(joint_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robot capsules ``(starts (K, 3), ends (K, 3), radii (K,))`` in ``world`` (m) from
+    :meth:`PandaKinematics.joint_frames` ``(8, 4, 4)``: links between successive distinct joint
+    origins (shoulder to joint 7, then to the flange) and a capsule across the gripper."""
+    o = joint_frames[:, :3, 3]
+    z7, x7, y7 = joint_frames[6, :3, 2], joint_frames[6, :3, 0], joint_frames[6, :3, 1]
+    flange = o[6] + 0.107 * z7
+    hand_c = o[6] + _HAND_CENTRE_FROM_J7_M * z7
+    across = (x7 - y7) * (_HAND_HALF_WIDTH_M / math.sqrt(2.0))  # the hand sits at -45 deg about z7
+    starts = np.array([o[1], o[2], o[3], o[4], o[6], flange, hand_c - across, o[7]])
+    ends = np.array([o[2], o[3], o[4], o[6], flange, o[7], hand_c + across, o[7]])
+    radii = np.array([ROBOT_LINK_RADIUS_M] * 5 + [ROBOT_HAND_RADIUS_M] * 3)
+    return starts, ends, radii
+
+
+class PersonGeometry:
+    """The simulated person's arm capsules for a glove position (same analytic IK as ``SimWorld``)."""
+
+    def __init__(self, config: WorldConfig) -> None:
+        self.shoulder_m = np.asarray(config.partner_shoulder_m, dtype=float)
+        self.hip_m = self.shoulder_m + np.asarray(_HIP_FROM_SHOULDER_M)
+        self.outward = np.array([0.0, 1.0 if self.shoulder_m[1] >= self.hip_m[1] else -1.0, 0.0])
+        self.glove_radius_m = float(config.glove_radius_m)
+        self.forearm_len_m = _FOREARM_LENGTH_M - self.glove_radius_m - 0.5 * _FOREARM_RADIUS_M
+
+    def capsules(self, hand_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pose = person_pose(hand_m, self.shoulder_m, self.hip_m, (-1.0, 0.0, 0.0), self.outward)
+        fore_dir = pose.wrist_m - pose.elbow_m
+        fore_dir = fore_dir / max(float(np.linalg.norm(fore_dir)), 1e-9)
+        starts = np.array([pose.shoulder_m, pose.elbow_m, pose.hand_m])
+        ends = np.array([pose.elbow_m, pose.elbow_m + self.forearm_len_m * fore_dir, pose.hand_m])
+        radii = np.array([_UPPER_ARM_RADIUS_M, _FOREARM_RADIUS_M, self.glove_radius_m])
+        return starts, ends, radii
+
+
+def robot_partner_contact(robot: tuple, person: tuple) -> bool:
+    """True when any robot capsule overlaps any person capsule."""
+    d = segment_distances(robot[0], robot[1], person[0], person[1])
+    return bool(np.any(d <= robot[2][:, None] + person[2][None, :]))
+
+
+def robot_occludes_hand(joint_frames: np.ndarray, hand_m, camera_m, glove_radius_m: float = 0.045) -> bool:
+    """True when a robot capsule comes within its radius plus the glove radius of the camera's
+    line of sight to the glove centre (part or all of the glove hidden from the camera)."""
+    hand = np.asarray(hand_m, dtype=float)
+    cam = np.asarray(camera_m, dtype=float)
+    starts, ends, radii = robot_capsules(joint_frames)
+    d = segment_distances(starts, ends, cam[None, :], hand[None, :])[:, 0]
+    return bool(np.any(d <= radii + glove_radius_m))
+
+
+# --------------------------------------------------------------------------- configuration
+def _ros_parameters(name: str, key: str) -> dict:
+    from coop_robot.paths import config_path
+
+    with open(config_path(name), encoding="utf-8") as f:
+        return dict(yaml.safe_load(f)[key]["ros__parameters"])
+
+
+_CONTROLLER_KEYS = {
+    "target_m": "target_m", "robot_base_m": "robot_base_m", "velocity_scale": "velocity_scale",
+    "min_move_duration_s": "min_move_duration_s", "act_duration_s": "act_duration_s",
+    "perception_timeout_s": "perception_timeout_s", "commit_margin_m": "commit_margin_m",
+    "point_rate_hz": "point_rate_hz", "startup_grace_s": "startup_grace_s",
+    "stop_acceleration_scale": "stop_acceleration_scale", "robot_home_joint_positions_rad": "home_rad",
+    "home_rad": "home_rad", "joint_names": "joint_names",
+}
+
+
+def controller_config_from_files(zone: Zone, overrides: Mapping[str, Any] | None = None) -> ControllerConfig:
+    """The controller node's configuration: world.yaml + controller.yaml (+ ``overrides``, same keys)."""
+    values = _ros_parameters("world.yaml", "/**")
+    values.update(_ros_parameters("controller.yaml", "controller"))
+    unknown = sorted(set(overrides or {}) - set(_CONTROLLER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown controller parameter(s) {unknown}; expected some of {sorted(_CONTROLLER_KEYS)}")
+    values.update(overrides or {})
+    kwargs: dict[str, Any] = {"zone": zone}
+    for key, field_name in _CONTROLLER_KEYS.items():
+        if key in values:
+            v = values[key]
+            kwargs[field_name] = tuple(v) if isinstance(v, (list, tuple)) else v
+    return ControllerConfig(**kwargs)
+
+
+def _world_config() -> WorldConfig:
+    from coop_robot.sim.core import world_config_from_params
+
+    w = _ros_parameters("world.yaml", "/**")
+    return world_config_from_params(
+        zone_min_m=w["zone_min_m"], zone_max_m=w["zone_max_m"], camera_position_m=w["camera_position_m"],
+        camera_orientation_xyzw=w["camera_orientation_xyzw"],
+        robot_home_joint_positions_rad=w["robot_home_joint_positions_rad"], physics_rate_hz=PHYSICS_RATE_HZ)
+
+
+# --------------------------------------------------------------------------- environment
+class TurnTakingEnv:
+    """Headless turn-taking session; see the module docstring.
+
+    Args:
+        partner: profile name (``config/partners/<name>.yaml``), YAML path, or a loaded profile.
+        seed: seeds the partner (``np.random.default_rng(seed)``, as the sim node does) and the
+            perception model (an independent stream derived from the seed).
+        physics: PyBullet stepping (``True``) or the kinematic robot (``False``, fast).
+        perception: a :class:`PerceptionModel`; ``None`` = the fitted one
+            (``config/models/perception_model.yaml``); :meth:`PerceptionModel.ideal` for perfect perception.
+        controller_params: overrides of ``config/controller.yaml`` values (e.g. ``velocity_scale``).
+    """
+
+    def __init__(self, partner: str | Path | PartnerProfile = "typical", seed: int = 0, physics: bool = False,
+                 perception: PerceptionModel | None = None, controller_params: Mapping[str, Any] | None = None) -> None:
+        self.profile = partner if isinstance(partner, PartnerProfile) else load_profile(partner)
+        self.partner_name = self.profile.name if isinstance(partner, PartnerProfile) else str(partner)
+        self.world_config = _world_config()
+        self.zone = self.world_config.zone
+        self._zone_lo = tuple(float(v) for v in self.zone.min_m)
+        self._zone_hi = tuple(float(v) for v in self.zone.max_m)
+        self.perception = perception if perception is not None else PerceptionModel.fitted()
+        if not isinstance(self.perception, PerceptionModel):
+            raise TypeError(f"perception must be a PerceptionModel or None, got {type(self.perception).__name__}")
+        self.controller = ArmController(controller_config_from_files(self.zone, controller_params))
+        if tuple(self.controller.config.joint_names) != ARM_JOINTS:
+            raise ValueError(f"the environment drives {list(ARM_JOINTS)}, got joint_names "
+                             f"{list(self.controller.config.joint_names)}")
+        self.kinematics = self.controller.kinematics
+        self.physics = bool(physics)
+        self._person = PersonGeometry(self.world_config)
+        self._camera_m = np.asarray(self.world_config.camera_pose.position_m, dtype=float)
+        fr = self.perception.params.frame_rate_hz
+        if abs(BASE_RATE_HZ / fr - round(BASE_RATE_HZ / fr)) > 1e-9:
+            raise ValueError(f"perception frame_rate_hz must divide {BASE_RATE_HZ} Hz, got {fr}")
+        self._camera_every = int(round(BASE_RATE_HZ / fr))
+        self._world = None
+        if self.physics:
+            from coop_robot.sim.world import SimWorld
+
+            self._world = SimWorld(self.world_config)
+        self.seed = self._check_seed(seed)
+        self.reset(seed)
+
+    @staticmethod
+    def _check_seed(seed) -> int:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        return int(seed)
+
+    # ------------------------------------------------------------------ session
+    def reset(self, seed: int | None = None) -> Observation:
+        """Start a new session at t = 0 (robot home, partner at rest); return the first observation."""
+        if seed is not None:
+            self.seed = self._check_seed(seed)
+        cfg = self.world_config
+        self.partner = PartnerModel(self.profile, np.random.default_rng(self.seed),
+                                    np.asarray(cfg.partner_rest_m, dtype=float),
+                                    np.asarray(cfg.partner_target_m, dtype=float), self.zone)
+        self.perception.reset(np.random.default_rng([self.seed, 0x5EE]))
+        self.controller.reset()
+        home = self.controller.home_rad
+        self.executor = JointTrajectoryExecutor(ARM_JOINTS, home)
+        self._sim = None
+        if self.physics:
+            from coop_robot.sim.core import InteractionSim
+
+            self._world.reset_arm(home)
+            self._world.set_partner_hand(cfg.partner_rest_m)
+            self._sim = InteractionSim(self._world, self.partner, self.executor)
+        self.tracker = TurnTracker(scoring="ground_truth", reorder_window_s=0.05)
+        self._tick = 0
+        self._hand_true = np.asarray(cfg.partner_rest_m, dtype=float)
+        self._frames_q = home.copy()
+        self._frames = self.kinematics.joint_frames(home)
+        self._robot_dirty = False
+        self._path = None
+        self._path_first_step = 0
+        self._caps_frames: np.ndarray | None = None
+        self._caps: tuple | None = None
+        self._front_x = math.inf
+        self._person_key: tuple | None = None
+        self._person_cache: tuple | None = None
+        self._ee = self._frames[7, :3, 3].copy()
+        self._ee_prev_tick = self._ee.copy()
+        self._ee_velocity = np.zeros(3)
+        self._partner_in = self._inside(self._hand_true)
+        self._robot_in = self._inside(self._ee)
+        self._contact = False
+        self._pending: deque[PerceivedFrame] = deque()
+        self._latest: PerceivedFrame | None = None
+        self._decision: str | None = None
+        self._planned_exit_s: float | None = None
+        self._step_events: list[tuple[str, float]] = []
+        self._records_done = 0
+        return self._observation()
+
+    @property
+    def t_s(self) -> float:
+        """Session time (s)."""
+        return self._tick / BASE_RATE_HZ
+
+    def _inside(self, p) -> bool:
+        lo, hi = self._zone_lo, self._zone_hi
+        return (lo[0] <= p[0] <= hi[0]) and (lo[1] <= p[1] <= hi[1]) and (lo[2] <= p[2] <= hi[2])
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, decision: str) -> tuple[Observation, dict]:
+        """Apply a policy decision ("act" / "wait" / "yield") and advance one policy tick (20 ms)."""
+        if decision not in ("act", "wait", "yield"):
+            raise ValueError(f"decision must be 'act', 'wait' or 'yield', got {decision!r}")
+        self._decision = decision
+        self._step_events = []
+        for _ in range(_POLICY_EVERY):
+            self._tick += 1
+            k = self._tick
+            if k % _PHYSICS_EVERY == 0:
+                self._physics_step()
+            if k % self._camera_every == 0:
+                self._camera_frame()
+            if self._pending and self._pending[0].publish_s <= k / BASE_RATE_HZ + 1e-12:
+                self._deliver()
+            if k % _CONTROLLER_EVERY == 0:
+                self._controller_tick()
+        now = self.t_s
+        self._ee_velocity = (self._ee - self._ee_prev_tick) / POLICY_DT_S
+        self._ee_prev_tick = self._ee.copy()
+        _, new_records = self.tracker.release(now)
+        plan = self.partner.planned_exit_s
+        if plan is not None:
+            self._planned_exit_s = float(plan)  # the graph's oracle keeps the last published plan
+        obs = self._observation()
+        latest = self._latest
+        info = {
+            "t_s": now,
+            "robot_ee_m": self._ee.copy(),
+            "robot_ee_velocity_mps": self._ee_velocity.copy(),
+            "robot_state": self.controller.state,
+            "partner_hand_m": obs.partner_hand_m.copy(),          # perceived (NaN = not detected)
+            "partner_velocity_mps": obs.partner_velocity_mps.copy(),
+            "partner_in_zone": obs.partner_in_zone,
+            "perception_stamp_s": latest.stamp_s if latest is not None else math.nan,
+            "partner_hand_true_m": self._hand_true.copy(),
+            "partner_phase": self.partner.phase,
+            "partner_in_zone_true": self._partner_in,
+            "robot_in_zone_true": self._robot_in,
+            "contact": self._contact,
+            "events": list(self._step_events),
+            "turns": [r.as_dict() for r in new_records],
+        }
+        return obs, info
+
+    def _physics_step(self) -> None:
+        if self._sim is not None:
+            events = self._sim.step()
+            self._hand_true = self._sim.partner_hand_m()
+            self._ee = self._sim.ee_position_m()
+            self._partner_in, self._robot_in = self._sim.partner_in_zone, self._sim.robot_in_zone
+            self._contact = self._sim.in_contact
+            self._robot_dirty = True
+            for ev in events:
+                self._event(ev.name, ev.t_s)
+            return
+        j = self._tick // _PHYSICS_EVERY
+        t = j / PHYSICS_RATE_HZ
+        hand = self.partner.step(t, self._robot_in, contact=self._contact)
+        self._hand_true = hand
+        path = self._path
+        if path is not None:
+            i = min(j - self._path_first_step, len(path[0]) - 1)
+            if i >= 0:
+                self._frames_q, self._frames = path[0][i], path[1][i]
+                self._ee = self._frames[7, :3, 3]
+                if i == len(path[0]) - 1:
+                    self._path = None  # arrived: hold the goal
+        partner_in = self._inside(hand)
+        robot_in = self._inside(self._ee)
+        contact = False
+        # Cheap reject: every robot capsule ends short (in x) of the glove, the person's
+        # frontmost part (the person faces -x), so nothing can touch.
+        if self._caps_frames is not self._frames:  # the arm moved: new capsules
+            robot = self._caps = robot_capsules(self._frames)
+            self._caps_frames = self._frames
+            self._front_x = max(float(robot[0][:, 0].max()), float(robot[1][:, 0].max())) + ROBOT_LINK_RADIUS_M
+        robot = self._caps
+        if self._front_x >= hand[0] - self._person.glove_radius_m:
+            contact = robot_partner_contact(robot, self._person_capsules(hand))
+        if self._partner_in and not partner_in:
+            self._event("partner_exit", t)
+        if self._robot_in and not robot_in:
+            self._event("robot_exit", t)
+        if partner_in and not self._partner_in:
+            self._event("partner_enter", t)
+        if robot_in and not self._robot_in:
+            self._event("robot_enter", t)
+        if contact and not self._contact:
+            self._event("contact_begin", t)
+        if self._contact and not contact:
+            self._event("contact_end", t)
+        self._partner_in, self._robot_in, self._contact = partner_in, robot_in, contact
+
+    def _person_capsules(self, hand: np.ndarray) -> tuple:
+        key = (float(hand[0]), float(hand[1]), float(hand[2]))
+        if key != self._person_key:  # the hand rests or dwells much of the time: reuse the pose
+            self._person_key, self._person_cache = key, self._person.capsules(hand)
+        return self._person_cache
+
+    def _event(self, name: str, t_s: float) -> None:
+        self.tracker.push(name, t_s)
+        self._step_events.append((name, t_s))
+
+    def _arm_frames(self) -> np.ndarray:
+        if self._sim is not None and self._robot_dirty:
+            q, _ = self._world.arm_state()
+            self._frames = self.kinematics.joint_frames(q)
+            self._robot_dirty = False
+        return self._frames
+
+    def _camera_frame(self) -> None:
+        stamp = self.t_s
+        occluded = robot_occludes_hand(self._arm_frames(), self._hand_true, self._camera_m,
+                                       self._person.glove_radius_m)
+        self._pending.append(self.perception.capture(stamp, self._hand_true, occluded))
+
+    def _deliver(self) -> None:
+        now = self.t_s + 1e-12
+        while self._pending and self._pending[0].publish_s <= now:
+            self._latest = self._pending.popleft()
+
+    def _controller_tick(self) -> None:
+        now = self.t_s
+        latest = self._latest
+        if self._sim is not None:
+            q_meas, _ = self._world.arm_state()
+        else:
+            q_meas = self._frames_q
+        inputs = ControllerInputs(
+            decision=self._decision,
+            partner_in_zone=None if latest is None else latest.in_zone,
+            perception_stamp_s=None if latest is None else latest.stamp_s,
+            joint_positions=q_meas,
+        )
+        out = self.controller.update(now, inputs)
+        for ev in out.events:
+            if ev.name == "reach_start":
+                self._event("reach_start", ev.t_s)
+        if out.trajectory is not None:
+            points = [(pt.time_from_start_s, pt.positions, pt.velocities or None, pt.accelerations or None)
+                      for pt in out.trajectory.points]
+            if self._sim is not None:
+                self._sim.command_trajectory(out.trajectory.joint_names, points)
+            else:
+                q, qd, _ = self.executor.sample(now)
+                # The executor validates the command exactly as the sim does (JTC rules) and
+                # holds the goal afterwards ...
+                self.executor.set_trajectory(out.trajectory.joint_names, points, 0.0, now, q, qd)
+                # ... and the arm's path at every physics step comes from the plan the points
+                # sample, in one vectorised batch: the executor's quintic through those points
+                # reproduces the plan (test_turn_env checks < 1e-3 rad), ~30x cheaper than
+                # sampling the executor step by step.
+                self._set_path(out.trajectory.plan, now)
+
+    def _set_path(self, plan, start_s: float) -> None:
+        first = int(math.floor(start_s * PHYSICS_RATE_HZ + 1e-9)) + 1
+        last = int(math.ceil((start_s + plan.duration_s) * PHYSICS_RATE_HZ - 1e-9))
+        steps = np.arange(first, max(last, first) + 1)
+        q = plan.state_at(np.minimum(steps / PHYSICS_RATE_HZ - start_s, plan.duration_s))[0]
+        self._path = (q, self.kinematics.joint_frames(q))
+        self._path_first_step = first
+
+    def _observation(self) -> Observation:
+        latest = self._latest
+        nan3 = np.full(3, np.nan)
+        return Observation(
+            t_s=self.t_s,
+            partner_in_zone=None if latest is None else latest.in_zone,
+            perception_age_s=math.inf if latest is None else self.t_s - latest.stamp_s,
+            partner_hand_m=nan3 if latest is None else latest.position_m,
+            partner_velocity_mps=nan3.copy() if latest is None else latest.velocity_mps,
+            robot_state=self.controller.state,
+            robot_ee_m=self._ee.copy(),
+            partner_planned_exit_s=self._planned_exit_s,
+        )
+
+    # ------------------------------------------------------------------ sessions
+    def run(self, policy: Policy, turns: int, progress: bool = False, max_sim_s: float | None = None,
+            seed: int | None = None) -> dict:
+        """Run ``policy`` from a fresh session (``seed``: as :meth:`reset`) until ``turns`` robot
+        turns are scored.
+
+        Returns the ``coop-robot sim`` summary keys (``coop_robot.timing.metrics.summarize`` plus
+        ``per_turn`` and ``late_events``), and ``sim_time_s``, ``wall_time_s``,
+        ``real_time_factor``, ``physics``. Stops early (with fewer turns) after ``max_sim_s``
+        session seconds (default 60 s per turn plus 30 s).
+        """
+        if isinstance(turns, bool) or not isinstance(turns, (int, np.integer)) or turns < 1:
+            raise ValueError(f"turns must be a positive integer, got {turns!r}")
+        limit_s = float(max_sim_s) if max_sim_s is not None else 60.0 * turns + 30.0
+        obs = self.reset(seed)
+        policy.reset()
+        wall0 = time.perf_counter()
+        shown = 0
+        while len(self.tracker.records) < turns and self.t_s < limit_s:
+            decision = policy.step(obs)
+            obs, _ = self.step(decision.action)
+            if progress and len(self.tracker.records) > shown:
+                shown = len(self.tracker.records)
+                if shown % max(1, turns // 20) == 0 or shown == turns:
+                    print(f"  turn {shown}/{turns} at t={self.t_s:.1f} s", flush=True)
+        wall = time.perf_counter() - wall0
+        self.tracker.release(self.t_s, flush=True)
+        seg = self.tracker.segmenter
+        records = seg.records[:turns]
+        if len(records) == len(seg.records):
+            summary = self.tracker.summary(policy=getattr(policy, "name", type(policy).__name__),
+                                           partner=self.partner_name, seed=self.seed)
+        else:  # a turn completed during the final flush: score exactly `turns`
+            from coop_robot.timing.metrics import summarize
+
+            duration = max(0.0, records[-1].robot_exit_s - seg.first_partner_enter_s)
+            summary = summarize(records, duration, contacts=sum(r.contact for r in records),
+                                partner_turns=seg.partner_turns, scored_on="ground_truth",
+                                policy=getattr(policy, "name", type(policy).__name__), partner=self.partner_name,
+                                seed=self.seed)
+            summary["late_events"] = self.tracker.late_events
+            summary["per_turn"] = [r.as_dict() for r in records]
+        summary.update(sim_time_s=self.t_s, wall_time_s=wall,
+                       real_time_factor=(self.t_s / wall) if wall > 0 else math.inf, physics=self.physics)
+        return summary
+
+    def close(self) -> None:
+        if self._world is not None:
+            self._world.close()
+            self._world = None
+
+    def __enter__(self) -> "TurnTakingEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
