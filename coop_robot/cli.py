@@ -83,17 +83,81 @@ def _cmd_sim(args) -> int:
     return 0
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a policy in the fast headless environment (no ROS)",
+                       description="Run a policy against a simulated partner in the fast headless environment "
+                                   "(the sim's partner model, the controller core, a perception model fitted to the "
+                                   "real pipeline; no ROS, no rendering) and print the same timing table and summary "
+                                   "as `coop-robot sim`.")
+    p.add_argument("--policy", default="reactive", help="policy name (reactive, oracle, ...; default: reactive)")
+    p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE", help="partner profile name or YAML file")
+    p.add_argument("--turns", type=int, default=200, help="robot turns to score (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the session (default: 0)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="policy parameter, e.g. --set debounce_s=0.8 (repeatable; values parsed as YAML)")
+    p.add_argument("--physics", action="store_true", help="step PyBullet physics for the robot (slower, exact contacts)")
+    p.add_argument("--summary-json", type=Path, help="write the summary JSON here")
+    p.add_argument("--quiet", action="store_true", help="print only the summary line, not the per-turn table")
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> dict, values parsed as YAML scalars (``0.8`` -> 0.8, ``true`` -> True)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item!r}: value is not a YAML scalar ({exc})") from exc
+    return out
+
+
+def _cmd_eval(args) -> int:
+    from coop_robot.envs.turn_env import TurnTakingEnv
+    from coop_robot.partner.profile import ProfileError
+    from coop_robot.policy import PolicyError, make_policy
+    from coop_robot.timing.metrics import TurnRecord, format_table
+
+    if args.turns < 1:
+        print(f"coop-robot eval: --turns must be >= 1, got {args.turns}", file=sys.stderr)
+        return 2
+    try:
+        policy = make_policy(args.policy, **parse_settings(args.settings))
+        env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics)
+    except (PolicyError, ProfileError, ValueError) as exc:
+        print(f"coop-robot eval: {exc}", file=sys.stderr)
+        return 2
+    summary = env.run(policy, args.turns, progress=not args.quiet)
+    summary.update(policy=args.policy, partner=args.partner, seed=args.seed,
+                   policy_params=parse_settings(args.settings))
+    records = [TurnRecord(**r) for r in summary["per_turn"]]
+    text = format_table(records, summary)
+    print(text if not args.quiet else text.splitlines()[-1])
+    print(f"{summary['sim_time_s']:.0f} s simulated in {summary['wall_time_s']:.1f} s wall "
+          f"(x{summary['real_time_factor']:.0f} real time)")
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        print(f"summary written to {args.summary_json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coop-robot", description="Turn-taking human-robot interaction (ROS 2).")
     parser.add_argument("--version", action="version", version=f"coop-robot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sim(sub)
+    _add_eval(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"sim": _cmd_sim}[args.command]
+    handler = {"sim": _cmd_sim, "eval": _cmd_eval}[args.command]
     return handler(args)
 
 

@@ -52,3 +52,32 @@ def test_out_of_range_parameter_stops_the_session_naming_node_and_parameter(tmp_
 def test_turns_must_be_positive():
     res = run_cli("sim", "--turns", "0")
     assert res.returncode == 2 and "--turns" in res.stderr
+
+
+SIM_SUMMARY_KEYS = {"turns", "median_gap_s", "p90_gap_s", "overlap_rate", "overlap_s_total", "contacts",
+                    "throughput_per_min", "scored_on", "policy", "partner", "seed"}
+
+
+def test_eval_writes_the_sim_summary_keys_and_is_deterministic(tmp_path):
+    import json
+
+    outs = []
+    for name in ("a.json", "b.json"):
+        res = run_cli("eval", "--turns", "8", "--seed", "5", "--quiet", "--set", "debounce_s=0.3",
+                      "--summary-json", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr
+        outs.append(json.loads((tmp_path / name).read_text()))
+    a, b = outs
+    assert SIM_SUMMARY_KEYS <= set(a)
+    assert a["turns"] == 8 and a["scored_on"] == "ground_truth" and a["seed"] == 5
+    assert a["policy_params"] == {"debounce_s": 0.3}
+    assert a["per_turn"] == b["per_turn"]
+
+
+def test_eval_rejects_unknown_policy_parameters_and_bad_settings():
+    res = run_cli("eval", "--turns", "1", "--set", "debounce=1")
+    assert res.returncode == 2 and "debounce" in res.stderr
+    res = run_cli("eval", "--turns", "1", "--set", "no_equals_sign")
+    assert res.returncode == 2 and "KEY=VALUE" in res.stderr
+    res = run_cli("eval", "--turns", "1", "--policy", "telepathy")
+    assert res.returncode == 2 and "reactive" in res.stderr
