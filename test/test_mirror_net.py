@@ -324,7 +324,7 @@ def _partner_hand(t_s):
 def test_mirror_policy_decision_loop_with_random_checkpoint(tmp_path):
     path, _ = _save(tmp_path)
     policy = make_policy("mirror", checkpoint=str(path))
-    assert isinstance(policy, MirrorPolicy) and policy.yields_to_partner
+    assert isinstance(policy, MirrorPolicy) and not policy.yields_to_partner
     decisions, forecasts, in_zone_flags = [], [], []
     hidden_norms = []
     for k in range(150):

@@ -14,13 +14,24 @@ Safety rules, in priority order:
 2. **Watchdog**: perception older than ``perception_timeout_s`` (or none at all once the startup
    grace has passed) stops any motion away from home and returns home; at home the controller
    is ``holding`` and starts nothing until perception is fresh again.
-3. **Zone guard**: a reach starts only when the partner is perceived outside the zone on fresh
-   perception. Until the reach's *commit time* (the last moment an abort still keeps the EE
+3. **Zone guard**: a direct reach starts only when the partner is perceived outside the zone on
+   fresh perception. Until the reach's *commit time* (the last moment an abort still keeps the EE
    outside the zone grown by ``commit_margin_m``, see :func:`planning.commit_time_s`) the
    reach is aborted -- a retreat home from the current state -- as soon as the partner is
    perceived inside, perception is unknown, or the decision stops being "act". After the
    commit time the entry was decided while the partner was outside; if the partner then
    enters (or the policy says "yield") the arm withdraws at once instead of acting.
+4. **Anticipation** (``anticipation``, on by default): "act" while the partner is perceived
+   inside (on fresh perception) starts an *approach* from home to the *staging pose* -- a
+   configuration on the nominal reach's path whose EE is ``staging_clearance_m`` outside the
+   zone -- which never comes within ``commit_margin_m`` of the zone and ends at rest there. The
+   arm holds at the staging pose until the partner is perceived outside; then a short *entry*
+   move (``entry_velocity_scale``) goes on to the target, with its own commit time and the
+   zone guard above. The approach and the hold return home (an abort) when the decision stops
+   being "act", when perception goes stale (watchdog) or when the hold lasts longer than
+   ``staging_timeout_s``. The controller state is ``reaching`` throughout; ``reach_start`` is
+   emitted once, when the approach starts. So entry is still only ever committed while the
+   partner is perceived outside.
 
 New plans start from the measured joint positions (the last commanded state without them) and
 the commanded velocity and acceleration. A plan whose goal the measured joints have not reached
@@ -41,6 +52,7 @@ from coop_robot.control.planning import (
     JointPlan,
     TrajectoryPoint,
     commit_time_s,
+    ee_path_m,
     first_zone_entry_s,
     plan_brake,
     plan_minimum_jerk,
@@ -93,6 +105,14 @@ class ControllerConfig:
     settle_timeout_s: float = 1.0
     #: At start-up, a measured configuration farther than this (rad) from home is driven home.
     home_tolerance_rad: float = 0.05
+    #: "act" while the partner is perceived inside starts an approach to the staging pose.
+    anticipation: bool = True
+    #: How far (m) outside the zone the staging pose's EE is; at least commit_margin_m.
+    staging_clearance_m: float = 0.025
+    #: A hold at the staging pose longer than this (s) gives up and returns home.
+    staging_timeout_s: float = 3.0
+    #: Fraction of the joint velocity/acceleration limits for the entry move from the staging pose.
+    entry_velocity_scale: float = 1.0
 
     def __post_init__(self) -> None:
         names = tuple(self.joint_names)
@@ -106,6 +126,14 @@ class ControllerConfig:
             raise ValueError(f"zone must be a coop_robot.geometry.Zone, got {self.zone!r}")
         if not (0.0 < self.velocity_scale <= 1.0):
             raise ValueError(f"velocity_scale must be in (0, 1], got {self.velocity_scale!r}")
+        if not isinstance(self.anticipation, (bool, np.bool_)):
+            raise ValueError(f"anticipation must be true or false, got {self.anticipation!r}")
+        object.__setattr__(self, "anticipation", bool(self.anticipation))
+        if not (0.0 < self.entry_velocity_scale <= 1.0):
+            raise ValueError(f"entry_velocity_scale must be in (0, 1], got {self.entry_velocity_scale!r}")
+        if not (np.isfinite(self.staging_clearance_m) and self.staging_clearance_m >= self.commit_margin_m):
+            raise ValueError(f"staging_clearance_m must be a finite value >= commit_margin_m "
+                             f"({self.commit_margin_m} m), got {self.staging_clearance_m!r}")
         if not (0.0 < self.stop_acceleration_scale <= 1.0):
             raise ValueError(f"stop_acceleration_scale must be in (0, 1], got {self.stop_acceleration_scale!r}")
         for name in ("min_move_duration_s", "act_duration_s", "commit_margin_m", "command_latency_s",
@@ -113,7 +141,8 @@ class ControllerConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be a finite value >= 0, got {value!r}")
-        for name in ("perception_timeout_s", "point_rate_hz", "settle_tolerance_rad", "home_tolerance_rad"):
+        for name in ("perception_timeout_s", "point_rate_hz", "settle_tolerance_rad", "home_tolerance_rad",
+                     "staging_timeout_s"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
@@ -148,7 +177,7 @@ class TrajectoryCommand:
 
     joint_names: tuple[str, ...]
     points: list[TrajectoryPoint]
-    purpose: str          # reach, retreat, withdraw, brake, home
+    purpose: str          # reach, approach, retreat, withdraw, brake, home
     plan: JointPlan       # the continuous plan the points sample (for checks and logs)
 
 
@@ -193,6 +222,7 @@ class ArmController:
         self.nominal_commit_s = self._commit_time(self.nominal_reach)
         self.nominal_entry_s = first_zone_entry_s(self.nominal_reach, self.kinematics, cfg.zone)
         self._nominal_ee_path = self._ee_path(self.nominal_reach)
+        self._init_staging()
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -207,10 +237,19 @@ class ArmController:
         self._act_until_s = 0.0
         self._t0_s: float | None = None
         self._seen_joints = False
+        #: While ``reaching``: "direct" (home to target), "approach" (home to the staging pose),
+        #: "staged" (holding there at rest) or "entry" (staging pose to target).
+        self._phase = "direct"
+        self._staged_since_s = 0.0
 
     @property
     def committed(self) -> bool:
         return self._committed
+
+    @property
+    def phase(self) -> str:
+        """Kind of the current / last reach: direct, approach, staged or entry (see ``reset``)."""
+        return self._phase
 
     @property
     def commit_time_s(self) -> float:
@@ -269,6 +308,11 @@ class ArmController:
             self.state = out.state = "holding" if stale else "home"
             if self.state == "home" and inputs.decision == "act" and guard_clear:
                 self._start_reach(out, now_s, q_meas)
+            elif (self.state == "home" and inputs.decision == "act" and fresh and partner_in_zone is True
+                  and cfg.anticipation):
+                self._start_approach(out, now_s, q_meas)
+        elif self.state == "reaching" and self._phase in ("approach", "staged"):
+            self._update_staging(out, now_s, inputs.decision, q_meas, stale, guard_clear)
         elif self.state == "reaching":
             if not self._committed and elapsed >= self._commit_s:
                 self._committed = True
@@ -307,6 +351,97 @@ class ArmController:
                 self._send(out, plan, now_s, "home", self.state)
         return out
 
+    # ------------------------------------------------------------------ anticipation
+    def _init_staging(self) -> None:
+        """Staging pose, approach and entry plans from home (checked once, here)."""
+        cfg = self.config
+        times, ee = ee_path_m(self.nominal_reach, self.kinematics, step_s=0.005)
+        near = cfg.zone.contains_many(ee, cfg.staging_clearance_m)
+        first = int(np.argmax(near)) if near.any() else 0
+        if first == 0:
+            raise ValueError(f"staging_clearance_m={cfg.staging_clearance_m} m: the home EE is already that close "
+                             f"to the zone (or the reach never comes that close); expected a smaller clearance")
+        self.staging_rad = self.nominal_reach.state_at(times[first - 1])[0]
+        self.staging_ee_m = self.kinematics.fk(self.staging_rad)
+        self.nominal_approach = self._approach_plan(self.home_rad)
+        if not self._approach_is_clear(self.nominal_approach):
+            raise ValueError(f"the approach from home to the staging pose (EE {np.round(self.staging_ee_m, 3).tolist()} m) "
+                             f"comes within commit_margin_m={cfg.commit_margin_m} m of the zone; "
+                             f"expected a larger staging_clearance_m")
+        self.nominal_entry = self._entry_plan(self.staging_rad)
+        self.nominal_entry_commit_s = self._commit_time(self.nominal_entry)
+        self.nominal_entry_entry_s = first_zone_entry_s(self.nominal_entry, self.kinematics, cfg.zone, step_s=0.001)
+        self._nominal_entry_ee_path = self._ee_path(self.nominal_entry)
+
+    def _approach_plan(self, start_rad: np.ndarray) -> JointPlan:
+        cfg = self.config
+        return plan_minimum_jerk(start_rad, self.staging_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+
+    def _entry_plan(self, start_rad: np.ndarray) -> JointPlan:
+        return plan_minimum_jerk(start_rad, self.target_rad, self.limits, self.config.entry_velocity_scale, 0.0)
+
+    def _approach_is_clear(self, plan: JointPlan) -> bool:
+        """The whole approach keeps the EE outside the zone grown by ``commit_margin_m``."""
+        _, ee = ee_path_m(plan, self.kinematics, step_s=0.01)
+        return not self.config.zone.contains_many(ee, self.config.commit_margin_m).any()
+
+    def _start_approach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+        start = q_meas if q_meas is not None else self._hold_rad
+        plan = self._approach_plan(start)
+        if not self._approach_is_clear(plan):
+            out.warnings.append("not anticipating: the approach to the staging pose from the measured joints "
+                                "would come too close to the zone")
+            return
+        self._phase = "approach"
+        self._commit_s = np.inf
+        self._committed = False
+        self._emit(out, "reach_start", now_s)
+        self._send(out, plan, now_s, "approach", "reaching")
+
+    def _update_staging(self, out: ControllerOutput, now_s: float, decision: str | None,
+                        q_meas: np.ndarray | None, stale: bool, guard_clear: bool) -> None:
+        """Approach and hold at the staging pose (always outside the zone, never committed)."""
+        if stale:
+            self._emit(out, "watchdog", now_s)
+            self._stop_and_return(out, now_s, q_meas)
+            return
+        if decision != "act":
+            self._stop_and_return(out, now_s, q_meas)
+            return
+        if self._phase == "approach":
+            progress = self._plan_progress(now_s, q_meas)
+            if progress == "stuck":
+                out.warnings.append(self._stuck_warning(q_meas, "staging pose"))
+                self._stop_and_return(out, now_s, q_meas)
+                return
+            if progress != "arrived":
+                return
+            self._phase = "staged"
+            self._staged_since_s = now_s
+        if guard_clear:
+            self._start_entry(out, now_s, q_meas)
+        elif now_s - self._staged_since_s > self.config.staging_timeout_s:
+            out.warnings.append(f"partner still perceived in the zone after holding at the staging pose for "
+                                f"{self.config.staging_timeout_s:.1f} s; returning home")
+            self._stop_and_return(out, now_s, q_meas)
+
+    def _start_entry(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+        """From rest at the staging pose into the zone (called only with the zone perceived clear)."""
+        start = q_meas if q_meas is not None else self._hold_rad
+        plan = self._entry_plan(start)
+        deviation_m = np.max(np.linalg.norm(self._ee_path(plan) - self._nominal_entry_ee_path, axis=1))
+        if deviation_m <= _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m:
+            commit = self.nominal_entry_commit_s * plan.duration_s / self.nominal_entry.duration_s
+        else:
+            commit = self._commit_time(plan)
+        self._phase = "entry"
+        self._commit_s = commit
+        self._committed = False
+        self._send(out, plan, now_s, "reach", "reaching")
+        if commit <= 0.0:
+            self._committed = True
+            self._emit(out, "entry_commit", now_s)
+
     # ------------------------------------------------------------------ internals
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
         cfg = self.config
@@ -335,6 +470,7 @@ class ArmController:
             commit = self._commit_time(reach)
         self._commit_s = commit
         self._committed = False
+        self._phase = "direct"
         self._emit(out, "reach_start", now_s)
         self._send(out, reach, now_s, "reach", "reaching")
         if commit <= 0.0:
@@ -375,6 +511,7 @@ class ArmController:
     def _arrive_home(self, out: ControllerOutput, now_s: float) -> None:
         self.state = out.state = "home"
         self._committed = False
+        self._phase = "direct"
         self._emit(out, "home", now_s)
 
     def _start_state(self, now_s: float, q_meas: np.ndarray | None):

@@ -164,6 +164,8 @@ _CONTROLLER_KEYS = {
     "point_rate_hz": "point_rate_hz", "startup_grace_s": "startup_grace_s",
     "stop_acceleration_scale": "stop_acceleration_scale", "robot_home_joint_positions_rad": "home_rad",
     "home_rad": "home_rad", "joint_names": "joint_names",
+    "anticipation": "anticipation", "staging_clearance_m": "staging_clearance_m",
+    "staging_timeout_s": "staging_timeout_s", "entry_velocity_scale": "entry_velocity_scale",
 }
 
 

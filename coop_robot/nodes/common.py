@@ -21,11 +21,13 @@ LATCHED_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
     history=HistoryPolicy.KEEP_LAST,
 )
-#: Events and per-turn records: reliable, a deep queue so no event is dropped.
+#: Events and per-turn records: reliable, a deep queue so no event is dropped, and transient
+#: local so a subscriber that joins late (a recorder, a dashboard, a restarted tracker) still gets
+#: the last 100 events instead of silently starting mid-turn.
 EVENT_QOS = QoSProfile(
     depth=100,
     reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
     history=HistoryPolicy.KEEP_LAST,
 )
 #: Commands and decisions: reliable, shallow.

@@ -71,6 +71,16 @@ class ControllerNode(Node):
         stop_scale = declare(self, "stop_acceleration_scale", defaults.stop_acceleration_scale,
                              "Fraction of the acceleration limits used to brake (e-stop) and abort, in (0, 1]",
                              0.01, 1.0)
+        anticipation = declare(self, "anticipation", defaults.anticipation,
+                               "On 'act' while the partner is inside, approach a staging pose outside the zone "
+                               "and enter once the partner is perceived out")
+        staging_clearance = declare(self, "staging_clearance_m", defaults.staging_clearance_m,
+                                    "Staging pose: EE distance outside the zone (m), >= commit_margin_m", 0.0, 0.5)
+        staging_timeout = declare(self, "staging_timeout_s", defaults.staging_timeout_s,
+                                  "Longest hold at the staging pose before returning home (s)", 0.01, 60.0)
+        entry_scale = declare(self, "entry_velocity_scale", defaults.entry_velocity_scale,
+                              "Fraction of the joint limits for the staging -> target entry move, in (0, 1]",
+                              0.01, 1.0)
         rate_hz = declare(self, "rate_hz", 100.0, "Control tick rate (Hz, node clock)", 1.0, 1000.0)
         self.decision_timeout_s = declare(self, "decision_timeout_s", 0.5,
                                           "A policy decision older than this (s) counts as none", 0.01, 10.0)
@@ -82,7 +92,9 @@ class ControllerNode(Node):
                 joint_names=tuple(joint_names), home_rad=tuple(home), target_m=tuple(target), zone=zone,
                 velocity_scale=velocity_scale, min_move_duration_s=min_move, act_duration_s=act,
                 perception_timeout_s=timeout, commit_margin_m=margin, point_rate_hz=point_rate,
-                robot_base_m=tuple(base), startup_grace_s=grace, stop_acceleration_scale=stop_scale)
+                robot_base_m=tuple(base), startup_grace_s=grace, stop_acceleration_scale=stop_scale,
+                anticipation=anticipation, staging_clearance_m=staging_clearance,
+                staging_timeout_s=staging_timeout, entry_velocity_scale=entry_scale)
             self.core = ArmController(config)
         except (ValueError, IKError) as exc:
             raise ParameterError(str(exc)) from exc

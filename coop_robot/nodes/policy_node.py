@@ -25,8 +25,8 @@ class PolicyNode(Node):
         rate = declare(self, "rate_hz", 50.0, "Decision rate (Hz, node clock)", 1.0, 1000.0)
         stale = declare(self, "stale_after_s", 0.5, "Perception older than this (s) is stale: decide 'wait'", 0.01, 10.0)
         debounce = declare(self, "debounce_s", 0.4, "reactive: time the zone must be perceived empty before acting (s)", 0.0, 10.0)
-        lead = declare(self, "entry_lead_s", 0.875, "oracle: time from reach start to zone entry (s)", 0.0, 5.0)
-        margin = declare(self, "margin_s", 0.05, "oracle: safety margin after the partner's true exit (s)", 0.0, 5.0)
+        lead = declare(self, "entry_lead_s", 0.85, "oracle: act this long before the partner's planned exit (s)", 0.0, 5.0)
+        margin = declare(self, "margin_s", 0.0, "oracle: shift of the act time after the partner's planned exit (s)", 0.0, 5.0)
         params = {"stale_after_s": stale}
         if self.policy_name == "reactive":
             params["debounce_s"] = debounce

@@ -7,14 +7,15 @@ between ticks and cleared by :meth:`MirrorPolicy.reset`) and turns the act head 
 * at ``home``: "act" when the robot's turn is due (base-class bookkeeping: the partner has been
   perceived in the zone since the robot last acted) and P(act) >= ``act_threshold``. The network
   may say "act" while the partner is still inside -- that is its anticipation: the controller's
-  zone guard starts the reach on the first frame the zone is perceived clear;
+  controller approaches its staging pose and enters once the zone is perceived clear;
 * ``reaching`` / ``acting``: keep "act" until P(act) drops below ``release_threshold``, then
   "wait" (the controller aborts a reach that is not yet committed);
 * any other state: "wait".
 
 The exit forecast is reported while the partner is perceived in the zone (NaN otherwise).
-``yields_to_partner`` stays True: the controller never starts a reach while the partner is
-perceived inside, so the base class's "yield" costs this policy no anticipation.
+``yields_to_partner`` is False: it may say "act" while the partner is still inside (anticipation);
+the controller then waits at its staging pose outside the zone and enters only once the partner
+is perceived out, so the base class's "yield" would only make the arm churn.
 
 What the policy node must provide in :class:`~coop_robot.policy.base.Observation`, once per tick
 at the checkpoint's ``obs_spec.tick_rate_hz`` (the node's ``rate_hz``): ``partner_hand_m`` and
@@ -54,6 +55,7 @@ _TRAIN_HINT = ("train one with the mirror training command (see the README, 'Mir
 @register("mirror")
 class MirrorPolicy(Policy):
     name = "mirror"
+    yields_to_partner = False  # anticipates: the controller's staging pose keeps the arm out
 
     def __init__(self, checkpoint: str | Path | None = None, act_threshold: float = 0.5,
                  release_threshold: float = 0.2, stale_after_s: float = 0.5,

@@ -1,8 +1,14 @@
 """Oracle: knows from the simulation when the partner's hand will leave the zone.
 
-A lower bound for benchmarks only (it reads sim ground truth that no real robot has). It starts
-the reach ``entry_lead_s`` before the planned exit plus ``margin_s``, so the end effector arrives
-at the boundary just after the hand has left.
+A lower bound for benchmarks only (it reads sim ground truth that no real robot has). It uses the
+controller's anticipation: it says "act" ``entry_lead_s`` before the planned exit plus
+``margin_s`` -- while the partner is still inside -- so that the arm's approach brings it to rest
+at the staging pose just outside the zone by the time the hand leaves; the controller holds there
+until the partner is perceived outside and only then enters (its zone guard, not this policy,
+keeps the robot out while the partner is inside). ``entry_lead_s`` is the controller's
+reach_start -> staging time (0.81 s at velocity_scale 0.5) plus a few ticks of slack. With the
+controller's anticipation off the decision waits for the zone to clear and the robot enters
+about one nominal reach-to-entry time (0.875 s) after the exit.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ class OraclePolicy(Policy):
     name = "oracle"
     yields_to_partner = False  # it starts before the zone is clear by design
 
-    def __init__(self, entry_lead_s: float = 0.875, margin_s: float = 0.05, stale_after_s: float = 0.5) -> None:
+    def __init__(self, entry_lead_s: float = 0.85, margin_s: float = 0.0, stale_after_s: float = 0.5) -> None:
         for key, val in (("entry_lead_s", entry_lead_s), ("margin_s", margin_s)):
-            if not (math.isfinite(val) and val >= 0.0):
-                raise PolicyError(f"{key} must be a finite value >= 0, got {val!r}")
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not (math.isfinite(val) and val >= 0.0):
+                raise PolicyError(f"{key} must be a finite value >= 0 (s), got {val!r}")
         self.entry_lead_s = float(entry_lead_s)
         self.margin_s = float(margin_s)
         super().__init__(stale_after_s)
