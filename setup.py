@@ -16,6 +16,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/partners", glob("config/partners/*.yaml")),
         (f"share/{PACKAGE}/config/models", glob("config/models/*.yaml")),
+        (f"share/{PACKAGE}/config/training", glob("config/training/*.yaml")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "transforms3d"],
     zip_safe=True,

@@ -146,16 +146,32 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    # The training module owns its options; this only registers the command and forwards them.
+    sub.add_parser("train", add_help=False, help="train the mirror policy network in the fast environment "
+                                                 "(see `coop-robot train --help`)")
+
+
+def _cmd_train(argv: list[str]) -> int:
+    from coop_robot.training.train import main as train_main
+
+    return train_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coop-robot", description="Turn-taking human-robot interaction (ROS 2).")
     parser.add_argument("--version", action="version", version=f"coop-robot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sim(sub)
     _add_eval(sub)
+    _add_train(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        return _cmd_train(argv[1:])
     args = build_parser().parse_args(argv)
     handler = {"sim": _cmd_sim, "eval": _cmd_eval}[args.command]
     return handler(args)

@@ -26,6 +26,6 @@ def test_setup_install_puts_executables_in_lib_and_data_in_share(tmp_path):
     assert (share / "package.xml").is_file()
     assert {"sim.launch.py", "robot.launch.py"} <= {p.name for p in (share / "launch").iterdir()}
     assert {p.name for p in (REPO / "config").glob("*.yaml")} <= {p.name for p in (share / "config").iterdir()}
-    for sub in ("partners", "models"):
+    for sub in ("partners", "models", "training"):
         assert {p.name for p in (REPO / "config" / sub).glob("*.yaml")} == {
             p.name for p in (share / "config" / sub).iterdir()}

@@ -482,6 +482,7 @@ def save_checkpoint(path, model: MirrorPolicyNet, config: MirrorNetConfig | dict
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped or shared checkpoint must be readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

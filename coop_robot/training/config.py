@@ -1,0 +1,167 @@
+"""Mirror-policy training configuration: every hyper-parameter and the seed in one dataclass.
+
+:class:`TrainConfig` is built from defaults, from a YAML mapping (:meth:`TrainConfig.from_yaml`,
+``yaml.safe_load``) and command-line overrides; unknown keys and bad values raise
+:class:`TrainConfigError` naming the key, the value and what was expected. The config is saved
+as a plain dict in every checkpoint (:meth:`TrainConfig.to_dict`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+TRAINING_PARTNERS = ("typical", "fast", "slow", "hesitant", "erratic")
+
+
+class TrainConfigError(ValueError):
+    """A training configuration key or value is unknown or invalid."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of ``coop-robot train`` (see config/training/train.yaml for what each one does)."""
+
+    # --- reproducibility
+    seed: int = 0
+    deterministic: bool = True          # torch.use_deterministic_algorithms + 1 torch thread
+    # --- schedule
+    iterations: int = 40
+    episodes_per_iteration: int = 5     # cycles through `partners`
+    turns_per_episode: int = 4          # robot turns per collected session
+    max_episode_s: float = 60.0         # a session stops here even with fewer turns (s)
+    updates_per_iteration: int = 24     # gradient steps per iteration, each on one replay batch
+    # --- environment
+    partners: tuple = TRAINING_PARTNERS
+    perception: str = "fitted"          # "fitted" (config/models/perception_model.yaml) or "ideal"
+    # --- evaluation (greedy MirrorPolicy, no exploration, fixed seeds)
+    eval_every: int = 1
+    eval_partners: tuple = ("typical", "erratic")
+    eval_turns: int = 4
+    eval_seed: int = 10_000
+    # --- network (MirrorNetConfig; window length and inputs come from ObservationSpec)
+    latent_dim: int = 32
+    conv_channels: int = 32
+    hidden_dim: int = 64
+    shared_encoder: bool = True
+    # --- replay buffer
+    replay_capacity: int = 1000         # sequences
+    sequence_length: int = 64           # ticks per stored sequence (50 Hz)
+    burn_in: int = 16                   # leading ticks that only warm the GRU up (no loss)
+    batch_size: int = 16                # sequences per update
+    # --- optimiser
+    learning_rate: float = 1e-3
+    grad_clip_norm: float = 1.0
+    # --- reward (reinforcement)
+    reward_turn: float = 2.0            # per completed robot turn
+    penalty_gap_per_s: float = 1.0      # per second between the partner's exit and robot entry
+    penalty_overlap: float = 10.0       # per robot turn that overlapped the partner's
+    penalty_contact: float = 20.0       # per robot-partner contact
+    gamma: float = 0.995                # discount per 20 ms tick
+    # --- exploration during collection
+    epsilon: float = 0.1                # P(act) is mixed with a coin flip by this fraction
+    # --- learning from observation
+    robot_lead_s: float = 0.3           # act target = 1 once the partner is this close to leaving (s)
+    # --- loss weights and temperatures
+    weight_forecast: float = 1.0
+    weight_contrastive: float = 0.1
+    weight_phase: float = 0.1
+    weight_act_imitation: float = 1.0
+    weight_act_rl: float = 1.0
+    weight_value: float = 0.5
+    contrastive_temperature: float = 0.1
+    contrastive_samples: int = 256      # latents per side in the contrastive loss
+    awr_beta: float = 1.0               # advantage-weighted regression temperature
+    awr_max_weight: float = 20.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise TrainConfigError(f"{f.name} must be true or false, got {value!r}")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TrainConfigError(f"{f.name} must be an integer, got {value!r}")
+            elif isinstance(default, float):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise TrainConfigError(f"{f.name} must be a finite number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+            elif isinstance(default, tuple):
+                if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value \
+                        or not all(isinstance(v, str) and v for v in value):
+                    raise TrainConfigError(f"{f.name} must be a non-empty list of names, got {value!r}")
+                object.__setattr__(self, f.name, tuple(value))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        def need(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise TrainConfigError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+        need(self.seed >= 0, "seed", ">= 0")
+        need(self.eval_seed >= 0, "eval_seed", ">= 0")
+        for name in ("iterations", "episodes_per_iteration", "turns_per_episode", "updates_per_iteration",
+                     "eval_every", "eval_turns", "latent_dim", "conv_channels", "hidden_dim", "replay_capacity",
+                     "sequence_length", "batch_size", "contrastive_samples"):
+            need(getattr(self, name) >= 1, name, "an integer >= 1")
+        need(0 <= self.burn_in < self.sequence_length, "burn_in", f">= 0 and < sequence_length ({self.sequence_length})")
+        need(self.batch_size <= self.replay_capacity, "batch_size", f"<= replay_capacity ({self.replay_capacity})")
+        need(self.contrastive_samples >= 2, "contrastive_samples", ">= 2")
+        for name in ("max_episode_s", "learning_rate", "grad_clip_norm", "contrastive_temperature", "awr_beta",
+                     "awr_max_weight"):
+            need(getattr(self, name) > 0, name, "> 0")
+        for name in ("reward_turn", "penalty_gap_per_s", "penalty_overlap", "penalty_contact", "robot_lead_s",
+                     "weight_forecast", "weight_contrastive", "weight_phase", "weight_act_imitation",
+                     "weight_act_rl", "weight_value"):
+            need(getattr(self, name) >= 0, name, ">= 0")
+        need(0 < self.gamma <= 1, "gamma", "in (0, 1]")
+        need(0 <= self.epsilon <= 1, "epsilon", "in [0, 1]")
+        need(self.perception in ("fitted", "ideal"), "perception", "'fitted' or 'ideal'")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data, source: str = "training config") -> "TrainConfig":
+        """Build from a mapping of field -> value; unknown keys -> TrainConfigError naming them."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"{source} must be a mapping of hyper-parameter: value, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise TrainConfigError(f"{source}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        try:
+            return cls(**data)
+        except TrainConfigError as exc:
+            raise TrainConfigError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, path) -> "TrainConfig":
+        """Load a YAML file (``yaml.safe_load``); an empty file gives the defaults."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TrainConfigError(f"cannot read training config {path}: {exc}") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise TrainConfigError(f"training config {path} is not valid YAML: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, **overrides) -> "TrainConfig":
+        """A copy with some fields replaced (None values are ignored), validated again."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in fields(self)})
+        if unknown:
+            raise TrainConfigError(f"unknown override(s) {unknown}")
+        return replace(self, **given)

@@ -1,0 +1,145 @@
+"""Mirror-policy training: config validation, the replay buffer, determinism and a short run that learns."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coop_robot.envs.turn_env import TurnTakingEnv
+from coop_robot.policy.mirror import MirrorPolicy
+from coop_robot.policy.mirror_net import ObservationSpec, load_checkpoint
+from coop_robot.training.config import TrainConfig, TrainConfigError
+from coop_robot.training.replay import LOSS_MASK, SequenceReplay, split_episode
+from coop_robot.training.train import CHECKPOINT_NAME, CURVES_CSV, CURVES_PNG, main, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small runs: one or two short sessions per iteration, typical partner only for evaluation.
+TINY = dict(iterations=1, episodes_per_iteration=1, turns_per_episode=1, updates_per_iteration=2,
+            eval_partners=["typical"], eval_turns=1, batch_size=4, sequence_length=32, burn_in=8)
+
+
+# ------------------------------------------------------------------ config
+def test_shipped_config_loads_and_equals_the_defaults():
+    assert TrainConfig.from_yaml(REPO / "config" / "training" / "train.yaml") == TrainConfig()
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("iterations: 3\nlearning_rat: 0.01\n")
+    with pytest.raises(TrainConfigError, match=r"unknown key\(s\) \['learning_rat'\]"):
+        TrainConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("gamma", 1.5, r"gamma must be in \(0, 1\], got 1.5"),
+    ("iterations", 0, "iterations must be an integer >= 1, got 0"),
+    ("iterations", 2.5, "iterations must be an integer, got 2.5"),
+    ("partners", "typical", "partners must be a non-empty list of names"),
+    ("burn_in", 64, r"burn_in must be >= 0 and < sequence_length \(64\), got 64"),
+    ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),
+    ("learning_rate", float("nan"), "learning_rate must be a finite number"),
+])
+def test_bad_config_value_names_key_value_and_expectation(key, value, expected):
+    with pytest.raises(TrainConfigError, match=expected):
+        TrainConfig.from_dict({key: value})
+
+
+def test_cli_reports_a_bad_config_with_exit_status_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epsilon: -1\n")
+    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "epsilon must be in [0, 1], got -1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ replay
+def _episode(n: int) -> dict[str, np.ndarray]:
+    return {"x": np.arange(n, dtype=np.float32)[:, None].repeat(3, axis=1), "flag": np.ones(n, dtype=bool)}
+
+
+def test_split_episode_overlaps_by_burn_in_and_masks_padding_and_burn_in():
+    seqs = split_episode(_episode(47), sequence_length=20, burn_in=5)
+    assert [s["x"][0, 0] for s in seqs] == [0, 15, 30]
+    assert all(s["x"].shape == (20, 3) for s in seqs)
+    assert seqs[0][LOSS_MASK].all()                       # session start: the GRU's zero state is exact
+    assert not seqs[1][LOSS_MASK][:5].any() and seqs[1][LOSS_MASK][5:].all()
+    last = seqs[2][LOSS_MASK]                             # ticks 30..46, then 3 padded ticks
+    assert not last[:5].any() and last[5:17].all() and not last[17:].any()
+    trained = np.concatenate([s["x"][s[LOSS_MASK], 0] for s in seqs])
+    np.testing.assert_array_equal(np.sort(trained), np.arange(47))  # every tick trained exactly once
+
+
+def test_replay_keeps_the_newest_capacity_sequences():
+    replay = SequenceReplay(capacity=3)
+    replay.extend(split_episode(_episode(100), sequence_length=10, burn_in=0))
+    assert len(replay) == 3
+    batch = replay.sample(64, np.random.default_rng(0))
+    assert batch["x"].shape == (64, 10, 3) and batch[LOSS_MASK].shape == (64, 10)
+    assert sorted(set(batch["x"][:, 0, 0].tolist())) == [70.0, 80.0, 90.0]
+
+
+def test_replay_sampling_is_deterministic_given_the_generator():
+    replay = SequenceReplay(capacity=20)
+    replay.extend(split_episode(_episode(200), sequence_length=10, burn_in=2))
+    a = replay.sample(8, np.random.default_rng(5))
+    b = replay.sample(8, np.random.default_rng(5))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_replay_rejects_a_sequence_of_another_shape():
+    replay = SequenceReplay(capacity=4)
+    replay.add({"x": np.zeros((10, 3))})
+    with pytest.raises(ValueError, match=r"field 'x' has shape \(10, 4\)"):
+        replay.add({"x": np.zeros((10, 4))})
+
+
+# ------------------------------------------------------------------ training runs
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_same_seed_gives_identical_curves_and_weights(tmp_path):
+    cfg = TrainConfig(seed=3, **TINY)
+    a = train(cfg, tmp_path / "a", progress=False)
+    b = train(cfg, tmp_path / "b", progress=False)
+    assert (tmp_path / "a" / CURVES_CSV).read_text() == (tmp_path / "b" / CURVES_CSV).read_text()
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_short_run_learns_and_its_checkpoint_runs_in_mirror_policy(tmp_path):
+    cfg = TrainConfig(seed=0, iterations=4, episodes_per_iteration=3, turns_per_episode=2,
+                      updates_per_iteration=16, eval_partners=["typical"], eval_turns=2)
+    assert main(["--config", str(_write_yaml(tmp_path / "cfg.yaml", cfg)), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0
+    rows = _rows(tmp_path / "run" / CURVES_CSV)
+    assert [int(r["iteration"]) for r in rows] == [0, 1, 2, 3, 4]
+    start, end = rows[0], rows[-1]
+    # The forecast head learned the partner's time to leave on fixed validation sessions, and the
+    # act head learned the timing target (both scored on the same sequences at every iteration).
+    assert float(end["val_forecast_nll"]) < float(start["val_forecast_nll"]) - 0.1
+    assert float(end["val_forecast_mae_s"]) < 0.9 * float(start["val_forecast_mae_s"])
+    assert float(end["val_act_imitation"]) < 0.5 * float(start["val_act_imitation"])
+    # The greedy policy still completes its turns without overlap or contact.
+    assert int(end["eval_turns"]) == 2 and float(end["eval_overlap_rate"]) == 0.0 and int(end["eval_contacts"]) == 0
+    assert (tmp_path / "run" / CURVES_PNG).stat().st_size > 0
+
+    net, info = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME, expected_spec=ObservationSpec())
+    assert info.extra["train_config"] == cfg.to_dict() and info.extra["seed"] == 0 and info.extra["iteration"] == 4
+    assert info.package_version
+    summary = TurnTakingEnv("typical", seed=0).run(MirrorPolicy(tmp_path / "run" / CHECKPOINT_NAME), 1)
+    assert summary["turns"] == 1 and math.isfinite(summary["median_gap_s"])
+
+
+def _write_yaml(path: Path, cfg: TrainConfig) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return path
