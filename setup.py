@@ -9,6 +9,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # The trained mirror-policy checkpoint ships inside the Python package.
+    package_data={f"{PACKAGE}.policy": ["checkpoints/*.pt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -19,7 +21,7 @@ setup(
         (f"share/{PACKAGE}/config/training", glob("config/training/*.yaml")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "transforms3d"],
-    zip_safe=True,
+    zip_safe=False,
     maintainer="coop_robot maintainers",
     maintainer_email="maintainers@coop-robot.invalid",
     description="Turn-taking human-robot interaction for ROS 2",

@@ -17,7 +17,8 @@ def _add_sim(sub) -> None:
                        description="Start sim, perception, policy, controller and turn tracker as separate ROS 2 "
                                    "processes (the graph of launch/sim.launch.py), run until N robot turns are done, "
                                    "print a per-turn timing table and a summary, exit 0.")
-    p.add_argument("--policy", default="reactive", choices=["reactive", "oracle"], help="turn-taking policy (default: reactive)")
+    p.add_argument("--policy", default="reactive", choices=["reactive", "oracle", "mirror"],
+                   help="turn-taking policy (default: reactive)")
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE",
                    help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
     p.add_argument("--turns", type=int, default=20, help="robot turns before the session ends (default: 20)")
@@ -158,6 +159,22 @@ def _cmd_train(argv: list[str]) -> int:
     return train_main(argv)
 
 
+#: Commands implemented in their own modules: name -> (module, one-line help). Each module
+#: provides ``add_arguments(parser)`` and ``run(args) -> int`` and keeps its heavy imports
+#: (torch, matplotlib, rosbags) inside ``run``, so building the parser stays cheap.
+MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def _add_module_commands(sub) -> None:
+    import importlib
+
+    for name, (module, help_text) in MODULE_COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip().splitlines()[0])
+        mod.add_arguments(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coop-robot", description="Turn-taking human-robot interaction (ROS 2).")
     parser.add_argument("--version", action="version", version=f"coop-robot {__version__}")
@@ -165,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(sub)
     _add_eval(sub)
     _add_train(sub)
+    _add_module_commands(sub)
     return parser
 
 
@@ -173,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "train":
         return _cmd_train(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command in MODULE_COMMANDS:
+        import importlib
+
+        return importlib.import_module(MODULE_COMMANDS[args.command][0]).run(args)
     handler = {"sim": _cmd_sim, "eval": _cmd_eval}[args.command]
     return handler(args)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-POLICIES_SIM = ("reactive", "oracle")
-POLICIES_ROBOT = ("reactive",)
+POLICIES_SIM = ("reactive", "oracle", "mirror")
+POLICIES_ROBOT = ("reactive", "mirror")
 
 
 class GraphError(ValueError):

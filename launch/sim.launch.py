@@ -14,7 +14,7 @@ from coop_robot.graph import sim_graph
 from coop_robot.launch_support import parse_bool, parse_int, to_launch_actions
 
 ARGUMENTS = (
-    ("policy", "reactive", "Turn-taking policy: reactive or oracle (oracle reads sim ground truth; benchmarks only)"),
+    ("policy", "reactive", "Turn-taking policy: reactive, mirror, or oracle (oracle reads sim ground truth; benchmarks only)"),
     ("partner", "typical", "Simulated partner profile: typical, fast, slow, hesitant, erratic, or a YAML file path"),
     ("gui", "false", "Open the PyBullet GUI window (the sim then runs in real time)"),
     ("use_sim_time", "true", "Run perception, policy, controller and tracker on the sim's /clock"),

@@ -125,4 +125,4 @@ def make_policy(name: str, **params) -> Policy:
 
 def _load_builtin() -> None:
     # Import for their @register side effect; kept lazy so importing the base stays cheap.
-    from coop_robot.policy import oracle, reactive  # noqa: F401
+    from coop_robot.policy import mirror, oracle, reactive  # noqa: F401  (mirror imports torch lazily)

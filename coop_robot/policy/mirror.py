@@ -48,7 +48,7 @@ DEFAULT_ZONE_MAX_M = (0.75, 0.20, 0.926)
 DEFAULT_ROBOT_HOME_EE_M = (0.4121, 0.0, 1.0616)
 DEFAULT_PARTNER_REST_M = (1.02, 0.15, 0.80)
 
-_TRAIN_HINT = ("train one with the mirror training command (see the README, 'Mirror policy') or pass "
+_TRAIN_HINT = ("train one with `coop-robot train --out DIR` (README, 'Mirror policy') or pass "
                "the policy parameter checkpoint:=/path/to/mirror.pt")
 
 
