@@ -152,7 +152,7 @@ def test_anticipation_off_never_starts_while_the_partner_is_inside():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"staging_clearance_m": 0.01}, "staging_clearance_m"),
+    ({"staging_clearance_m": 0.005}, "staging_clearance_m"),
     ({"staging_clearance_m": 0.5}, "staging_clearance_m"),
     ({"staging_timeout_s": 0.0}, "staging_timeout_s"),
     ({"entry_velocity_scale": 0.0}, "entry_velocity_scale"),

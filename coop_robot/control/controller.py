@@ -89,7 +89,7 @@ class ControllerConfig:
     act_duration_s: float = 0.4
     perception_timeout_s: float = 0.5
     #: How far outside the zone an aborted reach must stay (m).
-    commit_margin_m: float = 0.02
+    commit_margin_m: float = 0.01
     point_rate_hz: float = 50.0
     robot_base_m: tuple[float, float, float] = DEFAULT_ROBOT_BASE_M
     #: After start-up, how long to wait for the first perception message before holding (s).
@@ -108,7 +108,7 @@ class ControllerConfig:
     #: "act" while the partner is perceived inside starts an approach to the staging pose.
     anticipation: bool = True
     #: How far (m) outside the zone the staging pose's EE is; at least commit_margin_m.
-    staging_clearance_m: float = 0.025
+    staging_clearance_m: float = 0.012
     #: A hold at the staging pose longer than this (s) gives up and returns home.
     staging_timeout_s: float = 3.0
     #: Fraction of the joint velocity/acceleration limits for the entry move from the staging pose.
