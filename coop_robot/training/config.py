@@ -64,7 +64,7 @@ class TrainConfig:
     # --- exploration during collection
     epsilon: float = 0.1                # P(act) is mixed with a coin flip by this fraction
     # --- learning from observation
-    robot_lead_s: float = 0.3           # act target = 1 once the partner is this close to leaving (s)
+    robot_lead_s: float = 1.0           # act target = 1 once the partner's turn-ending exit is this close (s)
     # --- loss weights and temperatures
     weight_forecast: float = 1.0
     weight_contrastive: float = 0.1

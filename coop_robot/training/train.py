@@ -25,9 +25,11 @@ is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_contact`` per 
   the network watches the partner's turn-taking through the shared latent);
 * mirror alignment: supervised InfoNCE over self and other latents, positives = same action
   phase (reach, act, withdraw, idle) whoever made it, plus a phase classifier on each latent;
-* act imitation (the partner's timing mapped into the robot's action): at the robot's decision
-  ticks the target is "act" once the partner's true time-to-exit is within ``robot_lead_s`` (or
-  it has left), "wait" before; while reaching / acting the target is "act" (keep going);
+* act imitation (the partner's timing mapped into the robot's action, :func:`turn_taking_target`):
+  at the robot's decision ticks and while an uncommitted reach can still be called off, the target
+  is "act" once the partner's turn-ending exit is within ``robot_lead_s`` (or the turn is over)
+  and "wait" before -- a false start's exit does not end the partner's turn; past the commit
+  time and while acting the target is "act" (keep going);
 * act reinforcement: advantage-weighted regression (AWR, Peng et al. 2019) on the sampled
   decisions, advantage = discounted return - value head; AWR is off-policy, so replayed
   decisions from older policies are used as they are;
@@ -166,8 +168,8 @@ class ExploringMirrorPolicy(MirrorPolicy):
             p = (1.0 - self.epsilon) * out["p_act"] + 0.5 * self.epsilon
             self.sampled_action = bool(self.rng.random() < p)
             return Decision("act" if self.sampled_action else "wait", forecast)
-        if obs.robot_state in ("reaching", "acting"):
-            return Decision("act", forecast)
+        if obs.robot_state in ("reaching", "acting"):  # the deployed rule: keep going above the release threshold
+            return Decision("act" if out["p_act"] >= self.release_threshold else "wait", forecast)
         return Decision("wait", forecast)
 
 
@@ -195,6 +197,35 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
+_FALSE_START_PHASES = ("false_start_reach", "false_start_return", "false_start_pause")
+
+
+def turn_taking_target(t_s: np.ndarray, inside: np.ndarray, exits_s: np.ndarray, final: np.ndarray,
+                       lead_s: float) -> np.ndarray:
+    """Learning from observation: when a person in the robot's place would go.
+
+    1 once the partner's turn is over (its last exit was a final one and it is outside) or while
+    it is inside and its turn-ending exit is at most ``lead_s`` away; 0 otherwise -- in particular
+    during a false start and the pause after it, whose exit does not end the partner's turn.
+    ``exits_s`` is sorted; ``final[i]`` says whether exit ``i`` ended the partner's turn.
+    """
+    t_s = np.asarray(t_s, dtype=np.float64)
+    inside = np.asarray(inside, dtype=bool)
+    exits_s = np.asarray(exits_s, dtype=np.float64)
+    final = np.asarray(final, dtype=bool)
+    out = np.zeros(len(t_s), dtype=bool)
+    last = np.searchsorted(exits_s, t_s, side="right") - 1        # the latest exit at or before t
+    over = (last >= 0) & final[np.clip(last, 0, None)] if len(exits_s) else np.zeros(len(t_s), bool)
+    out |= ~inside & over
+    finals = exits_s[final]
+    k = np.searchsorted(finals, t_s, side="left")                 # the next turn-ending exit
+    has_final = inside & (k < len(finals))
+    tte_final = np.full(len(t_s), np.inf)
+    tte_final[has_final] = finals[k[has_final]] - t_s[has_final]
+    out |= has_final & (tte_final <= lead_s)
+    return out
+
+
 def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: TrainConfig,
                     seed: int) -> tuple[dict[str, np.ndarray], EpisodeStats]:
     """Play one session; return per-tick arrays (network inputs, labels, actions, returns) and stats."""
@@ -205,7 +236,8 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
     partner_in, t_obs = False, env.t_s
     rows: dict[str, list] = {k: [] for k in (
         "self_windows", "other_windows", "context", "phase_self", "phase_other", "partner_in", "t_s",
-        "decision", "action", "keep_going", "reward")}
+        "decision", "action", "keep_going", "uncommitted", "reward")}
+    final_exit = False    # the partner's last exit ended its turn (not a false start)
     exit_times: list[float] = []
     turns: list[dict] = []
     contacts = 0
@@ -222,13 +254,19 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
         rows["t_s"].append(t_obs)
         rows["decision"].append(policy.sampled_action is not None)
         rows["action"].append(float(bool(policy.sampled_action)))
-        rows["keep_going"].append(obs.robot_state in ("reaching", "acting"))
+        # Past the commit time (or acting) the only sensible target is to carry on.
+        rows["keep_going"].append(obs.robot_state == "acting"
+                                  or (obs.robot_state == "reaching" and env.controller.committed))
+        rows["uncommitted"].append(obs.robot_state == "reaching" and not env.controller.committed)
 
         obs, info = env.step(decision.action)
         reward = 0.0
         for name, t_s in info["events"]:
             if name == "partner_exit":
-                exit_times.append(t_s)
+                # A false start's exit is followed by the rest of the partner's turn: it is not
+                # the end of the turn the robot should anticipate.
+                final = info["partner_phase"] not in _FALSE_START_PHASES
+                exit_times.append((t_s, final))
                 owed = True
             elif name == "robot_enter":
                 owed = False
@@ -248,16 +286,18 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
 
     t = np.asarray(rows["t_s"], dtype=np.float64)
     inside = np.asarray(rows["partner_in"], dtype=bool)
-    exits = np.asarray(sorted(exit_times), dtype=np.float64)
+    exit_times.sort()
+    exits = np.asarray([e for e, _ in exit_times], dtype=np.float64)
+    final = np.asarray([f for _, f in exit_times], dtype=bool)
+    # Exit forecast target: the end of the current zone visit.
     j = np.searchsorted(exits, t, side="left")
     has_exit = inside & (j < len(exits))
     tte = np.zeros(len(t))
     tte[has_exit] = exits[j[has_exit]] - t[has_exit]
+    act_now = turn_taking_target(t, inside, exits, final, cfg.robot_lead_s)
     decision = np.asarray(rows["decision"], dtype=bool)
     keep_going = np.asarray(rows["keep_going"], dtype=bool)
-    # Learning from observation: act once the partner is within the robot's lead of leaving
-    # (or has left); the exit time is the one the forecast head learns from watching the partner.
-    act_now = ~inside | (has_exit & (tte <= cfg.robot_lead_s))
+    uncommitted = np.asarray(rows["uncommitted"], dtype=bool)
     rewards = np.asarray(rows["reward"], dtype=np.float32)
     episode = {
         "self_windows": np.asarray(rows["self_windows"], dtype=np.float32),
@@ -270,7 +310,7 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
         "decision": decision,
         "action": np.asarray(rows["action"], dtype=np.float32),
         "imitation_target": np.where(keep_going, 1.0, act_now.astype(np.float32)).astype(np.float32),
-        "imitation_mask": decision | keep_going,
+        "imitation_mask": decision | keep_going | uncommitted,
         "return": discounted_returns(rewards, cfg.gamma),
     }
     return episode, EpisodeStats(turns, contacts, float(rewards.sum()))
