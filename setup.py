@@ -35,6 +35,7 @@ setup(
             "policy_node = coop_robot.nodes.policy_node:main",
             "controller_node = coop_robot.nodes.controller_node:main",
             "turn_tracker_node = coop_robot.nodes.turn_tracker_node:main",
+            "recorder_node = coop_robot.nodes.recorder_node:main",
         ],
     },
 )

@@ -31,6 +31,11 @@ def _add_sim(sub) -> None:
     p.add_argument("--log-dir", type=Path, help="where node logs go (default: a new temporary directory)")
     p.add_argument("--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)")
     p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random one)")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="record the interaction topics to a rosbag2 (MCAP) directory DIR (must not exist or be empty); "
+                        "read it with `ros2 bag info DIR`, rosbags or any MCAP reader")
+    p.add_argument("--record-images", action="store_true",
+                   help="with --record: also record the camera images and camera_info (about 16 MB per simulated second)")
 
 
 def _cmd_sim(args) -> int:
@@ -43,6 +48,18 @@ def _cmd_sim(args) -> int:
     if args.turns < 1:
         print(f"coop-robot sim: --turns must be >= 1, got {args.turns}", file=sys.stderr)
         return 2
+    if args.record_images and not args.record:
+        print("coop-robot sim: --record-images needs --record DIR", file=sys.stderr)
+        return 2
+    record_dir = ""
+    if args.record:
+        from coop_robot.recording.bag import BagError, check_output_dir
+
+        try:
+            record_dir = str(check_output_dir(args.record))  # refuse an existing recording before starting
+        except BagError as exc:
+            print(f"coop-robot sim: --record: {exc}", file=sys.stderr)
+            return 2
     try:
         load_profile(args.partner)  # fail fast with the profile's own message
     except ProfileError as exc:
@@ -53,7 +70,8 @@ def _cmd_sim(args) -> int:
     partner = str(resolve_profile_path(args.partner).resolve())  # the nodes may run elsewhere
     try:
         specs = sim_graph(policy=args.policy, partner=partner, seed=args.seed, turns=args.turns, gui=args.gui,
-                          summary_json=str(summary_path), real_time_factor=args.real_time_factor)
+                          summary_json=str(summary_path), real_time_factor=args.real_time_factor,
+                          record_dir=record_dir, record_images=args.record_images)
     except GraphError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +86,10 @@ def _cmd_sim(args) -> int:
         return 2
     except SessionError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
+        if record_dir:
+            from coop_robot.recording.bag import describe_bag
+
+            print(f"coop-robot sim: what was recorded: {describe_bag(record_dir)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("coop-robot sim: interrupted; all nodes were shut down", file=sys.stderr)
@@ -81,6 +103,10 @@ def _cmd_sim(args) -> int:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         print(f"summary written to {args.summary_json}")
+    if record_dir:
+        from coop_robot.recording.bag import describe_bag
+
+        print(describe_bag(record_dir))
     return 0
 
 
@@ -163,6 +189,9 @@ def _cmd_train(argv: list[str]) -> int:
 #: provides ``add_arguments(parser)`` and ``run(args) -> int`` and keeps its heavy imports
 #: (torch, matplotlib, rosbags) inside ``run``, so building the parser stays cheap.
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": ("coop_robot.analysis.analyze_cmd", "analyse rosbag2 sessions: per-turn timing, plots, HTML report"),
+    "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
+    "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
 }
 
 

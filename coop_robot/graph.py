@@ -7,10 +7,16 @@ the same executables, parameter files and overrides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import time
+from dataclasses import dataclass, field, replace
 
 POLICIES_SIM = ("reactive", "oracle", "mirror")
 POLICIES_ROBOT = ("reactive", "mirror")
+#: The recorder prints a line starting with this once it is subscribed and the bag is open ...
+RECORDER_READY_LINE = "[recorder] recording"
+#: ... and, on sim time, this one when its clock runs (the first /clock arrived).
+RECORDER_CLOCK_LINE = "[recorder] clock running"
 
 
 class GraphError(ValueError):
@@ -28,16 +34,39 @@ class NodeSpec:
     parameters: dict = field(default_factory=dict)      # overrides, applied after the files
     remappings: tuple[tuple[str, str], ...] = ()
     ends_session: bool = False              # the session is over when this process exits
+    ready_line: str = ""                    # start the next nodes only once it prints a line starting with this
+    stops_last: bool = False                # shut down after all the others (a recorder loses nothing)
+    start_after: tuple[str, str] = ()       # (node, line prefix): start only once that node printed it
 
 
 def _node(name: str, exe: str, files: tuple[str, ...], params: dict, remaps=(), ends=False) -> NodeSpec:
     return NodeSpec(name, exe, f"coop_robot.nodes.{exe}", ("world.yaml",) + files, params, tuple(remaps), ends)
 
 
+def default_record_dir(now: float | None = None, base: str | None = None) -> str:
+    """``<base>/coop_robot_<YYYYmmdd_HHMMSS>`` (base: the current directory), absolute."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(time.time() if now is None else now))
+    return os.path.abspath(os.path.join(base or os.getcwd(), f"coop_robot_{stamp}"))
+
+
+def recorder_node(record_dir: str, record_images: bool = False, use_sim_time: bool | None = None,
+                  remappings=(), files: tuple[str, ...] = ("recorder.yaml",)) -> NodeSpec:
+    """The bag recorder: listed first, started (and subscribed) before the other nodes, stopped last."""
+    if not str(record_dir).strip():
+        raise GraphError("record_dir must name the bag directory to create")
+    params = {"output_dir": os.path.abspath(os.path.expanduser(str(record_dir))), "record_images": bool(record_images)}
+    if use_sim_time is not None:
+        params["use_sim_time"] = bool(use_sim_time)
+    return NodeSpec("recorder", "recorder_node", "coop_robot.nodes.recorder_node", ("world.yaml",) + tuple(files),
+                    params, tuple(remappings), ready_line=RECORDER_READY_LINE, stops_last=True)
+
+
 def sim_graph(policy: str = "reactive", partner: str = "typical", seed: int = 0, turns: int = 0,
               gui: bool = False, use_sim_time: bool = True, summary_json: str = "",
-              real_time_factor: float | None = None) -> list[NodeSpec]:
-    """The simulated interaction: sim, perception, policy, controller, turn tracker."""
+              real_time_factor: float | None = None, record_dir: str = "",
+              record_images: bool = False) -> list[NodeSpec]:
+    """The simulated interaction: sim, perception, policy, controller, turn tracker; with
+    ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there."""
     if policy not in POLICIES_SIM:
         raise GraphError(f"policy must be one of {POLICIES_SIM} in simulation, got {policy!r}")
     if turns < 0:
@@ -50,9 +79,15 @@ def sim_graph(policy: str = "reactive", partner: str = "typical", seed: int = 0,
         sim_params["real_time_factor"] = float(real_time_factor)
     if gui:  # a person watching wants real time
         sim_params.setdefault("real_time_factor", 1.0)
-    return [
+    recorder = [recorder_node(record_dir, record_images, use_sim_time)] if record_dir else []
+    perception = _node("perception", "perception_node", ("perception.yaml",), dict(t))
+    # With recording, the recorder is subscribed before anything else starts; the rest start together, as
+    # without recording (the sim waits for perception, and the policy and controller must be
+    # up by then: holding perception back until the recorder had the sim's clock let the
+    # partner's first turn pass unseen). Messages before the first /clock get its time.
+    return recorder + [
         _node("coop_sim", "sim_node", ("sim.yaml",), sim_params),  # publishes /clock: never sim time
-        _node("perception", "perception_node", ("perception.yaml",), dict(t)),
+        perception,
         _node("policy", "policy_node", ("policy.yaml",), {**t, "policy": policy}),
         _node("controller", "controller_node", ("controller.yaml",), dict(t)),
         _node("turn_tracker", "turn_tracker_node", ("turn_tracker.yaml",), {
@@ -67,8 +102,10 @@ def robot_graph(policy: str = "reactive", color_topic: str = "/camera/color/imag
                 camera_info_topic: str = "/camera/color/camera_info",
                 trajectory_topic: str = "/panda_arm_controller/joint_trajectory",
                 joint_states_topic: str = "/joint_states", turns: int = 0,
-                summary_json: str = "", extra_param_files: list[str] = ()) -> list[NodeSpec]:
-    """A lab robot: no sim; the camera driver and ros2_control provide the other half."""
+                summary_json: str = "", extra_param_files: list[str] = (), record_dir: str = "",
+                record_images: bool = False) -> list[NodeSpec]:
+    """A lab robot: no sim; the camera driver and ros2_control provide the other half. With
+    ``record_dir``, a recorder writes the interaction (on the remapped topics) to a rosbag2 there."""
     if policy not in POLICIES_ROBOT:
         raise GraphError(f"policy must be one of {POLICIES_ROBOT} on a robot, got {policy!r}")
     for key, val in (("color_topic", color_topic), ("depth_topic", depth_topic),
@@ -80,7 +117,11 @@ def robot_graph(policy: str = "reactive", color_topic: str = "/camera/color/imag
            ("/camera/color/camera_info", camera_info_topic))
     js = (("/joint_states", joint_states_topic),)
     cell = ("robot.yaml",) + tuple(str(f) for f in extra_param_files)
-    return [
+    # The recorder sees the camera and joint topics under the names the other nodes are remapped to.
+    traj = (("/panda_arm_controller/joint_trajectory", trajectory_topic),)
+    recorder = [recorder_node(record_dir, record_images, remappings=cam + js + traj,
+                              files=("recorder.yaml",) + cell)] if record_dir else []
+    return recorder + [
         _node("perception", "perception_node", ("perception.yaml",) + cell, {}, cam),
         _node("policy", "policy_node", ("policy.yaml",) + cell, {"policy": policy}),
         _node("controller", "controller_node", ("controller.yaml",) + cell,

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import os
 
-from coop_robot.graph import NodeSpec
+from coop_robot.graph import NodeSpec, default_record_dir
+
+#: Launch arguments of both launch files for recording the session to a rosbag2 (MCAP).
+RECORD_ARGUMENTS = (
+    ("record", "false", "Record the interaction topics to a rosbag2 (MCAP) directory"),
+    ("record_dir", "", "Bag directory for record:=true (must not exist or be empty); "
+                       "default ./coop_robot_<YYYYmmdd_HHMMSS>"),
+    ("record_images", "false", "With record:=true, also record the camera images and camera_info (large)"),
+)
 
 
 def to_launch_actions(specs: list[NodeSpec], share_dir: str) -> list:
@@ -39,6 +47,17 @@ def to_launch_actions(specs: list[NodeSpec], share_dir: str) -> list:
                 on_exit=[EmitEvent(event=Shutdown(reason=f"{spec.name} finished the session"))],
             )))
     return actions
+
+
+def parse_record(record: str, record_dir: str, record_images: str) -> tuple[str, bool]:
+    """The record launch arguments -> (bag directory or '' for no recording, record images)."""
+    enabled = parse_bool(record, "record")
+    images = parse_bool(record_images, "record_images")
+    if not enabled:
+        if record_dir.strip() or images:
+            raise ValueError("launch arguments 'record_dir' / 'record_images' need record:=true")
+        return "", False
+    return (record_dir.strip() or default_record_dir()), images
 
 
 def parse_bool(text: str, name: str) -> bool:

@@ -2,7 +2,11 @@
 
 Used where the ROS 2 ``launch`` package is not installed (the pip wheels). Every node is its own
 process talking over DDS; the runner only starts them, watches them, shows progress and shuts
-them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends.
+them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends. A node with a
+``ready_line`` (the recorder) must print it before the next nodes start, a node with
+``start_after = (node, line)`` starts only once that node printed that line, and nodes marked
+``stops_last`` (the recorder) are stopped only after all the others have exited, so the bag holds
+everything they published.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class _Proc:
     log_path: Path
     log: TextIO
     reader: threading.Thread | None = None
+    awaited: dict[str, threading.Event] = field(default_factory=dict)   # line prefix -> seen
 
 
 @dataclass
@@ -74,13 +79,29 @@ class GraphRunner:
     extra_param_files: list[Path] = field(default_factory=list)
     on_line: Callable[[str, str], None] | None = None   # (node name, stdout line)
     procs: list[_Proc] = field(default_factory=list)
+    ready_timeout_s: float = 60.0
 
     def start(self) -> None:
         for f in self.extra_param_files:
             load_param_file(f)  # reject a bad file before anything starts
         self.log_dir.mkdir(parents=True, exist_ok=True)
         params_dir = self.log_dir / "params"
+        awaited: dict[str, list[str]] = {}   # node name -> line prefixes someone waits for
         for spec in self.specs:
+            if spec.ready_line:
+                awaited.setdefault(spec.name, []).append(spec.ready_line)
+            if spec.start_after:
+                node, prefix = spec.start_after
+                if node not in {s.name for s in self.specs}:
+                    raise ValueError(f"node '{spec.name}' starts after node '{node}', which is not in the graph")
+                awaited.setdefault(node, []).append(prefix)
+        by_name: dict[str, _Proc] = {}
+        for spec in self.specs:
+            if spec.start_after:
+                node, prefix = spec.start_after
+                if node not in by_name:
+                    raise ValueError(f"node '{spec.name}' starts after node '{node}', which is listed after it")
+                self._wait_line(by_name[node], prefix, self.ready_timeout_s)
             cmd = node_command(spec, params_dir, self.extra_param_files)
             log_path = self.log_dir / f"{spec.name}.log"
             log = open(log_path, "w", encoding="utf-8")
@@ -90,15 +111,34 @@ class GraphRunner:
                 cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 bufsize=1, start_new_session=True,
             )
-            proc = _Proc(spec, popen, log_path, log)
+            proc = _Proc(spec, popen, log_path, log,
+                         awaited={prefix: threading.Event() for prefix in awaited.get(spec.name, [])})
+            by_name[spec.name] = proc
             proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
             proc.reader.start()
             self.procs.append(proc)
+            if spec.ready_line:
+                self._wait_line(proc, spec.ready_line, self.ready_timeout_s)
+
+    def _wait_line(self, proc: _Proc, prefix: str, timeout_s: float) -> None:
+        """Block until ``proc`` prints a line starting with ``prefix`` (SessionError if it dies first)."""
+        deadline = time.monotonic() + timeout_s
+        while not proc.awaited[prefix].wait(0.05):
+            code = proc.popen.poll()
+            if code is not None:
+                raise SessionError(f"node '{proc.spec.name}' exited with code {code} while starting; "
+                                   f"last lines of {proc.log_path}:\n{self.tail(proc)}")
+            if time.monotonic() > deadline:
+                raise SessionError(f"node '{proc.spec.name}' did not print {prefix!r} within {timeout_s:.0f} s "
+                                   f"(log: {proc.log_path})")
 
     def _pump(self, proc: _Proc) -> None:
         for line in proc.popen.stdout:
             proc.log.write(line)
             proc.log.flush()
+            for prefix, seen in proc.awaited.items():
+                if line.startswith(prefix):
+                    seen.set()
             if self.on_line is not None:
                 self.on_line(proc.spec.name, line.rstrip("\n"))
 
@@ -127,10 +167,30 @@ class GraphRunner:
         text = proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
         return "\n".join("    " + ln for ln in text[-lines:])
 
-    def shutdown(self, grace_s: float = 8.0) -> dict[str, int]:
-        """SIGINT every node (clean rclpy shutdown), escalate to SIGTERM/SIGKILL; exit codes."""
+    def shutdown(self, grace_s: float = 8.0, drain_s: float = 0.5) -> dict[str, int]:
+        """SIGINT every node (clean rclpy shutdown), escalate to SIGTERM/SIGKILL; exit codes.
+
+        Nodes marked ``stops_last`` go after all the others have exited, and ``drain_s`` later,
+        so what the others published last has arrived.
+        """
+        first = [p for p in self.procs if not p.spec.stops_last]
+        last = [p for p in self.procs if p.spec.stops_last]
+        self._stop(first, grace_s)
+        if any(p.popen.poll() is None for p in last):
+            time.sleep(drain_s)
+            self._stop(last, grace_s)
+        codes = {}
+        for p in self.procs:
+            codes[p.spec.name] = p.popen.wait()
+            if p.reader is not None:
+                p.reader.join(timeout=2.0)
+            p.log.close()
+        return codes
+
+    @staticmethod
+    def _stop(procs: list[_Proc], grace_s: float) -> None:
         for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-            alive = [p for p in self.procs if p.popen.poll() is None]
+            alive = [p for p in procs if p.popen.poll() is None]
             if not alive:
                 break
             for p in alive:
@@ -141,13 +201,6 @@ class GraphRunner:
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and any(p.popen.poll() is None for p in alive):
                 time.sleep(0.05)
-        codes = {}
-        for p in self.procs:
-            codes[p.spec.name] = p.popen.wait()
-            if p.reader is not None:
-                p.reader.join(timeout=2.0)
-            p.log.close()
-        return codes
 
 
 def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,

@@ -10,7 +10,9 @@ trajectory controller first, then for example (Intel RealSense + Franka):
         trajectory_topic:=/fr3_arm_controller/joint_trajectory
 
 Set the camera extrinsics and zone for your cell in a copy of config/robot.yaml
-(``params_file:=/path/to/my_cell.yaml``). Same graph description as the simulation
+(``params_file:=/path/to/my_cell.yaml``). ``record:=true`` records the session (the interaction
+topics, under the remapped names) to a rosbag2 (MCAP) directory, ``record_dir:=DIR`` or by default
+``./coop_robot_<YYYYmmdd_HHMMSS>``. Same graph description as the simulation
 (coop_robot.graph.robot_graph); no sim, wall-clock time, scoring on perception.
 """
 
@@ -22,7 +24,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import robot_graph
-from coop_robot.launch_support import parse_int, to_launch_actions
+from coop_robot.launch_support import RECORD_ARGUMENTS, parse_int, parse_record, to_launch_actions
 
 ARGUMENTS = (
     ("policy", "reactive", "Turn-taking policy: reactive or mirror"),
@@ -34,13 +36,14 @@ ARGUMENTS = (
     ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
     ("params_file", "", "Your cell's parameter file (camera extrinsics, zone, glove colour), applied last"),
-)
+) + RECORD_ARGUMENTS
 
 
 def _graph(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
+    record_dir, record_images = parse_record(arg("record"), arg("record_dir"), arg("record_images"))
     specs = robot_graph(
         policy=arg("policy"),
         color_topic=arg("color_topic"),
@@ -50,6 +53,8 @@ def _graph(context):
         joint_states_topic=arg("joint_states_topic"),
         turns=parse_int(arg("turns"), "turns"),
         summary_json=arg("summary_json"),
+        record_dir=record_dir,
+        record_images=record_images,
         extra_param_files=[arg("params_file")] if arg("params_file") else [],
     )
     return to_launch_actions(specs, get_package_share_directory("coop_robot"))

@@ -2,6 +2,9 @@
 
     ros2 launch coop_robot sim.launch.py policy:=reactive partner:=typical gui:=true turns:=20
 
+Add ``record:=true`` (optionally ``record_dir:=DIR record_images:=true``) to record the session to a
+rosbag2 (MCAP) directory, by default ``./coop_robot_<YYYYmmdd_HHMMSS>``.
+
 The same graph (coop_robot.graph.sim_graph) and parameter files as ``coop-robot sim``.
 """
 
@@ -11,7 +14,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import sim_graph
-from coop_robot.launch_support import parse_bool, parse_int, to_launch_actions
+from coop_robot.launch_support import RECORD_ARGUMENTS, parse_bool, parse_int, parse_record, to_launch_actions
 
 ARGUMENTS = (
     ("policy", "reactive", "Turn-taking policy: reactive, mirror, or oracle (oracle reads sim ground truth; benchmarks only)"),
@@ -21,13 +24,14 @@ ARGUMENTS = (
     ("seed", "0", "Random seed of the simulated partner"),
     ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
-)
+) + RECORD_ARGUMENTS
 
 
 def _graph(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
+    record_dir, record_images = parse_record(arg("record"), arg("record_dir"), arg("record_images"))
     specs = sim_graph(
         policy=arg("policy"),
         partner=arg("partner"),
@@ -36,6 +40,8 @@ def _graph(context):
         gui=parse_bool(arg("gui"), "gui"),
         use_sim_time=parse_bool(arg("use_sim_time"), "use_sim_time"),
         summary_json=arg("summary_json"),
+        record_dir=record_dir,
+        record_images=record_images,
     )
     return to_launch_actions(specs, get_package_share_directory("coop_robot"))
 

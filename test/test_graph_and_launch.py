@@ -3,12 +3,15 @@
 import importlib.util
 import re
 import sys
+import time
 import types
 from pathlib import Path
 
 import pytest
 
-from coop_robot.graph import GraphError, robot_graph, sim_graph
+from coop_robot.graph import (
+    RECORDER_READY_LINE, GraphError, default_record_dir, robot_graph, sim_graph,
+)
 from coop_robot.params import ParamFileError, load_param_file
 from coop_robot.paths import config_path, share_dir
 from coop_robot.runner import node_command
@@ -24,12 +27,14 @@ def console_scripts() -> dict[str, str]:
 def test_every_config_file_is_a_valid_ros2_parameter_file():
     files = sorted((REPO / "config").glob("*.yaml"))
     assert {f.name for f in files} >= {"world.yaml", "sim.yaml", "perception.yaml", "policy.yaml",
-                                       "controller.yaml", "turn_tracker.yaml", "robot.yaml"}
+                                       "controller.yaml", "turn_tracker.yaml", "robot.yaml", "recorder.yaml"}
     for f in files:
         load_param_file(f)
 
 
-@pytest.mark.parametrize("graph", [sim_graph(turns=3, summary_json="/tmp/s.json"), robot_graph()])
+@pytest.mark.parametrize("graph", [sim_graph(turns=3, summary_json="/tmp/s.json"), robot_graph(),
+                                   sim_graph(turns=3, summary_json="/tmp/s.json", record_dir="/tmp/bag"),
+                                   robot_graph(record_dir="/tmp/bag")])
 def test_graph_nodes_have_executables_and_config_keyed_by_node_name(graph, tmp_path):
     scripts = console_scripts()
     for spec in graph:
@@ -49,6 +54,34 @@ def test_graph_rejects_bad_arguments():
         robot_graph(policy="oracle")
     with pytest.raises(GraphError, match="absolute"):
         robot_graph(color_topic="camera/image")
+
+
+def test_recording_adds_a_recorder_started_first_and_stopped_last(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain = sim_graph(turns=3)
+    graph = sim_graph(turns=3, record_dir="bag", record_images=True)
+    rec = graph[0]
+    assert rec.name == "recorder" and [s.name for s in graph[1:]] == [s.name for s in plain]
+    assert rec.ready_line == RECORDER_READY_LINE and rec.stops_last and not rec.ends_session
+    assert rec.parameters == {"output_dir": str(tmp_path / "bag"), "record_images": True, "use_sim_time": True}
+    # the other nodes start together once the recorder is ready (the sim waits for perception; a
+    # node held back until the recorder has the sim's clock would miss the partner's first turn)
+    assert not any(s.start_after for s in graph[1:])
+    assert not any(s.stops_last or s.ready_line or s.start_after for s in plain)
+
+    robot = robot_graph(joint_states_topic="/franka/joint_states", trajectory_topic="/fr3/joint_trajectory",
+                        record_dir=str(tmp_path / "r"), extra_param_files=["/cell.yaml"])
+    rec = robot[0]
+    assert rec.name == "recorder" and "use_sim_time" not in rec.parameters
+    assert dict(rec.remappings)["/joint_states"] == "/franka/joint_states"
+    assert dict(rec.remappings)["/panda_arm_controller/joint_trajectory"] == "/fr3/joint_trajectory"
+    assert rec.param_files[-2:] == ("robot.yaml", "/cell.yaml")
+
+
+def test_default_record_dir_is_timestamped_under_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    when = time.mktime((2025, 3, 4, 5, 6, 7, 0, 0, -1))
+    assert default_record_dir(when) == str(tmp_path / "coop_robot_20250304_050607")
 
 
 def test_bad_parameter_files_are_rejected_with_the_reason(tmp_path):
@@ -145,6 +178,30 @@ def test_robot_launch_remaps_camera_and_joint_topics(monkeypatch):
     remaps = dict(nodes["perception"].kwargs["remappings"])
     assert remaps["/camera/color/image_raw"] == "/cam/color" and remaps["/camera/depth/image_rect_raw"] == "/cam/depth"
     assert nodes["controller"].kwargs["parameters"][-1]["trajectory_topic"] == "/arm/joint_trajectory"
+
+
+@pytest.mark.parametrize("filename", ["sim.launch.py", "robot.launch.py"])
+def test_launch_record_arguments_add_the_recorder(monkeypatch, tmp_path, filename):
+    monkeypatch.chdir(tmp_path)
+    declared, actions = _run_launch_file(monkeypatch, filename, {})
+    assert {"record", "record_dir", "record_images"} <= set(declared)
+    assert declared["record"]["default_value"] == "false"
+    assert "recorder" not in [a.kwargs["name"] for a in actions if type(a).__name__ == "Node"]
+
+    _, actions = _run_launch_file(monkeypatch, filename, {"record": "true", "record_images": "true"})
+    nodes = [a for a in actions if type(a).__name__ == "Node"]
+    assert nodes[0].kwargs["name"] == "recorder" and nodes[0].kwargs["executable"] == "recorder_node"
+    params = nodes[0].kwargs["parameters"][-1]
+    assert Path(params["output_dir"]).parent == tmp_path
+    assert re.fullmatch(r"coop_robot_\d{8}_\d{6}", Path(params["output_dir"]).name)
+    assert params["record_images"] is True
+
+    _, actions = _run_launch_file(monkeypatch, filename, {"record": "true", "record_dir": str(tmp_path / "b")})
+    assert actions[0].kwargs["parameters"][-1]["output_dir"] == str(tmp_path / "b")
+    with pytest.raises(ValueError, match="record:=true"):
+        _run_launch_file(monkeypatch, filename, {"record_dir": str(tmp_path / "b")})
+    with pytest.raises(ValueError, match="record"):
+        _run_launch_file(monkeypatch, filename, {"record": "perhaps"})
 
 
 def test_launch_rejects_a_bad_boolean(monkeypatch):

@@ -193,6 +193,15 @@ class TurnTrackerNode(Node):
 
         print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary), flush=True)
         self.get_logger().info(f"session complete after {len(self.tracker.records)} turns")
+        # Let the last turn's events and timing reach their (reliable) subscribers -- a recorder,
+        # the runner -- before the node exits; bounded, so a vanished subscriber cannot hang us.
+        from rclpy.duration import Duration
+
+        for pub in (self.events_pub, self.timing_pub):
+            try:
+                pub.wait_for_all_acked(Duration(seconds=1.0))
+            except Exception as exc:  # noqa: BLE001 -- best effort at shutdown, never a crash
+                self.get_logger().warning(f"{pub.topic_name}: not every subscriber acknowledged: {exc}")
         raise SessionComplete()
 
 
