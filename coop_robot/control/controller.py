@@ -429,18 +429,8 @@ class ArmController:
         """From rest at the staging pose into the zone (called only with the zone perceived clear)."""
         start = q_meas if q_meas is not None else self._hold_rad
         plan = self._entry_plan(start)
-        deviation_m = np.max(np.linalg.norm(self._ee_path(plan) - self._nominal_entry_ee_path, axis=1))
-        if deviation_m <= _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m:
-            commit = self.nominal_entry_commit_s * plan.duration_s / self.nominal_entry.duration_s
-        else:
-            commit = self._commit_time(plan)
-        self._phase = "entry"
-        self._commit_s = commit
-        self._committed = False
-        self._send(out, plan, now_s, "reach", "reaching")
-        if commit <= 0.0:
-            self._committed = True
-            self._emit(out, "entry_commit", now_s)
+        commit = self._commit_for(plan, self.nominal_entry, self.nominal_entry_commit_s, self._nominal_entry_ee_path)
+        self._launch(out, now_s, plan, commit, phase="entry")
 
     # ------------------------------------------------------------------ internals
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
@@ -459,21 +449,30 @@ class ArmController:
     def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
         start = q_meas if q_meas is not None else self._hold_rad
         reach = self._reach_plan(start)
-        # Computing a commit time takes ~0.1 s, too long for a tick: a reach starting where the
-        # nominal one does (the usual case, up to the arm's small tracking error at home) uses
-        # the precomputed one, scaled to its duration; the retreats from nearby states differ
-        # no more than the reach paths do, and that difference is a fraction of the margin.
-        deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._nominal_ee_path, axis=1))
+        commit = self._commit_for(reach, self.nominal_reach, self.nominal_commit_s, self._nominal_ee_path)
+        self._launch(out, now_s, reach, commit, phase="direct", emit_reach_start=True)
+
+    def _commit_for(self, plan: JointPlan, nominal: JointPlan, nominal_commit_s: float,
+                    nominal_ee_path: np.ndarray) -> float:
+        """Commit time of ``plan``. Computing one takes ~0.1 s, too long for a tick: a plan whose
+        EE path stays close to the nominal one's (the usual case, up to the arm's small tracking
+        error) uses the precomputed time, scaled to its duration; the retreats from nearby states
+        differ no more than the paths do, and that difference is a fraction of the margin."""
+        deviation_m = np.max(np.linalg.norm(self._ee_path(plan) - nominal_ee_path, axis=1))
         if deviation_m <= _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m:
-            commit = self.nominal_commit_s * reach.duration_s / self.nominal_reach.duration_s
-        else:
-            commit = self._commit_time(reach)
-        self._commit_s = commit
+            return nominal_commit_s * plan.duration_s / nominal.duration_s
+        return self._commit_time(plan)
+
+    def _launch(self, out: ControllerOutput, now_s: float, plan: JointPlan, commit_s: float, phase: str,
+                emit_reach_start: bool = False) -> None:
+        """Send a move into the zone: uncommitted until ``commit_s`` (committed at once if <= 0)."""
+        self._phase = phase
+        self._commit_s = commit_s
         self._committed = False
-        self._phase = "direct"
-        self._emit(out, "reach_start", now_s)
-        self._send(out, reach, now_s, "reach", "reaching")
-        if commit <= 0.0:
+        if emit_reach_start:
+            self._emit(out, "reach_start", now_s)
+        self._send(out, plan, now_s, "reach", "reaching")
+        if commit_s <= 0.0:
             self._committed = True
             self._emit(out, "entry_commit", now_s)
 
