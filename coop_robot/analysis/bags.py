@@ -318,12 +318,8 @@ class BagReader:
                 try:
                     if op == 0x02:  # footer: the end of the file
                         return
-                    if op == 0x03:
-                        self._parse_schema(body, schemas)
-                    elif op == 0x04:
-                        self._parse_channel(body, schemas, channels)
-                    elif op == 0x05:
-                        msg = self._parse_message(body, channels, wanted)
+                    if op in (0x03, 0x04, 0x05):
+                        msg = self._parse_record(op, body, schemas, channels, wanted)
                         if msg is not None:
                             yield msg
                     elif op == 0x06:
@@ -332,6 +328,17 @@ class BagReader:
                         return
                 except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
                     self.error("corrupt", f"{file}: record at byte {pos} (opcode 0x{op:02x}) is corrupt ({exc}); skipped")
+
+    def _parse_record(self, op: int, body: bytes, schemas, channels, wanted) -> RawMessage | None:
+        """A schema, channel or message record (the kinds found both in chunks and outside them);
+        returns the message of a wanted channel, None otherwise."""
+        if op == 0x03:
+            self._parse_schema(body, schemas)
+        elif op == 0x04:
+            self._parse_channel(body, schemas, channels)
+        elif op == 0x05:
+            return self._parse_message(body, channels, wanted)
+        return None
 
     def _mcap_chunk(self, file, pos, body, schemas, channels, wanted, truncated=False) -> Iterator[RawMessage]:
         try:
@@ -369,14 +376,9 @@ class BagReader:
                                           f"{length} bytes but only {len(rec)} remain; rest of the chunk skipped")
                 break
             try:
-                if op == 0x03:
-                    self._parse_schema(rec, schemas)
-                elif op == 0x04:
-                    self._parse_channel(rec, schemas, channels)
-                elif op == 0x05:
-                    msg = self._parse_message(rec, channels, wanted)
-                    if msg is not None:
-                        out.append(msg)
+                msg = self._parse_record(op, rec, schemas, channels, wanted)
+                if msg is not None:
+                    out.append(msg)
             except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
                 self.error("corrupt", f"{file}: chunk at byte {pos}: inner record at offset {off} is corrupt "
                                       f"({exc}); rest of the chunk skipped")
