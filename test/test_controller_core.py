@@ -60,18 +60,21 @@ class Record:
 def run(ctl: ArmController, script, t_end_s: float, t0_s: float = 0.0, lag_ticks: int = 0,
         record: Record | None = None, initial_joints=None) -> Record:
     """Tick ``ctl`` from ``t0_s`` to ``t_end_s``; ``script(t)`` returns a dict of inputs:
-    decision, partner_in_zone, fresh (perception stamp = t when True, else unchanged), estop.
+    decision, partner_in_zone, fresh (perception stamp = t when True, else unchanged), estop,
+    hand / velocity (perceived hand position and velocity, default unknown).
 
     Measured joints are the commanded ones ``lag_ticks`` ago (``initial_joints`` before that)."""
     record = record or Record()
     history = []
     stamp = None
     for t in np.arange(t0_s, t_end_s, DT_S):
-        step = {"decision": "act", "partner_in_zone": False, "fresh": True, "estop": False, **script(t)}
+        step = {"decision": "act", "partner_in_zone": False, "fresh": True, "estop": False, "hand": None,
+                "velocity": None, **script(t)}
         if step["fresh"]:
             stamp = t
         measured = history[-1 - lag_ticks] if len(history) > lag_ticks else initial_joints
-        inputs = ControllerInputs(step["decision"], step["partner_in_zone"], stamp, measured, step["estop"])
+        inputs = ControllerInputs(step["decision"], step["partner_in_zone"], stamp, measured, step["estop"],
+                                  partner_hand_m=step["hand"], partner_velocity_mps=step["velocity"])
         out: ControllerOutput = ctl.update(t, inputs)
         if out.trajectory is not None:
             record.commands.append(Command(t, step["partner_in_zone"], out.trajectory))

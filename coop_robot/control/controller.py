@@ -21,6 +21,9 @@ Safety rules, in priority order:
    perceived inside, perception is unknown, or the decision stops being "act". After the
    commit time the entry was decided while the partner was outside; if the partner then
    enters (or the policy says "yield") the arm withdraws at once instead of acting.
+   **Approach guard** (``approach_horizon_s``): a hand perceived outside but moving toward the
+   zone fast enough to reach it within that horizon counts as inside for this rule -- a partner
+   who pauses after a false start and then reaches again is seen coming before the arm commits.
 4. **Anticipation** (``anticipation``, on by default): "act" while the partner is perceived
    inside (on fresh perception) starts an *approach* from home to the *staging pose* -- a
    configuration on the nominal reach's path whose EE is ``staging_clearance_m`` outside the
@@ -113,6 +116,12 @@ class ControllerConfig:
     staging_timeout_s: float = 3.0
     #: Fraction of the joint velocity/acceleration limits for the entry move from the staging pose.
     entry_velocity_scale: float = 1.0
+    #: Approach guard: a hand perceived outside the zone but moving toward it faster than
+    #: ``approach_min_speed_mps`` (perceived velocity, component toward the nearest zone point)
+    #: that would reach the zone within ``approach_horizon_s`` at that speed counts as entering:
+    #: no reach or entry starts, and an uncommitted one is aborted. 0 s disables the guard.
+    approach_horizon_s: float = 0.6
+    approach_min_speed_mps: float = 0.15
 
     def __post_init__(self) -> None:
         names = tuple(self.joint_names)
@@ -137,7 +146,7 @@ class ControllerConfig:
         if not (0.0 < self.stop_acceleration_scale <= 1.0):
             raise ValueError(f"stop_acceleration_scale must be in (0, 1], got {self.stop_acceleration_scale!r}")
         for name in ("min_move_duration_s", "act_duration_s", "commit_margin_m", "command_latency_s",
-                     "settle_timeout_s", "startup_grace_s"):
+                     "settle_timeout_s", "startup_grace_s", "approach_horizon_s", "approach_min_speed_mps"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be a finite value >= 0, got {value!r}")
@@ -164,6 +173,29 @@ class ControllerInputs:
     perception_stamp_s: float | None = None   # stamp of the newest perception message; None = none yet
     joint_positions: Sequence[float] | None = None  # measured arm joints (rad), in joint_names order
     estop: bool = False
+    partner_hand_m: Sequence[float] | None = None         # perceived hand (world, m); None/NaN = unknown
+    partner_velocity_mps: Sequence[float] | None = None   # perceived hand velocity (m/s); None/NaN = unknown
+
+
+def partner_approaching(zone: Zone, hand_m, velocity_mps, horizon_s: float, min_speed_mps: float) -> bool:
+    """Whether a hand outside ``zone`` moving at ``velocity_mps`` would reach it within ``horizon_s``.
+
+    Only the velocity component toward the nearest point of the zone counts, and it must exceed
+    ``min_speed_mps`` (so perception noise on a hand at rest does not block the robot). Unknown
+    (None or non-finite) position or velocity, or ``horizon_s`` <= 0: False.
+    """
+    if horizon_s <= 0.0 or hand_m is None or velocity_mps is None:
+        return False
+    hand = np.asarray(hand_m, dtype=float)
+    velocity = np.asarray(velocity_mps, dtype=float)
+    if hand.shape != (3,) or velocity.shape != (3,) or not (np.isfinite(hand).all() and np.isfinite(velocity).all()):
+        return False
+    offset = np.clip(hand, zone.min_m, zone.max_m) - hand
+    distance = float(np.linalg.norm(offset))
+    if distance <= 1e-9:
+        return False  # at or inside the boundary: that is the in-zone flag's business
+    closing = float(velocity @ offset) / distance
+    return closing > min_speed_mps and distance <= closing * horizon_s
 
 
 class ControllerEvent(NamedTuple):
@@ -280,7 +312,9 @@ class ArmController:
         else:
             stale = now_s - stamp > cfg.perception_timeout_s
             fresh = not stale
-        guard_clear = fresh and partner_in_zone is False
+        approaching = fresh and partner_approaching(cfg.zone, inputs.partner_hand_m, inputs.partner_velocity_mps,
+                                                    cfg.approach_horizon_s, cfg.approach_min_speed_mps)
+        guard_clear = fresh and partner_in_zone is False and not approaching
 
         # 1. E-stop: brake now, then hold until released.
         if inputs.estop:

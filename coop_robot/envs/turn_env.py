@@ -437,6 +437,8 @@ class TurnTakingEnv:
             partner_in_zone=None if latest is None else latest.in_zone,
             perception_stamp_s=None if latest is None else latest.stamp_s,
             joint_positions=q_meas,
+            partner_hand_m=None if latest is None else latest.position_m,
+            partner_velocity_mps=None if latest is None else latest.velocity_mps,
         )
         out = self.controller.update(now, inputs)
         for ev in out.events:

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, Vector3Stamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
@@ -81,6 +81,11 @@ class ControllerNode(Node):
         entry_scale = declare(self, "entry_velocity_scale", defaults.entry_velocity_scale,
                               "Fraction of the joint limits for the staging -> target entry move, in (0, 1]",
                               0.01, 1.0)
+        approach_horizon = declare(self, "approach_horizon_s", defaults.approach_horizon_s,
+                                   "Approach guard: a hand outside but reaching the zone within this time at its "
+                                   "perceived speed counts as inside (no entry starts); 0 disables (s)", 0.0, 5.0)
+        approach_speed = declare(self, "approach_min_speed_mps", defaults.approach_min_speed_mps,
+                                 "Approach guard: slowest hand speed toward the zone that counts (m/s)", 0.0, 5.0)
         rate_hz = declare(self, "rate_hz", 100.0, "Control tick rate (Hz, node clock)", 1.0, 1000.0)
         self.decision_timeout_s = declare(self, "decision_timeout_s", 0.5,
                                           "A policy decision older than this (s) counts as none", 0.01, 10.0)
@@ -94,7 +99,8 @@ class ControllerNode(Node):
                 perception_timeout_s=timeout, commit_margin_m=margin, point_rate_hz=point_rate,
                 robot_base_m=tuple(base), startup_grace_s=grace, stop_acceleration_scale=stop_scale,
                 anticipation=anticipation, staging_clearance_m=staging_clearance,
-                staging_timeout_s=staging_timeout, entry_velocity_scale=entry_scale)
+                staging_timeout_s=staging_timeout, entry_velocity_scale=entry_scale,
+                approach_horizon_s=approach_horizon, approach_min_speed_mps=approach_speed)
             self.core = ArmController(config)
         except (ValueError, IKError) as exc:
             raise ParameterError(str(exc)) from exc
@@ -104,12 +110,15 @@ class ControllerNode(Node):
         self._in_zone: bool | None = None
         self._perception_stamp_s: float | None = None
         self._joints: np.ndarray | None = None
+        self._hand_m: np.ndarray | None = None
+        self._hand_velocity_mps: np.ndarray | None = None
         self._estop = False
         self._published_state: str | None = None
 
         self.create_subscription(String, "/policy/decision", self._on_decision, COMMAND_QOS)
         self.create_subscription(Bool, "/partner/in_zone", self._on_in_zone, 10)
         self.create_subscription(PointStamped, "/partner/hand", self._on_hand, 10)
+        self.create_subscription(Vector3Stamped, "/partner/hand_velocity", self._on_hand_velocity, 10)
         self.create_subscription(JointState, "/joint_states", self._on_joint_states, COMMAND_QOS)
         self.create_subscription(Bool, "/emergency_stop", self._on_estop, 10)
         self.trajectory_pub = self.create_publisher(JointTrajectory, topic, COMMAND_QOS)
@@ -157,6 +166,10 @@ class ControllerNode(Node):
     def _on_hand(self, msg: PointStamped) -> None:
         # The stamp (image time) is the perception freshness; a NaN point (no hand seen) still counts.
         self._perception_stamp_s = stamp_to_s(msg.header.stamp)
+        self._hand_m = np.array([msg.point.x, msg.point.y, msg.point.z], dtype=float)
+
+    def _on_hand_velocity(self, msg: Vector3Stamped) -> None:
+        self._hand_velocity_mps = np.array([msg.vector.x, msg.vector.y, msg.vector.z], dtype=float)
 
     def _on_joint_states(self, msg: JointState) -> None:
         index = {name: i for i, name in enumerate(msg.name)}
@@ -188,6 +201,8 @@ class ControllerNode(Node):
             perception_stamp_s=self._perception_stamp_s,
             joint_positions=self._joints,
             estop=self._estop,
+            partner_hand_m=self._hand_m,
+            partner_velocity_mps=self._hand_velocity_mps,
         )
         out = self.core.update(t, inputs)
         self._publish(out)

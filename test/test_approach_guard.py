@@ -1,0 +1,94 @@
+"""Approach guard: a hand perceived outside the zone but moving toward it counts as entering.
+
+A partner who pauses after a false start and then reaches again is outside the zone (perceived
+out) while the arm would commit; the guard sees the hand coming and keeps the arm out. Driven
+by scripted inputs at 100 Hz (the helpers of test_controller_core).
+"""
+
+import numpy as np
+import pytest
+
+from coop_robot.control.controller import ArmController, ControllerConfig, partner_approaching
+from coop_robot.geometry import Zone
+from test_controller_core import DT_S, ee_ever_inside, run
+
+ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
+# The partner's side of the zone: +x beyond max_m[0]; the hand moves along -x into it.
+HAND_AT_REST = np.array([1.00, 0.0, 0.75])
+TOWARD = np.array([-0.5, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("hand, velocity, expected", [
+    (HAND_AT_REST, TOWARD, True),                         # 0.25 m away at 0.5 m/s: 0.5 s <= 0.6 s
+    (HAND_AT_REST, 0.3 * TOWARD, False),                  # 0.15 m/s toward: would take 1.7 s
+    (HAND_AT_REST, -TOWARD, False),                       # moving away (a withdraw)
+    (HAND_AT_REST, np.array([0.0, 0.5, 0.0]), False),     # sideways: no closing speed
+    (HAND_AT_REST, np.array([-0.1, 0.0, 0.0]), False),    # noise-level speed on a resting hand
+    (np.array([0.80, 0.0, 0.75]), np.array([-0.12, 0.0, 0.0]), False),  # slower than the floor
+    (np.array([0.80, 0.0, 0.75]), np.array([-0.2, 0.0, 0.0]), True),    # 5 cm at 0.2 m/s
+    (np.array([0.60, 0.0, 0.75]), TOWARD, False),         # inside: the in-zone flag decides
+    (HAND_AT_REST, np.array([np.nan] * 3), False),        # velocity unknown
+    (None, TOWARD, False),
+])
+def test_partner_approaching_predicts_reaching_the_zone_within_the_horizon(hand, velocity, expected):
+    assert partner_approaching(ZONE, hand, velocity, horizon_s=0.6, min_speed_mps=0.15) is expected
+
+
+def test_a_zero_horizon_disables_the_guard():
+    assert not partner_approaching(ZONE, HAND_AT_REST, 4 * TOWARD, horizon_s=0.0, min_speed_mps=0.15)
+
+
+@pytest.mark.parametrize("field, value", [("approach_horizon_s", -0.1), ("approach_horizon_s", np.nan),
+                                          ("approach_min_speed_mps", -1.0)])
+def test_invalid_guard_parameters_are_rejected(field, value):
+    with pytest.raises(ValueError, match=field):
+        ControllerConfig(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def base_controller():
+    return ArmController(ControllerConfig())
+
+
+@pytest.fixture
+def ctl(base_controller):
+    base_controller.reset()
+    return base_controller
+
+
+def reaching_after(t_start_s):
+    """Hand outside at rest, then moving toward the zone from t_start_s on."""
+    return lambda t: {"hand": HAND_AT_REST, "velocity": TOWARD if t >= t_start_s - 1e-9 else np.zeros(3)}
+
+
+def test_a_hand_coming_toward_the_zone_keeps_the_arm_from_starting(ctl):
+    rec = run(ctl, lambda t: {"hand": HAND_AT_REST, "velocity": TOWARD}, 2.0)
+    assert rec.names() == [] and not rec.commands
+    assert not ee_ever_inside(ctl, rec)
+
+
+def test_a_hand_coming_before_the_commit_aborts_the_reach(ctl):
+    start = 0.3
+    assert start < ctl.nominal_commit_s
+    rec = run(ctl, reaching_after(start), 3.0)
+    assert rec.names()[:3] == ["reach_start", "abort", "home"]
+    assert rec.time_of("abort") == pytest.approx(start, abs=DT_S + 1e-9)
+    assert not ee_ever_inside(ctl, rec)
+
+
+def test_a_resting_hand_outside_lets_the_reach_go_in(ctl):
+    rec = run(ctl, lambda t: {"hand": HAND_AT_REST, "velocity": np.array([-0.05, 0.03, 0.0])}, 3.0)
+    assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
+
+
+def test_a_hand_coming_while_staged_holds_the_entry_until_it_stops(ctl):
+    # Partner inside until 1.0 s (the arm approaches the staging pose), then perceived outside
+    # but coming back in until 1.6 s, then at rest: the entry waits for the hand to stop.
+    def script(t):
+        coming = 1.0 <= t < 1.6
+        return {"partner_in_zone": t < 1.0, "hand": HAND_AT_REST, "velocity": TOWARD if coming else np.zeros(3)}
+    rec = run(ctl, script, 4.0)
+    assert rec.names()[:2] == ["reach_start", "entry_commit"]
+    entry = rec.commands[1]
+    assert entry.trajectory.purpose == "reach"
+    assert entry.t_s == pytest.approx(max(1.6, ctl.nominal_approach.duration_s), abs=DT_S + 1e-9)
