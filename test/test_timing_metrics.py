@@ -102,3 +102,50 @@ def test_summary_statistics_and_throughput():
 def test_summary_of_no_turns_is_explicit_not_zero_gap():
     s = summarize([], 0.0)
     assert s["turns"] == 0 and s["median_gap_s"] is None and s["throughput_per_min"] == 0.0
+
+
+def _session_events(n_turns: int) -> list[tuple[str, float]]:
+    events = []
+    for k in range(n_turns):
+        t0 = 4.0 * k
+        events += [("partner_enter", t0 + 0.5), ("partner_exit", t0 + 1.5), ("robot_enter", t0 + 1.7),
+                   ("robot_exit", t0 + 2.9)]
+    return events
+
+
+@pytest.mark.parametrize("window_s, lost", [(0.3, True), (4.0, False)])
+def test_tracker_reorder_window_absorbs_an_event_delivered_late(window_s, lost):
+    # A reliable DDS sample lost under load is re-sent after the writer's heartbeat period (Fast DDS:
+    # 3 s); the node's default window (4 s) must hold events that late, a short one loses the turn.
+    from coop_robot.timing.tracker import TurnTracker
+
+    events = _session_events(3)
+    late = ("partner_exit", 5.5)                      # turn 2's partner exit ...
+    arrival = {late: 5.5 + 3.4}                       # ... delivered 3.4 s after it happened
+    tracker = TurnTracker(scoring="ground_truth", reorder_window_s=window_s)
+    pending = sorted(events, key=lambda e: arrival.get(e, e[1]))
+    for now in [0.05 * i for i in range(0, 400)]:
+        while pending and arrival.get(pending[0], pending[0][1]) <= now:
+            tracker.push(*pending.pop(0))
+        tracker.release(now)
+    tracker.release(20.0, flush=True)
+    scored = [(round(r.gap_s, 6), round(r.overlap_s, 6)) for r in tracker.records]
+    if lost:  # the exit is dropped: turn 2 looks like an entry while the partner was inside
+        assert tracker.late_events == 1
+        assert scored == [(0.2, 0.0), (-3.8, 1.2), (0.2, 0.0)]
+    else:
+        assert tracker.late_events == 0
+        assert scored == [(0.2, 0.0)] * 3
+
+
+def test_tracker_summary_limit_scores_only_the_session_turns():
+    from coop_robot.timing.tracker import TurnTracker
+
+    tracker = TurnTracker(scoring="ground_truth", reorder_window_s=0.0)
+    for name, t in _session_events(3):
+        tracker.push(name, t)
+    tracker.release(0.0, flush=True)
+    full, first2 = tracker.summary(), tracker.summary(limit=2, policy="p")
+    assert full["turns"] == 3 and first2["turns"] == 2 and len(first2["per_turn"]) == 2
+    assert first2["session_duration_s"] == pytest.approx(6.9 - 0.5)   # ends at turn 2's robot exit
+    assert first2["policy"] == "p" and tracker.summary(limit=5)["turns"] == 3

@@ -43,7 +43,7 @@ ROBOT_TOPICS = (
 DEFAULT_ZONE_MIN_M = (0.45, -0.20, 0.626)
 DEFAULT_ZONE_MAX_M = (0.75, 0.20, 0.926)
 DEFAULT_ROBOT_BASE_M = (0.0, 0.0, 0.626)
-META_KEYS = ("policy", "partner", "seed")
+META_KEYS = ("policy", "partner", "seed", "max_turns")
 FK_BATCH = 128
 
 
@@ -162,6 +162,14 @@ class _JointBatch:
             for name, t in self.edges.sample(bool(flag), t_s):
                 self.scoring.push(name, t)
         self.t, self.q = [], []
+
+
+def _positive_int(value) -> int | None:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    return n if n > 0 else None
 
 
 def _meta_from_values(values, meta: dict) -> None:
@@ -295,9 +303,17 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
         seed = int(seed) if seed is not None else None
     except ValueError:
         pass
-    summary = primary.tracker.summary(policy=meta["policy"] or "unknown", partner=meta["partner"] or "unknown",
-                                      seed=seed)
-    result.records = list(primary.tracker.records)
+    # The live session was N robot turns (the turn tracker's max_turns): turns the robot took while
+    # the graph was shutting down are not part of it, as in the live summary.
+    max_turns = _positive_int(meta["max_turns"])
+    summary = primary.tracker.summary(limit=max_turns, policy=meta["policy"] or "unknown",
+                                      partner=meta["partner"] or "unknown", seed=seed)
+    result.records = list(primary.tracker.records)[:max_turns]
+    extra = len(primary.tracker.records) - len(result.records)
+    if extra:
+        issues.append(BagIssue("note", "session_length",
+                               f"the session was {max_turns} robot turns (turn tracker max_turns); {extra} later "
+                               f"turn(s), taken while the graph shut down, are not scored"))
     result.intervals = primary.intervals
     summary.update({
         "bag": str(bag.path),
@@ -309,7 +325,7 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
         "issues": [i.as_dict() for i in issues],
     })
     if has_gt and not missing_perception:
-        alt = perc.tracker.summary(policy=summary["policy"], partner=summary["partner"], seed=seed)
+        alt = perc.tracker.summary(limit=max_turns, policy=summary["policy"], partner=summary["partner"], seed=seed)
         alt.pop("per_turn", None)
         summary["perception_summary"] = alt
     if live_gaps:

@@ -509,21 +509,9 @@ class TurnTakingEnv:
                     print(f"  turn {shown}/{turns} at t={self.t_s:.1f} s", flush=True)
         wall = time.perf_counter() - wall0
         self.tracker.release(self.t_s, flush=True)
-        seg = self.tracker.segmenter
-        records = seg.records[:turns]
-        if len(records) == len(seg.records):
-            summary = self.tracker.summary(policy=getattr(policy, "name", type(policy).__name__),
-                                           partner=self.partner_name, seed=self.seed)
-        else:  # a turn completed during the final flush: score exactly `turns`
-            from coop_robot.timing.metrics import summarize
-
-            duration = max(0.0, records[-1].robot_exit_s - seg.first_partner_enter_s)
-            summary = summarize(records, duration, contacts=sum(r.contact for r in records),
-                                partner_turns=seg.partner_turns, scored_on="ground_truth",
-                                policy=getattr(policy, "name", type(policy).__name__), partner=self.partner_name,
-                                seed=self.seed)
-            summary["late_events"] = self.tracker.late_events
-            summary["per_turn"] = [r.as_dict() for r in records]
+        # A turn may complete during the final flush: score exactly `turns`.
+        summary = self.tracker.summary(limit=turns, policy=getattr(policy, "name", type(policy).__name__),
+                                       partner=self.partner_name, seed=self.seed)
         summary.update(sim_time_s=self.t_s, wall_time_s=wall,
                        real_time_factor=(self.t_s / wall) if wall > 0 else math.inf, physics=self.physics)
         return summary

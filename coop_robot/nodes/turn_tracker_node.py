@@ -38,7 +38,8 @@ class TurnTrackerNode(Node):
         self.max_turns = declare(self, "max_turns", 0, "End the session (write summary, exit 0) after this many robot turns; 0 = run forever", 0, 100000)
         self.summary_json = declare(self, "summary_json", "", "Write the session summary JSON here when the session ends ('' = don't)")
         window = declare(self, "stats_window", 20, "Rolling statistics over the last N turns", 1, 10000)
-        self.reorder_s = declare(self, "reorder_window_s", 0.3, "Hold events this long to restore time order across publishers (s)", 0.0, 5.0)
+        self.reorder_s = declare(self, "reorder_window_s", 4.0, "Hold events this long (s, node clock) to restore time order "
+                                 "across publishers; events later than this are dropped (and counted)", 0.0, 10.0)
         self.meta = {
             "policy": declare(self, "session_policy", "", "Policy name recorded in the summary"),
             "partner": declare(self, "session_partner", "", "Partner profile recorded in the summary"),
@@ -126,7 +127,13 @@ class TurnTrackerNode(Node):
             if self._start_s is not None and now - self._start_s > self.auto_wait_s:
                 self._choose("perception")
             return
+        late_before = self.tracker.late_events
         released, records = self.tracker.release(now)
+        if self.tracker.late_events > late_before:
+            self.get_logger().warning(
+                f"{self.tracker.late_events - late_before} event(s) arrived after later ones had been scored and "
+                f"were dropped ({self.tracker.late_events} so far); turns may be missing. Raise reorder_window_s "
+                f"(now {self.reorder_s} s) if the machine is this loaded")
         for name, t in released:
             ev = TimeReference(source=name, time_ref=s_to_stamp(t))
             ev.header.stamp = s_to_stamp(t)
@@ -173,11 +180,16 @@ class TurnTrackerNode(Node):
                 message=f"{stats['turns_total']} turns, scored on {self.tracker.scoring}",
                 values=[KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in stats.items()],
             )
+        # The session's policy / partner / seed ride along, so a recording names them (coop-robot analyze).
+        status.values.extend(KeyValue(key=f"session_{k}", value=str(v)) for k, v in self.meta.items()
+                             if v not in (None, ""))
+        if self.max_turns:
+            status.values.append(KeyValue(key="session_max_turns", value=str(self.max_turns)))
         arr.status = [status]
         self.diag_pub.publish(arr)
 
     def summary(self) -> dict:
-        return self.tracker.summary(**self.meta) if self.tracker else {}
+        return self.tracker.summary(limit=self.max_turns or None, **self.meta) if self.tracker else {}
 
     def _finish(self) -> None:
         self._done = True

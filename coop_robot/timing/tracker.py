@@ -96,10 +96,19 @@ class TurnTracker:
             "late_events": self.late_events,
         }
 
-    def summary(self, **meta) -> dict:
+    def summary(self, limit: int | None = None, **meta) -> dict:
+        """The session summary; ``limit``: score only the first ``limit`` robot turns (a session of N
+        turns in which more were completed before it stopped), the session then ending at the
+        last scored turn's robot exit."""
         seg = self.segmenter
-        out = summarize(seg.records, seg.session_duration_s, contacts=seg.contact_count,
-                        partner_turns=seg.partner_turns, scored_on=self.scoring, **meta)
+        records = seg.records if limit is None else seg.records[:max(0, int(limit))]
+        if len(records) == len(seg.records):
+            out = summarize(records, seg.session_duration_s, contacts=seg.contact_count,
+                            partner_turns=seg.partner_turns, scored_on=self.scoring, **meta)
+        else:
+            duration = max(0.0, records[-1].robot_exit_s - seg.first_partner_enter_s) if records else 0.0
+            out = summarize(records, duration, contacts=sum(r.contact for r in records),
+                            partner_turns=seg.partner_turns, scored_on=self.scoring, **meta)
         out["late_events"] = self.late_events
-        out["per_turn"] = [r.as_dict() for r in seg.records]
+        out["per_turn"] = [r.as_dict() for r in records]
         return out
