@@ -71,7 +71,7 @@ def _cmd_sim(args) -> int:
     try:
         specs = sim_graph(policy=args.policy, partner=partner, seed=args.seed, turns=args.turns, gui=args.gui,
                           summary_json=str(summary_path), real_time_factor=args.real_time_factor,
-                          record_dir=record_dir, record_images=args.record_images)
+                          record_dir=record_dir, record_images=args.record_images, partner_label=args.partner)
     except GraphError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         return 2

@@ -64,9 +64,11 @@ def recorder_node(record_dir: str, record_images: bool = False, use_sim_time: bo
 def sim_graph(policy: str = "reactive", partner: str = "typical", seed: int = 0, turns: int = 0,
               gui: bool = False, use_sim_time: bool = True, summary_json: str = "",
               real_time_factor: float | None = None, record_dir: str = "",
-              record_images: bool = False) -> list[NodeSpec]:
+              record_images: bool = False, partner_label: str | None = None) -> list[NodeSpec]:
     """The simulated interaction: sim, perception, policy, controller, turn tracker; with
-    ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there."""
+    ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there.
+    ``partner_label``: how the session names the partner (summary, recorded /diagnostics);
+    default ``partner``."""
     if policy not in POLICIES_SIM:
         raise GraphError(f"policy must be one of {POLICIES_SIM} in simulation, got {policy!r}")
     if turns < 0:
@@ -92,7 +94,7 @@ def sim_graph(policy: str = "reactive", partner: str = "typical", seed: int = 0,
         _node("controller", "controller_node", ("controller.yaml",), dict(t)),
         _node("turn_tracker", "turn_tracker_node", ("turn_tracker.yaml",), {
             **t, "scoring": "ground_truth", "max_turns": int(turns), "summary_json": summary_json,
-            "session_policy": policy, "session_partner": partner, "session_seed": int(seed),
+            "session_policy": policy, "session_partner": partner_label or partner, "session_seed": int(seed),
         }, ends=turns > 0),
     ]
 
