@@ -158,3 +158,30 @@ def _write_yaml(path: Path, cfg: TrainConfig) -> Path:
 
     path.write_text(yaml.safe_dump(cfg.to_dict()))
     return path
+
+
+def test_false_start_ticks_carry_their_own_imitation_weight(tmp_path):
+    # A partner's false start is rare in the data (~40 per shipped run) but decides the erratic
+    # overlaps: its ticks are weighted by weight_false_start_imitation in the act-imitation loss.
+    from coop_robot.policy.mirror_net import save_checkpoint
+    from coop_robot.training.train import ExploringMirrorPolicy, collect_episode, compute_losses, make_model
+
+    cfg = TrainConfig(seed=0, turns_per_episode=6, weight_false_start_imitation=30.0)
+    net, net_cfg, spec = make_model(cfg)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, net, net_cfg, spec)
+    explorer = ExploringMirrorPolicy(ckpt, net, np.random.default_rng(0), cfg.epsilon)
+    profile = TurnTakingEnv("erratic", seed=0).partner.profile
+    from dataclasses import replace
+    always = replace(profile, false_start=replace(profile.false_start, probability=1.0))
+    with torch.inference_mode():
+        episode, _ = collect_episode(TurnTakingEnv(always, seed=0), explorer, cfg, seed=0)
+    w = episode["imitation_weight"]
+    assert set(np.unique(w)) == {1.0, 30.0}
+    assert 0.05 < np.mean(w == 30.0) < 0.6
+    seqs = split_episode(episode, cfg.sequence_length, cfg.burn_in)
+    batch = {k: np.stack([s[k] for s in seqs]) for k in seqs[0]}
+    heavy = compute_losses(net, batch, cfg, np.random.default_rng(0))["act_imitation"]
+    plain = compute_losses(net, {**batch, "imitation_weight": np.ones_like(batch["imitation_weight"])}, cfg,
+                           np.random.default_rng(0))["act_imitation"]
+    assert heavy.detach().item() != pytest.approx(plain.detach().item())

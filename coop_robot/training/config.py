@@ -70,6 +70,7 @@ class TrainConfig:
     weight_contrastive: float = 0.1
     weight_phase: float = 0.1
     weight_act_imitation: float = 1.0
+    weight_false_start_imitation: float = 30.0  # act-imitation weight of ticks during a partner's false start
     weight_act_rl: float = 1.0
     weight_value: float = 0.5
     contrastive_temperature: float = 0.1
@@ -116,7 +117,7 @@ class TrainConfig:
                      "awr_max_weight"):
             need(getattr(self, name) > 0, name, "> 0")
         for name in ("reward_turn", "penalty_gap_per_s", "penalty_overlap", "penalty_contact", "robot_lead_s",
-                     "weight_forecast", "weight_contrastive", "weight_phase", "weight_act_imitation",
+                     "weight_forecast", "weight_contrastive", "weight_phase", "weight_act_imitation", "weight_false_start_imitation",
                      "weight_act_rl", "weight_value"):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(0 < self.gamma <= 1, "gamma", "in (0, 1]")

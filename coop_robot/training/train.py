@@ -236,7 +236,7 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
     partner_in, t_obs = False, env.t_s
     rows: dict[str, list] = {k: [] for k in (
         "self_windows", "other_windows", "context", "phase_self", "phase_other", "partner_in", "t_s",
-        "decision", "action", "keep_going", "uncommitted", "reward")}
+        "decision", "action", "keep_going", "uncommitted", "reward", "false_start")}
     final_exit = False    # the partner's last exit ended its turn (not a false start)
     exit_times: list[float] = []
     turns: list[dict] = []
@@ -252,6 +252,7 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
         rows["phase_other"].append(_PHASE_INDEX[PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle")])
         rows["partner_in"].append(partner_in)
         rows["t_s"].append(t_obs)
+        rows["false_start"].append(partner_phase in _FALSE_START_PHASES)
         rows["decision"].append(policy.sampled_action is not None)
         rows["action"].append(float(bool(policy.sampled_action)))
         # Past the commit time (or acting) the only sensible target is to carry on.
@@ -311,6 +312,8 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
         "action": np.asarray(rows["action"], dtype=np.float32),
         "imitation_target": np.where(keep_going, 1.0, act_now.astype(np.float32)).astype(np.float32),
         "imitation_mask": decision | keep_going | uncommitted,
+        "imitation_weight": np.where(np.asarray(rows["false_start"], dtype=bool),
+                                     cfg.weight_false_start_imitation, 1.0).astype(np.float32),
         "return": discounted_returns(rewards, cfg.gamma),
     }
     return episode, EpisodeStats(turns, contacts, float(rewards.sum()))
@@ -347,7 +350,8 @@ def compute_losses(net: MirrorPolicyNet, batch: dict[str, np.ndarray], cfg: Trai
 
     logit = out["act_logit"]
     bce_imitation = F.binary_cross_entropy_with_logits(logit, b["imitation_target"], reduction="none")
-    losses["act_imitation"] = _masked_mean(bce_imitation, b["imitation_mask"] & m)
+    wm = b["imitation_weight"] * (b["imitation_mask"] & m).to(bce_imitation.dtype)
+    losses["act_imitation"] = (bce_imitation * wm).sum() / wm.sum().clamp_min(1.0)
 
     advantage = (b["return"] - out["value"]).detach()
     weight = torch.exp(advantage / cfg.awr_beta).clamp(max=cfg.awr_max_weight)
