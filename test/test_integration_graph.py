@@ -8,10 +8,10 @@ ground-truth events. Afterwards no node process may be left.
 import json
 import os
 import random
-import threading
 import time
 
 import pytest
+from conftest import spinning
 
 from coop_robot.graph import sim_graph
 from coop_robot.runner import GraphRunner, isolated_env
@@ -35,7 +35,6 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
     # This process listens on the same isolated domain (discovery range set in conftest.py).
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import TimeReference
 
     from coop_robot.nodes.common import EVENT_QOS, stamp_to_s
@@ -49,29 +48,15 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
     node.create_subscription(TimeReference, "/turn/events",
                              lambda m: turn_events.append((m.source, stamp_to_s(m.time_ref), m.header.frame_id)), EVENT_QOS)
     node.create_subscription(DiagnosticArray, "/turn/timing", lambda m: timings.extend(_values(s) for s in m.status), EVENT_QOS)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
 
     runner = GraphRunner(specs, tmp_path / "logs", env)
-    try:
-        runner.start()
-        runner.wait(timeout_s=420)
-        time.sleep(0.5)  # let the last messages arrive
-    finally:
-        codes = runner.shutdown()
-        stop.set()
-        spinner.join(timeout=5)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+    with spinning(node, context):
+        try:
+            runner.start()
+            runner.wait(timeout_s=420)
+            time.sleep(0.5)  # let the last messages arrive
+        finally:
+            codes = runner.shutdown()
 
     # Every node process is gone, and every one ended cleanly.
     for proc in runner.procs:

@@ -10,13 +10,13 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spinning
 import yaml
 from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
@@ -273,7 +273,6 @@ TURNS = 3
 
 def test_sim_record_writes_a_bag_matching_the_live_session(tmp_path):
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import TimeReference
 
     from coop_robot.nodes.common import EVENT_QOS, stamp_to_s
@@ -296,32 +295,16 @@ def test_sim_record_writes_a_bag_matching_the_live_session(tmp_path):
     live_events = []
     node.create_subscription(TimeReference, "/sim/ground_truth/events",
                              lambda m: live_events.append((m.source, stamp_to_s(m.time_ref))), EVENT_QOS)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, daemon=True)
-    spinner.start()
     # On a loaded host perception can take longer than the sim's default 10 s start-up wait; the sim
     # then runs the partner's first turn unseen and the session stalls. Not what this test is about.
     slow_host = tmp_path / "slow_host.yaml"
     slow_host.write_text("coop_sim:\n  ros__parameters:\n    perception_startup_wait_s: 60.0\n")
-    try:
+    with spinning(node, context):
         res = subprocess.run(
             [sys.executable, "-m", "coop_robot.cli", "sim", "--turns", str(TURNS), "--seed", "3",
              "--record", str(bag), "--log-dir", str(logs), "--domain-id", str(domain), "--timeout-s", "120",
              "--params-file", str(slow_host)],
             capture_output=True, text=True, timeout=180, env=_ros_env(domain), cwd=tmp_path)
-    finally:
-        stop.set()
-        spinner.join(timeout=5)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert f"bag written to {bag}" in res.stdout
     summary = json.loads((logs / "summary.json").read_text())
