@@ -39,9 +39,9 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 # Cheap (NumPy only): torch, matplotlib and the environment are imported where they are used.
 from coop_robot.policy.base import Decision, Observation, Policy

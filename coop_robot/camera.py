@@ -24,7 +24,7 @@ class Intrinsics:
     cy: float
 
     @classmethod
-    def from_vertical_fov(cls, width: int, height: int, vfov_deg: float) -> "Intrinsics":
+    def from_vertical_fov(cls, width: int, height: int, vfov_deg: float) -> Intrinsics:
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         if not 1.0 <= vfov_deg <= 170.0:
@@ -34,7 +34,7 @@ class Intrinsics:
         return cls(width, height, fy, fy, width / 2.0 - 0.5, height / 2.0 - 0.5)
 
     @classmethod
-    def from_k(cls, width: int, height: int, k) -> "Intrinsics":
+    def from_k(cls, width: int, height: int, k) -> Intrinsics:
         k = np.asarray(k, dtype=float).reshape(-1)
         if k.size != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
             raise ValueError(f"camera matrix K must be 9 finite values with fx, fy > 0, got {k.tolist()}")
@@ -53,7 +53,7 @@ class CameraPose:
     rotation: np.ndarray  # 3x3, columns are the optical axes in world
 
     @classmethod
-    def from_position_quaternion(cls, position_m, quaternion_xyzw) -> "CameraPose":
+    def from_position_quaternion(cls, position_m, quaternion_xyzw) -> CameraPose:
         p = np.asarray(position_m, dtype=float).reshape(3)
         q = np.asarray(quaternion_xyzw, dtype=float).reshape(4)
         if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
@@ -65,7 +65,7 @@ class CameraPose:
         return cls(p, transforms3d.quaternions.quat2mat([w, x, y, z]))
 
     @classmethod
-    def look_at(cls, position_m, target_m, up_world=(0.0, 0.0, 1.0)) -> "CameraPose":
+    def look_at(cls, position_m, target_m, up_world=(0.0, 0.0, 1.0)) -> CameraPose:
         p = np.asarray(position_m, dtype=float)
         forward = np.asarray(target_m, dtype=float) - p
         forward /= np.linalg.norm(forward)

@@ -29,7 +29,7 @@ class Zone:
             raise ValueError(f"zone max must exceed min on every axis, got min={self.min_m!r} max={self.max_m!r}")
 
     @classmethod
-    def from_lists(cls, min_m, max_m) -> "Zone":
+    def from_lists(cls, min_m, max_m) -> Zone:
         return cls(tuple(float(v) for v in min_m), tuple(float(v) for v in max_m))
 
     @property

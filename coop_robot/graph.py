@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 POLICIES_SIM = ("reactive", "oracle", "mirror")
 POLICIES_ROBOT = ("reactive", "mirror")

@@ -1,7 +1,9 @@
 """Where the package's installed data (config/, launch/) lives.
 
-Order: the ament index (a colcon/ROS 2 install), ``<sys.prefix>/share/coop_robot`` (a pip install
-into a virtual environment), then the source tree (an editable install or a checkout).
+Order: the source tree this module was imported from (a checkout or an editable install: its
+``config/`` belongs to the code that runs), the ament index (a colcon/ROS 2 install), then
+``<sys.prefix>/share/coop_robot`` (a pip install into a virtual environment). An installed package
+has no ``config/`` beside it, so the source tree is only ever found for a checkout.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ PACKAGE = "coop_robot"
 
 @lru_cache(maxsize=1)
 def share_dir() -> Path:
+    source_tree = Path(__file__).resolve().parents[1]
     candidates: list[Path] = []
+    if (source_tree / "package.xml").is_file():
+        candidates.append(source_tree)
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
@@ -26,7 +31,6 @@ def share_dir() -> Path:
     except ImportError:
         pass
     candidates.append(Path(sys.prefix) / "share" / PACKAGE)
-    candidates.append(Path(__file__).resolve().parents[1])
     for cand in candidates:
         if (cand / "config" / "world.yaml").is_file():
             return cand

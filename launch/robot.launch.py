@@ -16,15 +16,14 @@ topics, under the remapped names) to a rosbag2 (MCAP) directory, ``record_dir:=D
 (coop_robot.graph.robot_graph); no sim, wall-clock time, scoring on perception.
 """
 
-import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import robot_graph
 from coop_robot.launch_support import RECORD_ARGUMENTS, parse_int, parse_record, to_launch_actions
+from launch import LaunchDescription
 
 ARGUMENTS = (
     ("policy", "reactive", "Turn-taking policy: reactive or mirror"),

@@ -9,12 +9,12 @@ The same graph (coop_robot.graph.sim_graph) and parameter files as ``coop-robot 
 """
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import sim_graph
 from coop_robot.launch_support import RECORD_ARGUMENTS, parse_bool, parse_int, parse_record, to_launch_actions
+from launch import LaunchDescription
 
 ARGUMENTS = (
     ("policy", "reactive", "Turn-taking policy: reactive, mirror, or oracle (oracle reads sim ground truth; benchmarks only)"),

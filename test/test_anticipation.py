@@ -7,11 +7,11 @@ the session cases run the fast headless environment (no physics, no ROS).
 
 import numpy as np
 import pytest
+from test_controller_core import DT_S, assert_within_limits, ee_ever_inside, plan_ee, run
 
 from coop_robot.control.controller import ArmController, ControllerConfig
 from coop_robot.envs.turn_env import TurnTakingEnv
 from coop_robot.policy.base import PolicyError, make_policy
-from test_controller_core import DT_S, assert_within_limits, ee_ever_inside, plan_ee, run
 
 CONFIG = ControllerConfig()  # anticipation on (the default)
 ZONE = CONFIG.zone

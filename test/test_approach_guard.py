@@ -7,10 +7,10 @@ by scripted inputs at 100 Hz (the helpers of test_controller_core).
 
 import numpy as np
 import pytest
+from test_controller_core import DT_S, ee_ever_inside, run
 
 from coop_robot.control.controller import ArmController, ControllerConfig, partner_approaching
 from coop_robot.geometry import Zone
-from test_controller_core import DT_S, ee_ever_inside, run
 
 ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
 # The partner's side of the zone: +x beyond max_m[0]; the hand moves along -x into it.

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from coop_robot.graph import (
-    RECORDER_READY_LINE, GraphError, default_record_dir, robot_graph, sim_graph,
+    RECORDER_READY_LINE,
+    GraphError,
+    default_record_dir,
+    robot_graph,
+    sim_graph,
 )
 from coop_robot.params import ParamFileError, load_param_file
 from coop_robot.paths import config_path, share_dir

@@ -12,12 +12,29 @@ import yaml
 
 from coop_robot.geometry import Zone, minimum_jerk
 from coop_robot.policy import Observation, make_policy
-from coop_robot.policy.mirror import (DEFAULT_PARTNER_REST_M, DEFAULT_ROBOT_HOME_EE_M, DEFAULT_ZONE_MAX_M,
-                                      DEFAULT_ZONE_MIN_M, MirrorPolicy)
-from coop_robot.policy.mirror_net import (CONTEXT_FIELDS, FEATURE_NAMES, CheckpointError, EgocentricFrame,
-                                          MirrorNetConfig, MirrorPolicyNet, ObservationSpec, info_nce,
-                                          egocentric_features, load_checkpoint, save_checkpoint,
-                                          supervised_info_nce, task_context, zone_signed_distance_m)
+from coop_robot.policy.mirror import (
+    DEFAULT_PARTNER_REST_M,
+    DEFAULT_ROBOT_HOME_EE_M,
+    DEFAULT_ZONE_MAX_M,
+    DEFAULT_ZONE_MIN_M,
+    MirrorPolicy,
+)
+from coop_robot.policy.mirror_net import (
+    CONTEXT_FIELDS,
+    FEATURE_NAMES,
+    CheckpointError,
+    EgocentricFrame,
+    MirrorNetConfig,
+    MirrorPolicyNet,
+    ObservationSpec,
+    egocentric_features,
+    info_nce,
+    load_checkpoint,
+    save_checkpoint,
+    supervised_info_nce,
+    task_context,
+    zone_signed_distance_m,
+)
 
 ZONE = Zone.from_lists(DEFAULT_ZONE_MIN_M, DEFAULT_ZONE_MAX_M)
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,10 @@ pytest.importorskip("pybullet")
 
 from coop_robot.envs.fit_perception import collect, error_statistics, sim_real_time_factor  # noqa: E402
 from coop_robot.envs.perception_model import (  # noqa: E402
-    PerceptionModel, PerceptionModelError, PerceptionModelParams, tracker_config_from_files,
+    PerceptionModel,
+    PerceptionModelError,
+    PerceptionModelParams,
+    tracker_config_from_files,
 )
 from coop_robot.paths import config_path  # noqa: E402
 

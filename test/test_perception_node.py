@@ -26,9 +26,9 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
+from test_perception_core import IN_ZONE_M, INTR, REST_M, render  # noqa: E402
 
 from coop_robot.nodes.common import s_to_stamp, stamp_to_s  # noqa: E402
-from test_perception_core import INTR, IN_ZONE_M, REST_M, render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DOMAIN_ID = random.randint(1, 200)

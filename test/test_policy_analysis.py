@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 from coop_robot.analysis.mirror_units import (
-    additive_tuning, forecast_error_by_time_to_exit, mirror_index, mirror_unit_analysis, tuning_curves,
+    additive_tuning,
+    forecast_error_by_time_to_exit,
+    mirror_index,
+    mirror_unit_analysis,
+    tuning_curves,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,6 @@
 """The README is the user's manual: it must document every parameter and every topic the nodes use."""
 
 import random
-import re
 from pathlib import Path
 
 import pytest

@@ -16,14 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import spinning
 import yaml
+from conftest import spinning
 from mcap.reader import make_reader
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from coop_robot.recording import (
-    IMAGE_TOPICS, INFINITE_NS, INTERACTION_TOPICS, SIM_ONLY_TOPICS, BagError, BagRecorder, QosOffer,
+    IMAGE_TOPICS,
+    INFINITE_NS,
+    INTERACTION_TOPICS,
+    SIM_ONLY_TOPICS,
+    BagError,
+    BagRecorder,
+    QosOffer,
     parse_topic_entry,
 )
 

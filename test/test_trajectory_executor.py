@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from coop_robot.sim.trajectory import JointTrajectoryExecutor, TrajectoryRejected, interpolate, Waypoint
+from coop_robot.sim.trajectory import JointTrajectoryExecutor, TrajectoryRejected, Waypoint, interpolate
 
 NAMES = ["j1", "j2", "j3"]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import sqlite3
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import yaml
 
@@ -128,7 +128,7 @@ class BagReader:
         self._opened = False
 
     # ------------------------------------------------------------------ open / close
-    def __enter__(self) -> "BagReader":
+    def __enter__(self) -> BagReader:
         if not self._opened:
             self.open()
         return self
@@ -144,7 +144,7 @@ class BagReader:
     def damaged(self) -> bool:
         return any(i.severity == "error" for i in self.issues)
 
-    def open(self) -> "BagReader":
+    def open(self) -> BagReader:
         if not self.path.exists():
             raise BagError(f"bag {self.path} does not exist (expected a rosbag2 directory or a .mcap/.db3 file)")
         if self.path.is_dir():

@@ -262,7 +262,7 @@ def record_sessions(policy, partners, turns: int, seed: int, progress: bool = Tr
             wall0 = time.perf_counter()
             step = max(1, turns // 10)
 
-            def show(done: int, t_s: float, partner=partner, wall0=wall0) -> None:
+            def show(done: int, t_s: float, partner=partner, wall0=wall0, step=step) -> None:
                 if done % step == 0 or done == turns:
                     print(f"  {partner}: turn {done}/{turns} at t={t_s:.1f} s "
                           f"({time.perf_counter() - wall0:.1f} s wall)", flush=True)
@@ -403,7 +403,7 @@ def write_units_csv(path: Path, a: PolicyAnalysis) -> None:
         w.writerow(cols)
         for name, r in a.layers.items():
             for u in range(r.n_units):
-                def pref(t):
+                def pref(t, u=u):
                     col = t[:, u]
                     return a.phases[int(np.nanargmax(col))] if np.isfinite(col).any() else ""
                 w.writerow([name, u, "" if not math.isfinite(r.index[u]) else f"{r.index[u]:.6f}", int(r.mirror[u]),

@@ -207,7 +207,7 @@ def write_session_bag(path: str | Path, *, duration_s: float | None = None, turn
             msgs: list[tuple[int, int, str, bytes]] = []
             seq = 0
 
-            def add(t_ns: int, topic: str, data_fn) -> None:
+            def add(t_ns: int, topic: str, data_fn, b0=b0, b1=b1, msgs=msgs) -> None:
                 nonlocal seq
                 if topic in conns and b0 <= t_ns < b1:
                     msgs.append((t_ns, seq, topic, data_fn()))

@@ -44,12 +44,13 @@ no act), a move home is sent again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from coop_robot.control.kinematics import JOINT_NAMES, DEFAULT_ROBOT_BASE_M, IKError, PandaKinematics
+from coop_robot.control.kinematics import DEFAULT_ROBOT_BASE_M, JOINT_NAMES, IKError, PandaKinematics
 from coop_robot.control.planning import (
     JointLimits,
     JointPlan,

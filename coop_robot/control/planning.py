@@ -40,7 +40,7 @@ class JointLimits:
     acceleration_rad_s2: np.ndarray
 
     @classmethod
-    def panda(cls) -> "JointLimits":
+    def panda(cls) -> JointLimits:
         return cls(JOINT_LOWER_RAD.copy(), JOINT_UPPER_RAD.copy(),
                    JOINT_VELOCITY_LIMIT_RAD_S.copy(), JOINT_ACCELERATION_LIMIT_RAD_S2.copy())
 

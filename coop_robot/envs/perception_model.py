@@ -28,9 +28,10 @@ the generator given to :meth:`PerceptionModel.reset`, so a seeded generator is r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -98,7 +99,7 @@ class PerceptionModelParams:
         vector("occluded_noise_std_m", nonnegative=True)
 
     @classmethod
-    def from_mapping(cls, data: Any, source: str = "<mapping>") -> "PerceptionModelParams":
+    def from_mapping(cls, data: Any, source: str = "<mapping>") -> PerceptionModelParams:
         """Build from a mapping such as the ``perception_model:`` section of the YAML.
 
         Keys that are not parameters but start with ``fit_`` (fit provenance) are ignored; any
@@ -174,7 +175,7 @@ class PerceptionModel:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_yaml(cls, path: str | Path, rng: np.random.Generator | None = None,
-                  tracker_config: HandTrackerConfig | None = None) -> "PerceptionModel":
+                  tracker_config: HandTrackerConfig | None = None) -> PerceptionModel:
         """Load parameters from a YAML file with a ``perception_model:`` section."""
         p = Path(path)
         if not p.is_file():
@@ -189,14 +190,14 @@ class PerceptionModel:
 
     @classmethod
     def fitted(cls, rng: np.random.Generator | None = None,
-               tracker_config: HandTrackerConfig | None = None) -> "PerceptionModel":
+               tracker_config: HandTrackerConfig | None = None) -> PerceptionModel:
         """The model fitted to the real pipeline (``config/models/perception_model.yaml``)."""
         from coop_robot.paths import config_path
 
         return cls.from_yaml(config_path(DEFAULT_FILE), rng, tracker_config)
 
     @classmethod
-    def ideal(cls, frame_rate_hz: float = 30.0, tracker_config: HandTrackerConfig | None = None) -> "PerceptionModel":
+    def ideal(cls, frame_rate_hz: float = 30.0, tracker_config: HandTrackerConfig | None = None) -> PerceptionModel:
         """Perfect perception at the camera rate: no latency, noise or dropouts (for ablations)."""
         return cls(PerceptionModelParams(frame_rate_hz=frame_rate_hz), tracker_config)
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import yaml
@@ -49,9 +50,15 @@ from coop_robot.partner.model import PartnerModel
 from coop_robot.partner.profile import PartnerProfile, load_profile
 from coop_robot.policy.base import Observation, Policy
 from coop_robot.sim.trajectory import JointTrajectoryExecutor
+
 # The simulated person's geometry exactly as SimWorld builds it (private constants of that module).
 from coop_robot.sim.world import (
-    _FOREARM_LENGTH_M, _FOREARM_RADIUS_M, _HIP_FROM_SHOULDER_M, _UPPER_ARM_RADIUS_M, WorldConfig, person_pose,
+    _FOREARM_LENGTH_M,
+    _FOREARM_RADIUS_M,
+    _HIP_FROM_SHOULDER_M,
+    _UPPER_ARM_RADIUS_M,
+    WorldConfig,
+    person_pose,
 )
 from coop_robot.timing.tracker import TurnTracker
 
@@ -521,7 +528,7 @@ class TurnTakingEnv:
             self._world.close()
             self._world = None
 
-    def __enter__(self) -> "TurnTakingEnv":
+    def __enter__(self) -> TurnTakingEnv:
         return self
 
     def __exit__(self, *exc) -> None:

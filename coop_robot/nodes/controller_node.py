@@ -22,11 +22,24 @@ from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from coop_robot.control.controller import (
-    DECISIONS, ArmController, ControllerConfig, ControllerInputs, ControllerOutput, TrajectoryCommand,
+    DECISIONS,
+    ArmController,
+    ControllerConfig,
+    ControllerInputs,
+    ControllerOutput,
+    TrajectoryCommand,
 )
 from coop_robot.control.kinematics import DEFAULT_ROBOT_BASE_M, JOINT_NAMES, IKError
 from coop_robot.nodes.common import (
-    COMMAND_QOS, EVENT_QOS, LATCHED_QOS, ParameterError, declare, declare_zone, now_s, run_node, s_to_stamp,
+    COMMAND_QOS,
+    EVENT_QOS,
+    LATCHED_QOS,
+    ParameterError,
+    declare,
+    declare_zone,
+    now_s,
+    run_node,
+    s_to_stamp,
     stamp_to_s,
 )
 

@@ -12,7 +12,15 @@ from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
 
 from coop_robot.nodes.common import (
-    COMMAND_QOS, EVENT_QOS, LATCHED_QOS, ParameterError, declare, declare_zone, now_s, run_node, stamp_to_s,
+    COMMAND_QOS,
+    EVENT_QOS,
+    LATCHED_QOS,
+    ParameterError,
+    declare,
+    declare_zone,
+    now_s,
+    run_node,
+    stamp_to_s,
 )
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
 

@@ -32,7 +32,12 @@ from coop_robot import __version__
 from coop_robot.graph import RECORDER_CLOCK_LINE, RECORDER_READY_LINE
 from coop_robot.nodes.common import EVENT_QOS, SENSOR_QOS, ParameterError, declare, declare_zone, run_node
 from coop_robot.recording import (
-    IMAGE_TOPICS, INTERACTION_TOPICS, BagError, BagRecorder, QosOffer, parse_topic_entry,
+    IMAGE_TOPICS,
+    INTERACTION_TOPICS,
+    BagError,
+    BagRecorder,
+    QosOffer,
+    parse_topic_entry,
 )
 
 #: Topics published transient-local by the package (EVENT_QOS / LATCHED_QOS): subscribed

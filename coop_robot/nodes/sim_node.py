@@ -30,7 +30,15 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from coop_robot.nodes.common import (
-    COMMAND_QOS, EVENT_QOS, LATCHED_QOS, SENSOR_QOS, ParameterError, declare, declare_zone, run_node, s_to_stamp,
+    COMMAND_QOS,
+    EVENT_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    ParameterError,
+    declare,
+    declare_zone,
+    run_node,
+    s_to_stamp,
     stamp_to_s,
 )
 from coop_robot.partner.profile import ProfileError

@@ -8,11 +8,9 @@ output says which (``header.frame_id`` of turn events, ``scored_on`` in the summ
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rclpy.node import Node
@@ -20,7 +18,15 @@ from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool
 
 from coop_robot.nodes.common import (
-    COMMAND_QOS, EVENT_QOS, SessionComplete, declare, declare_zone, now_s, run_node, s_to_stamp, stamp_to_s,
+    COMMAND_QOS,
+    EVENT_QOS,
+    SessionComplete,
+    declare,
+    declare_zone,
+    now_s,
+    run_node,
+    s_to_stamp,
+    stamp_to_s,
 )
 from coop_robot.timing.metrics import format_table
 from coop_robot.timing.tracker import OccupancyEdges, TurnTracker

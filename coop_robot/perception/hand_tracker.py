@@ -28,8 +28,9 @@ they give an observation with ``detected=False`` and a ``reason``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -131,7 +132,7 @@ class HandTrackerConfig:
 
 
     @classmethod
-    def from_parameters(cls, parameters: Mapping[str, Any], zone: Zone | None = None) -> "HandTrackerConfig":
+    def from_parameters(cls, parameters: Mapping[str, Any], zone: Zone | None = None) -> HandTrackerConfig:
         """Build from a ROS-style parameter mapping (e.g. ``config/perception.yaml``'s ``ros__parameters``).
 
         Keys that are not fields are ignored; HSV bounds may be lists (of integral numbers).

@@ -93,7 +93,7 @@ class EgocentricFrame:
     scale_m: float
 
     @classmethod
-    def facing_zone(cls, origin_m, zone: Zone) -> "EgocentricFrame":
+    def facing_zone(cls, origin_m, zone: Zone) -> EgocentricFrame:
         origin = np.asarray(origin_m, dtype=float)
         if origin.shape != (3,) or not np.all(np.isfinite(origin)):
             raise ValueError(f"egocentric origin must be a finite [x, y, z] in metres (world), got {origin_m!r}")
@@ -208,7 +208,7 @@ class ObservationSpec:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ObservationSpec":
+    def from_dict(cls, data: dict) -> ObservationSpec:
         known = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) != known:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -218,7 +218,7 @@ class ObservationSpec:
         d["context_fields"] = tuple(d["context_fields"])
         return cls(**d)
 
-    def differences(self, other: "ObservationSpec") -> list[str]:
+    def differences(self, other: ObservationSpec) -> list[str]:
         """Human-readable ``field: self vs other`` lines for every differing field."""
         return [f"{f.name}: {getattr(self, f.name)!r} vs {getattr(other, f.name)!r}"
                 for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
@@ -254,7 +254,7 @@ class MirrorNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MirrorNetConfig":
+    def from_dict(cls, data: dict) -> MirrorNetConfig:
         known = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or not set(data) <= known:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__

@@ -5,10 +5,20 @@ times are the recorder's clock (sim time in simulation), ``/clock`` is not recor
 """
 
 from coop_robot.recording.bag import (
-    BAG_VERSION, INFINITE_NS, BagError, BagRecorder, BagSummary, QosOffer, check_output_dir,
+    BAG_VERSION,
+    INFINITE_NS,
+    BagError,
+    BagRecorder,
+    BagSummary,
+    QosOffer,
+    check_output_dir,
 )
 from coop_robot.recording.topics import (
-    IMAGE_TOPICS, INTERACTION_TOPICS, KNOWN_TOPICS, SIM_ONLY_TOPICS, parse_topic_entry,
+    IMAGE_TOPICS,
+    INTERACTION_TOPICS,
+    KNOWN_TOPICS,
+    SIM_ONLY_TOPICS,
+    parse_topic_entry,
 )
 
 __all__ = [

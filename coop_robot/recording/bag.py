@@ -10,9 +10,9 @@ that writes the message counts, start time and duration.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
@@ -151,7 +151,7 @@ class BagRecorder:
         self.path = check_output_dir(self.path)
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def open(self) -> "BagRecorder":
+    def open(self) -> BagRecorder:
         if self._writer is not None or self._summary is not None:
             raise BagError(f"bag {self.path} was already opened")
         check_output_dir(self.path)          # again: something may have been written meanwhile
@@ -189,7 +189,7 @@ class BagRecorder:
         self._summary = BagSummary(self.path, count, dict(self._counts), start, duration, size)
         return self._summary
 
-    def __enter__(self) -> "BagRecorder":
+    def __enter__(self) -> BagRecorder:
         return self.open()
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -11,7 +11,8 @@ it directly.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class InteractionSim:
     @classmethod
     def from_params(cls, partner: Any = "typical", seed: int = 0, gui: bool = False,
                     world_config: WorldConfig | None = None, start_time_s: float = 0.0,
-                    **world_params: Any) -> "InteractionSim":
+                    **world_params: Any) -> InteractionSim:
         """Build the whole simulation.
 
         ``partner``: a profile name (``config/partners/<name>.yaml``), a YAML path, or a loaded

@@ -25,11 +25,10 @@ its default parameters):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
-
 
 #: A last-point velocity below this counts as zero (rad/s); the JTC uses float epsilon too,
 #: so round-off from a planner (1e-16) does not reject an otherwise valid trajectory.

@@ -127,7 +127,7 @@ class WorldConfig:
             raise ValueError(f"finger_position_m must be in [0, 0.04] m, got {self.finger_position_m}")
 
     @classmethod
-    def default(cls) -> "WorldConfig":
+    def default(cls) -> WorldConfig:
         """The contract geometry (the values in ``config/world.yaml``)."""
         return cls(
             zone=Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926)),
@@ -575,7 +575,7 @@ class SimWorld:
                 p.disconnect(physicsClientId=self._cid)
         self._cid = -1
 
-    def __enter__(self) -> "SimWorld":
+    def __enter__(self) -> SimWorld:
         return self
 
     def __exit__(self, *exc) -> None:

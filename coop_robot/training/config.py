@@ -130,7 +130,7 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, data, source: str = "training config") -> "TrainConfig":
+    def from_dict(cls, data, source: str = "training config") -> TrainConfig:
         """Build from a mapping of field -> value; unknown keys -> TrainConfigError naming them."""
         if data is None:
             data = {}
@@ -146,7 +146,7 @@ class TrainConfig:
             raise TrainConfigError(f"{source}: {exc}") from exc
 
     @classmethod
-    def from_yaml(cls, path) -> "TrainConfig":
+    def from_yaml(cls, path) -> TrainConfig:
         """Load a YAML file (``yaml.safe_load``); an empty file gives the defaults."""
         path = Path(path)
         try:
@@ -159,7 +159,7 @@ class TrainConfig:
             raise TrainConfigError(f"training config {path} is not valid YAML: {exc}") from exc
         return cls.from_dict(data, source=str(path))
 
-    def with_overrides(self, **overrides) -> "TrainConfig":
+    def with_overrides(self, **overrides) -> TrainConfig:
         """A copy with some fields replaced (None values are ignored), validated again."""
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in fields(self)})

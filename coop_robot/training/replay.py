@@ -10,7 +10,7 @@ samples with the caller's ``numpy.random.Generator`` (deterministic given its se
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

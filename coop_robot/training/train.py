@@ -65,8 +65,15 @@ from coop_robot.envs.turn_env import POLICY_DT_S, TurnTakingEnv
 from coop_robot.policy.base import Decision, Observation
 from coop_robot.policy.mirror import MirrorPolicy
 from coop_robot.policy.mirror_net import (
-    MIRROR_PHASES, PARTNER_PHASE_TO_MIRROR, ROBOT_STATE_TO_MIRROR, MirrorNetConfig, MirrorPolicyNet,
-    ObservationSpec, forecast_nll, save_checkpoint, supervised_info_nce,
+    MIRROR_PHASES,
+    PARTNER_PHASE_TO_MIRROR,
+    ROBOT_STATE_TO_MIRROR,
+    MirrorNetConfig,
+    MirrorPolicyNet,
+    ObservationSpec,
+    forecast_nll,
+    save_checkpoint,
+    supervised_info_nce,
 )
 from coop_robot.policy.reactive import ReactivePolicy
 from coop_robot.training.config import TrainConfig, TrainConfigError
@@ -237,7 +244,6 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
     rows: dict[str, list] = {k: [] for k in (
         "self_windows", "other_windows", "context", "phase_self", "phase_other", "partner_in", "t_s",
         "decision", "action", "keep_going", "uncommitted", "reward", "false_start")}
-    final_exit = False    # the partner's last exit ended its turn (not a false start)
     exit_times: list[float] = []
     turns: list[dict] = []
     contacts = 0
