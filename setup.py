@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     # The trained mirror-policy checkpoint ships inside the Python package.
-    package_data={f"{PACKAGE}.policy": ["checkpoints/*.pt"]},
+    package_data={f"{PACKAGE}.policy": ["checkpoints/*.pt"], f"{PACKAGE}.data": ["*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -20,7 +20,12 @@ setup(
         (f"share/{PACKAGE}/config/models", glob("config/models/*.yaml")),
         (f"share/{PACKAGE}/config/training", glob("config/training/*.yaml")),
     ],
-    install_requires=["setuptools", "numpy", "pyyaml", "transforms3d"],
+    # What the code imports (the ROS 2 client library and messages come from ROS 2 itself, or from
+    # the ros-<distro>-* wheels that scripts/setup_env.sh installs). torch is pinned: a looser range
+    # pulls several GB of CUDA packages.
+    install_requires=["setuptools", "numpy>=1.26,<3", "pyyaml>=6.0", "transforms3d>=0.4.1",
+                      "opencv-python-headless>=4.9", "pybullet==3.2.7", "matplotlib>=3.8", "rosbags>=0.10",
+                      "mcap>=1.1", "torch==2.13.0"],
     zip_safe=False,
     maintainer="coop_robot maintainers",
     maintainer_email="maintainers@coop-robot.invalid",

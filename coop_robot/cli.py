@@ -17,8 +17,8 @@ def _add_sim(sub) -> None:
                        description="Start sim, perception, policy, controller and turn tracker as separate ROS 2 "
                                    "processes (the graph of launch/sim.launch.py), run until N robot turns are done, "
                                    "print a per-turn timing table and a summary, exit 0.")
-    p.add_argument("--policy", default="reactive", choices=["reactive", "oracle", "mirror"],
-                   help="turn-taking policy (default: reactive)")
+    p.add_argument("--policy", default="mirror", choices=["mirror", "reactive", "oracle"],
+                   help="turn-taking policy (default: mirror, the shipped network; reactive is the baseline)")
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE",
                    help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
     p.add_argument("--turns", type=int, default=20, help="robot turns before the session ends (default: 20)")
@@ -26,16 +26,28 @@ def _add_sim(sub) -> None:
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (runs in real time)")
     p.add_argument("--summary-json", type=Path, help="also write the session summary JSON here")
     p.add_argument("--params-file", type=Path, action="append", default=[],
-                   help="extra ROS 2 parameter file applied to every node (repeatable)")
+                   help="extra ROS 2 parameter file applied to every node after the package's (repeatable); "
+                        "node-specific settings go under the node's name")
     p.add_argument("--real-time-factor", type=float, help="sim speed limit (0 = as fast as perception keeps up)")
     p.add_argument("--log-dir", type=Path, help="where node logs go (default: a new temporary directory)")
-    p.add_argument("--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)")
-    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random one)")
-    p.add_argument("--record", type=Path, metavar="DIR",
-                   help="record the interaction topics to a rosbag2 (MCAP) directory DIR (must not exist or be empty); "
-                        "read it with `ros2 bag info DIR`, rosbags or any MCAP reader")
-    p.add_argument("--record-images", action="store_true",
-                   help="with --record: also record the camera images and camera_info (about 16 MB per simulated second)")
+    p.add_argument(
+        "--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)"
+    )
+    p.add_argument(
+        "--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random one)"
+    )
+    p.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record the interaction topics to a rosbag2 (MCAP) directory DIR (must not exist or be empty); "
+        "read it with `ros2 bag info DIR`, rosbags or any MCAP reader",
+    )
+    p.add_argument(
+        "--record-images",
+        action="store_true",
+        help="with --record: also record the camera images and camera_info (about 16 MB per simulated second)",
+    )
 
 
 def _cmd_sim(args) -> int:
@@ -69,18 +81,29 @@ def _cmd_sim(args) -> int:
     summary_path = (log_dir / "summary.json").resolve()
     partner = str(resolve_profile_path(args.partner).resolve())  # the nodes may run elsewhere
     try:
-        specs = sim_graph(policy=args.policy, partner=partner, seed=args.seed, turns=args.turns, gui=args.gui,
-                          summary_json=str(summary_path), real_time_factor=args.real_time_factor,
-                          record_dir=record_dir, record_images=args.record_images, partner_label=args.partner)
+        specs = sim_graph(
+            policy=args.policy,
+            partner=partner,
+            seed=args.seed,
+            turns=args.turns,
+            gui=args.gui,
+            summary_json=str(summary_path),
+            real_time_factor=args.real_time_factor,
+            record_dir=record_dir,
+            record_images=args.record_images,
+            partner_label=args.partner,
+            extra_param_files=[str(p.resolve()) for p in args.params_file],
+        )
     except GraphError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         return 2
     timeout = args.timeout_s or 120.0 + 20.0 * args.turns
     t0 = time.monotonic()
-    print(f"coop-robot {__version__}: {args.turns} turns, policy={args.policy}, partner={args.partner}, seed={args.seed}")
+    print(
+        f"coop-robot {__version__}: {args.turns} turns, policy={args.policy}, partner={args.partner}, seed={args.seed}"
+    )
     try:
-        summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id),
-                              extra_param_files=args.params_file)
+        summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id))
     except ParamFileError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         return 2
@@ -94,11 +117,16 @@ def _cmd_sim(args) -> int:
     except KeyboardInterrupt:
         print("coop-robot sim: interrupted; all nodes were shut down", file=sys.stderr)
         return 130
-    summary["partner"] = args.partner
-    summary["wall_time_s"] = round(time.monotonic() - t0, 1)
+    # The JSON is the turn tracker's, as the launch files leave it; the runner's extras are printed.
+    runner_info = {k: summary.pop(k) for k in ("node_exit_codes", "log_dir") if k in summary}
+    wall_s = time.monotonic() - t0
     print()
     print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary))
-    print(f"wall time {summary['wall_time_s']} s for {summary['session_duration_s']:.1f} s of simulated interaction")
+    print(
+        f"wall time {wall_s:.1f} s for {summary['session_duration_s']:.1f} s of simulated interaction "
+        f"(node logs in {runner_info.get('log_dir', log_dir)})"
+    )
+    print(compare_with_reference(summary))
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -110,19 +138,58 @@ def _cmd_sim(args) -> int:
     return 0
 
 
+def compare_with_reference(summary: dict) -> str:
+    """Closing lines: this session's gaps against the measured reactive baseline (with its date)."""
+    import yaml
+
+    from coop_robot.paths import PACKAGE
+
+    text = (Path(__file__).parent / "data" / "reference_sessions.yaml").read_text(encoding="utf-8")
+    ref = yaml.safe_load(text)["reactive_graph_typical"]
+    base = (
+        f"reactive baseline (`{ref['command']}`, measured {ref['date']} at commit {ref['commit']}): "
+        f"median gap {1000 * ref['median_gap_s']:.0f} ms, p90 {1000 * ref['p90_gap_s']:.0f} ms, "
+        f"{100 * ref['overlap_rate']:.0f} % overlaps"
+    )
+    med = summary.get("median_gap_s")
+    if summary.get("policy") == "reactive" or med is None:
+        return base
+    if summary.get("partner") != ref["partner"]:
+        return (
+            base + f"\n(the reference is for the {ref['partner']} partner; this session's was {summary.get('partner')})"
+        )
+    ratio = ref["median_gap_s"] / med if med > 0 else float("inf")
+    return (
+        base + f"\nthis {summary.get('policy')} session: median gap {1000 * med:.0f} ms "
+        f"({ratio:.1f}x shorter than the reactive baseline), overlap rate {100 * summary['overlap_rate']:.0f} %"
+        f" -- {PACKAGE}'s point: the partner's turn end anticipated, not waited for"
+    )
+
+
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a policy in the fast headless environment (no ROS)",
-                       description="Run a policy against a simulated partner in the fast headless environment "
-                                   "(the sim's partner model, the controller core, a perception model fitted to the "
-                                   "real pipeline; no ROS, no rendering) and print the same timing table and summary "
-                                   "as `coop-robot sim`.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a policy in the fast headless environment (no ROS)",
+        description="Run a policy against a simulated partner in the fast headless environment "
+        "(the sim's partner model, the controller core, a perception model fitted to the "
+        "real pipeline; no ROS, no rendering) and print the same timing table and summary "
+        "as `coop-robot sim`.",
+    )
     p.add_argument("--policy", default="reactive", help="policy name (reactive, oracle, ...; default: reactive)")
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE", help="partner profile name or YAML file")
     p.add_argument("--turns", type=int, default=200, help="robot turns to score (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the session (default: 0)")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="policy parameter, e.g. --set debounce_s=0.8 (repeatable; values parsed as YAML)")
-    p.add_argument("--physics", action="store_true", help="step PyBullet physics for the robot (slower, exact contacts)")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="policy parameter, e.g. --set debounce_s=0.8 (repeatable; values parsed as YAML)",
+    )
+    p.add_argument(
+        "--physics", action="store_true", help="step PyBullet physics for the robot (slower, exact contacts)"
+    )
     p.add_argument("--summary-json", type=Path, help="write the summary JSON here")
     p.add_argument("--quiet", action="store_true", help="print only the summary line, not the per-turn table")
 
@@ -159,13 +226,16 @@ def _cmd_eval(args) -> int:
         print(f"coop-robot eval: {exc}", file=sys.stderr)
         return 2
     summary = env.run(policy, args.turns, progress=not args.quiet)
-    summary.update(policy=args.policy, partner=args.partner, seed=args.seed,
-                   policy_params=parse_settings(args.settings))
+    summary.update(
+        policy=args.policy, partner=args.partner, seed=args.seed, policy_params=parse_settings(args.settings)
+    )
     records = [TurnRecord(**r) for r in summary["per_turn"]]
     text = format_table(records, summary)
     print(text if not args.quiet else text.splitlines()[-1])
-    print(f"{summary['sim_time_s']:.0f} s simulated in {summary['wall_time_s']:.1f} s wall "
-          f"(x{summary['real_time_factor']:.0f} real time)")
+    print(
+        f"{summary['sim_time_s']:.0f} s simulated in {summary['wall_time_s']:.1f} s wall "
+        f"(x{summary['real_time_factor']:.0f} real time)"
+    )
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
@@ -175,8 +245,11 @@ def _cmd_eval(args) -> int:
 
 def _add_train(sub) -> None:
     # The training module owns its options; this only registers the command and forwards them.
-    sub.add_parser("train", add_help=False, help="train the mirror policy network in the fast environment "
-                                                 "(see `coop-robot train --help`)")
+    sub.add_parser(
+        "train",
+        add_help=False,
+        help="train the mirror policy network in the fast environment (see `coop-robot train --help`)",
+    )
 
 
 def _cmd_train(argv: list[str]) -> int:

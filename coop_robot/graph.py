@@ -36,7 +36,43 @@ class NodeSpec:
     ends_session: bool = False              # the session is over when this process exits
     ready_line: str = ""                    # start the next nodes only once it prints a line starting with this
     stops_last: bool = False                # shut down after all the others (a recorder loses nothing)
-    start_after: tuple[str, str] = ()       # (node, line prefix): start only once that node printed it
+
+
+def parameter_files(spec: NodeSpec, params_dir: str | os.PathLike, extra: tuple = (),
+                    config_dir: str | None = None) -> list[str]:
+    """The ``--params-file`` arguments of one node, in order, as both the launch files and the runner pass
+    them: the package's files (``spec.param_files``), ``extra`` files, then the overrides written to
+    ``<params_dir>/<node>.yaml`` keyed by the node's own name. (A dict given to ``launch_ros``'s
+    ``Node(parameters=[...])`` is written under ``/**`` for a node without a namespace, and ROS 2
+    applies the config files' node-named entries over it; a file keyed by node name is what wins.)
+
+    Raises :class:`coop_robot.params.ParamFileError` for a missing or malformed file, or for a
+    ``/**`` setting that a node-named entry would silently override. ``config_dir``: where the
+    package's files are (default: :func:`coop_robot.paths.config_path`'s lookup).
+    """
+    from pathlib import Path
+
+    from coop_robot.params import ParamFileError, check_shadowed_wildcards, write_param_file
+    from coop_robot.paths import config_path
+
+    files = []
+    for name in tuple(spec.param_files) + tuple(str(e) for e in extra):
+        try:
+            if config_dir is not None and not os.path.isabs(name):
+                path = Path(config_dir) / name
+                if not path.is_file():
+                    raise FileNotFoundError(path)
+                files.append(str(path))
+            else:
+                files.append(str(config_path(name)))
+        except FileNotFoundError as exc:
+            raise ParamFileError(f"parameter file {name} of node '{spec.name}' does not exist") from exc
+    overrides = None
+    if spec.parameters:
+        overrides = write_param_file(Path(params_dir) / f"{spec.name}.yaml", spec.name, spec.parameters)
+        files.append(str(overrides))
+    check_shadowed_wildcards(files, spec.name, overrides)
+    return files
 
 
 def _node(name: str, exe: str, files: tuple[str, ...], params: dict, remaps=(), ends=False) -> NodeSpec:
@@ -61,14 +97,15 @@ def recorder_node(record_dir: str, record_images: bool = False, use_sim_time: bo
                     params, tuple(remappings), ready_line=RECORDER_READY_LINE, stops_last=True)
 
 
-def sim_graph(policy: str = "reactive", partner: str = "typical", seed: int = 0, turns: int = 0,
+def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, turns: int = 0,
               gui: bool = False, use_sim_time: bool = True, summary_json: str = "",
               real_time_factor: float | None = None, record_dir: str = "",
-              record_images: bool = False, partner_label: str | None = None) -> list[NodeSpec]:
+              record_images: bool = False, partner_label: str | None = None,
+              extra_param_files: list[str] = ()) -> list[NodeSpec]:
     """The simulated interaction: sim, perception, policy, controller, turn tracker; with
     ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there.
     ``partner_label``: how the session names the partner (summary, recorded /diagnostics);
-    default ``partner``."""
+    default ``partner``. ``extra_param_files``: applied to every node after the package's files."""
     if policy not in POLICIES_SIM:
         raise GraphError(f"policy must be one of {POLICIES_SIM} in simulation, got {policy!r}")
     if turns < 0:
@@ -81,18 +118,20 @@ def sim_graph(policy: str = "reactive", partner: str = "typical", seed: int = 0,
         sim_params["real_time_factor"] = float(real_time_factor)
     if gui:  # a person watching wants real time
         sim_params.setdefault("real_time_factor", 1.0)
-    recorder = [recorder_node(record_dir, record_images, use_sim_time)] if record_dir else []
-    perception = _node("perception", "perception_node", ("perception.yaml",), dict(t))
+    x = tuple(str(f) for f in extra_param_files)
+    recorder = [recorder_node(record_dir, record_images, use_sim_time, files=("recorder.yaml",) + x)] \
+        if record_dir else []
+    perception = _node("perception", "perception_node", ("perception.yaml",) + x, dict(t))
     # With recording, the recorder is subscribed before anything else starts; the rest start together, as
     # without recording (the sim waits for perception, and the policy and controller must be
     # up by then: holding perception back until the recorder had the sim's clock let the
     # partner's first turn pass unseen). Messages before the first /clock get its time.
     return recorder + [
-        _node("coop_sim", "sim_node", ("sim.yaml",), sim_params),  # publishes /clock: never sim time
+        _node("coop_sim", "sim_node", ("sim.yaml",) + x, sim_params),  # publishes /clock: never sim time
         perception,
-        _node("policy", "policy_node", ("policy.yaml",), {**t, "policy": policy}),
-        _node("controller", "controller_node", ("controller.yaml",), dict(t)),
-        _node("turn_tracker", "turn_tracker_node", ("turn_tracker.yaml",), {
+        _node("policy", "policy_node", ("policy.yaml",) + x, {**t, "policy": policy}),
+        _node("controller", "controller_node", ("controller.yaml",) + x, dict(t)),
+        _node("turn_tracker", "turn_tracker_node", ("turn_tracker.yaml",) + x, {
             **t, "scoring": "ground_truth", "max_turns": int(turns), "summary_json": summary_json,
             "session_policy": policy, "session_partner": partner_label or partner, "session_seed": int(seed),
         }, ends=turns > 0),

@@ -7,8 +7,9 @@ imports it.
 from __future__ import annotations
 
 import os
+import tempfile
 
-from coop_robot.graph import NodeSpec, default_record_dir
+from coop_robot.graph import NodeSpec, default_record_dir, parameter_files
 
 #: Launch arguments of both launch files for recording the session to a rosbag2 (MCAP).
 RECORD_ARGUMENTS = (
@@ -19,34 +20,81 @@ RECORD_ARGUMENTS = (
 )
 
 
-def to_launch_actions(specs: list[NodeSpec], share_dir: str) -> list:
-    from launch.actions import EmitEvent, RegisterEventHandler
-    from launch.event_handlers import OnProcessExit
-    from launch.events import Shutdown
+class SessionFailed(RuntimeError):
+    """A node the session cannot run without exited before the session ended (ends the launch non-zero)."""
+
+
+def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | None = None) -> list:
+    """``launch_ros`` actions that run ``specs`` the way :class:`coop_robot.runner.GraphRunner` does.
+
+    - Each node gets the same ``--params-file`` list as the runner (:func:`coop_robot.graph.parameter_files`):
+      the overrides (launch arguments) go in a file keyed by the node's own name, because a dict in
+      ``Node(parameters=[...])`` would be written under ``/**`` and lose to the config files' node-named
+      entries. Parameter files are checked before anything starts.
+    - A node with a ``ready_line`` (the recorder) starts first; the others start once it printed that line.
+    - When the session-ending node (the turn tracker, ``turns`` > 0) exits 0, the other nodes are shut
+      down, nodes marked ``stops_last`` (the recorder) last, then the launch ends.
+    - Any node that exits before the session ended (a crash, a bad parameter) ends the launch with a
+      non-zero status (an exception in an event handler is how ``launch`` returns 1).
+    """
+    from launch.actions import EmitEvent, RegisterEventHandler, TimerAction
+    from launch.event_handlers import OnProcessExit, OnProcessIO
+    from launch.events import Shutdown, matches_action
+    from launch.events.process import ShutdownProcess
     from launch_ros.actions import Node
 
-    actions = []
+    params_dir = params_dir or tempfile.mkdtemp(prefix="coop_robot_launch_")
+    config_dir = os.path.join(share_dir, "config")
+    nodes = {}
     for spec in specs:
-        params = [name if os.path.isabs(name) else os.path.join(share_dir, "config", name) for name in spec.param_files]
-        if spec.parameters:
-            params.append(dict(spec.parameters))
-        node = Node(
-            package="coop_robot",
-            executable=spec.executable,
-            name=spec.name,
-            output="screen",
-            emulate_tty=True,
-            parameters=params,
-            remappings=list(spec.remappings),
+        files = parameter_files(spec, params_dir, config_dir=config_dir)
+        nodes[spec.name] = Node(
+            package="coop_robot", executable=spec.executable, name=spec.name, output="screen",
+            emulate_tty=True, parameters=files, remappings=list(spec.remappings),
         )
-        actions.append(node)
-        if spec.ends_session:
-            # The turn tracker exits after the requested number of turns: end the whole launch.
-            actions.append(RegisterEventHandler(OnProcessExit(
-                target_action=node,
-                on_exit=[EmitEvent(event=Shutdown(reason=f"{spec.name} finished the session"))],
-            )))
-    return actions
+    state = {"session_over": False, "stopping": set()}
+    first = [s for s in specs if s.ready_line]
+    rest = [s for s in specs if not s.ready_line]
+    last = [s for s in specs if s.stops_last]
+
+    def stop_session(reason: str) -> list:
+        state["session_over"] = True
+        others = [s.name for s in specs if not s.stops_last and not s.ends_session]
+        if not last or not others:
+            return [EmitEvent(event=Shutdown(reason=reason))]
+        state["stopping"] = set(others)
+        state["reason"] = reason
+        return [EmitEvent(event=ShutdownProcess(process_matcher=matches_action(nodes[n]))) for n in others]
+
+    def on_exit(spec: NodeSpec):
+        def handler(event, context):
+            code = event.returncode
+            if state["session_over"] or context.is_shutdown:
+                state["stopping"].discard(spec.name)
+                if last and spec.name not in {s.name for s in last} and not state["stopping"] \
+                        and not context.is_shutdown and "reason" in state:
+                    # everything else has exited: let the recorder take the last messages, then stop it
+                    return [TimerAction(period=0.5, actions=[EmitEvent(event=Shutdown(reason=state.pop("reason")))])]
+                return None
+            if spec.ends_session and code == 0:
+                return stop_session(f"{spec.name} finished the session")
+            raise SessionFailed(f"node '{spec.name}' exited with code {code} before the session ended; "
+                                f"the session cannot run without it (see its output above)")
+        return handler
+
+    handlers = [RegisterEventHandler(OnProcessExit(target_action=nodes[s.name], on_exit=on_exit(s))) for s in specs]
+    if not first:
+        return handlers + [nodes[s.name] for s in specs]
+    started = {"done": False}
+
+    def on_ready(event):
+        if started["done"] or not event.text.decode(errors="replace").lstrip().startswith(first[0].ready_line):
+            return None
+        started["done"] = True
+        return [nodes[s.name] for s in rest]
+
+    ready = RegisterEventHandler(OnProcessIO(target_action=nodes[first[0].name], on_stdout=on_ready))
+    return handlers + [ready] + [nodes[s.name] for s in first]
 
 
 def parse_record(record: str, record_dir: str, record_images: str) -> tuple[str, bool]:
@@ -67,6 +115,26 @@ def parse_bool(text: str, name: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"launch argument '{name}' must be true or false, got {text!r}")
+
+
+def parse_float(text: str, name: str, minimum: float = 0.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"launch argument '{name}' must be a number, got {text!r}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ValueError(f"launch argument '{name}' must be a finite number >= {minimum}, got {text!r}")
+    return value
+
+
+def check_partner(partner: str) -> None:
+    """Refuse a partner profile the sim could not load before any node starts."""
+    from coop_robot.partner.profile import ProfileError, load_profile
+
+    try:
+        load_profile(partner)
+    except ProfileError as exc:
+        raise ValueError(f"launch argument 'partner': {exc}") from None
 
 
 def parse_int(text: str, name: str, minimum: int = 0) -> int:

@@ -3,8 +3,7 @@
 Used where the ROS 2 ``launch`` package is not installed (the pip wheels). Every node is its own
 process talking over DDS; the runner only starts them, watches them, shows progress and shuts
 them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends. A node with a
-``ready_line`` (the recorder) must print it before the next nodes start, a node with
-``start_after = (node, line)`` starts only once that node printed that line, and nodes marked
+``ready_line`` (the recorder) must print it before the next nodes start, and nodes marked
 ``stops_last`` (the recorder) are stopped only after all the others have exited, so the bag holds
 everything they published.
 """
@@ -25,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from coop_robot.graph import NodeSpec
-from coop_robot.params import load_param_file, write_param_file
-from coop_robot.paths import config_path
+from coop_robot.graph import NodeSpec, parameter_files
+from coop_robot.params import load_param_file
 
 
 class SessionError(RuntimeError):
@@ -48,15 +46,11 @@ def isolated_env(domain_id: int | None = None, base: dict | None = None) -> dict
 
 
 def node_command(spec: NodeSpec, params_dir: Path, extra_param_files: list[Path] = ()) -> list[str]:
-    """The command line that runs one node exactly as the launch file would."""
+    """The command line that runs one node as ``launch_ros`` runs it for the launch files: the same
+    arguments after the executable (``python -m <module>`` here, ``lib/coop_robot/<executable>`` there)."""
     cmd = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
-    for name in spec.param_files:
-        cmd += ["--params-file", str(config_path(name))]
-    for extra in extra_param_files:
-        cmd += ["--params-file", str(extra)]
-    if spec.parameters:
-        override = write_param_file(params_dir / f"{spec.name}.yaml", spec.name, spec.parameters)
-        cmd += ["--params-file", str(override)]
+    for path in parameter_files(spec, params_dir, tuple(extra_param_files)):
+        cmd += ["--params-file", path]
     for src, dst in spec.remappings:
         cmd += ["-r", f"{src}:={dst}"]
     return cmd
@@ -81,29 +75,19 @@ class GraphRunner:
     on_line: Callable[[str, str], None] | None = None   # (node name, stdout line)
     procs: list[_Proc] = field(default_factory=list)
     ready_timeout_s: float = 60.0
+    #: The command line of each spec, if given (e.g. what a launch file produced); else node_command's.
+    commands: list[list[str]] | None = None
 
     def start(self) -> None:
         for f in self.extra_param_files:
             load_param_file(f)  # reject a bad file before anything starts
         self.log_dir.mkdir(parents=True, exist_ok=True)
         params_dir = self.log_dir / "params"
-        awaited: dict[str, list[str]] = {}   # node name -> line prefixes someone waits for
-        for spec in self.specs:
-            if spec.ready_line:
-                awaited.setdefault(spec.name, []).append(spec.ready_line)
-            if spec.start_after:
-                node, prefix = spec.start_after
-                if node not in {s.name for s in self.specs}:
-                    raise ValueError(f"node '{spec.name}' starts after node '{node}', which is not in the graph")
-                awaited.setdefault(node, []).append(prefix)
-        by_name: dict[str, _Proc] = {}
-        for spec in self.specs:
-            if spec.start_after:
-                node, prefix = spec.start_after
-                if node not in by_name:
-                    raise ValueError(f"node '{spec.name}' starts after node '{node}', which is listed after it")
-                self._wait_line(by_name[node], prefix, self.ready_timeout_s)
-            cmd = node_command(spec, params_dir, self.extra_param_files)
+        # Every command line first: a bad parameter file stops the session before any node starts.
+        commands = self.commands or [node_command(spec, params_dir, self.extra_param_files) for spec in self.specs]
+        if len(commands) != len(self.specs):
+            raise ValueError(f"{len(commands)} command lines for {len(self.specs)} nodes")
+        for spec, cmd in zip(self.specs, commands):
             log_path = self.log_dir / f"{spec.name}.log"
             log = open(log_path, "w", encoding="utf-8")
             log.write("$ " + " ".join(cmd) + "\n")
@@ -113,8 +97,7 @@ class GraphRunner:
                 bufsize=1, start_new_session=True,
             )
             proc = _Proc(spec, popen, log_path, log,
-                         awaited={prefix: threading.Event() for prefix in awaited.get(spec.name, [])})
-            by_name[spec.name] = proc
+                         awaited={spec.ready_line: threading.Event()} if spec.ready_line else {})
             proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
             proc.reader.start()
             self.procs.append(proc)
@@ -211,7 +194,8 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="coop_robot_"))
     ender = [s for s in specs if s.ends_session]
     if len(ender) != 1 or not ender[0].parameters.get("summary_json"):
-        raise ValueError("the graph needs exactly one session-ending node (a turn tracker with max_turns > 0 and a summary_json path)")
+        raise ValueError("the graph needs exactly one session-ending node "
+                         "(a turn tracker with max_turns > 0 and a summary_json path)")
 
     def show(node: str, line: str) -> None:
         if progress is not None and node == "turn_tracker" and line.startswith("[turn_tracker] turn"):
@@ -221,7 +205,8 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
     runner = GraphRunner(list(specs), log_dir, env if env is not None else isolated_env(),
                          [Path(f) for f in extra_param_files], on_line=show)
     if progress is not None:
-        progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={runner.env['ROS_DOMAIN_ID']}, logs in {log_dir})\n")
+        domain = runner.env["ROS_DOMAIN_ID"]
+        progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={domain}, logs in {log_dir})\n")
         progress.flush()
     try:
         runner.start()

@@ -10,7 +10,9 @@ trajectory controller first, then for example (Intel RealSense + Franka):
         trajectory_topic:=/fr3_arm_controller/joint_trajectory
 
 Set the camera extrinsics and zone for your cell in a copy of config/robot.yaml
-(``params_file:=/path/to/my_cell.yaml``). ``record:=true`` records the session (the interaction
+(``params_file:=/path/to/my_cell.yaml``; settings of one node go under that node's name, e.g.
+``controller: ros__parameters: velocity_scale: 0.2`` -- the launch refuses a ``/**`` setting that a
+node-named entry would silently override). ``record:=true`` records the session (the interaction
 topics, under the remapped names) to a rosbag2 (MCAP) directory, ``record_dir:=DIR`` or by default
 ``./coop_robot_<YYYYmmdd_HHMMSS>``. Same graph description as the simulation
 (coop_robot.graph.robot_graph); no sim, wall-clock time, scoring on perception.
@@ -30,11 +32,13 @@ ARGUMENTS = (
     ("color_topic", "/camera/color/image_raw", "RGB image topic of the camera driver"),
     ("depth_topic", "/camera/depth/image_rect_raw", "Depth image aligned to colour (16UC1 mm or 32FC1 m)"),
     ("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image"),
-    ("trajectory_topic", "/panda_arm_controller/joint_trajectory", "JointTrajectory topic of the arm's joint trajectory controller"),
+    ("trajectory_topic", "/panda_arm_controller/joint_trajectory",
+     "JointTrajectory topic of the arm's joint trajectory controller"),
     ("joint_states_topic", "/joint_states", "Joint states of the arm"),
     ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
-    ("params_file", "", "Your cell's parameter file (camera extrinsics, zone, glove colour), applied last"),
+    ("params_file", "", "Your cell's parameter file (camera extrinsics, zone, glove colour; node-specific settings "
+                        "under the node's name), applied after the package's"),
 ) + RECORD_ARGUMENTS
 
 

@@ -1,11 +1,13 @@
 """Simulated turn-taking session: PyBullet sim, perception, policy, controller, turn tracker.
 
-    ros2 launch coop_robot sim.launch.py policy:=reactive partner:=typical gui:=true turns:=20
+    ros2 launch coop_robot sim.launch.py policy:=mirror partner:=typical turns:=20 summary_json:=summary.json
 
 Add ``record:=true`` (optionally ``record_dir:=DIR record_images:=true``) to record the session to a
 rosbag2 (MCAP) directory, by default ``./coop_robot_<YYYYmmdd_HHMMSS>``.
 
-The same graph (coop_robot.graph.sim_graph) and parameter files as ``coop-robot sim``.
+The same graph (coop_robot.graph.sim_graph), parameter files and command lines as ``coop-robot sim``:
+launch arguments reach the nodes through a parameter file keyed by each node's name (see
+coop_robot.launch_support). A node that dies ends the launch with a non-zero status.
 """
 
 from ament_index_python.packages import get_package_share_directory
@@ -13,17 +15,31 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import sim_graph
-from coop_robot.launch_support import RECORD_ARGUMENTS, parse_bool, parse_int, parse_record, to_launch_actions
+from coop_robot.launch_support import (
+    RECORD_ARGUMENTS,
+    check_partner,
+    parse_bool,
+    parse_float,
+    parse_int,
+    parse_record,
+    to_launch_actions,
+)
+from coop_robot.partner.profile import resolve_profile_path
 from launch import LaunchDescription
 
 ARGUMENTS = (
-    ("policy", "reactive", "Turn-taking policy: reactive, mirror, or oracle (oracle reads sim ground truth; benchmarks only)"),
+    ("policy", "mirror", "Turn-taking policy: mirror, reactive, or oracle (oracle reads sim ground truth; "
+                         "benchmarks only)"),
     ("partner", "typical", "Simulated partner profile: typical, fast, slow, hesitant, erratic, or a YAML file path"),
     ("gui", "false", "Open the PyBullet GUI window (the sim then runs in real time)"),
     ("use_sim_time", "true", "Run perception, policy, controller and tracker on the sim's /clock"),
     ("seed", "0", "Random seed of the simulated partner"),
     ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
+    ("real_time_factor", "", "Simulated seconds per wall second (0 = as fast as perception keeps up); "
+                             "'' = config/sim.yaml's value"),
+    ("params_file", "", "Extra ROS 2 parameter file applied after the package's (node-specific settings under the "
+                        "node's name, e.g. controller: velocity_scale)"),
 ) + RECORD_ARGUMENTS
 
 
@@ -32,9 +48,12 @@ def _graph(context):
         return LaunchConfiguration(name).perform(context)
 
     record_dir, record_images = parse_record(arg("record"), arg("record_dir"), arg("record_images"))
+    partner = arg("partner")
+    check_partner(partner)
     specs = sim_graph(
         policy=arg("policy"),
-        partner=arg("partner"),
+        partner=str(resolve_profile_path(partner).resolve()),
+        partner_label=partner,
         seed=parse_int(arg("seed"), "seed", minimum=-(2**31)),
         turns=parse_int(arg("turns"), "turns"),
         gui=parse_bool(arg("gui"), "gui"),
@@ -42,6 +61,8 @@ def _graph(context):
         summary_json=arg("summary_json"),
         record_dir=record_dir,
         record_images=record_images,
+        real_time_factor=parse_float(arg("real_time_factor"), "real_time_factor") if arg("real_time_factor") else None,
+        extra_param_files=[arg("params_file")] if arg("params_file") else [],
     )
     return to_launch_actions(specs, get_package_share_directory("coop_robot"))
 

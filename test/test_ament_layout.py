@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-EXECUTABLES = {"sim_node", "perception_node", "policy_node", "controller_node", "turn_tracker_node", "coop-robot"}
+EXECUTABLES = {"sim_node", "perception_node", "policy_node", "controller_node", "turn_tracker_node",
+               "recorder_node", "coop-robot"}
 
 
 def test_setup_install_puts_executables_in_lib_and_data_in_share(tmp_path):
