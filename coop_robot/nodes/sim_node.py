@@ -84,10 +84,10 @@ class SimNode(Node):
         self._clock_period_s = 1.0 / declare(
             self, "clock_rate_hz", 250.0, "Most /clock messages per simulated second (clock resolution)",
             low=1.0, high=10000.0)
-        self._rtf = declare(self, "real_time_factor", 1.0,
+        self._rtf = declare(self, "real_time_factor", 2.0,
                             "Simulated seconds per wall second; 0 runs as fast as possible", low=0.0, high=100.0)
         self._perception_sync = declare(
-            self, "perception_sync", False,
+            self, "perception_sync", True,
             "Do not run more than max_perception_lag_s of sim time ahead of the newest /partner/hand stamp")
         self._max_lag_s = declare(self, "max_perception_lag_s", 0.1,
                                   "Allowed sim-time lead over perception when perception_sync is on (s)",
