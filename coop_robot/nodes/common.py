@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
@@ -14,6 +17,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from coop_robot.geometry import Zone
+from coop_robot.params import ParamFileError, load_param_file
 
 #: Latched state (last value delivered to late joiners), e.g. controller state.
 LATCHED_QOS = QoSProfile(
@@ -44,7 +48,14 @@ _TYPES = {
 
 
 class ParameterError(ValueError):
-    """A node parameter has a value outside what the node accepts."""
+    """A node parameter has a value outside what the node accepts.
+
+    ``parameter`` and ``node_fqn`` (set by :func:`declare`) let :func:`run_node` say which
+    parameter file set the bad value.
+    """
+
+    parameter: str | None = None
+    node_fqn: str | None = None
 
 
 def declare(node: Node, name: str, default: Any, description: str,
@@ -62,10 +73,14 @@ def declare(node: Node, name: str, default: Any, description: str,
     if choices:
         desc.additional_constraints = f"one of {', '.join(choices)}"
     try:
-        value = node.declare_parameter(name, default, desc).value
-    except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
-        raise ParameterError(f"parameter '{name}': {exc}") from exc
-    return validate(name, value, default, low, high, choices)
+        try:
+            value = node.declare_parameter(name, default, desc).value
+        except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
+            raise ParameterError(f"parameter '{name}': {exc}") from exc
+        return validate(name, value, default, low, high, choices)
+    except ParameterError as exc:
+        exc.parameter, exc.node_fqn = name, node.get_fully_qualified_name()
+        raise
 
 
 def validate(name: str, value: Any, default: Any, low=None, high=None, choices=None) -> Any:
@@ -123,13 +138,101 @@ def now_s(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+def param_files_in_args(argv: Sequence[str]) -> list[str]:
+    """The files named by ``--params-file`` in the ``--ros-args`` sections of a command line."""
+    files: list[str] = []
+    in_ros_args = False
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--ros-args":
+            in_ros_args = True
+        elif token == "--":
+            in_ros_args = False
+        elif in_ros_args and token == "--params-file":
+            path = next(tokens, None)
+            if path is None:
+                raise ParamFileError("--params-file must be followed by the path of a parameter file")
+            files.append(path)
+    return files
+
+
+def _one_line(exc: BaseException) -> str:
+    """rcl's error text on one line, without its C source locations (', at /src/parse.c:391')."""
+    return re.sub(r",? at \S+\.c:\d+", "", " ".join(str(exc).split()))
+
+
+def _init_rclpy(args) -> None:
+    """``rclpy.init``; what rcl writes to stderr while failing is held back (the caller reports
+    the failure in one line), and written out as usual when init succeeds."""
+    try:
+        saved_fd = os.dup(2)
+    except OSError:  # no usable stderr to redirect
+        rclpy.init(args=args)
+        return
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        os.dup2(held.fileno(), 2)
+        try:
+            rclpy.init(args=args)
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+        held.seek(0)
+        text = held.read()
+    if text:
+        os.write(2, text)
+
+
+def _flat_keys(params: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in params.items():
+        keys |= _flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def _node_key_matches(key: str, node_fqn: str) -> bool:
+    """Does a parameter file's node key (``coop_sim``, ``/ns/coop_sim``, ``/**``, ``/*/coop_sim``) apply?"""
+    key = key if key.startswith("/") else "/" + key
+    pattern = "".join(".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
+                      for part in re.split(r"(\*\*|\*)", key))
+    return re.fullmatch(pattern, node_fqn) is not None
+
+
+def _where_set(exc: ParameterError, files: dict[str, dict]) -> str:
+    """`` (set in FILE)`` for the last parameter file that sets the bad parameter, or ''."""
+    if not exc.parameter or not exc.node_fqn:
+        return ""
+    for path, data in reversed(list(files.items())):
+        for key, body in data.items():
+            if _node_key_matches(str(key), exc.node_fqn) and exc.parameter in _flat_keys(body["ros__parameters"]):
+                return f" (set in {path})"
+    return ""
+
+
+def _refuse(text: str) -> int:
+    """One line on stderr (a YAML parser's message spans several), exit status 2."""
+    print("[coop_robot] " + " ".join(text.split()), file=sys.stderr, flush=True)
+    return 2
+
+
 def run_node(factory: Callable[[], Node], args=None) -> int:
     """Standard ``main``: init, build the node, spin, and always shut down cleanly.
 
-    Ctrl-C (SIGINT) and an external shutdown end the spin; a parameter error exits 2 with
-    a one-line message instead of a traceback, so a launch file shows what to fix.
+    Ctrl-C (SIGINT) and an external shutdown end the spin. A bad start-up is refused with exit
+    status 2 and one line on stderr naming the file or parameter and the problem, never a
+    traceback, so a launch file shows what to fix: a ``--params-file`` that is missing, not YAML,
+    not in the ROS 2 layout, or holds a value ROS 2 cannot carry (checked with
+    :func:`coop_robot.params.load_param_file` before ``rclpy.init``); anything else ``rclpy.init``
+    refuses; a parameter of the wrong type or out of range (:class:`ParameterError`).
     """
-    rclpy.init(args=args)
+    try:
+        files = {path: load_param_file(path) for path in param_files_in_args(sys.argv if args is None else args)}
+    except ParamFileError as exc:
+        return _refuse(f"cannot start: {exc}")
+    try:
+        _init_rclpy(args)
+    except RuntimeError as exc:  # rcl's own argument and parameter file checks (RCLError)
+        return _refuse(f"cannot start: {_one_line(exc)}")
     node = None
     code = 0
     try:
@@ -138,8 +241,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ParameterError as exc:
-        print(f"[coop_robot] invalid parameter: {exc}", file=sys.stderr)
-        code = 2
+        code = _refuse(f"invalid parameter: {exc}{_where_set(exc, files)}")
     except SessionComplete:
         code = 0
     except Exception:

@@ -3,7 +3,8 @@
 Subscribes (SENSOR_QOS, remap to your camera's topics):
   /camera/color/image_raw (rgb8, bgr8, rgba8, bgra8), /camera/depth/image_rect_raw (32FC1 m or
   16UC1 mm, aligned to colour), /camera/color/camera_info.
-Publishes for every colour/depth pair with the same stamp, with that stamp:
+Publishes for every colour/depth pair with the same stamp (paired by
+:class:`coop_robot.perception.pairing.StampPairer`), with that stamp:
   /partner/in_zone (std_msgs/Bool) first, then /partner/hand (geometry_msgs/PointStamped in
   ``world_frame``, NaN when no hand is detected) and /partner/hand_velocity
   (geometry_msgs/Vector3Stamped, m/s, NaN when unknown); optionally /perception/debug_image.
@@ -43,6 +44,7 @@ from coop_robot.perception import (
     decode_color,
     decode_depth,
 )
+from coop_robot.perception.pairing import StampPairer
 
 # name -> (default, description, low, high, choices). Live-tunable: the tracker and extrinsics.
 _TRACKER_PARAMETERS = {
@@ -92,9 +94,9 @@ class PerceptionNode(Node):
         self._world_frame = declare(self, "world_frame", "world", "Frame of the published hand position")
         if not self._world_frame:
             raise ParameterError("parameter 'world_frame' must be a non-empty frame name")
-        self._pairing_window_ns = int(1e9 * declare(
+        self._pairer: StampPairer[Image] = StampPairer(int(1e9 * declare(
             self, "pairing_window_s", 0.5, "Unmatched colour/depth images older than this are dropped (s)",
-            low=0.01, high=10.0))
+            low=0.01, high=10.0)))
         self._publish_debug = declare(self, "publish_debug_image", False,
                                       "Publish /perception/debug_image (mask overlay) for tuning")
         try:
@@ -108,10 +110,6 @@ class PerceptionNode(Node):
         self._intrinsics: Intrinsics | None = None
         self._info_error: str | None = "no camera_info received yet"
         self._warned_distortion = False
-        self._color: dict[int, Image] = {}
-        self._depth: dict[int, Image] = {}
-        self._newest_ns: int | None = None
-        self._last_processed_ns: int | None = None
         self._last_error_log: dict[str, tuple[float, int]] = {}
 
         self._in_zone_pub = self.create_publisher(Bool, "/partner/in_zone", COMMAND_QOS)
@@ -177,38 +175,26 @@ class PerceptionNode(Node):
         self._process_ready()
 
     def _on_color(self, msg: Image) -> None:
-        self._buffer(self._color, msg)
+        self._buffer(self._pairer.add_color, msg)
 
     def _on_depth(self, msg: Image) -> None:
-        self._buffer(self._depth, msg)
+        self._buffer(self._pairer.add_depth, msg)
 
-    def _buffer(self, buffer: dict, msg: Image) -> None:
+    def _buffer(self, add, msg: Image) -> None:
         ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if self._last_processed_ns is not None and ns < self._last_processed_ns - 2 * self._pairing_window_ns:
+        last_ns = self._pairer.last_released_ns
+        if add(ns, msg):
             # Clock went back (simulation restarted, bag looped): start a fresh track.
-            self.get_logger().info(f"image stamps jumped back {(self._last_processed_ns - ns) * 1e-9:.3f} s; "
-                                   "resetting the hand track")
-            self._color.clear()
-            self._depth.clear()
+            self.get_logger().info(f"image stamps jumped back {(last_ns - ns) * 1e-9:.3f} s; resetting the hand track")
             self._tracker.reset()
-            self._newest_ns = self._last_processed_ns = None
-        buffer[ns] = msg
-        self._newest_ns = ns if self._newest_ns is None else max(self._newest_ns, ns)
-        oldest = self._newest_ns - self._pairing_window_ns
-        for pending in (self._color, self._depth):
-            for stale in [k for k in pending if k < oldest]:
-                del pending[stale]
         self._process_ready()
 
     def _process_ready(self) -> None:
-        for ns in sorted(self._color.keys() & self._depth.keys()):
-            if self._intrinsics is None:
+        if self._intrinsics is None:
+            if self._pairer.has_pair():  # kept until camera_info arrives or it goes stale
                 self._log_error("camera_info", f"{self._info_error}; waiting on /camera/color/camera_info")
-                return  # keep the pair until camera_info arrives or it goes stale
-            color, depth = self._color.pop(ns), self._depth.pop(ns)
-            if self._last_processed_ns is not None and ns <= self._last_processed_ns:
-                continue  # arrived after a newer frame was processed
-            self._last_processed_ns = ns
+            return
+        for ns, color, depth in self._pairer.take_pairs():
             self._process(color, depth, ns)
 
     # ------------------------------------------------------------------ per frame

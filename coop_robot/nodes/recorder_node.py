@@ -9,7 +9,9 @@ QoS: before any publisher is known the node subscribes with what the package's p
 (transient local for the event and latched-state topics, so a late start still gets the latched
 history; best effort for camera streams; reliable otherwise). Once publishers are discovered,
 a subscription that could not match all of them is re-created with what they all offer (the rule
-``ros2 bag record`` applies), and the QoS each publisher offers is what goes into the bag.
+``ros2 bag record`` applies), and the QoS each publisher offers is what goes into the bag. These
+rules, the topic list and the messages held until sim time starts are
+:mod:`coop_robot.recording.capture`; this node translates.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import json
 import signal
 import sys
 import time
-from collections import deque
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
@@ -31,54 +32,36 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from coop_robot import __version__
 from coop_robot.graph import RECORDER_CLOCK_LINE, RECORDER_READY_LINE
 from coop_robot.nodes.common import EVENT_QOS, SENSOR_QOS, ParameterError, declare, declare_zone, run_node
-from coop_robot.recording import (
-    IMAGE_TOPICS,
-    INTERACTION_TOPICS,
-    BagError,
-    BagRecorder,
-    QosOffer,
-    parse_topic_entry,
+from coop_robot.recording import INTERACTION_TOPICS, BagError, BagRecorder, QosOffer
+from coop_robot.recording.capture import (
+    LATCHED,
+    SENSOR,
+    PendingUntilClock,
+    relaxed_request,
+    request_kind,
+    topics_to_record,
 )
 
-#: Topics published transient-local by the package (EVENT_QOS / LATCHED_QOS): subscribed
-#: transient-local too, so the recorder receives their history even if it matches late.
-TRANSIENT_LOCAL_TOPICS = frozenset({
-    "/controller/state", "/controller/events", "/turn/events", "/turn/timing",
-    "/sim/ground_truth/events", "/sim/ground_truth/partner_plan", "/sim/partner/phase",
-})
 #: Reliable, volatile; a deep queue (10 s of 100 Hz joint states) so that a slow disk write or a
 #: burst does not overwrite messages before they are written.
 RECORD_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
-#: Messages held while sim time has not started (no /clock yet), at most.
-MAX_PENDING = 2000
 
 
 def request_qos(topic: str) -> QoSProfile:
     """The subscription QoS used for ``topic`` before its publishers are known."""
-    if topic in TRANSIENT_LOCAL_TOPICS:
-        return EVENT_QOS
-    if topic in IMAGE_TOPICS or topic == "/camera/depth/camera_info":
-        return SENSOR_QOS
-    return RECORD_QOS
+    return {LATCHED: EVENT_QOS, SENSOR: SENSOR_QOS}.get(request_kind(topic), RECORD_QOS)
 
 
 def adapted_qos(current: QoSProfile, offered: list[QoSProfile]) -> QoSProfile | None:
-    """A request every offered profile is compatible with, or None if ``current`` already is.
-
-    Only ever relaxes: reliable -> best effort when some publisher is best effort, transient
-    local -> volatile when some publisher is volatile (what ``ros2 bag record`` requests).
-    """
-    reliability, durability = current.reliability, current.durability
-    if reliability == ReliabilityPolicy.RELIABLE and any(
-            p.reliability != ReliabilityPolicy.RELIABLE for p in offered):
-        reliability = ReliabilityPolicy.BEST_EFFORT
-    if durability == DurabilityPolicy.TRANSIENT_LOCAL and any(
-            p.durability != DurabilityPolicy.TRANSIENT_LOCAL for p in offered):
-        durability = DurabilityPolicy.VOLATILE
-    if reliability == current.reliability and durability == current.durability:
+    """A request every offered profile is compatible with, or None if ``current`` already is."""
+    relaxed = relaxed_request(current.reliability.name.lower(), current.durability.name.lower(),
+                              [(p.reliability.name.lower(), p.durability.name.lower()) for p in offered])
+    if relaxed is None:
         return None
-    return QoSProfile(depth=current.depth, history=current.history, reliability=reliability, durability=durability)
+    return QoSProfile(depth=current.depth, history=current.history,
+                      reliability=ReliabilityPolicy[relaxed[0].upper()],
+                      durability=DurabilityPolicy[relaxed[1].upper()])
 
 
 def to_offer(profile: QoSProfile) -> QosOffer:
@@ -133,18 +116,10 @@ class RecorderNode(Node):
         zone = declare_zone(self)  # stored in the bag: offline scoring on perception needs the zone
         if not output_dir.strip():
             raise ParameterError("parameter 'output_dir' must name the bag directory to create, got ''")
-        wanted: dict[str, str] = {}
-        for entry in entries:
-            try:
-                name, msgtype = parse_topic_entry(entry)
-            except ValueError as exc:
-                raise ParameterError(f"parameter 'topics': {exc}") from None
-            wanted[name] = msgtype
-        if record_images:
-            for name, msgtype in IMAGE_TOPICS.items():
-                wanted.setdefault(name, msgtype)
-        if not wanted:
-            raise ParameterError("parameter 'topics' must list at least one topic, got []")
+        try:
+            wanted = topics_to_record(entries, record_images)
+        except ValueError as exc:
+            raise ParameterError(f"parameter 'topics': {exc}") from None
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
 
         self._topics: dict[str, _Topic] = {}
@@ -163,8 +138,7 @@ class RecorderNode(Node):
             self._bag.open()
         except BagError as exc:
             raise ParameterError(f"parameter 'output_dir' = {output_dir!r}: {exc}") from None
-        self._pending: deque[tuple[str, bytes]] = deque()
-        self._dropped_pending = 0
+        self._pending: PendingUntilClock[tuple[str, bytes]] = PendingUntilClock()
         self._last_stamp_ns = 0
         self._last_progress_s = time.monotonic()
         self._closed = False
@@ -172,7 +146,8 @@ class RecorderNode(Node):
         self.create_timer(1.0, self._check_publishers, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._clock_timer = None
         if self._sim_time:
-            self._clock_timer = self.create_timer(0.05, self._check_clock, clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self._clock_timer = self.create_timer(0.05, self._check_clock,
+                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"recording {len(self._topics)} topics to {self._bag.path} "
             f"(log time: {'sim time' if self._sim_time else 'wall clock'})")
@@ -250,19 +225,15 @@ class RecorderNode(Node):
         if stamp_ns <= 0:
             # Sim time before the first /clock: hold the message and give it the first clock time,
             # rather than a 0 that would put it decades before the rest of the bag.
-            if len(self._pending) < MAX_PENDING:
-                self._pending.append((topic.bag_name, data))
-            else:
-                self._dropped_pending += 1
-                self.get_logger().warning(f"no /clock yet: dropped {self._dropped_pending} messages",
+            if not self._pending.hold((topic.bag_name, data)):
+                self.get_logger().warning(f"no /clock yet: dropped {self._pending.dropped} messages",
                                           throttle_duration_sec=5.0)
             return
         self._flush_pending(stamp_ns)
         self._write(topic.bag_name, data, stamp_ns)
 
     def _flush_pending(self, stamp_ns: int) -> None:
-        while self._pending:
-            name, data = self._pending.popleft()
+        for name, data in self._pending.release():
             self._write(name, data, stamp_ns)
 
     def _write(self, bag_name: str, data: bytes, stamp_ns: int) -> None:

@@ -1,8 +1,9 @@
 """``coop_sim``: the PyBullet simulation as a ROS 2 node.
 
-Steps :class:`coop_robot.sim.core.InteractionSim` on a wall-clock loop paced to
-``real_time_factor`` and publishes what a real cell would (``/clock``, joint states, RGB-D
-images with camera info) plus, in simulation only, ground truth for scoring. It accepts
+Steps :class:`coop_robot.sim.core.InteractionSim` on a wall-clock loop paced by
+:class:`coop_robot.sim.pacing.SimPacer` (``real_time_factor``, perception sync) and publishes
+what a real cell would (``/clock``, joint states, RGB-D images with camera info) plus, in
+simulation only, ground truth for scoring. It accepts
 ``trajectory_msgs/JointTrajectory`` with joint_trajectory_controller semantics.
 
 Time: this node is the clock source. It runs on wall time (``use_sim_time`` is forced to false
@@ -12,7 +13,6 @@ for it, with a warning if set) and stamps everything it publishes with the physi
 from __future__ import annotations
 
 import array
-import math
 import sys
 import time
 
@@ -43,22 +43,20 @@ from coop_robot.nodes.common import (
 )
 from coop_robot.partner.profile import ProfileError
 from coop_robot.sim.core import InteractionSim, world_config_from_params
+from coop_robot.sim.pacing import (
+    PERCEPTION_TIMED_OUT,
+    STARTUP_WAIT_EXPIRED,
+    TICK_BUDGET_S,
+    TICK_PERIOD_S,
+    OutputSchedule,
+    PacingConfig,
+    SimPacer,
+    check_real_time_factor,
+)
 from coop_robot.sim.trajectory import TrajectoryRejected
 
 GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-#: Wall-clock period of the stepping loop (s). Each tick advances the physics as far as pacing
-#: allows, so this only sets the latency of command handling and the burstiness of output.
-_TICK_PERIOD_S = 0.005
-#: Longest a tick may keep stepping (wall s) before yielding to subscriptions and Ctrl-C.
-_TICK_BUDGET_S = 0.05
-#: perception_sync: when held back this long (wall s) with no newer /partner/hand, assume the
-#: frame perception needed was dropped and release the next camera frame.
-_SYNC_STALL_S = 0.3
-#: When the sim falls this far behind its pacing target (sim s), it re-anchors instead of
-#: bursting to catch up (e.g. after being held back by perception_sync or a busy CPU).
-_MAX_CATCH_UP_S = 0.1
 
 
 class SimNode(Node):
@@ -76,30 +74,34 @@ class SimNode(Node):
         partner = declare(self, "partner", "typical",
                           "Partner profile: a name under config/partners (typical, fast, slow, hesitant, "
                           "erratic) or a path to a profile YAML file")
-        physics_rate_hz = declare(self, "physics_rate_hz", 240, "Physics steps per simulated second", low=60, high=2000)
-        self._camera_period_s = 1.0 / declare(
+        physics_rate_hz = declare(self, "physics_rate_hz", 240, "Physics steps per simulated second",
+                                  low=60, high=2000)
+        camera_period_s = 1.0 / declare(
             self, "camera_rate_hz", 30.0, "Camera frames per simulated second", low=1.0, high=240.0)
-        self._joint_state_period_s = 1.0 / declare(
+        joint_state_period_s = 1.0 / declare(
             self, "joint_state_rate_hz", 100.0, "Joint state messages per simulated second", low=1.0, high=1000.0)
-        self._clock_period_s = 1.0 / declare(
+        clock_period_s = 1.0 / declare(
             self, "clock_rate_hz", 250.0, "Most /clock messages per simulated second (clock resolution)",
             low=1.0, high=10000.0)
-        self._rtf = declare(self, "real_time_factor", 1.0,
-                            "Simulated seconds per wall second; 0 runs as fast as possible", low=0.0, high=100.0)
-        self._perception_sync = declare(
-            self, "perception_sync", False,
-            "Do not run more than max_perception_lag_s of sim time ahead of the newest /partner/hand stamp")
-        self._max_lag_s = declare(self, "max_perception_lag_s", 0.1,
-                                  "Allowed sim-time lead over perception when perception_sync is on (s)",
-                                  low=0.0, high=10.0)
-        self._startup_wait_s = declare(
-            self, "perception_startup_wait_s", 10.0,
-            "With perception_sync, advance only frame by frame until the first /partner/hand arrives, "
-            "at most this long after start (wall s); 0 starts at full speed", low=0.0, high=600.0)
-        self._perception_timeout_s = declare(
-            self, "perception_timeout_s", 2.0,
-            "Wall time without /partner/hand after which perception_sync stops holding the sim back (s)",
-            low=0.1, high=60.0)
+        pacing = PacingConfig(
+            real_time_factor=declare(
+                self, "real_time_factor", PacingConfig.real_time_factor,
+                "Simulated seconds per wall second; 0 runs as fast as possible", low=0.0, high=100.0),
+            perception_sync=declare(
+                self, "perception_sync", PacingConfig.perception_sync,
+                "Do not run more than max_perception_lag_s of sim time ahead of the newest /partner/hand stamp"),
+            max_perception_lag_s=declare(
+                self, "max_perception_lag_s", PacingConfig.max_perception_lag_s,
+                "Allowed sim-time lead over perception when perception_sync is on (s)", low=0.0, high=10.0),
+            perception_startup_wait_s=declare(
+                self, "perception_startup_wait_s", PacingConfig.perception_startup_wait_s,
+                "With perception_sync, advance only frame by frame until the first /partner/hand arrives, "
+                "at most this long after start (wall s); 0 starts at full speed", low=0.0, high=600.0),
+            perception_timeout_s=declare(
+                self, "perception_timeout_s", PacingConfig.perception_timeout_s,
+                "Wall time without /partner/hand after which perception_sync stops holding the sim back (s)",
+                low=0.1, high=60.0),
+            camera_period_s=camera_period_s)
         trajectory_topic = declare(self, "trajectory_topic", "/panda_arm_controller/joint_trajectory",
                                    "JointTrajectory command topic (joint_trajectory_controller interface)")
         partner_hand_topic = declare(self, "partner_hand_topic", "/partner/hand",
@@ -154,21 +156,12 @@ class SimNode(Node):
             event_callbacks=PublisherEventCallbacks(matched=self._on_plan_subscriber_matched))
         self._phase_pub = self.create_publisher(String, "/sim/partner/phase", LATCHED_QOS)
         self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
-        if self._perception_sync:
+        if pacing.perception_sync:
             self.create_subscription(PointStamped, partner_hand_topic, self._on_partner_hand, HAND_QOS)
 
-        self._newest_perception_s: float | None = None
-        self._perception_wall_s: float | None = None
-        self._warned_perception_stale = False
-        self._sync_release_s = 0.0
-        self._sync_release_wall_s = 0.0
-        self._next_clock_s = 0.0
-        self._next_joint_state_s = 0.0
-        self._next_camera_s = 0.0
+        self._pacer = SimPacer(pacing, time.monotonic())
+        self._schedule = OutputSchedule(clock_period_s, joint_state_period_s, camera_period_s)
         self._phase = None
-        self._start_wall_s = time.monotonic()
-        self._wall_anchor_s = time.monotonic()
-        self._sim_anchor_s = 0.0
         self._stats_wall_s = time.monotonic()
         self._stats_cpu_s = time.process_time()
         self._stats_steps = 0
@@ -178,30 +171,30 @@ class SimNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._publish_outputs()  # t = 0: clock, joint state, first frame, phase
         # A steady (wall) clock timer: the node's own clock would follow /clock, which it publishes.
-        self._timer = self.create_timer(_TICK_PERIOD_S, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._timer = self.create_timer(TICK_PERIOD_S, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._stats_timer = self.create_timer(10.0, self._log_stats, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f"coop_sim ready: partner {partner!r}, seed {seed}, physics {physics_rate_hz} Hz, "
-            f"real_time_factor {self._rtf:g}{' (as fast as possible)' if self._rtf == 0 else ''}, "
-            f"perception_sync {'on' if self._perception_sync else 'off'}")
+            f"real_time_factor {pacing.real_time_factor:g}"
+            f"{' (as fast as possible)' if pacing.real_time_factor == 0 else ''}, "
+            f"perception_sync {'on' if pacing.perception_sync else 'off'}")
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """real_time_factor can be changed live; everything else is read once at start-up."""
         for param in params:
             if param.name == "real_time_factor":
-                value = param.value
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
-                    return SetParametersResult(
-                        successful=False, reason=f"real_time_factor must be a number in [0, 100], got {value!r}")
+                try:
+                    check_real_time_factor(param.value)
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
             elif not (param.name == "use_sim_time" and param.value is False):
                 return SetParametersResult(
                     successful=False, reason=f"{param.name} is read at start-up; restart coop_sim to change it")
         for param in params:
             if param.name == "real_time_factor":
-                self._rtf = float(param.value)
-                self._sim_anchor_s, self._wall_anchor_s = self._sim.t_s, time.monotonic()
-                self.get_logger().info(f"real_time_factor set to {self._rtf:g}")
+                self._pacer.set_real_time_factor(param.value, self._sim.t_s, time.monotonic())
+                self.get_logger().info(f"real_time_factor set to {self._pacer.real_time_factor:g}")
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ subscriptions
@@ -225,88 +218,39 @@ class SimNode(Node):
                 self._publish_time_reference(self._plan_pub, source, time_ref_s, self._sim.t_s)
 
     def _on_partner_hand(self, msg: PointStamped) -> None:
-        t = stamp_to_s(msg.header.stamp)
-        if self._newest_perception_s is None or t > self._newest_perception_s:
-            self._newest_perception_s = t
-        self._perception_wall_s = time.monotonic()
-        if self._warned_perception_stale:
+        if self._pacer.perception_heard(stamp_to_s(msg.header.stamp), time.monotonic()):
             self.get_logger().info("perception is publishing again; perception_sync holds the sim back again")
-            self._warned_perception_stale = False
 
     # ------------------------------------------------------------------ stepping loop
-    def _sim_time_limit_s(self, wall_now_s: float) -> float:
-        """Sim time the loop may advance to now: pacing, then perception_sync."""
-        if self._rtf > 0.0:
-            limit = self._sim_anchor_s + (wall_now_s - self._wall_anchor_s) * self._rtf
-        else:
-            limit = math.inf
-        if self._perception_sync:
-            limit = min(limit, self._perception_limit_s(wall_now_s))
-        return limit
-
-    def _perception_limit_s(self, wall_now_s: float) -> float:
-        """perception_sync: how far the sim may run ahead of the newest /partner/hand stamp."""
-        if self._newest_perception_s is None:
-            # Start-up: the other nodes are still starting. Advance frame by frame (below) so
-            # perception sees the first partner turn, but only for perception_startup_wait_s.
-            if wall_now_s - self._start_wall_s > self._startup_wait_s:
-                if not self._warned_perception_stale:
-                    self.get_logger().warning(
-                        f"no /partner/hand within {self._startup_wait_s:g} s (wall) of start; running without "
-                        "perception_sync until it arrives")
-                    self._warned_perception_stale = True
-                return math.inf
-            perception_limit, heard_wall_s = -math.inf, self._start_wall_s
-        else:
-            if wall_now_s - self._perception_wall_s > self._perception_timeout_s:
-                if not self._warned_perception_stale:
-                    self.get_logger().warning(
-                        f"no /partner/hand for {self._perception_timeout_s:g} s (wall); perception_sync no "
-                        "longer holds the sim back")
-                    self._warned_perception_stale = True
-                return math.inf
-            perception_limit, heard_wall_s = self._newest_perception_s + self._max_lag_s, self._perception_wall_s
-        if (self._sim.t_s + self._sim.dt_s > perception_limit
-                and wall_now_s - max(heard_wall_s, self._sync_release_wall_s) > _SYNC_STALL_S):
-            # Held back and perception answered nothing for a while: the frame it needed was
-            # lost (best-effort images) or it is not up yet. Let the next frame out.
-            self._sync_release_s = self._sim.t_s + self._camera_period_s
-            self._sync_release_wall_s = wall_now_s
-        return max(perception_limit, self._sync_release_s)
-
     def _tick(self) -> None:
         if self._closed:
             return
         wall_start = time.monotonic()
-        dt = self._sim.dt_s
         while True:
             wall_now = time.monotonic()
-            limit = self._sim_time_limit_s(wall_now)
-            if self._sim.t_s + dt > limit + 1e-9:
-                break
-            if wall_now - wall_start > _TICK_BUDGET_S:
+            if wall_now - wall_start > TICK_BUDGET_S or not self._pacer.may_step(self._sim.t_s, self._sim.dt_s,
+                                                                                  wall_now):
                 break
             for event in self._sim.step():
                 self._publish_time_reference(self._event_pub, event.name, event.t_s, event.t_s)
             self._stats_steps += 1
             self._publish_outputs()
-        # Re-anchor pacing when held back (perception_sync, slow CPU): no burst to catch up later.
-        if self._rtf > 0.0:
-            wall_now = time.monotonic()
-            target = self._sim_anchor_s + (wall_now - self._wall_anchor_s) * self._rtf
-            if target - self._sim.t_s > _MAX_CATCH_UP_S:
-                self._sim_anchor_s, self._wall_anchor_s = self._sim.t_s, wall_now
+        self._pacer.end_tick(self._sim.t_s, time.monotonic())
+        for event in self._pacer.take_events():
+            cfg = self._pacer.config
+            if event == STARTUP_WAIT_EXPIRED:
+                self.get_logger().warning(f"no /partner/hand within {cfg.perception_startup_wait_s:g} s (wall) of "
+                                          "start; running without perception_sync until it arrives")
+            elif event == PERCEPTION_TIMED_OUT:
+                self.get_logger().warning(f"no /partner/hand for {cfg.perception_timeout_s:g} s (wall); "
+                                          "perception_sync no longer holds the sim back")
 
     def _publish_outputs(self) -> None:
         """Everything due at the current physics time, clock first."""
-        t = self._sim.t_s
-        stamp = s_to_stamp(t)
-        camera_due = t >= self._next_camera_s - 1e-9
-        joint_due = t >= self._next_joint_state_s - 1e-9
-        if t >= self._next_clock_s - 1e-9 or camera_due or joint_due:
-            # Receivers on sim time never see data stamped ahead of their clock.
+        stamp = s_to_stamp(self._sim.t_s)
+        due = self._schedule.due(self._sim.t_s)
+        if due.clock:
             self._clock_pub.publish(ClockMsg(clock=stamp))
-            self._next_clock_s = _next_due(self._next_clock_s, self._clock_period_s, t)
         for update in self._sim.take_plan_updates():
             self._latest_plan[update.source] = update.time_ref_s
             self._publish_time_reference(self._plan_pub, update.source, update.time_ref_s, update.t_s)
@@ -314,12 +258,10 @@ class SimNode(Node):
         if phase != self._phase:
             self._phase = phase
             self._phase_pub.publish(String(data=phase))
-        if joint_due:
+        if due.joint_state:
             self._publish_joint_state(stamp)
-            self._next_joint_state_s = _next_due(self._next_joint_state_s, self._joint_state_period_s, t)
-        if camera_due:
+        if due.camera:
             self._publish_camera(stamp)
-            self._next_camera_s = _next_due(self._next_camera_s, self._camera_period_s, t)
 
     # ------------------------------------------------------------------ message building
     def _publish_time_reference(self, pub, source: str, time_ref_s: float, stamp_s: float) -> None:
@@ -380,12 +322,6 @@ class SimNode(Node):
         if not self._closed:
             self._closed = True
             self._sim.close()
-
-
-def _next_due(previous_due_s: float, period_s: float, now_s: float) -> float:
-    """Next publication time on a fixed grid; skips missed slots instead of bursting."""
-    due = previous_due_s + period_s
-    return due if due > now_s else now_s + period_s
 
 
 def main(args=None) -> None:
