@@ -1,4 +1,4 @@
-"""What a coop_robot bag holds: the recorded topics and their ROS 2 types (docs: /work/notes/BAGS.md).
+"""What a coop_robot bag holds: the recorded topics and their ROS 2 types (docs: docs/recording_and_analysis.md).
 
 Pure data, no ROS imports: the recorder node, the graph description and the bag analysis all read
 these tables.
