@@ -169,12 +169,15 @@ def test_every_launch_argument_lands_in_its_nodes_parameters(monkeypatch, tmp_pa
 
 def _declared_in_a_node(files: list[Path], tmp_path: Path) -> dict:
     """What a real rclpy node named 'controller' gets from these --params-file arguments."""
-    script = ("import json, sys, rclpy\n"
-              "from rclpy.node import Node\n"
-              "rclpy.init(args=sys.argv, domain_id=int(sys.argv[1]))\n"
-              "n = Node('controller', automatically_declare_parameters_from_overrides=True)\n"
-              "print(json.dumps({k: p.value for k, p in n._parameters.items() if k not in ('use_sim_time', 'start_type_description_service')}))\n"
-              "n.destroy_node(); rclpy.shutdown()\n")
+    script = (
+        "import json, sys, rclpy\n"
+        "from rclpy.node import Node\n"
+        "rclpy.init(args=sys.argv, domain_id=int(sys.argv[1]))\n"
+        "n = Node('controller', automatically_declare_parameters_from_overrides=True)\n"
+        "skip = ('use_sim_time', 'start_type_description_service')\n"
+        "print(json.dumps({k: p.value for k, p in n._parameters.items() if k not in skip}))\n"
+        "n.destroy_node(); rclpy.shutdown()\n"
+    )
     cmd = [sys.executable, "-c", script, str(random.randint(150, 230)), "--ros-args"]
     for f in files:
         cmd += ["--params-file", str(f)]
@@ -188,11 +191,18 @@ def test_parameter_precedence_model_matches_rclpy(tmp_path):
     first file that opens with /**), and a later file over an earlier one under the same key."""
     world, controller = REPO / "config/world.yaml", REPO / "config/controller.yaml"
     named = cell_file(tmp_path, "controller:\n  ros__parameters:\n    velocity_scale: 0.2\n", "named.yaml")
-    wild = cell_file(tmp_path, "/**:\n  ros__parameters:\n    velocity_scale: 0.3\n    act_duration_s: 1.5\n",
-                     "wild.yaml")
+    wild = cell_file(
+        tmp_path, "/**:\n  ros__parameters:\n    velocity_scale: 0.3\n    act_duration_s: 1.5\n", "wild.yaml"
+    )
     fq = cell_file(tmp_path, "/controller:\n  ros__parameters:\n    act_duration_s: 0.9\n", "fq.yaml")
-    for files in ([world, controller, wild], [world, controller, named], [world, controller, wild, named],
-                  [world, controller, named, wild], [wild, controller], [world, controller, fq, wild]):
+    for files in (
+        [world, controller, wild],
+        [world, controller, named],
+        [world, controller, wild, named],
+        [world, controller, named, wild],
+        [wild, controller],
+        [world, controller, fq, wild],
+    ):
         real = _declared_in_a_node(files, tmp_path)
         model = effective_parameters(files, "controller")
         assert model == real, [f.name for f in files]
@@ -202,13 +212,18 @@ def test_parameter_precedence_model_matches_rclpy(tmp_path):
 
 def test_a_cell_file_setting_that_ros_would_ignore_is_refused(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    cell = cell_file(tmp_path, "/**:\n  ros__parameters:\n    camera_position_m: [0.6, 0.9, 1.4]\n"
-                               "    velocity_scale: 0.2\n")
+    cell = cell_file(
+        tmp_path, "/**:\n  ros__parameters:\n    camera_position_m: [0.6, 0.9, 1.4]\n    velocity_scale: 0.2\n"
+    )
     with pytest.raises(ParamFileError, match=r"velocity_scale.*controller\.yaml.*put it under 'controller:'"):
         evaluate(monkeypatch, "robot.launch.py", {"params_file": str(cell)})
     # the same file through the package's own command: a usage error before any node starts
-    res = subprocess.run([sys.executable, "-m", "coop_robot.cli", "sim", "--turns", "1", "--params-file", str(cell)],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "coop_robot.cli", "sim", "--turns", "1", "--params-file", str(cell)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "put it under 'controller:'" in res.stderr, res.stderr
     # keyed by the node's name it is accepted, and wins
     # a /** setting that a launch argument overrides says so
@@ -248,27 +263,37 @@ def test_recorder_starts_first_and_the_rest_on_its_ready_line(monkeypatch, tmp_p
     assert ready.kwargs["target_action"] is launched.node("recorder")
     # evaluate() fed it the ready line once: that started the rest
     assert [n.kwargs["name"] for n in launched.nodes] == [
-        "recorder", "coop_sim", "perception", "policy", "controller", "turn_tracker"]
+        "recorder",
+        "coop_sim",
+        "perception",
+        "policy",
+        "controller",
+        "turn_tracker",
+    ]
     assert on_stdout(type("E", (), {"text": f"{RECORDER_READY_LINE} 9 topics\n".encode()})()) is None  # only once
     # a fresh set of actions: other recorder output starts nothing, the ready line starts the rest once
     from coop_robot.launch_support import to_launch_actions
 
     actions = to_launch_actions(sim_graph(turns=2, record_dir=str(tmp_path / "b")), str(share_dir()))
-    on_stdout = next(a.handler for a in actions if isinstance(a, launch_standin.RegisterEventHandler)
-                     and isinstance(a.handler, launch_standin.OnProcessIO)).kwargs["on_stdout"]
+    on_stdout = next(
+        a.handler
+        for a in actions
+        if isinstance(a, launch_standin.RegisterEventHandler) and isinstance(a.handler, launch_standin.OnProcessIO)
+    ).kwargs["on_stdout"]
     assert on_stdout(type("E", (), {"text": b"[recorder] subscribing\n"})()) is None
     assert len(on_stdout(type("E", (), {"text": f"{RECORDER_READY_LINE} 9 topics\n".encode()})())) == 5
     assert on_stdout(type("E", (), {"text": f"{RECORDER_READY_LINE} 9 topics\n".encode()})()) is None
 
 
 def test_a_node_that_dies_ends_the_launch_with_an_error_and_the_session_end_stops_the_recorder_last(
-        monkeypatch, tmp_path):
+    monkeypatch, tmp_path
+):
     monkeypatch.chdir(tmp_path)
     launched = evaluate(monkeypatch, "sim.launch.py", {"record": "true", "turns": "2"})
     ctx = launched.context
     with pytest.raises(SessionFailed, match="coop_sim.*exited with code 1"):
         launched.exit_handler(launched.node("coop_sim"))(launch_standin.Exited(1), ctx)
-    with pytest.raises(SessionFailed, match="perception.*code 0"):   # a clean exit mid-session is a failure too
+    with pytest.raises(SessionFailed, match="perception.*code 0"):  # a clean exit mid-session is a failure too
         launched.exit_handler(launched.node("perception"))(launch_standin.Exited(0), ctx)
 
     launched = evaluate(monkeypatch, "sim.launch.py", {"record": "true", "turns": "2"})
@@ -285,15 +310,16 @@ def test_a_node_that_dies_ends_the_launch_with_an_error_and_the_session_end_stop
     assert isinstance(last[0], launch_standin.TimerAction)
     assert isinstance(last[0].kwargs["actions"][0].kwargs["event"], launch_standin.Shutdown)
 
-    launched = evaluate(monkeypatch, "sim.launch.py", {"turns": "2"})   # no recorder: shut down at once
+    launched = evaluate(monkeypatch, "sim.launch.py", {"turns": "2"})  # no recorder: shut down at once
     actions = launched.exit_handler(launched.node("turn_tracker"))(launch_standin.Exited(0), launched.context)
     assert isinstance(actions[0].kwargs["event"], launch_standin.Shutdown)
     ctx = launched.context
-    ctx.is_shutdown = True   # Ctrl-C: nodes exit with SIGINT's code; not a failure
+    ctx.is_shutdown = True  # Ctrl-C: nodes exit with SIGINT's code; not a failure
     assert launched.exit_handler(launched.node("policy"))(launch_standin.Exited(-2), ctx) is None
 
 
 # --- the real processes, started with the launch's command lines ------------------------------------
+
 
 def _get_parameters(listener, context, node: str, names: list[str], timeout_s: float = 30.0) -> dict:
     import rclpy
@@ -326,8 +352,13 @@ def test_robot_launch_arguments_reach_the_running_nodes(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     args = robot_arguments(tmp_path)
     launched = evaluate(monkeypatch, "robot.launch.py", args)
-    specs = robot_graph(policy="mirror", turns=4, summary_json=args["summary_json"], record_dir=args["record_dir"],
-                        extra_param_files=[args["params_file"]])
+    specs = robot_graph(
+        policy="mirror",
+        turns=4,
+        summary_json=args["summary_json"],
+        record_dir=args["record_dir"],
+        extra_param_files=[args["params_file"]],
+    )
     domain = random.randint(101, 230)
     runner = GraphRunner(specs, tmp_path / "logs", isolated_env(domain), commands=_commands(launched))
     context = rclpy.Context()
@@ -360,8 +391,10 @@ def test_robot_launch_arguments_reach_the_running_nodes(monkeypatch, tmp_path):
 
 @pytest.mark.integration
 def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
-    """sim.launch.py with turns:=3 ends with the summary JSON; policy, partner, seed, the cell file's
-    velocity_scale and record:=true all take effect in the running session."""
+    """sim.launch.py with turns:=2 ends with the summary JSON; policy, partner, seed, the cell file's
+    velocity_scale and record:=true all take effect in the running session. (The policy here is the
+    reactive one, whose timing does not depend on the machine's load; that policy:=mirror reaches
+    the policy node is checked over DDS in the robot launch test.)"""
     import rclpy
     from conftest import spinning
     from trajectory_msgs.msg import JointTrajectory
@@ -371,11 +404,26 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     summary_path = tmp_path / "s.json"
     cell = cell_file(tmp_path, "controller:\n  ros__parameters:\n    velocity_scale: 0.3\n")
-    args = {"policy": "mirror", "partner": "fast", "seed": "5", "turns": "3", "summary_json": str(summary_path),
-            "params_file": str(cell), "record": "true", "record_dir": str(tmp_path / "bag")}
+    args = {
+        "policy": "reactive",
+        "partner": "fast",
+        "seed": "5",
+        "turns": "2",
+        "summary_json": str(summary_path),
+        "params_file": str(cell),
+        "record": "true",
+        "record_dir": str(tmp_path / "bag"),
+    }
     launched = evaluate(monkeypatch, "sim.launch.py", args)
-    specs = sim_graph(policy="mirror", partner="fast", seed=5, turns=3, summary_json=str(summary_path),
-                      record_dir=str(tmp_path / "bag"), extra_param_files=[str(cell)])
+    specs = sim_graph(
+        policy="reactive",
+        partner="fast",
+        seed=5,
+        turns=2,
+        summary_json=str(summary_path),
+        record_dir=str(tmp_path / "bag"),
+        extra_param_files=[str(cell)],
+    )
     domain = random.randint(101, 230)
     runner = GraphRunner(specs, tmp_path / "logs", isolated_env(domain), commands=_commands(launched))
     context = rclpy.Context()
@@ -383,20 +431,26 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
     listener = rclpy.create_node("launch_check", context=context)
     durations = []
     listener.create_subscription(
-        JointTrajectory, "/panda_arm_controller/joint_trajectory",
-        lambda m: durations.append(m.points[-1].time_from_start.sec + 1e-9 * m.points[-1].time_from_start.nanosec)
-        if m.points else None, COMMAND_QOS)
+        JointTrajectory,
+        "/panda_arm_controller/joint_trajectory",
+        lambda m: (
+            durations.append(m.points[-1].time_from_start.sec + 1e-9 * m.points[-1].time_from_start.nanosec)
+            if m.points
+            else None
+        ),
+        COMMAND_QOS,
+    )
     with spinning(listener, context):
         try:
             runner.start()
-            runner.wait(timeout_s=400)
+            runner.wait(timeout_s=600)
         finally:
             runner.shutdown()
     summary = json.loads(summary_path.read_text())
-    assert summary["turns"] == 3 and summary["policy"] == "mirror"
+    assert summary["turns"] == 2 and summary["policy"] == "reactive"
     assert summary["partner"] == "fast" and summary["seed"] == 5
     log = (tmp_path / "logs" / "policy.log").read_text()
-    assert "policy 'mirror'" in log
+    assert "policy 'reactive'" in log
     assert yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     # velocity_scale 0.3 instead of controller.yaml's 0.5: the withdraw from the target (the longest
     # move, at velocity_scale) takes as long as the core plans it at 0.3, not at 0.5
