@@ -20,6 +20,10 @@ RECORD_ARGUMENTS = (
 )
 
 
+#: Seconds between SIGINT and SIGTERM when the launch stops a node (launch's default is 5).
+SIGTERM_TIMEOUT_S = 10
+
+
 class SessionFailed(RuntimeError):
     """A node the session cannot run without exited before the session ended (ends the launch non-zero)."""
 
@@ -51,6 +55,10 @@ def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | N
         nodes[spec.name] = Node(
             package="coop_robot", executable=spec.executable, name=spec.name, output="screen",
             emulate_tty=True, parameters=files, remappings=list(spec.remappings),
+            # launch escalates to SIGTERM 5 s after SIGINT by default; on a loaded 2-core machine the
+            # nodes took longer than that to shut down cleanly, and a SIGTERM during rclpy's SIGINT
+            # shutdown crashed them (exit -11). The runner waits 8 s; give the same margin here.
+            sigterm_timeout=str(SIGTERM_TIMEOUT_S),
         )
     state = {"session_over": False, "stopping": set()}
     first = [s for s in specs if s.ready_line]
