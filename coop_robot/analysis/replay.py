@@ -225,7 +225,8 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
                     windows[-1].reach_start_s = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
         result.issues = list(bag.issues)
         if bag.messages_read == 0 and not bag.damaged:
-            raise ReplayError(f"bag {bag.path} holds no messages: nothing to replay")
+            raise ReplayError(f"bag {bag.path} holds no messages on the topics a replay reads "
+                              f"({', '.join(INPUT_TOPICS)}): nothing to replay")
         if policy_name == "oracle" and not counts.get(PLAN_TOPIC) and not bag.damaged:
             raise no_plan()
         missing = [t for t in REQUIRED_TOPICS if not counts.get(t)]
