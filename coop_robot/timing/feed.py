@@ -48,6 +48,8 @@ SCORING_CHOICES = ("auto", *SCORING_SOURCES)
 #: After this many /joint_states messages without all arm joints, the feed reports a problem (a
 #: gripper's own message may come first; a driver that never names panda_joint1..7 is a problem).
 JOINT_MESSAGES_BEFORE_COMPLAINT = 20
+#: Name layouts of /joint_states messages remembered (each maps names to arm positions once).
+MAX_JOINT_LAYOUTS = 64
 #: Joint states wait for forward kinematics in batches of this size (one vectorised call).
 FK_BATCH = 128
 #: Checking a recorded live result against a re-scoring of the same recording (coop-robot analyze):
@@ -95,6 +97,8 @@ class JointStateMerger:
                              f"{list(key)}; expected one position per name")
         arm = self._layouts.get(key)
         if arm is None:
+            if len(self._layouts) >= MAX_JOINT_LAYOUTS:   # a driver that shuffles every message
+                self._layouts.clear()
             arm = self._layouts[key] = [(name, i) for i, name in enumerate(key) if name in self.arm_joints]
             self.names_seen.update(key)
         for name, i in arm:
