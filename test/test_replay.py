@@ -63,3 +63,31 @@ def test_oracle_replay_uses_the_recorded_partner_plan(slow_bag):
     result = replay_bag(path, "oracle", {"entry_lead_s": 0.85})
     for t, want in zip(result.turns(), truth):
         assert abs(t.replay_act_s - (want.partner_exit_s - 0.85)) <= TICK_S + 1e-6
+
+
+def test_reactive_debounce_is_not_lost_to_float_rounding():
+    from coop_robot.policy import Observation, make_policy
+
+    policy = make_policy("reactive", debounce_s=0.4)
+    assert 53.98 - 53.58 < 0.4                       # the float trap
+
+    def step(t_s, inside):
+        return policy.step(Observation(t_s=t_s, partner_in_zone=inside, perception_age_s=0.0,
+                                       robot_state="home")).action
+
+    assert step(53.0, True) == "wait" and step(53.58, False) == "wait" and step(53.96, False) == "wait"
+    assert step(53.98, False) == "act"
+
+
+def test_replay_of_an_epoch_clock_bag_acts_on_the_debounce_tick(tmp_path):
+    from lab_bags import FRAME_NS, SLOW_SCRIPT, T0_NS, first_at_or_after, write_lab_bag
+
+    bag = write_lab_bag(tmp_path / "slow_lab", script=SLOW_SCRIPT, turns=None)
+    result = replay_bag(bag, "reactive", {"debounce_s": 0.4})
+    turns = result.turns()
+    assert len(turns) == len(SLOW_SCRIPT.robot)
+    tick_ns = int(round(TICK_S * 1e9))
+    for got, (_, partner_exit_s) in zip(turns, SLOW_SCRIPT.partner):
+        seen_out_s = first_at_or_after(partner_exit_s, FRAME_NS)      # the first frame that shows it empty
+        first_tick_s = first_at_or_after(seen_out_s, tick_ns)        # the first tick that sees that frame
+        assert got.replay_act_s - T0_NS * 1e-9 == pytest.approx(first_tick_s + 0.4, abs=1e-6)

@@ -2,19 +2,36 @@
 
 For each bag (a rosbag2 directory, MCAP or sqlite3, or a bare .mcap/.db3 file): turns.csv,
 summary.json (the keys of ``coop-robot sim``'s summary, plus the bag's issues) and four plots in
-``OUT/<bag name>/``; then one self-contained ``OUT/report.html`` comparing all bags. Exit 0 when
-every bag was analysed, 1 when a bag was damaged or unscorable (partial results are still
-written), 2 on usage errors.
+``OUT/<bag name>/``; then one self-contained ``OUT/report.html`` comparing all bags. Exit status:
+:data:`EXIT_RULE`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
 
+#: The exit-status rule of ``coop-robot analyze`` and ``coop-robot replay`` (shown in their --help).
+EXIT_RULE = (
+    "exit status: 0 clean; 1 a data problem found while analysing (damaged, corrupt or truncated bag, a topic "
+    "recorded with the wrong type, a topic the scoring needs is missing, the recorded live /turn/timing "
+    "disagrees with the offline scoring) -- partial results are still written; 2 a usage error (bad "
+    "arguments, a path that is not a bag, a bag with nothing to analyse). With several bags the highest "
+    "status wins."
+)
+
 
 def add_arguments(parser) -> None:
+    from coop_robot.timing.feed import FALLBACK_CAMERA_RATE_HZ, LIVE_CHECK_MARGIN_S
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        f"live check: when the bag holds the live tracker's /turn/timing, each recorded turn's gap must match\n"
+        f"the offline scoring within one camera frame period (the bag's /partner/hand period, 1/"
+        f"{FALLBACK_CAMERA_RATE_HZ:g} s if\nunknown) + {1000 * LIVE_CHECK_MARGIN_S:g} ms, and every recorded turn "
+        f"must be found offline; else it is an error.\n\n" + _wrap(EXIT_RULE))
     parser.add_argument("bags", nargs="+", type=Path, metavar="BAG",
                         help="rosbag2 directory (MCAP or sqlite3) or a .mcap/.db3 file")
     parser.add_argument("--out", type=Path, default=Path("analysis"),
@@ -46,6 +63,12 @@ class _Progress:
         elif int(fraction * 10) > self._last_decile:
             self._last_decile = int(fraction * 10)
             print(line, file=sys.stderr, flush=True)
+
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, 100))
 
 
 def _unique_dirs(bags: list[Path], out: Path) -> list[Path]:
@@ -89,15 +112,20 @@ def run(args) -> int:
         if result.summary:
             print(format_table([], result.summary).splitlines()[-1])
             live = result.summary.get("live_check")
-            if live and live["max_abs_gap_diff_s"] is not None:
+            if live and live["agrees"]:
                 print(f"  live /turn/timing agrees to {1000 * live['max_abs_gap_diff_s']:.3f} ms over "
-                      f"{live['turns_compared']} turns")
+                      f"{live['turns_compared']} turns (tolerance {1000 * live['tolerance_s']:.1f} ms)")
+            elif live:
+                print(f"  live /turn/timing DISAGREES with the offline scoring (see the error above; tolerance "
+                      f"{1000 * live['tolerance_s']:.1f} ms)")
     if not args.no_plots:
         report = write_html_report(results, plots, args.out / "report.html")
         print(f"report: {report}")
-    damaged = [r.name for r in results if r.damaged]
-    if damaged:
-        print(f"coop-robot analyze: damaged or unscorable: {', '.join(damaged)} (partial results written)",
+    usage = [r.name for r in results if r.exit_code == 2]
+    if usage:
+        print(f"coop-robot analyze: nothing to analyse in: {', '.join(usage)}", file=sys.stderr)
+    problems = [r.name for r in results if r.exit_code == 1]
+    if problems:
+        print(f"coop-robot analyze: data problems in: {', '.join(problems)} (partial results written)",
               file=sys.stderr)
-        return 1
-    return 0
+    return max((r.exit_code for r in results), default=0)

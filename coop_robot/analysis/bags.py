@@ -12,7 +12,10 @@ through the storage index). Damaged bags are read as far as they can be:
 * sqlite3 rows that cannot be read: rows are re-read in blocks and one by one, skipping bad ones.
 
 Every problem becomes a :class:`BagIssue` naming the file and what is wrong (``reader.issues``);
-``severity == "error"`` means the bag is damaged and results from it are partial.
+``severity == "error"`` means the bag is damaged and results from it are partial. A path that is
+not a bag at all raises :class:`NotABagError`. Topics given to :meth:`BagReader.expect_types`
+that were recorded with another type are not yielded: each is one error naming the topic, the
+expected and the found type (``std_msgs/String`` read as a ``Bool`` would be garbage).
 :class:`TimingChecker` reports messages out of order, clocks jumping backwards and gaps far
 larger than a topic's period.
 """
@@ -41,6 +44,15 @@ _MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 class BagError(RuntimeError):
     """Nothing could be read from a bag (the message names the file and why)."""
+
+
+class NotABagError(BagError):
+    """The path is not a rosbag2 recording at all (a usage error, not a damaged bag)."""
+
+
+def same_msgtype(a: str, b: str) -> bool:
+    """``pkg/msg/Name`` and ``pkg/Name`` name the same type."""
+    return a.replace("/msg/", "/") == b.replace("/msg/", "/")
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,14 @@ class BagReader:
         self._typestore = None
         self._undecodable: dict[str, int] = {}
         self._opened = False
+        self.expected_types: dict[str, str] = {}
+        self.wrong_type: dict[str, int] = {}      # topic -> messages not yielded for their type
+        self.index_complete = False               # metadata and every storage index read intact
+
+    def expect_types(self, expected: dict[str, str]) -> BagReader:
+        """Yield messages of these topics only when they have the given type (see module doc)."""
+        self.expected_types.update(expected)
+        return self
 
     # ------------------------------------------------------------------ open / close
     def __enter__(self) -> BagReader:
@@ -146,13 +166,14 @@ class BagReader:
 
     def open(self) -> BagReader:
         if not self.path.exists():
-            raise BagError(f"bag {self.path} does not exist (expected a rosbag2 directory or a .mcap/.db3 file)")
+            raise NotABagError(f"bag {self.path} does not exist (expected a rosbag2 directory or a .mcap/.db3 file)")
         if self.path.is_dir():
             self.files = sorted(p for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
             meta = self.path / "metadata.yaml"
             if not meta.is_file():
                 if not self.files:
-                    raise BagError(f"bag {self.path}: no metadata.yaml and no .mcap/.db3 storage file in the directory")
+                    raise NotABagError(f"{self.path} is not a rosbag2 bag: the directory has no metadata.yaml and no "
+                                       ".mcap/.db3 storage file")
                 self.error("metadata", f"bag {self.path}: metadata.yaml is missing; reading the storage file(s) "
                                        f"{', '.join(p.name for p in self.files)} directly")
             else:
@@ -160,8 +181,8 @@ class BagReader:
         elif self.path.suffix in (".mcap", ".db3"):
             self.files = [self.path]
         else:
-            raise BagError(f"bag {self.path}: expected a rosbag2 directory or a .mcap/.db3 file, "
-                           f"got a file with suffix {self.path.suffix!r}")
+            raise NotABagError(f"{self.path} is not a rosbag2 bag: expected a rosbag2 directory or a .mcap/.db3 "
+                               f"file, got a file with suffix {self.path.suffix!r}")
         if not self.files:
             raise BagError(f"bag {self.path}: metadata.yaml lists no .mcap/.db3 storage file that exists")
         self.storage = "mcap" if self.files[0].suffix == ".mcap" else "sqlite3"
@@ -203,6 +224,7 @@ class BagReader:
             self.message_counts = counts      # the storage's own counts win over metadata.yaml's
         if all(r is None for _, r in self._readers):
             self._probe_unreadable()
+        self.index_complete = not self.damaged and all(r is not None for _, r in self._readers)
         self._opened = True
         return self
 
@@ -261,6 +283,19 @@ class BagReader:
         if not self._opened:
             raise BagError(f"bag {self.path} is not open")
         wanted = set(topics) if topics is not None else None
+        for msg in self._stream(wanted):
+            expected = self.expected_types.get(msg.topic)
+            if expected is not None and not same_msgtype(msg.msgtype, expected):
+                n = self.wrong_type.get(msg.topic, 0)
+                self.wrong_type[msg.topic] = n + 1
+                if n == 0:
+                    self.error("wrong_type", f"bag {self.path}: topic {msg.topic} has type "
+                                             f"{msg.msgtype or 'unknown'}, expected {expected}; its messages are "
+                                             "not used", msg.topic)
+                continue
+            yield msg
+
+    def _stream(self, wanted: set[str] | None) -> Iterator[RawMessage]:
         for file, reader in self._readers:
             last_ns, at_last = -1, set()
             if reader is not None:
@@ -327,7 +362,8 @@ class BagReader:
                     elif op == 0x0F:  # data end: the summary section follows, no more messages
                         return
                 except (struct.error, UnicodeDecodeError, ValueError, IndexError) as exc:
-                    self.error("corrupt", f"{file}: record at byte {pos} (opcode 0x{op:02x}) is corrupt ({exc}); skipped")
+                    self.error("corrupt", f"{file}: record at byte {pos} (opcode 0x{op:02x}) is corrupt ({exc}); "
+                                          "skipped")
 
     def _parse_record(self, op: int, body: bytes, schemas, channels, wanted) -> RawMessage | None:
         """A schema, channel or message record (the kinds found both in chunks and outside them);

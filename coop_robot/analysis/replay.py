@@ -12,10 +12,15 @@ when the replayed policy first said "act", when the recorded /policy/decision di
 recorded reach_start (/controller/events); overall, the fraction of ticks with the same decision
 and the median / p90 of the per-turn decision time difference (replayed - recorded). Writes
 replay.csv, replay.json and replay.png.
+
+The bag is read exactly as ``coop-robot analyze`` reads it (:class:`~coop_robot.analysis.bags.BagReader`:
+damaged, truncated or metadata-less bags are read as far as they are intact), with the same type
+checks and the same exit-status rule (``coop_robot.analysis.analyze_cmd.EXIT_RULE``).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -28,13 +33,20 @@ import numpy as np
 PLAN_TOPIC = "/sim/ground_truth/partner_plan"
 INPUT_TOPICS = ("/partner/in_zone", "/partner/hand", "/partner/hand_velocity", "/controller/state",
                 "/joint_states", "/policy/decision", "/controller/events", PLAN_TOPIC)
+#: Observations cannot be built without these.
+REQUIRED_TOPICS = ("/partner/in_zone", "/partner/hand")
 
 
 class ReplayError(ValueError):
-    """The bag cannot be replayed through this policy (the message says why)."""
+    """The bag cannot be replayed through this policy as asked (a usage error; the message says why)."""
 
 
 def add_arguments(parser) -> None:
+    from coop_robot.analysis.analyze_cmd import EXIT_RULE, _wrap
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _wrap(EXIT_RULE.replace("analysing", "replaying").replace(
+        " With several bags the highest status wins.", ""))
     parser.add_argument("bag", type=Path, metavar="BAG", help="rosbag2 directory or .mcap/.db3 file")
     parser.add_argument("--policy", required=True, help="policy to replay (reactive, oracle, mirror)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
@@ -58,7 +70,7 @@ class _Window:
 
     @property
     def active(self) -> bool:
-        return not (math.isnan(self.recorded_act_s) and math.isnan(self.replay_act_s) and math.isnan(self.reach_start_s))
+        return not all(math.isnan(v) for v in (self.recorded_act_s, self.replay_act_s, self.reach_start_s))
 
 
 @dataclass
@@ -87,8 +99,10 @@ class ReplayResult:
             "confusion_recorded_to_replayed": self.confusion,
             "robot_turns": len(turns),
             "turns_both_acted": int(diffs.size),
-            "turns_only_recorded_acted": sum(1 for w in turns if math.isnan(w.replay_act_s) and math.isfinite(w.recorded_act_s)),
-            "turns_only_replay_acted": sum(1 for w in turns if math.isfinite(w.replay_act_s) and math.isnan(w.recorded_act_s)),
+            "turns_only_recorded_acted": sum(1 for w in turns
+                                             if math.isnan(w.replay_act_s) and math.isfinite(w.recorded_act_s)),
+            "turns_only_replay_acted": sum(1 for w in turns
+                                           if math.isfinite(w.replay_act_s) and math.isnan(w.recorded_act_s)),
             "median_decision_diff_s": float(np.median(diffs)) if diffs.size else None,
             "p90_decision_diff_s": float(np.percentile(diffs, 90)) if diffs.size else None,
             "median_abs_decision_diff_s": float(np.median(np.abs(diffs))) if diffs.size else None,
@@ -98,21 +112,27 @@ class ReplayResult:
 
 def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, rate_hz: float | None = None,
                robot_base_m=(0.0, 0.0, 0.626)) -> ReplayResult:
-    """Replay one bag through ``make_policy(policy_name, **params)``; raises ReplayError / BagError /
-    PolicyError when it cannot."""
-    from coop_robot.analysis.bags import BagReader, header_stamp_ns
+    """Replay one bag through ``make_policy(policy_name, **params)``; raises ReplayError (usage:
+    the bag holds nothing to replay, or not what this policy needs), BagError (NotABagError: not a
+    bag) or PolicyError when it cannot. Data problems (damage, wrong types, missing topics) are
+    error issues in the result."""
+    from coop_robot.analysis.bags import BagIssue, BagReader, header_stamp_ns
     from coop_robot.analysis.session import bag_zone
     from coop_robot.policy import Observation, make_policy
+    from coop_robot.recording.topics import INTERACTION_TOPICS
+    from coop_robot.timing.feed import JointStateMerger
 
     params = dict(params or {})
     with BagReader(path) as bag:
-        present = {t for t, n in bag.message_counts.items() if n > 0} or set(bag.topics)
-        if policy_name == "oracle" and PLAN_TOPIC not in present:
-            raise ReplayError(f"policy 'oracle' needs {PLAN_TOPIC} (the simulated partner's planned exits), which "
-                              f"bag {bag.path} does not contain; it exists only in simulation recordings")
-        missing = [t for t in ("/partner/in_zone", "/partner/hand") if t not in present]
-        if missing:
-            raise ReplayError(f"bag {bag.path} has no {', '.join(missing)}: nothing to build observations from")
+        bag.expect_types({t: INTERACTION_TOPICS[t] for t in INPUT_TOPICS})
+
+        def no_plan() -> ReplayError:
+            return ReplayError(f"policy 'oracle' needs {PLAN_TOPIC} (the simulated partner's planned exits), which "
+                               f"bag {bag.path} does not contain; it exists only in simulation recordings")
+
+        # Only an intact index can say up front what the bag holds; otherwise read it and see.
+        if bag.index_complete and policy_name == "oracle" and not bag.message_counts.get(PLAN_TOPIC):
+            raise no_plan()
         if policy_name == "mirror":
             zone, _ = bag_zone(bag.custom_data)
             params.setdefault("zone_min_m", list(map(float, zone.min_m)))
@@ -123,12 +143,13 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
             rate_hz = float(getattr(spec, "tick_rate_hz", 50.0)) if spec is not None else 50.0
         if not (math.isfinite(rate_hz) and rate_hz > 0):
             raise ReplayError(f"--rate-hz must be > 0, got {rate_hz!r}")
-        fk = None
-        if policy_name == "mirror" or "/joint_states" in present:
+        need_ee = policy_name == "mirror"
+        if need_ee:
             from coop_robot.control.kinematics import PandaKinematics
 
             fk = PandaKinematics(base_m=robot_base_m)
-        need_ee = policy_name == "mirror"
+            joints = JointStateMerger()
+        counts: dict[str, int] = {}
         period_ns = int(round(1e9 / rate_hz))
         result = ReplayResult(bag=str(bag.path), policy=policy_name, rate_hz=rate_hz)
 
@@ -157,6 +178,7 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
             last["replay"] = action
 
         for msg in bag.messages(INPUT_TOPICS):
+            counts[msg.topic] = counts.get(msg.topic, 0) + 1
             if next_tick is None:
                 next_tick = -(-msg.log_ns // period_ns) * period_ns
             while next_tick < msg.log_ns:   # a tick sees the messages logged up to and at its time
@@ -185,13 +207,16 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
                 state["robot"] = obj.data
             elif topic == "/joint_states" and need_ee:
                 try:
-                    state["ee"] = np.asarray(fk.ee_position(fk.arm_positions(list(obj.name), list(obj.position))))
+                    q = joints.update(obj.name, obj.position)   # partial joint states merged by name
                 except ValueError:
-                    state["ee"] = np.full(3, np.nan)
+                    q = None
+                if q is not None:
+                    state["ee"] = np.asarray(fk.ee_position(q))
             elif topic == PLAN_TOPIC and obj.source == "planned_exit":
                 state["plan"] = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
             elif topic == "/policy/decision":
-                if obj.data == "act" and last["recorded"] != "act" and windows and math.isnan(windows[-1].recorded_act_s):
+                if (obj.data == "act" and last["recorded"] != "act" and windows
+                        and math.isnan(windows[-1].recorded_act_s)):
                     windows[-1].recorded_act_s = t_s
                 last["recorded"] = obj.data
                 state["recorded"] = obj.data
@@ -199,6 +224,18 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
                 if windows and math.isnan(windows[-1].reach_start_s):
                     windows[-1].reach_start_s = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
         result.issues = list(bag.issues)
+        if bag.messages_read == 0 and not bag.damaged:
+            raise ReplayError(f"bag {bag.path} holds no messages on the topics a replay reads "
+                              f"({', '.join(INPUT_TOPICS)}): nothing to replay")
+        if policy_name == "oracle" and not counts.get(PLAN_TOPIC) and not bag.damaged:
+            raise no_plan()
+        missing = [t for t in REQUIRED_TOPICS if not counts.get(t)]
+        if missing:
+            result.issues.append(BagIssue("error", "missing_topic", f"bag {bag.path} has no usable "
+                                          f"{', '.join(missing)}: no observations could be built from it"))
+        if need_ee and joints.missing:
+            result.issues.append(BagIssue("error", "joint_states", f"/joint_states never gave a position for "
+                                          f"{joints.missing}: the mirror policy saw no end effector", "/joint_states"))
     # Merge windows without robot activity (partner false starts / re-entries) into the next one.
     merged: list[_Window] = []
     for w in result.windows:
@@ -249,7 +286,7 @@ def write_outputs(result: ReplayResult, out_dir: Path) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    from coop_robot.analysis.bags import BagError
+    from coop_robot.analysis.bags import BagError, NotABagError
     from coop_robot.cli import parse_settings
     from coop_robot.policy import PolicyError
 
@@ -259,7 +296,7 @@ def run(args) -> int:
     try:
         params = parse_settings(args.settings)
         result = replay_bag(args.bag, args.policy, params, args.rate_hz, args.robot_base)
-    except (ReplayError, PolicyError, ValueError) as exc:
+    except (ReplayError, PolicyError, ValueError, NotABagError) as exc:
         print(f"coop-robot replay: {exc}", file=sys.stderr)
         return 2
     except BagError as exc:

@@ -146,7 +146,18 @@ ROWS = (
 )
 
 
-def write_html_report(results: list, plot_paths: list[dict], path: Path, title: str = "coop_robot session analysis") -> Path:
+def _status(result) -> str:
+    if result.usage_error:
+        return "NOT ANALYSED"
+    if result.error:
+        return "UNREADABLE"
+    if result.damaged:
+        return "DAMAGED (partial)"
+    return "LIVE CHECK FAILED" if result.exit_code else "ok"
+
+
+def write_html_report(results: list, plot_paths: list[dict], path: Path,
+                      title: str = "coop_robot session analysis") -> Path:
     """One self-contained HTML file comparing ``results`` side by side (images embedded)."""
     plt = _plt()
     esc = html.escape
@@ -164,7 +175,7 @@ def write_html_report(results: list, plot_paths: list[dict], path: Path, title: 
         parts.append(f"<tr><td>{esc(label)}</td>" + "".join(
             f"<td>{_fmt(r.summary.get(key), scale, digits) if r.summary else 'n/a'}</td>" for r in results) + "</tr>")
     parts.append("<tr><td>status</td>" + "".join(
-        f"<td class='{'error' if r.damaged else ''}'>{'DAMAGED (partial)' if r.damaged and r.summary else 'UNREADABLE' if r.error else 'ok'}</td>"
+        f"<td class='{'error' if r.exit_code else ''}'>{_status(r)}</td>"
         for r in results) + "</tr></table>")
 
     # Overlaid gap distributions: the comparison at a glance.
@@ -192,21 +203,28 @@ def write_html_report(results: list, plot_paths: list[dict], path: Path, title: 
             continue
         live = r.summary.get("live_check")
         if live:
-            parts.append(f"<p>Live tracker (/turn/timing): {live['live_turns']} turns; offline vs live gap: max "
-                         f"|difference| {_fmt(live['max_abs_gap_diff_s'], 1000, 3)} ms over {live['turns_compared']} turns.</p>")
+            verdict = "agrees" if live["agrees"] else "<span class='error'>DISAGREES</span>"
+            parts.append(f"<p>Live tracker (/turn/timing, scored on {esc(str(live['live_scored_on']))}): "
+                         f"{live['live_turns']} turns; {verdict} with the offline scoring on "
+                         f"{esc(str(live['offline_scored_on']))}: max |gap difference| "
+                         f"{_fmt(live['max_abs_gap_diff_s'], 1000, 3)} ms over {live['turns_compared']} turns "
+                         f"(tolerance {_fmt(live['tolerance_s'], 1000, 1)} ms).</p>")
         alt = r.summary.get("perception_summary")
         if alt:
             parts.append(f"<p>Scored on perception instead: {alt['turns']} turns, median gap "
-                         f"{_fmt(alt['median_gap_s'], 1000)} ms, overlap rate {_fmt(alt['overlap_rate'], 100, 1)}%.</p>")
+                         f"{_fmt(alt['median_gap_s'], 1000)} ms, overlap rate "
+                         f"{_fmt(alt['overlap_rate'], 100, 1)}%.</p>")
         parts.append("<div class='grid'>" + "".join(
             f"<div>{_img(plots.get(k))}</div>" for k in ("plot_gap_histogram", "plot_latency_cdf")) + "</div>")
         parts.append(_img(plots.get("plot_occupancy_timeline")) + _img(plots.get("plot_rolling_gap")))
         parts.append(f"<details><summary>per-turn table ({len(r.records)} turns)</summary><table><tr><th>turn</th>"
                      "<th>partner exit (s)</th><th>robot enter (s)</th><th>gap (ms)</th><th>latency (ms)</th>"
                      "<th>overlap (ms)</th><th>contact</th></tr>")
-        parts.extend(f"<tr><td>{x.turn}</td><td>{_fmt(x.partner_exit_s, 1, 3)}</td><td>{_fmt(x.robot_enter_s, 1, 3)}</td>"
+        parts.extend(f"<tr><td>{x.turn}</td><td>{_fmt(x.partner_exit_s, 1, 3)}</td>"
+                     f"<td>{_fmt(x.robot_enter_s, 1, 3)}</td>"
                      f"<td>{_fmt(x.gap_s, 1000)}</td><td>{_fmt(x.response_latency_s, 1000)}</td>"
-                     f"<td>{_fmt(x.overlap_s, 1000)}</td><td>{'yes' if x.contact else 'no'}</td></tr>" for x in r.records)
+                     f"<td>{_fmt(x.overlap_s, 1000)}</td><td>{'yes' if x.contact else 'no'}</td></tr>"
+                     for x in r.records)
         parts.append("</table></details>")
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")

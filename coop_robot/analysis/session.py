@@ -1,18 +1,22 @@
 """Score a recorded session offline: per-turn timing, occupancy and a summary like ``coop-robot sim``'s.
 
-The scoring is the live turn tracker's, fed from the bag (DESIGN.md "Metrics", BAGS.md):
+The scoring is the live turn tracker's: the bag's messages are turned into plain values and fed to
+:class:`~coop_robot.timing.feed.TurnFeed`, the core the ``turn_tracker`` node uses (DESIGN.md
+"Metrics", BAGS.md). Two feeds run side by side, one per source:
 
-* ``scored_on: ground_truth`` when the bag holds /sim/ground_truth/events: their events, plus
-  ``reach_start`` from /controller/events, go to :class:`~coop_robot.timing.tracker.TurnTracker`
-  with their ``time_ref`` stamps, exactly as ``turn_tracker_node`` does;
-* otherwise ``scored_on: perception``: partner edges from /partner/in_zone sampled at the stamp of
-  the frame's /partner/hand (:class:`~coop_robot.timing.tracker.OccupancyEdges`, the node's rule),
-  robot edges from /joint_states through ``PandaKinematics`` forward kinematics of the EE and the
-  shared zone (the bag's own ``coop_robot.zone_*`` custom data, else config/world.yaml).
+* ``scored_on: ground_truth`` when the bag holds events on /sim/ground_truth/events (simulation;
+  nothing else in a bag counts as ground truth -- a lab bag's /controller/events does not);
+* otherwise ``scored_on: perception``: partner edges from /partner/in_zone at the stamp of the
+  frame's /partner/hand, robot edges from /joint_states (merged by joint name) through forward
+  kinematics of the EE and the shared zone (the bag's ``coop_robot.zone_*`` custom data, else
+  config/world.yaml).
 
-When ground truth is present the perception scoring is computed as well and reported alongside.
-Memory stays bounded on long bags: only per-turn records, occupancy intervals and per-topic
-counters are kept; joint states go through FK in small batches.
+When ground truth is present the perception scoring is reported alongside. Topics the analysis
+reads must have their documented types (a wrong type is an error naming topic, expected and found
+type). The recorded live result (/turn/timing) is compared with the offline scoring of the same
+source: a gap differing by more than :func:`~coop_robot.timing.feed.live_check_tolerance_s` or a
+live turn missing offline is an error. Memory stays bounded on long bags: only per-turn records, occupancy intervals and
+per-topic counters are kept.
 """
 
 from __future__ import annotations
@@ -25,16 +29,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from coop_robot.analysis.bags import BagError, BagIssue, BagReader, TimingChecker, header_stamp_ns
+from coop_robot.analysis.bags import BagError, BagIssue, BagReader, NotABagError, TimingChecker, header_stamp_ns
 from coop_robot.geometry import Zone
+from coop_robot.recording.topics import INTERACTION_TOPICS
+from coop_robot.timing.feed import (
+    CONTROLLER_EVENTS,
+    FEED_TOPICS,
+    GROUND_TRUTH_EVENTS,
+    JOINT_STATES,
+    PARTNER_HAND,
+    PARTNER_IN_ZONE,
+    PERCEPTION_INPUTS,
+    TurnFeed,
+    live_check_tolerance_s,
+    scoring_for_recording,
+)
 from coop_robot.timing.metrics import TurnRecord
-from coop_robot.timing.tracker import OccupancyEdges, TurnTracker
 
-GT_EVENTS = "/sim/ground_truth/events"
-GT_NAMES = {"partner_enter", "partner_exit", "robot_enter", "robot_exit", "contact_begin", "contact_end"}
-PERCEPTION_INPUTS = ("/partner/in_zone", "/partner/hand", "/joint_states")
+GT_EVENTS = GROUND_TRUTH_EVENTS
+#: Every topic the analysis reads, with the type it must have.
+ANALYSIS_TOPICS: dict[str, str] = {t: INTERACTION_TOPICS[t] for t in (*FEED_TOPICS, "/turn/timing", "/diagnostics")}
 #: The package's interaction topics that a robot (not only the simulation) publishes (BAGS.md).
 ROBOT_TOPICS = (
     "/joint_states", "/partner/hand", "/partner/hand_velocity", "/partner/in_zone", "/policy/decision",
@@ -44,7 +58,8 @@ DEFAULT_ZONE_MIN_M = (0.45, -0.20, 0.626)
 DEFAULT_ZONE_MAX_M = (0.75, 0.20, 0.926)
 DEFAULT_ROBOT_BASE_M = (0.0, 0.0, 0.626)
 META_KEYS = ("policy", "partner", "seed", "max_turns")
-FK_BATCH = 128
+#: Release the trackers' old events once per this much log time (ns).
+RELEASE_EVERY_NS = 1_000_000_000
 
 
 def _world_zone() -> Zone:
@@ -71,21 +86,19 @@ def bag_zone(custom_data: dict[str, str]) -> tuple[Zone, str]:
 
 
 @dataclass
-class _Scoring:
-    """One scoring source: the tracker plus the occupancy intervals of what it released."""
+class _Source:
+    """One scoring source: its feed plus the occupancy intervals of the events it released."""
 
-    tracker: TurnTracker
+    feed: TurnFeed
     intervals: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {"partner": [], "robot": []})
     _since: dict[str, float] = field(default_factory=dict)
-    pushed: int = 0
 
-    def push(self, name: str, t_s: float) -> None:
-        self.pushed += 1
-        self.tracker.push(name, t_s)
+    @property
+    def tracker(self):
+        return self.feed.tracker
 
     def release(self, now_s: float, flush: bool = False) -> None:
-        released, _ = self.tracker.release(now_s, flush=flush)
-        for name, t in released:
+        for name, t in self.feed.release(now_s, flush=flush).events:
             agent, _, edge = name.partition("_")
             if agent not in self.intervals or edge not in ("enter", "exit"):
                 continue
@@ -112,56 +125,21 @@ class SessionResult:
     issues: list[BagIssue] = field(default_factory=list)
     intervals: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     error: str | None = None
+    usage_error: bool = False      # the path is not a bag / holds nothing to analyse
     wall_s: float = 0.0
 
     @property
     def damaged(self) -> bool:
-        return self.error is not None or any(i.severity == "error" for i in self.issues)
+        """The bag itself is unreadable, damaged or unusable (results are partial)."""
+        return self.error is not None or any(i.severity == "error" and i.kind != "live_check" for i in self.issues)
 
-
-class _JointBatch:
-    """Joint states waiting for batched forward kinematics (one FK call per batch, not per message)."""
-
-    def __init__(self, zone: Zone, base_m, edges: OccupancyEdges, scoring: _Scoring, issues: list) -> None:
-        from coop_robot.control.kinematics import PandaKinematics
-
-        self.fk = PandaKinematics(base_m=base_m)
-        self.zone, self.edges, self.scoring, self.issues = zone, edges, scoring, issues
-        self.t: list[float] = []
-        self.q: list[np.ndarray] = []
-        self.bad = 0
-        self._index: tuple[tuple[str, ...], list[int]] | None = None
-
-    def add(self, t_s: float, names, positions) -> None:
-        names = tuple(names)
-        if self._index is None or self._index[0] != names:
-            try:
-                order = [names.index(j) for j in (f"panda_joint{i}" for i in range(1, 8))]
-            except ValueError:
-                self.bad += 1
-                if self.bad == 1:
-                    self.issues.append(BagIssue("error", "joint_states", f"/joint_states without all of panda_joint1..7 "
-                                                f"(got names {list(names)}); such messages are skipped", "/joint_states"))
-                return
-            self._index = (names, order)
-        pos = np.asarray(positions, dtype=float)
-        if pos.shape[0] < len(names):
-            self.bad += 1
-            return
-        self.t.append(t_s)
-        self.q.append(pos[self._index[1]])
-        if len(self.t) >= FK_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.t:
-            return
-        ee = self.fk.fk_many(np.vstack(self.q))
-        inside = self.zone.contains_many(ee) & np.all(np.isfinite(ee), axis=1)
-        for t_s, flag in zip(self.t, inside.tolist()):
-            for name, t in self.edges.sample(bool(flag), t_s):
-                self.scoring.push(name, t)
-        self.t, self.q = [], []
+    @property
+    def exit_code(self) -> int:
+        """2: usage error (not a bag, nothing to analyse); 1: a data problem (damaged bag, wrong
+        topic types, missing topics, live check disagreement); 0: clean."""
+        if self.usage_error:
+            return 2
+        return 1 if self.error is not None or any(i.severity == "error" for i in self.issues) else 0
 
 
 def _positive_int(value) -> int | None:
@@ -190,7 +168,8 @@ def analyze_bag(path: str | Path, *, reorder_window_s: float = 2.0, robot_base_m
         bag = BagReader(path).open()
     except BagError as exc:
         result.error = str(exc)
-        result.issues.append(BagIssue("error", "storage", str(exc)))
+        result.usage_error = isinstance(exc, NotABagError)
+        result.issues.append(BagIssue("error", "not_a_bag" if result.usage_error else "storage", str(exc)))
         return result
     with bag:
         _score(bag, result, reorder_window_s, robot_base_m, zone, progress)
@@ -200,10 +179,11 @@ def analyze_bag(path: str | Path, *, reorder_window_s: float = 2.0, robot_base_m
 
 def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m, zone, progress) -> None:
     zone, zone_source = (zone, "argument") if zone is not None else bag_zone(bag.custom_data)
-    gt = _Scoring(TurnTracker("ground_truth", reorder_window_s=reorder_window_s))
-    perc = _Scoring(TurnTracker("perception", reorder_window_s=reorder_window_s))
-    partner_edges = OccupancyEdges("partner")
-    joints = _JointBatch(zone, robot_base_m, OccupancyEdges("robot"), perc, result.issues)
+    bag.expect_types(ANALYSIS_TOPICS)
+    feed_args = {"zone": zone, "robot_base_m": robot_base_m, "reorder_window_s": reorder_window_s}
+    gt = _Source(TurnFeed("ground_truth", **feed_args))
+    perc = _Source(TurnFeed("perception", **feed_args))
+    feeds = (gt.feed, perc.feed)
     checker = TimingChecker()
     counts: dict[str, int] = {}
     meta: dict[str, str | None] = {k: None for k in META_KEYS}
@@ -212,7 +192,7 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
             meta[key] = bag.custom_data[f"coop_robot.{key}"]
     live_gaps: dict[int, float] = {}
     live_scored_on: str | None = None
-    in_zone: bool | None = None
+    bad_joint_states, first_joint_error = 0, ""
     total = sum(bag.message_counts.values()) or None
     span = (bag.start_ns, bag.end_ns) if bag.start_ns is not None and bag.end_ns and bag.end_ns > bag.start_ns else None
     next_release_ns = None
@@ -224,31 +204,32 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
         counts[topic] = counts.get(topic, 0) + 1
         stamp_ns = header_stamp_ns(msg)
         checker.observe(topic, msg.log_ns if stamp_ns is None else stamp_ns, msg.log_ns)
-        if topic == "/joint_states":
+        if topic == JOINT_STATES:
             obj = bag.decode(msg)
             if obj is not None:
-                joints.add(stamp_ns * 1e-9, obj.name, obj.position)
-        elif topic == "/partner/in_zone":
+                try:
+                    perc.feed.joint_state(stamp_ns * 1e-9, obj.name, obj.position)
+                except ValueError as exc:
+                    bad_joint_states += 1
+                    first_joint_error = first_joint_error or str(exc)
+        elif topic == PARTNER_IN_ZONE:
             obj = bag.decode(msg)
             if obj is not None:
-                in_zone = bool(obj.data)
-        elif topic == "/partner/hand":
-            if in_zone is not None and stamp_ns is not None:
-                for name, t in partner_edges.sample(in_zone, stamp_ns * 1e-9):
-                    perc.push(name, t)
-        elif topic == GT_EVENTS:
+                for feed in feeds:
+                    feed.partner_in_zone(bool(obj.data))
+        elif topic == PARTNER_HAND:
+            if stamp_ns is not None:
+                for feed in feeds:
+                    feed.partner_hand(stamp_ns * 1e-9)
+        elif topic in (GROUND_TRUTH_EVENTS, CONTROLLER_EVENTS):
             obj = bag.decode(msg)
-            if obj is not None and obj.source in GT_NAMES:
+            if obj is not None:
                 t = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
-                gt.push(obj.source, t)
-                if obj.source.startswith("contact"):
-                    perc.push(obj.source, t)
-        elif topic == "/controller/events":
-            obj = bag.decode(msg)
-            if obj is not None and obj.source == "reach_start":
-                t = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
-                gt.push("reach_start", t)
-                perc.push("reach_start", t)
+                for feed in feeds:
+                    if topic == GROUND_TRUTH_EVENTS:
+                        feed.ground_truth_event(obj.source, t)
+                    else:
+                        feed.controller_event(obj.source, t)
         elif topic in ("/turn/timing", "/diagnostics"):
             obj = bag.decode(msg)
             for status in (obj.status if obj is not None else ()):
@@ -261,38 +242,53 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
                     except (KeyError, ValueError):
                         pass
         if next_release_ns is None:
-            next_release_ns = msg.log_ns + 1_000_000_000
+            next_release_ns = msg.log_ns + RELEASE_EVERY_NS
         elif msg.log_ns >= next_release_ns:   # once per second of log time: FK, then release old events
-            joints.flush()
             now_s = msg.log_ns * 1e-9
             gt.release(now_s)
             perc.release(now_s)
-            next_release_ns = msg.log_ns + 1_000_000_000
+            next_release_ns = msg.log_ns + RELEASE_EVERY_NS
         if progress is not None and n >= next_progress:
             next_progress = n + 20000
             if span:
                 progress(min(1.0, max(0.0, (msg.log_ns - span[0]) / (span[1] - span[0]))), n)
             elif total:
                 progress(min(1.0, n / total), n)
-    joints.flush()
     gt.close()
     perc.close()
     if progress is not None:
         progress(1.0, n)
 
-    has_gt = gt.pushed > 0
+    issues = result.issues
+    if n == 0 and not bag.damaged:
+        result.error = f"bag {bag.path} holds no messages: nothing to analyse"
+        result.usage_error = True
+        issues[0:0] = bag.issues
+        issues.append(BagIssue("error", "empty", result.error))
+        return
+    scored_on = scoring_for_recording(gt.feed.ground_truth_events)
+    has_gt = scored_on == "ground_truth"
     primary = gt if has_gt else perc
     missing_perception = [t for t in PERCEPTION_INPUTS if not counts.get(t)]
-    issues = result.issues
     if not has_gt and missing_perception:
         issues.append(BagIssue("error", "missing_topic",
                                f"bag {bag.path}: cannot score on perception without {', '.join(missing_perception)} "
                                f"(and there is no {GT_EVENTS}); missing: {', '.join(missing_perception)}"))
-    if not counts.get("/controller/events"):
+    joints = perc.feed.joints
+    if counts.get(JOINT_STATES) and (joints.missing or bad_joint_states):
+        why = []
+        if joints.missing:
+            why.append(f"no message gave a position for {joints.missing} (joints named: "
+                       f"{sorted(joints.names_seen)})")
+        if bad_joint_states:
+            why.append(f"{bad_joint_states} message(s) unusable ({first_joint_error})")
+        issues.append(BagIssue("error" if not has_gt else "warning", "joint_states",
+                               f"/joint_states cannot place the robot: {'; '.join(why)}", JOINT_STATES))
+    if not counts.get(CONTROLLER_EVENTS):
         issues.append(BagIssue("note", "missing_topic", "no /controller/events in the bag: response latency "
-                                                        "(reach_start) is unavailable", "/controller/events"))
+                                                        "(reach_start) is unavailable", CONTROLLER_EVENTS))
     absent = [t for t in ROBOT_TOPICS if not counts.get(t) and t not in missing_perception
-              and t != "/controller/events"]
+              and t != CONTROLLER_EVENTS]
     if absent:
         issues.append(BagIssue("note", "missing_topic", f"interaction topics not in the bag: {', '.join(absent)}"))
     issues.extend(checker.issues())
@@ -315,27 +311,62 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
                                f"the session was {max_turns} robot turns (turn tracker max_turns); {extra} later "
                                f"turn(s), taken while the graph shut down, are not scored"))
     result.intervals = primary.intervals
-    summary.update({
-        "bag": str(bag.path),
-        "storage": bag.storage,
-        "damaged": any(i.severity == "error" for i in issues),
-        "messages": n,
-        "topics": dict(sorted(counts.items())),
-        "zone": {"min_m": list(map(float, zone.min_m)), "max_m": list(map(float, zone.max_m)), "source": zone_source},
-        "issues": [i.as_dict() for i in issues],
-    })
     if has_gt and not missing_perception:
         alt = perc.tracker.summary(limit=max_turns, policy=summary["policy"], partner=summary["partner"], seed=seed)
         alt.pop("per_turn", None)
         summary["perception_summary"] = alt
     if live_gaps:
-        diffs = [abs(r.gap_s - live_gaps[r.turn]) for r in result.records if r.turn in live_gaps
-                 and math.isfinite(r.gap_s)]
-        summary["live_check"] = {
-            "live_turns": len(live_gaps), "live_scored_on": live_scored_on, "turns_compared": len(diffs),
-            "max_abs_gap_diff_s": max(diffs) if diffs else None,
-        }
+        hand = checker.topics.get(PARTNER_HAND)
+        frame_s = hand.period_ns * 1e-9 if hand is not None and hand.period_ns else None
+        sources = {"ground_truth": gt if has_gt else None, "perception": perc if not missing_perception else None}
+        compared = sources.get(live_scored_on) or primary
+        summary["live_check"] = _live_check(live_gaps, live_scored_on, compared, max_turns,
+                                            live_check_tolerance_s(frame_s), issues)
+    summary.update({
+        "bag": str(bag.path),
+        "storage": bag.storage,
+        "damaged": any(i.severity == "error" and i.kind != "live_check" for i in issues),
+        "messages": n,
+        "topics": dict(sorted(counts.items())),
+        "zone": {"min_m": list(map(float, zone.min_m)), "max_m": list(map(float, zone.max_m)), "source": zone_source},
+        "issues": [i.as_dict() for i in issues],
+    })
     result.summary = summary
+
+
+def _live_check(live_gaps: dict[int, float], live_scored_on: str | None, compared: _Source,
+                max_turns: int | None, tolerance_s: float, issues: list[BagIssue]) -> dict:
+    """Compare the recorded live per-turn gaps with the offline scoring of the same source."""
+    offline = {r.turn: r.gap_s for r in compared.tracker.records}
+    turns = sorted(t for t in live_gaps if max_turns is None or t <= max_turns)
+    missing = [t for t in turns if t not in offline]
+    diffs = {t: abs(offline[t] - live_gaps[t]) for t in turns if t in offline
+             and math.isfinite(offline[t]) and math.isfinite(live_gaps[t])}
+    off = {t: d for t, d in diffs.items() if d > tolerance_s}
+    scoring = compared.tracker.scoring
+    check = {
+        "live_turns": len(live_gaps), "live_scored_on": live_scored_on, "offline_scored_on": scoring,
+        "turns_compared": len(diffs), "max_abs_gap_diff_s": max(diffs.values()) if diffs else None,
+        "tolerance_s": tolerance_s, "turns_disagreeing": sorted(off), "live_turns_missing_offline": missing,
+        "agrees": not off and not missing and bool(diffs),
+    }
+    if off or missing or not diffs:
+        parts = []
+        if off:
+            worst = max(off, key=off.get)
+            parts.append(f"{len(off)} of {len(diffs)} turns differ by more than {1000 * tolerance_s:.1f} ms (worst: "
+                         f"turn {worst}, live gap {1000 * live_gaps[worst]:.1f} ms vs offline "
+                         f"{1000 * offline[worst]:.1f} ms)")
+        if missing:
+            parts.append(f"{len(missing)} of {len(turns)} live turns have no offline turn (offline scored "
+                         f"{len(offline)} turns)")
+        if not diffs and not missing:
+            parts.append("no live turn could be compared")
+        issues.append(BagIssue("error", "live_check",
+                               f"the recorded /turn/timing (scored on {live_scored_on or 'unknown'}) disagrees with "
+                               f"the offline scoring on {scoring}: {'; '.join(parts)}. Check --robot-base and the "
+                               "zone, or whether the live tracker dropped events", "/turn/timing"))
+    return check
 
 
 # ---------------------------------------------------------------------------------------- outputs

@@ -2,9 +2,12 @@
 
 Scores on simulation ground truth when it is published (``/sim/ground_truth/events``), otherwise
 on perception (``/partner/in_zone``) and joint states (end effector by forward kinematics); every
-output says which (``header.frame_id`` of turn events, ``scored_on`` in the summary).
+output says which (``header.frame_id`` of turn events, ``scored_on`` in the summary). The node only
+translates messages: choosing the source, reordering events and the FK live in
+:class:`coop_robot.timing.feed.TurnFeed` (the bag analysis uses the same core).
 """
 
+# ruff: noqa: E501 -- the parameter declarations stay one per line (their defaults are edited in place)
 from __future__ import annotations
 
 import json
@@ -28,11 +31,15 @@ from coop_robot.nodes.common import (
     s_to_stamp,
     stamp_to_s,
 )
+from coop_robot.timing.feed import (
+    CONTROLLER_EVENTS,
+    GROUND_TRUTH_EVENTS,
+    JOINT_STATES,
+    PARTNER_HAND,
+    PARTNER_IN_ZONE,
+    TurnFeed,
+)
 from coop_robot.timing.metrics import format_table
-from coop_robot.timing.tracker import OccupancyEdges, TurnTracker
-
-GT_EVENTS = "/sim/ground_truth/events"
-GT_NAMES = {"partner_enter", "partner_exit", "robot_enter", "robot_exit", "contact_begin", "contact_end"}
 
 
 class TurnTrackerNode(Node):
@@ -56,96 +63,67 @@ class TurnTrackerNode(Node):
         self.zone = declare_zone(self)
         self.robot_base_m = declare(self, "robot_base_m", [0.0, 0.0, 0.626], "Robot base position in world (m), for end-effector FK")
         self._window = window
-        self.tracker: TurnTracker | None = None
-        self._start_s: float | None = None
-        self._partner_edges = OccupancyEdges("partner")
-        self._robot_edges = OccupancyEdges("robot")
-        self._in_zone: bool | None = None
-        self._fk = None
+        self.feed = TurnFeed(self.scoring_param, zone=self.zone, robot_base_m=self.robot_base_m,
+                             reorder_window_s=self.reorder_s, stats_window=window, auto_wait_s=self.auto_wait_s)
         self._done = False
 
         self.events_pub = self.create_publisher(TimeReference, "/turn/events", EVENT_QOS)
         self.timing_pub = self.create_publisher(DiagnosticArray, "/turn/timing", EVENT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(TimeReference, GT_EVENTS, self._on_gt_event, EVENT_QOS)
-        self.create_subscription(TimeReference, "/controller/events", self._on_controller_event, EVENT_QOS)
-        self.create_subscription(Bool, "/partner/in_zone", self._on_in_zone, 10)
-        self.create_subscription(PointStamped, "/partner/hand", self._on_hand, 10)
-        self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS)
+        self.create_subscription(TimeReference, GROUND_TRUTH_EVENTS, self._on_gt_event, EVENT_QOS)
+        self.create_subscription(TimeReference, CONTROLLER_EVENTS, self._on_controller_event, EVENT_QOS)
+        self.create_subscription(Bool, PARTNER_IN_ZONE, self._on_in_zone, 10)
+        self.create_subscription(PointStamped, PARTNER_HAND, self._on_hand, 10)
+        self.create_subscription(JointState, JOINT_STATES, self._on_joints, COMMAND_QOS)
         self.create_timer(0.05, self._tick)
         self.create_timer(1.0, self._publish_diagnostics)
-        if self.scoring_param != "auto":
-            self._choose(self.scoring_param)
 
-    # --- scoring source ---------------------------------------------------------------------
-    def _choose(self, scoring: str) -> None:
-        self.tracker = TurnTracker(scoring=scoring, reorder_window_s=self.reorder_s, stats_window=self._window)
-        self.get_logger().info(f"scoring turns on {scoring}")
+    @property
+    def tracker(self):
+        return self.feed.tracker
 
-    def _scoring(self) -> str | None:
-        return self.tracker.scoring if self.tracker else None
-
-    # --- inputs -------------------------------------------------------------------------------
+    # --- inputs: messages -> plain values -> the feed (coop_robot.timing.feed) ----------------
     def _on_gt_event(self, msg: TimeReference) -> None:
-        if self.tracker is None and self.scoring_param == "auto":
-            self._choose("ground_truth")
-        if self._scoring() == "ground_truth" and msg.source in GT_NAMES:
-            self.tracker.push(msg.source, stamp_to_s(msg.time_ref))
-        elif self._scoring() == "perception" and msg.source.startswith("contact"):
-            self.tracker.push(msg.source, stamp_to_s(msg.time_ref))
+        self.feed.ground_truth_event(msg.source, stamp_to_s(msg.time_ref))
 
     def _on_controller_event(self, msg: TimeReference) -> None:
-        if self.tracker is not None and msg.source == "reach_start":
-            self.tracker.push("reach_start", stamp_to_s(msg.time_ref))
+        self.feed.controller_event(msg.source, stamp_to_s(msg.time_ref))
 
     def _on_in_zone(self, msg: Bool) -> None:
-        self._in_zone = bool(msg.data)
+        self.feed.partner_in_zone(bool(msg.data))
 
     def _on_hand(self, msg: PointStamped) -> None:
-        # /partner/in_zone of a frame is published just before its /partner/hand; the hand's stamp
-        # is the frame time.
-        if self._scoring() == "perception" and self._in_zone is not None:
-            for name, t in self._partner_edges.sample(self._in_zone, stamp_to_s(msg.header.stamp)):
-                self.tracker.push(name, t)
+        self.feed.partner_hand(stamp_to_s(msg.header.stamp))
 
     def _on_joints(self, msg: JointState) -> None:
-        if self._scoring() != "perception":
-            return
-        if self._fk is None:
-            from coop_robot.control.kinematics import PandaKinematics
-
-            self._fk = PandaKinematics(base_m=self.robot_base_m)
         try:
-            q = self._fk.arm_positions(list(msg.name), list(msg.position))
+            self.feed.joint_state(stamp_to_s(msg.header.stamp), list(msg.name), list(msg.position))
         except ValueError as exc:
             self.get_logger().error(f"/joint_states unusable for scoring: {exc}", throttle_duration_sec=5.0)
             return
-        ee = self._fk.ee_position(q)
-        for name, t in self._robot_edges.sample(self.zone.contains(ee), stamp_to_s(msg.header.stamp)):
-            self.tracker.push(name, t)
+        problem = self.feed.joint_state_problem()
+        if problem:
+            self.get_logger().error(f"/joint_states unusable for scoring: {problem}", throttle_duration_sec=5.0)
 
     # --- outputs ------------------------------------------------------------------------------
     def _tick(self) -> None:
         now = now_s(self)
-        if self._start_s is None and now > 0:
-            self._start_s = now
+        out = self.feed.release(now)
+        if out.chosen:
+            self.get_logger().info(f"scoring turns on {out.chosen}")
         if self.tracker is None:
-            if self._start_s is not None and now - self._start_s > self.auto_wait_s:
-                self._choose("perception")
             return
-        late_before = self.tracker.late_events
-        released, records = self.tracker.release(now)
-        if self.tracker.late_events > late_before:
+        if out.dropped:
             self.get_logger().warning(
-                f"{self.tracker.late_events - late_before} event(s) arrived after later ones had been scored and "
+                f"{out.dropped} event(s) arrived after later ones had been scored and "
                 f"were dropped ({self.tracker.late_events} so far); turns may be missing. Raise reorder_window_s "
                 f"(now {self.reorder_s} s) if the machine is this loaded")
-        for name, t in released:
+        for name, t in out.events:
             ev = TimeReference(source=name, time_ref=s_to_stamp(t))
             ev.header.stamp = s_to_stamp(t)
             ev.header.frame_id = self.tracker.scoring
             self.events_pub.publish(ev)
-        for rec in records:
+        for rec in out.records:
             self._publish_turn(rec, now)
         if self.max_turns and len(self.tracker.records) >= self.max_turns and not self._done:
             self._finish()
@@ -184,7 +162,8 @@ class TurnTrackerNode(Node):
             status = DiagnosticStatus(
                 level=level, name="coop_robot: turn timing",
                 message=f"{stats['turns_total']} turns, scored on {self.tracker.scoring}",
-                values=[KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in stats.items()],
+                values=[KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v))
+                        for k, v in stats.items()],
             )
         # The session's policy / partner / seed ride along, so a recording names them (coop-robot analyze).
         status.values.extend(KeyValue(key=f"session_{k}", value=str(v)) for k, v in self.meta.items()

@@ -6,6 +6,10 @@ import math
 
 from coop_robot.policy.base import Decision, Observation, Policy, PolicyError, register
 
+#: Times are float seconds (epoch-sized in a lab bag): 53.98 - 53.58 < 0.4. A debounce counts as
+#: elapsed within this much (s), so a tick exactly one debounce later acts on that tick.
+TIME_TOLERANCE_S = 1e-6
+
 
 @register("reactive")
 class ReactivePolicy(Policy):
@@ -27,7 +31,8 @@ class ReactivePolicy(Policy):
             return Decision("wait")
         if math.isnan(self._empty_since_s):
             self._empty_since_s = obs.t_s
-        if obs.robot_state == "home" and self.robot_turn_due and obs.t_s - self._empty_since_s >= self.debounce_s:
+        empty_s = obs.t_s - self._empty_since_s
+        if obs.robot_state == "home" and self.robot_turn_due and empty_s >= self.debounce_s - TIME_TOLERANCE_S:
             return Decision("act")
         if obs.robot_state in ("reaching", "acting"):
             return Decision("act")  # keep going: the controller's guard still watches the zone
