@@ -449,6 +449,8 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
     summary = json.loads(summary_path.read_text())
     assert summary["turns"] == 2 and summary["policy"] == "reactive"
     assert summary["partner"] == "fast" and summary["seed"] == 5
+    # the keys `coop-robot sim --summary-json` writes (the tracker writes both)
+    assert {"wall_time_s", "per_turn", "median_gap_s", "scored_on", "session_duration_s"} <= set(summary)
     log = (tmp_path / "logs" / "policy.log").read_text()
     assert "policy 'reactive'" in log
     assert yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]

@@ -7,12 +7,12 @@ translates messages: choosing the source, reordering events and the FK live in
 :class:`coop_robot.timing.feed.TurnFeed` (the bag analysis uses the same core).
 """
 
-# ruff: noqa: E501 -- the parameter declarations stay one per line (their defaults are edited in place)
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
@@ -45,14 +45,43 @@ from coop_robot.timing.metrics import format_table
 class TurnTrackerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("turn_tracker", **kwargs)
-        self.scoring_param = declare(self, "scoring", "auto", "Score on ground_truth, perception, or auto (ground truth when the sim publishes it)",
-                                     choices=("auto", "ground_truth", "perception"))
-        self.auto_wait_s = declare(self, "auto_wait_s", 3.0, "auto scoring: how long to wait for a ground-truth publisher (s, node clock)", 0.0, 60.0)
-        self.max_turns = declare(self, "max_turns", 0, "End the session (write summary, exit 0) after this many robot turns; 0 = run forever", 0, 100000)
-        self.summary_json = declare(self, "summary_json", "", "Write the session summary JSON here when the session ends ('' = don't)")
+        self._wall_start_s = time.monotonic()   # the session's wall time, in the summary
+        self.scoring_param = declare(
+            self,
+            "scoring",
+            "auto",
+            "Score on ground_truth, perception, or auto (ground truth when the sim publishes it)",
+            choices=("auto", "ground_truth", "perception"),
+        )
+        self.auto_wait_s = declare(
+            self,
+            "auto_wait_s",
+            3.0,
+            "auto scoring: how long to wait for a ground-truth publisher (s, node clock)",
+            0.0,
+            60.0,
+        )
+        self.max_turns = declare(
+            self,
+            "max_turns",
+            0,
+            "End the session (write summary, exit 0) after this many robot turns; 0 = run forever",
+            0,
+            100000,
+        )
+        self.summary_json = declare(
+            self, "summary_json", "", "Write the session summary JSON here when the session ends ('' = don't)"
+        )
         window = declare(self, "stats_window", 20, "Rolling statistics over the last N turns", 1, 10000)
-        self.reorder_s = declare(self, "reorder_window_s", 4.0, "Hold events this long (s, node clock) to restore time order "
-                                 "across publishers; events later than this are dropped (and counted)", 0.0, 10.0)
+        self.reorder_s = declare(
+            self,
+            "reorder_window_s",
+            4.0,
+            "Hold events this long (s, node clock) to restore time order "
+            "across publishers; events later than this are dropped (and counted)",
+            0.0,
+            10.0,
+        )
         self.meta = {
             "policy": declare(self, "session_policy", "", "Policy name recorded in the summary"),
             "partner": declare(self, "session_partner", "", "Partner profile recorded in the summary"),
@@ -61,10 +90,18 @@ class TurnTrackerNode(Node):
         if self.meta["seed"] < 0:
             self.meta["seed"] = None
         self.zone = declare_zone(self)
-        self.robot_base_m = declare(self, "robot_base_m", [0.0, 0.0, 0.626], "Robot base position in world (m), for end-effector FK")
+        self.robot_base_m = declare(
+            self, "robot_base_m", [0.0, 0.0, 0.626], "Robot base position in world (m), for end-effector FK"
+        )
         self._window = window
-        self.feed = TurnFeed(self.scoring_param, zone=self.zone, robot_base_m=self.robot_base_m,
-                             reorder_window_s=self.reorder_s, stats_window=window, auto_wait_s=self.auto_wait_s)
+        self.feed = TurnFeed(
+            self.scoring_param,
+            zone=self.zone,
+            robot_base_m=self.robot_base_m,
+            reorder_window_s=self.reorder_s,
+            stats_window=window,
+            auto_wait_s=self.auto_wait_s,
+        )
         self._done = False
 
         self.events_pub = self.create_publisher(TimeReference, "/turn/events", EVENT_QOS)
@@ -117,7 +154,8 @@ class TurnTrackerNode(Node):
             self.get_logger().warning(
                 f"{out.dropped} event(s) arrived after later ones had been scored and "
                 f"were dropped ({self.tracker.late_events} so far); turns may be missing. Raise reorder_window_s "
-                f"(now {self.reorder_s} s) if the machine is this loaded")
+                f"(now {self.reorder_s} s) if the machine is this loaded"
+            )
         for name, t in out.events:
             ev = TimeReference(source=name, time_ref=s_to_stamp(t))
             ev.header.stamp = s_to_stamp(t)
@@ -150,8 +188,9 @@ class TurnTrackerNode(Node):
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         if self.tracker is None:
-            status = DiagnosticStatus(level=DiagnosticStatus.WARN, name="coop_robot: turn timing",
-                                      message="waiting for occupancy data")
+            status = DiagnosticStatus(
+                level=DiagnosticStatus.WARN, name="coop_robot: turn timing", message="waiting for occupancy data"
+            )
         else:
             stats = self.tracker.rolling_stats()
             level = DiagnosticStatus.OK
@@ -160,14 +199,17 @@ class TurnTrackerNode(Node):
             if stats["contacts_total"] > 0:
                 level = DiagnosticStatus.ERROR
             status = DiagnosticStatus(
-                level=level, name="coop_robot: turn timing",
+                level=level,
+                name="coop_robot: turn timing",
                 message=f"{stats['turns_total']} turns, scored on {self.tracker.scoring}",
-                values=[KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v))
-                        for k, v in stats.items()],
+                values=[
+                    KeyValue(key=k, value=f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in stats.items()
+                ],
             )
         # The session's policy / partner / seed ride along, so a recording names them (coop-robot analyze).
-        status.values.extend(KeyValue(key=f"session_{k}", value=str(v)) for k, v in self.meta.items()
-                             if v not in (None, ""))
+        status.values.extend(
+            KeyValue(key=f"session_{k}", value=str(v)) for k, v in self.meta.items() if v not in (None, "")
+        )
         if self.max_turns:
             status.values.append(KeyValue(key="session_max_turns", value=str(self.max_turns)))
         arr.status = [status]
@@ -178,7 +220,9 @@ class TurnTrackerNode(Node):
 
     def _finish(self) -> None:
         self._done = True
-        summary = self.summary()
+        # Everything the session summary holds comes from here, so `coop-robot sim --summary-json`
+        # and a launch's summary_json:= have the same keys.
+        summary = {**self.summary(), "wall_time_s": round(time.monotonic() - self._wall_start_s, 1)}
         if self.summary_json:
             path = os.path.abspath(self.summary_json)
             os.makedirs(os.path.dirname(path), exist_ok=True)
