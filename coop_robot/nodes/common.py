@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -68,8 +68,11 @@ def declare(node: Node, name: str, default: Any, description: str,
     desc = ParameterDescriptor(description=description)
     if isinstance(default, bool):
         desc.type = ParameterType.PARAMETER_BOOL
-    elif isinstance(default, (int, float)) and low is not None and high is not None and isinstance(default, float):
+    elif isinstance(default, float) and low is not None and high is not None:
         desc.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    elif isinstance(default, int) and low is not None and high is not None \
+            and float(low).is_integer() and float(high).is_integer():
+        desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
     if choices:
         desc.additional_constraints = f"one of {', '.join(choices)}"
     try:
