@@ -1,9 +1,9 @@
 """The README is the user's manual: it must document every parameter and every topic the nodes use."""
 
-import random
 from pathlib import Path
 
 import pytest
+from conftest import free_ros_domain
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -27,7 +27,7 @@ def nodes():
     from coop_robot.nodes.turn_tracker_node import TurnTrackerNode
 
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=random.randint(1, 200))
+    rclpy.init(context=context, domain_id=free_ros_domain())
     made = []
     try:
         for cls in (SimNode, PerceptionNode, PolicyNode, ControllerNode, TurnTrackerNode):
