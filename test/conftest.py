@@ -1,13 +1,151 @@
-"""Test-wide DDS isolation: discovery stays on this host for every node any test starts.
+"""Test-wide helpers: DDS isolation, a free ROS domain per test, waiting on a condition, spinning a node.
 
-Each test that starts nodes also picks its own random ROS_DOMAIN_ID and passes it explicitly
-(``rclpy.init(domain_id=...)`` and the subprocess environment).
+Discovery stays on this host for every node any test starts (ROS_AUTOMATIC_DISCOVERY_RANGE below).
+A test that starts nodes takes its ROS domain from :func:`free_ros_domain` (or the ``ros_domain``
+fixture) and passes it explicitly (``rclpy.init(domain_id=...)`` and the subprocess environment).
+Tests wait on conditions with :func:`wait_for`, never on a fixed sleep: a loaded host is slower, not
+wrong.
 """
 
 import contextlib
+import fcntl
 import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+#: Domain ids handed out. Fast DDS on Linux allows 0..232; ids 102..214 put a participant's ports in
+#: the kernel's ephemeral port range (32768..60999), and 0 is the default every un-isolated node uses.
+ROS_DOMAIN_IDS = tuple(range(1, 102)) + tuple(range(215, 233))
+#: The RTPS well-known port mapping: domain d uses UDP ports PB + DG * d + offset, offset < DG.
+RTPS_PORT_BASE, RTPS_DOMAIN_GAIN = 7400, 250
+#: One lock file per domain id, shared by every test process on this host that uses this module.
+DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "coop_robot_test_ros_domains"
+
+_held_domains: dict[int, int | None] = {}  # domain id -> the flock'd file descriptor (None: no lock possible)
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, *,
+             poll: Callable[[], None] | None = None, poll_period_s: float = 0.05,
+             details: Callable[[], str] | None = None):
+    """Wait until ``predicate()`` is truthy and return its value.
+
+    Between checks ``poll()`` runs (e.g. spinning an executor once, publishing a probe) or, without
+    one, the thread sleeps ``poll_period_s``. After ``timeout_s`` (wall s) the test fails with a
+    message naming ``what`` it waited for, followed by ``details()`` if given (e.g. a node's log).
+    """
+    if not timeout_s > 0:
+        raise ValueError(f"wait_for: timeout_s must be > 0 s, got {timeout_s!r}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            message = f"timed out after {timeout_s:g} s waiting for {what}"
+            if details is not None:
+                message += f"\n{details()}"
+            raise AssertionError(message)
+        if poll is None:
+            time.sleep(poll_period_s)
+        else:
+            poll()
+
+
+def rtps_ports_in_use(domain_id: int) -> list[int]:
+    """UDP ports of ROS domain ``domain_id``'s block that some socket on this host is bound to.
+
+    DDS (RTPS) maps every participant of domain d to ports 7400 + 250 d + offset (offset < 250),
+    whatever the vendor: a bound port in the block is a participant on that domain, seen at once
+    (a node-name probe over DDS discovery needs up to the peers' 3 s announcement period).
+    """
+    first = RTPS_PORT_BASE + RTPS_DOMAIN_GAIN * domain_id
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            port = int(line.split()[1].rsplit(":", 1)[1], 16)
+            if first <= port < first + RTPS_DOMAIN_GAIN:
+                ports.add(port)
+    return sorted(ports)
+
+
+def _lock_domain(domain_id: int) -> tuple[bool, int | None]:
+    """(taken, fd): an exclusive, non-blocking lock on the domain's file; (True, None) if the lock
+    directory cannot be used (then the port check alone decides)."""
+    try:
+        DOMAIN_LOCK_DIR.mkdir(exist_ok=True)
+        fd = os.open(DOMAIN_LOCK_DIR / f"{domain_id}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return True, None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False, None
+    return True, fd
+
+
+def release_ros_domain(domain_id: int) -> None:
+    """Give back a domain from :func:`free_ros_domain` (its nodes must be shut down)."""
+    fd = _held_domains.pop(domain_id, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def free_ros_domain() -> int:
+    """A random ROS domain id that nobody else on this host is using, reserved for this process.
+
+    Reserved: an exclusive lock on a per-id file in :data:`DOMAIN_LOCK_DIR`, which every test process
+    using this helper respects; held until :func:`release_ros_domain` or the process exits (the lock
+    file descriptor is not inherited by node subprocesses). Free: besides the lock, no socket on this
+    host is bound to one of the domain's RTPS ports (this catches participants of processes that
+    pick their domain some other way).
+    """
+    candidates = [d for d in ROS_DOMAIN_IDS if d not in _held_domains]
+    random.shuffle(candidates)
+    locked, busy = 0, []
+    for domain_id in candidates:
+        taken, fd = _lock_domain(domain_id)
+        if not taken:
+            locked += 1  # another test process holds it
+            continue
+        ports = rtps_ports_in_use(domain_id)
+        if not ports:
+            _held_domains[domain_id] = fd
+            return domain_id
+        if fd is not None:
+            os.close(fd)
+        busy.append(f"{domain_id} (ports {ports})")
+    raise RuntimeError(f"no free ROS domain among the {len(candidates)} ids this process does not hold "
+                       f"({ROS_DOMAIN_IDS[0]}..{ROS_DOMAIN_IDS[-1]}): {locked} locked by other test processes, "
+                       f"participants of other processes on {busy}")
+
+
+@pytest.fixture
+def ros_domain():
+    """A free ROS domain id (:func:`free_ros_domain`) for one test, given back after it."""
+    domain_id = free_ros_domain()
+    yield domain_id
+    release_ros_domain(domain_id)
+
+
+def ros_env(domain_id: int, **extra: str) -> dict[str, str]:
+    """The environment for a node subprocess on ``domain_id``: this host only, unbuffered output,
+    and this checkout first on PYTHONPATH."""
+    repo = str(Path(__file__).resolve().parents[1])
+    return dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]),
+                **extra)
 
 
 @contextlib.contextmanager

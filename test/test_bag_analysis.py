@@ -11,9 +11,6 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("rosbags")
-pytest.importorskip("matplotlib")
-
 from coop_robot.analysis.bags import BagReader  # noqa: E402
 from coop_robot.analysis.session import analyze_bag  # noqa: E402
 from coop_robot.analysis.synthetic import PERCEPTION_TOPICS, write_session_bag  # noqa: E402
@@ -45,7 +42,8 @@ def _copy(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_perception_only_bag_is_scored_on_perception_with_the_true_gaps(bags, storage):
     path, truth = bags[storage]
-    assert {p.name for p in path.iterdir()} == {"metadata.yaml", f"{path.name}_0.{'db3' if storage == 'sqlite3' else 'mcap'}"}
+    suffix = "db3" if storage == "sqlite3" else "mcap"
+    assert {p.name for p in path.iterdir()} == {"metadata.yaml", f"{path.name}_0.{suffix}"}
     result = analyze_bag(path)
     assert result.summary["scored_on"] == "perception"
     assert [r.turn for r in result.records] == [1, 2, 3, 4]

@@ -1,18 +1,23 @@
 """`coop-robot sim` rejects bad input clearly, before or while starting the graph."""
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import free_ros_domain, release_ros_domain
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, timeout=120):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    return subprocess.run([sys.executable, "-m", "coop_robot.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    domain = free_ros_domain()
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    try:
+        return subprocess.run([sys.executable, "-m", "coop_robot.cli", *args], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=REPO)
+    finally:
+        release_ros_domain(domain)
 
 
 def test_invalid_profile_file_is_rejected_before_anything_starts(tmp_path):

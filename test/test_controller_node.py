@@ -1,7 +1,6 @@
 """The controller node in a subprocess, driven over topics on an isolated DDS domain."""
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-rclpy = pytest.importorskip("rclpy")
+import rclpy
+from conftest import wait_for
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState, TimeReference  # noqa: E402
@@ -64,9 +63,9 @@ class NodeProcess:
 
 
 @pytest.fixture
-def ros_env(monkeypatch):
+def ros_env(monkeypatch, ros_domain):
     """An isolated DDS domain, set before rclpy.init here and passed to the node process."""
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.randint(1, 200)))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(ros_domain))
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -232,9 +231,8 @@ def test_unparsable_parameter_file_exits_nonzero_naming_the_file(ros_env, tmp_pa
 def test_sigint_shuts_down_cleanly(ros_env):
     node = start_controller(ros_env)
     try:
-        deadline = time.monotonic() + 20.0
-        while "commanding" not in node.output and time.monotonic() < deadline and node.proc.poll() is None:
-            time.sleep(0.05)
+        wait_for(lambda: "commanding" in node.output or node.proc.poll() is not None, 60.0,
+                 "the controller to start commanding", details=lambda: node.output)
         assert "commanding" in node.output, node.output
         node.proc.send_signal(signal.SIGINT)
         assert node.wait(10.0) == 0, node.output

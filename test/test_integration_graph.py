@@ -7,11 +7,9 @@ ground-truth events. Afterwards no node process may be left.
 
 import json
 import os
-import random
-import time
 
 import pytest
-from conftest import spinning
+from conftest import spinning, wait_for
 
 from coop_robot.graph import sim_graph
 from coop_robot.runner import GraphRunner, isolated_env
@@ -25,8 +23,8 @@ def _values(status):
     return {kv.key: kv.value for kv in status.values}
 
 
-def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
-    domain = random.randint(101, 230)
+def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path, ros_domain):
+    domain = ros_domain
     env = isolated_env(domain)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     summary_path = tmp_path / "summary.json"
@@ -46,17 +44,28 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path):
     node.create_subscription(TimeReference, "/sim/ground_truth/events",
                              lambda m: gt_events.append((m.source, stamp_to_s(m.time_ref))), EVENT_QOS)
     node.create_subscription(TimeReference, "/turn/events",
-                             lambda m: turn_events.append((m.source, stamp_to_s(m.time_ref), m.header.frame_id)), EVENT_QOS)
-    node.create_subscription(DiagnosticArray, "/turn/timing", lambda m: timings.extend(_values(s) for s in m.status), EVENT_QOS)
+                             lambda m: turn_events.append((m.source, stamp_to_s(m.time_ref), m.header.frame_id)),
+                             EVENT_QOS)
+    node.create_subscription(DiagnosticArray, "/turn/timing", lambda m: timings.extend(_values(s) for s in m.status),
+                             EVENT_QOS)
+
+    def all_turns_heard() -> bool:
+        turn_names, gt_names = [e[0] for e in turn_events], [e[0] for e in gt_events]
+        return (len(timings) >= TURNS and all(turn_names.count(name) >= TURNS and gt_names.count(name) >= TURNS
+                                              for name in ("robot_enter", "partner_exit")))
 
     runner = GraphRunner(specs, tmp_path / "logs", env)
     with spinning(node, context):
         try:
             runner.start()
             runner.wait(timeout_s=420)
-            time.sleep(0.5)  # let the last messages arrive
+            # The last turn's messages may still be on their way to this listener.
+            wait_for(all_turns_heard, 60,
+                     f"{TURNS} turn timings and {TURNS} robot_enter / partner_exit turn and ground-truth events",
+                     details=lambda: f"{len(timings)} timings, turn events {[e[0] for e in turn_events]}, "
+                                     f"ground-truth events {[n for n, _ in gt_events]}")
         finally:
-            codes = runner.shutdown()
+            codes = runner.shutdown(grace_s=30.0)  # a loaded host is slow, not wrong
 
     # Every node process is gone, and every one ended cleanly.
     for proc in runner.procs:

@@ -23,8 +23,8 @@ GRASPTARGET_LINK = 11
 
 @pytest.fixture(scope="module")
 def pybullet_panda():
-    p = pytest.importorskip("pybullet")
-    pybullet_data = pytest.importorskip("pybullet_data")
+    import pybullet as p
+    import pybullet_data
     client = p.connect(p.DIRECT)
     p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
     base = [0.0, 0.0, 0.626]
@@ -83,7 +83,8 @@ def test_position_jacobian_matches_finite_differences():
 
 
 def test_joint_limits_are_the_datasheet_values_in_panda_urdf():
-    pybullet_data = pytest.importorskip("pybullet_data")
+    import pybullet_data
+
     root = ET.parse(Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf").getroot()
     joints = {j.get("name"): j for j in root.iter("joint")}
     for i, name in enumerate(JOINT_NAMES):

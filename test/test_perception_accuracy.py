@@ -10,15 +10,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+import pybullet
 import yaml
 
-pybullet = pytest.importorskip("pybullet")
-
-from coop_robot.camera import CameraPose  # noqa: E402
-from coop_robot.geometry import Zone, minimum_jerk  # noqa: E402
-from coop_robot.perception import HandTracker, HandTrackerConfig  # noqa: E402
-from coop_robot.sim.world import SimWorld, WorldConfig  # noqa: E402
+from coop_robot.camera import CameraPose
+from coop_robot.geometry import Zone, minimum_jerk
+from coop_robot.perception import HandTracker, HandTrackerConfig
+from coop_robot.sim.world import SimWorld, WorldConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 30.0

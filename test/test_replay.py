@@ -8,8 +8,6 @@ import math
 
 import pytest
 
-pytest.importorskip("rosbags")
-
 from coop_robot.analysis.replay import replay_bag  # noqa: E402
 from coop_robot.analysis.synthetic import PERCEPTION_TOPICS, write_session_bag  # noqa: E402
 from coop_robot.cli import main  # noqa: E402

@@ -267,7 +267,6 @@ def test_core_reports_contact_begin_and_end():
 
 
 def test_core_with_same_seed_is_deterministic():
-    pytest.importorskip("coop_robot.partner.model")
     traces = []
     for seed in (7, 7, 8):
         sim = InteractionSim.from_params(partner="typical", seed=seed)

@@ -9,8 +9,6 @@ Run with ``-s`` to see the measured speed (x real time); speed is printed, not a
 import numpy as np
 import pytest
 
-pytest.importorskip("pybullet")
-
 from coop_robot.envs import PerceptionModel, TurnTakingEnv  # noqa: E402
 from coop_robot.envs.turn_env import PersonGeometry, _world_config, robot_capsules, robot_partner_contact  # noqa: E402
 from coop_robot.policy import make_policy  # noqa: E402
