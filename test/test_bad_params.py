@@ -6,12 +6,12 @@ Each case starts the real node process (``python -m coop_robot.nodes.<node> --ro
 """
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_ros_domain, release_ros_domain
 
 from coop_robot.nodes.common import ParameterError, param_files_in_args
 from coop_robot.params import ParamFileError
@@ -60,11 +60,15 @@ def run_with(tmp_path: Path, node: str, case: str) -> tuple[int, str, Path]:
         path.write_text(_params(node, f"    {name}: {value}\n"))
     elif text is not None:
         path.write_text(text(node))
+    domain = free_ros_domain()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               ROS_DOMAIN_ID=str(random.randint(1, 200)), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    proc = subprocess.run(
-        [sys.executable, "-m", f"coop_robot.nodes.{module}", "--ros-args", "--params-file", str(path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+               ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", f"coop_robot.nodes.{module}", "--ros-args", "--params-file", str(path)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        release_ros_domain(domain)
     return proc.returncode, proc.stderr, path
 
 
@@ -94,7 +98,7 @@ def test_a_file_rcl_refuses_is_reported_in_one_line_too(tmp_path):
     path = tmp_path / "ints_and_doubles.yaml"
     path.write_text(_params("turn_tracker", "    some_list: [1, 2.5]\n"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               ROS_DOMAIN_ID=str(random.randint(1, 200)))
+               ROS_DOMAIN_ID=str(free_ros_domain()))
     proc = subprocess.run([sys.executable, "-m", "coop_robot.nodes.turn_tracker_node", "--ros-args",
                            "--params-file", str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)

@@ -6,7 +6,6 @@ processes with exactly those command lines and ask the running nodes over DDS wh
 """
 
 import json
-import random
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import launch_standin
 import pytest
 import yaml
+from conftest import free_ros_domain
 
 from coop_robot.graph import RECORDER_READY_LINE, robot_graph, sim_graph
 from coop_robot.launch_support import SessionFailed
@@ -178,7 +178,7 @@ def _declared_in_a_node(files: list[Path], tmp_path: Path) -> dict:
         "print(json.dumps({k: p.value for k, p in n._parameters.items() if k not in skip}))\n"
         "n.destroy_node(); rclpy.shutdown()\n"
     )
-    cmd = [sys.executable, "-c", script, str(random.randint(150, 230)), "--ros-args"]
+    cmd = [sys.executable, "-c", script, str(free_ros_domain()), "--ros-args"]
     for f in files:
         cmd += ["--params-file", str(f)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -359,7 +359,7 @@ def test_robot_launch_arguments_reach_the_running_nodes(monkeypatch, tmp_path):
         record_dir=args["record_dir"],
         extra_param_files=[args["params_file"]],
     )
-    domain = random.randint(101, 230)
+    domain = free_ros_domain()
     runner = GraphRunner(specs, tmp_path / "logs", isolated_env(domain), commands=_commands(launched))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -424,7 +424,7 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
         record_dir=str(tmp_path / "bag"),
         extra_param_files=[str(cell)],
     )
-    domain = random.randint(101, 230)
+    domain = free_ros_domain()
     runner = GraphRunner(specs, tmp_path / "logs", isolated_env(domain), commands=_commands(launched))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)

@@ -8,10 +8,10 @@ parameter files, one test per node (the node names and files come from coop_robo
 
 import array
 import inspect
-import random
 
 import pytest
 import yaml
+from conftest import free_ros_domain
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -58,7 +58,7 @@ def build(tmp_path):
 
     def make(name: str, overrides: dict | None = None) -> Node:
         context = rclpy.Context()
-        rclpy.init(args=[], context=context, domain_id=random.randint(1, 200))
+        rclpy.init(args=[], context=context, domain_id=free_ros_domain())
         contexts.append(context)
         values = {k: (str(tmp_path / "bag") if v is None else v) for k, v in (overrides or {}).items()}
         node = node_class(SPECS[name].module)(

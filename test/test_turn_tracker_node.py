@@ -6,14 +6,13 @@ its own on /joint_states; the node must score the turn (it used to call such a b
 
 from __future__ import annotations
 
-import random
 import time
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
-from conftest import spinning  # noqa: E402
+from conftest import free_ros_domain, spinning  # noqa: E402
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -39,7 +38,7 @@ def test_node_scores_a_perceived_turn_from_split_shuffled_joint_states():
     from coop_robot.nodes.turn_tracker_node import TurnTrackerNode
 
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=random.randint(1, 200))
+    rclpy.init(context=context, domain_id=free_ros_domain())
     node = TurnTrackerNode(context=context, parameter_overrides=[
         Parameter("scoring", value="perception"), Parameter("reorder_window_s", value=2.0)])
     driver = rclpy.create_node("lab_driver", context=context)
