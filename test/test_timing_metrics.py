@@ -84,11 +84,23 @@ def test_summary_statistics_and_throughput():
     t = 0.0
     gaps = [0.2, 0.4, 0.6, 0.8, 1.0]
     for g in gaps:
-        events += [("partner_enter", t), ("partner_exit", t + 1.0), ("robot_enter", t + 1.0 + g), ("robot_exit", t + 2.0 + g)]
+        events += [
+            ("partner_enter", t),
+            ("partner_exit", t + 1.0),
+            ("robot_enter", t + 1.0 + g),
+            ("robot_exit", t + 2.0 + g),
+        ]
         t += 4.0
     seg, recs = feed(events)
-    s = summarize(recs, seg.session_duration_s, contacts=seg.contact_count, partner_turns=seg.partner_turns,
-                  policy="reactive", partner="typical", seed=3)
+    s = summarize(
+        recs,
+        seg.session_duration_s,
+        contacts=seg.contact_count,
+        partner_turns=seg.partner_turns,
+        policy="reactive",
+        partner="typical",
+        seed=3,
+    )
     assert s["turns"] == 5
     assert s["median_gap_s"] == pytest.approx(0.6)
     assert s["p90_gap_s"] == pytest.approx(0.92)
@@ -108,8 +120,12 @@ def _session_events(n_turns: int) -> list[tuple[str, float]]:
     events = []
     for k in range(n_turns):
         t0 = 4.0 * k
-        events += [("partner_enter", t0 + 0.5), ("partner_exit", t0 + 1.5), ("robot_enter", t0 + 1.7),
-                   ("robot_exit", t0 + 2.9)]
+        events += [
+            ("partner_enter", t0 + 0.5),
+            ("partner_exit", t0 + 1.5),
+            ("robot_enter", t0 + 1.7),
+            ("robot_exit", t0 + 2.9),
+        ]
     return events
 
 
@@ -120,8 +136,8 @@ def test_tracker_reorder_window_absorbs_an_event_delivered_late(window_s, lost):
     from coop_robot.timing.tracker import TurnTracker
 
     events = _session_events(3)
-    late = ("partner_exit", 5.5)                      # turn 2's partner exit ...
-    arrival = {late: 5.5 + 3.4}                       # ... delivered 3.4 s after it happened
+    late = ("partner_exit", 5.5)  # turn 2's partner exit ...
+    arrival = {late: 5.5 + 3.4}  # ... delivered 3.4 s after it happened
     tracker = TurnTracker(scoring="ground_truth", reorder_window_s=window_s)
     pending = sorted(events, key=lambda e: arrival.get(e, e[1]))
     for now in [0.05 * i for i in range(0, 400)]:
@@ -147,5 +163,5 @@ def test_tracker_summary_limit_scores_only_the_session_turns():
     tracker.release(0.0, flush=True)
     full, first2 = tracker.summary(), tracker.summary(limit=2, policy="p")
     assert full["turns"] == 3 and first2["turns"] == 2 and len(first2["per_turn"]) == 2
-    assert first2["session_duration_s"] == pytest.approx(6.9 - 0.5)   # ends at turn 2's robot exit
+    assert first2["session_duration_s"] == pytest.approx(6.9 - 0.5)  # ends at turn 2's robot exit
     assert first2["policy"] == "p" and tracker.summary(limit=5)["turns"] == 3

@@ -313,18 +313,34 @@ def _event_block(m, add, ns, b0, b1, turns_list, meta) -> None:
         for when, state in ((rs, "reaching"), (re, "acting"), (wx, "withdrawing"), (home, "home")):
             add(when, "/controller/state", lambda s=state: m.ser("/controller/state", t["std_msgs/msg/String"](data=s)))
         rec = turns_list[i]
-        values = {"turn": str(i + 1), "partner_exit_s": repr(rec.partner_exit_s), "robot_enter_s": repr(rec.robot_enter_s),
-                  "robot_exit_s": repr(rec.robot_exit_s), "gap_s": repr(rec.robot_enter_s - rec.partner_exit_s),
-                  "overlap_s": repr(0.0), "response_latency_s": repr(rec.reach_start_s - rec.partner_exit_s),
-                  "contact": "False", "scored_on": "ground_truth", **meta}
+        values = {
+            "turn": str(i + 1),
+            "partner_exit_s": repr(rec.partner_exit_s),
+            "robot_enter_s": repr(rec.robot_enter_s),
+            "robot_exit_s": repr(rec.robot_exit_s),
+            "gap_s": repr(rec.robot_enter_s - rec.partner_exit_s),
+            "overlap_s": repr(0.0),
+            "response_latency_s": repr(rec.reach_start_s - rec.partner_exit_s),
+            "contact": "False",
+            "scored_on": "ground_truth",
+            **meta,
+        }
         tt = rx + 350_000_000
-        add(tt, "/turn/timing", lambda tt=tt, v=values, i=i: m.diag("/turn/timing", tt, "coop_robot/turn",
-                                                                   f"turn {i + 1}", v))
+        add(
+            tt,
+            "/turn/timing",
+            lambda tt=tt, v=values, i=i: m.diag("/turn/timing", tt, "coop_robot/turn", f"turn {i + 1}", v),
+        )
     for sec in range(-(-b0 // 1_000_000_000), -(-b1 // 1_000_000_000)):
         t_ns = sec * 1_000_000_000
         done = int(np.searchsorted(ns[:, 5], t_ns))
-        add(t_ns, "/diagnostics", lambda t_ns=t_ns, d=done: m.diag("/diagnostics", t_ns, "coop_robot: turn timing",
-                                                                   f"{d} turns", {"turns_total": str(d)}))
+        add(
+            t_ns,
+            "/diagnostics",
+            lambda t_ns=t_ns, d=done: m.diag(
+                "/diagnostics", t_ns, "coop_robot: turn timing", f"{d} turns", {"turns_total": str(d)}
+            ),
+        )
 
 
 def _plan(m, topic, t_ns, when_ns, source) -> bytes:

@@ -103,7 +103,9 @@ class TurnSegmenter:
         if not math.isfinite(t_s):
             raise ValueError(f"event {name!r} has non-finite time {t_s!r}")
         if t_s < self.last_event_s:
-            raise ValueError(f"event {name!r} at {t_s:.6f} s is earlier than the previous event at {self.last_event_s:.6f} s")
+            raise ValueError(
+                f"event {name!r} at {t_s:.6f} s is earlier than the previous event at {self.last_event_s:.6f} s"
+            )
         self.last_event_s = t_s
         done: list[TurnRecord] = []
         if name == "partner_enter" and not self.partner_inside:
@@ -203,9 +205,17 @@ def _finite(values) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def summarize(records: list[TurnRecord], session_duration_s: float, *, contacts: int | None = None,
-              partner_turns: int = 0, scored_on: str = "ground_truth", policy: str = "",
-              partner: str = "", seed: int | None = None) -> dict:
+def summarize(
+    records: list[TurnRecord],
+    session_duration_s: float,
+    *,
+    contacts: int | None = None,
+    partner_turns: int = 0,
+    scored_on: str = "ground_truth",
+    policy: str = "",
+    partner: str = "",
+    seed: int | None = None,
+) -> dict:
     """The session summary (the keys of :data:`SUMMARY_KEYS`), JSON-serialisable."""
     gaps = _finite(r.gap_s for r in records)
     lat = _finite(r.response_latency_s for r in records)
@@ -238,12 +248,13 @@ def format_table(records: list[TurnRecord], summary: dict) -> str:
         return "   n/a" if v is None or not math.isfinite(v) else f"{1000 * v:6.0f}"
 
     lines = [
-        f"{'turn':>4} {'partner exit s':>14} {'robot enter s':>13} {'gap ms':>7} {'latency ms':>10} {'overlap ms':>10} {'contact':>7}",
+        f"{'turn':>4} {'partner exit s':>14} {'robot enter s':>13} {'gap ms':>7} {'latency ms':>10} "
+        f"{'overlap ms':>10} {'contact':>7}",
     ]
     for r in records:
         lines.append(
-            f"{r.turn:>4} {r.partner_exit_s:14.3f} {r.robot_enter_s:13.3f} {ms(r.gap_s):>7} {ms(r.response_latency_s):>10} "
-            f"{ms(r.overlap_s):>10} {'yes' if r.contact else 'no':>7}"
+            f"{r.turn:>4} {r.partner_exit_s:14.3f} {r.robot_enter_s:13.3f} {ms(r.gap_s):>7} "
+            f"{ms(r.response_latency_s):>10} {ms(r.overlap_s):>10} {'yes' if r.contact else 'no':>7}"
         )
     s = summary
     lines.append("")
