@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -30,10 +31,13 @@ def ros_env(monkeypatch):
     return env, domain
 
 
-def _start(env: dict, *extra: str):
+def _start(env: dict, tmp_path: Path, **params):
+    # A node-specific file: it outranks policy.yaml's "policy: reactive" (a bare -p would not).
+    mine = tmp_path / "policy_test.yaml"
+    mine.write_text(yaml.safe_dump({"policy": {"ros__parameters": {"policy": "mirror", **params}}}))
     cmd = [sys.executable, "-m", "coop_robot.nodes.policy_node", "--ros-args",
            "--params-file", str(REPO / "config" / "world.yaml"), "--params-file", str(REPO / "config" / "policy.yaml"),
-           "-p", "policy:=mirror", *extra]
+           "--params-file", str(mine)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -48,9 +52,9 @@ def _stop(proc, reader) -> None:
     reader.join(timeout=2)
 
 
-def test_mirror_node_reports_joint_states_without_its_joints(ros_env):
+def test_mirror_node_reports_joint_states_without_its_joints(ros_env, tmp_path):
     env, domain = ros_env
-    proc, lines, reader = _start(env)
+    proc, lines, reader = _start(env, tmp_path)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = rclpy.create_node("policy_joint_probe", context=context)
@@ -74,9 +78,9 @@ def test_mirror_node_reports_joint_states_without_its_joints(ros_env):
         _stop(proc, reader)
 
 
-def test_mirror_node_rejects_a_release_threshold_above_act(ros_env):
+def test_mirror_node_rejects_a_release_threshold_above_act(ros_env, tmp_path):
     env, _ = ros_env
-    proc, lines, reader = _start(env, "-p", "release_threshold:=0.7", "-p", "act_threshold:=0.5")
+    proc, lines, reader = _start(env, tmp_path, release_threshold=0.7, act_threshold=0.5)
     try:
         assert proc.wait(timeout=60) == 2
         reader.join(timeout=2)
