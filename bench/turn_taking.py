@@ -89,7 +89,8 @@ def dominating_points(candidate: OperatingPoint, reactive: Iterable[OperatingPoi
         raise ValueError(f"candidate {candidate.label!r} has no finite operating point "
                          f"(median gap {candidate.median_gap_s!r} s, overlap rate {candidate.overlap_rate!r})")
     return [p for p in reactive
-            if p.valid and p.median_gap_s <= candidate.median_gap_s + tol and p.overlap_rate <= candidate.overlap_rate + tol]
+            if p.valid and p.median_gap_s <= candidate.median_gap_s + tol
+            and p.overlap_rate <= candidate.overlap_rate + tol]
 
 
 def beyond_frontier(candidate: OperatingPoint, reactive: Iterable[OperatingPoint], tol: float = 1e-9) -> bool:
@@ -147,7 +148,8 @@ def acceptance_checks(row: dict, reactive_rows: Sequence[dict], turns_requested:
     else:
         dom = dominating_points(cand, reactive)
         detail = ("beyond the reactive frontier" if not dom else
-                  "dominated by " + ", ".join(f"{p.label} ({_ms(p.median_gap_s)}, {_pct(p.overlap_rate)})" for p in dom))
+                  "dominated by " + ", ".join(f"{p.label} ({_ms(p.median_gap_s)}, {_pct(p.overlap_rate)})"
+                                              for p in dom))
         checks.append(Check("frontier", not dom, detail))
     return checks
 
@@ -236,12 +238,18 @@ def build_policy(spec: PolicySpec):
                      f"{(REACTIVE, MIRROR, UNSHARED, EAGER, ORACLE)}")
 
 
-def run_job(job: Job) -> dict:
-    """Run one (profile, policy) pair in its own environment; return its result row."""
+def job_env(job: Job):
+    """The environment one job runs in: the kinematic TurnTakingEnv with the package's
+    config/world.yaml and config/controller.yaml (the controller node's own parameter table)."""
     from coop_robot.envs.turn_env import TurnTakingEnv
 
+    return TurnTakingEnv(partner=job.profile.source, seed=job.seed, physics=False)
+
+
+def run_job(job: Job) -> dict:
+    """Run one (profile, policy) pair in its own environment; return its result row."""
     policy = build_policy(job.policy)
-    env = TurnTakingEnv(partner=job.profile.source, seed=job.seed, physics=False)
+    env = job_env(job)
     try:
         s = env.run(policy, job.turns)
     finally:
@@ -271,9 +279,9 @@ def run_job(job: Job) -> dict:
 
 
 def _init_worker() -> None:
-    import torch
+    from coop_robot.policy.threads import configure_torch_threads
 
-    torch.set_num_threads(1)
+    configure_torch_threads()  # 1 thread (or $COOP_ROBOT_TORCH_THREADS) in every worker
 
 
 def run_jobs(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[dict]:
@@ -350,7 +358,8 @@ def format_table(rows: Sequence[dict]) -> str:
         cells = (r["profile"], "yes" if r["heldout"] else "", r["policy"], str(r["turns"]),
                  num(r["median_gap_s"], 1e3), num(r["p90_gap_s"], 1e3), num(r["overlap_rate"], 100, ".1f"),
                  num(r["overlap_s_total"], 1, ".2f"), str(r["contacts"]), num(r["throughput_per_min"], 1, ".1f"))
-        lines.append("  ".join(f"{c:>{w}}" if i >= 3 else f"{c:<{w}}" for i, (c, (_, w)) in enumerate(zip(cells, TABLE_COLUMNS))))
+        lines.append("  ".join(f"{c:>{w}}" if i >= 3 else f"{c:<{w}}"
+                               for i, (c, (_, w)) in enumerate(zip(cells, TABLE_COLUMNS))))
     return "\n".join(lines)
 
 
@@ -574,7 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unshared: Path | None = args.unshared_checkpoint.resolve()
     skipped = []
     if not unshared.is_file():
-        msg = f"mirror-unshared: checkpoint {unshared} not found; row skipped. To include the ablation, {UNSHARED_HINT}."
+        msg = (f"mirror-unshared: checkpoint {unshared} not found; row skipped. "
+               f"To include the ablation, {UNSHARED_HINT}.")
         print(msg)
         skipped.append({"policy": UNSHARED, "reason": msg})
         unshared = None

@@ -1,12 +1,14 @@
-"""Shared geometry: the shared-zone box and minimum-jerk profiles.
+"""Shared geometry: the shared-zone box, minimum-jerk profiles and the cell's geometry.
 
 One definition of "inside the zone" and one minimum-jerk profile, used by the simulated
-partner, the controller, perception and the timing metrics.
+partner, the controller, perception and the timing metrics; and :func:`world_geometry`, the
+values of ``config/world.yaml`` that every geometry default in the package reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -80,3 +82,96 @@ def minimum_jerk(t_s, duration_s: float):
 
 # Peak of ds/dt for a unit minimum-jerk move of unit duration (at tau = 0.5).
 MINIMUM_JERK_PEAK_VELOCITY = 1.875
+
+
+# ---------------------------------------------------------------------------------------------
+# The cell's geometry: config/world.yaml, read once
+
+
+@dataclass(frozen=True)
+class WorldGeometry:
+    """The shared cell geometry of ``config/world.yaml`` (``world`` frame, metres / radians).
+
+    The one source of every geometry default in code: the zone, the camera pose, the robot's
+    home configuration and base, and the partner's rest point. Nodes declare these as parameters
+    with the values here as defaults; the simulation, the fast environment, training and the
+    benchmarks build their worlds from them.
+    """
+
+    zone: Zone
+    camera_position_m: tuple[float, float, float]
+    camera_orientation_xyzw: tuple[float, float, float, float]
+    robot_home_joint_positions_rad: tuple[float, ...]
+    robot_base_m: tuple[float, float, float]
+    partner_rest_m: tuple[float, float, float]
+
+    #: The world.yaml keys, in file order (``zone`` is ``zone_min_m`` / ``zone_max_m``).
+    KEYS = ("zone_min_m", "zone_max_m", "camera_position_m", "camera_orientation_xyzw",
+            "robot_home_joint_positions_rad", "robot_base_m", "partner_rest_m")
+
+    @classmethod
+    def from_params(cls, params, source: str = "parameters") -> WorldGeometry:
+        """Build from a flat mapping holding every key of :attr:`KEYS` (other keys are ignored).
+
+        Raises ValueError naming ``source``, the key, the bad value and what was expected.
+        """
+        if not isinstance(params, dict):
+            raise ValueError(f"{source}: expected a mapping of world parameters, got {type(params).__name__}")
+        missing = [k for k in cls.KEYS if k not in params]
+        if missing:
+            raise ValueError(f"{source}: missing world parameter(s) {missing}; expected all of {list(cls.KEYS)}")
+        sizes = {"zone_min_m": 3, "zone_max_m": 3, "camera_position_m": 3, "camera_orientation_xyzw": 4,
+                 "robot_home_joint_positions_rad": 7, "robot_base_m": 3, "partner_rest_m": 3}
+        v: dict[str, tuple[float, ...]] = {}
+        for key in cls.KEYS:
+            value = params[key]
+            try:
+                vec = tuple(float(x) for x in value)
+            except (TypeError, ValueError):
+                vec = ()
+            if len(vec) != sizes[key] or not all(np.isfinite(vec)):
+                raise ValueError(f"{source}: {key} must be a list of {sizes[key]} finite numbers, got {value!r}")
+            v[key] = vec
+        try:
+            zone = Zone(v["zone_min_m"], v["zone_max_m"])
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+        return cls(zone, v["camera_position_m"], v["camera_orientation_xyzw"],
+                   v["robot_home_joint_positions_rad"], v["robot_base_m"], v["partner_rest_m"])
+
+    @property
+    def zone_min_m(self) -> tuple[float, float, float]:
+        return tuple(self.zone.min_m)
+
+    @property
+    def zone_max_m(self) -> tuple[float, float, float]:
+        return tuple(self.zone.max_m)
+
+    def as_params(self) -> dict[str, list[float]]:
+        """The world.yaml ``ros__parameters`` this geometry was read from (lists, as ROS wants them)."""
+        return {k: [float(x) for x in getattr(self, k)] for k in self.KEYS}
+
+
+def read_world_params(path=None) -> dict:
+    """The flat ``/**`` ``ros__parameters`` of a world.yaml (default: the package's ``config/world.yaml``)."""
+    import yaml  # noqa: PLC0415 -- only when a file is read
+
+    from coop_robot.paths import config_path  # noqa: PLC0415
+
+    p = config_path("world.yaml") if path is None else path
+    with open(p, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    try:
+        params = data["/**"]["ros__parameters"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{p}: expected '/**: {{ros__parameters: {{...}}}}' holding the world geometry") from exc
+    return dict(params)
+
+
+@lru_cache(maxsize=1)
+def world_geometry() -> WorldGeometry:
+    """The package's ``config/world.yaml`` geometry, read once per process."""
+    from coop_robot.paths import config_path  # noqa: PLC0415
+
+    path = config_path("world.yaml")
+    return WorldGeometry.from_params(read_world_params(path), source=str(path))

@@ -99,6 +99,7 @@ class Driver:
         self.in_zone = False
         self.perception_alive = True
         self.estop = False
+        self.joint_names = list(JOINT_NAMES)
 
     def event_names(self) -> list[str]:
         return [e.source for e in self.events]
@@ -115,7 +116,7 @@ class Driver:
             self.hand_pub.publish(hand)
         js = JointState()
         js.header.stamp = now
-        js.name = list(JOINT_NAMES)
+        js.name = list(self.joint_names)
         js.position = list(HOME)
         self.joints_pub.publish(js)
         self.estop_pub.publish(Bool(data=self.estop))
@@ -239,3 +240,15 @@ def test_sigint_shuts_down_cleanly(ros_env):
     finally:
         node.kill()
 
+
+
+def test_joint_states_without_the_configured_joints_are_reported(ros_env, driver):
+    # A real arm whose joints are named otherwise: the node says so (throttled) instead of waiting silently.
+    driver.joint_names = [f"fr3_joint{i}" for i in range(1, 8)]
+    node = start_controller(ros_env)
+    try:
+        driver.spin_until(lambda: "/joint_states message ignored" in node.output, 30.0, "the joint-name warning")
+        assert "lacks positions for ['panda_joint1'" in node.output and "fr3_joint1" in node.output
+        assert "set joint_names" in node.output
+    finally:
+        node.kill()

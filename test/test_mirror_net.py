@@ -134,13 +134,59 @@ def test_task_context_layout():
     assert ctx[CONTEXT_FIELDS.index("perception_age")] == pytest.approx(0.04)
 
 
-def test_policy_geometry_defaults_match_world_config():
+# The egocentric origins the shipped checkpoint (coop_robot/policy/checkpoints/mirror.pt) was trained
+# with, as constants in mirror.py before they were derived from the cell: history, pinned here.
+TRAINED_ROBOT_HOME_EE_M = (0.4121, 0.0, 1.0616)
+TRAINED_PARTNER_REST_M = (1.02, 0.15, 0.80)
+
+
+def test_policy_geometry_is_derived_from_world_yaml():
     from coop_robot.control.kinematics import PandaKinematics
 
     world = yaml.safe_load((ROOT / "config" / "world.yaml").read_text())["/**"]["ros__parameters"]
     assert tuple(world["zone_min_m"]) == DEFAULT_ZONE_MIN_M and tuple(world["zone_max_m"]) == DEFAULT_ZONE_MAX_M
-    ee = PandaKinematics().ee_position(np.array(world["robot_home_joint_positions_rad"]))
-    np.testing.assert_allclose(ee, DEFAULT_ROBOT_HOME_EE_M, atol=1e-3)
+    assert tuple(world["partner_rest_m"]) == DEFAULT_PARTNER_REST_M
+    ee = PandaKinematics(base_m=world["robot_base_m"]).ee_position(np.array(world["robot_home_joint_positions_rad"]))
+    np.testing.assert_array_equal(ee, DEFAULT_ROBOT_HOME_EE_M)
+
+
+def test_derived_geometry_is_what_the_shipped_checkpoint_was_trained_with():
+    # The trained home EE was this FK rounded to 0.1 mm; the rest point is the same number.
+    assert tuple(np.round(DEFAULT_ROBOT_HOME_EE_M, 4)) == TRAINED_ROBOT_HOME_EE_M
+    assert DEFAULT_PARTNER_REST_M == TRAINED_PARTNER_REST_M
+    policy = MirrorPolicy()
+    np.testing.assert_allclose(policy.robot_home_m, TRAINED_ROBOT_HOME_EE_M, atol=5e-5)
+    np.testing.assert_array_equal(policy.partner_rest_m, TRAINED_PARTNER_REST_M)
+
+
+def test_shipped_checkpoint_decides_as_trained_with_the_derived_geometry():
+    """Two turns of the fast environment: the derived origins and the trained constants give the same
+    decision on every tick (and P(act) within 1e-3)."""
+    from coop_robot.envs.turn_env import TurnTakingEnv
+
+    derived = MirrorPolicy()
+    trained = MirrorPolicy()
+    trained.robot_home_m = np.array(TRAINED_ROBOT_HOME_EE_M)
+    trained.partner_rest_m = np.array(TRAINED_PARTNER_REST_M)
+    acts = 0
+    with TurnTakingEnv("typical", seed=3) as env:
+        obs = env.reset()
+        while len(env.tracker.records) < 2 and env.t_s < 40.0:
+            a, b = derived.step(obs), trained.step(obs)
+            assert a.action == b.action, f"t = {obs.t_s:.2f} s"
+            assert derived.p_act == pytest.approx(trained.p_act, abs=1e-3)
+            acts += a.action == "act"
+            obs, _ = env.step(a.action)
+    assert len(env.tracker.records) == 2 and acts > 0
+
+
+def test_the_policy_follows_the_cell_it_is_given(tmp_path):
+    path, _ = _save(tmp_path)
+    moved = MirrorPolicy(checkpoint=path, robot_base_m=(0.1, 0.0, 0.626), partner_rest_m=(1.1, -0.1, 0.9))
+    np.testing.assert_allclose(moved.robot_home_m, np.array(DEFAULT_ROBOT_HOME_EE_M) + [0.1, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_array_equal(moved.partner_rest_m, [1.1, -0.1, 0.9])
+    with pytest.raises(ValueError, match="robot_home_joint_positions_rad must be 7"):
+        MirrorPolicy(checkpoint=path, robot_home_joint_positions_rad=[0.0] * 6)
 
 
 # ------------------------------------------------------------------ network
@@ -225,7 +271,8 @@ def test_supervised_info_nce_prefers_phase_clusters():
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     centres = torch.eye(4) * 5
     clustered = centres[labels] + 0.1 * torch.randn(8, 4)
-    assert supervised_info_nce(clustered, labels) < supervised_info_nce(clustered, labels[torch.tensor([0, 2, 4, 6, 1, 3, 5, 7])])
+    shuffled = labels[torch.tensor([0, 2, 4, 6, 1, 3, 5, 7])]
+    assert supervised_info_nce(clustered, labels) < supervised_info_nce(clustered, shuffled)
 
 
 def test_info_nce_rejects_mismatched_batches():

@@ -86,3 +86,38 @@ def test_oracle_without_truth_waits():
     p = make_policy("oracle")
     p.step(obs(0.0, True))
     assert p.step(obs(5.0, False, planned=None)).action == "wait"
+
+
+# ------------------------------------------------------------------ torch threads of the mirror policy
+def test_torch_threads_default_to_one_and_follow_the_environment_variable(monkeypatch):
+    from coop_robot.policy.threads import TORCH_THREADS_ENV, torch_threads_wanted
+
+    monkeypatch.delenv(TORCH_THREADS_ENV, raising=False)
+    assert torch_threads_wanted() == 1
+    assert torch_threads_wanted(3) == 3
+    monkeypatch.setenv(TORCH_THREADS_ENV, "2")
+    assert torch_threads_wanted() == 2
+    assert torch_threads_wanted(1) == 1          # an explicit count wins
+    monkeypatch.setenv(TORCH_THREADS_ENV, "many")
+    with pytest.raises(ValueError, match=r"\$COOP_ROBOT_TORCH_THREADS must be an integer >= 1, got 'many'"):
+        torch_threads_wanted()
+    with pytest.raises(ValueError, match="integer >= 1, got 0"):
+        torch_threads_wanted(0)
+
+
+def test_building_the_mirror_policy_sizes_torch_threads(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from coop_robot.policy.threads import TORCH_THREADS_ENV
+
+    monkeypatch.delenv(TORCH_THREADS_ENV, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        policy = make_policy("mirror")
+        assert policy.torch_threads == 1 and torch.get_num_threads() == 1
+        make_policy("mirror", torch_threads=2)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(PolicyError, match="got -1"):
+            make_policy("mirror", torch_threads=-1)
+    finally:
+        torch.set_num_threads(before)

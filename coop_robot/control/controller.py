@@ -44,9 +44,9 @@ no act), a move home is sent again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,7 +62,7 @@ from coop_robot.control.planning import (
     plan_minimum_jerk,
     plan_to_rest,
 )
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 
 STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop")
 EVENTS = ("reach_start", "entry_commit", "act_start", "withdraw_start", "home", "abort", "watchdog",
@@ -74,9 +74,10 @@ DECISIONS = ("act", "wait", "yield")
 _REUSE_COMMIT_MARGIN_FRACTION = 0.25
 _PATH_PHASES = np.linspace(0.0, 1.0, 101)
 
-DEFAULT_HOME_RAD = (0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785)
+# Cell geometry defaults: config/world.yaml.
+DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
 DEFAULT_TARGET_M = (0.60, -0.08, 0.72)
-DEFAULT_ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
+DEFAULT_ZONE = world_geometry().zone
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,145 @@ class ControllerConfig:
                 raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
 
 
+@dataclass(frozen=True)
+class ControllerParameter:
+    """One parameter of the controller: its name in ROS and in ``config/controller.yaml`` /
+    ``config/world.yaml``, the :class:`ControllerConfig` field it sets (None: the node's plumbing,
+    not the core's), a description with its unit, and its accepted range (for numbers).
+
+    :data:`CONTROLLER_PARAMETERS` is the one table: the controller node declares its parameters
+    from it, and :func:`controller_config_from_params` builds the core's configuration from the
+    same names for the fast environment, training and the benchmarks.
+    """
+
+    name: str
+    field: str | None
+    description: str
+    low: float | None = None
+    high: float | None = None
+    #: Default of a node-only parameter (``field`` None); a core parameter's default is
+    #: ControllerConfig's.
+    node_default: Any = None
+
+    @property
+    def default(self) -> Any:
+        """The default as a ROS parameter value (lists for vectors)."""
+        if self.field is None:
+            return self.node_default
+        value = getattr(_DEFAULT_CONFIG, self.field)
+        return list(value) if isinstance(value, tuple) else value
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to the default's type and checked against the range.
+
+        Raises ValueError naming the parameter, the bad value and what was expected.
+        """
+        default = self.default
+        if isinstance(default, bool):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"controller parameter '{self.name}' must be true or false, got {value!r}")
+            return bool(value)
+        if isinstance(default, list):
+            if not isinstance(value, (list, tuple)) or len(value) != len(default):
+                raise ValueError(f"controller parameter '{self.name}' must be a list of {len(default)} "
+                                 f"{'names' if isinstance(default[0], str) else 'numbers'}, got {value!r}")
+            return tuple(value)
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise ValueError(f"controller parameter '{self.name}' must be a string, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"controller parameter '{self.name}' must be a number, got {value!r}")
+        value = float(value)
+        if not np.isfinite(value) or (self.low is not None and value < self.low) or (
+                self.high is not None and value > self.high):
+            raise ValueError(f"controller parameter '{self.name}' must be a finite number in "
+                             f"[{self.low}, {self.high}], got {value!r}")
+        return value
+
+
+def _p(name: str, field_name: str | None, description: str, low: float | None = None, high: float | None = None,
+       node_default: Any = None) -> ControllerParameter:
+    return ControllerParameter(name, field_name, description, low, high, node_default)
+
+
+#: Every controller parameter, in the order the node declares them. The zone (``zone_min_m`` /
+#: ``zone_max_m``) is shared by every node and declared with the other world parameters.
+CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
+    _p("trajectory_topic", None, "JointTrajectory command topic: the sim's, or a real ros2_control JTC's "
+       "(e.g. /joint_trajectory_controller/joint_trajectory)", node_default="/panda_arm_controller/joint_trajectory"),
+    _p("joint_names", "joint_names", "Arm joint names in JointTrajectory / JointState order (7)"),
+    _p("robot_home_joint_positions_rad", "home_rad",
+       "Home joint configuration (rad, joint_names order), outside the zone; shared via world.yaml"),
+    _p("target_m", "target_m", "EE target for the robot's turn, inside the zone [x, y, z] (m, world frame)"),
+    _p("robot_base_m", "robot_base_m",
+       "Robot base (panda_link0) position in the world frame (m), identity orientation; shared via world.yaml"),
+    _p("velocity_scale", "velocity_scale",
+       "Fraction of the joint velocity/acceleration limits used for moves, in (0, 1]", 0.01, 1.0),
+    _p("min_move_duration_s", "min_move_duration_s", "Shortest duration of any move (s)", 0.0, 10.0),
+    _p("act_duration_s", "act_duration_s", "Dwell at the target during the robot's turn (s)", 0.0, 60.0),
+    _p("perception_timeout_s", "perception_timeout_s",
+       "Watchdog: perception older than this (s) stops the arm and returns it home", 0.01, 10.0),
+    _p("commit_margin_m", "commit_margin_m",
+       "Zone guard: an aborted reach keeps the EE at least this far outside the zone (m)", 0.0, 0.5),
+    _p("point_rate_hz", "point_rate_hz", "Trajectory points per second in each JointTrajectory", 1.0, 1000.0),
+    _p("startup_grace_s", "startup_grace_s", "After start-up, wait this long (s) for perception before holding",
+       0.0, 60.0),
+    _p("stop_acceleration_scale", "stop_acceleration_scale",
+       "Fraction of the acceleration limits used to brake (e-stop) and abort, in (0, 1]", 0.01, 1.0),
+    _p("anticipation", "anticipation", "On 'act' while the partner is inside, approach a staging pose outside "
+       "the zone and enter once the partner is perceived out"),
+    _p("staging_clearance_m", "staging_clearance_m",
+       "Staging pose: EE distance outside the zone (m), >= commit_margin_m", 0.0, 0.5),
+    _p("staging_timeout_s", "staging_timeout_s", "Longest hold at the staging pose before returning home (s)",
+       0.01, 60.0),
+    _p("entry_velocity_scale", "entry_velocity_scale",
+       "Fraction of the joint limits for the staging -> target entry move, in (0, 1]", 0.01, 1.0),
+    _p("approach_horizon_s", "approach_horizon_s", "Approach guard: a hand outside but reaching the zone within "
+       "this time at its perceived speed counts as inside (no entry starts); 0 disables (s)", 0.0, 5.0),
+    _p("approach_min_speed_mps", "approach_min_speed_mps",
+       "Approach guard: slowest hand speed toward the zone that counts (m/s)", 0.0, 5.0),
+    _p("rate_hz", None, "Control tick rate (Hz, node clock)", 1.0, 1000.0, node_default=100.0),
+    _p("decision_timeout_s", None, "A policy decision older than this (s) counts as none", 0.01, 10.0,
+       node_default=0.5),
+)
+CONTROLLER_PARAMETER_NAMES = tuple(p.name for p in CONTROLLER_PARAMETERS)
+
+
+def controller_parameter(name: str) -> ControllerParameter:
+    """The :data:`CONTROLLER_PARAMETERS` entry called ``name`` (KeyError naming the known ones)."""
+    for spec in CONTROLLER_PARAMETERS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown controller parameter {name!r}; expected one of {list(CONTROLLER_PARAMETER_NAMES)}")
+
+
+def controller_config_from_params(values: Mapping[str, Any], zone: Zone | None = None) -> ControllerConfig:
+    """The :class:`ControllerConfig` for parameter ``values`` keyed by :data:`CONTROLLER_PARAMETERS` names.
+
+    Names the table does not know are ignored (a world.yaml holds the other nodes' parameters
+    too); node-only parameters (``field`` None) are checked but do not enter the core's config. A
+    parameter that is absent keeps ControllerConfig's default; ``zone`` None is world.yaml's.
+    Raises ValueError naming a bad value and what was expected.
+    """
+    kwargs: dict[str, Any] = {"zone": DEFAULT_ZONE if zone is None else zone}
+    for spec in CONTROLLER_PARAMETERS:
+        if spec.name in values:
+            value = spec.check(values[spec.name])
+            if spec.field is not None:
+                kwargs[spec.field] = value
+    return ControllerConfig(**kwargs)
+
+
 def _vector(cfg: ControllerConfig, name: str, n: int) -> None:
     value = np.asarray(getattr(cfg, name), dtype=float)
     if value.shape != (n,) or not np.all(np.isfinite(value)):
         raise ValueError(f"{name} must be {n} finite numbers, got {getattr(cfg, name)!r}")
     object.__setattr__(cfg, name, tuple(float(v) for v in value))
+
+
+#: ControllerConfig's defaults, for the parameter table.
+_DEFAULT_CONFIG = ControllerConfig()
 
 
 @dataclass
@@ -382,7 +517,8 @@ class ArmController:
                 self._arrive_home(out, now_s)
             elif progress == "stuck":
                 out.warnings.append(self._stuck_warning(q_meas, "home") + "; sending the move home again")
-                plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+                plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale,
+                                         cfg.min_move_duration_s)
                 self._send(out, plan, now_s, "home", self.state)
         return out
 
@@ -400,7 +536,8 @@ class ArmController:
         self.staging_ee_m = self.kinematics.fk(self.staging_rad)
         self.nominal_approach = self._approach_plan(self.home_rad)
         if not self._approach_is_clear(self.nominal_approach):
-            raise ValueError(f"the approach from home to the staging pose (EE {np.round(self.staging_ee_m, 3).tolist()} m) "
+            raise ValueError(f"the approach from home to the staging pose "
+                             f"(EE {np.round(self.staging_ee_m, 3).tolist()} m) "
                              f"comes within commit_margin_m={cfg.commit_margin_m} m of the zone; "
                              f"expected a larger staging_clearance_m")
         self.nominal_entry = self._entry_plan(self.staging_rad)

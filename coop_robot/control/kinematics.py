@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from coop_robot.geometry import world_geometry
+
 JOINT_NAMES: tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, 8))
 
 #: Joint position limits (rad), Franka datasheet = panda.urdf ``safety_controller`` soft limits.
@@ -29,7 +31,8 @@ JOINT_VELOCITY_LIMIT_RAD_S = np.array([2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2
 #: Joint acceleration limits (rad/s^2), Franka datasheet (not in the URDF).
 JOINT_ACCELERATION_LIMIT_RAD_S2 = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])
 
-DEFAULT_ROBOT_BASE_M = (0.0, 0.0, 0.626)
+#: config/world.yaml's robot_base_m.
+DEFAULT_ROBOT_BASE_M = world_geometry().robot_base_m
 
 # Modified DH parameters (Craig convention): T_i = RotX(alpha_{i-1}) TransX(a_{i-1}) RotZ(q_i) TransZ(d_i).
 _DH_A_M = np.array([0.0, 0.0, 0.0, 0.0825, -0.0825, 0.0, 0.088])
@@ -41,6 +44,20 @@ _SIN_ALPHA = np.round(np.sin(_DH_ALPHA_RAD), 12)
 FLANGE_OFFSET_M = 0.107
 GRASPTARGET_OFFSET_M = 0.105
 _EE_OFFSET_M = FLANGE_OFFSET_M + GRASPTARGET_OFFSET_M
+
+
+def select_joint_positions(names, positions, joint_names=JOINT_NAMES) -> np.ndarray:
+    """Positions (rad) of ``joint_names``, in that order, picked by name from a JointState-like
+    pair of lists (``names``, ``positions``).
+
+    Raises ``ValueError`` naming the missing joints and the names received when the message lacks
+    any of them (e.g. a real arm whose joints are named otherwise, or a gripper-only message).
+    """
+    index = {name: i for i, name in enumerate(names)}
+    missing = [n for n in joint_names if n not in index or index[n] >= len(positions)]
+    if missing:
+        raise ValueError(f"joint state lacks positions for {missing}; got names {list(names)}")
+    return np.array([positions[index[n]] for n in joint_names], dtype=float)
 
 
 class IKError(RuntimeError):
@@ -140,16 +157,10 @@ class PandaKinematics:
         return self.fk(q_rad)
 
     @staticmethod
-    def arm_positions(names, positions) -> np.ndarray:
-        """panda_joint1..7 positions (rad) picked by name from a JointState-like pair of lists.
-
-        Raises ``ValueError`` naming the missing joints when the message lacks any of them.
-        """
-        index = {name: i for i, name in enumerate(names)}
-        missing = [n for n in JOINT_NAMES if n not in index or index[n] >= len(positions)]
-        if missing:
-            raise ValueError(f"joint state lacks positions for {missing}; got names {list(names)}")
-        return np.array([positions[index[n]] for n in JOINT_NAMES], dtype=float)
+    def arm_positions(names, positions, joint_names=JOINT_NAMES) -> np.ndarray:
+        """The arm's 7 positions (rad, ``joint_names`` order) picked by name from a JointState-like
+        pair of lists; see :func:`select_joint_positions`."""
+        return select_joint_positions(names, positions, joint_names)
 
     def fk_many(self, q_rad) -> np.ndarray:
         """Vectorised FK over an ``(N, 7)`` array of configurations -> ``(N, 3)`` positions (m)."""

@@ -43,9 +43,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from coop_robot.control.controller import ArmController, ControllerConfig, ControllerInputs
+from coop_robot.control.controller import (
+    CONTROLLER_PARAMETER_NAMES,
+    ArmController,
+    ControllerConfig,
+    ControllerInputs,
+    controller_config_from_params,
+    controller_parameter,
+)
 from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.partner.model import PartnerModel
 from coop_robot.partner.profile import PartnerProfile, load_profile
 from coop_robot.policy.base import Observation, Policy
@@ -164,42 +171,34 @@ def _ros_parameters(name: str, key: str) -> dict:
         return dict(yaml.safe_load(f)[key]["ros__parameters"])
 
 
-_CONTROLLER_KEYS = {
-    "target_m": "target_m", "robot_base_m": "robot_base_m", "velocity_scale": "velocity_scale",
-    "min_move_duration_s": "min_move_duration_s", "act_duration_s": "act_duration_s",
-    "perception_timeout_s": "perception_timeout_s", "commit_margin_m": "commit_margin_m",
-    "point_rate_hz": "point_rate_hz", "startup_grace_s": "startup_grace_s",
-    "stop_acceleration_scale": "stop_acceleration_scale", "robot_home_joint_positions_rad": "home_rad",
-    "home_rad": "home_rad", "joint_names": "joint_names",
-    "anticipation": "anticipation", "staging_clearance_m": "staging_clearance_m",
-    "staging_timeout_s": "staging_timeout_s", "entry_velocity_scale": "entry_velocity_scale",
-}
-
-
 def controller_config_from_files(zone: Zone, overrides: Mapping[str, Any] | None = None) -> ControllerConfig:
-    """The controller node's configuration: world.yaml + controller.yaml (+ ``overrides``, same keys)."""
-    values = _ros_parameters("world.yaml", "/**")
-    values.update(_ros_parameters("controller.yaml", "controller"))
-    unknown = sorted(set(overrides or {}) - set(_CONTROLLER_KEYS))
+    """The controller node's configuration: world.yaml + controller.yaml (+ ``overrides``), layered as
+    the launch layers the node's parameter files, and read through the node's own parameter table
+    (:data:`~coop_robot.control.controller.CONTROLLER_PARAMETERS`).
+
+    ``overrides`` use the node's parameter names. Raises ValueError for an unknown override name, a
+    bad value, or a node-only setting this environment cannot honour (``rate_hz`` other than its
+    controller tick).
+    """
+    unknown = sorted(set(overrides or {}) - set(CONTROLLER_PARAMETER_NAMES))
     if unknown:
-        raise ValueError(f"unknown controller parameter(s) {unknown}; expected some of {sorted(_CONTROLLER_KEYS)}")
+        raise ValueError(f"unknown controller parameter(s) {unknown}; expected some of "
+                         f"{sorted(CONTROLLER_PARAMETER_NAMES)}")
+    values: dict[str, Any] = world_geometry().as_params()
+    values.update(_ros_parameters("controller.yaml", "controller"))
     values.update(overrides or {})
-    kwargs: dict[str, Any] = {"zone": zone}
-    for key, field_name in _CONTROLLER_KEYS.items():
-        if key in values:
-            v = values[key]
-            kwargs[field_name] = tuple(v) if isinstance(v, (list, tuple)) else v
-    return ControllerConfig(**kwargs)
+    rate_hz = controller_parameter("rate_hz").check(values.get("rate_hz", CONTROLLER_RATE_HZ))
+    if rate_hz != CONTROLLER_RATE_HZ:
+        raise ValueError(f"controller rate_hz = {rate_hz} Hz: the fast environment ticks the controller at "
+                         f"{CONTROLLER_RATE_HZ} Hz; expected rate_hz {CONTROLLER_RATE_HZ}")
+    return controller_config_from_params(values, zone)
 
 
 def _world_config() -> WorldConfig:
     from coop_robot.sim.core import world_config_from_params
 
-    w = _ros_parameters("world.yaml", "/**")
-    return world_config_from_params(
-        zone_min_m=w["zone_min_m"], zone_max_m=w["zone_max_m"], camera_position_m=w["camera_position_m"],
-        camera_orientation_xyzw=w["camera_orientation_xyzw"],
-        robot_home_joint_positions_rad=w["robot_home_joint_positions_rad"], physics_rate_hz=PHYSICS_RATE_HZ)
+    # Geometry: config/world.yaml (coop_robot.geometry.world_geometry), like every node's default.
+    return world_config_from_params(physics_rate_hz=PHYSICS_RATE_HZ)
 
 
 # --------------------------------------------------------------------------- environment

@@ -16,7 +16,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.params import ParamFileError, load_param_file
 
 #: Latched state (last value delivered to late joiners), e.g. controller state.
@@ -112,8 +112,10 @@ def validate(name: str, value: Any, default: Any, low=None, high=None, choices=N
 
 def declare_zone(node: Node) -> Zone:
     """Declare the shared-zone box parameters (set for all nodes in ``config/*.yaml``)."""
-    lo = declare(node, "zone_min_m", [0.45, -0.20, 0.626], "Shared zone box lower corner [x, y, z] in the world frame (m)")
-    hi = declare(node, "zone_max_m", [0.75, 0.20, 0.926], "Shared zone box upper corner [x, y, z] in the world frame (m)")
+    lo = declare(node, "zone_min_m", list(world_geometry().zone_min_m),
+                 "Shared zone box lower corner [x, y, z] in the world frame (m)")
+    hi = declare(node, "zone_max_m", list(world_geometry().zone_max_m),
+                 "Shared zone box upper corner [x, y, z] in the world frame (m)")
     try:
         return Zone.from_lists(lo, hi)
     except ValueError as exc:

@@ -15,21 +15,22 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped, Vector3Stamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from coop_robot.control.controller import (
+    CONTROLLER_PARAMETERS,
     DECISIONS,
     ArmController,
-    ControllerConfig,
     ControllerInputs,
     ControllerOutput,
+    ControllerParameter,
     TrajectoryCommand,
+    controller_config_from_params,
 )
-from coop_robot.control.kinematics import DEFAULT_ROBOT_BASE_M, JOINT_NAMES, IKError
+from coop_robot.control.kinematics import IKError, select_joint_positions
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
@@ -43,80 +44,28 @@ from coop_robot.nodes.common import (
     stamp_to_s,
 )
 
-DEFAULT_TRAJECTORY_TOPIC = "/panda_arm_controller/joint_trajectory"
-
 
 class ControllerNode(Node):
     """ROS plumbing for the arm controller (node name ``controller``)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("controller", **kwargs)
-        defaults = ControllerConfig()
-        topic = declare(self, "trajectory_topic", DEFAULT_TRAJECTORY_TOPIC,
-                        "JointTrajectory command topic: the sim's, or a real ros2_control JTC's "
-                        "(e.g. /joint_trajectory_controller/joint_trajectory)")
+        # One table (coop_robot.control.controller.CONTROLLER_PARAMETERS) feeds this node, the fast
+        # environment, training and the benchmarks: declare every entry, then build the core from it.
+        values = {spec.name: self._declare(spec) for spec in CONTROLLER_PARAMETERS}
+        topic = values["trajectory_topic"]
         if not topic.startswith("/"):
             raise ParameterError(f"parameter 'trajectory_topic' must be an absolute topic name, got {topic!r}")
-        joint_names = self._declare_joint_names()
-        home = declare(self, "robot_home_joint_positions_rad", list(defaults.home_rad),
-                       "Home joint configuration (rad, joint_names order), outside the zone; shared via world.yaml")
-        target = declare(self, "target_m", list(defaults.target_m),
-                         "EE target for the robot's turn, inside the zone [x, y, z] (m, world frame)")
-        base = declare(self, "robot_base_m", list(DEFAULT_ROBOT_BASE_M),
-                       "Robot base (panda_link0) position in the world frame (m), identity orientation")
-        velocity_scale = declare(self, "velocity_scale", defaults.velocity_scale,
-                                 "Fraction of the joint velocity/acceleration limits used for moves, in (0, 1]",
-                                 0.01, 1.0)
-        min_move = declare(self, "min_move_duration_s", defaults.min_move_duration_s,
-                           "Shortest duration of any move (s)", 0.0, 10.0)
-        act = declare(self, "act_duration_s", defaults.act_duration_s,
-                      "Dwell at the target during the robot's turn (s)", 0.0, 60.0)
-        timeout = declare(self, "perception_timeout_s", defaults.perception_timeout_s,
-                          "Watchdog: perception older than this (s) stops the arm and returns it home",
-                          0.01, 10.0)
-        margin = declare(self, "commit_margin_m", defaults.commit_margin_m,
-                         "Zone guard: an aborted reach keeps the EE at least this far outside the zone (m)",
-                         0.0, 0.5)
-        point_rate = declare(self, "point_rate_hz", defaults.point_rate_hz,
-                             "Trajectory points per second in each JointTrajectory", 1.0, 1000.0)
-        grace = declare(self, "startup_grace_s", defaults.startup_grace_s,
-                        "After start-up, wait this long (s) for perception before holding", 0.0, 60.0)
-        stop_scale = declare(self, "stop_acceleration_scale", defaults.stop_acceleration_scale,
-                             "Fraction of the acceleration limits used to brake (e-stop) and abort, in (0, 1]",
-                             0.01, 1.0)
-        anticipation = declare(self, "anticipation", defaults.anticipation,
-                               "On 'act' while the partner is inside, approach a staging pose outside the zone "
-                               "and enter once the partner is perceived out")
-        staging_clearance = declare(self, "staging_clearance_m", defaults.staging_clearance_m,
-                                    "Staging pose: EE distance outside the zone (m), >= commit_margin_m", 0.0, 0.5)
-        staging_timeout = declare(self, "staging_timeout_s", defaults.staging_timeout_s,
-                                  "Longest hold at the staging pose before returning home (s)", 0.01, 60.0)
-        entry_scale = declare(self, "entry_velocity_scale", defaults.entry_velocity_scale,
-                              "Fraction of the joint limits for the staging -> target entry move, in (0, 1]",
-                              0.01, 1.0)
-        approach_horizon = declare(self, "approach_horizon_s", defaults.approach_horizon_s,
-                                   "Approach guard: a hand outside but reaching the zone within this time at its "
-                                   "perceived speed counts as inside (no entry starts); 0 disables (s)", 0.0, 5.0)
-        approach_speed = declare(self, "approach_min_speed_mps", defaults.approach_min_speed_mps,
-                                 "Approach guard: slowest hand speed toward the zone that counts (m/s)", 0.0, 5.0)
-        rate_hz = declare(self, "rate_hz", 100.0, "Control tick rate (Hz, node clock)", 1.0, 1000.0)
-        self.decision_timeout_s = declare(self, "decision_timeout_s", 0.5,
-                                          "A policy decision older than this (s) counts as none", 0.01, 10.0)
+        rate_hz = values["rate_hz"]
+        self.decision_timeout_s = values["decision_timeout_s"]
         zone = declare_zone(self)
         # Read once: reject later changes instead of accepting values that would not take effect.
         self.add_on_set_parameters_callback(self._on_set_parameters)
         try:
-            config = ControllerConfig(
-                joint_names=tuple(joint_names), home_rad=tuple(home), target_m=tuple(target), zone=zone,
-                velocity_scale=velocity_scale, min_move_duration_s=min_move, act_duration_s=act,
-                perception_timeout_s=timeout, commit_margin_m=margin, point_rate_hz=point_rate,
-                robot_base_m=tuple(base), startup_grace_s=grace, stop_acceleration_scale=stop_scale,
-                anticipation=anticipation, staging_clearance_m=staging_clearance,
-                staging_timeout_s=staging_timeout, entry_velocity_scale=entry_scale,
-                approach_horizon_s=approach_horizon, approach_min_speed_mps=approach_speed)
-            self.core = ArmController(config)
+            self.core = ArmController(controller_config_from_params(values, zone))
         except (ValueError, IKError) as exc:
             raise ParameterError(str(exc)) from exc
+        self._joint_names = list(self.core.config.joint_names)
 
         self._decision: str | None = None
         self._decision_received_s = -np.inf
@@ -145,11 +94,13 @@ class ControllerNode(Node):
             f"target {np.round(core.target_ee_m, 3).tolist()} m; reach {core.nominal_reach.duration_s:.2f} s, "
             f"zone entry after {core.nominal_entry_s:.2f} s, committed after {core.nominal_commit_s:.2f} s")
 
-    def _declare_joint_names(self) -> list[str]:
+    def _declare(self, spec: ControllerParameter):
+        if spec.name != "joint_names":
+            return declare(self, spec.name, spec.default, spec.description, spec.low, spec.high)
         # common.declare validates lists as numbers; joint names are a string array.
-        desc = ParameterDescriptor(description="Arm joint names in JointTrajectory / JointState order (7)")
+        desc = ParameterDescriptor(description=spec.description)
         try:
-            names = self.declare_parameter("joint_names", list(JOINT_NAMES), desc).value
+            names = self.declare_parameter(spec.name, spec.default, desc).value
         except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
             raise ParameterError(f"parameter 'joint_names': {exc}") from exc
         if (not isinstance(names, (list, tuple)) or len(names) != 7 or len(set(names)) != 7
@@ -185,11 +136,13 @@ class ControllerNode(Node):
         self._hand_velocity_mps = np.array([msg.vector.x, msg.vector.y, msg.vector.z], dtype=float)
 
     def _on_joint_states(self, msg: JointState) -> None:
-        index = {name: i for i, name in enumerate(msg.name)}
         try:
-            self._joints = np.array([msg.position[index[n]] for n in self.core.config.joint_names], dtype=float)
-        except (KeyError, IndexError):
-            pass  # a message for other joints (e.g. the gripper alone): keep the last arm state
+            self._joints = select_joint_positions(msg.name, msg.position, self._joint_names)
+        except ValueError as exc:
+            # Another device's message (e.g. the gripper alone) or an arm whose joints are named
+            # otherwise: keep the last arm state, and say so -- a silent mismatch never moves the arm.
+            self.get_logger().warning(f"/joint_states message ignored: {exc}; set joint_names to the arm's joints",
+                                      throttle_duration_sec=5.0)
 
     def _on_estop(self, msg: Bool) -> None:
         if bool(msg.data) != self._estop:
@@ -256,9 +209,20 @@ def _trajectory_msg(command: TrajectoryCommand) -> JointTrajectory:
 
 
 def main(args=None) -> None:
+    started = False
+
+    def make_node() -> ControllerNode:
+        nonlocal started
+        started = True  # rclpy.init succeeded
+        return ControllerNode()
+
     try:
-        code = run_node(lambda: ControllerNode(), args)
-    except _rclpy.RCLError as exc:  # e.g. an unparsable --params-file, reported by rclpy.init
+        code = run_node(make_node, args)
+    except RuntimeError as exc:
+        # rclpy.init reports an unparsable --params-file as a RuntimeError (rclpy's RCLError);
+        # one raised after start-up is not a start-up problem.
+        if started:
+            raise
         print(f"[coop_robot] controller could not start: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code)

@@ -26,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Bool
 
 from coop_robot.camera import CameraPose, Intrinsics
+from coop_robot.geometry import world_geometry  # geometry defaults: config/world.yaml
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     SENSOR_QOS,
@@ -72,8 +73,9 @@ _TRACKER_PARAMETERS = {
                           0.0, 0.5, None),
 }
 _EXTRINSIC_PARAMETERS = {
-    "camera_position_m": ([0.60, 0.95, 1.45], "Camera optical frame position in the world frame [x, y, z] (m)"),
-    "camera_orientation_xyzw": ([-0.009343, 0.887718, -0.460268, 0.004844],
+    "camera_position_m": (list(world_geometry().camera_position_m),
+                          "Camera optical frame position in the world frame [x, y, z] (m)"),
+    "camera_orientation_xyzw": (list(world_geometry().camera_orientation_xyzw),
                                 "Camera optical frame (x right, y down, z forward) orientation in the world "
                                 "frame, unit quaternion [x, y, z, w]"),
 }

@@ -7,10 +7,13 @@ import sys
 
 import numpy as np
 from geometry_msgs.msg import PointStamped, Vector3Stamped
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
 
+from coop_robot.control.kinematics import select_joint_positions
+from coop_robot.geometry import world_geometry
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
@@ -31,24 +34,23 @@ class PolicyNode(Node):
         names = tuple(policy_names())
         self.policy_name = declare(self, "policy", "reactive", "Policy to run", choices=names)
         rate = declare(self, "rate_hz", 50.0, "Decision rate (Hz, node clock)", 1.0, 1000.0)
-        stale = declare(self, "stale_after_s", 0.5, "Perception older than this (s) is stale: decide 'wait'", 0.01, 10.0)
-        debounce = declare(self, "debounce_s", 0.4, "reactive: time the zone must be perceived empty before acting (s)", 0.0, 10.0)
-        lead = declare(self, "entry_lead_s", 0.85, "oracle: act this long before the partner's planned exit (s)", 0.0, 5.0)
-        margin = declare(self, "margin_s", 0.0, "oracle: shift of the act time after the partner's planned exit (s)", 0.0, 5.0)
+        stale = declare(self, "stale_after_s", 0.5, "Perception older than this (s) is stale: decide 'wait'",
+                        0.01, 10.0)
+        debounce = declare(self, "debounce_s", 0.4,
+                           "reactive: time the zone must be perceived empty before acting (s)", 0.0, 10.0)
+        lead = declare(self, "entry_lead_s", 0.85, "oracle: act this long before the partner's planned exit (s)",
+                       0.0, 5.0)
+        margin = declare(self, "margin_s", 0.0,
+                         "oracle: shift of the act time after the partner's planned exit (s)", 0.0, 5.0)
         checkpoint = declare(self, "checkpoint", "", "mirror: checkpoint file ('' = the one shipped in the package)")
-        act_threshold = declare(self, "act_threshold", 0.5, "mirror: act when P(act) reaches this", 0.01, 0.99)
-        self.robot_base_m = declare(self, "robot_base_m", [0.0, 0.0, 0.626],
-                                    "Robot base position in world (m), for the end effector by forward kinematics")
+        mirror = self._declare_mirror()
         params = {"stale_after_s": stale}
         if self.policy_name == "reactive":
             params["debounce_s"] = debounce
         elif self.policy_name == "oracle":
             params.update(entry_lead_s=lead, margin_s=margin)
         elif self.policy_name == "mirror":
-            zone = declare_zone(self)
-            params.update(checkpoint=checkpoint or None, act_threshold=act_threshold,
-                          release_threshold=min(0.2, act_threshold), zone_min_m=list(zone.min_m),
-                          zone_max_m=list(zone.max_m))
+            params.update(checkpoint=checkpoint or None, **mirror)
         try:
             self.policy = make_policy(self.policy_name, **params)
         except PolicyError as exc:
@@ -72,7 +74,7 @@ class PolicyNode(Node):
         if self.policy_name == "mirror":  # the mirror network watches the robot's own hand too
             from coop_robot.control.kinematics import PandaKinematics
 
-            self._fk = PandaKinematics(base_m=self.robot_base_m)
+            self._fk = PandaKinematics(base_m=mirror["robot_base_m"])
             self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS)
         self.decision_pub = self.create_publisher(String, "/policy/decision", COMMAND_QOS)
         self.forecast_pub = self.create_publisher(Float64, "/policy/exit_forecast", COMMAND_QOS)
@@ -92,11 +94,60 @@ class PolicyNode(Node):
     def _on_state(self, msg: String) -> None:
         self._robot_state = msg.data
 
+    def _declare_mirror(self) -> dict:
+        """The mirror policy's parameters: decision thresholds, the cell geometry its egocentric
+        frames come from (world.yaml, shared with every node), the arm's joint names and torch threads."""
+        from coop_robot.control.kinematics import JOINT_NAMES
+        from coop_robot.policy.mirror import DEFAULT_ACT_THRESHOLD, DEFAULT_RELEASE_THRESHOLD
+
+        world = world_geometry()
+        act = declare(self, "act_threshold", DEFAULT_ACT_THRESHOLD, "mirror: act when P(act) reaches this",
+                      0.01, 0.99)
+        release = declare(self, "release_threshold", DEFAULT_RELEASE_THRESHOLD,
+                          "mirror: while reaching or acting, keep 'act' until P(act) drops below this "
+                          "(<= act_threshold)", 0.01, 0.99)
+        if release > act:
+            raise ParameterError(f"parameter 'release_threshold' ({release}) must not exceed act_threshold ({act})")
+        zone = declare_zone(self)
+        home = declare(self, "robot_home_joint_positions_rad", list(world.robot_home_joint_positions_rad),
+                       "mirror: home joint configuration (rad, joint_names order); its EE is the robot's "
+                       "egocentric origin; shared via world.yaml")
+        base = declare(self, "robot_base_m", list(world.robot_base_m),
+                       "Robot base position in world (m), for the end effector by forward kinematics; "
+                       "shared via world.yaml")
+        rest = declare(self, "partner_rest_m", list(world.partner_rest_m),
+                       "mirror: where the partner's hand rests between turns, world frame (m): the partner's "
+                       "egocentric origin; shared via world.yaml")
+        self._joint_names = self._declare_joint_names(list(JOINT_NAMES))
+        threads = declare(self, "torch_threads", 0, "mirror: torch intra-op threads for inference; "
+                          "0 = $COOP_ROBOT_TORCH_THREADS or 1 (more threads only contend on a busy machine)")
+        if threads < 0:
+            raise ParameterError(f"parameter 'torch_threads' must be >= 0, got {threads}")
+        return dict(act_threshold=act, release_threshold=release, zone_min_m=list(zone.min_m),
+                    zone_max_m=list(zone.max_m), robot_home_joint_positions_rad=home, robot_base_m=base,
+                    partner_rest_m=rest, torch_threads=threads or None)
+
+    def _declare_joint_names(self, default: list[str]) -> list[str]:
+        # common.declare validates lists as numbers; joint names are a string array.
+        desc = ParameterDescriptor(description="mirror: arm joint names in /joint_states (7, "
+                                   "robot_home_joint_positions_rad order)")
+        try:
+            names = self.declare_parameter("joint_names", default, desc).value
+        except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
+            raise ParameterError(f"parameter 'joint_names': {exc}") from exc
+        if (not isinstance(names, (list, tuple)) or len(names) != 7 or len(set(names)) != 7
+                or not all(isinstance(n, str) and n for n in names)):
+            raise ParameterError(f"parameter 'joint_names' must be 7 distinct joint names, got {names!r}")
+        return list(names)
+
     def _on_joints(self, msg: JointState) -> None:
         try:
-            q = self._fk.arm_positions(list(msg.name), list(msg.position))
+            q = select_joint_positions(list(msg.name), list(msg.position), self._joint_names)
         except ValueError as exc:
-            self.get_logger().error(f"/joint_states unusable: {exc}", throttle_duration_sec=5.0)
+            # The network would run without the robot's own hand: say so (a real arm's joints may be
+            # named otherwise; set joint_names, as for the controller).
+            self.get_logger().warning(f"/joint_states message ignored: {exc}; set joint_names to the arm's joints",
+                                      throttle_duration_sec=5.0)
             return
         self._ee = np.asarray(self._fk.ee_position(q), dtype=float)
 

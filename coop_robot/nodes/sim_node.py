@@ -29,6 +29,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, TimeReference
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
+from coop_robot.geometry import world_geometry  # geometry defaults: config/world.yaml
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
@@ -109,11 +110,11 @@ class SimNode(Node):
         self._camera_frame = declare(self, "camera_frame_id", "camera_color_optical_frame",
                                      "frame_id of the colour and (aligned) depth images")
         zone = declare_zone(self)
-        camera_position_m = declare(self, "camera_position_m", [0.60, 0.95, 1.45],
+        camera_position_m = declare(self, "camera_position_m", list(world_geometry().camera_position_m),
                                     "Camera optical frame position in the world frame (m)")
-        camera_orientation = declare(self, "camera_orientation_xyzw", [-0.009343, 0.887718, -0.460268, 0.004844],
+        camera_orientation = declare(self, "camera_orientation_xyzw", list(world_geometry().camera_orientation_xyzw),
                                      "Camera optical frame orientation in the world frame, quaternion [x, y, z, w]")
-        home = declare(self, "robot_home_joint_positions_rad", [0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785],
+        home = declare(self, "robot_home_joint_positions_rad", list(world_geometry().robot_home_joint_positions_rad),
                        "Arm configuration at start, panda_joint1..7 (rad)")
         width = declare(self, "image_width", 320, "Rendered image width (px)", low=16, high=1920)
         height = declare(self, "image_height", 240, "Rendered image height (px)", low=16, high=1080)

@@ -36,10 +36,10 @@ import cv2
 import numpy as np
 
 from coop_robot.camera import CameraPose, Intrinsics
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 
 #: Shared zone from config/world.yaml, used when a config does not name one.
-DEFAULT_ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
+DEFAULT_ZONE = world_geometry().zone  # config/world.yaml
 
 #: Hand models for turning the blob's depth pixels into the distance of the hand centre.
 HAND_MODELS = ("sphere", "surface")

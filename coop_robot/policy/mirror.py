@@ -24,7 +24,14 @@ finite differences), ``robot_state`` and ``robot_ee_m`` -- the EE (panda_graspta
 ``world``, e.g. from ``PandaKinematics.ee_position`` on /joint_states. A NaN ``robot_ee_m``
 marks the robot's own window invalid: the network then runs on the partner alone.
 
-torch is imported when a MirrorPolicy is built, not when this module is imported.
+Geometry: the egocentric origins are the cell's -- the robot's EE at home (forward kinematics of
+``robot_home_joint_positions_rad`` with the base at ``robot_base_m``) and the partner's rest point
+``partner_rest_m`` -- all from ``config/world.yaml`` unless given (a lab sets them there or as
+policy node parameters). For the default cell they are what the shipped checkpoint was trained
+with (test_mirror_net pins it).
+
+torch is imported when a MirrorPolicy is built, not when this module is imported; building one
+sets torch's thread count (:func:`coop_robot.policy.threads.configure_torch_threads`).
 """
 
 from __future__ import annotations
@@ -36,17 +43,28 @@ from pathlib import Path
 
 import numpy as np
 
-from coop_robot.geometry import Zone
+from coop_robot.control.kinematics import PandaKinematics
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.policy.base import Decision, Observation, Policy, PolicyError, register
+from coop_robot.policy.threads import configure_torch_threads
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mirror.pt"
-# Defaults match config/world.yaml (zone), the sim's partner rest point, and the EE
-# (panda_grasptarget) at world.yaml's robot_home_joint_positions_rad with the base at
-# [0, 0, 0.626] (PandaKinematics.ee_position); test_mirror_net pins the agreement.
-DEFAULT_ZONE_MIN_M = (0.45, -0.20, 0.626)
-DEFAULT_ZONE_MAX_M = (0.75, 0.20, 0.926)
-DEFAULT_ROBOT_HOME_EE_M = (0.4121, 0.0, 1.0616)
-DEFAULT_PARTNER_REST_M = (1.02, 0.15, 0.80)
+DEFAULT_ACT_THRESHOLD = 0.5
+DEFAULT_RELEASE_THRESHOLD = 0.2
+
+
+def robot_home_ee_m(robot_home_joint_positions_rad, robot_base_m) -> tuple[float, float, float]:
+    """The robot's egocentric origin: its EE (panda_grasptarget) in ``world`` (m) at the home joints."""
+    ee = PandaKinematics(base_m=robot_base_m).ee_position(np.asarray(robot_home_joint_positions_rad, dtype=float))
+    return tuple(float(v) for v in ee)
+
+
+# The default cell: config/world.yaml.
+DEFAULT_ZONE_MIN_M = world_geometry().zone_min_m
+DEFAULT_ZONE_MAX_M = world_geometry().zone_max_m
+DEFAULT_ROBOT_HOME_EE_M = robot_home_ee_m(world_geometry().robot_home_joint_positions_rad,
+                                          world_geometry().robot_base_m)
+DEFAULT_PARTNER_REST_M = world_geometry().partner_rest_m
 
 _TRAIN_HINT = ("train one with `coop-robot train --out DIR` (README, 'Mirror policy') or pass "
                "the policy parameter checkpoint:=/path/to/mirror.pt")
@@ -57,23 +75,38 @@ class MirrorPolicy(Policy):
     name = "mirror"
     yields_to_partner = False  # anticipates: the controller's staging pose keeps the arm out
 
-    def __init__(self, checkpoint: str | Path | None = None, act_threshold: float = 0.5,
-                 release_threshold: float = 0.2, stale_after_s: float = 0.5,
+    def __init__(self, checkpoint: str | Path | None = None, act_threshold: float = DEFAULT_ACT_THRESHOLD,
+                 release_threshold: float = DEFAULT_RELEASE_THRESHOLD, stale_after_s: float = 0.5,
                  zone_min_m=DEFAULT_ZONE_MIN_M, zone_max_m=DEFAULT_ZONE_MAX_M,
-                 robot_home_m=DEFAULT_ROBOT_HOME_EE_M, partner_rest_m=DEFAULT_PARTNER_REST_M) -> None:
+                 robot_home_joint_positions_rad=None, robot_base_m=None,
+                 partner_rest_m=DEFAULT_PARTNER_REST_M, torch_threads: int | None = None) -> None:
+        """``robot_home_joint_positions_rad`` / ``robot_base_m`` (None: world.yaml's) place the robot's
+        egocentric origin; ``torch_threads`` goes to :func:`configure_torch_threads` (None: 1 or
+        ``$COOP_ROBOT_TORCH_THREADS``)."""
         for name, value in (("act_threshold", act_threshold), ("release_threshold", release_threshold)):
             if not (math.isfinite(value) and 0.0 < value < 1.0):
                 raise PolicyError(f"{name} must be a probability in (0, 1), got {value!r}")
         if release_threshold > act_threshold:
-            raise PolicyError(f"release_threshold ({release_threshold}) must not exceed act_threshold ({act_threshold})")
+            raise PolicyError(f"release_threshold ({release_threshold}) must not exceed act_threshold "
+                              f"({act_threshold})")
         self.act_threshold = float(act_threshold)
         self.release_threshold = float(release_threshold)
+        world = world_geometry()
+        home_q = world.robot_home_joint_positions_rad if robot_home_joint_positions_rad is None \
+            else robot_home_joint_positions_rad
+        base = world.robot_base_m if robot_base_m is None else robot_base_m
         try:
             self.zone = Zone.from_lists(zone_min_m, zone_max_m)
-            self.robot_home_m = np.asarray(robot_home_m, dtype=float)
+            if np.asarray(home_q, dtype=float).shape != (7,):
+                raise ValueError(f"robot_home_joint_positions_rad must be 7 joint positions (rad), got {home_q!r}")
+            self.robot_home_m = np.asarray(robot_home_ee_m(home_q, base), dtype=float)
             self.partner_rest_m = np.asarray(partner_rest_m, dtype=float)
         except (ValueError, TypeError) as exc:
             raise PolicyError(f"bad mirror geometry: {exc}") from exc
+        try:
+            self.torch_threads = configure_torch_threads(torch_threads)
+        except ValueError as exc:
+            raise PolicyError(str(exc)) from exc
 
         import torch  # noqa: PLC0415 -- lazy: importing coop_robot.policy must not need torch
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from coop_robot.camera import CameraPose
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.sim.trajectory import JointTrajectoryExecutor
 from coop_robot.sim.world import PANDA_ARM_JOINTS, SimWorld, WorldConfig
 
@@ -43,20 +43,31 @@ class PlanUpdate(NamedTuple):
 
 
 def world_config_from_params(
-    zone_min_m: Sequence[float] = (0.45, -0.20, 0.626),
-    zone_max_m: Sequence[float] = (0.75, 0.20, 0.926),
-    camera_position_m: Sequence[float] = (0.60, 0.95, 1.45),
-    camera_orientation_xyzw: Sequence[float] = (-0.009343, 0.887718, -0.460268, 0.004844),
-    robot_home_joint_positions_rad: Sequence[float] = (0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785),
+    zone_min_m: Sequence[float] | None = None,
+    zone_max_m: Sequence[float] | None = None,
+    camera_position_m: Sequence[float] | None = None,
+    camera_orientation_xyzw: Sequence[float] | None = None,
+    robot_home_joint_positions_rad: Sequence[float] | None = None,
     physics_rate_hz: float = 240.0,
     image_width: int = 320,
     image_height: int = 240,
     vertical_fov_deg: float = 58.0,
     low_poly_robot: bool = True,
 ) -> WorldConfig:
-    """Build a :class:`WorldConfig` from the flat parameter values of ``config/*.yaml``."""
+    """Build a :class:`WorldConfig` from the flat parameter values of ``config/*.yaml``.
+
+    A geometry value left ``None`` is ``config/world.yaml``'s (:func:`coop_robot.geometry.world_geometry`).
+    """
     if not physics_rate_hz > 0.0:
         raise ValueError(f"physics_rate_hz must be positive, got {physics_rate_hz}")
+    world = world_geometry()
+    zone_min_m = world.zone_min_m if zone_min_m is None else zone_min_m
+    zone_max_m = world.zone_max_m if zone_max_m is None else zone_max_m
+    camera_position_m = world.camera_position_m if camera_position_m is None else camera_position_m
+    camera_orientation_xyzw = world.camera_orientation_xyzw if camera_orientation_xyzw is None \
+        else camera_orientation_xyzw
+    if robot_home_joint_positions_rad is None:
+        robot_home_joint_positions_rad = world.robot_home_joint_positions_rad
     return WorldConfig(
         zone=Zone.from_lists(zone_min_m, zone_max_m),
         camera_pose=CameraPose.from_position_quaternion(camera_position_m, camera_orientation_xyzw),

@@ -27,7 +27,7 @@ import pybullet as p
 import pybullet_data
 
 from coop_robot.camera import CameraPose, Intrinsics, opengl_depth_to_metres, opengl_view_matrix
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 
 #: Arm joint names in pybullet joint-index order (indices 0..6).
 PANDA_ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
@@ -49,6 +49,8 @@ _ARM_POSITION_GAIN = 0.3
 _ARM_VELOCITY_GAIN = 1.0
 
 _TABLE_POSITION_M = (0.5, 0.0, 0.0)
+#: Height of the top of pybullet_data's ``table/table.urdf`` at ``_TABLE_POSITION_M`` (a property of
+#: the asset); config/world.yaml's robot base and zone floor sit on it (test_sim_world checks).
 TABLE_TOP_Z_M = 0.626
 
 # Simulated person, relative to the configured shoulder (the partner's right shoulder; the
@@ -92,10 +94,11 @@ class WorldConfig:
     near_m: float = 0.1
     far_m: float = 4.0
     physics_dt_s: float = 1.0 / 240.0
-    robot_base_m: tuple = (0.0, 0.0, 0.626)
-    robot_home_rad: tuple = (0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785)
+    # Defaults: config/world.yaml (coop_robot.geometry.world_geometry).
+    robot_base_m: tuple = world_geometry().robot_base_m
+    robot_home_rad: tuple = world_geometry().robot_home_joint_positions_rad
     partner_shoulder_m: tuple = (1.38, 0.20, 1.12)
-    partner_rest_m: tuple = (1.02, 0.15, 0.80)
+    partner_rest_m: tuple = world_geometry().partner_rest_m
     partner_target_m: tuple = (0.62, 0.06, 0.70)
     glove_radius_m: float = 0.045
     glove_rgba: tuple = (0.10, 0.85, 0.15, 1.0)
@@ -129,10 +132,11 @@ class WorldConfig:
     @classmethod
     def default(cls) -> WorldConfig:
         """The contract geometry (the values in ``config/world.yaml``)."""
+        geometry = world_geometry()
         return cls(
-            zone=Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926)),
+            zone=geometry.zone,
             camera_pose=CameraPose.from_position_quaternion(
-                [0.60, 0.95, 1.45], [-0.009343, 0.887718, -0.460268, 0.004844]),
+                geometry.camera_position_m, geometry.camera_orientation_xyzw),
         )
 
 

@@ -76,6 +76,7 @@ from coop_robot.policy.mirror_net import (
     supervised_info_nce,
 )
 from coop_robot.policy.reactive import ReactivePolicy
+from coop_robot.policy.threads import configure_torch_threads
 from coop_robot.training.config import TrainConfig, TrainConfigError
 from coop_robot.training.replay import LOSS_MASK, SequenceReplay, split_episode
 
@@ -95,12 +96,13 @@ _PHASE_INDEX = {p: i for i, p in enumerate(MIRROR_PHASES)}
 # ============================================================================ config / seeding
 @contextmanager
 def seeded_torch(cfg: TrainConfig):
-    """Seed torch; with ``deterministic`` also pin torch to one thread and deterministic kernels
-    for the duration (the caller's thread count and determinism setting are restored after)."""
+    """Seed torch and size its thread pool for the duration: with ``deterministic`` one thread and
+    deterministic kernels, else :func:`configure_torch_threads`'s count (1, or
+    ``$COOP_ROBOT_TORCH_THREADS``). The caller's thread count and determinism setting are restored after."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(cfg.seed)
+    configure_torch_threads(1 if cfg.deterministic else None)
     if cfg.deterministic:
-        torch.set_num_threads(1)
         torch.use_deterministic_algorithms(True)
     try:
         yield
@@ -157,7 +159,7 @@ class ExploringMirrorPolicy(MirrorPolicy):
     """
 
     def __init__(self, checkpoint, net: MirrorPolicyNet, rng: np.random.Generator, epsilon: float) -> None:
-        super().__init__(checkpoint)
+        super().__init__(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
         self.recorder = _RecordingNet(net)
         self.net = self.recorder
         self.rng = rng
@@ -182,7 +184,7 @@ class ExploringMirrorPolicy(MirrorPolicy):
 
 def greedy_policy(checkpoint, net: MirrorPolicyNet) -> MirrorPolicy:
     """The deployed MirrorPolicy decision rule, running the live network."""
-    policy = MirrorPolicy(checkpoint)
+    policy = MirrorPolicy(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
     policy.net = net
     return policy
 

@@ -1,0 +1,90 @@
+"""The policy node in a subprocess: the mirror policy's cell parameters and a joint-name mismatch."""
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from coop_robot.nodes.common import COMMAND_QOS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ros_env(monkeypatch):
+    domain = random.randint(1, 200)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env, domain
+
+
+def _start(env: dict, tmp_path: Path, **params):
+    # A node-specific file: it outranks policy.yaml's "policy: reactive" (a bare -p would not).
+    mine = tmp_path / "policy_test.yaml"
+    mine.write_text(yaml.safe_dump({"policy": {"ros__parameters": {"policy": "mirror", **params}}}))
+    cmd = [sys.executable, "-m", "coop_robot.nodes.policy_node", "--ros-args",
+           "--params-file", str(REPO / "config" / "world.yaml"), "--params-file", str(REPO / "config" / "policy.yaml"),
+           "--params-file", str(mine)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    return proc, lines, reader
+
+
+def _stop(proc, reader) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+    reader.join(timeout=2)
+
+
+def test_mirror_node_reports_joint_states_without_its_joints(ros_env, tmp_path):
+    env, domain = ros_env
+    proc, lines, reader = _start(env, tmp_path)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("policy_joint_probe", context=context)
+    pub = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 60.0
+        msg = JointState(name=[f"fr3_joint{i}" for i in range(1, 8)], position=[0.0] * 7)
+        while (time.monotonic() < deadline and proc.poll() is None
+               and "/joint_states message ignored" not in "".join(lines)):
+            pub.publish(msg)
+            executor.spin_once(timeout_sec=0.05)
+        out = "".join(lines)
+        assert "/joint_states message ignored" in out, out
+        assert "lacks positions for ['panda_joint1'" in out and "set joint_names" in out
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        _stop(proc, reader)
+
+
+def test_mirror_node_rejects_a_release_threshold_above_act(ros_env, tmp_path):
+    env, _ = ros_env
+    proc, lines, reader = _start(env, tmp_path, release_threshold=0.7, act_threshold=0.5)
+    try:
+        assert proc.wait(timeout=60) == 2
+        reader.join(timeout=2)
+        out = "".join(lines)
+        assert "release_threshold" in out and "0.7" in out and "Traceback" not in out
+    finally:
+        _stop(proc, reader)
