@@ -37,7 +37,9 @@ def assert_out_while_partner_inside(ctl, rec):
     the zone grown by the commit margin; so does every commanded state while perceived inside."""
     for c in rec.commands:
         if c.partner_in_zone is None or c.partner_in_zone:
-            assert not ZONE.contains_many(plan_ee(ctl, c.trajectory), CONFIG.commit_margin_m).any(), c.trajectory.purpose
+            assert not ZONE.contains_many(plan_ee(ctl, c.trajectory), CONFIG.commit_margin_m).any(), (
+                c.trajectory.purpose
+            )
 
 
 def entry_time_s(ctl, rec, after_s=0.0):
@@ -57,6 +59,7 @@ def test_staging_pose_is_just_outside_the_zone_and_the_approach_stays_out(ctl):
 
 def _command(plan):
     from types import SimpleNamespace
+
     return SimpleNamespace(plan=plan)
 
 
@@ -73,11 +76,11 @@ def test_act_while_the_partner_is_inside_starts_an_approach_to_the_staging_pose(
 
 def test_partner_still_inside_holds_at_the_staging_pose_outside_the_zone(ctl):
     rec = run(ctl, partner_inside_until(np.inf), 2.5)
-    assert rec.names() == ["reach_start"]          # no commit, no abort within the staging timeout
+    assert rec.names() == ["reach_start"]  # no commit, no abort within the staging timeout
     assert [c.trajectory.purpose for c in rec.commands] == ["approach"]
     assert ctl.phase == "staged" and rec.states[-1][1] == "reaching"
     q, qd, _ = ctl.commanded_state(2.5)
-    assert np.allclose(q, ctl.staging_rad) and np.allclose(qd, 0.0)   # at rest
+    assert np.allclose(q, ctl.staging_rad) and np.allclose(qd, 0.0)  # at rest
     assert not ee_ever_inside(ctl, rec)
     assert_out_while_partner_inside(ctl, rec)
 
@@ -151,13 +154,16 @@ def test_anticipation_off_never_starts_while_the_partner_is_inside():
     assert rec.commands == [] and rec.events == []
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"staging_clearance_m": 0.005}, "staging_clearance_m"),
-    ({"staging_clearance_m": 0.5}, "staging_clearance_m"),
-    ({"staging_timeout_s": 0.0}, "staging_timeout_s"),
-    ({"entry_velocity_scale": 0.0}, "entry_velocity_scale"),
-    ({"anticipation": "yes"}, "anticipation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"staging_clearance_m": 0.005}, "staging_clearance_m"),
+        ({"staging_clearance_m": 0.5}, "staging_clearance_m"),
+        ({"staging_timeout_s": 0.0}, "staging_timeout_s"),
+        ({"entry_velocity_scale": 0.0}, "entry_velocity_scale"),
+        ({"anticipation": "yes"}, "anticipation"),
+    ],
+)
 def test_invalid_anticipation_configuration_is_rejected_naming_the_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ArmController(ControllerConfig(**kwargs))

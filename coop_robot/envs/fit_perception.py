@@ -77,7 +77,10 @@ def partner_turns(rng: np.random.Generator, rest_m, target_m, camera_m, repeats:
                 sideways = np.cross(to_camera, [0.0, 0.0, 1.0])
                 arm = target + 0.16 * to_camera + arm[1] * sideways / np.linalg.norm(sideways)
             frames = []
-            for start, end, duration_s in ((rest, target, rng.uniform(0.6, 1.1)), (target, rest, rng.uniform(0.6, 1.0))):
+            for start, end, duration_s in (
+                (rest, target, rng.uniform(0.6, 1.1)),
+                (target, rest, rng.uniform(0.6, 1.0)),
+            ):
                 for k in range(int(round(duration_s * FPS)) + 1):
                     s, _, _ = minimum_jerk(k / FPS, duration_s)
                     frames.append(start + (end - start) * float(s))
@@ -99,19 +102,25 @@ def collect(seed: int = 0, repeats: int = 2, progress: bool = False) -> Pipeline
     pose = config.camera_pose
     tracker = HandTracker(tracker_config_from_files(config.zone))
     kinematics = PandaKinematics(config.robot_base_m)
-    turns = partner_turns(np.random.default_rng(seed), config.partner_rest_m, config.partner_target_m,
-                          pose.position_m, repeats)
+    turns = partner_turns(
+        np.random.default_rng(seed), config.partner_rest_m, config.partner_target_m, pose.position_m, repeats
+    )
     total = sum(len(f) for _, f in turns)
-    rows: dict[str, list] = {k: [] for k in ("truth", "detected", "position", "in_zone", "occluded", "turn",
-                                             "stamp", "process")}
+    rows: dict[str, list] = {
+        k: [] for k in ("truth", "detected", "position", "in_zone", "occluded", "turn", "stamp", "process")
+    }
     world = SimWorld(config)
     t0 = time.perf_counter()
     try:
         home = config.robot_home_rad
         for index, (spot, frames) in enumerate(turns):
-            q = home if spot is None else pybullet.calculateInverseKinematics(
-                world.robot_id, 11, list(spot), restPoses=list(home) + [0.04, 0.04],
-                physicsClientId=world.client_id)[:7]
+            q = (
+                home
+                if spot is None
+                else pybullet.calculateInverseKinematics(
+                    world.robot_id, 11, list(spot), restPoses=list(home) + [0.04, 0.04], physicsClientId=world.client_id
+                )[:7]
+            )
             world.reset_arm(q)
             joint_frames = kinematics.joint_frames(world.arm_state()[0])
             for hand_m in frames:
@@ -127,20 +136,30 @@ def collect(seed: int = 0, repeats: int = 2, progress: bool = False) -> Pipeline
                 rows["detected"].append(obs.detected)
                 rows["position"].append(obs.position_m)
                 rows["in_zone"].append(obs.in_zone)
-                rows["occluded"].append(robot_occludes_hand(joint_frames, truth, pose.position_m,
-                                                            config.glove_radius_m))
+                rows["occluded"].append(
+                    robot_occludes_hand(joint_frames, truth, pose.position_m, config.glove_radius_m)
+                )
                 rows["turn"].append(index)
                 rows["stamp"].append(stamp)
             if progress:
                 done = len(rows["stamp"])
-                print(f"  turn {index + 1}/{len(turns)}: {done}/{total} frames, "
-                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  turn {index + 1}/{len(turns)}: {done}/{total} frames, {time.perf_counter() - t0:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         world.close()
-    return PipelineSample(np.array(rows["truth"]), np.array(rows["detected"], dtype=bool),
-                          np.array(rows["position"], dtype=float), np.array(rows["in_zone"], dtype=bool),
-                          np.array(rows["occluded"], dtype=bool), np.array(rows["turn"]),
-                          np.array(rows["stamp"]), np.array(rows["process"]))
+    return PipelineSample(
+        np.array(rows["truth"]),
+        np.array(rows["detected"], dtype=bool),
+        np.array(rows["position"], dtype=float),
+        np.array(rows["in_zone"], dtype=bool),
+        np.array(rows["occluded"], dtype=bool),
+        np.array(rows["turn"]),
+        np.array(rows["stamp"]),
+        np.array(rows["process"]),
+    )
 
 
 def error_statistics(sample: PipelineSample) -> dict:
@@ -153,8 +172,7 @@ def error_statistics(sample: PipelineSample) -> dict:
         raise ValueError(f"need at least 10 clear detections to fit, got {np.count_nonzero(det_clear)}")
     bias = err[det_clear].mean(axis=0)
     std = err[det_clear].std(axis=0, ddof=1)
-    occl_std = (np.sqrt(np.mean((err[det_occl] - bias) ** 2, axis=0)) if np.count_nonzero(det_occl) >= 3
-                else std.copy())
+    occl_std = np.sqrt(np.mean((err[det_occl] - bias) ** 2, axis=0)) if np.count_nonzero(det_occl) >= 3 else std.copy()
     # Lag-1 correlation of consecutive clear detections within a turn, pooled over axes.
     z = (err - bias) / np.where(std > 0, std, 1.0)
     pair = det_clear[:-1] & det_clear[1:] & (sample.turn[:-1] == sample.turn[1:])
@@ -182,14 +200,18 @@ def sim_real_time_factor() -> float:
     return rtf if rtf > 0.0 else 1.0
 
 
-def fit(sample: PipelineSample, transport_allowance_s: float = DEFAULT_TRANSPORT_ALLOWANCE_S,
-        real_time_factor: float | None = None) -> tuple[PerceptionModelParams, dict]:
+def fit(
+    sample: PipelineSample,
+    transport_allowance_s: float = DEFAULT_TRANSPORT_ALLOWANCE_S,
+    real_time_factor: float | None = None,
+) -> tuple[PerceptionModelParams, dict]:
     """Model parameters and the fit provenance (``fit_*`` keys) from a pipeline sample."""
     stats = error_statistics(sample)
     rtf = sim_real_time_factor() if real_time_factor is None else float(real_time_factor)
     latency = (stats["processing_median_s"] + transport_allowance_s) * rtf
     params = PerceptionModelParams(
-        frame_rate_hz=FPS, latency_s=round(latency, 4),
+        frame_rate_hz=FPS,
+        latency_s=round(latency, 4),
         bias_m=tuple(round(float(v), 5) for v in stats["bias_m"]),
         noise_std_m=tuple(round(float(v), 5) for v in stats["noise_std_m"]),
         noise_correlation=round(stats["noise_correlation"], 3),
@@ -213,8 +235,9 @@ def to_yaml(params: PerceptionModelParams, provenance: dict, command: str) -> st
     header = (
         "# Perception model of the fast headless environment (coop_robot.envs.PerceptionModel).\n"
         f"# Fitted {provenance['fit_date']} by running the real HandTracker (config/perception.yaml) on\n"
-        f"# {provenance['fit_frames']} SimWorld camera frames (320x240, 30 Hz) of realistic partner reaches while the\n"
-        f"# robot held 9 poses per round, {provenance['fit_occluded_frames']} frames with the arm on the line of sight.\n"
+        f"# {provenance['fit_frames']} SimWorld camera frames (320x240, 30 Hz) of realistic partner reaches while "
+        f"the\n# robot held 9 poses per round, {provenance['fit_occluded_frames']} frames with the arm on the line of "
+        "sight.\n"
         "# Errors are detected - true glove centre (world frame, m); dropouts = frames without a detection;\n"
         "# latency_s = (median HandTracker.process time + transport allowance) x the sim's real_time_factor\n"
         "# (sim seconds from image stamp to the published result). See coop_robot/envs/fit_perception.py.\n"
@@ -226,11 +249,17 @@ def to_yaml(params: PerceptionModelParams, provenance: dict, command: str) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coop_robot.envs.fit_perception", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m coop_robot.envs.fit_perception", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the partner reaches (default 0)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the 9 arm poses (default 2, ~1200 frames)")
-    parser.add_argument("--transport-allowance-s", type=float, default=DEFAULT_TRANSPORT_ALLOWANCE_S,
-                        help="serialisation + DDS allowance added to the processing time (s, default 0.003)")
+    parser.add_argument(
+        "--transport-allowance-s",
+        type=float,
+        default=DEFAULT_TRANSPORT_ALLOWANCE_S,
+        help="serialisation + DDS allowance added to the processing time (s, default 0.003)",
+    )
     parser.add_argument("--write", metavar="PATH", help="write the YAML here (default: print it)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
@@ -239,12 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.transport_allowance_s <= 0.5:
         parser.error(f"--transport-allowance-s must be in [0, 0.5] s, got {args.transport_allowance_s}")
     if not args.quiet:
-        print(f"rendering {9 * args.repeats} partner turns and running the HandTracker on each frame ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"rendering {9 * args.repeats} partner turns and running the HandTracker on each frame ...",
+            file=sys.stderr,
+            flush=True,
+        )
     sample = collect(args.seed, args.repeats, progress=not args.quiet)
     params, provenance = fit(sample, args.transport_allowance_s)
-    command = (f"python -m coop_robot.envs.fit_perception --seed {args.seed} --repeats {args.repeats} "
-               f"--write config/models/perception_model.yaml")
+    command = (
+        f"python -m coop_robot.envs.fit_perception --seed {args.seed} --repeats {args.repeats} "
+        f"--write config/models/perception_model.yaml"
+    )
     text = to_yaml(params, provenance, command)
     if args.write:
         with open(args.write, "w", encoding="utf-8") as f:

@@ -74,8 +74,8 @@ class PerceptionModelParams:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise PerceptionModelError(f"{name} must be a finite number, got {value!r}")
             if value < low or value > high or (low_open and value == low) or (high_open and value == high):
-                raise PerceptionModelError(
-                    f"{name} must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, got {value!r}")
+                left, right = "(" if low_open else "[", ")" if high_open else "]"
+                raise PerceptionModelError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
             object.__setattr__(self, name, float(value))
 
         def vector(name: str, nonnegative: bool) -> None:
@@ -86,7 +86,8 @@ class PerceptionModelParams:
                 raise PerceptionModelError(f"{name} must be 3 numbers (m, x y z), got {value!r}") from exc
             if v.shape != (3,) or not np.all(np.isfinite(v)) or (nonnegative and np.any(v < 0.0)):
                 raise PerceptionModelError(
-                    f"{name} must be 3 finite{' non-negative' if nonnegative else ''} numbers (m, x y z), got {value!r}")
+                    f"{name} must be 3 finite{' non-negative' if nonnegative else ''} numbers (m, x y z), got {value!r}"
+                )
             object.__setattr__(self, name, tuple(float(x) for x in v))
 
         number("frame_rate_hz", 0.0, 1000.0, low_open=True)
@@ -106,13 +107,16 @@ class PerceptionModelParams:
         other unknown key is an error (a typo would otherwise silently use a default).
         """
         if not isinstance(data, Mapping):
-            raise PerceptionModelError(f"{source}: expected a mapping of perception model parameters, "
-                                       f"got {type(data).__name__}")
+            raise PerceptionModelError(
+                f"{source}: expected a mapping of perception model parameters, got {type(data).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(k for k in data if k not in known and not str(k).startswith("fit_"))
         if unknown:
-            raise PerceptionModelError(f"{source}: unknown perception model key(s) {unknown}; expected {sorted(known)} "
-                                       "(and fit_* provenance keys)")
+            raise PerceptionModelError(
+                f"{source}: unknown perception model key(s) {unknown}; expected {sorted(known)} "
+                "(and fit_* provenance keys)"
+            )
         missing = sorted(known - set(data))
         if missing:
             raise PerceptionModelError(f"{source}: missing perception model key(s) {missing}")
@@ -128,8 +132,8 @@ class PerceptionModelParams:
 class PerceivedFrame(NamedTuple):
     """What the perception node publishes for one camera frame (``world`` frame)."""
 
-    stamp_s: float          # capture time (the image stamp)
-    publish_s: float        # when it reaches the policy / controller (stamp + latency)
+    stamp_s: float  # capture time (the image stamp)
+    publish_s: float  # when it reaches the policy / controller (stamp + latency)
     detected: bool
     position_m: np.ndarray  # NaN when not detected
     velocity_mps: np.ndarray  # NaN when unknown
@@ -156,8 +160,12 @@ class PerceptionModel:
     frame in time order.
     """
 
-    def __init__(self, params: PerceptionModelParams | None = None, tracker_config: HandTrackerConfig | None = None,
-                 rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        params: PerceptionModelParams | None = None,
+        tracker_config: HandTrackerConfig | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         self.params = params if params is not None else PerceptionModelParams()
         if not isinstance(self.params, PerceptionModelParams):
             raise PerceptionModelError(f"params must be PerceptionModelParams, got {type(self.params).__name__}")
@@ -168,14 +176,20 @@ class PerceptionModel:
         self._std_occluded = np.asarray(self.params.occluded_noise_std_m, dtype=float)
         rho = self.params.noise_correlation
         self._rho, self._innovation = rho, math.sqrt(1.0 - rho * rho)
-        self._ideal = (not np.any(self._bias) and not np.any(self._std) and not np.any(self._std_occluded)
-                       and self.params.dropout_probability == 0.0 and self.params.occluded_dropout_probability == 0.0)
+        self._ideal = (
+            not np.any(self._bias)
+            and not np.any(self._std)
+            and not np.any(self._std_occluded)
+            and self.params.dropout_probability == 0.0
+            and self.params.occluded_dropout_probability == 0.0
+        )
         self.reset(rng if rng is not None else np.random.default_rng(0))
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_yaml(cls, path: str | Path, rng: np.random.Generator | None = None,
-                  tracker_config: HandTrackerConfig | None = None) -> PerceptionModel:
+    def from_yaml(
+        cls, path: str | Path, rng: np.random.Generator | None = None, tracker_config: HandTrackerConfig | None = None
+    ) -> PerceptionModel:
         """Load parameters from a YAML file with a ``perception_model:`` section."""
         p = Path(path)
         if not p.is_file():
@@ -189,8 +203,9 @@ class PerceptionModel:
         return cls(PerceptionModelParams.from_mapping(data[YAML_KEY], str(p)), tracker_config, rng)
 
     @classmethod
-    def fitted(cls, rng: np.random.Generator | None = None,
-               tracker_config: HandTrackerConfig | None = None) -> PerceptionModel:
+    def fitted(
+        cls, rng: np.random.Generator | None = None, tracker_config: HandTrackerConfig | None = None
+    ) -> PerceptionModel:
         """The model fitted to the real pipeline (``config/models/perception_model.yaml``)."""
         from coop_robot.paths import config_path
 
@@ -230,8 +245,14 @@ class PerceptionModel:
             std = self._std_occluded if occluded else self._std
             position = np.asarray(hand_m, dtype=float) + self._bias + std * self._error
         in_zone, velocity = self.track_update(stamp_s, position if detected else None)
-        return PerceivedFrame(stamp_s, stamp_s + p.latency_s, detected,
-                              position.copy() if detected else np.full(3, np.nan), velocity, in_zone)
+        return PerceivedFrame(
+            stamp_s,
+            stamp_s + p.latency_s,
+            detected,
+            position.copy() if detected else np.full(3, np.nan),
+            velocity,
+            in_zone,
+        )
 
     def track_update(self, stamp_s: float, position_m: np.ndarray | None) -> tuple[bool, np.ndarray]:
         """Feed one frame's detection (``None`` = missed) to the track; return ``(in_zone, velocity_mps)``.

@@ -371,7 +371,8 @@ class MirrorPolicyNet(nn.Module):
     def step(self, self_window: torch.Tensor, other_window: torch.Tensor, context: torch.Tensor,
              hidden: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """One tick: windows ``(B, W, F)``, context ``(B, C)`` -> outputs ``(B, ...)`` and new hidden."""
-        out, h = self.forward_sequence(self_window.unsqueeze(1), other_window.unsqueeze(1), context.unsqueeze(1), hidden)
+        out, h = self.forward_sequence(self_window.unsqueeze(1), other_window.unsqueeze(1), context.unsqueeze(1),
+                                       hidden)
         return {k: v.squeeze(1) for k, v in out.items()}, h
 
 
@@ -386,8 +387,10 @@ def info_nce(z_self: torch.Tensor, z_other: torch.Tensor, temperature: float = 0
     similarity divided by ``temperature``).
     """
     if z_self.dim() != 2 or z_self.shape != z_other.shape or z_self.shape[0] < 2:
-        raise ValueError(f"info_nce needs two (N, D) batches of equal shape with N >= 2, got "
-                         f"{tuple(z_self.shape)} and {tuple(z_other.shape)}")
+        raise ValueError(
+            f"info_nce needs two (N, D) batches of equal shape with N >= 2, got "
+            f"{tuple(z_self.shape)} and {tuple(z_other.shape)}"
+        )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     a = F.normalize(z_self, dim=-1)
@@ -404,7 +407,9 @@ def supervised_info_nce(z: torch.Tensor, labels: torch.Tensor, temperature: floa
     without any positive are skipped; returns 0 (with a gradient) when no anchor has one.
     """
     if z.dim() != 2 or labels.shape != (z.shape[0],):
-        raise ValueError(f"supervised_info_nce needs z (N, D) and labels (N,), got {tuple(z.shape)} / {tuple(labels.shape)}")
+        raise ValueError(
+            f"supervised_info_nce needs z (N, D) and labels (N,), got {tuple(z.shape)} / {tuple(labels.shape)}"
+        )
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     zn = F.normalize(z, dim=-1)
@@ -421,8 +426,9 @@ def supervised_info_nce(z: torch.Tensor, labels: torch.Tensor, temperature: floa
     return -mean_log_prob.mean()
 
 
-def forecast_nll(mean_s: torch.Tensor, log_var: torch.Tensor, target_s: torch.Tensor,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
+def forecast_nll(
+    mean_s: torch.Tensor, log_var: torch.Tensor, target_s: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Gaussian negative log-likelihood (up to a constant) of the exit-time targets, masked mean."""
     nll = 0.5 * (log_var + (target_s - mean_s) ** 2 * torch.exp(-log_var))
     if mask is None:
@@ -450,12 +456,15 @@ def _check_plain(value, where: str) -> None:
                 raise ValueError(f"{where} keys must be str, got {k!r}")
             _check_plain(v, f"{where}[{k!r}]")
         return
-    raise ValueError(f"{where} holds a {type(value).__name__}; checkpoints may hold only tensors, "
-                     "numbers, strings, None, lists and dicts (torch.load weights_only=True)")
+    raise ValueError(
+        f"{where} holds a {type(value).__name__}; checkpoints may hold only tensors, "
+        "numbers, strings, None, lists and dicts (torch.load weights_only=True)"
+    )
 
 
-def save_checkpoint(path, model: MirrorPolicyNet, config: MirrorNetConfig | dict, obs_spec: ObservationSpec,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(
+    path, model: MirrorPolicyNet, config: MirrorNetConfig | dict, obs_spec: ObservationSpec, extra: dict | None = None
+) -> Path:
     """Write ``model`` with its config, observation spec and package version to ``path`` (atomically).
 
     ``config`` must be the model's own config (as a :class:`MirrorNetConfig` or its dict);
@@ -514,20 +523,25 @@ def load_checkpoint(path, expected_spec: ObservationSpec | None = None) -> tuple
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"mirror checkpoint {path} cannot be loaded with weights_only=True (it is corrupt or "
-                              f"holds arbitrary Python objects; coop_robot checkpoints hold only tensors and "
-                              f"plain values): {exc}") from exc
+        raise CheckpointError(
+            f"mirror checkpoint {path} cannot be loaded with weights_only=True (it is corrupt or "
+            f"holds arbitrary Python objects; coop_robot checkpoints hold only tensors and "
+            f"plain values): {exc}"
+        ) from exc
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         raise CheckpointError(f"mirror checkpoint {path} is corrupt or truncated: {type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         what = f"format {payload.get('format')!r}" if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path} is not a coop_robot mirror checkpoint (expected format {CHECKPOINT_FORMAT!r}, "
-                              f"found {what})")
+        raise CheckpointError(
+            f"{path} is not a coop_robot mirror checkpoint (expected format {CHECKPOINT_FORMAT!r}, found {what})"
+        )
     version = payload.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(f"mirror checkpoint {path} has format version {version!r}; this coop_robot "
-                              f"({coop_robot.__version__}) reads version {CHECKPOINT_FORMAT_VERSION}: retrain or "
-                              "convert it")
+        raise CheckpointError(
+            f"mirror checkpoint {path} has format version {version!r}; this coop_robot "
+            f"({coop_robot.__version__}) reads version {CHECKPOINT_FORMAT_VERSION}: retrain or "
+            "convert it"
+        )
     missing = [k for k in ("package_version", "config", "obs_spec", "state_dict", "extra") if k not in payload]
     if missing:
         raise CheckpointError(f"mirror checkpoint {path} lacks {', '.join(missing)}")
@@ -539,8 +553,9 @@ def load_checkpoint(path, expected_spec: ObservationSpec | None = None) -> tuple
         raise CheckpointError(f"mirror checkpoint {path} has a bad config or observation spec: {exc}") from exc
     if expected_spec is not None and spec != expected_spec:
         diff = "; ".join(spec.differences(expected_spec))
-        raise CheckpointError(f"mirror checkpoint {path} was made for another observation spec "
-                              f"(checkpoint vs expected) -- {diff}")
+        raise CheckpointError(
+            f"mirror checkpoint {path} was made for another observation spec (checkpoint vs expected) -- {diff}"
+        )
     model = MirrorPolicyNet(config)
     state = payload["state_dict"]
     if not isinstance(state, dict):

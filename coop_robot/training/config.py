@@ -110,15 +110,34 @@ class TrainConfig:
                      "eval_every", "eval_turns", "latent_dim", "conv_channels", "hidden_dim", "replay_capacity",
                      "sequence_length", "batch_size", "contrastive_samples"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
-        need(0 <= self.burn_in < self.sequence_length, "burn_in", f">= 0 and < sequence_length ({self.sequence_length})")
+        need(
+            0 <= self.burn_in < self.sequence_length, "burn_in", f">= 0 and < sequence_length ({self.sequence_length})"
+        )
         need(self.batch_size <= self.replay_capacity, "batch_size", f"<= replay_capacity ({self.replay_capacity})")
         need(self.contrastive_samples >= 2, "contrastive_samples", ">= 2")
-        for name in ("max_episode_s", "learning_rate", "grad_clip_norm", "contrastive_temperature", "awr_beta",
-                     "awr_max_weight"):
+        for name in (
+            "max_episode_s",
+            "learning_rate",
+            "grad_clip_norm",
+            "contrastive_temperature",
+            "awr_beta",
+            "awr_max_weight",
+        ):
             need(getattr(self, name) > 0, name, "> 0")
-        for name in ("reward_turn", "penalty_gap_per_s", "penalty_overlap", "penalty_contact", "robot_lead_s",
-                     "weight_forecast", "weight_contrastive", "weight_phase", "weight_act_imitation", "weight_false_start_imitation",
-                     "weight_act_rl", "weight_value"):
+        for name in (
+            "reward_turn",
+            "penalty_gap_per_s",
+            "penalty_overlap",
+            "penalty_contact",
+            "robot_lead_s",
+            "weight_forecast",
+            "weight_contrastive",
+            "weight_phase",
+            "weight_act_imitation",
+            "weight_false_start_imitation",
+            "weight_act_rl",
+            "weight_value",
+        ):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(0 < self.gamma <= 1, "gamma", "in (0, 1]")
         need(0 <= self.epsilon <= 1, "epsilon", "in [0, 1]")

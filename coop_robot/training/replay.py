@@ -72,7 +72,9 @@ class SequenceReplay:
         for k, v in sequence.items():
             v = np.asarray(v)
             if v.shape != self._store[k].shape[1:]:
-                raise ValueError(f"sequence field {k!r} has shape {v.shape}, the buffer holds {self._store[k].shape[1:]}")
+                raise ValueError(
+                    f"sequence field {k!r} has shape {v.shape}, the buffer holds {self._store[k].shape[1:]}"
+                )
             self._store[k][self._next] = v
         self._next = (self._next + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
