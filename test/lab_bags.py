@@ -7,7 +7,7 @@ What a ``ros2 bag record`` of the lab robot holds: metadata.yaml version 9, stor
 shuffled order, the gripper driver its two finger joints in messages of its own on the same topic.
 
 The session is scripted: partner and robot stays in the zone (s after :data:`T0_NS`), with the
-per-turn figures the turn tracker's definitions give (DESIGN.md "Metrics"), written out by hand
+per-turn figures the turn tracker's definitions give (docs/architecture.md, "Metrics"), written out by hand
 in :data:`LAB_TURNS`.
 """
 

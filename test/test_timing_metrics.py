@@ -1,4 +1,4 @@
-"""The metric definitions (DESIGN.md "Metrics") on hand-made event streams."""
+"""The metric definitions (docs/architecture.md, "Metrics") on hand-made event streams."""
 
 import math
 

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from coop_robot.geometry import world_geometry
+
 #: The exit-status rule of ``coop-robot analyze`` and ``coop-robot replay`` (shown in their --help).
 EXIT_RULE = (
     "exit status: 0 clean; 1 a data problem found while analysing (damaged, corrupt or truncated bag, a topic "
@@ -38,8 +40,10 @@ def add_arguments(parser) -> None:
                         help="output directory (default: ./analysis)")
     parser.add_argument("--reorder-window-s", type=float, default=2.0,
                         help="events are re-sorted within this window before scoring (s, default 2.0)")
-    parser.add_argument("--robot-base", type=float, nargs=3, default=[0.0, 0.0, 0.626], metavar=("X", "Y", "Z"),
-                        help="robot base position in world (m) for end-effector FK (default: 0 0 0.626)")
+    base = list(world_geometry().robot_base_m)
+    parser.add_argument("--robot-base", type=float, nargs=3, default=base, metavar=("X", "Y", "Z"),
+                        help="robot base position in world (m) for end-effector FK (default: config/world.yaml's "
+                             f"robot_base_m, {' '.join(f'{v:g}' for v in base)})")
     parser.add_argument("--no-plots", action="store_true", help="write CSV/JSON only (faster)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coop_robot.geometry import world_geometry
+
 PLAN_TOPIC = "/sim/ground_truth/partner_plan"
 INPUT_TOPICS = ("/partner/in_zone", "/partner/hand", "/partner/hand_velocity", "/controller/state",
                 "/joint_states", "/policy/decision", "/controller/events", PLAN_TOPIC)
@@ -53,8 +55,10 @@ def add_arguments(parser) -> None:
                         help="policy parameter, e.g. --set debounce_s=0.3 (repeatable; YAML values)")
     parser.add_argument("--rate-hz", type=float, default=None,
                         help="policy tick rate on the bag clock (default: the mirror checkpoint's, else 50)")
-    parser.add_argument("--robot-base", type=float, nargs=3, default=[0.0, 0.0, 0.626], metavar=("X", "Y", "Z"),
-                        help="robot base in world (m) for the EE by FK (default: 0 0 0.626)")
+    base = list(world_geometry().robot_base_m)
+    parser.add_argument("--robot-base", type=float, nargs=3, default=base, metavar=("X", "Y", "Z"),
+                        help="robot base in world (m) for the EE by FK (default: config/world.yaml's robot_base_m, "
+                             f"{' '.join(f'{v:g}' for v in base)})")
     parser.add_argument("--out", type=Path, default=Path("replay"), help="output directory (default: ./replay)")
 
 
@@ -111,7 +115,7 @@ class ReplayResult:
 
 
 def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, rate_hz: float | None = None,
-               robot_base_m=(0.0, 0.0, 0.626)) -> ReplayResult:
+               robot_base_m=None) -> ReplayResult:
     """Replay one bag through ``make_policy(policy_name, **params)``; raises ReplayError (usage:
     the bag holds nothing to replay, or not what this policy needs), BagError (NotABagError: not a
     bag) or PolicyError when it cannot. Data problems (damage, wrong types, missing topics) are
@@ -147,7 +151,7 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
         if need_ee:
             from coop_robot.control.kinematics import PandaKinematics
 
-            fk = PandaKinematics(base_m=robot_base_m)
+            fk = PandaKinematics() if robot_base_m is None else PandaKinematics(base_m=robot_base_m)
             joints = JointStateMerger()
         counts: dict[str, int] = {}
         period_ns = int(round(1e9 / rate_hz))

@@ -1,8 +1,8 @@
 """Score a recorded session offline: per-turn timing, occupancy and a summary like ``coop-robot sim``'s.
 
 The scoring is the live turn tracker's: the bag's messages are turned into plain values and fed to
-:class:`~coop_robot.timing.feed.TurnFeed`, the core the ``turn_tracker`` node uses (DESIGN.md
-"Metrics", BAGS.md). Two feeds run side by side, one per source:
+:class:`~coop_robot.timing.feed.TurnFeed`, the core the ``turn_tracker`` node uses (docs/architecture.md
+"Metrics"; docs/recording_and_analysis.md). Two feeds run side by side, one per source:
 
 * ``scored_on: ground_truth`` when the bag holds events on /sim/ground_truth/events (simulation;
   nothing else in a bag counts as ground truth -- a lab bag's /controller/events does not);
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coop_robot.analysis.bags import BagError, BagIssue, BagReader, NotABagError, TimingChecker, header_stamp_ns
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.recording.topics import INTERACTION_TOPICS
 from coop_robot.timing.feed import (
     CONTROLLER_EVENTS,
@@ -49,29 +49,20 @@ from coop_robot.timing.metrics import TurnRecord
 GT_EVENTS = GROUND_TRUTH_EVENTS
 #: Every topic the analysis reads, with the type it must have.
 ANALYSIS_TOPICS: dict[str, str] = {t: INTERACTION_TOPICS[t] for t in (*FEED_TOPICS, "/turn/timing", "/diagnostics")}
-#: The package's interaction topics that a robot (not only the simulation) publishes (BAGS.md).
+#: The package's interaction topics that a robot (not only the simulation) publishes (docs/recording_and_analysis.md).
 ROBOT_TOPICS = (
     "/joint_states", "/partner/hand", "/partner/hand_velocity", "/partner/in_zone", "/policy/decision",
     "/policy/exit_forecast", "/controller/state", "/controller/events", "/turn/events", "/turn/timing",
 )
-DEFAULT_ZONE_MIN_M = (0.45, -0.20, 0.626)
-DEFAULT_ZONE_MAX_M = (0.75, 0.20, 0.926)
-DEFAULT_ROBOT_BASE_M = (0.0, 0.0, 0.626)
+DEFAULT_ROBOT_BASE_M = world_geometry().robot_base_m
 META_KEYS = ("policy", "partner", "seed", "max_turns")
 #: Release the trackers' old events once per this much log time (ns).
 RELEASE_EVERY_NS = 1_000_000_000
 
 
 def _world_zone() -> Zone:
-    """The shared zone from config/world.yaml (falls back to its documented values)."""
-    import yaml
-
-    path = Path(__file__).resolve().parents[2] / "config" / "world.yaml"
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8"))["/**"]["ros__parameters"]
-        return Zone.from_lists(params["zone_min_m"], params["zone_max_m"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return Zone.from_lists(DEFAULT_ZONE_MIN_M, DEFAULT_ZONE_MAX_M)
+    """The shared zone of the package's config/world.yaml (a bag that does not name its own)."""
+    return world_geometry().zone
 
 
 def bag_zone(custom_data: dict[str, str]) -> tuple[Zone, str]:

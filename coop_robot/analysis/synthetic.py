@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from coop_robot.geometry import Zone, minimum_jerk
+from coop_robot.geometry import minimum_jerk, world_geometry
 
-ZONE = Zone.from_lists([0.45, -0.20, 0.626], [0.75, 0.20, 0.926])
-HOME_Q_RAD = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785])
-# The arm's in-zone pose: IK for the EE at [0.60, 0.0, 0.72] (world, m) from HOME_Q_RAD.
+ZONE = world_geometry().zone
+HOME_Q_RAD = np.array(world_geometry().robot_home_joint_positions_rad)
+# The arm's in-zone pose (scripted): IK for the EE at [0.60, 0.0, 0.72] (world, m) from the shipped home.
 ZONE_Q_RAD = np.array([0.0, 0.512605732, 0.0, -1.98413070, 0.0, 2.44199665, 0.785])
 HAND_REST_M = np.array([1.02, 0.15, 0.80])
 HAND_EDGE_M = np.array([0.76, 0.06, 0.70])     # just outside the zone (x max 0.75)

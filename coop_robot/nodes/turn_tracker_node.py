@@ -20,6 +20,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool
 
+from coop_robot.geometry import world_geometry
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
@@ -91,7 +92,8 @@ class TurnTrackerNode(Node):
             self.meta["seed"] = None
         self.zone = declare_zone(self)
         self.robot_base_m = declare(
-            self, "robot_base_m", [0.0, 0.0, 0.626], "Robot base position in world (m), for end-effector FK"
+            self, "robot_base_m", list(world_geometry().robot_base_m),
+            "Robot base position in world (m), for end-effector FK"
         )
         self._window = window
         self.feed = TurnFeed(

@@ -66,7 +66,7 @@ DEFAULT_ROBOT_HOME_EE_M = robot_home_ee_m(world_geometry().robot_home_joint_posi
                                           world_geometry().robot_base_m)
 DEFAULT_PARTNER_REST_M = world_geometry().partner_rest_m
 
-_TRAIN_HINT = ("train one with `coop-robot train --out DIR` (README, 'Mirror policy') or pass "
+_TRAIN_HINT = ("train one with `coop-robot train --out DIR` (docs/mirror_policy.md) or pass "
                "the policy parameter checkpoint:=/path/to/mirror.pt")
 
 

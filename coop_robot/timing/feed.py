@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coop_robot.control.kinematics import JOINT_NAMES as ARM_JOINTS
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.timing.metrics import TurnRecord
 from coop_robot.timing.tracker import SCORING_SOURCES, OccupancyEdges, TurnTracker
 
@@ -137,7 +137,7 @@ class TurnFeed:
     the caller's clock: the node's clock live, the bag's log time offline.
     """
 
-    def __init__(self, scoring: str = "auto", *, zone: Zone, robot_base_m=(0.0, 0.0, 0.626),
+    def __init__(self, scoring: str = "auto", *, zone: Zone, robot_base_m=None,
                  reorder_window_s: float = 4.0, stats_window: int = 20, auto_wait_s: float = 3.0,
                  fk_batch: int = FK_BATCH) -> None:
         if scoring not in SCORING_CHOICES:
@@ -148,7 +148,8 @@ class TurnFeed:
             raise ValueError(f"fk_batch must be >= 1, got {fk_batch!r}")
         self.requested = scoring
         self.zone = zone
-        self.robot_base_m = [float(v) for v in robot_base_m]
+        base = world_geometry().robot_base_m if robot_base_m is None else robot_base_m
+        self.robot_base_m = [float(v) for v in base]
         self.reorder_window_s = reorder_window_s
         self.stats_window = stats_window
         self.auto_wait_s = auto_wait_s

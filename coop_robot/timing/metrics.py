@@ -1,4 +1,4 @@
-"""The one definition of each interaction-timing metric (DESIGN.md, "Metrics").
+"""The one definition of each interaction-timing metric (docs/architecture.md, "Metrics").
 
 Input is a time-ordered stream of occupancy events for both agents -- ``partner_enter``,
 ``partner_exit``, ``robot_enter``, ``robot_exit`` -- plus ``reach_start`` (the robot starts
