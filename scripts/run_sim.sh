@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, from nothing: set up the environment, then run the simulated interaction headless
-# (20 robot turns, reactive policy, typical partner) and print the per-turn timing table.
+# (20 robot turns, the mirror policy, typical partner), print the per-turn timing table and how it
+# compares with the measured reactive baseline.
 # Extra arguments go to "coop-robot sim", e.g. scripts/run_sim.sh --partner hesitant --turns 10
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -168,8 +168,8 @@ def write_html_report(results: list, plot_paths: list[dict], path: Path,
              "img{max-width:100%}.grid{display:grid;grid-template-columns:1fr 1fr;gap:8px}</style></head><body>",
              f"<h1>{esc(title)}</h1>",
              "<p>Gap = robot zone entry - the partner's last exit; overlap = both agents in the zone; response "
-             "latency = robot reach start - partner exit (docs/architecture.md, 'Metrics'). Each column says whether it was "
-             "scored on simulation ground truth or on perception + joint states.</p>"]
+             "latency = robot reach start - partner exit (docs/architecture.md, 'Metrics'). Each column says "
+             "whether it was scored on simulation ground truth or on perception + joint states.</p>"]
     parts.append("<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{esc(r.name)}</th>" for r in results) + "</tr>")
     for label, key, scale, digits in ROWS:
         parts.append(f"<tr><td>{esc(label)}</td>" + "".join(

@@ -64,9 +64,8 @@ from coop_robot.control.planning import (
 )
 from coop_robot.geometry import Zone, world_geometry
 
+#: The controller's states, as /controller/state publishes them (the policies' context reads them).
 STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop")
-EVENTS = ("reach_start", "entry_commit", "act_start", "withdraw_start", "home", "abort", "watchdog",
-          "estop", "estop_release")
 DECISIONS = ("act", "wait", "yield")
 
 #: A reach whose EE path stays within this fraction of commit_margin_m of the nominal reach's

@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coop_robot.control.controller import STATES
+
 ACTIONS = ("act", "wait", "yield")
-ROBOT_STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop", "unknown")
+#: The controller's states (one definition, in the controller core) and "unknown" (none received).
+#: The mirror network's context is one-hot over these, in this order: the checkpoint depends on it.
+ROBOT_STATES = (*STATES, "unknown")
 
 
 class PolicyError(ValueError):
