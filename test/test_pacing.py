@@ -84,7 +84,8 @@ def test_bad_configuration_is_refused_naming_the_value(field, value):
 
 def sync_pacer(**config) -> SimPacer:
     base = {"real_time_factor": 0.0, "perception_sync": True, "max_perception_lag_s": 0.1,
-            "perception_startup_wait_s": 1.0, "perception_timeout_s": 2.0, "camera_period_s": CAMERA_S}
+            "perception_startup_wait_s": 1.0, "perception_timeout_s": 2.0, "camera_period_s": CAMERA_S,
+            "startup_waits_for_policy": False}   # perception alone here; the policy gate has its own tests
     return SimPacer(PacingConfig(**{**base, **config}), T0)
 
 
@@ -182,3 +183,39 @@ def test_outputs_are_due_on_their_own_grids_and_the_clock_precedes_every_one():
     assert next_due(0.10, 0.01, 0.105) == pytest.approx(0.11)
     with pytest.raises(ValueError, match="camera_period_s must be a finite number > 0, got 0.0"):
         OutputSchedule(0.004, 0.01, 0.0)
+
+
+def synced(**config) -> SimPacer:
+    return sync_pacer(**{"startup_waits_for_policy": True, "perception_startup_wait_s": 10.0, **config})
+
+
+def test_start_up_lasts_until_the_policy_has_decided_too():
+    """Perception answering is not enough: the mirror policy takes seconds to load its network, and
+    a partner turn run before it is up leaves the robot never knowing its turn came."""
+    p = synced()
+    p.perception_heard(0.0, T0 + 0.1)
+    # still frame by frame: at most one camera frame per SYNC_STALL_S of perception silence
+    t = run(p, 0.0, T0 + 0.2)
+    assert t <= CAMERA_S + 1e-9
+    t = run(p, t, T0 + 0.2 + SYNC_STALL_S + 0.01)
+    assert t <= 2 * CAMERA_S + 1e-9
+    p.policy_heard()
+    p.perception_heard(t, T0 + 1.0)
+    assert run(p, t, T0 + 1.0) == pytest.approx(t + 0.1, abs=DT_S)   # now perception sync proper
+
+
+def test_start_up_without_the_policy_gate_ends_with_perception():
+    p = synced(startup_waits_for_policy=False)
+    p.perception_heard(0.0, T0 + 0.1)
+    assert run(p, 0.0, T0 + 0.1) == pytest.approx(0.1, abs=DT_S)
+
+
+def test_a_policy_that_never_decides_does_not_hold_the_sim_past_the_start_up_wait():
+    p = synced(perception_startup_wait_s=5.0)
+    p.perception_heard(0.0, T0 + 0.1)
+    assert p.limit_s(0.0, DT_S, T0 + 5.1) == math.inf
+    assert p.take_events() == [STARTUP_WAIT_EXPIRED]
+    # once expired it never goes back to the start-up hold (no event storm)
+    p.perception_heard(0.5, T0 + 5.2)
+    assert p.limit_s(0.5, DT_S, T0 + 5.2) == pytest.approx(0.6)
+    assert p.take_events() == []

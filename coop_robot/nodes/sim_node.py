@@ -102,6 +102,10 @@ class SimNode(Node):
                 self, "perception_timeout_s", PacingConfig.perception_timeout_s,
                 "Wall time without /partner/hand after which perception_sync stops holding the sim back (s)",
                 low=0.1, high=60.0),
+            startup_waits_for_policy=declare(
+                self, "startup_waits_for_policy", PacingConfig.startup_waits_for_policy,
+                "With perception_sync, the start-up hold also lasts until the policy's first /policy/decision "
+                "(the mirror policy loads a network), so the partner's first turn is not run before it is up"),
             camera_period_s=camera_period_s)
         trajectory_topic = declare(self, "trajectory_topic", "/panda_arm_controller/joint_trajectory",
                                    "JointTrajectory command topic (joint_trajectory_controller interface)")
@@ -159,6 +163,9 @@ class SimNode(Node):
         self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
         if pacing.perception_sync:
             self.create_subscription(PointStamped, partner_hand_topic, self._on_partner_hand, HAND_QOS)
+            if pacing.startup_waits_for_policy:
+                self._decision_sub = self.create_subscription(String, "/policy/decision", self._on_decision,
+                                                              COMMAND_QOS)
 
         self._pacer = SimPacer(pacing, time.monotonic())
         self._schedule = OutputSchedule(clock_period_s, joint_state_period_s, camera_period_s)
@@ -217,6 +224,11 @@ class SimNode(Node):
         if status.current_count_change > 0 and not self._closed:
             for source, time_ref_s in self._latest_plan.items():
                 self._publish_time_reference(self._plan_pub, source, time_ref_s, self._sim.t_s)
+
+    def _on_decision(self, _msg: String) -> None:
+        self._pacer.policy_heard()
+        # Only the first one matters (the start-up hold): stop listening.
+        self.destroy_subscription(self._decision_sub)
 
     def _on_partner_hand(self, msg: PointStamped) -> None:
         if self._pacer.perception_heard(stamp_to_s(msg.header.stamp), time.monotonic()):

@@ -7,8 +7,9 @@ caller reads (``time.monotonic()`` in the node, made-up values in the tests).
 Pacing: the sim may run ``real_time_factor`` simulated seconds per wall second from an anchor
 (0 = as fast as possible). With perception sync it may also run no more than
 ``max_perception_lag_s`` ahead of the newest perceived hand stamp, so perception sees every
-phase of a reach even when the sim outruns it; at start-up, before perception has answered, it
-advances one camera frame per :data:`SYNC_STALL_S` for at most ``perception_startup_wait_s``;
+phase of a reach even when the sim outruns it; at start-up, before perception (and, with
+``startup_waits_for_policy``, the policy) has answered, it advances one camera frame per
+:data:`SYNC_STALL_S` for at most ``perception_startup_wait_s``;
 when perception goes quiet for ``perception_timeout_s`` the sim carries on alone until it
 answers again.
 """
@@ -45,6 +46,7 @@ class PacingConfig:
     perception_sync: bool = True
     max_perception_lag_s: float = 0.1      # sim s ahead of the newest perceived hand stamp
     perception_startup_wait_s: float = 10.0  # wall s of frame-by-frame start-up; 0 = none
+    startup_waits_for_policy: bool = True  # the start-up also lasts until the policy has decided once
     perception_timeout_s: float = 2.0      # wall s of perception silence before running alone
     camera_period_s: float = 1.0 / 30.0    # sim s between camera frames (a stall releases one)
 
@@ -80,6 +82,8 @@ class SimPacer:
         self._release_s = sim_t_s                         # stall release: sim may reach this
         self._release_wall_s = -math.inf
         self.ignoring_perception = False                  # sync gave up until perception answers
+        self.policy_ready = False                         # the policy has published a decision
+        self._started = False                             # start-up over (both heard, or waited out)
         self._events: list[str] = []
 
     # ------------------------------------------------------------------ inputs
@@ -96,6 +100,10 @@ class SimPacer:
         self._perception_wall_s = wall_s
         resumed, self.ignoring_perception = self.ignoring_perception, False
         return resumed
+
+    def policy_heard(self) -> None:
+        """The policy published a decision: with ``startup_waits_for_policy``, the start-up hold may end."""
+        self.policy_ready = True
 
     def take_events(self) -> list[str]:
         """What happened since the last call (:data:`STARTUP_WAIT_EXPIRED`, :data:`PERCEPTION_TIMED_OUT`)."""
@@ -128,10 +136,15 @@ class SimPacer:
         cfg = self.config
         if self.ignoring_perception:
             return math.inf
-        if self.newest_perception_s is None:
+        if not self._started and self.newest_perception_s is not None \
+                and (self.policy_ready or not cfg.startup_waits_for_policy):
+            self._started = True
+        if not self._started:
             # Start-up: the other nodes are still starting. Frame by frame (stall releases below)
-            # so that perception sees the first partner turn, but only for the start-up wait.
+            # so that perception -- and the policy, which loads a network -- see the partner's
+            # first turn, but only for the start-up wait.
             if wall_s - self._start_wall_s > cfg.perception_startup_wait_s:
+                self._started = True
                 return self._give_up(STARTUP_WAIT_EXPIRED)
             perception_limit = -math.inf
         else:
