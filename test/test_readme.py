@@ -35,7 +35,11 @@ def test_readme_points_into_every_manual_page():
 def test_readme_status_matches_what_ships():
     """The status and usage reflect the shipped mirror checkpoint and recording."""
     assert (REPO / "coop_robot" / "policy" / "checkpoints" / "mirror.pt").is_file()
-    assert "--policy mirror" in README and "--record" in README
+    from coop_robot.cli import build_parser
+
+    default = build_parser().parse_args(["sim"]).policy
+    assert default == "mirror"   # the main job shows the package's point
+    assert f"with the **{default} policy**" in README and "--record" in README
     assert "no trained checkpoint" not in README and "next milestones" not in README
 
 
