@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from coop_robot.analysis.synthetic import HAND_REST_M, HAND_TARGET_M, HOME_Q_RAD, ZONE_Q_RAD
+from coop_robot.analysis.synthetic import HAND_REST_M, HAND_TARGET_M, HOME_Q_RAD, ZONE_Q_RAD, to_ros2_record_layout
 
 T0_NS = 1_700_000_000_000_000_000      # a wall clock, as on a lab machine
 FRAME_NS = 33_333_333                  # camera, 30 Hz
@@ -208,25 +207,8 @@ def write_lab_bag(path: Path, *, storage: str = "mcap", zstd: bool = False, scri
         if not empty:
             for t_ns, _, topic, msg in sorted(msgs, key=lambda m: (m[0], m[1])):
                 writer.write(conns[topic], t_ns, ts.serialize_cdr(msg, types[topic]))
-    _ros2_record_layout(path)
+    to_ros2_record_layout(path)
     return path
-
-
-def _ros2_record_layout(path: Path) -> None:
-    """Name the storage file ``<bag>_0.<ext>`` as ``ros2 bag record`` does (and say so in metadata.yaml)."""
-    meta_path = path / "metadata.yaml"
-    doc = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-    info = doc["rosbag2_bagfile_information"]
-    renamed = {}
-    for name in info["relative_file_paths"]:
-        old = Path(name)
-        new = f"{path.name}_0{old.suffix}"
-        (path / old.name).rename(path / new)
-        renamed[name] = new
-    info["relative_file_paths"] = [renamed[n] for n in info["relative_file_paths"]]
-    for entry in info.get("files", []):
-        entry["path"] = renamed.get(entry["path"], entry["path"])
-    meta_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
 def first_at_or_after(t_s: float, period_ns: int) -> float:

@@ -223,7 +223,7 @@ def write_session_bag(path: str | Path, *, duration_s: float | None = None, turn
             if progress is not None:
                 progress(b1 / end_ns)
     if ros2_layout:
-        _to_ros2_layout(path)
+        to_ros2_record_layout(path)
     return turns_list
 
 
@@ -348,8 +348,9 @@ def _plan(m, topic, t_ns, when_ns, source) -> bytes:
     return m.ser(topic, m.t["sensor_msgs/msg/TimeReference"](header=m.header(t_ns), time_ref=stamp, source=source))
 
 
-def _to_ros2_layout(path: Path) -> None:
-    """Rename ``<dir>/<dir>.<ext>`` to ``<dir>/<dir>_0.<ext>`` and fix metadata.yaml, as ros2 bag does."""
+def to_ros2_record_layout(path: Path) -> None:
+    """Rename ``<dir>/<dir>.<ext>`` to ``<dir>/<dir>_0.<ext>`` and fix metadata.yaml, as ``ros2 bag record``
+    names its storage files (for bags written by another writer, e.g. rosbags')."""
     import yaml
 
     meta_path = path / "metadata.yaml"

@@ -86,6 +86,19 @@ def declare(node: Node, name: str, default: Any, description: str,
         raise
 
 
+def declare_joint_names(node: Node, default: list[str], description: str, count: int = 7) -> list[str]:
+    """Declare the arm's joint names (a string array: :func:`declare` validates lists as numbers);
+    ``count`` distinct non-empty names or :class:`ParameterError`."""
+    try:
+        names = node.declare_parameter("joint_names", list(default), ParameterDescriptor(description=description)).value
+    except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
+        raise ParameterError(f"parameter 'joint_names': {exc}") from exc
+    if (not isinstance(names, (list, tuple)) or len(names) != count or len(set(names)) != count
+            or not all(isinstance(n, str) and n for n in names)):
+        raise ParameterError(f"parameter 'joint_names' must be {count} distinct joint names, got {names!r}")
+    return list(names)
+
+
 def validate(name: str, value: Any, default: Any, low=None, high=None, choices=None) -> Any:
     """Check one parameter value against its default's type, range and choices."""
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):

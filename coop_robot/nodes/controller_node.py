@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PointStamped, Vector3Stamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, String
@@ -37,6 +37,7 @@ from coop_robot.nodes.common import (
     LATCHED_QOS,
     ParameterError,
     declare,
+    declare_joint_names,
     declare_zone,
     now_s,
     run_node,
@@ -97,16 +98,7 @@ class ControllerNode(Node):
     def _declare(self, spec: ControllerParameter):
         if spec.name != "joint_names":
             return declare(self, spec.name, spec.default, spec.description, spec.low, spec.high)
-        # common.declare validates lists as numbers; joint names are a string array.
-        desc = ParameterDescriptor(description=spec.description)
-        try:
-            names = self.declare_parameter(spec.name, spec.default, desc).value
-        except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
-            raise ParameterError(f"parameter 'joint_names': {exc}") from exc
-        if (not isinstance(names, (list, tuple)) or len(names) != 7 or len(set(names)) != 7
-                or not all(isinstance(n, str) and n for n in names)):
-            raise ParameterError(f"parameter 'joint_names' must be 7 distinct joint names, got {names!r}")
-        return list(names)
+        return declare_joint_names(self, spec.default, spec.description)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         names = [p.name for p in params if p.name != "use_sim_time"]

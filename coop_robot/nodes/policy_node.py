@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 from geometry_msgs.msg import PointStamped, Vector3Stamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
@@ -20,6 +19,7 @@ from coop_robot.nodes.common import (
     LATCHED_QOS,
     ParameterError,
     declare,
+    declare_joint_names,
     declare_zone,
     now_s,
     run_node,
@@ -118,7 +118,9 @@ class PolicyNode(Node):
         rest = declare(self, "partner_rest_m", list(world.partner_rest_m),
                        "mirror: where the partner's hand rests between turns, world frame (m): the partner's "
                        "egocentric origin; shared via world.yaml")
-        self._joint_names = self._declare_joint_names(list(JOINT_NAMES))
+        self._joint_names = declare_joint_names(
+            self, list(JOINT_NAMES),
+            "mirror: arm joint names in /joint_states (7, robot_home_joint_positions_rad order)")
         threads = declare(self, "torch_threads", 0, "mirror: torch intra-op threads for inference; "
                           "0 = $COOP_ROBOT_TORCH_THREADS or 1 (more threads only contend on a busy machine)")
         if threads < 0:
@@ -126,19 +128,6 @@ class PolicyNode(Node):
         return dict(act_threshold=act, release_threshold=release, zone_min_m=list(zone.min_m),
                     zone_max_m=list(zone.max_m), robot_home_joint_positions_rad=home, robot_base_m=base,
                     partner_rest_m=rest, torch_threads=threads or None)
-
-    def _declare_joint_names(self, default: list[str]) -> list[str]:
-        # common.declare validates lists as numbers; joint names are a string array.
-        desc = ParameterDescriptor(description="mirror: arm joint names in /joint_states (7, "
-                                   "robot_home_joint_positions_rad order)")
-        try:
-            names = self.declare_parameter("joint_names", default, desc).value
-        except Exception as exc:  # rclpy raises several types for a bad override; name the parameter
-            raise ParameterError(f"parameter 'joint_names': {exc}") from exc
-        if (not isinstance(names, (list, tuple)) or len(names) != 7 or len(set(names)) != 7
-                or not all(isinstance(n, str) and n for n in names)):
-            raise ParameterError(f"parameter 'joint_names' must be 7 distinct joint names, got {names!r}")
-        return list(names)
 
     def _on_joints(self, msg: JointState) -> None:
         try:
