@@ -5,7 +5,8 @@
 motion changes -- a joint trajectory to send to a ros2_control joint trajectory controller
 (JTC semantics: the new trajectory replaces the old one and starts on receipt).
 
-States: ``home``, ``reaching``, ``acting``, ``withdrawing``, ``retreating``, ``holding``, ``estop``.
+States: ``home``, ``reaching``, ``acting``, ``withdrawing``, ``retreating``, ``holding``, ``estop``;
+``/controller/state`` appends the SSM mode when the arm is slowed or stopped (``reaching ssm_stop``).
 
 Safety rules, in priority order:
 
@@ -24,17 +25,24 @@ Safety rules, in priority order:
    **Approach guard** (``approach_horizon_s``): a hand perceived outside but moving toward the
    zone fast enough to reach it within that horizon counts as inside for this rule -- a partner
    who pauses after a false start and then reaches again is seen coming before the arm commits.
-4. **Anticipation** (``anticipation``, on by default): "act" while the partner is perceived
-   inside (on fresh perception) starts an *approach* from home to the *staging pose* -- a
-   configuration on the nominal reach's path whose EE is ``staging_clearance_m`` outside the
-   zone -- which never comes within ``commit_margin_m`` of the zone and ends at rest there. The
-   arm holds at the staging pose until the partner is perceived outside; then a short *entry*
-   move (``entry_velocity_scale``) goes on to the target, with its own commit time and the
-   zone guard above. The approach and the hold return home (an abort) when the decision stops
-   being "act", when perception goes stale (watchdog) or when the hold lasts longer than
-   ``staging_timeout_s``. The controller state is ``reaching`` throughout; ``reach_start`` is
-   emitted once, when the approach starts. So entry is still only ever committed while the
-   partner is perceived outside.
+4. **Speed and separation monitoring** (:mod:`coop_robot.control.ssm`, every tick, every move):
+   the separation between the hand (as perceived, or its worst case when unseen) and the robot's
+   body is kept at least the protective separation distance S_p for the speed the arm moves at.
+   Where it would not be, the running move is slowed on its own path (speed scaling, event
+   ``ssm_scaled``) or stopped on it (protective stop, ``ssm_stop``); it speeds up again
+   automatically when the person moves away (``ssm_resume``). Moves away from the person are
+   never slowed. Scaling keeps the joint path, so a commit time (in path time) stays valid.
+5. **Anticipation** (``anticipation``, on by default): "act" while the partner is perceived
+   inside (on fresh perception) starts the reach anyway. It runs uncommitted and, while the zone
+   guard is not clear, may go no farther along its path than the *waiting point*: the last
+   configuration whose body keeps, at rest, S_p for a hand anywhere in the zone moving at the
+   ISO 13855 speed (:meth:`SeparationMonitor.waiting_clearance_m`). If the guard is still not
+   clear when the arm must start braking to stop there, it stops on the path at that point and
+   waits; it goes on along the same path once the zone is perceived clear. So a policy that
+   knows when the partner will leave can time the reach to pass the waiting point just as the
+   hand leaves, and one that does not waits there. The wait returns home (an abort) when the
+   decision stops being "act", when perception goes stale (watchdog) or after
+   ``staging_timeout_s``.
 
 New plans start from the measured joint positions (the last commanded state without them) and
 the commanded velocity and acceleration. A plan whose goal the measured joints have not reached
@@ -54,14 +62,16 @@ from coop_robot.control.kinematics import DEFAULT_ROBOT_BASE_M, JOINT_NAMES, IKE
 from coop_robot.control.planning import (
     JointLimits,
     JointPlan,
+    ScaledPlan,
     TrajectoryPoint,
     commit_time_s,
-    ee_path_m,
     first_zone_entry_s,
     plan_brake,
     plan_minimum_jerk,
     plan_to_rest,
+    ramp_time_s,
 )
+from coop_robot.control.ssm import Separation, SeparationMonitor, SsmConfig, body_to_box, robot_capsules
 from coop_robot.geometry import Zone, world_geometry
 
 #: The controller's states, as /controller/state publishes them (the policies' context reads them).
@@ -109,20 +119,37 @@ class ControllerConfig:
     settle_timeout_s: float = 1.0
     #: At start-up, a measured configuration farther than this (rad) from home is driven home.
     home_tolerance_rad: float = 0.05
-    #: "act" while the partner is perceived inside starts an approach to the staging pose.
+    #: "act" while the partner is perceived inside starts the reach; it waits at the waiting point.
     anticipation: bool = True
-    #: How far (m) outside the zone the staging pose's EE is; at least commit_margin_m.
-    staging_clearance_m: float = 0.012
-    #: A hold at the staging pose longer than this (s) gives up and returns home.
+    #: A wait at the waiting point (or in a protective stop) longer than this (s) returns home.
     staging_timeout_s: float = 3.0
-    #: Fraction of the joint velocity/acceleration limits for the entry move from the staging pose.
-    entry_velocity_scale: float = 1.0
     #: Approach guard: a hand perceived outside the zone but moving toward it faster than
     #: ``approach_min_speed_mps`` (perceived velocity, component toward the nearest zone point)
     #: that would reach the zone within ``approach_horizon_s`` at that speed counts as entering:
     #: no reach or entry starts, and an uncommitted one is aborted. 0 s disables the guard.
     approach_horizon_s: float = 0.6
     approach_min_speed_mps: float = 0.15
+    # Speed and separation monitoring (coop_robot.control.ssm.SsmConfig; ISO/TS 15066 terms).
+    ssm_human_speed_mode: str = "directed"
+    ssm_human_speed_mps: float = 1.6
+    ssm_human_speed_floor_mps: float = 0.5
+    ssm_reaction_time_s: float = 0.03
+    ssm_intrusion_distance_m: float = 0.04
+    ssm_perception_uncertainty_m: float = 0.01
+    ssm_robot_uncertainty_m: float = 0.01
+    ssm_hand_radius_m: float = 0.05
+    ssm_resume_margin_m: float = 0.03
+    #: Perception age (s) assumed for a waiting pose (camera frame period + perception latency).
+    ssm_waiting_perception_age_s: float = 0.05
+    ssm_max_hand_age_s: float = 0.1
+
+    @property
+    def ssm(self) -> SsmConfig:
+        """The separation monitor's configuration."""
+        return SsmConfig(self.ssm_human_speed_mode, self.ssm_human_speed_mps, self.ssm_human_speed_floor_mps,
+                         self.ssm_reaction_time_s, self.ssm_intrusion_distance_m, self.ssm_perception_uncertainty_m,
+                         self.ssm_robot_uncertainty_m, self.ssm_hand_radius_m, self.stop_acceleration_scale,
+                         self.ssm_resume_margin_m, self.ssm_max_hand_age_s)
 
     def __post_init__(self) -> None:
         names = tuple(self.joint_names)
@@ -139,11 +166,6 @@ class ControllerConfig:
         if not isinstance(self.anticipation, (bool, np.bool_)):
             raise ValueError(f"anticipation must be true or false, got {self.anticipation!r}")
         object.__setattr__(self, "anticipation", bool(self.anticipation))
-        if not (0.0 < self.entry_velocity_scale <= 1.0):
-            raise ValueError(f"entry_velocity_scale must be in (0, 1], got {self.entry_velocity_scale!r}")
-        if not (np.isfinite(self.staging_clearance_m) and self.staging_clearance_m >= self.commit_margin_m):
-            raise ValueError(f"staging_clearance_m must be a finite value >= commit_margin_m "
-                             f"({self.commit_margin_m} m), got {self.staging_clearance_m!r}")
         if not (0.0 < self.stop_acceleration_scale <= 1.0):
             raise ValueError(f"stop_acceleration_scale must be in (0, 1], got {self.stop_acceleration_scale!r}")
         for name in ("min_move_duration_s", "act_duration_s", "commit_margin_m", "command_latency_s",
@@ -151,6 +173,10 @@ class ControllerConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be a finite value >= 0, got {value!r}")
+        if not (np.isfinite(self.ssm_waiting_perception_age_s) and self.ssm_waiting_perception_age_s >= 0.0):
+            raise ValueError(f"ssm_waiting_perception_age_s must be a finite value >= 0, "
+                             f"got {self.ssm_waiting_perception_age_s!r}")
+        self.ssm  # noqa: B018 -- validates the SSM terms (ValueError naming the bad one)
         for name in ("perception_timeout_s", "point_rate_hz", "settle_tolerance_rad", "home_tolerance_rad",
                      "staging_timeout_s"):
             value = getattr(self, name)
@@ -244,18 +270,37 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
        0.0, 60.0),
     _p("stop_acceleration_scale", "stop_acceleration_scale",
        "Fraction of the acceleration limits used to brake (e-stop) and abort, in (0, 1]", 0.01, 1.0),
-    _p("anticipation", "anticipation", "On 'act' while the partner is inside, approach a staging pose outside "
-       "the zone and enter once the partner is perceived out"),
-    _p("staging_clearance_m", "staging_clearance_m",
-       "Staging pose: EE distance outside the zone (m), >= commit_margin_m", 0.0, 0.5),
-    _p("staging_timeout_s", "staging_timeout_s", "Longest hold at the staging pose before returning home (s)",
-       0.01, 60.0),
-    _p("entry_velocity_scale", "entry_velocity_scale",
-       "Fraction of the joint limits for the staging -> target entry move, in (0, 1]", 0.01, 1.0),
+    _p("anticipation", "anticipation", "On 'act' while the partner is inside, start the reach and wait at the "
+       "waiting point (S_p kept for a hand anywhere in the zone) until the partner is perceived out"),
+    _p("staging_timeout_s", "staging_timeout_s",
+       "Longest wait at the waiting point or in a protective stop before returning home (s)", 0.01, 60.0),
     _p("approach_horizon_s", "approach_horizon_s", "Approach guard: a hand outside but reaching the zone within "
        "this time at its perceived speed counts as inside (no entry starts); 0 disables (s)", 0.0, 5.0),
     _p("approach_min_speed_mps", "approach_min_speed_mps",
        "Approach guard: slowest hand speed toward the zone that counts (m/s)", 0.0, 5.0),
+    _p("ssm_human_speed_mode", "ssm_human_speed_mode", "SSM v_h (ISO/TS 15066 S_h term): 'directed' = the "
+       "hand's measured speed toward the robot, at least ssm_human_speed_floor_mps; 'constant' = "
+       "ssm_human_speed_mps always (ISO 13855)"),
+    _p("ssm_human_speed_mps", "ssm_human_speed_mps", "SSM K_h, human approach speed of ISO 13855 (m/s): constant "
+       "mode, a hand of unknown velocity, and how fast an unseen hand may have moved", 0.0, 5.0),
+    _p("ssm_human_speed_floor_mps", "ssm_human_speed_floor_mps",
+       "SSM directed mode: slowest v_h assumed (m/s), for a hand at rest that starts toward the robot", 0.0, 5.0),
+    _p("ssm_reaction_time_s", "ssm_reaction_time_s", "SSM T_r beyond the measured perception age (s): controller "
+       "tick + command transport + arm controller (S_h and S_r terms)", 0.0, 2.0),
+    _p("ssm_intrusion_distance_m", "ssm_intrusion_distance_m",
+       "SSM C, intrusion distance (m): how far fingers reach past the tracked hand sphere", 0.0, 1.0),
+    _p("ssm_perception_uncertainty_m", "ssm_perception_uncertainty_m",
+       "SSM Z_d, position uncertainty of the perceived hand (m)", 0.0, 1.0),
+    _p("ssm_robot_uncertainty_m", "ssm_robot_uncertainty_m",
+       "SSM Z_r, position uncertainty of the robot (m): tracking error of the arm", 0.0, 1.0),
+    _p("ssm_hand_radius_m", "ssm_hand_radius_m", "SSM: radius of the sphere around the perceived hand centre (m)",
+       0.0, 0.5),
+    _p("ssm_resume_margin_m", "ssm_resume_margin_m",
+       "SSM hysteresis (m): speed is raised again only with this much separation beyond S_p", 0.0, 1.0),
+    _p("ssm_waiting_perception_age_s", "ssm_waiting_perception_age_s", "SSM: perception age assumed for the "
+       "waiting point (s): camera frame period + perception latency", 0.0, 2.0),
+    _p("ssm_max_hand_age_s", "ssm_max_hand_age_s", "SSM: a hand detection older than this (s) is not trusted; "
+       "the hand may have moved at ssm_human_speed_mps since it was seen", 0.0, 2.0),
     _p("rate_hz", None, "Control tick rate (Hz, node clock)", 1.0, 1000.0, node_default=100.0),
     _p("decision_timeout_s", None, "A policy decision older than this (s) counts as none", 0.01, 10.0,
        node_default=0.5),
@@ -355,6 +400,11 @@ class ControllerOutput:
     events: list[ControllerEvent] = field(default_factory=list)
     #: Human-readable warnings for the log (e.g. the arm did not follow a trajectory).
     warnings: list[str] = field(default_factory=list)
+    #: Separation monitoring at this tick: the evaluation at the commanded speed, the mode
+    #: (free / scaled / stop) and the speed scale it allows.
+    separation: Separation | None = None
+    ssm_mode: str = "free"
+    speed_scale: float = 1.0
 
 
 class ArmController:
@@ -369,6 +419,7 @@ class ArmController:
         self.config = cfg = config or ControllerConfig()
         self.kinematics = PandaKinematics(cfg.robot_base_m)
         self.limits = JointLimits.panda()
+        self.monitor = SeparationMonitor(cfg.ssm, self.kinematics, self.limits.acceleration_rad_s2)
         self.home_rad = np.asarray(cfg.home_rad, dtype=float)
         if not self.limits.contains(self.home_rad):
             raise ValueError(f"home_rad {list(cfg.home_rad)} is outside the Panda joint limits")
@@ -384,30 +435,45 @@ class ArmController:
         except IKError as exc:
             raise IKError(f"target_m {list(cfg.target_m)}: {exc}") from exc
         self.target_ee_m = self.kinematics.fk(self.target_rad)
-        # The nominal reach from home: its commit time is reused when a reach starts at home.
+        # The nominal reach from home: its commit time and waiting point are reused when a reach
+        # starts at home.
         self.nominal_reach = self._reach_plan(self.home_rad)
         self.nominal_commit_s = self._commit_time(self.nominal_reach)
         self.nominal_entry_s = first_zone_entry_s(self.nominal_reach, self.kinematics, cfg.zone)
         self._nominal_ee_path = self._ee_path(self.nominal_reach)
-        self._init_staging()
+        #: Body distance (m) a waiting pose keeps from the zone (S_p for a hand anywhere in it).
+        self.waiting_clearance_m = self.monitor.waiting_clearance_m(cfg.ssm_waiting_perception_age_s)
+        self.nominal_wait_s = self._waiting_time(self.nominal_reach)
+        if self.nominal_wait_s <= 0.0:
+            raise ValueError(f"the home pose's body is already within the waiting clearance "
+                             f"({self.waiting_clearance_m:.3f} m) of the zone; expected a home farther from it "
+                             f"or smaller SSM terms")
+        self.waiting_rad = self.nominal_reach.state_at(self.nominal_wait_s)[0]
+        self.waiting_ee_m = self.kinematics.fk(self.waiting_rad)
         self.reset()
 
     # ------------------------------------------------------------------ public API
     def reset(self) -> None:
         """Forget all runtime state (start-up: at home, nothing commanded yet)."""
         self.state = "home"
-        self._plan: JointPlan | None = None
+        self._plan: ScaledPlan | None = None
         self._plan_start_s = 0.0
+        self._purpose = "home"
         self._hold_rad = self.home_rad.copy()
         self._commit_s = 0.0
+        self._wait_s = 0.0
         self._committed = False
         self._act_until_s = 0.0
         self._t0_s: float | None = None
         self._seen_joints = False
-        #: While ``reaching``: "direct" (home to target), "approach" (home to the staging pose),
-        #: "staged" (holding there at rest) or "entry" (staging pose to target).
+        #: While ``reaching``: "direct" (moving along the reach) or "held" (stopped at the waiting point).
         self._phase = "direct"
-        self._staged_since_s = 0.0
+        self._held_since_s = 0.0
+        self._ssm_mode = "free"
+        self._ssm_scale = 1.0
+        self._ssm_stop_since_s: float | None = None
+        self._last_seen: tuple[float, np.ndarray] | None = None
+        self.last_separation = None
 
     @property
     def committed(self) -> bool:
@@ -415,13 +481,24 @@ class ArmController:
 
     @property
     def phase(self) -> str:
-        """Kind of the current / last reach: direct, approach, staged or entry (see ``reset``)."""
+        """Kind of the current / last reach: ``direct`` or ``held`` (at the waiting point)."""
         return self._phase
 
     @property
     def commit_time_s(self) -> float:
-        """Commit time (s from the reach start) of the current / last reach."""
+        """Commit time (path seconds from the reach start) of the current / last reach."""
         return self._commit_s
+
+    @property
+    def ssm_mode(self) -> str:
+        """``free``, ``scaled`` or ``stop``: what separation monitoring does to the current move."""
+        return self._ssm_mode
+
+    @property
+    def state_text(self) -> str:
+        """The state as ``/controller/state`` publishes it: the state, and the SSM mode when the
+        arm is slowed or stopped by it (``reaching ssm_stop``)."""
+        return self.state if self._ssm_mode == "free" else f"{self.state} ssm_{self._ssm_mode}"
 
     def commanded_state(self, now_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Commanded ``(q, qd, qdd)`` at ``now_s`` along the last trajectory sent (at rest if none)."""
@@ -429,6 +506,12 @@ class ArmController:
             zero = np.zeros(7)
             return self._hold_rad.copy(), zero, zero.copy()
         return self._plan.state_at(now_s - self._plan_start_s)
+
+    def path_time_s(self, now_s: float) -> float:
+        """How far (path seconds) the current move has gone along its path."""
+        if self._plan is None:
+            return 0.0
+        return self._plan.tau_at(now_s - self._plan_start_s)
 
     def update(self, now_s: float, inputs: ControllerInputs) -> ControllerOutput:
         """Advance the state machine to ``now_s`` (s, controller clock) given the newest inputs."""
@@ -447,6 +530,10 @@ class ArmController:
         else:
             stale = now_s - stamp > cfg.perception_timeout_s
             fresh = not stale
+        hand = None if inputs.partner_hand_m is None else np.asarray(inputs.partner_hand_m, dtype=float)
+        if stamp is not None and hand is not None and hand.shape == (3,) and np.isfinite(hand).all():
+            if self._last_seen is None or stamp >= self._last_seen[0]:
+                self._last_seen = (float(stamp), hand.copy())
         approaching = fresh and partner_approaching(cfg.zone, inputs.partner_hand_m, inputs.partner_velocity_mps,
                                                     cfg.approach_horizon_s, cfg.approach_min_speed_mps)
         guard_clear = fresh and partner_in_zone is False and not approaching
@@ -457,7 +544,8 @@ class ArmController:
                 self._emit(out, "estop", now_s)
                 q, qd, qdd = self._start_state(now_s, q_meas)
                 plan = plan_brake(q, qd, qdd, self.limits, deceleration_scale=cfg.stop_acceleration_scale)
-                self._send(out, plan, now_s, "brake", "estop")
+                self._send(out, ScaledPlan(plan), now_s, "brake", "estop")
+                self._set_ssm_mode(out, now_s, "free", 1.0, emit=False)
             return out
         if self.state == "estop":
             self._emit(out, "estop_release", now_s)
@@ -472,38 +560,13 @@ class ArmController:
                 self._go_home(out, now_s, q_meas, velocity_scale=0.5 * cfg.velocity_scale)
                 return out
 
-        elapsed = now_s - self._plan_start_s
         if self.state in ("home", "holding"):
             self.state = out.state = "holding" if stale else "home"
-            if self.state == "home" and inputs.decision == "act" and guard_clear:
+            if self.state == "home" and inputs.decision == "act" and (
+                    guard_clear or (cfg.anticipation and fresh)):
                 self._start_reach(out, now_s, q_meas)
-            elif (self.state == "home" and inputs.decision == "act" and fresh and partner_in_zone is True
-                  and cfg.anticipation):
-                self._start_approach(out, now_s, q_meas)
-        elif self.state == "reaching" and self._phase in ("approach", "staged"):
-            self._update_staging(out, now_s, inputs.decision, q_meas, stale, guard_clear)
         elif self.state == "reaching":
-            if not self._committed and elapsed >= self._commit_s:
-                self._committed = True
-                self._emit(out, "entry_commit", now_s)
-            if stale:
-                self._emit(out, "watchdog", now_s)
-                self._stop_and_return(out, now_s, q_meas)
-            elif not self._committed and not (inputs.decision == "act" and guard_clear):
-                # Zone guard: partner inside (or unknown), or the policy changed its mind.
-                self._stop_and_return(out, now_s, q_meas)
-            elif self._committed and (partner_in_zone is True or inputs.decision == "yield"):
-                self._stop_and_return(out, now_s, q_meas)
-            else:
-                progress = self._plan_progress(now_s, q_meas)
-                if progress == "arrived":
-                    self.state = out.state = "acting"
-                    self._act_until_s = now_s + cfg.act_duration_s
-                    self._emit(out, "act_start", now_s)
-                elif progress == "stuck":
-                    # The arm did not follow (command lost, arm blocked): no turn; go back home.
-                    out.warnings.append(self._stuck_warning(q_meas, "target"))
-                    self._stop_and_return(out, now_s, q_meas)
+            self._update_reach(out, now_s, inputs.decision, q_meas, stale, guard_clear, partner_in_zone)
         elif self.state == "acting":
             if stale:
                 self._emit(out, "watchdog", now_s)
@@ -518,92 +581,78 @@ class ArmController:
                 out.warnings.append(self._stuck_warning(q_meas, "home") + "; sending the move home again")
                 plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale,
                                          cfg.min_move_duration_s)
-                self._send(out, plan, now_s, "home", self.state)
+                self._send(out, ScaledPlan(plan), now_s, "home", self.state)
+        self._monitor_separation(out, now_s, inputs, q_meas)
         return out
 
-    # ------------------------------------------------------------------ anticipation
-    def _init_staging(self) -> None:
-        """Staging pose, approach and entry plans from home (checked once, here)."""
+    # ------------------------------------------------------------------ the reach
+    def _update_reach(self, out: ControllerOutput, now_s: float, decision: str | None, q_meas: np.ndarray | None,
+                      stale: bool, guard_clear: bool, partner_in_zone: bool | None) -> None:
         cfg = self.config
-        times, ee = ee_path_m(self.nominal_reach, self.kinematics, step_s=0.005)
-        near = cfg.zone.contains_many(ee, cfg.staging_clearance_m)
-        first = int(np.argmax(near)) if near.any() else 0
-        if first == 0:
-            raise ValueError(f"staging_clearance_m={cfg.staging_clearance_m} m: the home EE is already that close "
-                             f"to the zone (or the reach never comes that close); expected a smaller clearance")
-        self.staging_rad = self.nominal_reach.state_at(times[first - 1])[0]
-        self.staging_ee_m = self.kinematics.fk(self.staging_rad)
-        self.nominal_approach = self._approach_plan(self.home_rad)
-        if not self._approach_is_clear(self.nominal_approach):
-            raise ValueError(f"the approach from home to the staging pose "
-                             f"(EE {np.round(self.staging_ee_m, 3).tolist()} m) "
-                             f"comes within commit_margin_m={cfg.commit_margin_m} m of the zone; "
-                             f"expected a larger staging_clearance_m")
-        self.nominal_entry = self._entry_plan(self.staging_rad)
-        self.nominal_entry_commit_s = self._commit_time(self.nominal_entry)
-        self.nominal_entry_entry_s = first_zone_entry_s(self.nominal_entry, self.kinematics, cfg.zone, step_s=0.001)
-        self._nominal_entry_ee_path = self._ee_path(self.nominal_entry)
-
-    def _approach_plan(self, start_rad: np.ndarray) -> JointPlan:
-        cfg = self.config
-        return plan_minimum_jerk(start_rad, self.staging_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
-
-    def _entry_plan(self, start_rad: np.ndarray) -> JointPlan:
-        return plan_minimum_jerk(start_rad, self.target_rad, self.limits, self.config.entry_velocity_scale, 0.0)
-
-    def _approach_is_clear(self, plan: JointPlan) -> bool:
-        """The whole approach keeps the EE outside the zone grown by ``commit_margin_m``."""
-        _, ee = ee_path_m(plan, self.kinematics, step_s=0.01)
-        return not self.config.zone.contains_many(ee, self.config.commit_margin_m).any()
-
-    def _start_approach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
-        start = q_meas if q_meas is not None else self._hold_rad
-        plan = self._approach_plan(start)
-        if not self._approach_is_clear(plan):
-            out.warnings.append("not anticipating: the approach to the staging pose from the measured joints "
-                                "would come too close to the zone")
-            return
-        self._phase = "approach"
-        self._commit_s = np.inf
-        self._committed = False
-        self._emit(out, "reach_start", now_s)
-        self._send(out, plan, now_s, "approach", "reaching")
-
-    def _update_staging(self, out: ControllerOutput, now_s: float, decision: str | None,
-                        q_meas: np.ndarray | None, stale: bool, guard_clear: bool) -> None:
-        """Approach and hold at the staging pose (always outside the zone, never committed)."""
+        tau = self.path_time_s(now_s)
         if stale:
             self._emit(out, "watchdog", now_s)
             self._stop_and_return(out, now_s, q_meas)
             return
-        if decision != "act":
+        if not self._committed:
+            if decision != "act":
+                self._stop_and_return(out, now_s, q_meas)  # the policy changed its mind
+                return
+            if not guard_clear:
+                if tau > self._wait_s + 1e-6 or not cfg.anticipation:
+                    # Zone guard: past the waiting point (it was clear then) the partner came back,
+                    # or no anticipation: abort.
+                    self._stop_and_return(out, now_s, q_meas)
+                    return
+                self._hold_at_waiting_point(out, now_s, q_meas)
+                return
+            if self._phase == "held":
+                self._phase = "direct"  # clear again: go on along the same path
+                self._rescale(out, now_s, 1.0)
+            if tau >= self._commit_s:
+                self._committed = True
+                self._emit(out, "entry_commit", now_s)
+        elif partner_in_zone is True or decision == "yield":
             self._stop_and_return(out, now_s, q_meas)
             return
-        if self._phase == "approach":
-            progress = self._plan_progress(now_s, q_meas)
-            if progress == "stuck":
-                out.warnings.append(self._stuck_warning(q_meas, "staging pose"))
-                self._stop_and_return(out, now_s, q_meas)
-                return
-            if progress != "arrived":
-                return
-            self._phase = "staged"
-            self._staged_since_s = now_s
-        if guard_clear:
-            self._start_entry(out, now_s, q_meas)
-        elif now_s - self._staged_since_s > self.config.staging_timeout_s:
-            out.warnings.append(f"partner still perceived in the zone after holding at the staging pose for "
-                                f"{self.config.staging_timeout_s:.1f} s; returning home")
+        progress = self._plan_progress(now_s, q_meas)
+        if progress == "arrived" and self._committed:
+            self.state = out.state = "acting"
+            self._act_until_s = now_s + cfg.act_duration_s
+            self._emit(out, "act_start", now_s)
+        elif progress == "stuck":
+            # The arm did not follow (command lost, arm blocked): no turn; go back home.
+            out.warnings.append(self._stuck_warning(q_meas, "target"))
+            self._stop_and_return(out, now_s, q_meas)
+        elif self._ssm_stop_since_s is not None and now_s - self._ssm_stop_since_s > cfg.staging_timeout_s:
+            out.warnings.append(f"protective stop held for {cfg.staging_timeout_s:.1f} s (person too close); "
+                                f"returning home")
             self._stop_and_return(out, now_s, q_meas)
 
-    def _start_entry(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
-        """From rest at the staging pose into the zone (called only with the zone perceived clear)."""
-        start = q_meas if q_meas is not None else self._hold_rad
-        plan = self._entry_plan(start)
-        commit = self._commit_for(plan, self.nominal_entry, self.nominal_entry_commit_s, self._nominal_entry_ee_path)
-        self._launch(out, now_s, plan, commit, phase="entry")
+    def _hold_at_waiting_point(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+        """Zone guard not clear before the waiting point: make sure the arm stops there at the latest."""
+        cfg = self.config
+        if self._phase == "held":
+            if now_s - self._held_since_s > cfg.staging_timeout_s:
+                out.warnings.append(f"partner still perceived in the zone after waiting "
+                                    f"{cfg.staging_timeout_s:.1f} s at the waiting point; returning home")
+                self._stop_and_return(out, now_s, q_meas)
+            return
+        t_local = now_s - self._plan_start_s
+        tau = self._plan.tau_at(t_local)
+        sigma = self._plan.sigma_at(t_local)
+        path = self._plan.path
+        remaining = self._wait_s - tau
+        ramp = ramp_time_s(path, tau, sigma, 0.0, self.limits, cfg.stop_acceleration_scale)
+        # Brake now if waiting one more tick (plus the command latency) would overshoot.
+        slack = sigma * (0.01 + cfg.command_latency_s)
+        if sigma <= 1e-9 or remaining <= 0.5 * sigma * ramp + slack:
+            stop_ramp = max(ramp, 2.0 * max(remaining, 0.0) / sigma) if sigma > 1e-9 else 0.0
+            plan = ScaledPlan(path, tau, sigma, 0.0, stop_ramp)
+            self._phase = "held"
+            self._held_since_s = now_s
+            self._send(out, plan, now_s, "reach", "reaching")
 
-    # ------------------------------------------------------------------ internals
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
         cfg = self.config
         return plan_minimum_jerk(start_rad, self.target_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
@@ -617,36 +666,99 @@ class ArmController:
                              margin_m=cfg.commit_margin_m, latency_s=cfg.command_latency_s,
                              acceleration_scale=cfg.stop_acceleration_scale)
 
+    def _waiting_time(self, reach: JointPlan) -> float:
+        """Path time of the waiting point: the last moment the reach's body keeps the waiting
+        clearance from the zone (0 when it never does)."""
+        zone = self.config.zone
+        times = np.arange(0.0, reach.duration_s, 0.005)
+        frames = self.kinematics.joint_frames(reach.state_at(times)[0])
+        for i in range(len(times)):
+            if body_to_box(robot_capsules(frames[i]), zone.min_m, zone.max_m) < self.waiting_clearance_m:
+                return float(times[max(i - 1, 0)]) if i > 0 else 0.0
+        return float(reach.duration_s)
+
     def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
         start = q_meas if q_meas is not None else self._hold_rad
         reach = self._reach_plan(start)
-        commit = self._commit_for(reach, self.nominal_reach, self.nominal_commit_s, self._nominal_ee_path)
-        self._launch(out, now_s, reach, commit, phase="direct", emit_reach_start=True)
-
-    def _commit_for(self, plan: JointPlan, nominal: JointPlan, nominal_commit_s: float,
-                    nominal_ee_path: np.ndarray) -> float:
-        """Commit time of ``plan``. Computing one takes ~0.1 s, too long for a tick: a plan whose
-        EE path stays close to the nominal one's (the usual case, up to the arm's small tracking
-        error) uses the precomputed time, scaled to its duration; the retreats from nearby states
-        differ no more than the paths do, and that difference is a fraction of the margin."""
-        deviation_m = np.max(np.linalg.norm(self._ee_path(plan) - nominal_ee_path, axis=1))
+        deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._nominal_ee_path, axis=1))
         if deviation_m <= _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m:
-            return nominal_commit_s * plan.duration_s / nominal.duration_s
-        return self._commit_time(plan)
-
-    def _launch(self, out: ControllerOutput, now_s: float, plan: JointPlan, commit_s: float, phase: str,
-                emit_reach_start: bool = False) -> None:
-        """Send a move into the zone: uncommitted until ``commit_s`` (committed at once if <= 0)."""
-        self._phase = phase
-        self._commit_s = commit_s
+            # Computing a commit time takes ~0.1 s, too long for a tick: a reach whose EE path stays
+            # close to the nominal one's (the usual case, up to the arm's small tracking error) uses
+            # the precomputed times, scaled to its duration; the retreats from nearby states differ
+            # no more than the paths do, and that difference is a fraction of the margin.
+            ratio = reach.duration_s / self.nominal_reach.duration_s
+            commit, wait = self.nominal_commit_s * ratio, self.nominal_wait_s * ratio
+        else:
+            commit, wait = self._commit_time(reach), self._waiting_time(reach)
+        self._phase = "direct"
+        self._commit_s = commit
+        self._wait_s = min(wait, commit)
         self._committed = False
-        if emit_reach_start:
-            self._emit(out, "reach_start", now_s)
-        self._send(out, plan, now_s, "reach", "reaching")
-        if commit_s <= 0.0:
+        self._emit(out, "reach_start", now_s)
+        self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")
+        if commit <= 0.0:
             self._committed = True
             self._emit(out, "entry_commit", now_s)
 
+    # ------------------------------------------------------------------ separation monitoring
+    def _monitor_separation(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,
+                            q_meas: np.ndarray | None) -> None:
+        """SSM on the running move: scale its speed on its path so the separation keeps S_p."""
+        cfg = self.config
+        hand = self.monitor.hand_estimate(now_s, inputs.partner_hand_m, inputs.partner_velocity_mps,
+                                          inputs.perception_stamp_s, self._last_seen, cfg.zone)
+        q_cmd, qd_cmd, _ = self.commanded_state(now_s)
+        q = q_meas if q_meas is not None else q_cmd
+        out.separation = self.last_separation = self.monitor.evaluate(q, qd_cmd, hand)
+        plan = self._plan
+        if plan is None or self.state in ("estop", "home", "holding", "acting"):
+            self._set_ssm_mode(out, now_s, "free", 1.0)
+            return
+        t_local = now_s - self._plan_start_s
+        tau = plan.tau_at(t_local)
+        if tau >= plan.path.duration_s - 1e-9:
+            self._set_ssm_mode(out, now_s, "free", 1.0)
+            return
+        # The separation were the arm moving along its path at full speed, from where it is now.
+        _, qd_path, _ = plan.path.state_at(tau)
+        sep_full = self.monitor.evaluate(q, qd_path, hand)
+        allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale)
+        guard_hold = self.state == "reaching" and self._phase == "held"
+        target = 0.0 if guard_hold else allowed
+        current_target = plan.sigma1
+        if abs(target - current_target) > 1e-9 and not (guard_hold and plan.stops_on_path):
+            self._rescale(out, now_s, target)
+        mode = "free" if allowed >= 1.0 else ("stop" if allowed <= 0.0 else "scaled")
+        self._set_ssm_mode(out, now_s, mode, allowed)
+
+    def _rescale(self, out: ControllerOutput, now_s: float, sigma_to: float) -> None:
+        """Send the current path again from where the arm is, ramping its speed to ``sigma_to``."""
+        plan = self._plan
+        t_local = now_s - self._plan_start_s
+        tau = plan.tau_at(t_local)
+        sigma = plan.sigma_at(t_local)
+        scale = self.config.stop_acceleration_scale if sigma_to < sigma else self.config.velocity_scale
+        ramp = ramp_time_s(plan.path, tau, sigma, sigma_to, self.limits, scale)
+        new = ScaledPlan(plan.path, tau, sigma, sigma_to, ramp)
+        self._plan = new
+        self._plan_start_s = now_s
+        self._hold_rad = new.goal_rad
+        out.trajectory = TrajectoryCommand(self.config.joint_names, new.points(self.config.point_rate_hz),
+                                           self._purpose, new)
+
+    def _set_ssm_mode(self, out: ControllerOutput, now_s: float, mode: str, scale: float, emit: bool = True) -> None:
+        if mode != self._ssm_mode and emit:
+            self._emit(out, {"free": "ssm_resume", "scaled": "ssm_scaled", "stop": "ssm_stop"}[mode], now_s)
+        if mode == "stop" and self._ssm_mode != "stop":
+            self._ssm_stop_since_s = now_s
+        elif mode != "stop":
+            self._ssm_stop_since_s = None
+        self._ssm_mode = mode
+        self._ssm_scale = scale
+        out.ssm_mode = mode
+        out.speed_scale = scale
+
+    # ------------------------------------------------------------------ internals
     def _stop_and_return(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
         """Leave the current motion for home: an abort (retreating) before the reach's commit
         time, a withdrawal from the zone otherwise."""
@@ -658,12 +770,13 @@ class ArmController:
         else:
             plan = plan_to_rest(q, qd, qdd, self.home_rad, self.limits, cfg.velocity_scale,
                                 min_duration_s=0.0, acceleration_scale=cfg.stop_acceleration_scale)
+        self._phase = "direct"
         if aborting:
             self._emit(out, "abort", now_s)
-            self._send(out, plan, now_s, "retreat", "retreating")
+            self._send(out, ScaledPlan(plan), now_s, "retreat", "retreating")
         else:
             self._emit(out, "withdraw_start", now_s)
-            self._send(out, plan, now_s, "withdraw", "withdrawing")
+            self._send(out, ScaledPlan(plan), now_s, "withdraw", "withdrawing")
 
     def _go_home(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None, velocity_scale: float) -> None:
         """Slow return home from wherever the arm is (after an e-stop release, at start-up)."""
@@ -676,7 +789,7 @@ class ArmController:
         plan = plan_to_rest(q, qd, qdd, self.home_rad, self.limits, velocity_scale,
                             min_duration_s=self.config.min_move_duration_s)
         self._emit(out, "withdraw_start", now_s)
-        self._send(out, plan, now_s, "home", "withdrawing")
+        self._send(out, ScaledPlan(plan), now_s, "home", "withdrawing")
 
     def _arrive_home(self, out: ControllerOutput, now_s: float) -> None:
         self.state = out.state = "home"
@@ -690,11 +803,13 @@ class ArmController:
         return (q_meas if q_meas is not None else q_cmd), qd, qdd
 
     def _plan_progress(self, now_s: float, q_meas: np.ndarray | None) -> str:
-        """``running`` until the plan's time is up; then ``arrived`` once the measured joints are
-        within ``settle_tolerance_rad`` of its goal (at once without measurements), or ``stuck``
-        when they still are not ``settle_timeout_s`` later."""
+        """``running`` until the plan's time is up (always, for a stop on the path); then
+        ``arrived`` once the measured joints are within ``settle_tolerance_rad`` of its goal (at once
+        without measurements), or ``stuck`` when they still are not ``settle_timeout_s`` later."""
         if self._plan is None:
             return "arrived"
+        if self._plan.stops_on_path:
+            return "running"
         over_s = now_s - self._plan_start_s - self._plan.duration_s
         if over_s < 0.0:
             return "running"
@@ -707,10 +822,11 @@ class ArmController:
         return (f"arm did not reach the {goal}: measured joints {error:.3f} rad from it "
                 f"{self.config.settle_timeout_s:.1f} s after the trajectory ended")
 
-    def _send(self, out: ControllerOutput, plan: JointPlan, now_s: float, purpose: str, state: str) -> None:
+    def _send(self, out: ControllerOutput, plan: ScaledPlan, now_s: float, purpose: str, state: str) -> None:
         self._plan = plan
         self._plan_start_s = now_s
         self._hold_rad = plan.goal_rad
+        self._purpose = purpose
         self.state = out.state = state
         out.trajectory = TrajectoryCommand(self.config.joint_names, plan.points(self.config.point_rate_hz),
                                            purpose, plan)

@@ -413,3 +413,131 @@ def commit_time_s(reach: JointPlan, kinematics: PandaKinematics, zone: Zone, ret
     if safe.all():
         return float(T)
     return float(candidates[np.argmin(safe) - 1])
+
+
+# ---------------------------------------------------------------------- time scaling on a path
+def _smoothstep_integral(u):
+    """Integral over [0, u] of the smoothstep 3u^2 - 2u^3."""
+    return u**3 - 0.5 * u**4
+
+
+class ScaledPlan(JointPlan):
+    """A :class:`JointPlan` (the *path*) played from path time ``tau0_s`` with its speed scaled.
+
+    The speed scale ``sigma`` (path seconds per second) ramps smoothly (smoothstep) from
+    ``sigma0`` to ``sigma1`` over ``ramp_s`` and then stays at ``sigma1``: the arm keeps to the
+    same joint-space path at any speed, so a check made in path time (a reach's commit time)
+    holds whatever the scaling. ``sigma1 = 0`` stops on the path (at rest after ``ramp_s``);
+    otherwise the plan ends at the path's goal, at rest (a minimum-jerk path ends at rest, so the
+    end is smooth at any scale).
+    """
+
+    def __init__(self, path: JointPlan, tau0_s: float = 0.0, sigma0: float = 1.0, sigma1: float = 1.0,
+                 ramp_s: float = 0.0) -> None:
+        if isinstance(path, ScaledPlan):
+            raise TypeError("scale the underlying path, not a ScaledPlan")
+        for name, value in (("sigma0", sigma0), ("sigma1", sigma1)):
+            if not (np.isfinite(value) and 0.0 <= value <= 1.0 + 1e-9):
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not (np.isfinite(ramp_s) and ramp_s >= 0.0):
+            raise ValueError(f"ramp_s must be >= 0, got {ramp_s!r}")
+        self.path = path
+        self.tau0_s = float(np.clip(tau0_s, 0.0, path.duration_s))
+        self.sigma0 = float(min(sigma0, 1.0))
+        self.sigma1 = float(min(sigma1, 1.0))
+        self.ramp_s = float(ramp_s) if abs(self.sigma1 - self.sigma0) > 1e-12 else 0.0
+        end = path.duration_s
+        tau_ramp_end = self.tau0_s + self.ramp_s * 0.5 * (self.sigma0 + self.sigma1)
+        if self.sigma1 <= 0.0:
+            self._duration = max(self.ramp_s, 1e-6)
+            self.stop_tau_s = min(tau_ramp_end, end)
+        elif tau_ramp_end >= end:
+            lo, hi = 0.0, self.ramp_s  # the path ends during the ramp: find when
+            for _ in range(60):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if self.tau_at(mid, clip=False) < end else (lo, mid)
+            self._duration = max(hi, 1e-6)
+            self.stop_tau_s = end
+        else:
+            self._duration = max(self.ramp_s + (end - tau_ramp_end) / self.sigma1, 1e-6)
+            self.stop_tau_s = end
+
+    @property
+    def duration_s(self) -> float:
+        return self._duration
+
+    @property
+    def start_rad(self) -> np.ndarray:
+        return self.path.state_at(self.tau0_s)[0]
+
+    @property
+    def goal_rad(self) -> np.ndarray:
+        return self.path.state_at(self.stop_tau_s)[0]
+
+    @property
+    def stops_on_path(self) -> bool:
+        """True for a stop (``sigma1`` 0): the plan ends at rest part-way along the path."""
+        return self.sigma1 <= 0.0
+
+    def _sigma(self, t):
+        t = np.asarray(t, dtype=float)
+        if self.ramp_s <= 0.0:
+            return np.full_like(t, self.sigma1), np.zeros_like(t)
+        u = np.clip(t / self.ramp_s, 0.0, 1.0)
+        delta = self.sigma1 - self.sigma0
+        sigma = self.sigma0 + delta * (3 * u**2 - 2 * u**3)
+        dsigma = np.where((t >= 0.0) & (t <= self.ramp_s), delta * 6 * u * (1 - u) / self.ramp_s, 0.0)
+        return sigma, dsigma
+
+    def tau_at(self, t_s, clip: bool = True):
+        """Path time (s) reached ``t_s`` seconds after this plan started."""
+        t = np.maximum(np.asarray(t_s, dtype=float), 0.0)
+        if self.ramp_s > 0.0:
+            u = np.clip(t / self.ramp_s, 0.0, 1.0)
+            in_ramp = self.tau0_s + self.sigma0 * np.minimum(t, self.ramp_s) + (
+                self.sigma1 - self.sigma0) * self.ramp_s * _smoothstep_integral(u)
+        else:
+            in_ramp = np.full_like(t, self.tau0_s)
+        tau = in_ramp + self.sigma1 * np.maximum(t - self.ramp_s, 0.0)
+        if clip:
+            tau = np.minimum(tau, self.stop_tau_s)
+        return float(tau) if np.ndim(t_s) == 0 else tau
+
+    def sigma_at(self, t_s) -> float:
+        """Speed scale ``sigma`` at ``t_s`` (0 once a stop has come to rest or the path has ended)."""
+        t = float(t_s)
+        if t >= self._duration:
+            return 0.0 if self.stops_on_path or self.tau_at(t) >= self.path.duration_s else self.sigma1
+        return float(self._sigma(max(t, 0.0))[0])
+
+    def state_at(self, t_s):
+        scalar = np.ndim(t_s) == 0
+        t = np.clip(np.atleast_1d(np.asarray(t_s, dtype=float)), 0.0, self._duration)
+        tau = self.tau_at(t)
+        sigma, dsigma = self._sigma(t)
+        q, v, a = self.path.state_at(tau)
+        v_out = v * sigma[:, None]
+        a_out = a * (sigma**2)[:, None] + v * dsigma[:, None]
+        done = t >= self._duration - 1e-12
+        if np.any(done):  # at rest at the end (stop or path goal)
+            v_out[done] = 0.0
+            a_out[done] = 0.0
+        if scalar:
+            return q[0], v_out[0], a_out[0]
+        return q, v_out, a_out
+
+
+def ramp_time_s(path: JointPlan, tau_s: float, sigma_from: float, sigma_to: float, limits: JointLimits,
+                acceleration_scale: float, min_ramp_s: float = 0.05) -> float:
+    """How long a smoothstep change of the path speed from ``sigma_from`` to ``sigma_to`` must take
+    at path time ``tau_s`` so that the added joint acceleration (peak 1.5 |dsigma| / T times the
+    path's joint speed) stays within ``acceleration_scale`` of the limits. The path speed is
+    bounded over the stretch the ramp can cover."""
+    _check_scale(acceleration_scale)
+    delta = abs(sigma_to - sigma_from)
+    if delta <= 1e-12:
+        return 0.0
+    window = np.linspace(tau_s, min(tau_s + 0.6, path.duration_s), 13)
+    _, v, _ = path.state_at(window)
+    speed = np.abs(v).max(axis=0)
+    return float(max(min_ramp_s, np.max(1.5 * delta * speed / (acceleration_scale * limits.acceleration_rad_s2))))

@@ -51,6 +51,7 @@ from coop_robot.control.controller import (
     controller_config_from_params,
     controller_parameter,
 )
+from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, HandEstimate, Separation, robot_capsules
 from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.partner.model import PartnerModel
@@ -80,14 +81,8 @@ _POLICY_EVERY = BASE_RATE_HZ // POLICY_RATE_HZ
 POLICY_DT_S = 1.0 / POLICY_RATE_HZ
 
 ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
-
-# Geometry of the contact / occlusion check (m). The Panda's links are ~0.12-0.13 m thick;
-# the hand is ~0.2 m across the fingers, ~0.06 m thick.
-ROBOT_LINK_RADIUS_M = 0.075
-ROBOT_HAND_RADIUS_M = 0.045
-_HAND_CENTRE_FROM_J7_M = 0.165   # along joint 7's z: flange (0.107) + about half the hand
-_HAND_HALF_WIDTH_M = 0.09
-
+#: Controller events the tracker scores (the graph's turn tracker subscribes to the same).
+_TRACKED_CONTROLLER_EVENTS = ("reach_start", "ssm_stop", "ssm_scaled", "ssm_resume")
 
 # --------------------------------------------------------------------------- geometry
 def segment_distances(p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.ndarray) -> np.ndarray:
@@ -110,21 +105,6 @@ def segment_distances(p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.nda
         s = np.where(t != t_c, np.clip(np.where(a > eps, (b * t_c - c) / np.where(a > eps, a, 1.0), 0.0), 0.0, 1.0), s)
     closest = (p1[:, None, :] + d1 * s[..., None]) - (p2[None, :, :] + d2 * t_c[..., None])
     return np.linalg.norm(closest, axis=-1)
-
-
-def robot_capsules(joint_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Robot capsules ``(starts (K, 3), ends (K, 3), radii (K,))`` in ``world`` (m) from
-    :meth:`PandaKinematics.joint_frames` ``(8, 4, 4)``: links between successive distinct joint
-    origins (shoulder to joint 7, then to the flange) and a capsule across the gripper."""
-    o = joint_frames[:, :3, 3]
-    z7, x7, y7 = joint_frames[6, :3, 2], joint_frames[6, :3, 0], joint_frames[6, :3, 1]
-    flange = o[6] + 0.107 * z7
-    hand_c = o[6] + _HAND_CENTRE_FROM_J7_M * z7
-    across = (x7 - y7) * (_HAND_HALF_WIDTH_M / math.sqrt(2.0))  # the hand sits at -45 deg about z7
-    starts = np.array([o[1], o[2], o[3], o[4], o[6], flange, hand_c - across, o[7]])
-    ends = np.array([o[2], o[3], o[4], o[6], flange, o[7], hand_c + across, o[7]])
-    radii = np.array([ROBOT_LINK_RADIUS_M] * 5 + [ROBOT_HAND_RADIUS_M] * 3)
-    return starts, ends, radii
 
 
 class PersonGeometry:
@@ -297,6 +277,9 @@ class TurnTakingEnv:
         self._planned_exit_s: float | None = None
         self._step_events: list[tuple[str, float]] = []
         self._records_done = 0
+        self._hand_prev_tick = self._hand_true.copy()
+        self.last_separation: Separation | None = None
+        self._ssm_samples: list[tuple[float, Separation]] = []
         return self._observation()
 
     @property
@@ -335,6 +318,7 @@ class TurnTakingEnv:
             self._planned_exit_s = float(plan)  # the graph's oracle keeps the last published plan
         obs = self._observation()
         latest = self._latest
+        samples, self._ssm_samples = self._ssm_samples, []
         info = {
             "t_s": now,
             "robot_ee_m": self._ee.copy(),
@@ -349,6 +333,9 @@ class TurnTakingEnv:
             "partner_in_zone_true": self._partner_in,
             "robot_in_zone_true": self._robot_in,
             "contact": self._contact,
+            # Ground-truth separation monitoring at each controller tick of this step: (t, Separation).
+            "separation": samples,
+            "ssm_mode": self.controller.ssm_mode,
             "events": list(self._step_events),
             "turns": [r.as_dict() for r in new_records],
         }
@@ -448,8 +435,9 @@ class TurnTakingEnv:
         )
         out = self.controller.update(now, inputs)
         for ev in out.events:
-            if ev.name == "reach_start":
-                self._event("reach_start", ev.t_s)
+            if ev.name in _TRACKED_CONTROLLER_EVENTS:
+                self._event(ev.name, ev.t_s)
+        self._ground_truth_separation(now, q_meas, latest)
         if out.trajectory is not None:
             points = [(pt.time_from_start_s, pt.positions, pt.velocities or None, pt.accelerations or None)
                       for pt in out.trajectory.points]
@@ -465,6 +453,20 @@ class TurnTakingEnv:
                 # reproduces the plan (test_turn_env checks < 1e-3 rad), ~30x cheaper than
                 # sampling the executor step by step.
                 self._set_path(out.trajectory.plan, now)
+
+    def _ground_truth_separation(self, now: float, q_meas: np.ndarray, latest: PerceivedFrame | None) -> None:
+        """SSM on ground truth: the true glove against the arm's body at the commanded speed, with
+        the true hand velocity and the perception age the controller had at this tick."""
+        hand_velocity = (self._hand_true - self._hand_prev_tick) * CONTROLLER_RATE_HZ
+        self._hand_prev_tick = self._hand_true.copy()
+        _, qd_cmd, _ = self.controller.commanded_state(now)
+        age = math.inf if latest is None else now - latest.stamp_s
+        truth = HandEstimate(self._hand_true.copy(), self._person.glove_radius_m, hand_velocity,
+                             age if math.isfinite(age) else self.controller.config.ssm_waiting_perception_age_s)
+        sep = self.controller.monitor.evaluate(q_meas, qd_cmd, truth)
+        self.last_separation = sep
+        self._ssm_samples.append((now, sep))
+        self.tracker.push_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)
 
     def _set_path(self, plan, start_s: float) -> None:
         first = int(math.floor(start_s * PHYSICS_RATE_HZ + 1e-9)) + 1

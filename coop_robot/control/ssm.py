@@ -1,0 +1,287 @@
+"""Speed and separation monitoring (SSM, ISO/TS 15066 clause 5.5.4): the protective separation
+distance between the robot and the person's hand, and the speed the robot may move at.
+
+No ROS here: the controller core, the fast environment (ground truth), the simulator node and
+the benchmarks all call :class:`SeparationMonitor`.
+
+The protective separation distance (Marvel & Norcross 2017 give the same decomposition)::
+
+    S_p = S_h + S_r + S_s + C + Z_d + Z_r
+
+* ``S_h = v_h * (T_r + T_s)`` -- the person's motion while the robot reacts and stops.
+  ``v_h`` is the hand's measured speed toward the robot (``directed`` mode) never below
+  ``human_speed_floor_mps``, or the constant ``human_speed_mps`` of ISO 13855 (``constant``
+  mode). A hand whose velocity is unknown moves at ``human_speed_mps``.
+* ``S_r = v_r * T_r`` -- the robot's own motion toward the person during its reaction time
+  ``T_r`` = the age of the newest perception at this tick (perception latency, measured every
+  tick) + ``reaction_time_s`` (controller tick, command transport, the arm controller).
+* ``S_s`` -- the robot's stopping distance from its current speed: a stop ramps the speed along
+  the path to zero in ``T_s`` (the controller's protective-stop deceleration), covering
+  ``v_r * T_s / 2`` toward the person.
+* ``C`` intrusion distance (fingers reaching past the tracked hand sphere), ``Z_d`` perception
+  uncertainty, ``Z_r`` robot position uncertainty.
+
+Separation is measured between the hand sphere (radius ``hand_radius_m`` around the perceived
+hand centre) and the robot's body: the Panda's links and gripper as capsules along the FK chain
+(:func:`robot_capsules`), not only the end-effector point. What is not known about the hand is
+taken as the worst case: a hand not seen since ``t`` may be anywhere within
+``human_speed_mps * (now - t)`` of where it was last seen; a hand never seen may be anywhere in
+the shared zone.
+
+This is a software monitor inside a research controller, not a safety-rated implementation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from coop_robot.geometry import Zone
+
+# Robot body model (m): the Panda's links are ~0.12-0.13 m thick; the hand is ~0.2 m across the
+# fingers and ~0.06 m thick.
+ROBOT_LINK_RADIUS_M = 0.075
+ROBOT_HAND_RADIUS_M = 0.045
+_HAND_CENTRE_FROM_J7_M = 0.165   # along joint 7's z: flange (0.107) + about half the hand
+_HAND_HALF_WIDTH_M = 0.09
+_FLANGE_FROM_J7_M = 0.107
+
+HUMAN_SPEED_MODES = ("directed", "constant")
+SSM_MODES = ("free", "scaled", "stop")
+
+
+def robot_capsules(joint_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robot body capsules ``(starts (K, 3), ends (K, 3), radii (K,))`` in ``world`` (m) from
+    :meth:`PandaKinematics.joint_frames` ``(8, 4, 4)``: links between successive distinct joint
+    origins (shoulder to joint 7, then to the flange), the hand along joint 7's axis and a capsule
+    across the gripper's fingers."""
+    o = joint_frames[:, :3, 3]
+    z7, x7, y7 = joint_frames[6, :3, 2], joint_frames[6, :3, 0], joint_frames[6, :3, 1]
+    flange = o[6] + _FLANGE_FROM_J7_M * z7
+    hand_c = o[6] + _HAND_CENTRE_FROM_J7_M * z7
+    across = (x7 - y7) * (_HAND_HALF_WIDTH_M / math.sqrt(2.0))  # the hand sits at -45 deg about z7
+    starts = np.array([o[1], o[2], o[3], o[4], o[6], flange, hand_c - across, o[7]])
+    ends = np.array([o[2], o[3], o[4], o[6], flange, o[7], hand_c + across, o[7]])
+    radii = np.array([ROBOT_LINK_RADIUS_M] * 5 + [ROBOT_HAND_RADIUS_M] * 3)
+    return starts, ends, radii
+
+
+def _segment_point(starts: np.ndarray, ends: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Closest points on each segment ``starts[i]-ends[i]`` to ``point``: (K, 3)."""
+    d = ends - starts
+    length2 = np.einsum("ij,ij->i", d, d)
+    t = np.where(length2 > 1e-12, np.einsum("ij,ij->i", point - starts, d) / np.maximum(length2, 1e-12), 0.0)
+    return starts + d * np.clip(t, 0.0, 1.0)[:, None]
+
+
+def body_to_point(capsules: tuple, point_m: np.ndarray) -> tuple[float, np.ndarray]:
+    """Surface distance (m, negative inside) from the robot body to ``point_m`` and the unit vector
+    from the body's closest point toward the point."""
+    starts, ends, radii = capsules
+    closest = _segment_point(starts, ends, point_m)
+    offsets = point_m - closest
+    dist = np.linalg.norm(offsets, axis=1)
+    k = int(np.argmin(dist - radii))
+    direction = offsets[k] / dist[k] if dist[k] > 1e-9 else np.array([1.0, 0.0, 0.0])
+    return float(dist[k] - radii[k]), direction
+
+
+def body_to_box(capsules: tuple, lo: np.ndarray, hi: np.ndarray, samples: int = 9) -> float:
+    """Smallest surface distance (m, 0 when touching or inside) from the robot body to the box."""
+    starts, ends, radii = capsules
+    u = np.linspace(0.0, 1.0, samples)[None, :, None]
+    pts = starts[:, None, :] + (ends - starts)[:, None, :] * u          # (K, S, 3)
+    gap = np.maximum(lo - pts, 0.0) + np.maximum(pts - hi, 0.0)
+    dist = np.linalg.norm(gap, axis=-1) - radii[:, None]
+    return float(max(dist.min(), 0.0))
+
+
+@dataclass(frozen=True)
+class SsmConfig:
+    """Terms of the protective separation distance; ISO/TS 15066 names in the comments."""
+
+    #: ``directed``: v_h is the hand's measured speed toward the robot, at least the floor;
+    #: ``constant``: v_h is always ``human_speed_mps`` (ISO 13855).
+    human_speed_mode: str = "directed"
+    #: K_h of ISO 13855 (m/s): constant mode, a hand of unknown velocity, an unseen hand's spread.
+    human_speed_mps: float = 1.6
+    #: Directed mode: slowest v_h assumed (m/s), covering a hand at rest starting toward the robot.
+    human_speed_floor_mps: float = 0.5
+    #: T_r beyond the perception age (s): controller tick + command transport + arm controller.
+    reaction_time_s: float = 0.03
+    #: C (m): how far a reaching hand intrudes past the tracked hand sphere (fingers).
+    intrusion_distance_m: float = 0.04
+    #: Z_d (m): perception position uncertainty.
+    perception_uncertainty_m: float = 0.01
+    #: Z_r (m): robot position uncertainty (tracking error of the arm).
+    robot_uncertainty_m: float = 0.01
+    #: Radius (m) of the sphere around the perceived hand centre that is the hand.
+    hand_radius_m: float = 0.05
+    #: Deceleration of a protective stop: fraction of the joint acceleration limits.
+    stop_acceleration_scale: float = 0.8
+    #: Hysteresis (m): the speed is raised again only with this much separation to spare.
+    resume_margin_m: float = 0.03
+    #: A detection older than this (s) is not trusted: the hand may have moved at
+    #: ``human_speed_mps`` since it was seen.
+    max_hand_age_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.human_speed_mode not in HUMAN_SPEED_MODES:
+            raise ValueError(f"human_speed_mode must be one of {HUMAN_SPEED_MODES}, got {self.human_speed_mode!r}")
+        for name in ("human_speed_mps", "human_speed_floor_mps", "reaction_time_s", "intrusion_distance_m",
+                     "perception_uncertainty_m", "robot_uncertainty_m", "hand_radius_m", "resume_margin_m",
+                     "max_hand_age_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (np.isfinite(value) and value >= 0.0):
+                raise ValueError(f"{name} must be a finite value >= 0, got {value!r}")
+        if self.human_speed_floor_mps > self.human_speed_mps:
+            raise ValueError(f"human_speed_floor_mps ({self.human_speed_floor_mps}) must not exceed "
+                             f"human_speed_mps ({self.human_speed_mps})")
+        if not (0.0 < self.stop_acceleration_scale <= 1.0):
+            raise ValueError(f"stop_acceleration_scale must be in (0, 1], got {self.stop_acceleration_scale!r}")
+
+    @property
+    def constant_terms_m(self) -> float:
+        """C + Z_d + Z_r (m)."""
+        return self.intrusion_distance_m + self.perception_uncertainty_m + self.robot_uncertainty_m
+
+
+class HandEstimate(NamedTuple):
+    """What is known about the hand: a sphere ``centre_m`` of radius ``radius_m`` (the hand plus
+    how far it may have moved unseen), its velocity (NaN = unknown), and the perception age (s).
+    ``anywhere_in`` is set (and ``centre_m`` ignored) when the hand was never seen."""
+
+    centre_m: np.ndarray
+    radius_m: float
+    velocity_mps: np.ndarray
+    age_s: float
+    anywhere_in: Zone | None = None
+
+
+class Separation(NamedTuple):
+    """One evaluation of the monitor at a robot configuration."""
+
+    separation_m: float           # hand sphere to robot body (m); 0 when they touch
+    protective_m: float           # S_p at the robot's current speed (m)
+    robot_closing_mps: float      # the robot's speed toward the hand (m/s, > 0 approaching)
+    human_closing_mps: float      # v_h used (m/s)
+    stop_time_s: float            # T_s from the current speed
+    reaction_time_s: float        # T_r (perception age + reaction_time_s)
+
+    @property
+    def margin_m(self) -> float:
+        return self.separation_m - self.protective_m
+
+    @property
+    def violated(self) -> bool:
+        """Closer than S_p while moving toward the person."""
+        return self.robot_closing_mps > 1e-6 and self.separation_m < self.protective_m
+
+
+class SeparationMonitor:
+    """Evaluates S_p for the robot body against a hand estimate (see the module docstring)."""
+
+    def __init__(self, config: SsmConfig, kinematics, acceleration_limits_rad_s2: np.ndarray) -> None:
+        self.config = config
+        self.kinematics = kinematics
+        self._acc = np.asarray(acceleration_limits_rad_s2, dtype=float) * config.stop_acceleration_scale
+
+    # ------------------------------------------------------------------ the hand
+    def hand_estimate(self, now_s: float, hand_m, velocity_mps, stamp_s: float | None,
+                      last_seen: tuple[float, np.ndarray] | None, zone: Zone) -> HandEstimate:
+        """The hand as the monitor must assume it: the perceived hand when the newest perception
+        (at most ``max_hand_age_s`` old) detects it, else the last seen position grown at
+        ``human_speed_mps`` since then, else (never seen) anywhere in ``zone``."""
+        cfg = self.config
+        nan3 = np.full(3, np.nan)
+        age = math.inf if stamp_s is None else max(0.0, now_s - stamp_s)
+        hand = None if hand_m is None else np.asarray(hand_m, dtype=float)
+        if hand is not None and hand.shape == (3,) and np.isfinite(hand).all() and age <= cfg.max_hand_age_s:
+            vel = nan3 if velocity_mps is None else np.asarray(velocity_mps, dtype=float)
+            if vel.shape != (3,):
+                vel = nan3
+            return HandEstimate(hand, cfg.hand_radius_m, vel, age)
+        if hand is not None and hand.shape == (3,) and np.isfinite(hand).all() and stamp_s is not None:
+            last_seen = (stamp_s, hand)
+        if last_seen is not None:
+            t_seen, where = last_seen
+            unseen = max(0.0, now_s - t_seen)
+            return HandEstimate(np.asarray(where, dtype=float), cfg.hand_radius_m + cfg.human_speed_mps * unseen,
+                                nan3, unseen)
+        return HandEstimate(nan3, cfg.hand_radius_m, nan3, math.inf, anywhere_in=zone)
+
+    # ------------------------------------------------------------------ the robot
+    def stop_time_s(self, qd_rad_s: np.ndarray) -> float:
+        """T_s: how long the protective stop (a smooth ramp of the path speed to zero at the stop
+        deceleration; peak deceleration 1.5 x the mean) takes from joint velocities ``qd``."""
+        return float(np.max(1.5 * np.abs(qd_rad_s) / self._acc))
+
+    def evaluate(self, q_rad: np.ndarray, qd_rad_s: np.ndarray, hand: HandEstimate) -> Separation:
+        """S_p and the separation for the robot at ``q`` moving at ``qd`` (commanded)."""
+        cfg = self.config
+        q = np.asarray(q_rad, dtype=float)
+        qd = np.asarray(qd_rad_s, dtype=float)
+        body = robot_capsules(self.kinematics.joint_frames(q))
+        dt = 0.01
+        body_next = robot_capsules(self.kinematics.joint_frames(q + qd * dt))
+        t_react = (hand.age_s if math.isfinite(hand.age_s) else 0.0) + cfg.reaction_time_s
+        if hand.anywhere_in is not None:
+            lo, hi = hand.anywhere_in.min_m, hand.anywhere_in.max_m
+            d0 = body_to_box(body, lo, hi) - hand.radius_m
+            d1 = body_to_box(body_next, lo, hi) - hand.radius_m
+            v_h = cfg.human_speed_mps
+        else:
+            d0, toward_hand = body_to_point(body, hand.centre_m)
+            d1, _ = body_to_point(body_next, hand.centre_m)
+            d0 -= hand.radius_m
+            d1 -= hand.radius_m
+            v_h = self.human_speed(hand.velocity_mps, -toward_hand)
+        v_r = (d0 - d1) / dt
+        t_stop = self.stop_time_s(qd)
+        closing = max(v_r, 0.0)
+        s_p = (v_h * (t_react + t_stop) + closing * t_react + 0.5 * closing * t_stop + cfg.constant_terms_m)
+        return Separation(max(d0, 0.0), float(s_p), float(v_r), float(v_h), t_stop, t_react)
+
+    def human_speed(self, velocity_mps: np.ndarray, toward_robot: np.ndarray) -> float:
+        """v_h: the hand's speed toward the robot (directed, at least the floor) or the constant."""
+        cfg = self.config
+        if cfg.human_speed_mode == "constant":
+            return cfg.human_speed_mps
+        vel = np.asarray(velocity_mps, dtype=float)
+        if vel.shape != (3,) or not np.isfinite(vel).all():
+            return cfg.human_speed_mps
+        return float(min(max(float(vel @ toward_robot), cfg.human_speed_floor_mps), cfg.human_speed_mps * 2.0))
+
+    def protective_at_scale(self, sep: Separation, scale: float) -> float:
+        """S_p (m) were the robot moving along the same path at ``scale`` times the speed that
+        gave ``sep`` (closing speed and stopping time scale with it)."""
+        cfg = self.config
+        closing = max(sep.robot_closing_mps, 0.0) * scale
+        t_stop = sep.stop_time_s * scale
+        return (sep.human_closing_mps * (sep.reaction_time_s + t_stop) + closing * sep.reaction_time_s
+                + 0.5 * closing * t_stop + cfg.constant_terms_m)
+
+    def allowed_scale(self, sep_full: Separation, current_scale: float, step: float = 0.25) -> float:
+        """Largest multiple of ``step`` in [0, 1] at which S_p fits the separation ``sep_full``
+        (evaluated at full path speed); raising it above ``current_scale`` needs
+        ``resume_margin_m`` to spare. Moving away from the person: 1."""
+        if sep_full.robot_closing_mps <= 1e-6:
+            return 1.0
+        levels = np.arange(1.0, -1e-9, -step)
+        for level in levels:
+            level = float(max(level, 0.0))
+            margin = self.config.resume_margin_m if level > current_scale + 1e-9 else 0.0
+            if level == 0.0 or self.protective_at_scale(sep_full, level) + margin <= sep_full.separation_m:
+                return level
+        return 0.0
+
+    def waiting_clearance_m(self, reaction_time_s: float) -> float:
+        """How far (m) the robot body at rest must stay from the zone so that S_p holds for a
+        hand anywhere in it moving at ``human_speed_mps`` (a waiting pose): hand sphere + v_h T_r
+        + C + Z_d + Z_r, with ``reaction_time_s`` the expected T_r (perception age included)."""
+        cfg = self.config
+        return (cfg.hand_radius_m + cfg.human_speed_mps * (reaction_time_s + cfg.reaction_time_s)
+                + cfg.constant_terms_m)
