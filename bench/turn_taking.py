@@ -1,30 +1,52 @@
-"""Turn-taking benchmark (issue 3): the mirror policy against the reactive frontier, on every partner.
+"""Turn-taking benchmark (issue 10): the mirror policy against eager, the oracle and the reactive
+frontier, on every partner, over several training seeds.
 
 For every partner profile -- the shipped ones (typical, fast, slow, hesitant, erratic) and the
 held-out ones in ``test/heldout_partners/`` -- it runs, in the fast headless environment
 (:class:`~coop_robot.envs.turn_env.TurnTakingEnv`, kinematic robot, fitted perception model) and
-on the same seed:
+on the same session seed:
 
-* ``reactive`` at each ``--debounce`` value: its overlap-rate vs median-gap frontier;
-* ``mirror``: the mirror network (shipped checkpoint unless ``--checkpoint``);
-* ``mirror-unshared``: the ablation with separate encoders for self and other
-  (``--unshared-checkpoint``; skipped, with the command that makes it, when the file is missing);
-* ``eager``: says "act" as soon as the robot's turn is due and leaves the timing to the
-  controller's anticipation (staging pose, entry on the perceived exit) -- how much of the gap
-  the controller closes without any forecast;
+* ``reactive`` at each ``--debounce`` value: the reactive settings the candidates are judged against;
+* ``mirror``: the mirror network, once per checkpoint of ``--checkpoints-mirror`` (one checkpoint
+  per training seed; default the shipped one);
+* ``mirror-unshared``: the ablation with separate encoders for self and other, once per
+  checkpoint of ``--checkpoints-unshared`` (missing files are skipped, with the command that
+  makes them);
+* ``eager`` (``coop_robot.policy.eager``): "act" as soon as the robot's turn is due -- what the
+  controller achieves without any forecast;
 * ``oracle``: knows the partner's planned exit from the sim (a lower bound).
 
-It prints one table, then per profile the acceptance verdicts for ``mirror`` (and, for
-comparison, ``mirror-unshared``): no contacts, overlap rate <= 1 %, median gap <= 200 ms on
-``typical``, every turn completed, and *beyond the reactive frontier* -- no debounce value gives
-the reactive policy a median gap as short AND an overlap rate as low (ties count against the
-candidate). Writes ``results.csv``, ``results.json`` and ``frontier.png`` to ``--out``.
+Every policy runs with the package's liveness bound (``fallback_clear_s``, default 0.6 s:
+"act" once the turn is due and the zone has been perceived clear that long; reactive: after
+``max(fallback_clear_s, debounce_s)``); the ``fallbacks`` column counts its firings.
+
+It prints one table -- per (partner, policy) the mean over checkpoints with a 95 % confidence
+interval (t-distribution over training seeds; "n=1, no CI" with one checkpoint) -- and the
+verdicts of issue 10's acceptance:
+
+(a) every mirror session completes every turn, and each one's p90 gap is within 2x the oracle's;
+(b) zero contacts and zero SSM violations in every mirror session;
+(c) mirror median gap >= 25 % shorter than eager's at an overlap rate no higher, established
+    across seeds (the CI of the mirror mean lies below 0.75x eager's), on >= 3/4 of the partners
+    (6 of 8) and >= 2/3 of the held-out ones (2 of 3);
+(d) mirror beyond the reactive frontier on every partner: no reactive setting is at least as good
+    on median gap, p90 gap and pace together at an overlap rate no higher;
+(e) on ``typical``: mirror median gap within 1.3x the oracle's;
+(f) on partners that adapt (``adaptation.enabled``): mirror pace >= the best reactive pace.
+
+Results are written to ``--out`` as sessions finish (``results.csv``, one row per session;
+``results.json`` with ``"complete": false`` until the end), so a killed run keeps what it
+finished; ``frontier.png`` at the end.
 
     python bench/turn_taking.py [--turns 200] [--seed 0] [--profiles typical fast ...]
-        [--heldout/--no-heldout] [--debounce 0,0.2,0.4,0.8,1.2,1.6,2.0] [--checkpoint PATH]
-        [--unshared-checkpoint PATH] [--workers 2] [--out DIR] [--check]
+        [--heldout/--no-heldout] [--debounce 0,0.2,0.4,0.8,1.2,1.6,2.0]
+        [--checkpoints-mirror PATH ...] [--checkpoints-unshared PATH ...] [--workers 2]
+        [--out DIR] [--check]
 
-``--check`` exits 1 when any acceptance point of ``mirror`` fails (2 on bad arguments).
+Exit status: 0 done (with ``--check``: every verdict passed); 1 with ``--check`` when a verdict
+failed (a session that completed fewer turns than asked is a failed verdict, not a crash);
+2 when the benchmark itself broke -- bad arguments, or a session that raised an error (its row
+says why; the other rows are still saved).
 """
 
 from __future__ import annotations
@@ -35,16 +57,16 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-# Cheap (NumPy only): torch, matplotlib and the environment are imported where they are used.
-from coop_robot.policy.base import Decision, Observation, Policy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PROFILES = ("typical", "fast", "slow", "hesitant", "erratic")
@@ -53,137 +75,379 @@ DEFAULT_DEBOUNCE_S = (0.0, 0.2, 0.4, 0.8, 1.2, 1.6, 2.0)
 DEFAULT_UNSHARED_CHECKPOINT = REPO_ROOT / "bench" / "checkpoints" / "mirror_unshared.pt"
 DEFAULT_OUT = REPO_ROOT / "runs" / "turn_taking"
 
-# Acceptance (issue 3 item 6).
-MAX_OVERLAP_RATE = 0.01          # fraction of robot turns with overlap
-MAX_TYPICAL_MEDIAN_GAP_S = 0.200
-GAP_PROFILE = "typical"          # the median-gap bound applies to this profile only
+# Acceptance (issue 10).
+MAX_P90_VS_ORACLE = 2.0          # (a) p90 gap <= this x the oracle's
+MAX_GAP_VS_EAGER = 0.75          # (c) mirror median gap <= this x eager's (>= 25 % shorter) ...
+MIN_PARTNER_SHARE = 0.75         # ... on >= this share of the partners (6 of 8) ...
+MIN_HELDOUT_SHARE = 2 / 3        # ... and of the held-out ones (2 of 3)
+GAP_PROFILE = "typical"          # (e) applies to this profile only
+MAX_GAP_VS_ORACLE = 1.3          # (e) mirror median gap <= this x the oracle's
+CI_LEVEL = 0.95
 
 MIRROR, UNSHARED, EAGER, ORACLE, REACTIVE = "mirror", "mirror-unshared", "eager", "oracle", "reactive"
-CANDIDATES = (MIRROR, UNSHARED)  # the rows judged against the reactive frontier
+KINDS = (REACTIVE, MIRROR, UNSHARED, EAGER, ORACLE)
 
 UNSHARED_HINT = ("make it with `coop-robot train --config config/training/train_unshared.yaml "
                  "--out runs/mirror_unshared` and copy runs/mirror_unshared/mirror.pt to "
-                 "bench/checkpoints/mirror_unshared.pt (or pass --unshared-checkpoint PATH)")
+                 "bench/checkpoints/mirror_unshared.pt (or pass --checkpoints-unshared PATH ...)")
+
+#: Summary keys of ``TurnTakingEnv.run`` read with ``.get``: NaN in a row when the env does not
+#: report them (the speed & separation monitoring metrics arrive with issue 10's metrics work).
+OPTIONAL_METRICS = ("min_separation_m", "min_ssm_margin_m", "ssm_violations", "protective_stop_s", "speed_scaled_s",
+                    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", "human_idle_fraction",
+                    "robot_idle_fraction", "concurrent_activity_fraction", "functional_delay_s")
+#: Summary keys every version of the env reports (NaN when a session scored no turn).
+CORE_METRICS = ("median_gap_s", "p90_gap_s", "mean_gap_s", "overlap_rate", "overlap_s_total", "throughput_per_min",
+                "median_response_latency_s", "sim_time_s", "wall_time_s")
+COUNTS = ("turns", "contacts", "partner_turns")
+
+
+# =========================================================================== statistics
+#: Two-sided 95 % quantiles of Student's t, by degrees of freedom (1..30).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` >= 1 degrees of freedom (table to 30, then
+    the normal approximation with the first-order correction, within 0.1 % of the exact value)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df)
+
+
+@dataclass(frozen=True)
+class SeedStat:
+    """Mean over training seeds of one metric, with a 95 % t interval (``half_width`` NaN for n < 2)."""
+
+    n: int
+    mean: float
+    half_width: float
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+    @property
+    def has_ci(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.half_width)
+
+    def text(self, scale: float = 1.0, fmt: str = ".0f", unit: str = "") -> str:
+        if not math.isfinite(self.mean):
+            return "n/a"
+        head = format(self.mean * scale, fmt) + unit
+        if not self.has_ci:
+            return f"{head} (n={self.n}, no CI)"
+        return (f"{head} (n={self.n}, 95% CI {format(self.low * scale, fmt)}..{format(self.high * scale, fmt)}"
+                f"{unit})")
+
+
+def seed_stat(values: Iterable[float]) -> SeedStat:
+    """Mean and 95 % t confidence interval of the finite ``values`` (one per training seed)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return SeedStat(0, math.nan, math.nan)
+    mean = statistics.fmean(vals)
+    if len(vals) < 2:
+        return SeedStat(1, mean, math.nan)
+    half = t_quantile_975(len(vals) - 1) * statistics.stdev(vals) / math.sqrt(len(vals))
+    return SeedStat(len(vals), mean, half)
 
 
 # =========================================================================== frontier logic
 @dataclass(frozen=True)
 class OperatingPoint:
-    """One policy's operating point on a profile: median gap (s) and overlap rate (fraction of turns)."""
+    """One policy's operating point on a profile: median and p90 gap (s, lower is better), pace
+    (robot turns per minute, higher is better) and overlap rate (fraction of turns, lower is better)."""
 
     label: str
     median_gap_s: float
+    p90_gap_s: float
+    pace_turns_per_min: float
     overlap_rate: float
 
     @property
     def valid(self) -> bool:
-        return math.isfinite(self.median_gap_s) and math.isfinite(self.overlap_rate)
+        return all(math.isfinite(v) for v in (self.median_gap_s, self.p90_gap_s, self.pace_turns_per_min,
+                                              self.overlap_rate))
+
+    def at_least_as_good_as(self, other: OperatingPoint, tol: float = 1e-9) -> bool:
+        """True when this point is no worse than ``other`` on all four axes (``tol`` absorbs float noise)."""
+        return (self.median_gap_s <= other.median_gap_s + tol and self.p90_gap_s <= other.p90_gap_s + tol
+                and self.pace_turns_per_min >= other.pace_turns_per_min - tol
+                and self.overlap_rate <= other.overlap_rate + tol)
+
+    def describe(self) -> str:
+        return (f"{self.label} ({_ms(self.median_gap_s)} / p90 {_ms(self.p90_gap_s)}, "
+                f"{_pace(self.pace_turns_per_min)}, {_pct(self.overlap_rate)})")
 
 
 def dominating_points(candidate: OperatingPoint, reactive: Iterable[OperatingPoint],
                       tol: float = 1e-9) -> list[OperatingPoint]:
-    """The reactive points at least as good as ``candidate`` on both axes: median gap <= the
-    candidate's AND overlap rate <= the candidate's (``tol`` absorbs float noise, so an exact tie
-    dominates). Reactive points without a finite gap (no turn completed) dominate nothing."""
+    """The reactive points at least as good as ``candidate`` on median gap, p90 gap and pace together,
+    at an overlap rate no higher (an exact tie dominates). Points without finite values (no turn
+    completed) dominate nothing."""
     if not candidate.valid:
-        raise ValueError(f"candidate {candidate.label!r} has no finite operating point "
-                         f"(median gap {candidate.median_gap_s!r} s, overlap rate {candidate.overlap_rate!r})")
-    return [p for p in reactive
-            if p.valid and p.median_gap_s <= candidate.median_gap_s + tol
-            and p.overlap_rate <= candidate.overlap_rate + tol]
+        raise ValueError(f"candidate {candidate.label!r} has no finite operating point ({candidate})")
+    return [p for p in reactive if p.valid and p.at_least_as_good_as(candidate, tol)]
 
 
 def beyond_frontier(candidate: OperatingPoint, reactive: Iterable[OperatingPoint], tol: float = 1e-9) -> bool:
-    """True when no reactive point has both a median gap as short and an overlap rate as low as
-    ``candidate`` (see :func:`dominating_points`); False for a candidate without a finite point."""
+    """True when no reactive point dominates ``candidate`` (see :func:`dominating_points`); False
+    for a candidate without a finite point."""
     if not candidate.valid:
         return False
     return not dominating_points(candidate, reactive, tol)
 
 
-def pareto_front(points: Iterable[OperatingPoint]) -> list[OperatingPoint]:
-    """The non-dominated points (lower gap and lower overlap are better), sorted by median gap."""
-    pts = sorted((p for p in points if p.valid), key=lambda p: (p.median_gap_s, p.overlap_rate))
-    front: list[OperatingPoint] = []
-    best_overlap = math.inf
-    for p in pts:
-        if p.overlap_rate < best_overlap:
+def pareto_front(points: Iterable[OperatingPoint], tol: float = 1e-9) -> list[OperatingPoint]:
+    """The points no other point dominates (at least as good on all four axes and better on one;
+    of exact duplicates the first is kept), sorted by median gap."""
+    pts = [p for p in points if p.valid]
+    front = []
+    for i, p in enumerate(pts):
+        beaten = False
+        for j, q in enumerate(pts):
+            if i == j or not q.at_least_as_good_as(p, tol):
+                continue
+            if not p.at_least_as_good_as(q, tol) or j < i:  # strictly better, or an earlier duplicate
+                beaten = True
+                break
+        if not beaten:
             front.append(p)
-            best_overlap = p.overlap_rate
-    return front
+    return sorted(front, key=lambda p: (p.median_gap_s, p.overlap_rate))
 
 
+def pace_of(row: dict) -> float:
+    """A row's pace (robot turns per minute): the env's ``pace_turns_per_min``, or before that
+    metric exists its ``throughput_per_min`` (turn pairs per minute: one robot turn each)."""
+    pace = row.get("pace_turns_per_min", math.nan)
+    return pace if _finite(pace) else row.get("throughput_per_min", math.nan)
+
+
+def point_of(row: dict) -> OperatingPoint:
+    return OperatingPoint(row["policy"], row["median_gap_s"], row["p90_gap_s"], pace_of(row), row["overlap_rate"])
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _ms(v: float) -> str:
+    return f"{v * 1e3:.0f} ms" if _finite(v) else "n/a"
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.1f}%" if _finite(v) else "n/a"
+
+
+def _pace(v: float) -> str:
+    return f"{v:.1f} turns/min" if _finite(v) else "n/a"
+
+
+# =========================================================================== aggregation over seeds
+def group_rows(rows: Sequence[dict]) -> list[list[dict]]:
+    """Rows grouped by (profile, policy label), in first-appearance order: one group per table line;
+    a mirror group holds one row per checkpoint (training seed)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["profile"], r["policy"]), []).append(r)
+    return list(groups.values())
+
+
+def complete(row: dict) -> bool:
+    """The session ran and scored every turn it was asked for."""
+    return row.get("status") == "ok" and row["turns"] >= row["turns_requested"]
+
+
+def mean_point(group: Sequence[dict]) -> OperatingPoint:
+    """The group's operating point: each axis the mean over its sessions (NaN if any has none)."""
+    def mean(vals: list[float]) -> float:
+        return statistics.fmean(vals) if vals and all(_finite(v) for v in vals) else math.nan
+
+    return OperatingPoint(group[0]["policy"], mean([r["median_gap_s"] for r in group]),
+                          mean([r["p90_gap_s"] for r in group]), mean([pace_of(r) for r in group]),
+                          mean([r["overlap_rate"] for r in group]))
+
+
+# =========================================================================== verdicts (issue 10)
 @dataclass
-class Check:
-    """One acceptance point: ``ok`` is True/False, or None when it does not apply (n/a)."""
+class Verdict:
+    """One acceptance point on one partner (``profile``) or over all of them (``profile`` None).
+    ``ok`` is True / False, or None when it cannot be judged (n/a, the detail says why)."""
 
-    name: str
+    point: str
+    profile: str | None
     ok: bool | None
     detail: str
 
 
-def acceptance_checks(row: dict, reactive_rows: Sequence[dict], turns_requested: int) -> list[Check]:
-    """The acceptance points for one candidate row (``mirror`` or ``mirror-unshared``) on its profile.
+POINTS = {
+    "a": "every turn completed; p90 gap <= 2x oracle",
+    "b": "0 contacts, 0 SSM violations",
+    "c": "median gap >= 25% shorter than eager, across seeds",
+    "d": "beyond the reactive frontier",
+    "e": "typical: median gap <= 1.3x oracle",
+    "f": "adaptive partners: pace >= best reactive",
+}
 
-    ``row`` / ``reactive_rows`` are result rows (keys ``profile``, ``turns``, ``median_gap_s``,
-    ``overlap_rate``, ``contacts``, ``policy``); the reactive rows are those of the same profile.
-    """
-    checks = [Check("turns", row["turns"] >= turns_requested, f"{row['turns']}/{turns_requested} completed")]
-    checks.append(Check("contacts", row["contacts"] == 0, f"{row['contacts']} contacts (need 0)"))
-    rate = row["overlap_rate"]
-    checks.append(Check("overlap", math.isfinite(rate) and rate <= MAX_OVERLAP_RATE + 1e-12,
-                        f"overlap {_pct(rate)} (need <= {MAX_OVERLAP_RATE * 100:.0f}%)"))
-    gap = row["median_gap_s"]
-    if row["profile"] == GAP_PROFILE:
-        checks.append(Check("median gap", math.isfinite(gap) and gap <= MAX_TYPICAL_MEDIAN_GAP_S + 1e-9,
-                            f"median gap {_ms(gap)} (need <= {MAX_TYPICAL_MEDIAN_GAP_S * 1e3:.0f} ms)"))
+
+def _combine(oks: Sequence[bool | None]) -> bool | None:
+    if any(ok is False for ok in oks):
+        return False
+    if not oks or any(ok is None for ok in oks):
+        return None
+    return True
+
+
+def _needed(share: float, n: int) -> int:
+    return math.ceil(share * n - 1e-9)
+
+
+def partner_verdicts(rows: Sequence[dict], adaptive: bool = False) -> list[Verdict]:
+    """Points (a)-(f) for the mirror rows of one partner (``rows``: every row of that partner)."""
+    prof = rows[0]["profile"]
+    mirror = [r for r in rows if r["kind"] == MIRROR]
+    if not mirror:
+        return [Verdict(k, prof, None, "no mirror session") for k in POINTS]
+    reactive = [r for r in rows if r["kind"] == REACTIVE]
+    oracle = next((r for r in rows if r["kind"] == ORACLE), None)
+    eager = next((r for r in rows if r["kind"] == EAGER), None)
+    out = []
+
+    # (a) liveness: every session completes, and its tail stays within 2x the oracle's.
+    short = [r for r in mirror if not complete(r)]
+    worst_p90 = max((r["p90_gap_s"] for r in mirror), key=lambda v: v if _finite(v) else math.inf)
+    oracle_p90 = oracle["p90_gap_s"] if oracle is not None else math.nan
+    turns = ", ".join(f"{r['turns']}/{r['turns_requested']}" + ("" if r["status"] == "ok" else f" ({r['reason']})")
+                      for r in mirror)
+    if not _finite(oracle_p90):
+        out.append(Verdict("a", prof, False, f"turns {turns}; no oracle p90 to compare with"))
     else:
-        checks.append(Check("median gap", None, f"median gap {_ms(gap)} (bound on {GAP_PROFILE} only)"))
-    cand = OperatingPoint(row["policy"], gap, rate)
-    reactive = [OperatingPoint(r["policy"], r["median_gap_s"], r["overlap_rate"]) for r in reactive_rows]
-    if not any(p.valid for p in reactive):
-        checks.append(Check("frontier", None, "no reactive point to compare with"))
+        ok = not short and _finite(worst_p90) and worst_p90 <= MAX_P90_VS_ORACLE * oracle_p90 + 1e-9
+        out.append(Verdict("a", prof, ok, f"turns {turns}; worst p90 {_ms(worst_p90)} vs oracle p90 "
+                                          f"{_ms(oracle_p90)} (need <= {_ms(MAX_P90_VS_ORACLE * oracle_p90)})"))
+
+    # (b) safety.
+    contacts = sum(r["contacts"] for r in mirror)
+    ssm = [r.get("ssm_violations", math.nan) for r in mirror]
+    if not all(_finite(v) for v in ssm):
+        out.append(Verdict("b", prof, False if contacts else None,
+                           f"{contacts} contacts; ssm_violations not reported by this environment"))
+    else:
+        out.append(Verdict("b", prof, contacts == 0 and sum(ssm) == 0,
+                           f"{contacts} contacts, {sum(ssm):g} SSM violations (need 0 and 0)"))
+
+    # (c) what the network adds over "act when due", across training seeds.
+    gap = seed_stat(r["median_gap_s"] for r in mirror)
+    overlap = seed_stat(r["overlap_rate"] for r in mirror)
+    e_gap = eager["median_gap_s"] if eager is not None else math.nan
+    e_ovl = eager["overlap_rate"] if eager is not None else math.nan
+    if not (_finite(e_gap) and _finite(e_ovl)):
+        out.append(Verdict("c", prof, False, f"mirror {gap.text(1e3, unit=' ms')}; no eager point to compare with"))
+    else:
+        bound = MAX_GAP_VS_EAGER * e_gap
+        text = (f"mirror median gap {gap.text(1e3, unit=' ms')} vs 0.75 x eager {_ms(bound)} (eager {_ms(e_gap)}); "
+                f"overlap {_pct(overlap.mean)} vs eager {_pct(e_ovl)}")
+        overlap_ok = _finite(overlap.mean) and overlap.mean <= e_ovl + 1e-9
+        if short:
+            out.append(Verdict("c", prof, False, text + f"; {len(short)} session(s) incomplete"))
+        elif not gap.has_ci:
+            point_ok = _finite(gap.mean) and gap.mean <= bound and overlap_ok
+            out.append(Verdict("c", prof, None, text + f"; point estimate {'meets' if point_ok else 'misses'} it, "
+                                                   "not established without a CI over seeds"))
+        else:
+            holds = gap.high < bound
+            out.append(Verdict("c", prof, holds and overlap_ok,
+                               text + ("; the difference holds (CI below the bound)" if holds else
+                                       "; the difference does not hold (CI reaches the bound)")
+                               + ("" if overlap_ok else "; overlap higher than eager's")))
+
+    # (d) beyond the reactive frontier (the mirror point: means over seeds).
+    cand = mean_point(mirror)
+    points = [point_of(r) for r in reactive]
+    if not any(p.valid for p in points):
+        out.append(Verdict("d", prof, None, "no reactive point to compare with"))
     elif not cand.valid:
-        checks.append(Check("frontier", False, "no finite operating point"))
+        out.append(Verdict("d", prof, False, f"no finite operating point: {cand.describe()}"))
     else:
-        dom = dominating_points(cand, reactive)
-        detail = ("beyond the reactive frontier" if not dom else
-                  "dominated by " + ", ".join(f"{p.label} ({_ms(p.median_gap_s)}, {_pct(p.overlap_rate)})"
-                                              for p in dom))
-        checks.append(Check("frontier", not dom, detail))
-    return checks
+        dom = dominating_points(cand, points)
+        out.append(Verdict("d", prof, not dom, f"{cand.describe()}: " + (
+            "beyond the reactive frontier" if not dom else "dominated by " + "; ".join(p.describe() for p in dom))))
+
+    # (e) close to the oracle on the typical partner.
+    if prof == GAP_PROFILE:
+        o_gap = oracle["median_gap_s"] if oracle is not None else math.nan
+        ok = _finite(gap.mean) and _finite(o_gap) and gap.mean <= MAX_GAP_VS_ORACLE * o_gap + 1e-9
+        out.append(Verdict("e", prof, ok, f"mirror median gap {gap.text(1e3, unit=' ms')} vs oracle {_ms(o_gap)} "
+                                          f"(need mean <= {_ms(MAX_GAP_VS_ORACLE * o_gap)})"))
+
+    # (f) pace with a partner who adapts to the robot.
+    if adaptive:
+        pace = seed_stat(pace_of(r) for r in mirror)
+        best = max((r for r in reactive if _finite(pace_of(r))), key=pace_of, default=None)
+        if best is None:
+            out.append(Verdict("f", prof, None, "no reactive pace to compare with"))
+        else:
+            ok = _finite(pace.mean) and pace.mean >= pace_of(best) - 1e-9
+            out.append(Verdict("f", prof, ok, f"mirror pace {pace.text(1, '.1f', ' turns/min')} vs best reactive "
+                                              f"{best['policy']} {_pace(pace_of(best))}"))
+    return out
 
 
-def passed(checks: Sequence[Check]) -> bool:
-    """All applicable checks pass (n/a ones are ignored)."""
-    return all(c.ok is not False for c in checks)
+def acceptance(rows: Sequence[dict], adaptive_profiles: Iterable[str] = ()) -> dict:
+    """Issue 10's verdicts: ``{"partners": [Verdict...], "overall": [Verdict...], "passed": bool}``.
+    ``passed`` is False when any overall point is False (n/a points do not fail)."""
+    adaptive = set(adaptive_profiles)
+    profiles = list(dict.fromkeys(r["profile"] for r in rows))
+    heldout = {r["profile"] for r in rows if r["heldout"]}
+    per: list[Verdict] = []
+    for prof in profiles:
+        per += partner_verdicts([r for r in rows if r["profile"] == prof], adaptive=prof in adaptive)
+    overall = []
+    for key in POINTS:
+        mine = [v for v in per if v.point == key]
+        if key == "c":
+            held = [v.profile for v in mine if v.ok]
+            n_all, n_held = len(mine), sum(1 for v in mine if v.profile in heldout)
+            need_all, need_held = _needed(MIN_PARTNER_SHARE, n_all), _needed(MIN_HELDOUT_SHARE, n_held)
+            got_held = sum(1 for p in held if p in heldout)
+            ok = len(held) >= need_all and got_held >= need_held if n_all else None
+            overall.append(Verdict(key, None, ok, f"holds on {len(held)} of {n_all} partners (need {need_all}), "
+                                                  f"{got_held} of {n_held} held-out (need {need_held})"
+                                                  + (f": {', '.join(held)}" if held else "")))
+            continue
+        ok = _combine([v.ok for v in mine])
+        if not mine:
+            detail = {"e": f"{GAP_PROFILE} not run", "f": "no adaptive partner run"}.get(key, "no partner")
+        else:
+            bad = [v.profile for v in mine if v.ok is False]
+            na = [v.profile for v in mine if v.ok is None]
+            detail = (f"{len(mine) - len(bad) - len(na)} of {len(mine)} partners pass"
+                      + (f"; fail: {', '.join(bad)}" if bad else "") + (f"; n/a: {', '.join(na)}" if na else ""))
+        overall.append(Verdict(key, None, ok, detail))
+    return {"partners": per, "overall": overall, "passed": all(v.ok is not False for v in overall)}
 
 
-def _ms(v: float) -> str:
-    return f"{v * 1e3:.0f} ms" if math.isfinite(v) else "n/a"
-
-
-def _pct(v: float) -> str:
-    return f"{v * 100:.1f}%" if math.isfinite(v) else "n/a"
-
-
-# =========================================================================== the eager baseline
-class EagerPolicy(Policy):
-    """Says "act" as soon as the robot's turn is due (the partner has been perceived in the zone
-    since the robot last acted: base-class ``robot_turn_due``) and keeps saying it while reaching /
-    acting. No forecast: the controller's anticipation moves the arm to its staging pose outside
-    the zone and enters once the partner is perceived out; its zone guard, not this policy, keeps
-    the arm out. The gap it leaves is what the controller achieves without any network."""
-
-    name = EAGER
-    yields_to_partner = False  # as mirror / oracle: the staging pose keeps the arm out
-
-    def decide(self, obs: Observation) -> Decision:
-        if obs.robot_state == "home":
-            return Decision("act" if self.robot_turn_due else "wait")
-        if obs.robot_state in ("reaching", "acting"):
-            return Decision("act")
-        return Decision("wait")
+def format_acceptance(acc: dict, heldout: set[str] = frozenset()) -> str:
+    mark = {True: "PASS", False: "FAIL", None: " n/a"}
+    lines = []
+    for key, title in POINTS.items():
+        total = next(v for v in acc["overall"] if v.point == key)
+        lines.append(f"({key}) {title}: {mark[total.ok].strip()} -- {total.detail}")
+        for v in acc["partners"]:
+            if v.point == key:
+                name = v.profile + (" (held-out)" if v.profile in heldout else "")
+                lines.append(f"    {mark[v.ok]}  {name:<20} {v.detail}")
+    return "\n".join(lines)
 
 
 # =========================================================================== jobs
@@ -194,6 +458,7 @@ class ProfileSpec:
     name: str
     source: str
     heldout: bool = False
+    adaptive: bool = False           # the partner adapts its timing to the robot (adaptation.enabled)
 
 
 @dataclass(frozen=True)
@@ -201,7 +466,8 @@ class PolicySpec:
     label: str                       # row label, e.g. "reactive 0.4s", "mirror"
     kind: str                        # reactive | mirror | mirror-unshared | eager | oracle
     debounce_s: float | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = None    # mirror / mirror-unshared: one training seed's checkpoint
+    fallback_clear_s: float | None = None  # None: the package default
 
 
 @dataclass(frozen=True)
@@ -212,13 +478,14 @@ class Job:
     seed: int
 
 
-def policy_specs(debounce_s: Sequence[float], checkpoint: Path, unshared: Path | None) -> list[PolicySpec]:
-    """The benchmark's rows for one profile (``unshared`` None = that row is skipped)."""
-    specs = [PolicySpec(f"reactive {d:g}s", REACTIVE, debounce_s=float(d)) for d in debounce_s]
-    specs.append(PolicySpec(MIRROR, MIRROR, checkpoint=str(checkpoint)))
-    if unshared is not None:
-        specs.append(PolicySpec(UNSHARED, UNSHARED, checkpoint=str(unshared)))
-    specs += [PolicySpec(EAGER, EAGER), PolicySpec(ORACLE, ORACLE)]
+def policy_specs(debounce_s: Sequence[float], checkpoints: Sequence[Path], unshared: Sequence[Path] = (),
+                 fallback_clear_s: float | None = None) -> list[PolicySpec]:
+    """The benchmark's rows for one profile: one mirror / mirror-unshared row per checkpoint."""
+    f = fallback_clear_s
+    specs = [PolicySpec(f"reactive {d:g}s", REACTIVE, debounce_s=float(d), fallback_clear_s=f) for d in debounce_s]
+    specs += [PolicySpec(MIRROR, MIRROR, checkpoint=str(c), fallback_clear_s=f) for c in checkpoints]
+    specs += [PolicySpec(UNSHARED, UNSHARED, checkpoint=str(c), fallback_clear_s=f) for c in unshared]
+    specs += [PolicySpec(EAGER, EAGER, fallback_clear_s=f), PolicySpec(ORACLE, ORACLE, fallback_clear_s=f)]
     return specs
 
 
@@ -226,16 +493,14 @@ def build_policy(spec: PolicySpec):
     """The policy object for a spec (in the worker process)."""
     from coop_robot.policy import make_policy
 
+    params = {} if spec.fallback_clear_s is None else {"fallback_clear_s": spec.fallback_clear_s}
     if spec.kind == REACTIVE:
-        return make_policy("reactive", debounce_s=spec.debounce_s)
+        return make_policy("reactive", debounce_s=spec.debounce_s, **params)
     if spec.kind in (MIRROR, UNSHARED):
-        return make_policy("mirror", checkpoint=spec.checkpoint)
-    if spec.kind == EAGER:
-        return EagerPolicy()
-    if spec.kind == ORACLE:
-        return make_policy("oracle")
-    raise ValueError(f"unknown benchmark policy kind {spec.kind!r}; expected one of "
-                     f"{(REACTIVE, MIRROR, UNSHARED, EAGER, ORACLE)}")
+        return make_policy("mirror", checkpoint=spec.checkpoint, **params)
+    if spec.kind in (EAGER, ORACLE):
+        return make_policy(spec.kind, **params)
+    raise ValueError(f"unknown benchmark policy kind {spec.kind!r}; expected one of {KINDS}")
 
 
 def job_env(job: Job):
@@ -246,36 +511,56 @@ def job_env(job: Job):
     return TurnTakingEnv(partner=job.profile.source, seed=job.seed, physics=False)
 
 
-def run_job(job: Job) -> dict:
-    """Run one (profile, policy) pair in its own environment; return its result row."""
-    policy = build_policy(job.policy)
-    env = job_env(job)
-    try:
-        s = env.run(policy, job.turns)
-    finally:
-        env.close()
+def _number(v) -> float:
+    """A summary value as a float; None (no turn scored) and anything non-numeric -> NaN."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return math.nan
+    return float(v)
+
+
+def result_row(job: Job, summary: dict | None, policy=None, error: str = "") -> dict:
+    """One session's row. ``summary`` None (with ``error``): the session raised. Every metric is read
+    with ``.get`` (NaN when absent); ``status`` is ok | short (fewer turns than asked) | error."""
+    s = summary or {}
     info = getattr(policy, "info", None)
-    return {
-        "profile": job.profile.name,
-        "heldout": job.profile.heldout,
-        "policy": job.policy.label,
-        "kind": job.policy.kind,
-        "debounce_s": job.policy.debounce_s,
-        "seed": job.seed,
-        "turns": int(s["turns"]),
-        "median_gap_s": float(s["median_gap_s"]),
-        "p90_gap_s": float(s["p90_gap_s"]),
-        "mean_gap_s": float(s["mean_gap_s"]),
-        "overlap_rate": float(s["overlap_rate"]),
-        "overlap_s_total": float(s["overlap_s_total"]),
-        "contacts": int(s["contacts"]),
-        "throughput_per_min": float(s["throughput_per_min"]),
-        "median_response_latency_s": float(s["median_response_latency_s"]),
-        "partner_turns": int(s["partner_turns"]),
-        "sim_time_s": float(s["sim_time_s"]),
-        "wall_time_s": float(s["wall_time_s"]),
-        "shared_encoder": None if info is None else bool(info.config.shared_encoder),
-    }
+    row = {"profile": job.profile.name, "heldout": job.profile.heldout, "policy": job.policy.label,
+           "kind": job.policy.kind, "debounce_s": job.policy.debounce_s, "checkpoint": job.policy.checkpoint,
+           "training_seed": None if info is None else info.extra.get("seed"), "seed": job.seed,
+           "turns_requested": job.turns}
+    row.update({k: int(_number(s.get(k))) if _finite(_number(s.get(k))) else 0 for k in COUNTS})
+    row.update({k: _number(s.get(k)) for k in CORE_METRICS + OPTIONAL_METRICS})
+    if row["turns"] == 0:
+        row["overlap_rate"] = math.nan  # 0 overlaps in 0 turns is no evidence of anything
+    row["fallbacks"] = getattr(policy, "fallback_count", None)
+    row["fallback_clear_s"] = getattr(policy, "fallback_after_s", None)
+    row["shared_encoder"] = None if info is None else bool(info.config.shared_encoder)
+    if error:
+        row["status"], row["reason"] = "error", error
+    elif row["turns"] < job.turns:
+        row["status"] = "short"
+        row["reason"] = (f"{row['turns']}/{job.turns} turns scored in {row['sim_time_s']:.0f} s simulated "
+                         f"(the env's session time limit)")
+    else:
+        row["status"], row["reason"] = "ok", ""
+    return row
+
+
+def run_job(job: Job) -> dict:
+    """Run one (profile, policy) pair in its own environment; return its result row. A session that
+    raises becomes an ``error`` row naming the exception, so one broken session loses only itself."""
+    policy = None
+    try:
+        policy = build_policy(job.policy)
+        env = job_env(job)
+        try:
+            summary = env.run(policy, job.turns)
+        finally:
+            env.close()
+    except Exception as exc:  # noqa: BLE001 -- a harness boundary: the row reports it, the run goes on
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        return result_row(job, None, policy, error=f"{type(exc).__name__}: {exc} "
+                                                   f"({Path(last.filename).name}:{last.lineno})")
+    return result_row(job, summary, policy)
 
 
 def _init_worker() -> None:
@@ -284,8 +569,10 @@ def _init_worker() -> None:
     configure_torch_threads()  # 1 thread (or $COOP_ROBOT_TORCH_THREADS) in every worker
 
 
-def run_jobs(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[dict]:
-    """Run the jobs (in this process for ``workers == 1``, else on a spawn pool); rows in job order."""
+def run_jobs(jobs: Sequence[Job], workers: int, progress: bool = True,
+             on_row: Callable[[list[dict | None]], None] | None = None) -> list[dict]:
+    """Run the jobs (in this process for ``workers == 1``, else on a spawn pool); rows in job order.
+    ``on_row(rows so far)`` is called after each session (None for the ones not yet done)."""
     jobs = list(jobs)
     # Longest first (the network's rows are ~3x slower per turn) so the pool ends evenly.
     order = sorted(range(len(jobs)), key=lambda i: jobs[i].policy.kind not in (MIRROR, UNSHARED))
@@ -293,19 +580,22 @@ def run_jobs(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[d
     t0 = time.monotonic()
     done = 0
 
-    def report(i: int) -> None:
+    def finished(i: int, row: dict) -> None:
         nonlocal done
+        rows[i] = row
         done += 1
+        if on_row is not None:
+            on_row(rows)
         if progress:
             j = jobs[i]
+            note = "" if row["status"] == "ok" else f" -- {row['status'].upper()}: {row['reason']}"
             _progress(f"[{done:3d}/{len(jobs)}] {_elapsed(time.monotonic() - t0)} elapsed; "
-                      f"done {j.profile.name} / {j.policy.label}", last=done == len(jobs))
+                      f"done {j.profile.name} / {j.policy.label}{note}", last=done == len(jobs))
 
     if workers <= 1:
         _init_worker()
         for i in order:
-            rows[i] = run_job(jobs[i])
-            report(i)
+            finished(i, run_job(jobs[i]))
         return rows  # type: ignore[return-value]
     # Spawn (not fork): torch and PyBullet state must not be inherited. The children import this
     # module by name, so its folder must be on their path (it is when run as a script).
@@ -314,10 +604,8 @@ def run_jobs(jobs: Sequence[Job], workers: int, progress: bool = True) -> list[d
         sys.path.insert(0, here)
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(processes=workers, initializer=_init_worker) as pool:
-        results = pool.imap_unordered(_run_indexed, [(i, jobs[i]) for i in order])
-        for i, row in results:
-            rows[i] = row
-            report(i)
+        for i, row in pool.imap_unordered(_run_indexed, [(i, jobs[i]) for i in order]):
+            finished(i, row)
     return rows  # type: ignore[return-value]
 
 
@@ -340,84 +628,92 @@ def _elapsed(s: float) -> str:
 
 
 # =========================================================================== reporting
-TABLE_COLUMNS = (("profile", 10), ("held-out", 8), ("policy", 16), ("turns", 5), ("med gap ms", 10),
-                 ("p90 gap ms", 10), ("overlap %", 9), ("overlap s", 9), ("contacts", 8), ("turns/min", 9))
+TABLE_COLUMNS = (("profile", 10), ("held-out", 8), ("policy", 16), ("n", 2), ("turns", 7), ("med gap ms", 14),
+                 ("p90 gap ms", 14), ("overlap %", 9), ("contacts", 8), ("min sep m", 9), ("SSM viol", 8),
+                 ("pace/min", 12), ("fallbacks", 9))
+
+
+def _cell(stat: SeedStat, scale: float = 1.0, fmt: str = ".0f") -> str:
+    if not math.isfinite(stat.mean):
+        return "n/a"
+    if not stat.has_ci:
+        return format(stat.mean * scale, fmt)
+    return f"{format(stat.mean * scale, fmt)}±{format(stat.half_width * scale, fmt)}"
+
+
+def _total(group: Sequence[dict], key: str, fmt: str = "g") -> str:
+    vals = [r.get(key) for r in group]
+    if not all(_finite(v) for v in vals):
+        return "n/a"
+    return format(sum(vals), fmt)
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    def num(v: float, scale: float = 1.0, fmt: str = ".0f") -> str:
-        return format(v * scale, fmt) if math.isfinite(v) else "n/a"
-
+    """One line per (profile, policy): means over the group's sessions (training seeds), with the 95 %
+    t half-width after ± when n >= 2; counts are totals, min separation the minimum."""
     head = "  ".join(f"{name:>{w}}" if i >= 3 else f"{name:<{w}}" for i, (name, w) in enumerate(TABLE_COLUMNS))
     lines = [head, "-" * len(head)]
     prev = None
-    for r in rows:
-        if prev is not None and r["profile"] != prev:
+    for group in group_rows(rows):
+        r0 = group[0]
+        if prev is not None and r0["profile"] != prev:
             lines.append("")
-        prev = r["profile"]
-        cells = (r["profile"], "yes" if r["heldout"] else "", r["policy"], str(r["turns"]),
-                 num(r["median_gap_s"], 1e3), num(r["p90_gap_s"], 1e3), num(r["overlap_rate"], 100, ".1f"),
-                 num(r["overlap_s_total"], 1, ".2f"), str(r["contacts"]), num(r["throughput_per_min"], 1, ".1f"))
+        prev = r0["profile"]
+        seps = [r.get("min_separation_m") for r in group]
+        turns = min(r["turns"] for r in group)
+        flag = "" if all(complete(r) for r in group) else "!"
+        cells = (r0["profile"], "yes" if r0["heldout"] else "", r0["policy"], str(len(group)),
+                 f"{flag}{turns}/{r0['turns_requested']}",
+                 _cell(seed_stat(r["median_gap_s"] for r in group), 1e3),
+                 _cell(seed_stat(r["p90_gap_s"] for r in group), 1e3),
+                 _cell(seed_stat(r["overlap_rate"] for r in group), 100, ".1f"), _total(group, "contacts"),
+                 f"{min(seps):.3f}" if all(_finite(v) for v in seps) else "n/a", _total(group, "ssm_violations"),
+                 _cell(seed_stat(pace_of(r) for r in group), 1, ".1f"), _total(group, "fallbacks"))
         lines.append("  ".join(f"{c:>{w}}" if i >= 3 else f"{c:<{w}}"
                                for i, (c, (_, w)) in enumerate(zip(cells, TABLE_COLUMNS))))
+    lines.append("n: sessions (training seeds) in the line; a ± is the 95% t half-width over them (n=1: no CI). "
+                 "turns: fewest scored/asked ('!' = a session incomplete). pace: robot turns per minute.")
     return "\n".join(lines)
 
 
-def verdicts(rows: Sequence[dict], turns: int) -> list[dict]:
-    """Acceptance checks of every candidate row, per profile in row order."""
-    out = []
-    profiles = list(dict.fromkeys(r["profile"] for r in rows))
-    for prof in profiles:
-        mine = [r for r in rows if r["profile"] == prof]
-        reactive = [r for r in mine if r["kind"] == REACTIVE]
-        eager = next((r for r in mine if r["kind"] == EAGER), None)
-        for r in mine:
-            if r["kind"] in CANDIDATES:
-                checks = acceptance_checks(r, reactive, turns)
-                v = {"profile": prof, "heldout": r["heldout"], "policy": r["policy"],
-                     "passed": passed(checks), "checks": [asdict(c) for c in checks]}
-                if eager is not None:
-                    # Not a pass/fail point: how much the network adds over "act when due".
-                    v["vs_eager"] = {"median_gap_delta_s": r["median_gap_s"] - eager["median_gap_s"],
-                                     "overlap_rate_delta": r["overlap_rate"] - eager["overlap_rate"]}
-                out.append(v)
-    return out
+def format_failures(rows: Sequence[dict]) -> str:
+    bad = [r for r in rows if r["status"] != "ok"]
+    if not bad:
+        return ""
+    return "Sessions that did not complete:\n" + "\n".join(
+        f"    {r['profile']} / {r['policy']}" + (f" [{Path(r['checkpoint']).name}]" if r["checkpoint"] else "")
+        + f": {r['status']}: {r['reason']}" for r in bad)
 
 
-def format_verdicts(vs: Sequence[dict]) -> str:
-    mark = {True: "ok", False: "FAIL", None: "n/a"}
-    lines = []
-    for v in vs:
-        tag = " (held-out)" if v["heldout"] else ""
-        lines.append(f"{v['profile'] + tag:<21} {v['policy']:<16} {'PASS' if v['passed'] else 'FAIL'}")
-        for c in v["checks"]:
-            lines.append(f"    {mark[c['ok']]:>4}  {c['name']:<10} {c['detail']}")
-        d = v.get("vs_eager")
-        if d is not None:
-            gap, ovl = d["median_gap_delta_s"], d["overlap_rate_delta"]
-            gap_txt = f"{gap * 1e3:+.0f} ms" if math.isfinite(gap) else "n/a"
-            ovl_txt = f"{ovl * 100:+.1f} points" if math.isfinite(ovl) else "n/a"
-            lines.append(f"    info  vs eager   median gap {gap_txt}, overlap {ovl_txt} "
-                         f"(eager: act when due, no network)")
-    return "\n".join(lines)
-
-
-CSV_FIELDS = ("profile", "heldout", "policy", "kind", "debounce_s", "seed", "turns", "median_gap_s", "p90_gap_s",
-              "mean_gap_s", "overlap_rate", "overlap_s_total", "contacts", "throughput_per_min",
-              "median_response_latency_s", "partner_turns", "sim_time_s", "wall_time_s", "shared_encoder")
+CSV_FIELDS = ("profile", "heldout", "policy", "kind", "debounce_s", "checkpoint", "training_seed", "seed",
+              "turns_requested", "turns", "status", "reason", *CORE_METRICS[:6], "contacts", *OPTIONAL_METRICS,
+              "median_response_latency_s", "partner_turns", "fallbacks", "fallback_clear_s", "sim_time_s",
+              "wall_time_s", "shared_encoder")
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    """All rows, one per session (NaN / None -> empty cell); written to a temporary file and renamed,
+    so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+            w.writerow({k: ("" if r.get(k) is None or (isinstance(r.get(k), float) and not math.isfinite(r[k]))
+                            else r.get(k)) for k in CSV_FIELDS})
+    os.replace(tmp, path)
+
+
+def write_json(doc: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_finite(doc), indent=2, allow_nan=False, default=_json_default), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def plot_frontier(rows: Sequence[dict], path: Path) -> None:
     """One subplot per profile: overlap rate (%) vs median gap (ms); the reactive sweep as a line
-    labelled by debounce, the other policies as distinct markers."""
+    labelled by debounce, the other policies as distinct markers (one per training seed). The four-axis
+    frontier (p90 and pace too) is judged in the verdicts, not drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -432,19 +728,12 @@ def plot_frontier(rows: Sequence[dict], path: Path) -> None:
              EAGER: ("^", "tab:green", 150, False), ORACLE: ("s", "black", 240, False)}
     for ax, prof in zip(axes.flat, profiles):
         mine = [r for r in rows if r["profile"] == prof]
-        finite = [r for r in mine if math.isfinite(r["median_gap_s"]) and math.isfinite(r["overlap_rate"])]
+        finite = [r for r in mine if _finite(r["median_gap_s"]) and _finite(r["overlap_rate"])]
         top = max([2.0] + [1.15 * r["overlap_rate"] * 100 for r in finite])
         reactive = sorted((r for r in finite if r["kind"] == REACTIVE), key=lambda r: r["debounce_s"])
         if reactive:
             xs = [r["median_gap_s"] * 1e3 for r in reactive]
             ys = [r["overlap_rate"] * 100 for r in reactive]
-            # Shade what the reactive sweep dominates: a point there is not beyond the frontier.
-            front = pareto_front(OperatingPoint(r["policy"], r["median_gap_s"], r["overlap_rate"]) for r in reactive)
-            right = max(r["median_gap_s"] for r in finite) * 1e3 * 1.1 + 50
-            sx = [p.median_gap_s * 1e3 for p in front] + [right]
-            sy = [p.overlap_rate * 100 for p in front] + [front[-1].overlap_rate * 100]
-            ax.fill_between(sx, sy, top, step="post", color="tab:blue", alpha=0.08, lw=0,
-                            label="dominated by reactive")
             ax.plot(xs, ys, "o-", color="tab:blue", label="reactive (debounce s)", zorder=2)
             for r, x, y in zip(reactive, xs, ys):
                 ax.annotate(f"{r['debounce_s']:g}", (x, y), textcoords="offset points", xytext=(3, 5), fontsize=7,
@@ -455,9 +744,6 @@ def plot_frontier(rows: Sequence[dict], path: Path) -> None:
                 ax.scatter([r["median_gap_s"] * 1e3], [r["overlap_rate"] * 100], marker=marker, s=size,
                            facecolors=colour if filled else "none", edgecolors=colour, linewidths=1.4,
                            label=r["policy"], zorder=4 if filled else 3)
-        ax.axhline(MAX_OVERLAP_RATE * 100, color="grey", lw=0.8, ls=":")
-        if prof == GAP_PROFILE:
-            ax.axvline(MAX_TYPICAL_MEDIAN_GAP_S * 1e3, color="grey", lw=0.8, ls=":")
         heldout = any(r["heldout"] for r in mine)
         ax.set_title(prof + (" (held-out)" if heldout else ""), fontsize=10)
         ax.set_xlabel("median gap (ms)")
@@ -473,7 +759,7 @@ def plot_frontier(rows: Sequence[dict], path: Path) -> None:
             handles.setdefault(lab, h)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6), fontsize=8,
                frameon=False)
-    fig.suptitle("Overlap rate vs median gap per partner (dotted: acceptance bounds)", fontsize=11)
+    fig.suptitle("Overlap rate vs median gap per partner (one marker per session)", fontsize=11)
     fig.tight_layout(rect=(0, 0.8 / (3.6 * nrows + 0.8), 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -514,7 +800,7 @@ def _debounce_list(text: str) -> list[float]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--turns", type=int, default=200, help="robot turns per (profile, policy) session (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every session (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="session seed of every session (default 0)")
     p.add_argument("--profiles", nargs="+", default=list(SHIPPED_PROFILES), metavar="NAME_OR_YAML",
                    help=f"partner profiles (default: {' '.join(SHIPPED_PROFILES)})")
     p.add_argument("--heldout", action=argparse.BooleanOptionalAction, default=True,
@@ -522,18 +808,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-dir", type=Path, default=HELDOUT_DIR, help="folder of held-out profile YAMLs")
     p.add_argument("--debounce", type=_debounce_list, default=list(DEFAULT_DEBOUNCE_S),
                    help="reactive debounce sweep, seconds, comma-separated (default 0,0.2,0.4,0.8,1.2,1.6,2.0)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="mirror checkpoint (default: the shipped one)")
-    p.add_argument("--unshared-checkpoint", type=Path, default=DEFAULT_UNSHARED_CHECKPOINT,
-                   help="checkpoint of the unshared-encoder ablation (default bench/checkpoints/mirror_unshared.pt)")
+    p.add_argument("--checkpoints-mirror", "--checkpoint", dest="checkpoints_mirror", nargs="+", type=Path,
+                   default=None, metavar="PATH",
+                   help="mirror checkpoints, one per training seed; each is one row group (default: the shipped one)")
+    p.add_argument("--checkpoints-unshared", "--unshared-checkpoint", dest="checkpoints_unshared", nargs="+",
+                   type=Path, default=[DEFAULT_UNSHARED_CHECKPOINT], metavar="PATH",
+                   help="checkpoints of the unshared-encoder ablation, one per training seed "
+                        "(default bench/checkpoints/mirror_unshared.pt; missing files are skipped)")
+    p.add_argument("--fallback-clear-s", type=float, default=None,
+                   help="the policies' liveness bound, seconds (default: the package's, 0.6)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/turn_taking)")
-    p.add_argument("--check", action="store_true", help="exit 1 when any mirror acceptance point fails")
+    p.add_argument("--check", action="store_true", help="exit 1 when any acceptance verdict fails")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
 def resolve_profiles(names: Sequence[str], heldout: bool, heldout_dir: Path) -> list[ProfileSpec]:
-    """Profile specs (validated by loading them); held-out = a file inside ``heldout_dir``."""
+    """Profile specs (validated by loading them); held-out = a file inside ``heldout_dir``;
+    adaptive = the profile's ``adaptation.enabled``."""
     from coop_robot.partner.profile import load_profile, resolve_profile_path
 
     hdir = heldout_dir.resolve()
@@ -547,7 +840,9 @@ def resolve_profiles(names: Sequence[str], heldout: bool, heldout_dir: Path) -> 
     for src in sources:
         prof = load_profile(src)  # ProfileError names the bad profile
         path = resolve_profile_path(src).resolve()
-        spec = ProfileSpec(name=prof.name, source=str(path), heldout=path.parent == hdir)
+        adaptation = getattr(prof, "adaptation", None)
+        spec = ProfileSpec(name=prof.name, source=str(path), heldout=path.parent == hdir,
+                           adaptive=bool(getattr(adaptation, "enabled", False)))
         if spec.name in {s.name for s in specs}:
             if spec.source in {s.source for s in specs}:
                 continue
@@ -556,98 +851,130 @@ def resolve_profiles(names: Sequence[str], heldout: bool, heldout_dir: Path) -> 
     return specs
 
 
+def _checkpoints(paths: Sequence[Path], what: str) -> list[Path]:
+    out = [p.resolve() for p in paths]
+    dup = sorted({str(p) for p in out if out.count(p) > 1})
+    if dup:
+        raise ValueError(f"{what}: each checkpoint is one training seed; listed twice: {', '.join(dup)}")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from coop_robot import __version__
     from coop_robot.partner.profile import ProfileError
+    from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
     from coop_robot.policy.mirror import DEFAULT_CHECKPOINT
 
+    def usage(msg: str) -> int:
+        print(f"turn_taking: {msg}", file=sys.stderr)
+        return 2
+
     if args.turns < 1:
-        print(f"turn_taking: --turns must be >= 1, got {args.turns}", file=sys.stderr)
-        return 2
+        return usage(f"--turns must be >= 1, got {args.turns}")
     if args.workers < 1:
-        print(f"turn_taking: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
+        return usage(f"--workers must be >= 1, got {args.workers}")
     if args.seed < 0:
-        print(f"turn_taking: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2
+        return usage(f"--seed must be >= 0, got {args.seed}")
+    if args.fallback_clear_s is not None and not (math.isfinite(args.fallback_clear_s) and args.fallback_clear_s > 0):
+        return usage(f"--fallback-clear-s must be a finite number of seconds > 0, got {args.fallback_clear_s}")
     try:
         profiles = resolve_profiles(args.profiles, args.heldout, args.heldout_dir)
+        checkpoints = _checkpoints(args.checkpoints_mirror or [DEFAULT_CHECKPOINT], "--checkpoints-mirror")
+        unshared_all = _checkpoints(args.checkpoints_unshared, "--checkpoints-unshared")
     except (ProfileError, ValueError) as exc:
-        print(f"turn_taking: {exc}", file=sys.stderr)
-        return 2
-    checkpoint = (args.checkpoint or DEFAULT_CHECKPOINT).resolve()
-    if not checkpoint.is_file():
-        print(f"turn_taking: mirror checkpoint {checkpoint} does not exist", file=sys.stderr)
-        return 2
-    unshared: Path | None = args.unshared_checkpoint.resolve()
+        return usage(str(exc))
+    missing = [c for c in checkpoints if not c.is_file()]
+    if missing:
+        return usage(f"mirror checkpoint {', '.join(map(str, missing))} does not exist")
     skipped = []
-    if not unshared.is_file():
-        msg = (f"mirror-unshared: checkpoint {unshared} not found; row skipped. "
-               f"To include the ablation, {UNSHARED_HINT}.")
+    unshared = []
+    for c in unshared_all:
+        if c.is_file():
+            unshared.append(c)
+            continue
+        msg = f"mirror-unshared: checkpoint {c} not found; row skipped. To include the ablation, {UNSHARED_HINT}."
         print(msg)
-        skipped.append({"policy": UNSHARED, "reason": msg})
-        unshared = None
+        skipped.append({"policy": UNSHARED, "checkpoint": str(c), "reason": msg})
 
-    specs = policy_specs(args.debounce, checkpoint, unshared)
+    specs = policy_specs(args.debounce, checkpoints, unshared, args.fallback_clear_s)
     jobs = [Job(p, s, args.turns, args.seed) for p in profiles for s in specs]
-    print(f"turn_taking: {len(profiles)} profiles x {len(specs)} policies = {len(jobs)} sessions of {args.turns} "
-          f"turns, seed {args.seed}, {args.workers} worker(s), fast env (kinematic robot, fitted perception)")
-    t0 = time.monotonic()
-    rows = run_jobs(jobs, args.workers, progress=not args.quiet)
-    wall = time.monotonic() - t0
-
-    vs = verdicts(rows, args.turns)
-    print()
-    print(format_table(rows))
-    print()
-    print("Acceptance (mirror; mirror-unshared for comparison). Frontier: beyond = no reactive debounce value has a "
-          "median gap <= and an overlap rate <= the policy's.")
-    print(format_verdicts(vs))
-    for r in rows:
-        if r["kind"] == UNSHARED and r["shared_encoder"]:
-            print(f"WARNING: {r['profile']}: the mirror-unshared checkpoint {unshared} has shared_encoder=true -- "
-                  f"it is not the ablation", file=sys.stderr)
-        if r["kind"] == MIRROR and r["shared_encoder"] is False:
-            print(f"WARNING: {r['profile']}: the mirror checkpoint {checkpoint} has shared_encoder=false",
-                  file=sys.stderr)
-    mirror_ok = all(v["passed"] for v in vs if v["policy"] == MIRROR)
+    print(f"turn_taking: {len(profiles)} profiles x {len(specs)} policy rows ({len(checkpoints)} mirror, "
+          f"{len(unshared)} mirror-unshared checkpoint(s)) = {len(jobs)} sessions of {args.turns} turns, "
+          f"seed {args.seed}, {args.workers} worker(s), fast env (kinematic robot, fitted perception)")
+    import torch
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out / "results.csv")
-    import torch
-
     settings = {
         "turns": args.turns, "seed": args.seed, "profiles": [asdict(p) for p in profiles],
         "debounce_s": args.debounce, "workers": args.workers, "environment": "TurnTakingEnv(physics=False)",
-        "checkpoint": {"path": str(checkpoint), "sha256": _sha256(checkpoint)},
-        "unshared_checkpoint": (None if unshared is None else {"path": str(unshared), "sha256": _sha256(unshared)}),
-        "acceptance": {"max_overlap_rate": MAX_OVERLAP_RATE, "max_median_gap_s": MAX_TYPICAL_MEDIAN_GAP_S,
-                       "median_gap_profile": GAP_PROFILE, "contacts": 0},
+        "fallback_clear_s": args.fallback_clear_s or DEFAULT_FALLBACK_CLEAR_S,
+        "checkpoints_mirror": [{"path": str(c), "sha256": _sha256(c)} for c in checkpoints],
+        "checkpoints_unshared": [{"path": str(c), "sha256": _sha256(c)} for c in unshared],
+        "acceptance": {"max_p90_vs_oracle": MAX_P90_VS_ORACLE, "max_gap_vs_eager": MAX_GAP_VS_EAGER,
+                       "min_partner_share": MIN_PARTNER_SHARE, "min_heldout_share": MIN_HELDOUT_SHARE,
+                       "max_gap_vs_oracle": MAX_GAP_VS_ORACLE, "gap_profile": GAP_PROFILE, "ci_level": CI_LEVEL},
     }
     doc = {"package_version": __version__, "git": git_commit(), "python": platform.python_version(),
-           "torch": torch.__version__, "settings": settings, "wall_time_s": round(wall, 1), "rows": rows,
-           "skipped": skipped, "verdicts": vs, "mirror_passed": mirror_ok}
-    (out / "results.json").write_text(json.dumps(_finite(doc), indent=2, allow_nan=False, default=_json_default),
-                                      encoding="utf-8")
+           "torch": torch.__version__, "settings": settings, "skipped": skipped, "complete": False}
+
+    def save(rows_so_far: Sequence[dict | None]) -> None:
+        done = [r for r in rows_so_far if r is not None]
+        write_csv(done, out / "results.csv")
+        write_json({**doc, "rows": done}, out / "results.json")
+
+    save([])
+    t0 = time.monotonic()
+    rows = run_jobs(jobs, args.workers, progress=not args.quiet, on_row=save)
+    wall = time.monotonic() - t0
+
+    heldout = {p.name for p in profiles if p.heldout}
+    acc = acceptance(rows, [p.name for p in profiles if p.adaptive])
+    broke = [r for r in rows if r["status"] == "error"]
+    print()
+    print(format_table(rows))
+    failures = format_failures(rows)
+    if failures:
+        print("\n" + failures)
+    print("\nAcceptance (issue 10), mirror policy. Frontier: beyond = no reactive setting is at least as good on "
+          "median gap, p90 gap and pace together at an overlap rate no higher.")
+    print(format_acceptance(acc, heldout))
+    for r in rows:
+        if r["kind"] == UNSHARED and r["shared_encoder"]:
+            print(f"WARNING: {r['profile']}: the mirror-unshared checkpoint {r['checkpoint']} has "
+                  f"shared_encoder=true -- it is not the ablation", file=sys.stderr)
+        if r["kind"] == MIRROR and r["shared_encoder"] is False:
+            print(f"WARNING: {r['profile']}: the mirror checkpoint {r['checkpoint']} has shared_encoder=false",
+                  file=sys.stderr)
+
+    doc.update(complete=True, wall_time_s=round(wall, 1), rows=rows,
+               verdicts={"partners": [asdict(v) for v in acc["partners"]],
+                         "overall": [asdict(v) for v in acc["overall"]]},
+               passed=acc["passed"], broken_sessions=len(broke))
+    write_csv(rows, out / "results.csv")
+    write_json(doc, out / "results.json")
     plot_frontier(rows, out / "frontier.png")
-    print(f"\nmirror acceptance: {'PASS' if mirror_ok else 'FAIL'} on every profile" if mirror_ok else
-          "\nmirror acceptance: FAIL on " + ", ".join(sorted({v['profile'] for v in vs
-                                                           if v['policy'] == MIRROR and not v['passed']})))
+    print(f"\nacceptance: {'PASS' if acc['passed'] else 'FAIL'} ("
+          + ", ".join(f"({v.point}) {({True: 'pass', False: 'FAIL', None: 'n/a'})[v.ok]}" for v in acc["overall"])
+          + ")")
     print(f"{len(jobs)} sessions in {_elapsed(wall)}; wrote {out / 'results.csv'}, {out / 'results.json'}, "
           f"{out / 'frontier.png'}")
-    return 1 if (args.check and not mirror_ok) else 0
+    if broke:
+        print(f"turn_taking: {len(broke)} session(s) raised an error (see above); the benchmark is incomplete",
+              file=sys.stderr)
+        return 2
+    return 1 if (args.check and not acc["passed"]) else 0
 
 
-def _finite(v):
+def _json_finite(v):
     """NaN / inf -> None, recursively (strict JSON has no NaN)."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
+        return {k: _json_finite(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
+        return [_json_finite(x) for x in v]
     return v
 
 

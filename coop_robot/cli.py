@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from coop_robot import __version__
+from coop_robot.graph import POLICIES_SIM
 
 
 def _add_sim(sub) -> None:
@@ -17,8 +18,9 @@ def _add_sim(sub) -> None:
                        description="Start sim, perception, policy, controller and turn tracker as separate ROS 2 "
                                    "processes (the graph of launch/sim.launch.py), run until N robot turns are done, "
                                    "print a per-turn timing table and a summary, exit 0.")
-    p.add_argument("--policy", default="mirror", choices=["mirror", "reactive", "oracle"],
-                   help="turn-taking policy (default: mirror, the shipped network; reactive is the baseline)")
+    p.add_argument("--policy", default="mirror", choices=sorted(POLICIES_SIM),
+                   help="turn-taking policy (default: mirror, the shipped network; reactive is the baseline; "
+                        "eager acts as soon as its turn is due; oracle reads the sim's truth)")
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE",
                    help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
     p.add_argument("--turns", type=int, default=20, help="robot turns before the session ends (default: 20)")
@@ -175,7 +177,9 @@ def _add_eval(sub) -> None:
         "real pipeline; no ROS, no rendering) and print the same timing table and summary "
         "as `coop-robot sim`.",
     )
-    p.add_argument("--policy", default="reactive", help="policy name (reactive, oracle, ...; default: reactive)")
+    p.add_argument(
+        "--policy", default="reactive", help="policy name (reactive, eager, oracle, mirror; default: reactive)"
+    )
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE", help="partner profile name or YAML file")
     p.add_argument("--turns", type=int, default=200, help="robot turns to score (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the session (default: 0)")

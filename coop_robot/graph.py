@@ -11,8 +11,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-POLICIES_SIM = ("reactive", "oracle", "mirror")
-POLICIES_ROBOT = ("reactive", "mirror")
+#: The policies each graph accepts; the oracle reads simulation truth, so it runs in simulation only.
+POLICIES_SIM = ("reactive", "eager", "oracle", "mirror")
+POLICIES_ROBOT = ("reactive", "eager", "mirror")
 #: The recorder prints a line starting with this once it is subscribed and the bag is open ...
 RECORDER_READY_LINE = "[recorder] recording"
 #: ... and, on sim time, this one when its clock runs (the first /clock arrived).

@@ -28,7 +28,7 @@ from coop_robot.launch_support import RECORD_ARGUMENTS, parse_int, parse_record,
 from launch import LaunchDescription
 
 ARGUMENTS = (
-    ("policy", "reactive", "Turn-taking policy: reactive or mirror"),
+    ("policy", "reactive", "Turn-taking policy: reactive, eager or mirror"),
     ("color_topic", "/camera/color/image_raw", "RGB image topic of the camera driver"),
     ("depth_topic", "/camera/depth/image_rect_raw", "Depth image aligned to colour (16UC1 mm or 32FC1 m)"),
     ("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image"),

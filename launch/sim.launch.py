@@ -28,8 +28,8 @@ from coop_robot.partner.profile import resolve_profile_path
 from launch import LaunchDescription
 
 ARGUMENTS = (
-    ("policy", "mirror", "Turn-taking policy: mirror, reactive, or oracle (oracle reads sim ground truth; "
-                         "benchmarks only)"),
+    ("policy", "mirror", "Turn-taking policy: mirror, reactive, eager, or oracle (oracle reads sim ground "
+                         "truth; benchmarks only)"),
     ("partner", "typical", "Simulated partner profile: typical, fast, slow, hesitant, erratic, or a YAML file path"),
     ("gui", "false", "Open the PyBullet GUI window (the sim then runs in real time)"),
     ("use_sim_time", "true", "Run perception, policy, controller and tracker on the sim's /clock"),

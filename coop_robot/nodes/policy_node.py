@@ -26,6 +26,7 @@ from coop_robot.nodes.common import (
     stamp_to_s,
 )
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
+from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
 
 
 class PolicyNode(Node):
@@ -36,6 +37,10 @@ class PolicyNode(Node):
         rate = declare(self, "rate_hz", 50.0, "Decision rate (Hz, node clock)", 1.0, 1000.0)
         stale = declare(self, "stale_after_s", 0.5, "Perception older than this (s) is stale: decide 'wait'",
                         0.01, 10.0)
+        fallback = declare(self, "fallback_clear_s", DEFAULT_FALLBACK_CLEAR_S,
+                           "Liveness bound, every policy: with the robot's turn due and the zone perceived clear "
+                           "this long (s), decide 'act' whatever the policy says (reactive: after "
+                           "max(this, debounce_s))", 0.05, 10.0)
         debounce = declare(self, "debounce_s", 0.4,
                            "reactive: time the zone must be perceived empty before acting (s)", 0.0, 10.0)
         lead = declare(self, "entry_lead_s", 0.85, "oracle: act this long before the partner's planned exit (s)",
@@ -44,7 +49,7 @@ class PolicyNode(Node):
                          "oracle: shift of the act time after the partner's planned exit (s)", 0.0, 5.0)
         checkpoint = declare(self, "checkpoint", "", "mirror: checkpoint file ('' = the one shipped in the package)")
         mirror = self._declare_mirror()
-        params = {"stale_after_s": stale}
+        params = {"stale_after_s": stale, "fallback_clear_s": fallback}
         if self.policy_name == "reactive":
             params["debounce_s"] = debounce
         elif self.policy_name == "oracle":
@@ -64,6 +69,7 @@ class PolicyNode(Node):
         self._planned_exit_s: float | None = None
         self._ee = np.full(3, np.nan)
         self._fk = None
+        self._fallbacks_logged = 0
 
         self.create_subscription(Bool, "/partner/in_zone", self._on_in_zone, 10)
         self.create_subscription(PointStamped, "/partner/hand", self._on_hand, 10)
@@ -157,6 +163,11 @@ class PolicyNode(Node):
             partner_planned_exit_s=self._planned_exit_s,
         )
         decision = self.policy.step(obs)
+        if self.policy.fallback_count > self._fallbacks_logged:
+            self._fallbacks_logged = self.policy.fallback_count
+            self.get_logger().warning(
+                f"liveness fallback: zone clear for {self.policy.fallback_after_s:.2f} s with the robot's turn due "
+                f"and '{self.policy_name}' still not acting; deciding 'act' (firing {self._fallbacks_logged})")
         self.decision_pub.publish(String(data=decision.action))
         self.forecast_pub.publish(Float64(data=float(decision.exit_forecast_s)))
 

@@ -1,12 +1,21 @@
 """The policy interface shared by the reactive baseline, the oracle and the mirror network.
 
 A policy is called once per control tick with an :class:`Observation` and returns a
-:class:`Decision`. The controller, not the policy, enforces safety (zone guard, watchdog,
-e-stop): a policy only says when the robot should take its turn.
+:class:`Decision`. The controller, not the policy, enforces safety (zone guard, separation
+monitoring, watchdog, e-stop): a policy only says when the robot should take its turn.
+
+**Liveness.** Whatever a policy's ``decide`` says, the base class bounds the robot's wait: once
+the robot's turn is due and the zone has been perceived clear (fresh perception, partner outside)
+continuously for ``fallback_clear_s`` seconds, the decision is "act" -- and stays "act" while the
+robot reaches and acts for that turn. A network that never becomes confident cannot stall the
+interaction. The clear-time clock restarts whenever the partner is perceived inside, perception is
+stale or missing, or the robot is acting. A firing is counted in ``fallback_count`` and marked on
+the decisions it makes (``Decision.fallback``).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -17,6 +26,11 @@ import numpy as np
 from coop_robot.control.controller import STATES
 
 ACTIONS = ("act", "wait", "yield")
+#: Seconds of perceived-clear zone, with the robot's turn due, after which any policy acts.
+DEFAULT_FALLBACK_CLEAR_S = 0.6
+#: Times are float seconds (epoch-sized in a lab bag): 53.98 - 53.58 < 0.4. A wait counts as
+#: elapsed within this much (s), so a tick exactly one wait later acts on that tick.
+TIME_TOLERANCE_S = 1e-6
 #: The controller's states (one definition, in the controller core) and "unknown" (none received).
 #: The mirror network's context is one-hot over these, in this order: the checkpoint depends on it.
 ROBOT_STATES = (*STATES, "unknown")
@@ -49,6 +63,7 @@ class Observation:
 class Decision:
     action: str = "wait"
     exit_forecast_s: float = math.nan        # forecast seconds until the partner leaves the zone
+    fallback: bool = False                   # "act" imposed by the liveness bound, not by ``decide``
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -56,7 +71,8 @@ class Decision:
 
 
 class Policy(ABC):
-    """Base class: keeps the turn bookkeeping every policy needs, delegates the choice to ``decide``.
+    """Base class: keeps the turn bookkeeping every policy needs, delegates the choice to ``decide``
+    and bounds the robot's wait (module docstring, *Liveness*).
 
     Turn bookkeeping: the partner goes first; the robot's turn is *due* once the partner has been
     perceived inside the zone since the robot last acted in it (the controller's ``acting`` state).
@@ -64,15 +80,43 @@ class Policy(ABC):
 
     name = "base"
 
-    def __init__(self, stale_after_s: float = 0.5) -> None:
+    def __init__(self, stale_after_s: float = 0.5, fallback_clear_s: float = DEFAULT_FALLBACK_CLEAR_S) -> None:
         if not stale_after_s > 0:
             raise PolicyError(f"stale_after_s must be > 0, got {stale_after_s!r}")
         self.stale_after_s = stale_after_s
+        self.fallback_clear_s = fallback_clear_s
         self.reset()
+
+    @property
+    def fallback_clear_s(self) -> float:
+        """Seconds (> 0, finite) of perceived-clear zone with the robot's turn due after which the
+        decision is "act" whatever ``decide`` says. It cannot be switched off."""
+        return self._fallback_clear_s
+
+    @fallback_clear_s.setter
+    def fallback_clear_s(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise PolicyError(f"fallback_clear_s must be a finite number of seconds > 0, got {value!r}")
+        self._fallback_clear_s = float(value)
+
+    @property
+    def own_clear_wait_s(self) -> float:
+        """How long the policy's own rule waits on a clear zone before it acts (0: no such rule).
+        The fallback never fires before it: a policy that is itself a bounded wait on a clear zone
+        (the reactive debounce) keeps its setting."""
+        return 0.0
+
+    @property
+    def fallback_after_s(self) -> float:
+        """The clear time after which the fallback fires: ``max(fallback_clear_s, own_clear_wait_s)``."""
+        return max(self.fallback_clear_s, self.own_clear_wait_s)
 
     def reset(self) -> None:
         self.partner_took_turn = False
         self._last_robot_state = "unknown"
+        self._clear_since_s = math.nan
+        self._fallback_holding = False
+        self.fallback_count = 0
 
     @property
     def robot_turn_due(self) -> bool:
@@ -85,11 +129,36 @@ class Policy(ABC):
             self.partner_took_turn = False
         self._last_robot_state = obs.robot_state
         fresh = obs.partner_in_zone is not None and obs.perception_age_s <= self.stale_after_s
+        self._update_clear_clock(obs, fresh)
         if not fresh:
             return Decision("wait")
         if obs.robot_state in ("reaching", "acting") and obs.partner_in_zone and self.yields_to_partner:
             return Decision("yield")
-        return self.decide(obs)
+        return self._bounded(obs, self.decide(obs))
+
+    def _update_clear_clock(self, obs: Observation, fresh: bool) -> None:
+        if not fresh or obs.partner_in_zone:
+            # The fallback only holds "act" on a zone perceived clear; the controller and ``decide``
+            # handle a partner coming back.
+            self._clear_since_s = math.nan
+            self._fallback_holding = False
+        elif obs.robot_state == "acting":
+            self._clear_since_s = math.nan
+        elif math.isnan(self._clear_since_s):
+            self._clear_since_s = obs.t_s
+
+    def _bounded(self, obs: Observation, decision: Decision) -> Decision:
+        """``decision``, or "act" where the liveness bound says so."""
+        if self._fallback_holding and not self.robot_turn_due and obs.robot_state not in ("reaching", "acting"):
+            self._fallback_holding = False  # that turn is over
+        clear_s = obs.t_s - self._clear_since_s  # NaN while the clock is stopped
+        if (not self._fallback_holding and decision.action != "act" and self.robot_turn_due
+                and clear_s >= self.fallback_after_s - TIME_TOLERANCE_S):
+            self._fallback_holding = True
+            self.fallback_count += 1
+        if self._fallback_holding and decision.action != "act":
+            return Decision("act", decision.exit_forecast_s, fallback=True)
+        return decision
 
     #: When True the base class answers "yield" if the partner is perceived inside while the robot
     #: reaches or acts. Anticipating policies that start before the zone is clear set it False and
@@ -117,16 +186,27 @@ def policy_names() -> list[str]:
 
 
 def make_policy(name: str, **params) -> Policy:
-    """Build a policy by name with keyword parameters; unknown names/parameters -> PolicyError."""
+    """Build a policy by name with keyword parameters; unknown names/parameters -> PolicyError.
+
+    ``fallback_clear_s`` (the liveness bound, :class:`Policy`) is accepted for every policy: it is
+    passed to a constructor that takes it and set on the built policy otherwise."""
     _load_builtin()
     if name not in _REGISTRY:
         raise PolicyError(f"unknown policy {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    factory = _REGISTRY[name]
+    params = dict(params)
+    later = {}
+    if "fallback_clear_s" in params and "fallback_clear_s" not in inspect.signature(factory).parameters:
+        later["fallback_clear_s"] = params.pop("fallback_clear_s")
     try:
-        return _REGISTRY[name](**params)
+        policy = factory(**params)
     except TypeError as exc:
         raise PolicyError(f"bad parameters for policy {name!r}: {exc}") from exc
+    for key, value in later.items():
+        setattr(policy, key, value)  # validated by the property
+    return policy
 
 
 def _load_builtin() -> None:
     # Import for their @register side effect; kept lazy so importing the base stays cheap.
-    from coop_robot.policy import mirror, oracle, reactive  # noqa: F401  (mirror imports torch lazily)
+    from coop_robot.policy import eager, mirror, oracle, reactive  # noqa: F401  (mirror imports torch lazily)

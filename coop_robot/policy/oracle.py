@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from coop_robot.policy.base import Decision, Observation, Policy, PolicyError, register
+from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S, Decision, Observation, Policy, PolicyError, register
 
 
 @register("oracle")
@@ -23,13 +23,14 @@ class OraclePolicy(Policy):
     name = "oracle"
     yields_to_partner = False  # it starts before the zone is clear by design
 
-    def __init__(self, entry_lead_s: float = 0.85, margin_s: float = 0.0, stale_after_s: float = 0.5) -> None:
+    def __init__(self, entry_lead_s: float = 0.85, margin_s: float = 0.0, stale_after_s: float = 0.5,
+                 fallback_clear_s: float = DEFAULT_FALLBACK_CLEAR_S) -> None:
         for key, val in (("entry_lead_s", entry_lead_s), ("margin_s", margin_s)):
             if isinstance(val, bool) or not isinstance(val, (int, float)) or not (math.isfinite(val) and val >= 0.0):
                 raise PolicyError(f"{key} must be a finite value >= 0 (s), got {val!r}")
         self.entry_lead_s = float(entry_lead_s)
         self.margin_s = float(margin_s)
-        super().__init__(stale_after_s)
+        super().__init__(stale_after_s, fallback_clear_s)
 
     def decide(self, obs: Observation) -> Decision:
         planned = obs.partner_planned_exit_s

@@ -1,0 +1,139 @@
+"""The liveness bound every policy has: "act" after fallback_clear_s of clear zone with the turn due."""
+
+import math
+
+import pytest
+
+from coop_robot.policy import Decision, Observation, PolicyError, make_policy
+from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S, Policy
+
+DT = 0.02
+
+
+class NeverActs(Policy):
+    """A network that never becomes confident: ``decide`` always says "wait"."""
+
+    name = "never"
+    yields_to_partner = False
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision("wait", 1.5)
+
+
+def obs(t, inside, state="home", age=0.02):
+    return Observation(t_s=t, partner_in_zone=inside, perception_age_s=age, robot_state=state)
+
+
+def first_act(policy, t0, t1, inside=False, state="home", age=0.02):
+    """Step from t0 to t1 (s) at DT; the first time the decision is "act" (None if never)."""
+    for i in range(round((t1 - t0) / DT) + 1):
+        t = t0 + i * DT
+        if policy.step(obs(t, inside, state, age)).action == "act":
+            return t
+    return None
+
+
+def test_the_default_bound_is_0_6_s():
+    assert DEFAULT_FALLBACK_CLEAR_S == 0.6
+    assert NeverActs().fallback_clear_s == 0.6
+
+
+def test_a_policy_that_always_waits_acts_after_0_6_s_of_clear_zone_with_its_turn_due():
+    p = NeverActs()
+    assert first_act(p, 0.0, 1.0, inside=True) is None       # the partner's turn
+    d = p.step(obs(1.0, False))                              # the partner has left: the clock starts
+    assert d.action == "wait"
+    assert first_act(p, 1.0 + DT, 1.58) is None             # not before 0.6 s
+    d = p.step(obs(1.6, False))
+    assert d.action == "act" and d.fallback and d.exit_forecast_s == 1.5
+    assert p.fallback_count == 1
+
+
+def test_it_keeps_acting_while_reaching_and_acting_for_that_turn_and_counts_once():
+    p = NeverActs()
+    p.step(obs(0.0, True))
+    first_act(p, 0.02, 0.62)
+    assert p.fallback_count == 1
+    for i, state in enumerate(["home", "reaching", "reaching", "acting", "acting"]):
+        d = p.step(obs(0.64 + i * DT, False, state))
+        assert d.action == "act" and d.fallback, state
+    assert p.step(obs(0.8, False, "withdrawing")).action == "wait"
+    assert first_act(p, 0.82, 3.0) is None                   # turn taken: wait for the partner again
+    assert p.fallback_count == 1
+
+
+def test_no_fallback_while_the_robot_turn_is_not_due():
+    p = NeverActs()                                          # the partner has not gone yet
+    assert first_act(p, 0.0, 5.0) is None
+    assert p.fallback_count == 0
+
+
+def test_no_fallback_with_stale_or_missing_perception():
+    p = NeverActs()
+    p.step(obs(0.0, True))
+    assert first_act(p, 0.02, 3.0, age=1.0) is None          # the zone looks clear, but the frame is old
+    assert p.step(Observation(t_s=3.02, partner_in_zone=None)).action == "wait"
+    # Fresh again: the clock starts only now.
+    assert first_act(p, 3.04, 5.0) == pytest.approx(3.64)
+
+
+def test_the_clock_restarts_when_the_partner_comes_back():
+    p = NeverActs()
+    p.step(obs(0.0, True))
+    assert first_act(p, 0.02, 0.5) is None                   # 0.48 s clear
+    p.step(obs(0.52, True))                                  # back inside (a false start)
+    assert first_act(p, 0.54, 1.12) is None                  # 0.58 s clear since 0.54
+    assert p.step(obs(1.14, False)).action == "act"
+
+
+def test_a_partner_perceived_inside_releases_the_held_act():
+    p = NeverActs()
+    p.step(obs(0.0, True))
+    assert first_act(p, 0.02, 1.0) == pytest.approx(0.62)
+    assert p.step(obs(0.64, True, "reaching")).action == "wait"   # decide's answer; the guards stop the arm
+
+
+def test_a_decision_to_act_is_left_as_it_is():
+    p = make_policy("eager")
+    p.step(obs(0.0, True))
+    d = p.step(obs(1.0, False))
+    assert d.action == "act" and not d.fallback
+    assert p.fallback_count == 0
+
+
+def test_reactive_keeps_a_debounce_longer_than_the_bound():
+    p = make_policy("reactive", debounce_s=1.6)
+    assert p.fallback_after_s == 1.6
+    p.step(obs(0.0, True))
+    assert first_act(p, 0.02, 3.0) == pytest.approx(1.62)
+    assert p.fallback_count == 0
+
+
+def test_reactive_acts_after_the_bound_in_a_state_its_rule_ignores():
+    p = make_policy("reactive", debounce_s=0.0)
+    p.step(obs(0.0, True))
+    # The controller is not at home (e.g. holding): reactive's own rule waits, the bound acts.
+    assert first_act(p, 0.02, 1.0, state="holding") == pytest.approx(0.62)
+    assert p.fallback_count == 1
+
+
+@pytest.mark.parametrize("name", ["reactive", "oracle", "eager"])
+def test_every_policy_takes_the_bound_and_rejects_a_bad_one(name):
+    assert make_policy(name, fallback_clear_s=1.2).fallback_clear_s == 1.2
+    for bad in (0.0, -1.0, math.inf, math.nan, True, "0.6"):
+        with pytest.raises(PolicyError, match="fallback_clear_s"):
+            make_policy(name, fallback_clear_s=bad)
+
+
+def test_the_mirror_policy_takes_the_bound_through_make_policy():
+    pytest.importorskip("torch")
+    p = make_policy("mirror", fallback_clear_s=0.9)
+    assert p.fallback_clear_s == 0.9
+    with pytest.raises(PolicyError, match="fallback_clear_s"):
+        make_policy("mirror", fallback_clear_s=0.0)
+
+
+def test_oracle_without_truth_acts_after_the_bound():
+    p = make_policy("oracle")
+    p.step(obs(0.0, True))
+    assert first_act(p, 0.02, 2.0) == pytest.approx(0.62)
