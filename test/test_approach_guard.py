@@ -61,13 +61,30 @@ def reaching_after(t_start_s):
     return lambda t: {"hand": HAND_AT_REST, "velocity": TOWARD if t >= t_start_s - 1e-9 else np.zeros(3)}
 
 
-def test_a_hand_coming_toward_the_zone_keeps_the_arm_from_starting(ctl):
+@pytest.fixture(scope="module")
+def direct_controller():
+    """Without anticipation: the approach guard alone decides whether a reach starts or goes on."""
+    return ArmController(ControllerConfig(anticipation=False))
+
+
+def test_a_hand_coming_toward_the_zone_keeps_the_arm_from_starting(direct_controller):
+    ctl = direct_controller
+    ctl.reset()
     rec = run(ctl, lambda t: {"hand": HAND_AT_REST, "velocity": TOWARD}, 2.0)
     assert rec.names() == [] and not rec.commands
     assert not ee_ever_inside(ctl, rec)
 
 
-def test_a_hand_coming_before_the_commit_aborts_the_reach(ctl):
+def test_a_hand_coming_with_anticipation_keeps_the_arm_at_the_waiting_point(ctl):
+    rec = run(ctl, lambda t: {"hand": HAND_AT_REST, "velocity": TOWARD}, 2.5)
+    assert rec.names() == ["reach_start"] and ctl.phase == "held"
+    assert ctl.path_time_s(2.5) <= ctl.nominal_wait_s + 1e-6
+    assert not ee_ever_inside(ctl, rec)
+
+
+def test_a_hand_coming_before_the_commit_aborts_the_reach(direct_controller):
+    ctl = direct_controller
+    ctl.reset()
     start = 0.3
     assert start < ctl.nominal_commit_s
     rec = run(ctl, reaching_after(start), 3.0)
@@ -81,14 +98,18 @@ def test_a_resting_hand_outside_lets_the_reach_go_in(ctl):
     assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
 
 
-def test_a_hand_coming_while_staged_holds_the_entry_until_it_stops(ctl):
-    # Partner inside until 1.0 s (the arm approaches the staging pose), then perceived outside
-    # but coming back in until 1.6 s, then at rest: the entry waits for the hand to stop.
+def test_a_hand_coming_while_the_arm_waits_holds_it_until_the_hand_stops(ctl):
+    # Partner inside until 1.0 s (the arm stops at the waiting point), then perceived outside but
+    # coming back in until 1.6 s, then at rest: the arm goes on only once the hand has stopped.
     def script(t):
         coming = 1.0 <= t < 1.6
         return {"partner_in_zone": t < 1.0, "hand": HAND_AT_REST, "velocity": TOWARD if coming else np.zeros(3)}
-    rec = run(ctl, script, 4.0)
-    assert rec.names()[:2] == ["reach_start", "entry_commit"]
-    entry = rec.commands[1]
-    assert entry.trajectory.purpose == "reach"
-    assert entry.t_s == pytest.approx(max(1.6, ctl.nominal_approach.duration_s), abs=DT_S + 1e-9)
+    rec = run(ctl, script, 5.0)
+    assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
+    reach_cmds = [c for c in rec.commands if c.trajectory.purpose == "reach"]
+    held = next(c for c in reach_cmds if c.trajectory.plan.stops_on_path)
+    resumed = next(c for c in reach_cmds if c.t_s > held.t_s and not c.trajectory.plan.stops_on_path)
+    assert held.t_s < 1.0
+    assert resumed.t_s == pytest.approx(1.6, abs=DT_S + 1e-9)
+    assert not any(c.t_s < 1.6 and c is not held and c.t_s > held.t_s for c in reach_cmds
+                   if not c.trajectory.plan.stops_on_path)

@@ -174,8 +174,9 @@ def test_act_while_the_partner_is_inside_stops_at_the_waiting_point():
     ctl = ArmController(ControllerConfig())
     rec = run(ctl, always(decision="act", partner_in_zone=True), 2.5)
     assert rec.names() == ["reach_start"]
-    assert [c.trajectory.purpose for c in rec.commands] == ["reach", "reach"]
-    assert rec.commands[1].trajectory.plan.stops_on_path
+    # One command: the reach's path, played only as far as the waiting point.
+    assert [c.trajectory.purpose for c in rec.commands] == ["reach"]
+    assert rec.commands[0].trajectory.plan.stops_on_path
     assert not ee_ever_inside(ctl, rec)
     q_end, qd_end, _ = ctl.commanded_state(2.5)
     assert np.allclose(qd_end, 0.0)

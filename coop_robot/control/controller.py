@@ -471,6 +471,10 @@ class ArmController:
         self._held_since_s = 0.0
         self._ssm_mode = "free"
         self._ssm_scale = 1.0
+        #: Speed scale the current move cruises at (separation monitoring sets it).
+        self._cruise_sigma = 1.0
+        #: While the zone guard holds the reach: the path time it must stop at (the waiting point).
+        self._stop_at_tau: float | None = None
         self._ssm_stop_since_s: float | None = None
         self._last_seen: tuple[float, np.ndarray] | None = None
         self.last_separation = None
@@ -564,7 +568,7 @@ class ArmController:
             self.state = out.state = "holding" if stale else "home"
             if self.state == "home" and inputs.decision == "act" and (
                     guard_clear or (cfg.anticipation and fresh)):
-                self._start_reach(out, now_s, q_meas)
+                self._start_reach(out, now_s, q_meas, guard_clear)
         elif self.state == "reaching":
             self._update_reach(out, now_s, inputs.decision, q_meas, stale, guard_clear, partner_in_zone)
         elif self.state == "acting":
@@ -606,9 +610,10 @@ class ArmController:
                     return
                 self._hold_at_waiting_point(out, now_s, q_meas)
                 return
-            if self._phase == "held":
-                self._phase = "direct"  # clear again: go on along the same path
-                self._rescale(out, now_s, 1.0)
+            if self._stop_at_tau is not None:
+                self._stop_at_tau = None  # clear: go on along the same path
+                self._phase = "direct"
+                self._resend(out, now_s, self._cruise_sigma)
             if tau >= self._commit_s:
                 self._committed = True
                 self._emit(out, "entry_commit", now_s)
@@ -630,28 +635,64 @@ class ArmController:
             self._stop_and_return(out, now_s, q_meas)
 
     def _hold_at_waiting_point(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
-        """Zone guard not clear before the waiting point: make sure the arm stops there at the latest."""
+        """Zone guard not clear before the waiting point: the commanded trajectory ends there at
+        the latest (so the arm stops there even if no further command comes), and a wait there
+        longer than ``staging_timeout_s`` returns home."""
         cfg = self.config
-        if self._phase == "held":
-            if now_s - self._held_since_s > cfg.staging_timeout_s:
-                out.warnings.append(f"partner still perceived in the zone after waiting "
-                                    f"{cfg.staging_timeout_s:.1f} s at the waiting point; returning home")
-                self._stop_and_return(out, now_s, q_meas)
+        if self._stop_at_tau is None:
+            self._stop_at_tau = self._wait_s
+            self._resend(out, now_s, self._cruise_sigma)
+        at_rest = self._plan.stops_on_path and now_s - self._plan_start_s >= self._plan.duration_s
+        if not at_rest:
             return
-        t_local = now_s - self._plan_start_s
-        tau = self._plan.tau_at(t_local)
-        sigma = self._plan.sigma_at(t_local)
-        path = self._plan.path
-        remaining = self._wait_s - tau
-        ramp = ramp_time_s(path, tau, sigma, 0.0, self.limits, cfg.stop_acceleration_scale)
-        # Brake now if waiting one more tick (plus the command latency) would overshoot.
-        slack = sigma * (0.01 + cfg.command_latency_s)
-        if sigma <= 1e-9 or remaining <= 0.5 * sigma * ramp + slack:
-            stop_ramp = max(ramp, 2.0 * max(remaining, 0.0) / sigma) if sigma > 1e-9 else 0.0
-            plan = ScaledPlan(path, tau, sigma, 0.0, stop_ramp)
+        if self._phase != "held":
             self._phase = "held"
             self._held_since_s = now_s
-            self._send(out, plan, now_s, "reach", "reaching")
+        elif now_s - self._held_since_s > cfg.staging_timeout_s:
+            out.warnings.append(f"partner still perceived in the zone after waiting "
+                                f"{cfg.staging_timeout_s:.1f} s at the waiting point; returning home")
+            self._stop_and_return(out, now_s, q_meas)
+
+    def _speed_profile(self, path: JointPlan, tau: float, sigma: float, cruise: float,
+                       stop_at_tau: float | None) -> list[tuple[float, float, float]]:
+        """Speed profile from ``sigma`` at path time ``tau`` to ``cruise``, ending at rest at
+        ``stop_at_tau`` when given (braking as late as the stop deceleration allows)."""
+        cfg = self.config
+
+        def ramp(a: float, b: float, at: float) -> float:
+            scale = cfg.stop_acceleration_scale if b < a else cfg.velocity_scale
+            return ramp_time_s(path, at, a, b, self.limits, scale)
+
+        r1 = ramp(sigma, cruise, tau)
+        profile = [(r1, sigma, cruise)]
+        if stop_at_tau is None or cruise <= 0.0:
+            return profile
+        tau1 = tau + 0.5 * (sigma + cruise) * r1
+        r2 = ramp(cruise, 0.0, tau1)
+        cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
+        if cruise_s >= 0.0:
+            return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
+        # Too late to ramp to the cruise speed first: brake now, as hard as allowed.
+        if sigma <= 1e-9:
+            return [(0.0, sigma, 0.0)]
+        r = max(2.0 * max(stop_at_tau - tau, 0.0) / sigma, ramp(sigma, 0.0, tau))
+        return [(r, sigma, 0.0)]
+
+    def _resend(self, out: ControllerOutput, now_s: float, cruise: float) -> None:
+        """Send the current path again from where the arm is on it, at speed scale ``cruise``
+        (ending at the waiting point while the zone guard asks for it)."""
+        plan = self._plan
+        t_local = now_s - self._plan_start_s
+        tau = plan.tau_at(t_local)
+        sigma = plan.sigma_at(t_local)
+        stop_at = self._stop_at_tau if self.state == "reaching" and not self._committed else None
+        new = ScaledPlan(plan.path, tau, sigma, self._speed_profile(plan.path, tau, sigma, cruise, stop_at))
+        self._cruise_sigma = cruise
+        self._plan = new
+        self._plan_start_s = now_s
+        self._hold_rad = new.goal_rad
+        out.trajectory = TrajectoryCommand(self.config.joint_names, new.points(self.config.point_rate_hz),
+                                           self._purpose, new)
 
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
         cfg = self.config
@@ -677,7 +718,8 @@ class ArmController:
                 return float(times[max(i - 1, 0)]) if i > 0 else 0.0
         return float(reach.duration_s)
 
-    def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+    def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None,
+                     guard_clear: bool = True) -> None:
         start = q_meas if q_meas is not None else self._hold_rad
         reach = self._reach_plan(start)
         deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._nominal_ee_path, axis=1))
@@ -696,6 +738,9 @@ class ArmController:
         self._committed = False
         self._emit(out, "reach_start", now_s)
         self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")
+        if not guard_clear:  # anticipating: the trajectory ends at the waiting point until the zone clears
+            self._stop_at_tau = self._wait_s
+            self._resend(out, now_s, 1.0)
         if commit <= 0.0:
             self._committed = True
             self._emit(out, "entry_commit", now_s)
@@ -723,28 +768,10 @@ class ArmController:
         _, qd_path, _ = plan.path.state_at(tau)
         sep_full = self.monitor.evaluate(q, qd_path, hand)
         allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale)
-        guard_hold = self.state == "reaching" and self._phase == "held"
-        target = 0.0 if guard_hold else allowed
-        current_target = plan.sigma1
-        if abs(target - current_target) > 1e-9 and not (guard_hold and plan.stops_on_path):
-            self._rescale(out, now_s, target)
+        if abs(allowed - self._cruise_sigma) > 1e-9:
+            self._resend(out, now_s, allowed)
         mode = "free" if allowed >= 1.0 else ("stop" if allowed <= 0.0 else "scaled")
         self._set_ssm_mode(out, now_s, mode, allowed)
-
-    def _rescale(self, out: ControllerOutput, now_s: float, sigma_to: float) -> None:
-        """Send the current path again from where the arm is, ramping its speed to ``sigma_to``."""
-        plan = self._plan
-        t_local = now_s - self._plan_start_s
-        tau = plan.tau_at(t_local)
-        sigma = plan.sigma_at(t_local)
-        scale = self.config.stop_acceleration_scale if sigma_to < sigma else self.config.velocity_scale
-        ramp = ramp_time_s(plan.path, tau, sigma, sigma_to, self.limits, scale)
-        new = ScaledPlan(plan.path, tau, sigma, sigma_to, ramp)
-        self._plan = new
-        self._plan_start_s = now_s
-        self._hold_rad = new.goal_rad
-        out.trajectory = TrajectoryCommand(self.config.joint_names, new.points(self.config.point_rate_hz),
-                                           self._purpose, new)
 
     def _set_ssm_mode(self, out: ControllerOutput, now_s: float, mode: str, scale: float, emit: bool = True) -> None:
         if mode != self._ssm_mode and emit:
@@ -827,6 +854,8 @@ class ArmController:
         self._plan_start_s = now_s
         self._hold_rad = plan.goal_rad
         self._purpose = purpose
+        self._cruise_sigma = 1.0
+        self._stop_at_tau = None
         self.state = out.state = state
         out.trajectory = TrajectoryCommand(self.config.joint_names, plan.points(self.config.point_rate_hz),
                                            purpose, plan)

@@ -424,42 +424,59 @@ def _smoothstep_integral(u):
 class ScaledPlan(JointPlan):
     """A :class:`JointPlan` (the *path*) played from path time ``tau0_s`` with its speed scaled.
 
-    The speed scale ``sigma`` (path seconds per second) ramps smoothly (smoothstep) from
-    ``sigma0`` to ``sigma1`` over ``ramp_s`` and then stays at ``sigma1``: the arm keeps to the
-    same joint-space path at any speed, so a check made in path time (a reach's commit time)
-    holds whatever the scaling. ``sigma1 = 0`` stops on the path (at rest after ``ramp_s``);
-    otherwise the plan ends at the path's goal, at rest (a minimum-jerk path ends at rest, so the
-    end is smooth at any scale).
+    The speed scale ``sigma`` (path seconds per second) follows ``profile``: a sequence of
+    ``(duration_s, sigma_from, sigma_to)`` pieces, each a smoothstep change (constant when the two
+    are equal), after which it stays at the last ``sigma_to`` (``sigma0`` when the profile is
+    empty). The arm keeps to the same joint-space path at any speed, so a check made in path time
+    (a reach's commit time) holds whatever the scaling. A final speed of 0 stops on the path (at
+    rest at the end of the profile); otherwise the plan ends at the path's goal, at rest (a
+    minimum-jerk path ends at rest, so the end is smooth at any scale).
     """
 
-    def __init__(self, path: JointPlan, tau0_s: float = 0.0, sigma0: float = 1.0, sigma1: float = 1.0,
-                 ramp_s: float = 0.0) -> None:
+    def __init__(self, path: JointPlan, tau0_s: float = 0.0, sigma0: float = 1.0,
+                 profile: list[tuple[float, float, float]] | None = None) -> None:
         if isinstance(path, ScaledPlan):
             raise TypeError("scale the underlying path, not a ScaledPlan")
-        for name, value in (("sigma0", sigma0), ("sigma1", sigma1)):
-            if not (np.isfinite(value) and 0.0 <= value <= 1.0 + 1e-9):
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        if not (np.isfinite(ramp_s) and ramp_s >= 0.0):
-            raise ValueError(f"ramp_s must be >= 0, got {ramp_s!r}")
+        pieces = []
+        sigma = float(sigma0)
+        for duration, s_from, s_to in profile or []:
+            for name, value in (("sigma", s_from), ("sigma", s_to)):
+                if not (np.isfinite(value) and -1e-9 <= value <= 1.0 + 1e-9):
+                    raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+            if not (np.isfinite(duration) and duration >= 0.0):
+                raise ValueError(f"profile durations must be >= 0, got {duration!r}")
+            if abs(s_from - sigma) > 1e-6:
+                raise ValueError(f"speed profile is not continuous: {sigma} then {s_from}")
+            if duration > 0.0:
+                pieces.append((float(duration), float(np.clip(s_from, 0, 1)), float(np.clip(s_to, 0, 1))))
+            sigma = float(np.clip(s_to, 0.0, 1.0))
+        if not (np.isfinite(sigma0) and -1e-9 <= sigma0 <= 1.0 + 1e-9):
+            raise ValueError(f"sigma0 must be in [0, 1], got {sigma0!r}")
         self.path = path
         self.tau0_s = float(np.clip(tau0_s, 0.0, path.duration_s))
-        self.sigma0 = float(min(sigma0, 1.0))
-        self.sigma1 = float(min(sigma1, 1.0))
-        self.ramp_s = float(ramp_s) if abs(self.sigma1 - self.sigma0) > 1e-12 else 0.0
+        self.sigma0 = float(np.clip(sigma0, 0.0, 1.0))
+        self.sigma1 = sigma  # the final speed scale
+        self._pieces = pieces
+        self._starts = np.concatenate([[0.0], np.cumsum([d for d, _, _ in pieces])])
+        # Path time at the start of each piece, and at the end of the profile.
+        taus = [self.tau0_s]
+        for d, a, b in pieces:
+            taus.append(taus[-1] + 0.5 * (a + b) * d)
+        self._taus = np.array(taus)
         end = path.duration_s
-        tau_ramp_end = self.tau0_s + self.ramp_s * 0.5 * (self.sigma0 + self.sigma1)
-        if self.sigma1 <= 0.0:
-            self._duration = max(self.ramp_s, 1e-6)
-            self.stop_tau_s = min(tau_ramp_end, end)
-        elif tau_ramp_end >= end:
-            lo, hi = 0.0, self.ramp_s  # the path ends during the ramp: find when
+        profile_s = float(self._starts[-1])
+        if self.sigma1 <= 0.0 and self._taus[-1] <= end:
+            self._duration = max(profile_s, 1e-6)
+            self.stop_tau_s = float(self._taus[-1])
+        elif self._taus[-1] >= end:
+            lo, hi = 0.0, profile_s  # the path ends during the profile: find when
             for _ in range(60):
                 mid = 0.5 * (lo + hi)
                 lo, hi = (mid, hi) if self.tau_at(mid, clip=False) < end else (lo, mid)
             self._duration = max(hi, 1e-6)
             self.stop_tau_s = end
         else:
-            self._duration = max(self.ramp_s + (end - tau_ramp_end) / self.sigma1, 1e-6)
+            self._duration = max(profile_s + (end - self._taus[-1]) / self.sigma1, 1e-6)
             self.stop_tau_s = end
 
     @property
@@ -476,45 +493,45 @@ class ScaledPlan(JointPlan):
 
     @property
     def stops_on_path(self) -> bool:
-        """True for a stop (``sigma1`` 0): the plan ends at rest part-way along the path."""
-        return self.sigma1 <= 0.0
+        """True when the plan ends at rest part-way along its path (final speed 0)."""
+        return self.sigma1 <= 0.0 and self.stop_tau_s < self.path.duration_s - 1e-9
 
-    def _sigma(self, t):
-        t = np.asarray(t, dtype=float)
-        if self.ramp_s <= 0.0:
-            return np.full_like(t, self.sigma1), np.zeros_like(t)
-        u = np.clip(t / self.ramp_s, 0.0, 1.0)
-        delta = self.sigma1 - self.sigma0
-        sigma = self.sigma0 + delta * (3 * u**2 - 2 * u**3)
-        dsigma = np.where((t >= 0.0) & (t <= self.ramp_s), delta * 6 * u * (1 - u) / self.ramp_s, 0.0)
-        return sigma, dsigma
+    def _profile(self, t: np.ndarray):
+        """``(tau, sigma, dsigma)`` at plan times ``t`` (unclipped path time)."""
+        tau = np.full_like(t, self._taus[-1]) + self.sigma1 * np.maximum(t - self._starts[-1], 0.0)
+        sigma = np.full_like(t, self.sigma1)
+        dsigma = np.zeros_like(t)
+        for i, (d, a, b) in enumerate(self._pieces):
+            sel = (t >= self._starts[i]) & (t < self._starts[i + 1])
+            if not np.any(sel):
+                continue
+            u = (t[sel] - self._starts[i]) / d
+            delta = b - a
+            tau[sel] = self._taus[i] + a * u * d + delta * d * (u**3 - 0.5 * u**4)
+            sigma[sel] = a + delta * (3 * u**2 - 2 * u**3)
+            dsigma[sel] = delta * 6 * u * (1 - u) / d
+        return tau, sigma, dsigma
 
     def tau_at(self, t_s, clip: bool = True):
         """Path time (s) reached ``t_s`` seconds after this plan started."""
-        t = np.maximum(np.asarray(t_s, dtype=float), 0.0)
-        if self.ramp_s > 0.0:
-            u = np.clip(t / self.ramp_s, 0.0, 1.0)
-            in_ramp = self.tau0_s + self.sigma0 * np.minimum(t, self.ramp_s) + (
-                self.sigma1 - self.sigma0) * self.ramp_s * _smoothstep_integral(u)
-        else:
-            in_ramp = np.full_like(t, self.tau0_s)
-        tau = in_ramp + self.sigma1 * np.maximum(t - self.ramp_s, 0.0)
+        t = np.maximum(np.atleast_1d(np.asarray(t_s, dtype=float)), 0.0)
+        tau = self._profile(t)[0]
         if clip:
             tau = np.minimum(tau, self.stop_tau_s)
-        return float(tau) if np.ndim(t_s) == 0 else tau
+        return float(tau[0]) if np.ndim(t_s) == 0 else tau
 
     def sigma_at(self, t_s) -> float:
-        """Speed scale ``sigma`` at ``t_s`` (0 once a stop has come to rest or the path has ended)."""
+        """Speed scale at ``t_s`` (0 once the plan has come to rest)."""
         t = float(t_s)
         if t >= self._duration:
-            return 0.0 if self.stops_on_path or self.tau_at(t) >= self.path.duration_s else self.sigma1
-        return float(self._sigma(max(t, 0.0))[0])
+            return 0.0 if self.sigma1 <= 0.0 or self.stop_tau_s >= self.path.duration_s else self.sigma1
+        return float(self._profile(np.array([max(t, 0.0)]))[1][0])
 
     def state_at(self, t_s):
         scalar = np.ndim(t_s) == 0
         t = np.clip(np.atleast_1d(np.asarray(t_s, dtype=float)), 0.0, self._duration)
-        tau = self.tau_at(t)
-        sigma, dsigma = self._sigma(t)
+        tau, sigma, dsigma = self._profile(t)
+        tau = np.minimum(tau, self.stop_tau_s)
         q, v, a = self.path.state_at(tau)
         v_out = v * sigma[:, None]
         a_out = a * (sigma**2)[:, None] + v * dsigma[:, None]

@@ -53,7 +53,7 @@ from coop_robot.control.controller import (
 )
 from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, HandEstimate, Separation, robot_capsules
 from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
-from coop_robot.geometry import Zone, world_geometry
+from coop_robot.geometry import Zone, read_world_params, world_geometry
 from coop_robot.partner.model import PartnerModel
 from coop_robot.partner.profile import PartnerProfile, load_profile
 from coop_robot.policy.base import Observation, Policy
@@ -165,6 +165,8 @@ def controller_config_from_files(zone: Zone, overrides: Mapping[str, Any] | None
         raise ValueError(f"unknown controller parameter(s) {unknown}; expected some of "
                          f"{sorted(CONTROLLER_PARAMETER_NAMES)}")
     values: dict[str, Any] = world_geometry().as_params()
+    # The separation-monitoring terms are shared by every node via world.yaml ("/**").
+    values.update({k: v for k, v in read_world_params().items() if k.startswith("ssm_")})
     values.update(_ros_parameters("controller.yaml", "controller"))
     values.update(overrides or {})
     rate_hz = controller_parameter("rate_hz").check(values.get("rate_hz", CONTROLLER_RATE_HZ))
