@@ -168,6 +168,11 @@ def test_partner_turn_edges_repeat_nothing_and_restart_straight_after_a_withdraw
     assert edges.update("reaching", 2.0) == [("partner_turn_end", 2.0), ("partner_turn_start", 2.0)]
 
 
+def test_partner_turn_edges_ignore_a_phase_the_model_does_not_have():
+    edges = PartnerTurnEdges()
+    assert edges.update("unknown", 0.0) == [] and edges.update("reacting", 0.1) == []
+
+
 def test_fluency_fractions_and_functional_delay_on_hand_made_activities():
     # Session 0..10 s. Partner active 0..3 and 6..8; robot 3.5..6.5.
     f = fluency([(0.0, 3.0), (6.0, 8.0)], [(3.5, 6.5)], 0.0, 10.0)

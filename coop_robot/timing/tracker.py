@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coop_robot.partner.model import PHASES as PARTNER_PHASES
 from coop_robot.timing.metrics import TurnRecord, TurnSegmenter, summarize
 
 SCORING_SOURCES = ("ground_truth", "perception")
@@ -49,7 +50,8 @@ class PartnerTurnEdges:
     ``partner_turn_start`` (first reach or false start begins moving), ``partner_withdraw_start``
     (the final withdraw begins) and ``partner_turn_end`` (that withdraw has finished).
 
-    Idle phases are :data:`PARTNER_IDLE_PHASES`; every other phase is part of a turn. A turn ends
+    Idle phases are :data:`PARTNER_IDLE_PHASES`; every other phase of
+    :data:`~coop_robot.partner.model.PHASES` is part of a turn; anything else is ignored. A turn ends
     when the phase leaves ``withdrawing``; a phase seen straight after a withdraw that is not idle
     starts the next turn at the same time. Call :meth:`update` after every partner step with its
     ``phase`` and the step's time; it returns the events due (name, t_s), usually none.
@@ -60,7 +62,7 @@ class PartnerTurnEdges:
         self.in_turn = False
 
     def update(self, phase: str, t_s: float) -> list[tuple[str, float]]:
-        if phase == self.phase:
+        if phase == self.phase or phase not in PARTNER_PHASES:   # e.g. "unknown" of a scripted stand-in
             return []
         events = []
         if self.in_turn and self.phase == "withdrawing":
