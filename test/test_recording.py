@@ -87,9 +87,9 @@ LATCHED_OFFER = QosOffer(reliability="reliable", durability="transient_local", h
 
 
 def test_topic_tables_match_the_bag_conventions():
-    assert len(INTERACTION_TOPICS) == 18 and "/clock" not in INTERACTION_TOPICS
+    assert len(INTERACTION_TOPICS) == 20 and "/clock" not in INTERACTION_TOPICS
     assert INTERACTION_TOPICS["/turn/timing"] == "diagnostic_msgs/msg/DiagnosticArray"
-    assert SIM_ONLY_TOPICS == {t for t in INTERACTION_TOPICS if t.startswith("/sim/")} and len(SIM_ONLY_TOPICS) == 5
+    assert SIM_ONLY_TOPICS == {t for t in INTERACTION_TOPICS if t.startswith("/sim/")} and len(SIM_ONLY_TOPICS) == 6
     assert set(IMAGE_TOPICS) == {"/camera/color/image_raw", "/camera/depth/image_rect_raw", "/camera/color/camera_info"}
     for msgtype in {**INTERACTION_TOPICS, **IMAGE_TOPICS}.values():
         assert msgtype in TYPESTORE.fielddefs, msgtype

@@ -128,3 +128,62 @@ def test_bad_arguments_are_named():
         _feed("sometimes")
     with pytest.raises(ValueError, match="auto_wait_s"):
         _feed("auto", auto_wait_s=-1.0)
+
+
+def _ssm(t_s, separation_m, protective_m=0.1, closing_mps=0.0):
+    from coop_robot.timing.ssm_sample import SsmSample
+
+    return SsmSample(t_s, separation_m, protective_m, closing_mps, 0.0, 1.0, "free")
+
+
+def _gt_turn(feed, t0=0.0):
+    for name, dt in (("partner_enter", 1.0), ("partner_exit", 2.0), ("robot_enter", 2.5), ("robot_exit", 3.5)):
+        feed.ground_truth_event(name, t0 + dt)
+
+
+def test_each_scoring_source_takes_the_separation_of_its_own_ssm_topic():
+    from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM
+
+    for scoring, mine, other in (("ground_truth", GROUND_TRUTH_SSM, CONTROLLER_SSM),
+                                 ("perception", CONTROLLER_SSM, GROUND_TRUTH_SSM)):
+        feed = _feed(scoring)
+        feed.ssm_sample(mine, _ssm(2.6, 0.30))
+        feed.ssm_sample(other, _ssm(2.7, 0.05))
+        feed.tracker.release(0.0, flush=True)
+        assert feed.tracker.segmenter._window.min_separation_m == pytest.approx(0.30), scoring
+
+
+def test_ssm_and_home_events_flow_from_the_controller_to_the_turn():
+    feed = _feed("ground_truth")
+    _gt_turn(feed)
+    for name, t in (("reach_start", 2.1), ("ssm_stop", 2.8), ("ssm_resume", 3.0), ("home", 4.0), ("abort", 3.1)):
+        feed.controller_event(name, t)
+    out = feed.release(10.0, flush=True)
+    assert "home" in [n for n, _ in out.events] and "abort" not in [n for n, _ in out.events]
+    assert out.records[0].protective_stop_s == pytest.approx(0.2)
+
+
+def test_partner_turn_is_derived_from_the_phase_with_ground_truth_scoring_only():
+    for scoring, expected in (("ground_truth", True), ("perception", False)):
+        feed = _feed(scoring)
+        feed.partner_phase("reacting", 0.0)
+        feed.partner_phase("false_start_reach", 0.2)   # the robot comes in during the false start
+        if scoring == "ground_truth":
+            _gt_turn(feed)
+        else:
+            feed.tracker.push("partner_enter", 1.0)
+            for name, t in (("partner_exit", 2.0), ("robot_enter", 2.5), ("robot_exit", 3.5)):
+                feed.tracker.push(name, t)
+        rec = feed.release(10.0, flush=True).records[0]
+        assert rec.unfinished_turn_entry is expected, scoring
+
+
+def test_published_partner_turn_events_replace_the_phase():
+    feed = _feed("ground_truth")
+    feed.ground_truth_event("partner_turn_start", 0.5)
+    feed.partner_phase("reaching", 0.6)
+    feed.ground_truth_event("partner_withdraw_start", 1.8)
+    feed.partner_phase("waiting_for_robot", 2.1)        # would end the turn: ignored
+    feed.ground_truth_event("partner_turn_end", 2.2)
+    names = [n for n, _ in feed.release(10.0, flush=True).events]
+    assert names == ["partner_turn_start", "partner_withdraw_start", "partner_turn_end"]

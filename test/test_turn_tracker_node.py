@@ -1,4 +1,5 @@
-"""The turn tracker node as a translator: perception topics over DDS in, the feed's turn out.
+"""The turn tracker node as a translator: perception topics over DDS in, the feed's turn out
+(separation from the controller's /controller/ssm included).
 
 A lab-style arm driver publishes the arm joints in shuffled order and the gripper in messages of
 its own on /joint_states; the node must score the turn (it used to call such a bag "damaged").
@@ -13,13 +14,15 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from conftest import free_ros_domain, spinning  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
-from std_msgs.msg import Bool  # noqa: E402
+from std_msgs.msg import Bool, Header  # noqa: E402
 
 from coop_robot.analysis.synthetic import HOME_Q_RAD, ZONE_Q_RAD  # noqa: E402
 from coop_robot.nodes.common import COMMAND_QOS, s_to_stamp  # noqa: E402
+from coop_robot.timing.ssm_sample import SsmSample  # noqa: E402
 
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 FRAME_S, ARM_S = 1 / 30, 0.01
@@ -44,7 +47,8 @@ def test_node_scores_a_perceived_turn_from_split_shuffled_joint_states():
     driver = rclpy.create_node("lab_driver", context=context)
     pubs = {"in_zone": driver.create_publisher(Bool, "/partner/in_zone", 10),
             "hand": driver.create_publisher(PointStamped, "/partner/hand", 10),
-            "joints": driver.create_publisher(JointState, "/joint_states", COMMAND_QOS)}
+            "joints": driver.create_publisher(JointState, "/joint_states", COMMAND_QOS),
+            "ssm": driver.create_publisher(DiagnosticArray, "/controller/ssm", COMMAND_QOS)}
     rng = np.random.default_rng(0)
     stamps = {"partner_exit": None, "robot_enter": None}
     with spinning(node, context):
@@ -72,6 +76,11 @@ def test_node_scores_a_perceived_turn_from_split_shuffled_joint_states():
                     arm = JointState(name=[ARM[i] for i in order], position=[float(q[i]) for i in order])
                     arm.header.stamp = s_to_stamp(now)
                     pubs["joints"].publish(arm)
+                    # The controller's SSM view: closest (0.25 m) while the robot is inside.
+                    ssm = SsmSample(now, 0.25 if in_zone else 0.6, 0.1, 0.0, 0.0, 1.0, "free")
+                    status = DiagnosticStatus(name="ssm", values=[KeyValue(key=k, value=v)
+                                                                  for k, v in ssm.to_key_values()])
+                    pubs["ssm"].publish(DiagnosticArray(header=Header(stamp=s_to_stamp(now)), status=[status]))
                     if k % 4 == 0:
                         gripper = JointState(name=["panda_finger_joint1", "panda_finger_joint2"],
                                              position=[0.04, 0.04])
@@ -87,5 +96,6 @@ def test_node_scores_a_perceived_turn_from_split_shuffled_joint_states():
             assert rec.partner_exit_s == pytest.approx(stamps["partner_exit"], abs=1e-6)
             assert rec.robot_enter_s == pytest.approx(stamps["robot_enter"], abs=1e-6)
             assert rec.gap_s == pytest.approx(stamps["robot_enter"] - stamps["partner_exit"], abs=1e-6)
+            assert rec.min_separation_m == pytest.approx(0.25) and rec.min_ssm_margin_m == pytest.approx(0.15)
         finally:
             driver.destroy_node()

@@ -1,7 +1,7 @@
 """``coop-robot analyze``: score recorded rosbag2 sessions offline and write a comparison report.
 
 For each bag (a rosbag2 directory, MCAP or sqlite3, or a bare .mcap/.db3 file): turns.csv,
-summary.json (the keys of ``coop-robot sim``'s summary, plus the bag's issues) and four plots in
+summary.json (the keys of ``coop-robot sim``'s summary, plus the bag's issues) and five plots in
 ``OUT/<bag name>/``; then one self-contained ``OUT/report.html`` comparing all bags. Exit status:
 :data:`EXIT_RULE`.
 """
@@ -89,7 +89,7 @@ def _unique_dirs(bags: list[Path], out: Path) -> list[Path]:
 def run(args) -> int:
     from coop_robot.analysis.report import write_html_report
     from coop_robot.analysis.session import analyze_bag, write_outputs
-    from coop_robot.timing.metrics import format_table
+    from coop_robot.timing.metrics import format_summary
 
     if not args.reorder_window_s >= 0:
         print(f"coop-robot analyze: --reorder-window-s must be >= 0, got {args.reorder_window_s}", file=sys.stderr)
@@ -114,7 +114,8 @@ def run(args) -> int:
         for issue in result.issues:
             print(f"  {issue}", file=sys.stderr if issue.severity == "error" else sys.stdout)
         if result.summary:
-            print(format_table([], result.summary).splitlines()[-1])
+            for line in format_summary(result.summary):
+                print(line)
             live = result.summary.get("live_check")
             if live and live["agrees"]:
                 print(f"  live /turn/timing agrees to {1000 * live['max_abs_gap_diff_s']:.3f} ms over "

@@ -1,8 +1,8 @@
 """Plots of one analysed session and a self-contained HTML report comparing several.
 
 Plots (matplotlib, Agg backend, PNG): gap histogram, zone-occupancy timeline of both agents,
-response-latency CDF, rolling gap over the session. The HTML report embeds every image as base64
-and every table inline, so it is one file that can be mailed or archived.
+response-latency CDF, rolling gap over the session, separation and S_p around the partner's exits.
+The HTML report embeds every image as base64 and every table inline, so it is one file that can be mailed or archived.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+
+from coop_robot.timing.metrics import turn_notes
 
 ROLLING_TURNS = 20
 TIMELINE_MAX_BARS = 1500
@@ -45,7 +47,7 @@ def downsample_intervals(intervals: list[tuple[float, float]], resolution_s: flo
 
 
 def write_plots(result, out_dir: Path) -> dict[str, Path]:
-    """The four plots of one session as PNG files in ``out_dir``."""
+    """The five plots of one session as PNG files in ``out_dir``."""
     plt = _plt()
     recs = result.records
     gaps_ms = 1000 * _finite(r.gap_s for r in recs)
@@ -110,7 +112,35 @@ def write_plots(result, out_dir: Path) -> dict[str, Path]:
         ax.legend(fontsize=8)
     ax.set(xlabel="robot entry time (s, bag clock)", ylabel="gap (ms)", title="Gap over the session")
     paths["plot_rolling_gap"] = _save(fig, out_dir / "rolling_gap.png", plt)
+    paths["plot_separation_at_exit"] = _separation_plot(result, out_dir / "separation_at_partner_exit.png", plt)
     return paths
+
+
+def _separation_plot(result, path: Path, plt) -> Path:
+    """Separation and S_p against time from each partner exit (thin lines), with their medians."""
+    traces = result.separation_traces
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=90)
+    if traces is not None and len(traces):
+        x = traces.offsets_s
+        sep, sp = np.vstack(traces.separation_m), np.vstack(traces.protective_m)
+        alpha = max(0.04, min(0.5, 5.0 / len(traces)))
+        ax.plot(x, sep.T, color="#4477aa", lw=0.6, alpha=alpha)
+        ax.plot(x, sp.T, color="#cc3311", lw=0.6, alpha=alpha)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns at the ends
+                ax.plot(x, np.nanmedian(sep, axis=0), color="#4477aa", lw=2, label="separation (median)")
+                ax.plot(x, np.nanmedian(sp, axis=0), color="#cc3311", lw=2, ls="--", label="S_p (median)")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.legend(fontsize=8)
+        title = f"Separation and S_p around {len(traces)} partner exits"
+    else:
+        ax.text(0.5, 0.5, "no separation samples", ha="center", transform=ax.transAxes)
+        title = "Separation and S_p around partner exits"
+    ax.set(xlabel="time from the partner's exit (s)", ylabel="distance (m)", title=title)
+    return _save(fig, path, plt)
 
 
 def _save(fig, path: Path, plt) -> Path:
@@ -142,7 +172,17 @@ ROWS = (
     ("overlap total (s)", "overlap_s_total", 1, 3), ("contacts", "contacts", 1, 0),
     ("throughput (turns/min)", "throughput_per_min", 1, 2),
     ("median response latency (ms)", "median_response_latency_s", 1000, 0),
-    ("session (s)", "session_duration_s", 1, 1), ("messages", "messages", 1, 0), ("storage", "storage", 1, 0),
+    ("session (s)", "session_duration_s", 1, 1),
+    ("pace (turns/min, both agents)", "pace_turns_per_min", 1, 2), ("near misses", "near_misses", 1, 0),
+    ("unfinished-turn entries", "unfinished_turn_entries", 1, 0),
+    ("min separation (m)", "min_separation_m", 1, 3), ("min SSM margin (m)", "min_ssm_margin_m", 1, 3),
+    ("SSM violations", "ssm_violations", 1, 0), ("protective stop (s)", "protective_stop_s", 1, 2),
+    ("speed scaled (s)", "speed_scaled_s", 1, 2),
+    ("human idle (%)", "human_idle_fraction", 100, 1), ("robot idle (%)", "robot_idle_fraction", 100, 1),
+    ("concurrent activity (%)", "concurrent_activity_fraction", 100, 1),
+    ("functional delay, mean (ms)", "functional_delay_mean_s", 1000, 0),
+    ("functional delay (% of session)", "functional_delay_fraction", 100, 1),
+    ("messages", "messages", 1, 0), ("storage", "storage", 1, 0),
 )
 
 
@@ -168,7 +208,8 @@ def write_html_report(results: list, plot_paths: list[dict], path: Path,
              "img{max-width:100%}.grid{display:grid;grid-template-columns:1fr 1fr;gap:8px}</style></head><body>",
              f"<h1>{esc(title)}</h1>",
              "<p>Gap = robot zone entry - the partner's last exit; overlap = both agents in the zone; response "
-             "latency = robot reach start - partner exit (docs/architecture.md, 'Metrics'). Each column says "
+             "latency = robot reach start - partner exit; separation, SSM and fluency (Hoffman 2019) as defined in "
+             "coop_robot/timing/metrics.py (docs/recording_and_analysis.md, 'Metrics'). Each column says "
              "whether it was scored on simulation ground truth or on perception + joint states.</p>"]
     parts.append("<h2>Summary</h2><table><tr><th></th>" + "".join(f"<th>{esc(r.name)}</th>" for r in results) + "</tr>")
     for label, key, scale, digits in ROWS:
@@ -217,13 +258,17 @@ def write_html_report(results: list, plot_paths: list[dict], path: Path,
         parts.append("<div class='grid'>" + "".join(
             f"<div>{_img(plots.get(k))}</div>" for k in ("plot_gap_histogram", "plot_latency_cdf")) + "</div>")
         parts.append(_img(plots.get("plot_occupancy_timeline")) + _img(plots.get("plot_rolling_gap")))
+        parts.append(_img(plots.get("plot_separation_at_exit")))
         parts.append(f"<details><summary>per-turn table ({len(r.records)} turns)</summary><table><tr><th>turn</th>"
                      "<th>partner exit (s)</th><th>robot enter (s)</th><th>gap (ms)</th><th>latency (ms)</th>"
-                     "<th>overlap (ms)</th><th>contact</th></tr>")
+                     "<th>overlap (ms)</th><th>contact</th><th>min separation (m)</th><th>min SSM margin (m)</th>"
+                     "<th>notes</th></tr>")
         parts.extend(f"<tr><td>{x.turn}</td><td>{_fmt(x.partner_exit_s, 1, 3)}</td>"
                      f"<td>{_fmt(x.robot_enter_s, 1, 3)}</td>"
                      f"<td>{_fmt(x.gap_s, 1000)}</td><td>{_fmt(x.response_latency_s, 1000)}</td>"
-                     f"<td>{_fmt(x.overlap_s, 1000)}</td><td>{'yes' if x.contact else 'no'}</td></tr>"
+                     f"<td>{_fmt(x.overlap_s, 1000)}</td><td>{'yes' if x.contact else 'no'}</td>"
+                     f"<td>{_fmt(x.min_separation_m, 1, 3)}</td><td>{_fmt(x.min_ssm_margin_m, 1, 3)}</td>"
+                     f"<td>{html.escape(turn_notes(x))}</td></tr>"
                      for x in r.records)
         parts.append("</table></details>")
     parts.append("</body></html>")

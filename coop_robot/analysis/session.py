@@ -11,7 +11,9 @@ The scoring is the live turn tracker's: the bag's messages are turned into plain
   kinematics of the EE and the shared zone (the bag's ``coop_robot.zone_*`` custom data, else
   config/world.yaml).
 
-When ground truth is present the perception scoring is reported alongside. Topics the analysis
+Separation comes from /sim/ground_truth/ssm (ground truth) or /controller/ssm (perception), the
+partner's turn from /sim/partner/phase (at the message's log time) unless the sim published its
+turn events. When ground truth is present the perception scoring is reported alongside. Topics the analysis
 reads must have their documented types (a wrong type is an error naming topic, expected and found
 type). The recorded live result (/turn/timing) is compared with the offline scoring of the same
 source: a gap differing by more than :func:`~coop_robot.timing.feed.live_check_tolerance_s` or a
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coop_robot.analysis.bags import BagError, BagIssue, BagReader, NotABagError, TimingChecker, header_stamp_ns
+from coop_robot.analysis.separation import ExitAlignedTraces
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.recording.topics import INTERACTION_TOPICS
 from coop_robot.timing.feed import (
@@ -39,12 +42,15 @@ from coop_robot.timing.feed import (
     JOINT_STATES,
     PARTNER_HAND,
     PARTNER_IN_ZONE,
+    PARTNER_PHASE,
     PERCEPTION_INPUTS,
+    SSM_TOPIC_FOR,
     TurnFeed,
     live_check_tolerance_s,
     scoring_for_recording,
 )
 from coop_robot.timing.metrics import TurnRecord
+from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM, SSM_STATUS_NAME, SsmSample
 
 GT_EVENTS = GROUND_TRUTH_EVENTS
 #: Every topic the analysis reads, with the type it must have.
@@ -52,7 +58,8 @@ ANALYSIS_TOPICS: dict[str, str] = {t: INTERACTION_TOPICS[t] for t in (*FEED_TOPI
 #: The package's interaction topics that a robot (not only the simulation) publishes (docs/recording_and_analysis.md).
 ROBOT_TOPICS = (
     "/joint_states", "/partner/hand", "/partner/hand_velocity", "/partner/in_zone", "/policy/decision",
-    "/policy/exit_forecast", "/controller/state", "/controller/events", "/turn/events", "/turn/timing",
+    "/policy/exit_forecast", "/controller/state", "/controller/events", "/controller/ssm", "/turn/events",
+    "/turn/timing",
 )
 DEFAULT_ROBOT_BASE_M = world_geometry().robot_base_m
 META_KEYS = ("policy", "partner", "seed", "max_turns")
@@ -82,7 +89,11 @@ class _Source:
 
     feed: TurnFeed
     intervals: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {"partner": [], "robot": []})
+    traces: ExitAlignedTraces = field(default_factory=ExitAlignedTraces)
     _since: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tracker.on_separation = self.traces.sample
 
     @property
     def tracker(self):
@@ -90,6 +101,8 @@ class _Source:
 
     def release(self, now_s: float, flush: bool = False) -> None:
         for name, t in self.feed.release(now_s, flush=flush).events:
+            if name == "partner_exit":
+                self.traces.partner_exit(t)
             agent, _, edge = name.partition("_")
             if agent not in self.intervals or edge not in ("enter", "exit"):
                 continue
@@ -103,6 +116,7 @@ class _Source:
         for agent, t0 in list(self._since.items()):   # still inside at the end of the recording
             self.intervals[agent].append((t0, max(t0, self.tracker.segmenter.last_event_s)))
         self._since.clear()
+        self.traces.close()
 
 
 @dataclass
@@ -115,6 +129,7 @@ class SessionResult:
     records: list[TurnRecord] = field(default_factory=list)
     issues: list[BagIssue] = field(default_factory=list)
     intervals: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    separation_traces: ExitAlignedTraces | None = None   # separation and S_p around partner exits
     error: str | None = None
     usage_error: bool = False      # the path is not a bag / holds nothing to analyse
     wall_s: float = 0.0
@@ -184,6 +199,8 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
     live_gaps: dict[int, float] = {}
     live_scored_on: str | None = None
     bad_joint_states, first_joint_error = 0, ""
+    bad_ssm: dict[str, int] = {}
+    first_ssm_error: dict[str, str] = {}
     total = sum(bag.message_counts.values()) or None
     span = (bag.start_ns, bag.end_ns) if bag.start_ns is not None and bag.end_ns and bag.end_ns > bag.start_ns else None
     next_release_ns = None
@@ -221,6 +238,24 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
                         feed.ground_truth_event(obj.source, t)
                     else:
                         feed.controller_event(obj.source, t)
+        elif topic in (GROUND_TRUTH_SSM, CONTROLLER_SSM):
+            obj = bag.decode(msg)
+            for status in (obj.status if obj is not None and stamp_ns is not None else ()):
+                if status.name != SSM_STATUS_NAME:
+                    continue
+                try:
+                    sample = SsmSample.from_key_values(((kv.key, kv.value) for kv in status.values), stamp_ns * 1e-9)
+                except ValueError as exc:
+                    bad_ssm[topic] = bad_ssm.get(topic, 0) + 1
+                    first_ssm_error.setdefault(topic, str(exc))
+                    continue
+                for feed in feeds:
+                    feed.ssm_sample(topic, sample)
+        elif topic == PARTNER_PHASE:
+            obj = bag.decode(msg)
+            if obj is not None:
+                for feed in feeds:
+                    feed.partner_phase(obj.data, msg.log_ns * 1e-9)
         elif topic in ("/turn/timing", "/diagnostics"):
             obj = bag.decode(msg)
             for status in (obj.status if obj is not None else ()):
@@ -275,11 +310,18 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
             why.append(f"{bad_joint_states} message(s) unusable ({first_joint_error})")
         issues.append(BagIssue("error" if not has_gt else "warning", "joint_states",
                                f"/joint_states cannot place the robot: {'; '.join(why)}", JOINT_STATES))
+    for topic, bad in sorted(bad_ssm.items()):
+        issues.append(BagIssue("error" if topic == SSM_TOPIC_FOR[scored_on] else "warning", "ssm",
+                               f"{bad} {topic} message(s) unusable: {first_ssm_error[topic]}", topic))
+    if not counts.get(SSM_TOPIC_FOR[scored_on]):
+        issues.append(BagIssue("note", "missing_topic", f"no {SSM_TOPIC_FOR[scored_on]} in the bag: separation "
+                                                        "(min separation, SSM margin and violations) is unavailable",
+                               SSM_TOPIC_FOR[scored_on]))
     if not counts.get(CONTROLLER_EVENTS):
         issues.append(BagIssue("note", "missing_topic", "no /controller/events in the bag: response latency "
                                                         "(reach_start) is unavailable", CONTROLLER_EVENTS))
     absent = [t for t in ROBOT_TOPICS if not counts.get(t) and t not in missing_perception
-              and t != CONTROLLER_EVENTS]
+              and t not in (CONTROLLER_EVENTS, SSM_TOPIC_FOR[scored_on])]
     if absent:
         issues.append(BagIssue("note", "missing_topic", f"interaction topics not in the bag: {', '.join(absent)}"))
     issues.extend(checker.issues())
@@ -302,6 +344,7 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
                                f"the session was {max_turns} robot turns (turn tracker max_turns); {extra} later "
                                f"turn(s), taken while the graph shut down, are not scored"))
     result.intervals = primary.intervals
+    result.separation_traces = primary.traces
     if has_gt and not missing_perception:
         alt = perc.tracker.summary(limit=max_turns, policy=summary["policy"], partner=summary["partner"], seed=seed)
         alt.pop("per_turn", None)
@@ -362,7 +405,8 @@ def _live_check(live_gaps: dict[int, float], live_scored_on: str | None, compare
 
 # ---------------------------------------------------------------------------------------- outputs
 CSV_FIELDS = ("turn", "partner_exit_s", "robot_enter_s", "robot_exit_s", "gap_s", "overlap_s",
-              "response_latency_s", "contact", "overlapped")
+              "response_latency_s", "contact", "overlapped", "near_miss", "unfinished_turn_entry",
+              "min_separation_m", "min_ssm_margin_m", "ssm_violations", "protective_stop_s", "speed_scaled_s")
 
 
 def write_turns_csv(records: list[TurnRecord], path: Path) -> None:
@@ -370,7 +414,9 @@ def write_turns_csv(records: list[TurnRecord], path: Path) -> None:
         w = csv.writer(fh)
         w.writerow(CSV_FIELDS)
         for r in records:
-            w.writerow([r.turn, *(f"{getattr(r, k):.6f}" for k in CSV_FIELDS[1:7]), r.contact, r.overlapped])
+            w.writerow([r.turn, *(f"{getattr(r, k):.6f}" for k in CSV_FIELDS[1:7]), r.contact, r.overlapped,
+                        r.near_miss, r.unfinished_turn_entry, f"{r.min_separation_m:.6f}", f"{r.min_ssm_margin_m:.6f}",
+                        r.ssm_violations, f"{r.protective_stop_s:.6f}", f"{r.speed_scaled_s:.6f}"])
 
 
 def write_outputs(result: SessionResult, out_dir: Path, plots: bool = True) -> dict[str, Path]:

@@ -8,6 +8,13 @@ timing is returned (:class:`SyntheticTurn`). Log time = header stamp = the (sim)
 sample. Partner exits fall on camera frames and robot entries on joint-state samples, so the
 perceived gaps equal the ground-truth gaps exactly.
 
+With ``topics`` including :data:`SSM_TOPICS`, also the SSM samples (100 Hz, on the joint-state
+grid: :func:`ssm_sample_at`) of ground truth and of the controller (its perceived separation is
+:data:`CONTROLLER_SEPARATION_BIAS_M` shorter) and the partner's phase (``reaching`` when the hand
+starts moving, ``dwelling``, ``withdrawing``, ``waiting_for_robot`` back at rest, ``reacting``
+from the robot's exit); optional scripted SSM violations, protective stops and false starts
+during a robot entry (``unfinished_entries``).
+
 ``robot_motion="step"`` jumps the arm between home and its in-zone pose (entry known to the
 sample); ``"min_jerk"`` moves it with minimum-jerk profiles (entry/exit found by FK on the
 100 Hz samples, as the analysis does).
@@ -45,6 +52,7 @@ ALL_TOPICS = (
     "/policy/exit_forecast", "/controller/state", "/controller/events", "/sim/ground_truth/events",
     "/sim/ground_truth/partner_plan", "/turn/timing", "/diagnostics",
 )
+SSM_TOPICS = ("/sim/ground_truth/ssm", "/controller/ssm", "/sim/partner/phase")
 PERCEPTION_TOPICS = ("/joint_states", "/partner/in_zone", "/partner/hand", "/partner/hand_velocity")
 TYPES = {
     "/joint_states": "sensor_msgs/msg/JointState",
@@ -59,7 +67,17 @@ TYPES = {
     "/sim/ground_truth/partner_plan": "sensor_msgs/msg/TimeReference",
     "/turn/timing": "diagnostic_msgs/msg/DiagnosticArray",
     "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+    "/sim/ground_truth/ssm": "diagnostic_msgs/msg/DiagnosticArray",
+    "/controller/ssm": "diagnostic_msgs/msg/DiagnosticArray",
+    "/sim/partner/phase": "std_msgs/msg/String",
 }
+#: Scripted SSM: hand sphere + robot body radius taken off the EE-hand distance (m), S_p (m) at
+#: rest and its growth per m/s of robot closing speed (s), the controller's perception bias (m).
+SSM_RADII_M = 0.12
+SSM_BASE_PROTECTIVE_M = 0.10
+SSM_PROTECTIVE_PER_MPS_S = 0.2
+CONTROLLER_SEPARATION_BIAS_M = 0.02
+VIOLATION_S = 0.03
 
 
 @dataclass(frozen=True)
@@ -178,11 +196,17 @@ class _Msgs:
 def write_session_bag(path: str | Path, *, duration_s: float | None = None, turns: int | None = None,
                       gaps_s=None, seed: int = 0, storage: str = "mcap", topics=ALL_TOPICS,
                       robot_motion: str = "step", ros2_layout: bool = False, meta: dict | None = None,
-                      progress=None) -> list[SyntheticTurn]:
+                      progress=None, ssm_violations_s=(), ssm_stops_s=(), unfinished_entries=()) -> list[SyntheticTurn]:
     """Write a scripted session to a new rosbag2 directory ``path``; return its true turns.
 
     ``storage``: "mcap" or "sqlite3". ``ros2_layout``: name the storage file ``<dir>_0.<ext>`` as
     ``ros2 bag record`` does. ``meta``: policy/partner/seed written into /turn/timing.
+    SSM scripting (with :data:`SSM_TOPICS` in ``topics``): ``ssm_violations_s`` -- a violation
+    episode (robot approaching inside S_p, :data:`VIOLATION_S` long) starts at each of these times;
+    ``ssm_stops_s`` -- (start, end) protective stops (``ssm_stop``/``ssm_resume`` on
+    /controller/events, mode ``stop``); ``unfinished_entries`` -- robot turn indices (0-based)
+    whose entry falls in a false start of the partner's next turn (phase only; give those turns a
+    gap > ``HAND_MOVE_S`` + 0.1 s, so the false start follows the hand's return to rest).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -217,6 +241,8 @@ def write_session_bag(path: str | Path, *, duration_s: float | None = None, turn
             _perception_block(m, add, ns, b0, b1)
             _policy_block(m, add, ns, b0, b1)
             _event_block(m, add, ns, b0, b1, turns_list, meta)
+            if any(t in conns for t in SSM_TOPICS):
+                _ssm_block(m, add, ns, b0, b1, robot_motion, ssm_violations_s, ssm_stops_s, unfinished_entries)
             msgs.sort()
             for t_ns, _, topic, data in msgs:
                 writer.write(conns[topic], t_ns, data)
@@ -341,6 +367,88 @@ def _event_block(m, add, ns, b0, b1, turns_list, meta) -> None:
                 "/diagnostics", t_ns, "coop_robot: turn timing", f"{d} turns", {"turns_total": str(d)}
             ),
         )
+
+
+def _ee_ends_m() -> tuple[np.ndarray, np.ndarray]:
+    from coop_robot.control.kinematics import PandaKinematics
+
+    fk = PandaKinematics()
+    ee = fk.fk_many(np.vstack([HOME_Q_RAD, ZONE_Q_RAD]))
+    return ee[0], ee[1]
+
+
+def _robot_fraction(t_ns: int, ns, robot_motion: str) -> float:
+    """The scripted arm's path fraction home (0) -> in-zone pose (1) at ``t_ns``, as /joint_states has it."""
+    rs, re, rx, wx = ns[:, 2], ns[:, 4], ns[:, 5], ns[:, 7]
+    k = int(np.searchsorted(rs, t_ns, side="right")) - 1
+    if k < 0:
+        return 0.0
+    if robot_motion == "step":
+        return 1.0 if re[k] <= t_ns < rx[k] else 0.0
+    a, w = (t_ns - rs[k]) * 1e-9, (t_ns - wx[k]) * 1e-9
+    if w >= 0:
+        return 1.0 - float(minimum_jerk(np.array([min(w, WITHDRAW_S)]), WITHDRAW_S)[0][0])
+    return float(minimum_jerk(np.array([min(a, REACH_S)]), REACH_S)[0][0])
+
+
+def ssm_sample_at(t_ns: int, ns, robot_motion: str = "step", ssm_violations_s=(), ssm_stops_s=(), ends=None):
+    """The scripted ground-truth SSM sample at ``t_ns`` (an :class:`~coop_robot.timing.ssm_sample.SsmSample`):
+    separation = EE-hand distance - :data:`SSM_RADII_M` (the EE moves on the straight line between
+    its home and in-zone positions with the arm's path fraction), closing speeds by finite
+    difference over one joint-state period (the robot's 0 with ``step`` motion), S_p = base +
+    per-m/s x robot closing speed."""
+    from coop_robot.timing.ssm_sample import SsmSample
+
+    home_ee, zone_ee = ends if ends is not None else _ee_ends_m()
+    dt_ns = JOINT_PERIOD_NS
+
+    def hand(t):
+        k = int(np.searchsorted(ns[:, 0], t + int(HAND_MOVE_S * 1e9), side="right")) - 1
+        return _hand_at(t, int(ns[k, 0]), int(ns[k, 1]))[0] if k >= 0 else HAND_REST_M
+
+    def ee(t):
+        return home_ee + _robot_fraction(t, ns, robot_motion) * (zone_ee - home_ee)
+
+    h, e = hand(t_ns), ee(t_ns)
+    sep = float(np.linalg.norm(h - e)) - SSM_RADII_M
+    robot_closing = 0.0   # robot_motion "step": the arm jumps, it has no speed
+    if robot_motion != "step":
+        robot_closing = (float(np.linalg.norm(h - ee(t_ns - dt_ns))) - SSM_RADII_M - sep) / (dt_ns * 1e-9)
+    human_closing = (float(np.linalg.norm(hand(t_ns - dt_ns) - e)) - SSM_RADII_M - sep) / (dt_ns * 1e-9)
+    protective = SSM_BASE_PROTECTIVE_M + SSM_PROTECTIVE_PER_MPS_S * max(robot_closing, 0.0)
+    t_s = t_ns * 1e-9
+    if any(tv <= t_s < tv + VIOLATION_S for tv in ssm_violations_s):
+        protective, robot_closing = sep + 0.05, max(robot_closing, 0.2)
+    stopped = any(a <= t_s < b for a, b in ssm_stops_s)
+    return SsmSample(t_s, sep, protective, robot_closing, human_closing, 0.0 if stopped else 1.0,
+                     "stop" if stopped else "free")
+
+
+def _ssm_block(m, add, ns, b0, b1, robot_motion, violations_s, stops_s, unfinished) -> None:
+    t = m.t
+    ends = _ee_ends_m()
+    for t_ns in range(_grid(b0, JOINT_PERIOD_NS), b1, JOINT_PERIOD_NS):
+        gt = ssm_sample_at(t_ns, ns, robot_motion, violations_s, stops_s, ends)
+        seen = gt._replace(separation_m=gt.separation_m - CONTROLLER_SEPARATION_BIAS_M)
+        for topic, smp in (("/sim/ground_truth/ssm", gt), ("/controller/ssm", seen)):
+            add(t_ns, topic, lambda topic=topic, smp=smp, t_ns=t_ns: m.diag(
+                topic, t_ns, "ssm", smp.mode, dict(smp.to_key_values())))
+    for a, b in stops_s:
+        for when_s, name in ((a, "ssm_stop"), (b, "ssm_resume")):
+            when = int(round(when_s * 1e9))
+            add(when, "/controller/events", lambda when=when, name=name: m.time_ref("/controller/events", when, name))
+    phases = [(0, "initial_wait")]
+    move = int(HAND_MOVE_S * 1e9)
+    for i, (pe, px, rx) in enumerate(ns[:, [0, 1, 5]].tolist()):
+        if i - 1 in unfinished:   # the previous robot entry fell in this turn's false start
+            re_prev = int(ns[i - 1, 4])
+            phases += [(re_prev - 100_000_000, "false_start_reach"), (re_prev + 100_000_000, "false_start_return"),
+                       (re_prev + 300_000_000, "false_start_pause")]
+        phases += [(pe - move, "reaching"), (pe, "dwelling"), (px, "withdrawing"), (px + move, "waiting_for_robot")]
+        if i + 1 < len(ns) and i not in unfinished:
+            phases.append((rx, "reacting"))
+    for when, phase in sorted(phases):
+        add(when, "/sim/partner/phase", lambda p=phase: m.ser("/sim/partner/phase", t["std_msgs/msg/String"](data=p)))
 
 
 def _plan(m, topic, t_ns, when_ns, source) -> bytes:

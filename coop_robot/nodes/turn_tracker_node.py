@@ -2,9 +2,11 @@
 
 Scores on simulation ground truth when it is published (``/sim/ground_truth/events``), otherwise
 on perception (``/partner/in_zone``) and joint states (end effector by forward kinematics); every
-output says which (``header.frame_id`` of turn events, ``scored_on`` in the summary). The node only
-translates messages: choosing the source, reordering events and the FK live in
-:class:`coop_robot.timing.feed.TurnFeed` (the bag analysis uses the same core).
+output says which (``header.frame_id`` of turn events, ``scored_on`` in the summary). Separation
+comes from ``/sim/ground_truth/ssm`` (ground truth) or ``/controller/ssm`` (perception), the
+partner's turn from ``/sim/partner/phase``. The node only translates messages: choosing the
+source, reordering events and the FK live in :class:`coop_robot.timing.feed.TurnFeed` (the bag
+analysis uses the same core).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, TimeReference
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 
 from coop_robot.geometry import world_geometry
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
+    LATCHED_QOS,
     SessionComplete,
     declare,
     declare_zone,
@@ -38,9 +42,14 @@ from coop_robot.timing.feed import (
     JOINT_STATES,
     PARTNER_HAND,
     PARTNER_IN_ZONE,
+    PARTNER_PHASE,
     TurnFeed,
 )
-from coop_robot.timing.metrics import format_table
+from coop_robot.timing.metrics import format_table, turn_notes
+from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM, SSM_STATUS_NAME, SsmSample
+
+#: SSM samples come at ~100 Hz: room for a second of them while the executor is busy.
+SSM_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class TurnTrackerNode(Node):
@@ -114,6 +123,9 @@ class TurnTrackerNode(Node):
         self.create_subscription(Bool, PARTNER_IN_ZONE, self._on_in_zone, 10)
         self.create_subscription(PointStamped, PARTNER_HAND, self._on_hand, 10)
         self.create_subscription(JointState, JOINT_STATES, self._on_joints, COMMAND_QOS)
+        self.create_subscription(String, PARTNER_PHASE, self._on_partner_phase, LATCHED_QOS)
+        for topic in (GROUND_TRUTH_SSM, CONTROLLER_SSM):
+            self.create_subscription(DiagnosticArray, topic, lambda msg, t=topic: self._on_ssm(t, msg), SSM_QOS)
         self.create_timer(0.05, self._tick)
         self.create_timer(1.0, self._publish_diagnostics)
 
@@ -127,6 +139,21 @@ class TurnTrackerNode(Node):
 
     def _on_controller_event(self, msg: TimeReference) -> None:
         self.feed.controller_event(msg.source, stamp_to_s(msg.time_ref))
+
+    def _on_partner_phase(self, msg: String) -> None:
+        self.feed.partner_phase(msg.data, now_s(self))
+
+    def _on_ssm(self, topic: str, msg: DiagnosticArray) -> None:
+        t_s = stamp_to_s(msg.header.stamp)
+        for status in msg.status:
+            if status.name != SSM_STATUS_NAME:
+                continue
+            try:
+                sample = SsmSample.from_key_values(((kv.key, kv.value) for kv in status.values), t_s)
+            except ValueError as exc:
+                self.get_logger().error(f"{topic} unusable for scoring: {exc}", throttle_duration_sec=5.0)
+                continue
+            self.feed.ssm_sample(topic, sample)
 
     def _on_in_zone(self, msg: Bool) -> None:
         self.feed.partner_in_zone(bool(msg.data))
@@ -172,7 +199,7 @@ class TurnTrackerNode(Node):
         level = DiagnosticStatus.OK
         if rec.overlapped:
             level = DiagnosticStatus.WARN
-        if rec.contact:
+        if rec.contact or rec.ssm_violations:
             level = DiagnosticStatus.ERROR
         values = [KeyValue(key=k, value=repr(v) if isinstance(v, float) else str(v)) for k, v in rec.as_dict().items()]
         values.append(KeyValue(key="scored_on", value=self.tracker.scoring))
@@ -182,7 +209,8 @@ class TurnTrackerNode(Node):
         self.timing_pub.publish(arr)
         print(
             f"[turn_tracker] turn {rec.turn}: gap {1000 * rec.gap_s:.0f} ms, latency "
-            f"{1000 * rec.response_latency_s:.0f} ms, overlap {1000 * rec.overlap_s:.0f} ms, contact {rec.contact}",
+            f"{1000 * rec.response_latency_s:.0f} ms, overlap {1000 * rec.overlap_s:.0f} ms, contact {rec.contact}, "
+            f"min separation {rec.min_separation_m:.3f} m{', ' + turn_notes(rec) if turn_notes(rec) else ''}",
             flush=True,
         )
 
@@ -198,7 +226,7 @@ class TurnTrackerNode(Node):
             level = DiagnosticStatus.OK
             if stats["overlap_rate"] > 0:
                 level = DiagnosticStatus.WARN
-            if stats["contacts_total"] > 0:
+            if stats["contacts_total"] > 0 or stats["ssm_violations_total"] > 0:
                 level = DiagnosticStatus.ERROR
             status = DiagnosticStatus(
                 level=level,

@@ -17,6 +17,7 @@ INTERACTION_TOPICS: dict[str, str] = {
     "/policy/exit_forecast": "std_msgs/msg/Float64",
     "/controller/state": "std_msgs/msg/String",
     "/controller/events": "sensor_msgs/msg/TimeReference",
+    "/controller/ssm": "diagnostic_msgs/msg/DiagnosticArray",
     "/panda_arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
     "/emergency_stop": "std_msgs/msg/Bool",
     "/turn/events": "sensor_msgs/msg/TimeReference",
@@ -26,6 +27,7 @@ INTERACTION_TOPICS: dict[str, str] = {
     "/sim/ground_truth/partner_hand": "geometry_msgs/msg/PointStamped",
     "/sim/ground_truth/robot_ee": "geometry_msgs/msg/PointStamped",
     "/sim/ground_truth/partner_plan": "sensor_msgs/msg/TimeReference",
+    "/sim/ground_truth/ssm": "diagnostic_msgs/msg/DiagnosticArray",
     "/sim/partner/phase": "std_msgs/msg/String",
 }
 

@@ -11,8 +11,17 @@ one place that does it (no rclpy: callers pass plain values).
   from ``/joint_states`` by forward kinematics of the end effector against the shared zone.
   Joint states are merged by joint name (latest position per joint), so a gripper that publishes
   its fingers in its own message, or joints in any order, is fine.
-* Both: ``reach_start`` from ``/controller/events`` (response latency); with perception scoring
-  the sim's contact events still count (there is no perceived contact).
+* Both: from ``/controller/events`` ``reach_start`` (response latency), ``home`` (the end of the
+  robot's activity, fluency) and the SSM mode changes ``ssm_stop`` / ``ssm_scaled`` /
+  ``ssm_resume``; with perception scoring the sim's contact events still count (there is no
+  perceived contact).
+* Separation samples (:class:`~coop_robot.timing.ssm_sample.SsmSample`): ``/sim/ground_truth/ssm``
+  when scoring on ground truth, the controller's ``/controller/ssm`` when scoring on perception.
+* The partner's turn (ground truth only): ``partner_turn_start`` / ``partner_withdraw_start`` /
+  ``partner_turn_end`` as events on ``/sim/ground_truth/events`` when the sim publishes them, else
+  derived from ``/sim/partner/phase`` (:class:`~coop_robot.timing.tracker.PartnerTurnEdges`, at the
+  time the phase message was received or logged). Once any arrives as an event, the phase is no
+  longer used (the segmenter ignores a repeated start or end).
 
 :class:`TurnFeed` with ``scoring="auto"`` chooses ground truth when a ground-truth event arrives
 and perception after ``auto_wait_s`` without one (the live rule); the analysis of a recording
@@ -29,21 +38,28 @@ import numpy as np
 
 from coop_robot.control.kinematics import JOINT_NAMES as ARM_JOINTS
 from coop_robot.geometry import Zone, world_geometry
-from coop_robot.timing.metrics import TurnRecord
-from coop_robot.timing.tracker import SCORING_SOURCES, OccupancyEdges, TurnTracker
+from coop_robot.timing.metrics import PARTNER_TURN_EVENTS, SSM_EVENTS, TurnRecord
+from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM, SsmSample
+from coop_robot.timing.tracker import SCORING_SOURCES, OccupancyEdges, PartnerTurnEdges, TurnTracker
 
 GROUND_TRUTH_EVENTS = "/sim/ground_truth/events"
 CONTROLLER_EVENTS = "/controller/events"
 PARTNER_IN_ZONE = "/partner/in_zone"
 PARTNER_HAND = "/partner/hand"
 JOINT_STATES = "/joint_states"
-#: Event names taken from /sim/ground_truth/events (others, e.g. planned times, are ignored).
+PARTNER_PHASE = "/sim/partner/phase"
+#: Occupancy and contact events taken from /sim/ground_truth/events (others, e.g. planned times, are ignored).
 GROUND_TRUTH_NAMES = frozenset({"partner_enter", "partner_exit", "robot_enter", "robot_exit",
                                 "contact_begin", "contact_end"})
+#: Events taken from /controller/events.
+CONTROLLER_NAMES = frozenset({"reach_start", "home", *SSM_EVENTS})
 #: Topics perception scoring cannot do without.
 PERCEPTION_INPUTS = (PARTNER_IN_ZONE, PARTNER_HAND, JOINT_STATES)
 #: Every topic the feed reads (their types: coop_robot.recording.topics.INTERACTION_TOPICS).
-FEED_TOPICS = (GROUND_TRUTH_EVENTS, CONTROLLER_EVENTS, PARTNER_IN_ZONE, PARTNER_HAND, JOINT_STATES)
+FEED_TOPICS = (GROUND_TRUTH_EVENTS, CONTROLLER_EVENTS, PARTNER_IN_ZONE, PARTNER_HAND, JOINT_STATES,
+               GROUND_TRUTH_SSM, CONTROLLER_SSM, PARTNER_PHASE)
+#: The SSM sample topic each scoring source uses.
+SSM_TOPIC_FOR = {"ground_truth": GROUND_TRUTH_SSM, "perception": CONTROLLER_SSM}
 SCORING_CHOICES = ("auto", *SCORING_SOURCES)
 #: After this many /joint_states messages without all arm joints, the feed reports a problem (a
 #: gripper's own message may come first; a driver that never names panda_joint1..7 is a problem).
@@ -158,6 +174,8 @@ class TurnFeed:
         self.joints = JointStateMerger()
         self.ground_truth_events = 0
         self._partner_edges = OccupancyEdges("partner")
+        self._partner_turn_edges = PartnerTurnEdges()
+        self._turn_events_published = False   # partner_turn_* came as ground-truth events
         self._robot_edges = OccupancyEdges("robot")
         self._in_zone: bool | None = None
         self._fk = None
@@ -186,15 +204,37 @@ class TurnFeed:
             self.ground_truth_events += 1
         if self.tracker is None and self.requested == "auto":
             self._choose("ground_truth")
-        if self.scoring == "ground_truth" and name in GROUND_TRUTH_NAMES:
+        if name in PARTNER_TURN_EVENTS:
+            self._turn_events_published = True
+            if self.scoring == "ground_truth":
+                self.tracker.push(name, t_s)
+        elif self.scoring == "ground_truth" and name in GROUND_TRUTH_NAMES:
             self.tracker.push(name, t_s)
         elif self.scoring == "perception" and name.startswith("contact"):
             self.tracker.push(name, t_s)
 
     def controller_event(self, name: str, t_s: float) -> None:
-        """An event of /controller/events; ``reach_start`` times the response latency."""
-        if self.tracker is not None and name == "reach_start":
-            self.tracker.push("reach_start", t_s)
+        """An event of /controller/events: ``reach_start`` (response latency), ``home`` (end of the
+        robot's activity) and the SSM mode changes; others are ignored."""
+        if self.tracker is not None and name in CONTROLLER_NAMES:
+            self.tracker.push(name, t_s)
+
+    def partner_phase(self, phase: str, t_s: float) -> None:
+        """/sim/partner/phase (ground truth) received or logged at ``t_s`` (s): the partner's turn
+        events, unless the sim publishes them as events."""
+        if self._turn_events_published:
+            return
+        events = self._partner_turn_edges.update(phase, t_s)
+        if self.scoring == "ground_truth":
+            for name, t in events:
+                self.tracker.push(name, t)
+
+    def ssm_sample(self, topic: str, sample: SsmSample) -> None:
+        """An SSM sample from ``topic`` (:data:`GROUND_TRUTH_SSM` or :data:`CONTROLLER_SSM`); used
+        when it is the scoring source's (:data:`SSM_TOPIC_FOR`)."""
+        if self.tracker is not None and SSM_TOPIC_FOR[self.tracker.scoring] == topic:
+            self.tracker.push_separation(sample.t_s, sample.separation_m, sample.protective_distance_m,
+                                         sample.robot_closing_mps)
 
     def partner_in_zone(self, inside: bool) -> None:
         """/partner/in_zone: the perceived flag of the frame whose /partner/hand comes next."""
