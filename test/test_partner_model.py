@@ -405,10 +405,10 @@ def test_uniform_choice_varies_the_target_and_covers_every_object():
 
 def test_fixed_choice_reproduces_the_single_target_partner():
     assert tuple(OBJECTS_M[0]) == TARGET_M
-    profile = load_profile("typical")
-    assert profile.task_objects == TaskObjects()  # absent from the file: fixed at object 0 ...
-    one = simulate(make(plain(), seed=4), 30.0, TurnTakingRobot())
-    many = simulate(make(plain(), seed=4, objects=OBJECTS_M), 30.0, TurnTakingRobot())
+    assert TaskObjects() == TaskObjects("fixed", 0)  # a profile without the section: object 0 ...
+    profile = replace(plain(), task_objects=TaskObjects())
+    one = simulate(make(profile, seed=4), 30.0, TurnTakingRobot())
+    many = simulate(make(profile, seed=4, objects=OBJECTS_M), 30.0, TurnTakingRobot())
     np.testing.assert_array_equal(one.hand, many.hand)  # ... which is today's partner, to the bit
     assert one.planned == many.planned and max(many.turns) >= 5
     assert {k for k, _, _ in reached_objects(make(choosing(choice="fixed", index=3), objects=OBJECTS_M), 6)} == {3}

@@ -56,6 +56,9 @@ def test_shipped_profiles_have_their_character():
     assert hesitant.false_start.depth_fraction[1] < 0.5  # stays outside the zone (entry at ~0.68)
     assert erratic.false_start.depth_fraction[0] > 0.7  # enters the zone briefly
     assert erratic.reaction_time_s.sigma > typical.reaction_time_s.sigma
+    # Nobody reaches for the same spot every turn (issue 10): fast works through the objects in order.
+    assert fast.task_objects.choice == "cycle"
+    assert {p.task_objects.choice for p in (typical, slow, hesitant, erratic)} == {"uniform"}
 
 
 def test_unknown_name_lists_the_shipped_profiles():
