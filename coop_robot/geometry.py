@@ -88,14 +88,23 @@ MINIMUM_JERK_PEAK_VELOCITY = 1.875
 # The cell's geometry: config/world.yaml, read once
 
 
+#: Index in ``task_objects_m`` of the nominal task object (what a profile without a
+#: ``task_objects`` section reaches for, every turn).
+NOMINAL_TASK_OBJECT = 0
+
+
 @dataclass(frozen=True)
 class WorldGeometry:
     """The shared cell geometry of ``config/world.yaml`` (``world`` frame, metres / radians).
 
     The one source of every geometry default in code: the zone, the camera pose, the robot's
-    home configuration and base, and the partner's rest point. Nodes declare these as parameters
-    with the values here as defaults; the simulation, the fast environment, training and the
-    benchmarks build their worlds from them.
+    home configuration and base, the partner's rest point and the task objects the partner reaches
+    for. Nodes declare these as parameters with the values here as defaults; the simulation, the
+    fast environment, training and the benchmarks build their worlds from them.
+
+    ``task_objects_m`` holds one ``(x, y, z)`` per object (world.yaml stores them flat, as ROS
+    parameters cannot be nested lists); the first is the nominal object
+    (:data:`NOMINAL_TASK_OBJECT`).
     """
 
     zone: Zone
@@ -104,10 +113,11 @@ class WorldGeometry:
     robot_home_joint_positions_rad: tuple[float, ...]
     robot_base_m: tuple[float, float, float]
     partner_rest_m: tuple[float, float, float]
+    task_objects_m: tuple[tuple[float, float, float], ...]
 
     #: The world.yaml keys, in file order (``zone`` is ``zone_min_m`` / ``zone_max_m``).
     KEYS = ("zone_min_m", "zone_max_m", "camera_position_m", "camera_orientation_xyzw",
-            "robot_home_joint_positions_rad", "robot_base_m", "partner_rest_m")
+            "robot_home_joint_positions_rad", "robot_base_m", "partner_rest_m", "task_objects_m")
 
     @classmethod
     def from_params(cls, params, source: str = "parameters") -> WorldGeometry:
@@ -129,15 +139,21 @@ class WorldGeometry:
                 vec = tuple(float(x) for x in value)
             except (TypeError, ValueError):
                 vec = ()
-            if len(vec) != sizes[key] or not all(np.isfinite(vec)):
+            if key == "task_objects_m":
+                if not vec or len(vec) % 3 or not all(np.isfinite(vec)):
+                    raise ValueError(f"{source}: {key} must be a flat list [x1, y1, z1, x2, y2, z2, ...] of "
+                                     f"finite numbers, 3 per object and at least one object, got {value!r}")
+            elif len(vec) != sizes[key] or not all(np.isfinite(vec)):
                 raise ValueError(f"{source}: {key} must be a list of {sizes[key]} finite numbers, got {value!r}")
             v[key] = vec
         try:
             zone = Zone(v["zone_min_m"], v["zone_max_m"])
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from exc
+        objects = v["task_objects_m"]
         return cls(zone, v["camera_position_m"], v["camera_orientation_xyzw"],
-                   v["robot_home_joint_positions_rad"], v["robot_base_m"], v["partner_rest_m"])
+                   v["robot_home_joint_positions_rad"], v["robot_base_m"], v["partner_rest_m"],
+                   tuple(objects[i:i + 3] for i in range(0, len(objects), 3)))
 
     @property
     def zone_min_m(self) -> tuple[float, float, float]:
@@ -147,9 +163,15 @@ class WorldGeometry:
     def zone_max_m(self) -> tuple[float, float, float]:
         return tuple(self.zone.max_m)
 
+    @property
+    def nominal_task_object_m(self) -> tuple[float, float, float]:
+        """The nominal task object: the partner's target when its profile does not choose one."""
+        return self.task_objects_m[NOMINAL_TASK_OBJECT]
+
     def as_params(self) -> dict[str, list[float]]:
-        """The world.yaml ``ros__parameters`` this geometry was read from (lists, as ROS wants them)."""
-        return {k: [float(x) for x in getattr(self, k)] for k in self.KEYS}
+        """The world.yaml ``ros__parameters`` this geometry was read from (flat lists, as ROS wants them)."""
+        flat = {"task_objects_m": [x for obj in self.task_objects_m for x in obj]}
+        return {k: [float(x) for x in flat.get(k, getattr(self, k))] for k in self.KEYS}
 
 
 def read_world_params(path=None) -> dict:

@@ -5,9 +5,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pytest
 
-from coop_robot.geometry import Zone
+from coop_robot.geometry import Zone, world_geometry
 from coop_robot.partner.model import NEAR_MISS_S, PHASES, PartnerModel
-from coop_robot.partner.profile import Adaptation, load_profile
+from coop_robot.partner.profile import Adaptation, TaskObjects, load_profile
 
 ZONE = Zone.from_lists([0.45, -0.20, 0.626], [0.75, 0.20, 0.926])
 REST_M = (1.02, 0.15, 0.80)
@@ -24,9 +24,18 @@ def plain(name="typical", **changes):
     return replace(p, **changes)
 
 
-def make(profile="typical", seed=0):
+OBJECTS_M = world_geometry().task_objects_m  # the world's task objects; the first is TARGET_M
+
+
+def make(profile="typical", seed=0, objects=TARGET_M):
     profile = load_profile(profile) if isinstance(profile, str) else profile
-    return PartnerModel(profile, np.random.default_rng(seed), REST_M, TARGET_M, ZONE)
+    return PartnerModel(profile, np.random.default_rng(seed), REST_M, objects, ZONE)
+
+
+def choosing(profile="typical", **task_objects):
+    """A profile (name or loaded) with its task_objects section replaced by ``task_objects``."""
+    profile = load_profile(profile) if isinstance(profile, str) else profile
+    return replace(profile, task_objects=TaskObjects(**task_objects))
 
 
 class TurnTakingRobot:
@@ -128,10 +137,12 @@ def test_robot_that_never_leaves_keeps_partner_waiting():
     assert model.phase == "waiting_for_robot" and model.planned_exit_s is None
 
 
+@pytest.mark.parametrize("objects", ["one", "uniform"])
 @pytest.mark.parametrize("profile", ["typical", "hesitant", "erratic", "fast"])
-def test_planned_crossings_match_simulated_crossings_within_one_step(profile):
+def test_planned_crossings_match_simulated_crossings_within_one_step(profile, objects):
     for seed in range(3):
-        model = make(profile, seed)
+        model = (make(profile, seed) if objects == "one"
+                 else make(choosing(profile, choice="uniform"), seed, OBJECTS_M))  # entry fraction varies per turn
         tr = simulate(model, 40.0, TurnTakingRobot())
         enters, exits = tr.edges(tr.hand_in), tr.edges(tr.hand_in, rising=False)
         assert len(enters) >= 5
@@ -363,3 +374,93 @@ def test_start_time_offsets_the_whole_session():
                                       start_time_s=100.0)
     assert b.planned_enter_s == pytest.approx(a.planned_enter_s + 100.0)
     assert b.planned_exit_s == pytest.approx(a.planned_exit_s + 100.0)
+
+
+# ----------------------------------------------------------------------------- task objects
+def reached_objects(model, turns):
+    """``(task_object_index, target_m, hand while dwelling)`` of each of the first ``turns`` turns."""
+    robot, robot_in, t, out, dwell_hand = TurnTakingRobot(), False, 0.0, [], None
+    while len(out) < turns:
+        before = model.turns_completed
+        hand = model.step(t, robot_in)
+        if model.phase == "dwelling":
+            dwell_hand = hand
+        if model.turns_completed > before:
+            out.append((model.task_object_index, model.target_m, dwell_hand))
+        robot_in = robot(t, model)
+        t += DT_S
+        assert t < 20.0 * turns, "partner did not complete its turns"
+    return out
+
+
+def test_uniform_choice_varies_the_target_and_covers_every_object():
+    turns = reached_objects(make(choosing(choice="uniform"), seed=2, objects=OBJECTS_M), 50)
+    indices = [k for k, _, _ in turns]
+    assert set(indices) == set(range(len(OBJECTS_M)))
+    assert max(np.bincount(indices)) < 25  # no object dominates
+    for k, target, dwell_hand in turns:  # the hand goes where the model says, and dwells there
+        np.testing.assert_array_equal(target, OBJECTS_M[k])
+        np.testing.assert_allclose(dwell_hand, OBJECTS_M[k], atol=1e-12)
+
+
+def test_fixed_choice_reproduces_the_single_target_partner():
+    assert tuple(OBJECTS_M[0]) == TARGET_M
+    assert TaskObjects() == TaskObjects("fixed", 0)  # a profile without the section: object 0 ...
+    profile = replace(plain(), task_objects=TaskObjects())
+    one = simulate(make(profile, seed=4), 30.0, TurnTakingRobot())
+    many = simulate(make(profile, seed=4, objects=OBJECTS_M), 30.0, TurnTakingRobot())
+    np.testing.assert_array_equal(one.hand, many.hand)  # ... which is today's partner, to the bit
+    assert one.planned == many.planned and max(many.turns) >= 5
+    assert {k for k, _, _ in reached_objects(make(choosing(choice="fixed", index=3), objects=OBJECTS_M), 6)} == {3}
+
+
+def test_cycle_choice_visits_the_objects_in_order_from_its_index():
+    turns = reached_objects(make(choosing(choice="cycle", index=3), objects=OBJECTS_M), 7)
+    assert [k for k, _, _ in turns] == [3, 4, 0, 1, 2, 3, 4]
+
+
+def test_weighted_choice_follows_the_weights():
+    turns = reached_objects(make(choosing(choice="weighted", weights=(0, 0, 1, 0, 3)), seed=1, objects=OBJECTS_M), 40)
+    counts = np.bincount([k for k, _, _ in turns], minlength=5)
+    assert counts[[0, 1, 3]].sum() == 0
+    assert counts[4] > counts[2] > 0
+
+
+def plans(model, turns):
+    """What each planned turn sampled: reaction and every segment after the wait, as (phase, duration_s)."""
+    out, robot, robot_in, t, last = [], TurnTakingRobot(), False, 0.0, None
+    while len(out) < turns:
+        model.step(t, robot_in)
+        if model.segments != last:  # a new turn was planned
+            last = model.segments
+            out.append((model.last_reaction_s, [(s.phase, round(s.duration_s, 12)) for s in last[1:]],
+                        model.task_object_index))
+        robot_in = robot(t, model)
+        t += DT_S
+    return out
+
+
+def test_object_choice_is_seeded_and_leaves_the_timing_draws_alone():
+    uniform = choosing("erratic", choice="uniform")
+    first = plans(make(uniform, seed=7, objects=OBJECTS_M), 12)
+    assert plans(make(uniform, seed=7, objects=OBJECTS_M), 12) == first  # same seed: same session
+    assert [k for *_, k in plans(make(uniform, seed=8, objects=OBJECTS_M), 12)] != [k for *_, k in first]
+    fixed = plans(make(choosing("erratic", choice="fixed"), seed=7, objects=OBJECTS_M), 12)
+    # The object stream is separate: the same reactions, false starts, hesitations and durations.
+    assert [(r, segs) for r, segs, _ in fixed] == [(r, segs) for r, segs, _ in first]
+    assert len({k for *_, k in first}) > 1
+
+
+def test_task_objects_that_do_not_fit_the_world_are_rejected():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"task_objects.index 5 is not an index .* 5 task object\(s\); expected 0 "):
+        PartnerModel(choosing(choice="fixed", index=5), rng, REST_M, OBJECTS_M, ZONE)
+    with pytest.raises(ValueError, match=r"task_objects.index 1 .* expected 0 .. 0"):
+        PartnerModel(choosing(choice="cycle", index=1), rng, REST_M, TARGET_M, ZONE)
+    with pytest.raises(ValueError, match=r"task_objects.weights has 2 entries, expected one per task object .*\(5\)"):
+        PartnerModel(choosing(choice="weighted", weights=(1.0, 2.0)), rng, REST_M, OBJECTS_M, ZONE)
+    with pytest.raises(ValueError, match=r"target_m \[2.0, 0.0, 0.8\] \(task object 1\) must be inside the zone"):
+        PartnerModel(load_profile("typical"), rng, REST_M, [TARGET_M, (2.0, 0.0, 0.8)], ZONE)
+    for bad in ([], [TARGET_M, (0.6, 0.0)], [[0.6, 0.0, np.nan]], "here"):
+        with pytest.raises(ValueError, match="task_objects_m must be one"):
+            PartnerModel(load_profile("typical"), rng, REST_M, bad, ZONE)

@@ -9,6 +9,7 @@ import yaml
 from coop_robot.partner.profile import (
     PartnerProfile,
     ProfileError,
+    TaskObjects,
     load_profile,
     partners_dir,
     resolve_profile_path,
@@ -55,6 +56,9 @@ def test_shipped_profiles_have_their_character():
     assert hesitant.false_start.depth_fraction[1] < 0.5  # stays outside the zone (entry at ~0.68)
     assert erratic.false_start.depth_fraction[0] > 0.7  # enters the zone briefly
     assert erratic.reaction_time_s.sigma > typical.reaction_time_s.sigma
+    # Nobody reaches for the same spot every turn (issue 10): fast works through the objects in order.
+    assert fast.task_objects.choice == "cycle"
+    assert {p.task_objects.choice for p in (typical, slow, hesitant, erratic)} == {"uniform"}
 
 
 def test_unknown_name_lists_the_shipped_profiles():
@@ -127,6 +131,21 @@ BAD_DOCS = {
     "enabled_not_bool": (_set("adaptation.enabled", "yes please"), "adaptation.enabled"),
     "section_not_mapping": (_set("pause", 0.1), "pause"),
     "empty_name": (_set("name", ""), "name"),
+    "task_objects_not_mapping": (_set("task_objects", "uniform"), "task_objects"),
+    "task_choice_missing": (_set("task_objects", {"index": 1}), "task_objects.choice"),
+    "task_choice_unknown": (_set("task_objects", {"choice": "random"}), "task_objects.choice"),
+    "task_index_negative": (_set("task_objects", {"choice": "fixed", "index": -1}), "task_objects.index"),
+    "task_index_not_int": (_set("task_objects", {"choice": "cycle", "index": 1.5}), "task_objects.index"),
+    "task_index_bool": (_set("task_objects", {"choice": "fixed", "index": True}), "task_objects.index"),
+    "task_index_with_uniform": (_set("task_objects", {"choice": "uniform", "index": 2}), "task_objects.index"),
+    "task_weights_with_fixed": (_set("task_objects", {"choice": "fixed", "weights": [1, 1]}), "task_objects.weights"),
+    "task_weights_missing": (_set("task_objects", {"choice": "weighted"}), "task_objects.weights"),
+    "task_weights_all_zero": (_set("task_objects", {"choice": "weighted", "weights": [0, 0]}), "task_objects.weights"),
+    "task_weights_negative": (_set("task_objects", {"choice": "weighted", "weights": [1, -1]}),
+                              "task_objects.weights"),
+    "task_weights_nan": (_set("task_objects", {"choice": "weighted", "weights": [1, math.nan]}),
+                         "task_objects.weights"),
+    "task_weights_not_list": (_set("task_objects", {"choice": "weighted", "weights": 1}), "task_objects.weights"),
 }
 
 
@@ -158,6 +177,33 @@ def test_nonexistent_path_is_named(tmp_path):
     with pytest.raises(ProfileError, match="does not exist") as err:
         load_profile(str(missing))
     assert str(missing) in str(err.value)
+
+
+@pytest.mark.parametrize("section, expected", [
+    (None, TaskObjects("fixed", 0, ())),  # absent: the nominal object every turn, as before task objects
+    ({"choice": "fixed"}, TaskObjects("fixed", 0, ())),
+    ({"choice": "fixed", "index": 3}, TaskObjects("fixed", 3, ())),
+    ({"choice": "cycle", "index": 1}, TaskObjects("cycle", 1, ())),
+    ({"choice": "uniform"}, TaskObjects("uniform", 0, ())),
+    ({"choice": "weighted", "weights": [1, 0, 2.5]}, TaskObjects("weighted", 0, (1.0, 0.0, 2.5))),
+])
+def test_task_objects_section_is_read(section, expected):
+    doc = typical_doc()
+    doc.pop("task_objects", None)
+    if section is not None:
+        doc["task_objects"] = section
+    assert validate_profile(doc, "from-test").task_objects == expected
+
+
+def test_task_object_key_that_does_not_fit_the_choice_says_what_the_choice_takes():
+    doc = _set("task_objects", {"choice": "uniform", "weights": [1, 2]})(typical_doc())
+    with pytest.raises(ProfileError, match=r"^from-test: key 'task_objects\.weights' does not apply: "
+                                           r"choice 'uniform' takes no other key"):
+        validate_profile(doc, "from-test")
+    doc = _set("task_objects", {"choice": "weighted"})(typical_doc())
+    with pytest.raises(ProfileError, match=r"missing required key 'task_objects\.weights': choice 'weighted' takes "
+                                           r"'task_objects\.weights'"):
+        validate_profile(doc, "from-test")
 
 
 def test_validate_profile_uses_the_given_source_label():

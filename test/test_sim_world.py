@@ -81,6 +81,27 @@ def test_glove_is_the_only_green_thing_in_the_image(world):
     assert np.max(np.hypot(xs - u, ys - v)) < 15  # all green pixels belong to the glove blob
 
 
+def test_task_object_pads_are_drawn_and_never_detected_as_the_glove(world):
+    import yaml
+
+    from coop_robot.paths import config_path
+    from coop_robot.perception import HandTracker, HandTrackerConfig
+    from coop_robot.sim.world import TABLE_TOP_Z_M, TASK_PAD_RGBA
+
+    cfg = world.config
+    world.set_partner_hand((0.60, 3.0, 0.80))  # behind the camera: no glove in the image
+    rgb, depth = world.render()
+    for k, (x, y, _) in enumerate(cfg.partner_task_objects_m):  # each pad shows, in its own colour
+        u, v = optical_to_pixel(cfg.camera_pose.to_optical((x, y, TABLE_TOP_Z_M + 0.012)), world.intrinsics)[0]
+        colour = rgb[int(round(v)), int(round(u))].astype(float) / 255.0
+        assert np.max(np.abs(colour - TASK_PAD_RGBA[k][:3])) < 0.12, f"pad {k} at ({x}, {y}) shows {colour}"
+    params = yaml.safe_load(config_path("perception.yaml").read_text())["perception"]["ros__parameters"]
+    tracker = HandTracker(HandTrackerConfig.from_parameters(params, cfg.zone))
+    seen = tracker.process(rgb, depth, world.intrinsics, cfg.camera_pose, 0.0)
+    assert not seen.detected and seen.pixel_area == 0, seen.reason
+    world.set_partner_hand(cfg.partner_rest_m)
+
+
 def test_composited_render_equals_a_full_render(world):
     world.set_partner_hand((0.70, 0.05, 0.72))
     rgb, depth = world.render()
@@ -177,7 +198,8 @@ def test_driving_the_arm_into_the_person_is_detected_as_contact(fresh_world):
 
 def test_person_does_not_collide_with_table_or_objects(fresh_world):
     w = fresh_world
-    w.set_partner_hand((0.70, -0.15, 0.64))  # glove pushed into a task cube and the table top
+    x, y, _ = w.config.partner_task_objects_m[0]
+    w.set_partner_hand((x, y, 0.64))  # glove pushed into a task object's pad and the table top
     w.step()
     for body in w.person_bodies:
         contacts = p.getContactPoints(bodyA=body, physicsClientId=w.client_id)

@@ -159,3 +159,18 @@ def test_bad_arguments_are_rejected(env):
         env.run(make_policy("reactive"), turns=0)
     with pytest.raises(ValueError, match="velocity_scal"):
         TurnTakingEnv("typical", controller_params={"velocity_scal": 0.3})
+
+
+def test_the_partner_reaches_for_varied_task_objects():
+    env = TurnTakingEnv("typical", seed=0, physics=False)  # typical: a uniformly chosen object each turn
+    summary = env.run(make_policy("reactive"), 3)
+    assert summary["turns"] == 3 and summary["contacts"] == 0 and summary["overlap_rate"] == 0.0
+    obs, policy, reached = env.reset(0), make_policy("reactive"), {}
+    while len(reached) < 2 and env.partner.turns_completed < 12:
+        obs, info = env.step(policy.step(obs).action)
+        if info["partner_phase"] == "dwelling":
+            reached[env.partner.task_object_index] = info["partner_hand_true_m"]
+    assert len(reached) >= 2  # the target changes between turns ...
+    for k, hand in reached.items():  # ... and the glove goes to the chosen object
+        np.testing.assert_allclose(hand, env.world_config.partner_task_objects_m[k], atol=1e-9)
+

@@ -43,6 +43,8 @@ def test_code_defaults_read_world_yaml():
         assert tuple(config.robot_home_rad) == g.robot_home_joint_positions_rad
         assert tuple(config.robot_base_m) == g.robot_base_m
         assert tuple(config.partner_rest_m) == g.partner_rest_m
+        assert tuple(config.partner_task_objects_m) == g.task_objects_m
+        assert config.partner_target_m == g.nominal_task_object_m
         np.testing.assert_allclose(config.camera_pose.position_m, camera.position_m)
 
 
@@ -63,7 +65,37 @@ def test_node_parameter_files_do_not_repeat_the_world_geometry():
             assert not repeated, f"{name}: {node} repeats {sorted(repeated)} from world.yaml"
 
 
+def test_task_objects_are_read_as_triples_from_a_flat_list():
+    g = world_geometry()
+    flat = _world_yaml()["task_objects_m"]
+    assert len(g.task_objects_m) == len(flat) // 3 >= 5
+    assert [x for obj in g.task_objects_m for x in obj] == flat
+    assert g.nominal_task_object_m == tuple(flat[:3])
+
+
+def test_every_task_object_holds_the_glove_in_the_zone_within_the_persons_reach():
+    from coop_robot.sim.world import _HIP_FROM_SHOULDER_M, _MAX_LEAN_RAD, WorldConfig, person_pose
+
+    cfg = WorldConfig.default()
+    hip = np.asarray(cfg.partner_shoulder_m) + np.asarray(_HIP_FROM_SHOULDER_M)
+    objects = np.asarray(world_geometry().task_objects_m)
+    for obj in objects:
+        assert cfg.zone.contains(obj, margin_m=-cfg.glove_radius_m), f"glove at {obj} pokes out of the zone"
+        pose = person_pose(obj, cfg.partner_shoulder_m, hip)
+        assert np.linalg.norm(pose.wrist_m - obj) < 1e-6, f"{obj} is out of the person's reach"
+        assert pose.lean_rad < _MAX_LEAN_RAD, f"{obj} needs the person's full lean"
+    # Spread over the zone: near and far from the person, on its left and right.
+    centre = cfg.zone.center_m
+    assert objects[:, 0].min() < centre[0] < objects[:, 0].max()
+    assert objects[:, 1].min() < centre[1] < objects[:, 1].max()
+    assert len({tuple(o) for o in objects.tolist()}) == len(objects)
+
+
 @pytest.mark.parametrize("key, value, expected", [
+    ("task_objects_m", [0.62, 0.06], "task_objects_m must be a flat list"),
+    ("task_objects_m", [], "task_objects_m must be a flat list"),
+    ("task_objects_m", [0.62, 0.06, float("inf")], "task_objects_m must be a flat list"),
+    ("task_objects_m", [[0.62, 0.06, 0.70]], "task_objects_m must be a flat list"),
     ("zone_min_m", [0.45, -0.2], "zone_min_m must be a list of 3 finite numbers"),
     ("robot_home_joint_positions_rad", [0.0] * 6, "robot_home_joint_positions_rad must be a list of 7"),
     ("partner_rest_m", [1.0, float("nan"), 0.8], "partner_rest_m must be a list of 3 finite numbers"),

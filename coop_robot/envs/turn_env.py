@@ -242,7 +242,7 @@ class TurnTakingEnv:
         cfg = self.world_config
         self.partner = PartnerModel(self.profile, np.random.default_rng(self.seed),
                                     np.asarray(cfg.partner_rest_m, dtype=float),
-                                    np.asarray(cfg.partner_target_m, dtype=float), self.zone)
+                                    np.asarray(cfg.partner_task_objects_m, dtype=float), self.zone)
         self.perception.reset(np.random.default_rng([self.seed, 0x5EE]))
         self.controller.reset()
         home = self.controller.home_rad

@@ -9,6 +9,7 @@ from coop_robot.partner.model import NEAR_MISS_S, PHASES, PartnerModel, Segment
 from coop_robot.partner.profile import (
     PartnerProfile,
     ProfileError,
+    TaskObjects,
     load_profile,
     partners_dir,
     resolve_profile_path,
@@ -23,6 +24,7 @@ __all__ = [
     "PartnerProfile",
     "ProfileError",
     "Segment",
+    "TaskObjects",
     "load_profile",
     "partners_dir",
     "resolve_profile_path",

@@ -2,6 +2,10 @@
 
 The partner goes first (after the profile's initial delay). A partner turn is: react, reach from
 rest into the zone along the straight rest -> target line (minimum-jerk), dwell, withdraw to rest.
+The target is one of the world's task objects, chosen when the turn is planned as the profile's
+``task_objects`` section says (fixed, cycling, or random; see :mod:`coop_robot.partner.profile`),
+so the path, its zone-entry fraction and the crossing times differ from turn to turn; path
+fractions (false-start depth, hesitation point) are of that turn's path.
 Then the partner waits for the robot: once the robot's end effector has *entered and then left*
 the zone, the partner samples a reaction time (counted from the robot's exit) and plans its next
 turn. A robot visit counts as the robot's turn when the robot is in the zone at some moment from
@@ -44,7 +48,9 @@ passed since the hand's last exit from the zone, or when the next turn is planne
 comes first.
 
 The model draws random numbers only from the ``numpy.random.Generator`` it is given, so a seeded
-generator gives identical trajectories.
+generator gives identical trajectories. The random object choice uses a child stream of it
+(``Generator.spawn``, which does not advance the parent): the timing draws are the same whichever
+object is chosen, and a ``fixed`` profile moves exactly as it did before task objects existed.
 """
 
 from __future__ import annotations
@@ -140,33 +146,41 @@ class PartnerModel:
     """The simulated person's hand: call :meth:`step` every physics step with the sim time.
 
     Args:
-        profile: timing statistics (:func:`coop_robot.partner.profile.load_profile`).
+        profile: timing statistics and task-object choice (:func:`coop_robot.partner.profile.load_profile`).
         rng: the only source of randomness.
         rest_m: hand (glove centre) rest position in ``world`` (m), outside the zone.
-        target_m: hand target in ``world`` (m), inside the zone.
+        task_objects_m: hand targets in ``world`` (m), inside the zone: one ``(x, y, z)`` or a
+            sequence of them (the world's task objects; the first is the nominal one).
         zone: the shared zone.
         start_time_s: sim time at which the session starts (the initial delay counts from here).
     """
 
-    def __init__(self, profile: PartnerProfile, rng: np.random.Generator, rest_m, target_m, zone: Zone,
+    def __init__(self, profile: PartnerProfile, rng: np.random.Generator, rest_m, task_objects_m, zone: Zone,
                  start_time_s: float = 0.0) -> None:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         self._rest = self._point(rest_m, "rest_m")
-        self._target = self._point(target_m, "target_m")
+        self._objects = self._points(task_objects_m)
         if zone.contains(self._rest):
             raise ValueError(f"partner rest_m {self._rest.tolist()} must be outside the zone "
                              f"(min {list(zone.min_m)}, max {list(zone.max_m)})")
-        if not zone.contains(self._target):
-            raise ValueError(f"partner target_m {self._target.tolist()} must be inside the zone "
-                             f"(min {list(zone.min_m)}, max {list(zone.max_m)})")
+        for k, target in enumerate(self._objects):
+            if not zone.contains(target):
+                raise ValueError(f"partner target_m {target.tolist()} (task object {k}) must be inside the zone "
+                                 f"(min {list(zone.min_m)}, max {list(zone.max_m)})")
         if not math.isfinite(start_time_s):
             raise ValueError(f"start_time_s must be finite, got {start_time_s!r}")
+        self._check_choice(profile, len(self._objects))
         self.profile = profile
         self.zone = zone
         self._rng = rng
+        self._object_rng = rng.spawn(1)[0]  # the object choice's own stream (see the module docstring)
+        self._entry_fractions = [_zone_entry_fraction(self._rest, t, zone) for t in self._objects]
+        self._turns_planned = 0
+        self._object_index = 0
+        self._target = self._objects[0]
         self._path = self._target - self._rest
-        self.zone_entry_fraction = _zone_entry_fraction(self._rest, self._target, zone)
+        self.zone_entry_fraction = self._entry_fractions[0]  # of the current turn's path
 
         self._now = float(start_time_s)
         self._hand = self._rest.copy()
@@ -218,6 +232,21 @@ class PartnerModel:
         """
         visit = self._current_visit()
         return None if visit is None else visit[1]
+
+    @property
+    def target_m(self) -> np.ndarray:
+        """The current (or latest) turn's hand target in ``world`` (m): one of :attr:`task_objects_m`."""
+        return self._target.copy()
+
+    @property
+    def task_object_index(self) -> int:
+        """Index in :attr:`task_objects_m` of the current (or latest) turn's target."""
+        return self._object_index
+
+    @property
+    def task_objects_m(self) -> np.ndarray:
+        """All task objects (hand targets) the partner may reach for, ``(N, 3)`` in ``world`` (m)."""
+        return self._objects.copy()
 
     @property
     def turns_completed(self) -> int:
@@ -308,6 +337,49 @@ class PartnerModel:
         if p.shape != (3,) or not np.all(np.isfinite(p)):
             raise ValueError(f"{name} must be 3 finite coordinates (m), got {value!r}")
         return p.copy()
+
+    @staticmethod
+    def _points(value) -> np.ndarray:
+        try:
+            p = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            p = np.empty((0,))
+        if p.shape == (3,):
+            p = p[None, :]
+        if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] != 3 or not np.all(np.isfinite(p)):
+            raise ValueError(f"task_objects_m must be one (x, y, z) or a list of them, finite (m), got {value!r}")
+        return p.copy()
+
+    @staticmethod
+    def _check_choice(profile: PartnerProfile, n_objects: int) -> None:
+        """The profile's task_objects section must fit this world's ``n_objects`` objects."""
+        choice = profile.task_objects
+        where = f"partner profile {profile.name!r}" + (f" ({profile.source})" if profile.source else "")
+        if choice.choice in ("fixed", "cycle") and not 0 <= choice.index < n_objects:
+            raise ValueError(f"{where}: task_objects.index {choice.index} is not an index of the world's "
+                             f"{n_objects} task object(s); expected 0 .. {n_objects - 1}")
+        if choice.choice == "weighted" and len(choice.weights) != n_objects:
+            raise ValueError(f"{where}: task_objects.weights has {len(choice.weights)} entries, expected one per "
+                             f"task object of the world ({n_objects})")
+
+    def _choose_object(self) -> None:
+        """Pick the next turn's target (draws only from the object stream) and its path."""
+        choice = self.profile.task_objects
+        n = len(self._objects)
+        if choice.choice == "fixed":
+            k = choice.index
+        elif choice.choice == "cycle":
+            k = (choice.index + self._turns_planned) % n
+        elif choice.choice == "uniform":
+            k = int(self._object_rng.integers(n))
+        else:  # weighted
+            w = np.asarray(choice.weights, dtype=float)
+            k = int(self._object_rng.choice(n, p=w / w.sum()))
+        self._turns_planned += 1
+        self._object_index = k
+        self._target = self._objects[k]
+        self._path = self._target - self._rest
+        self.zone_entry_fraction = self._entry_fractions[k]
 
     def _position_at(self, t_s: float) -> np.ndarray:
         if self._idx >= len(self._segments):
@@ -410,8 +482,10 @@ class PartnerModel:
         """Sample and lay out the whole next turn, starting at ``now_s``.
 
         Every draw happens on every turn, in a fixed order, so profiles that differ only in a
-        probability consume the random stream identically.
+        probability consume the random stream identically. The hand is at rest here (the previous
+        turn is over), so switching to the new turn's path moves nothing.
         """
+        self._choose_object()
         p = self.profile
         scale = self._scale
         if initial:

@@ -19,6 +19,15 @@ Schema (all times in seconds, fractions of the straight rest -> target reach pat
     false_start: {probability: [0,1], depth_fraction: [lo, hi] in (0,1], pause_s: {min, max}}
     pause: {probability: [0,1], duration_s: {min, max}}
     adaptation: {enabled: bool, rate: [0,0.5], min_scale: (0,1], max_scale: >=1}   # optional
+    task_objects: {choice: fixed | cycle | uniform | weighted, index: int >= 0, weights: [>= 0, ...]}  # optional
+
+``task_objects`` says which of the world's task objects (``task_objects_m`` in
+``config/world.yaml``) the partner reaches for on each turn: ``fixed`` always object ``index``
+(default 0, the nominal one), ``cycle`` each in turn starting at ``index`` (default 0),
+``uniform`` a random one with equal probability, ``weighted`` a random one with probability
+proportional to ``weights`` (one per object). Absent: ``fixed`` at the nominal object, the
+partner of before task objects existed. Whether ``index`` and ``weights`` fit the world's objects
+is checked when the model is built (:class:`coop_robot.partner.model.PartnerModel`).
 """
 
 from __future__ import annotations
@@ -105,6 +114,19 @@ class Adaptation:
     max_scale: float = 1.0
 
 
+#: The ``task_objects.choice`` values (see the module docstring).
+TASK_OBJECT_CHOICES = ("fixed", "cycle", "uniform", "weighted")
+
+
+@dataclass(frozen=True)
+class TaskObjects:
+    """Which task object the partner reaches for each turn (indices into the world's task objects)."""
+
+    choice: str = "fixed"
+    index: int = 0  # fixed: the object; cycle: the first object
+    weights: tuple[float, ...] = ()  # weighted: relative probability of each object
+
+
 @dataclass(frozen=True)
 class PartnerProfile:
     """Timing statistics of one simulated partner (all times in seconds)."""
@@ -119,6 +141,7 @@ class PartnerProfile:
     false_start: FalseStart
     pause: Pause
     adaptation: Adaptation = field(default_factory=Adaptation)
+    task_objects: TaskObjects = field(default_factory=TaskObjects)
     description: str = ""
     source: str = ""  # the file it was loaded from ("" when built in code)
 
@@ -251,6 +274,24 @@ class _Checker:
             raise self.fail(key, expected, value)
         return lo, hi
 
+    def index(self, data: Mapping[str, Any], parent: str, name: str) -> int:
+        value = data[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"{parent}.{name}", "a non-negative integer (an index into the world's task_objects_m)",
+                            value)
+        return value
+
+    def weights(self, data: Mapping[str, Any], parent: str, name: str) -> tuple[float, ...]:
+        key = f"{parent}.{name}"
+        value = data[name]
+        expected = "a non-empty list of finite numbers >= 0, not all 0 (one per task object)"
+        if not isinstance(value, (list, tuple)) or not value:
+            raise self.fail(key, expected, value)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+               for v in value) or not any(v > 0 for v in value):
+            raise self.fail(key, expected, value)
+        return tuple(float(v) for v in value)
+
     def uniform_range(self, data: Any, key: str, *, strict: bool = False) -> UniformRange:
         m = self.mapping(data, key, {"min", "max"}, {"min", "max"})
         lo = self.number(m, key, "min", low=0.0)
@@ -275,8 +316,11 @@ def _range_text(low, low_open, high, high_open) -> str:
 
 
 _TOP_KEYS = {"name", "description", "reaction_time_s", "initial_delay_s", "reach_duration_s", "dwell_s",
-             "withdraw_duration_s", "hesitation", "false_start", "pause", "adaptation"}
-_OPTIONAL_TOP_KEYS = {"description", "adaptation"}
+             "withdraw_duration_s", "hesitation", "false_start", "pause", "adaptation", "task_objects"}
+_OPTIONAL_TOP_KEYS = {"description", "adaptation", "task_objects"}
+# The keys each task_objects choice takes besides ``choice`` (allowed, required).
+_TASK_OBJECT_KEYS = {"fixed": ({"index"}, set()), "cycle": ({"index"}, set()), "uniform": (set(), set()),
+                     "weighted": ({"weights"}, {"weights"})}
 
 
 def validate_profile(data: Any, source: str = "<profile>") -> PartnerProfile:
@@ -330,7 +374,31 @@ def validate_profile(data: Any, source: str = "<profile>") -> PartnerProfile:
                                 min_scale=c.number(m, k, "min_scale", low=0.0, low_open=True, high=1.0),
                                 max_scale=c.number(m, k, "max_scale", low=1.0))
 
+    task_objects = TaskObjects()
+    if "task_objects" in top:
+        task_objects = _task_objects(c, top["task_objects"])
+
     return PartnerProfile(name=name, description=description, reaction_time_s=reaction, initial_delay_s=initial,
                           reach_duration_s=reach, dwell_s=dwell, withdraw_duration_s=withdraw,
                           hesitation=hesitation, false_start=false_start, pause=pause, adaptation=adaptation,
-                          source=source)
+                          task_objects=task_objects, source=source)
+
+
+def _task_objects(c: _Checker, data: Any) -> TaskObjects:
+    k = "task_objects"
+    all_keys = {"choice", "index", "weights"}
+    m = c.mapping(data, k, all_keys, {"choice"})
+    choice = m["choice"]
+    if choice not in TASK_OBJECT_CHOICES:
+        raise c.fail(f"{k}.choice", f"one of {', '.join(TASK_OBJECT_CHOICES)}", choice)
+    allowed, required = _TASK_OBJECT_KEYS[choice]
+    takes = f"choice {choice!r} takes " + (" and ".join(repr(f"{k}.{a}") for a in sorted(allowed)) or "no other key")
+    extra = sorted(set(m) - allowed - {"choice"})
+    if extra:
+        raise ProfileError(f"{c.source}: key {f'{k}.{extra[0]}'!r} does not apply: {takes}")
+    missing = sorted(required - set(m))
+    if missing:
+        raise ProfileError(f"{c.source}: missing required key {f'{k}.{missing[0]}'!r}: {takes}")
+    return TaskObjects(choice=choice,
+                       index=c.index(m, k, "index") if "index" in m else 0,
+                       weights=c.weights(m, k, "weights") if "weights" in m else ())

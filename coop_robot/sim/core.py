@@ -124,7 +124,7 @@ class InteractionSim:
         try:
             model = PartnerModel(profile, np.random.default_rng(int(seed)),
                                  np.asarray(config.partner_rest_m, dtype=float),
-                                 np.asarray(config.partner_target_m, dtype=float),
+                                 np.asarray(config.partner_task_objects_m, dtype=float),
                                  config.zone, start_time_s=float(start_time_s))
             return cls(world, model)
         except Exception:

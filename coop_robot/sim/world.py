@@ -1,8 +1,9 @@
 """The PyBullet world of the shared-workspace task.
 
 Everything the world contains is created in one place (:meth:`SimWorld._build`): a table, a
-fixed-base Franka Panda, a tape outline marking the shared zone, a few static task objects and
-a simulated person (torso, head, two-link arm and a green glove) whose bodies are kinematic and
+fixed-base Franka Panda, a tape outline marking the shared zone, a flat pad on the table under
+each task object the partner reaches for (``task_objects_m`` in ``config/world.yaml``) and a
+simulated person (torso, head, two-link arm and a green glove) whose bodies are kinematic and
 posed every step from the glove position with an analytic arm IK.
 
 Conventions: ``world`` frame, metres, z up; the camera renders in its optical frame
@@ -27,7 +28,7 @@ import pybullet as p
 import pybullet_data
 
 from coop_robot.camera import CameraPose, Intrinsics, opengl_depth_to_metres, opengl_view_matrix
-from coop_robot.geometry import Zone, world_geometry
+from coop_robot.geometry import NOMINAL_TASK_OBJECT, Zone, world_geometry
 
 #: Arm joint names in pybullet joint-index order (indices 0..6).
 PANDA_ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
@@ -70,13 +71,17 @@ _MAX_LEAN_RAD = 0.6
 _SHIRT_RGBA = (0.25, 0.33, 0.62, 1.0)
 _SKIN_RGBA = (0.86, 0.68, 0.55, 1.0)
 
-# Static task objects on the table in the zone (cube centre x, y; colour). Placed away from the
-# partner's in-zone hand target and the robot's approach so neither touches them.
-_TASK_CUBE_HALF_M = 0.02
-_TASK_CUBES = (
-    ((0.70, -0.15), (0.85, 0.12, 0.10, 1.0)),  # red
-    ((0.52, 0.15), (0.15, 0.25, 0.85, 1.0)),  # blue
-    ((0.50, -0.15), (0.95, 0.80, 0.10, 1.0)),  # yellow
+# Task object pads: flat, visual-only boxes on the table top under each task object (the glove's
+# target hovers above its pad; nothing collides with them). Thin, so a glove at its target (its
+# bottom 0.045 m below the centre) stays clear of the pad. Colours cycle through this palette; none
+# is in the glove's colour range (green, OpenCV H 45-80; test_sim_world renders them to check).
+_TASK_PAD_HALF_EXTENTS_M = (0.025, 0.025, 0.006)
+TASK_PAD_RGBA = (
+    (0.85, 0.12, 0.10, 1.0),  # red
+    (0.15, 0.25, 0.85, 1.0),  # blue
+    (0.95, 0.80, 0.10, 1.0),  # yellow
+    (0.55, 0.20, 0.65, 1.0),  # purple
+    (0.90, 0.90, 0.88, 1.0),  # white
 )
 _ZONE_TAPE_RGBA = (0.95, 0.50, 0.10, 1.0)
 _ZONE_TAPE_WIDTH_M = 0.012
@@ -99,7 +104,9 @@ class WorldConfig:
     robot_home_rad: tuple = world_geometry().robot_home_joint_positions_rad
     partner_shoulder_m: tuple = (1.38, 0.20, 1.12)
     partner_rest_m: tuple = world_geometry().partner_rest_m
-    partner_target_m: tuple = (0.62, 0.06, 0.70)
+    #: Glove-centre targets of the partner's reaches, one (x, y, z) per task object; the first is
+    #: the nominal one (:attr:`partner_target_m`).
+    partner_task_objects_m: tuple = world_geometry().task_objects_m
     glove_radius_m: float = 0.045
     glove_rgba: tuple = (0.10, 0.85, 0.15, 1.0)
     #: Finger joint position (m per finger, 0 closed .. 0.04 open), held for the whole run.
@@ -115,10 +122,17 @@ class WorldConfig:
             raise ValueError(f"need 0 < near_m < far_m, got near_m={self.near_m} far_m={self.far_m}")
         if not 0.0 < self.physics_dt_s <= 0.05:
             raise ValueError(f"physics_dt_s must be in (0, 0.05] s, got {self.physics_dt_s}")
-        for name in ("robot_base_m", "partner_shoulder_m", "partner_rest_m", "partner_target_m"):
+        for name in ("robot_base_m", "partner_shoulder_m", "partner_rest_m"):
             v = np.asarray(getattr(self, name), dtype=float)
             if v.shape != (3,) or not np.all(np.isfinite(v)):
                 raise ValueError(f"{name} must be 3 finite numbers (m), got {getattr(self, name)!r}")
+        try:
+            objects = np.asarray(self.partner_task_objects_m, dtype=float)
+        except (TypeError, ValueError):
+            objects = np.empty((0,))
+        if objects.ndim != 2 or objects.shape[0] < 1 or objects.shape[1] != 3 or not np.all(np.isfinite(objects)):
+            raise ValueError(f"partner_task_objects_m must be one or more (x, y, z) triples of finite numbers (m), "
+                             f"got {self.partner_task_objects_m!r}")
         home = np.asarray(self.robot_home_rad, dtype=float)
         if home.shape != (7,) or not np.all(np.isfinite(home)):
             raise ValueError(f"robot_home_rad must be 7 finite joint positions (rad), got {self.robot_home_rad!r}")
@@ -128,6 +142,11 @@ class WorldConfig:
             raise ValueError(f"glove_rgba must be [r, g, b, a], got {self.glove_rgba!r}")
         if not 0.0 <= self.finger_position_m <= 0.04:
             raise ValueError(f"finger_position_m must be in [0, 0.04] m, got {self.finger_position_m}")
+
+    @property
+    def partner_target_m(self) -> tuple:
+        """The nominal task object: the partner's target every turn unless its profile chooses."""
+        return tuple(self.partner_task_objects_m[NOMINAL_TASK_OBJECT])
 
     @classmethod
     def default(cls) -> WorldConfig:
@@ -286,15 +305,16 @@ class SimWorld:
                                  physicsClientId=cid)
         self._robot = self._load_robot()
         self._build_zone_marking()
+        pad_half_z = _TASK_PAD_HALF_EXTENTS_M[2]
         self._task_objects = [self._add_box(
-            [x, y, TABLE_TOP_Z_M + _TASK_CUBE_HALF_M], [_TASK_CUBE_HALF_M] * 3, rgba, collide=True)
-            for (x, y), rgba in _TASK_CUBES]
+            [x, y, TABLE_TOP_Z_M + pad_half_z], _TASK_PAD_HALF_EXTENTS_M, TASK_PAD_RGBA[k % len(TASK_PAD_RGBA)],
+            collide=False) for k, (x, y, _) in enumerate(cfg.partner_task_objects_m)]
         self._build_person()
 
         # The person's bodies collide with the robot (contact detection) but pass through the
-        # table, floor and task objects (the partner's hand rests on / hovers over them).
+        # table and floor (the partner's hand rests on / hovers over them).
         for person_body in self._person_bodies:
-            for other in [self._floor, self._table, *self._task_objects]:
+            for other in [self._floor, self._table]:
                 p.setCollisionFilterPair(person_body, other, -1, -1, 0, physicsClientId=cid)
 
         self._static_bodies = [self._table, *self._zone_marking, *self._task_objects]
