@@ -23,7 +23,7 @@ from coop_robot.geometry import Zone  # noqa: E402
 from coop_robot.nodes.common import COMMAND_QOS, EVENT_QOS, LATCHED_QOS, stamp_to_s  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-HOME = [0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785]
+HOME = [0.0, -0.6, 0.0, -2.0, 0.0, 1.9, 0.785]
 ZONE = Zone((0.45, -0.20, 0.626), (0.75, 0.20, 0.926))
 TOPIC = "/panda_arm_controller/joint_trajectory"
 

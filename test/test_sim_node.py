@@ -25,7 +25,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E
 from coop_robot.nodes.common import COMMAND_QOS, SENSOR_QOS, stamp_to_s  # noqa: E402
 
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
-HOME = [0.0, -0.5, 0.0, -2.3, 0.0, 1.85, 0.785]
+HOME = [0.0, -0.6, 0.0, -2.0, 0.0, 1.9, 0.785]
 
 
 def start_sim(tmp_path: Path, overrides: dict, log_name: str = "sim.log", domain_id: int = DOMAIN_ID):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coop_robot.control.controller import parse_state_text
 from coop_robot.geometry import world_geometry
 
 PLAN_TOPIC = "/sim/ground_truth/partner_plan"
@@ -208,7 +209,7 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
             elif topic == "/partner/hand_velocity":
                 state["vel"] = np.array([obj.vector.x, obj.vector.y, obj.vector.z])
             elif topic == "/controller/state":
-                state["robot"] = obj.data
+                state["robot"] = parse_state_text(obj.data)[0]  # "reaching ssm_stop" -> "reaching"
             elif topic == "/joint_states" and need_ee:
                 try:
                     q = joints.update(obj.name, obj.position)   # partial joint states merged by name

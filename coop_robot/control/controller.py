@@ -78,6 +78,14 @@ from coop_robot.geometry import Zone, world_geometry
 STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop")
 DECISIONS = ("act", "wait", "yield")
 
+
+def parse_state_text(text: str) -> tuple[str, str]:
+    """``(state, ssm_mode)`` from a ``/controller/state`` string such as ``reaching ssm_stop``
+    (mode ``free`` when none is given)."""
+    state, _, qualifier = str(text).partition(" ")
+    mode = qualifier[4:] if qualifier.startswith("ssm_") else "free"
+    return state, mode
+
 #: A reach whose EE path stays within this fraction of commit_margin_m of the nominal reach's
 #: (compared at equal phase) reuses the nominal commit time instead of computing its own.
 _REUSE_COMMIT_MARGIN_FRACTION = 0.25
@@ -314,6 +322,16 @@ def controller_parameter(name: str) -> ControllerParameter:
         if spec.name == name:
             return spec
     raise KeyError(f"unknown controller parameter {name!r}; expected one of {list(CONTROLLER_PARAMETER_NAMES)}")
+
+
+def ssm_config_from_params(values: Mapping[str, Any]) -> SsmConfig:
+    """The separation monitor's configuration from ``ssm_*`` parameter values (the others keep
+    their defaults); for nodes that score separation without running the controller."""
+    return controller_config_from_params({k: v for k, v in values.items() if k.startswith("ssm_")}).ssm
+
+
+#: The separation-monitoring parameters (shared by every node through world.yaml).
+SSM_PARAMETERS = tuple(p for p in CONTROLLER_PARAMETERS if p.name.startswith("ssm_"))
 
 
 def controller_config_from_params(values: Mapping[str, Any], zone: Zone | None = None) -> ControllerConfig:

@@ -285,3 +285,33 @@ class SeparationMonitor:
         cfg = self.config
         return (cfg.hand_radius_m + cfg.human_speed_mps * (reaction_time_s + cfg.reaction_time_s)
                 + cfg.constant_terms_m)
+
+
+def ground_truth_separation(monitor: SeparationMonitor, q_rad, qd_rad_s, hand_m, hand_velocity_mps,
+                            hand_radius_m: float, reaction_age_s: float) -> Separation:
+    """S_p and the separation on ground truth (simulation): the true hand sphere (its real radius)
+    moving at its true velocity, the arm at its true joint state, and ``reaction_age_s`` as the
+    perception part of T_r (the age the controller's perception had, or its nominal value)."""
+    hand = HandEstimate(np.asarray(hand_m, dtype=float), float(hand_radius_m),
+                        np.asarray(hand_velocity_mps, dtype=float), float(reaction_age_s))
+    return monitor.evaluate(q_rad, qd_rad_s, hand)
+
+
+class GroundTruthMonitor:
+    """Ground-truth separation monitoring for a simulator: call :meth:`sample` with the true arm
+    state and hand position at each sample time; the hand velocity is differenced here."""
+
+    def __init__(self, monitor: SeparationMonitor, hand_radius_m: float, reaction_age_s: float) -> None:
+        self.monitor = monitor
+        self.hand_radius_m = float(hand_radius_m)
+        self.reaction_age_s = float(reaction_age_s)
+        self._last: tuple[float, np.ndarray] | None = None
+
+    def sample(self, t_s: float, q_rad, qd_rad_s, hand_m) -> Separation:
+        hand = np.asarray(hand_m, dtype=float)
+        velocity = np.zeros(3)
+        if self._last is not None and t_s > self._last[0]:
+            velocity = (hand - self._last[1]) / (t_s - self._last[0])
+        self._last = (float(t_s), hand.copy())
+        return ground_truth_separation(self.monitor, q_rad, qd_rad_s, hand, velocity, self.hand_radius_m,
+                                       self.reaction_age_s)

@@ -51,7 +51,7 @@ from coop_robot.control.controller import (
     controller_config_from_params,
     controller_parameter,
 )
-from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, HandEstimate, Separation, robot_capsules
+from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, Separation, ground_truth_separation, robot_capsules
 from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
 from coop_robot.geometry import Zone, read_world_params, world_geometry
 from coop_robot.partner.model import PartnerModel
@@ -68,7 +68,8 @@ from coop_robot.sim.world import (
     WorldConfig,
     person_pose,
 )
-from coop_robot.timing.tracker import TurnTracker
+from coop_robot.timing.feed import CONTROLLER_NAMES
+from coop_robot.timing.tracker import PartnerTurnEdges, TurnTracker
 
 # Base clock: every rate below divides 1200 Hz exactly.
 BASE_RATE_HZ = 1200
@@ -81,8 +82,7 @@ _POLICY_EVERY = BASE_RATE_HZ // POLICY_RATE_HZ
 POLICY_DT_S = 1.0 / POLICY_RATE_HZ
 
 ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
-#: Controller events the tracker scores (the graph's turn tracker subscribes to the same).
-_TRACKED_CONTROLLER_EVENTS = ("reach_start", "ssm_stop", "ssm_scaled", "ssm_resume")
+
 
 # --------------------------------------------------------------------------- geometry
 def segment_distances(p1: np.ndarray, q1: np.ndarray, p2: np.ndarray, q2: np.ndarray) -> np.ndarray:
@@ -280,6 +280,7 @@ class TurnTakingEnv:
         self._step_events: list[tuple[str, float]] = []
         self._records_done = 0
         self._hand_prev_tick = self._hand_true.copy()
+        self._partner_turn = PartnerTurnEdges()
         self.last_separation: Separation | None = None
         self._ssm_samples: list[tuple[float, Separation]] = []
         return self._observation()
@@ -358,6 +359,8 @@ class TurnTakingEnv:
         t = j / PHYSICS_RATE_HZ
         hand = self.partner.step(t, self._robot_in, contact=self._contact)
         self._hand_true = hand
+        for name, t_event in self._partner_turn.update(self.partner.phase, t):
+            self._event(name, t_event)
         path = self._path
         if path is not None:
             i = min(j - self._path_first_step, len(path[0]) - 1)
@@ -437,7 +440,7 @@ class TurnTakingEnv:
         )
         out = self.controller.update(now, inputs)
         for ev in out.events:
-            if ev.name in _TRACKED_CONTROLLER_EVENTS:
+            if ev.name in CONTROLLER_NAMES:
                 self._event(ev.name, ev.t_s)
         self._ground_truth_separation(now, q_meas, latest)
         if out.trajectory is not None:
@@ -462,10 +465,10 @@ class TurnTakingEnv:
         hand_velocity = (self._hand_true - self._hand_prev_tick) * CONTROLLER_RATE_HZ
         self._hand_prev_tick = self._hand_true.copy()
         _, qd_cmd, _ = self.controller.commanded_state(now)
-        age = math.inf if latest is None else now - latest.stamp_s
-        truth = HandEstimate(self._hand_true.copy(), self._person.glove_radius_m, hand_velocity,
-                             age if math.isfinite(age) else self.controller.config.ssm_waiting_perception_age_s)
-        sep = self.controller.monitor.evaluate(q_meas, qd_cmd, truth)
+        nominal_age = self.controller.config.ssm_waiting_perception_age_s
+        age = nominal_age if latest is None else now - latest.stamp_s
+        sep = ground_truth_separation(self.controller.monitor, q_meas, qd_cmd, self._hand_true, hand_velocity,
+                                      self._person.glove_radius_m, age)
         self.last_separation = sep
         self._ssm_samples.append((now, sep))
         self.tracker.push_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)

@@ -280,3 +280,17 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
 
 class SessionComplete(Exception):
     """Raised inside a callback by a node that has finished its job (ends the spin cleanly)."""
+
+
+def ssm_message(sample):
+    """A ``diagnostic_msgs/DiagnosticArray`` carrying one :class:`~coop_robot.timing.ssm_sample.SsmSample`
+    (the ``/controller/ssm`` and ``/sim/ground_truth/ssm`` format)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: PLC0415
+
+    from coop_robot.timing.ssm_sample import SSM_STATUS_NAME  # noqa: PLC0415
+
+    msg = DiagnosticArray()
+    msg.header.stamp = s_to_stamp(sample.t_s)
+    msg.status = [DiagnosticStatus(name=SSM_STATUS_NAME,
+                                   values=[KeyValue(key=k, value=v) for k, v in sample.to_key_values()])]
+    return msg

@@ -13,9 +13,11 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, Vector3Stamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -42,8 +44,10 @@ from coop_robot.nodes.common import (
     now_s,
     run_node,
     s_to_stamp,
+    ssm_message,
     stamp_to_s,
 )
+from coop_robot.timing.ssm_sample import CONTROLLER_SSM, SsmSample
 
 
 class ControllerNode(Node):
@@ -87,6 +91,8 @@ class ControllerNode(Node):
         self.trajectory_pub = self.create_publisher(JointTrajectory, topic, COMMAND_QOS)
         self.state_pub = self.create_publisher(String, "/controller/state", LATCHED_QOS)
         self.events_pub = self.create_publisher(TimeReference, "/controller/events", EVENT_QOS)
+        # Separation monitoring as the controller perceives it (reliable: the turn tracker scores it).
+        self.ssm_pub = self.create_publisher(DiagnosticArray, CONTROLLER_SSM, SSM_QOS)
         self._publish_state(self.core.state)
         self.create_timer(1.0 / rate_hz, self._tick)
         core = self.core
@@ -164,6 +170,10 @@ class ControllerNode(Node):
         )
         out = self.core.update(t, inputs)
         self._publish(out)
+        sep = out.separation
+        if sep is not None:
+            self.ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,
+                                                       sep.human_closing_mps, out.speed_scale, out.ssm_mode)))
 
     def _publish(self, out: ControllerOutput) -> None:
         if out.trajectory is not None:
@@ -177,12 +187,15 @@ class ControllerNode(Node):
             msg.source = event.name
             self.events_pub.publish(msg)
             self.get_logger().info(f"{event.name} at {event.t_s:.3f} s")
-        self._publish_state(out.state)
+        self._publish_state(self.core.state_text)
 
     def _publish_state(self, state: str) -> None:
         if state != self._published_state:
             self.state_pub.publish(String(data=state))
             self._published_state = state
+
+
+SSM_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def _trajectory_msg(command: TrajectoryCommand) -> JointTrajectory:

@@ -11,6 +11,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
 
+from coop_robot.control.controller import parse_state_text
 from coop_robot.control.kinematics import select_joint_positions
 from coop_robot.geometry import world_geometry
 from coop_robot.nodes.common import (
@@ -98,7 +99,7 @@ class PolicyNode(Node):
         self._vel = np.array([msg.vector.x, msg.vector.y, msg.vector.z])
 
     def _on_state(self, msg: String) -> None:
-        self._robot_state = msg.data
+        self._robot_state = parse_state_text(msg.data)[0]  # "reaching ssm_stop" -> "reaching"
 
     def _declare_mirror(self) -> dict:
         """The mirror policy's parameters: decision thresholds, the cell geometry its egocentric

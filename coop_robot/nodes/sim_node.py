@@ -17,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -29,6 +30,10 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, TimeReference
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
+from coop_robot.control.controller import SSM_PARAMETERS, controller_parameter, ssm_config_from_params
+from coop_robot.control.kinematics import PandaKinematics
+from coop_robot.control.planning import JointLimits
+from coop_robot.control.ssm import GroundTruthMonitor, SeparationMonitor
 from coop_robot.geometry import world_geometry  # geometry defaults: config/world.yaml
 from coop_robot.nodes.common import (
     COMMAND_QOS,
@@ -40,6 +45,7 @@ from coop_robot.nodes.common import (
     declare_zone,
     run_node,
     s_to_stamp,
+    ssm_message,
     stamp_to_s,
 )
 from coop_robot.partner.profile import ProfileError
@@ -55,6 +61,7 @@ from coop_robot.sim.pacing import (
     check_real_time_factor,
 )
 from coop_robot.sim.trajectory import TrajectoryRejected
+from coop_robot.timing.ssm_sample import GROUND_TRUTH_SSM, SsmSample
 
 GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -142,6 +149,19 @@ class SimNode(Node):
             raise ParameterError(f"cannot build the simulation: {exc}") from exc
         except RuntimeError as exc:  # PyBullet connection, e.g. gui without a display
             raise ParameterError(f"parameter 'gui' = {gui}: {exc}") from exc
+
+        try:
+            ssm = ssm_config_from_params({spec.name: declare(self, spec.name, spec.default, spec.description,
+                                                             spec.low, spec.high) for spec in SSM_PARAMETERS})
+        except ValueError as exc:
+            raise ParameterError(f"separation monitoring: {exc}") from exc
+        # Ground-truth separation monitoring: the controller's S_p on the true hand and arm state,
+        # with the nominal perception age as the perception part of the reaction time.
+        monitor = SeparationMonitor(ssm, PandaKinematics(world_geometry().robot_base_m),
+                                    JointLimits.panda().acceleration_rad_s2)
+        self._ssm_truth = GroundTruthMonitor(monitor, config.glove_radius_m,
+                                             controller_parameter("ssm_waiting_perception_age_s").default)
+        self._ssm_pub = self.create_publisher(DiagnosticArray, GROUND_TRUTH_SSM, HAND_QOS)
 
         self._camera_info = self._make_camera_info()
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
@@ -273,6 +293,7 @@ class SimNode(Node):
             self._phase_pub.publish(String(data=phase))
         if due.joint_state:
             self._publish_joint_state(stamp)
+            self._publish_ground_truth_separation()
         if due.camera:
             self._publish_camera(stamp)
 
@@ -282,6 +303,14 @@ class SimNode(Node):
         msg.header.stamp = s_to_stamp(stamp_s)
         msg.header.frame_id = "ground_truth"
         pub.publish(msg)
+
+    def _publish_ground_truth_separation(self) -> None:
+        q, qd = self._sim.world.arm_state()
+        t = self._sim.t_s
+        sep = self._ssm_truth.sample(t, q, qd, self._sim.partner_hand_m())
+        mode = "free" if sep.margin_m >= 0.0 or sep.robot_closing_mps <= 0.0 else "stop"
+        self._ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,
+                                                    sep.human_closing_mps, 1.0, mode)))
 
     def _publish_joint_state(self, stamp) -> None:
         names, position, velocity, effort = self._sim.world.joint_state()

@@ -2,13 +2,13 @@
 
 A lower bound for benchmarks only (it reads sim ground truth that no real robot has). It uses the
 controller's anticipation: it says "act" ``entry_lead_s`` before the planned exit plus
-``margin_s`` -- while the partner is still inside -- so that the arm's approach brings it to rest
-at the staging pose just outside the zone by the time the hand leaves; the controller holds there
-until the partner is perceived outside and only then enters (its zone guard, not this policy,
-keeps the robot out while the partner is inside). ``entry_lead_s`` is the controller's
-reach_start -> staging time (0.81 s at velocity_scale 0.5) plus a few ticks of slack. With the
-controller's anticipation off the decision waits for the zone to clear and the robot enters
-about one nominal reach-to-entry time (0.875 s) after the exit.
+``margin_s`` -- while the partner is still inside -- so that the reach comes to the controller's
+waiting point (the last point of the path that keeps S_p for a hand anywhere in the zone) just as
+the hand is perceived out, and goes on without stopping; the controller's zone guard and
+separation monitoring, not this policy, keep the robot out while the partner is inside. The
+default (0.5 s) gave the shortest gaps on the typical partner in a sweep of 0.35-0.85 s; with the
+controller's anticipation off the decision waits for the zone to clear and the robot enters about
+one nominal reach-to-entry time (1.16 s) after the exit.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class OraclePolicy(Policy):
     name = "oracle"
     yields_to_partner = False  # it starts before the zone is clear by design
 
-    def __init__(self, entry_lead_s: float = 0.85, margin_s: float = 0.0, stale_after_s: float = 0.5,
+    def __init__(self, entry_lead_s: float = 0.5, margin_s: float = 0.0, stale_after_s: float = 0.5,
                  fallback_clear_s: float = DEFAULT_FALLBACK_CLEAR_S) -> None:
         for key, val in (("entry_lead_s", entry_lead_s), ("margin_s", margin_s)):
             if isinstance(val, bool) or not isinstance(val, (int, float)) or not (math.isfinite(val) and val >= 0.0):

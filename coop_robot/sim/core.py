@@ -20,10 +20,12 @@ from coop_robot.camera import CameraPose
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.sim.trajectory import JointTrajectoryExecutor
 from coop_robot.sim.world import PANDA_ARM_JOINTS, SimWorld, WorldConfig
+from coop_robot.timing.tracker import PartnerTurnEdges
 
 #: Ground-truth event names, in the order they are reported within one physics step
 #: (exits before entries, so a hand-over in a single step reads exit -> enter).
-EVENT_NAMES = ("partner_exit", "robot_exit", "partner_enter", "robot_enter", "contact_begin", "contact_end")
+EVENT_NAMES = ("partner_exit", "robot_exit", "partner_enter", "robot_enter", "contact_begin", "contact_end",
+               "partner_turn_start", "partner_withdraw_start", "partner_turn_end")
 
 
 class SimEvent(NamedTuple):
@@ -101,6 +103,8 @@ class InteractionSim:
         self._robot_in = self.zone.contains(world.ee_position_m())
         self._contact = False
         self._plan: dict[str, float | None] = {"planned_enter": None, "planned_exit": None}
+        # The partner's turn as a whole (first reach to end of the final withdraw), for scoring.
+        self._partner_turn = PartnerTurnEdges()
 
     @classmethod
     def from_params(cls, partner: Any = "typical", seed: int = 0, gui: bool = False,
@@ -205,6 +209,7 @@ class InteractionSim:
         if self._contact and not contact:
             events.append(SimEvent("contact_end", t_next))
         self._partner_in, self._robot_in, self._contact = partner_in, robot_in, contact
+        events.extend(SimEvent(n, t) for n, t in self._partner_turn.update(self.partner_phase, t_next))
         return events
 
     def take_plan_updates(self) -> list[PlanUpdate]:

@@ -59,12 +59,14 @@ class TrainConfig:
     reward_turn: float = 2.0            # per completed robot turn
     penalty_gap_per_s: float = 1.0      # per second between the partner's exit and robot entry
     penalty_overlap: float = 10.0       # per robot turn that overlapped the partner's
+    #: per robot entry within the partner model's near-miss window of its exit (the partner slows down)
+    penalty_near_miss: float = 2.0
     penalty_contact: float = 20.0       # per robot-partner contact
     gamma: float = 0.995                # discount per 20 ms tick
     # --- exploration during collection
     epsilon: float = 0.1                # P(act) is mixed with a coin flip by this fraction
     # --- learning from observation
-    robot_lead_s: float = 1.0           # act target = 1 once the partner's turn-ending exit is this close (s)
+    robot_lead_s: float = 0.5           # act target = 1 once the partner's turn-ending exit is this close (s)
     # --- loss weights and temperatures
     weight_forecast: float = 1.0
     weight_contrastive: float = 0.1
@@ -128,6 +130,7 @@ class TrainConfig:
             "reward_turn",
             "penalty_gap_per_s",
             "penalty_overlap",
+            "penalty_near_miss",
             "penalty_contact",
             "robot_lead_s",
             "weight_forecast",

@@ -262,7 +262,8 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
         rows["t_s"].append(t_obs)
         rows["false_start"].append(partner_phase in _FALSE_START_PHASES)
         rows["decision"].append(policy.sampled_action is not None)
-        rows["action"].append(float(bool(policy.sampled_action)))
+        # What was executed: the base class's liveness fallback may say "act" over a sampled "wait".
+        rows["action"].append(float(decision.action == "act"))
         # Past the commit time (or acting) the only sensible target is to carry on.
         rows["keep_going"].append(obs.robot_state == "acting"
                                   or (obs.robot_state == "reaching" and env.controller.committed))
@@ -286,9 +287,7 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
             reward -= cfg.penalty_gap_per_s * POLICY_DT_S
         for turn in info["turns"]:
             turns.append(turn)
-            reward += cfg.reward_turn
-            if turn["overlap_s"] > 0.0 or turn["gap_s"] < 0.0:
-                reward -= cfg.penalty_overlap
+            reward += turn_reward(turn, cfg)
         rows["reward"].append(reward)
         partner_phase, robot_state = info["partner_phase"], info["robot_state"]
         partner_in, t_obs = bool(info["partner_in_zone_true"]), info["t_s"]
@@ -389,10 +388,23 @@ def turn_return(turns: list[dict], contacts: int, cfg: TrainConfig) -> float:
     """The reward of a scored session from its turn records (the same terms as collection)."""
     total = -cfg.penalty_contact * contacts
     for t in turns:
-        total += cfg.reward_turn - cfg.penalty_gap_per_s * max(float(t["gap_s"]), 0.0)
-        if t["overlap_s"] > 0.0 or t["gap_s"] < 0.0:
-            total -= cfg.penalty_overlap
+        total += turn_reward(t, cfg) - cfg.penalty_gap_per_s * max(float(t["gap_s"]), 0.0)
     return float(total)
+
+
+def turn_violated(turn: dict) -> bool:
+    """An overlap, or an entry during the partner's unfinished turn (a false-start pause)."""
+    return turn["overlap_s"] > 0.0 or turn["gap_s"] < 0.0 or bool(turn.get("unfinished_turn_entry", False))
+
+
+def turn_reward(turn: dict, cfg: TrainConfig) -> float:
+    """Reward of one scored robot turn (the gap is charged per tick while the turn is owed)."""
+    reward = cfg.reward_turn
+    if turn_violated(turn):
+        reward -= cfg.penalty_overlap
+    if turn.get("near_miss", False):
+        reward -= cfg.penalty_near_miss
+    return reward
 
 
 def session_metrics(turns: list[dict], contacts: int) -> dict[str, float]:
@@ -400,7 +412,7 @@ def session_metrics(turns: list[dict], contacts: int) -> dict[str, float]:
     return {
         "turns": len(turns),
         "median_gap_s": float(np.median(gaps)) if gaps else math.nan,
-        "overlap_rate": (sum(1 for t in turns if t["overlap_s"] > 0.0 or t["gap_s"] < 0.0) / len(turns))
+        "overlap_rate": (sum(1 for t in turns if turn_violated(t)) / len(turns))
         if turns else math.nan,
         "contacts": int(contacts),
     }
