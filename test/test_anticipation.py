@@ -106,7 +106,7 @@ def test_partner_leaving_lets_the_arm_go_on_along_the_same_path(ctl, t_out_s):
     reach_cmds = [c for c in rec.commands if c.trajectory.purpose == "reach" and c.t_s < rec.time_of("act_start")]
     assert all(c.trajectory.plan.path is reach_cmds[0].trajectory.plan.path for c in reach_cmds)
     if t_out_s >= 1.0:  # waited at the waiting point: entered one waiting-point-to-zone move later
-        assert len(reach_cmds) >= 3
+        assert len(reach_cmds) >= 2 and reach_cmds[0].trajectory.plan.stops_on_path
         assert entered - t_out_s <= ctl.nominal_entry_s - ctl.nominal_wait_s + 0.4
     assert_out_while_partner_inside(ctl, rec)
 

@@ -454,12 +454,13 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
     log = (tmp_path / "logs" / "policy.log").read_text()
     assert "policy 'reactive'" in log
     assert yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    # velocity_scale 0.3 instead of controller.yaml's 0.5: the withdraw from the target (the longest
-    # move, at velocity_scale) takes as long as the core plans it at 0.3, not at 0.5
+    # velocity_scale 0.3 instead of controller.yaml's 0.5: the moves between home and the target take
+    # as long as the core plans them at 0.3, not at 0.5 (separation monitoring may send a move again
+    # at a lower speed: those re-sent moves are longer still)
     from coop_robot.control.controller import ArmController, ControllerConfig
     from coop_robot.control.planning import minimum_jerk_duration_s
 
     core = ArmController(ControllerConfig())
     withdraw = {vs: minimum_jerk_duration_s(core.target_rad, core.home_rad, core.limits, vs, 0.5) for vs in (0.3, 0.5)}
-    assert max(durations) == pytest.approx(withdraw[0.3], rel=0.05), (durations, withdraw)
-    assert max(durations) > 1.5 * withdraw[0.5]
+    assert any(d == pytest.approx(withdraw[0.3], rel=0.05) for d in durations), (durations, withdraw)
+    assert not any(d == pytest.approx(withdraw[0.5], rel=0.01) for d in durations), (durations, withdraw)

@@ -92,7 +92,10 @@ def test_declared_defaults_equal_the_shipped_config(build, name):
         if typed(default) != typed(shipped):
             mismatches.append(f"{key}: code default {default!r}, config {shipped!r}")
     for key, shipped in world.items():  # /** applies to every node; those that declare it must agree
-        if node.has_parameter(key) and typed(list(node.get_parameter(key).value)) != typed(shipped):
+        value = node.get_parameter(key).value if node.has_parameter(key) else None
+        if isinstance(value, (list, tuple, array.array)):
+            value = list(value)
+        if node.has_parameter(key) and typed(value) != typed(shipped):
             mismatches.append(f"{key}: code default {node.get_parameter(key).value!r}, world.yaml {shipped!r}")
     assert not mismatches, f"{name}: " + "; ".join(mismatches)
 

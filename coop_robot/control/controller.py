@@ -90,6 +90,8 @@ def parse_state_text(text: str) -> tuple[str, str]:
 #: (compared at equal phase) reuses the nominal commit time instead of computing its own.
 _REUSE_COMMIT_MARGIN_FRACTION = 0.25
 _PATH_PHASES = np.linspace(0.0, 1.0, 101)
+#: Path time (s) ahead at which separation monitoring also checks the path speed (a reach accelerates).
+_SSM_LOOKAHEAD_S = 0.1
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
@@ -782,8 +784,12 @@ class ArmController:
         if tau >= plan.path.duration_s - 1e-9:
             self._set_ssm_mode(out, now_s, "free", 1.0)
             return
-        # The separation were the arm moving along its path at full speed, from where it is now.
-        _, qd_path, _ = plan.path.state_at(tau)
+        # The separation were the arm moving along its path at full speed, from where it is now, at
+        # the faster of its speeds now and a little farther on (a reach accelerates: the check must
+        # hold until the next command can take effect).
+        _, qd_now, _ = plan.path.state_at(tau)
+        _, qd_ahead, _ = plan.path.state_at(min(tau + _SSM_LOOKAHEAD_S, plan.path.duration_s))
+        qd_path = qd_ahead if np.linalg.norm(qd_ahead) > np.linalg.norm(qd_now) else qd_now
         sep_full = self.monitor.evaluate(q, qd_path, hand)
         allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale)
         if abs(allowed - self._cruise_sigma) > 1e-9:

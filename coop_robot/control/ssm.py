@@ -266,15 +266,22 @@ class SeparationMonitor:
 
     def allowed_scale(self, sep_full: Separation, current_scale: float, step: float = 0.25) -> float:
         """Largest multiple of ``step`` in [0, 1] at which S_p fits the separation ``sep_full``
-        (evaluated at full path speed); raising it above ``current_scale`` needs
-        ``resume_margin_m`` to spare. Moving away from the person: 1."""
-        if sep_full.robot_closing_mps <= 1e-6:
+        (evaluated at full path speed). Changing speed takes time: while the speed ramps down to the
+        new scale (at the stop deceleration) the arm closes in faster than the new scale's S_p
+        assumes, and that distance is reserved. Raising the scale needs ``resume_margin_m`` to spare. Moving
+        away from the person: 1."""
+        v_full = sep_full.robot_closing_mps
+        if v_full <= 1e-6:
             return 1.0
         levels = np.arange(1.0, -1e-9, -step)
         for level in levels:
             level = float(max(level, 0.0))
+            if level == 0.0:
+                return 0.0
             margin = self.config.resume_margin_m if level > current_scale + 1e-9 else 0.0
-            if level == 0.0 or self.protective_at_scale(sep_full, level) + margin <= sep_full.separation_m:
+            ramp_s = sep_full.stop_time_s * max(current_scale - level, 0.0)
+            lag_m = v_full * 0.5 * max(current_scale - level, 0.0) * ramp_s
+            if self.protective_at_scale(sep_full, level) + margin + lag_m <= sep_full.separation_m:
                 return level
         return 0.0
 

@@ -28,6 +28,7 @@ from coop_robot.nodes.common import (
 )
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
 from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
+from coop_robot.policy.oracle import OraclePolicy
 
 
 class PolicyNode(Node):
@@ -44,10 +45,17 @@ class PolicyNode(Node):
                            "max(this, debounce_s))", 0.05, 10.0)
         debounce = declare(self, "debounce_s", 0.4,
                            "reactive: time the zone must be perceived empty before acting (s)", 0.0, 10.0)
-        lead = declare(self, "entry_lead_s", 0.85, "oracle: act this long before the partner's planned exit (s)",
-                       0.0, 5.0)
-        margin = declare(self, "margin_s", 0.0,
-                         "oracle: shift of the act time after the partner's planned exit (s)", 0.0, 5.0)
+        lead = declare(
+            self,
+            "entry_lead_s",
+            OraclePolicy.DEFAULT_ENTRY_LEAD_S,
+            "oracle: act this long before the partner's planned exit (s)",
+            0.0,
+            5.0,
+        )
+        margin = declare(
+            self, "margin_s", 0.0, "oracle: shift of the act time after the partner's planned exit (s)", 0.0, 5.0
+        )
         checkpoint = declare(self, "checkpoint", "", "mirror: checkpoint file ('' = the one shipped in the package)")
         mirror = self._declare_mirror()
         params = {"stale_after_s": stale, "fallback_clear_s": fallback}
@@ -108,33 +116,62 @@ class PolicyNode(Node):
         from coop_robot.policy.mirror import DEFAULT_ACT_THRESHOLD, DEFAULT_RELEASE_THRESHOLD
 
         world = world_geometry()
-        act = declare(self, "act_threshold", DEFAULT_ACT_THRESHOLD, "mirror: act when P(act) reaches this",
-                      0.01, 0.99)
-        release = declare(self, "release_threshold", DEFAULT_RELEASE_THRESHOLD,
-                          "mirror: while reaching or acting, keep 'act' until P(act) drops below this "
-                          "(<= act_threshold)", 0.01, 0.99)
+        act = declare(self, "act_threshold", DEFAULT_ACT_THRESHOLD, "mirror: act when P(act) reaches this", 0.01, 0.99)
+        release = declare(
+            self,
+            "release_threshold",
+            DEFAULT_RELEASE_THRESHOLD,
+            "mirror: while reaching or acting, keep 'act' until P(act) drops below this (<= act_threshold)",
+            0.01,
+            0.99,
+        )
         if release > act:
             raise ParameterError(f"parameter 'release_threshold' ({release}) must not exceed act_threshold ({act})")
         zone = declare_zone(self)
-        home = declare(self, "robot_home_joint_positions_rad", list(world.robot_home_joint_positions_rad),
-                       "mirror: home joint configuration (rad, joint_names order); its EE is the robot's "
-                       "egocentric origin; shared via world.yaml")
-        base = declare(self, "robot_base_m", list(world.robot_base_m),
-                       "Robot base position in world (m), for the end effector by forward kinematics; "
-                       "shared via world.yaml")
-        rest = declare(self, "partner_rest_m", list(world.partner_rest_m),
-                       "mirror: where the partner's hand rests between turns, world frame (m): the partner's "
-                       "egocentric origin; shared via world.yaml")
+        home = declare(
+            self,
+            "robot_home_joint_positions_rad",
+            list(world.robot_home_joint_positions_rad),
+            "mirror: home joint configuration (rad, joint_names order); its EE is the robot's "
+            "egocentric origin; shared via world.yaml",
+        )
+        base = declare(
+            self,
+            "robot_base_m",
+            list(world.robot_base_m),
+            "Robot base position in world (m), for the end effector by forward kinematics; shared via world.yaml",
+        )
+        rest = declare(
+            self,
+            "partner_rest_m",
+            list(world.partner_rest_m),
+            "mirror: where the partner's hand rests between turns, world frame (m): the partner's "
+            "egocentric origin; shared via world.yaml",
+        )
         self._joint_names = declare_joint_names(
-            self, list(JOINT_NAMES),
-            "mirror: arm joint names in /joint_states (7, robot_home_joint_positions_rad order)")
-        threads = declare(self, "torch_threads", 0, "mirror: torch intra-op threads for inference; "
-                          "0 = $COOP_ROBOT_TORCH_THREADS or 1 (more threads only contend on a busy machine)")
+            self,
+            list(JOINT_NAMES),
+            "mirror: arm joint names in /joint_states (7, robot_home_joint_positions_rad order)",
+        )
+        threads = declare(
+            self,
+            "torch_threads",
+            0,
+            "mirror: torch intra-op threads for inference; "
+            "0 = $COOP_ROBOT_TORCH_THREADS or 1 (more threads only contend on a busy machine)",
+        )
         if threads < 0:
             raise ParameterError(f"parameter 'torch_threads' must be >= 0, got {threads}")
-        return dict(act_threshold=act, release_threshold=release, zone_min_m=list(zone.min_m),
-                    zone_max_m=list(zone.max_m), robot_home_joint_positions_rad=home, robot_base_m=base,
-                    partner_rest_m=rest, torch_threads=threads or None)
+        return dict(
+            act_threshold=act,
+            release_threshold=release,
+            zone_min_m=list(zone.min_m),
+            zone_max_m=list(zone.max_m),
+            robot_home_joint_positions_rad=home,
+            robot_base_m=base,
+            partner_rest_m=rest,
+            torch_threads=threads or None,
+        )
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -142,8 +179,9 @@ class PolicyNode(Node):
         except ValueError as exc:
             # The network would run without the robot's own hand: say so (a real arm's joints may be
             # named otherwise; set joint_names, as for the controller).
-            self.get_logger().warning(f"/joint_states message ignored: {exc}; set joint_names to the arm's joints",
-                                      throttle_duration_sec=5.0)
+            self.get_logger().warning(
+                f"/joint_states message ignored: {exc}; set joint_names to the arm's joints", throttle_duration_sec=5.0
+            )
             return
         self._ee = np.asarray(self._fk.ee_position(q), dtype=float)
 
@@ -168,7 +206,8 @@ class PolicyNode(Node):
             self._fallbacks_logged = self.policy.fallback_count
             self.get_logger().warning(
                 f"liveness fallback: zone clear for {self.policy.fallback_after_s:.2f} s with the robot's turn due "
-                f"and '{self.policy_name}' still not acting; deciding 'act' (firing {self._fallbacks_logged})")
+                f"and '{self.policy_name}' still not acting; deciding 'act' (firing {self._fallbacks_logged})"
+            )
         self.decision_pub.publish(String(data=decision.action))
         self.forecast_pub.publish(Float64(data=float(decision.exit_forecast_s)))
 

@@ -6,16 +6,17 @@ between ticks and cleared by :meth:`MirrorPolicy.reset`) and turns the act head 
 
 * at ``home``: "act" when the robot's turn is due (base-class bookkeeping: the partner has been
   perceived in the zone since the robot last acted) and P(act) >= ``act_threshold``. The network
-  may say "act" while the partner is still inside -- that is its anticipation: the controller's
-  controller approaches its staging pose and enters once the zone is perceived clear;
+  may say "act" while the partner is still inside -- that is its anticipation: the controller
+  starts the reach, goes no farther than its waiting point (S_p kept for a hand anywhere in the
+  zone) while the partner is inside, and goes on once the zone is perceived clear;
 * ``reaching`` / ``acting``: keep "act" until P(act) drops below ``release_threshold``, then
   "wait" (the controller aborts a reach that is not yet committed);
 * any other state: "wait".
 
 The exit forecast is reported while the partner is perceived in the zone (NaN otherwise).
 ``yields_to_partner`` is False: it may say "act" while the partner is still inside (anticipation);
-the controller then waits at its staging pose outside the zone and enters only once the partner
-is perceived out, so the base class's "yield" would only make the arm churn.
+the controller then waits at its waiting point and goes on only once the partner is perceived out,
+so the base class's "yield" would only make the arm churn.
 
 What the policy node must provide in :class:`~coop_robot.policy.base.Observation`, once per tick
 at the checkpoint's ``obs_spec.tick_rate_hz`` (the node's ``rate_hz``): ``partner_hand_m`` and
@@ -73,7 +74,7 @@ _TRAIN_HINT = ("train one with `coop-robot train --out DIR` (docs/mirror_policy.
 @register("mirror")
 class MirrorPolicy(Policy):
     name = "mirror"
-    yields_to_partner = False  # anticipates: the controller's staging pose keeps the arm out
+    yields_to_partner = False  # anticipates: the controller's waiting point keeps the arm out
 
     def __init__(self, checkpoint: str | Path | None = None, act_threshold: float = DEFAULT_ACT_THRESHOLD,
                  release_threshold: float = DEFAULT_RELEASE_THRESHOLD, stale_after_s: float = 0.5,

@@ -22,8 +22,10 @@ from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S, Decision, Observati
 class OraclePolicy(Policy):
     name = "oracle"
     yields_to_partner = False  # it starts before the zone is clear by design
+    #: The lead (s) that gave the shortest gaps on the typical partner under separation monitoring.
+    DEFAULT_ENTRY_LEAD_S = 0.5
 
-    def __init__(self, entry_lead_s: float = 0.5, margin_s: float = 0.0, stale_after_s: float = 0.5,
+    def __init__(self, entry_lead_s: float = DEFAULT_ENTRY_LEAD_S, margin_s: float = 0.0, stale_after_s: float = 0.5,
                  fallback_clear_s: float = DEFAULT_FALLBACK_CLEAR_S) -> None:
         for key, val in (("entry_lead_s", entry_lead_s), ("margin_s", margin_s)):
             if isinstance(val, bool) or not isinstance(val, (int, float)) or not (math.isfinite(val) and val >= 0.0):

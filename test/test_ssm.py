@@ -1,0 +1,181 @@
+"""Speed and separation monitoring: the S_p terms, the body model, the worst case for what is not
+known, path-preserving speed scaling, and the controller stopping for a hand next to the arm."""
+
+import math
+
+import numpy as np
+import pytest
+from test_controller_core import DT_S, PARTNER_REST_M, run
+
+from coop_robot.control.controller import ArmController, ControllerConfig, ControllerInputs
+from coop_robot.control.kinematics import PandaKinematics
+from coop_robot.control.planning import JointLimits, ScaledPlan, plan_minimum_jerk, ramp_time_s
+from coop_robot.control.ssm import (
+    HandEstimate,
+    SeparationMonitor,
+    SsmConfig,
+    body_to_box,
+    body_to_point,
+    robot_capsules,
+)
+from coop_robot.geometry import world_geometry
+
+ZONE = world_geometry().zone
+HOME = np.asarray(world_geometry().robot_home_joint_positions_rad)
+KIN = PandaKinematics(world_geometry().robot_base_m)
+LIMITS = JointLimits.panda()
+
+
+def monitor(**kwargs) -> SeparationMonitor:
+    return SeparationMonitor(SsmConfig(**kwargs), KIN, LIMITS.acceleration_rad_s2)
+
+
+def hand(at, velocity=(0.0, 0.0, 0.0), age_s=0.0, radius_m=0.05) -> HandEstimate:
+    return HandEstimate(np.asarray(at, float), radius_m, np.asarray(velocity, float), age_s)
+
+
+# ----------------------------------------------------------------------------- the terms
+def test_at_rest_s_p_is_the_human_term_plus_the_constant_terms():
+    m = monitor()
+    cfg = m.config
+    sep = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, age_s=0.04))
+    # No robot motion: S_r = S_s = 0, T_s = 0; directed mode with a hand at rest: the floor.
+    expected = cfg.human_speed_floor_mps * (0.04 + cfg.reaction_time_s) + cfg.constant_terms_m
+    assert sep.protective_m == pytest.approx(expected)
+    assert sep.robot_closing_mps == pytest.approx(0.0) and not sep.violated
+
+
+def test_directed_speed_uses_the_hand_speed_toward_the_robot_and_constant_mode_ignores_it():
+    body_point = KIN.fk(HOME)
+    toward = (body_point - PARTNER_REST_M) / np.linalg.norm(body_point - PARTNER_REST_M)
+    m = monitor()
+    fast = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, velocity=1.2 * toward))
+    away = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, velocity=-1.2 * toward))
+    assert fast.human_closing_mps == pytest.approx(1.2, abs=0.15)   # the closest body point is near the EE
+    assert away.human_closing_mps == pytest.approx(m.config.human_speed_floor_mps)
+    constant = monitor(human_speed_mode="constant").evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M))
+    assert constant.human_closing_mps == pytest.approx(1.6)
+    unknown = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, velocity=(np.nan,) * 3))
+    assert unknown.human_closing_mps == pytest.approx(1.6)  # unknown velocity: the worst case
+
+
+def test_a_faster_robot_needs_more_separation():
+    m = monitor()
+    path = plan_minimum_jerk(HOME, HOME + np.array([0.3, 0.4, 0.0, 0.3, 0.0, 0.2, 0.0]), LIMITS, 0.5)
+    q, qd, _ = path.state_at(0.5 * path.duration_s)
+    h = hand(PARTNER_REST_M)
+    full = m.evaluate(q, qd, h)
+    assert full.stop_time_s > 0.0
+    sp = [m.protective_at_scale(full, s) for s in (0.0, 0.25, 0.5, 1.0)]
+    assert sp == sorted(sp)
+    if full.robot_closing_mps > 0:
+        assert sp[-1] > sp[0]
+        assert sp[-1] == pytest.approx(full.protective_m, rel=1e-9)
+
+
+def test_separation_is_to_the_body_not_only_the_end_effector():
+    frames = KIN.joint_frames(HOME)
+    body = robot_capsules(frames)
+    elbow = frames[3, :3, 3]
+    d, _ = body_to_point(body, elbow + np.array([0.0, 0.2, 0.0]))
+    ee_distance = np.linalg.norm(KIN.fk(HOME) - (elbow + np.array([0.0, 0.2, 0.0])))
+    assert d < ee_distance - 0.1  # the elbow link is much closer than the EE
+    assert body_to_box(body, ZONE.min_m, ZONE.max_m) > 0.2  # home keeps the waiting clearance
+
+
+def test_a_hand_not_seen_may_be_anywhere_it_could_have_reached():
+    m = monitor()
+    seen = m.hand_estimate(1.0, [0.9, 0.1, 0.8], [0, 0, 0], 0.97, None, ZONE)
+    assert seen.anywhere_in is None and seen.radius_m == pytest.approx(0.05)
+    # NaN hand (not detected) 0.5 s after it was last seen at (0.9, 0.1, 0.8).
+    lost = m.hand_estimate(1.5, [np.nan] * 3, [np.nan] * 3, 1.49, (1.0, np.array([0.9, 0.1, 0.8])), ZONE)
+    assert lost.radius_m == pytest.approx(0.05 + 1.6 * 0.5)
+    old = m.hand_estimate(2.0, [0.9, 0.1, 0.8], [0, 0, 0], 1.5, None, ZONE)  # a stale detection
+    assert old.radius_m == pytest.approx(0.05 + 1.6 * 0.5)
+    never = m.hand_estimate(1.0, None, None, None, None, ZONE)
+    assert never.anywhere_in is ZONE
+    sep = m.evaluate(HOME, np.zeros(7), never)
+    assert sep.separation_m == pytest.approx(body_to_box(robot_capsules(KIN.joint_frames(HOME)), ZONE.min_m,
+                                                         ZONE.max_m) - 0.05)
+
+
+def test_allowed_scale_drops_as_the_hand_comes_closer_and_is_full_moving_away():
+    m = monitor()
+    path = plan_minimum_jerk(HOME, ArmController().target_rad, LIMITS, 0.5)
+    q, qd, _ = path.state_at(0.45 * path.duration_s)
+    ee = KIN.fk(q)
+    scales = []
+    for distance in (0.8, 0.45, 0.3, 0.2, 0.12):
+        full = m.evaluate(q, qd, hand(ee + np.array([distance, 0.0, -0.05])))
+        scales.append(m.allowed_scale(full, current_scale=1.0))
+    assert scales == sorted(scales, reverse=True) and scales[0] == 1.0 and scales[-1] == 0.0
+    away = m.evaluate(q, -qd, hand(ee + np.array([0.12, 0.0, -0.05])))
+    assert m.allowed_scale(away, current_scale=0.0) == 1.0
+
+
+@pytest.mark.parametrize("kwargs, match", [({"human_speed_mode": "sometimes"}, "human_speed_mode"),
+                                           ({"human_speed_floor_mps": 2.0}, "human_speed_floor_mps"),
+                                           ({"intrusion_distance_m": -0.1}, "intrusion_distance_m"),
+                                           ({"stop_acceleration_scale": 0.0}, "stop_acceleration_scale")])
+def test_invalid_ssm_terms_are_rejected_naming_the_term(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SsmConfig(**kwargs)
+
+
+# ----------------------------------------------------------------------------- speed scaling
+def test_scaled_plan_keeps_the_path_and_stops_on_it_within_the_limits():
+    path = plan_minimum_jerk(HOME, ArmController().target_rad, LIMITS, 0.5)
+    tau = 0.4 * path.duration_s
+    ramp = ramp_time_s(path, tau, 1.0, 0.0, LIMITS, 0.8)
+    stop = ScaledPlan(path, tau, 1.0, [(ramp, 1.0, 0.0)])
+    assert stop.stops_on_path and stop.stop_tau_s == pytest.approx(tau + 0.5 * ramp)
+    t = np.linspace(0.0, stop.duration_s, 400)
+    q, v, a = stop.state_at(t)
+    on_path = path.state_at(stop.tau_at(t))[0]
+    assert np.allclose(q, on_path)
+    assert np.allclose(v[-1], 0.0) and np.all(np.abs(a) <= LIMITS.acceleration_rad_s2 * 1.0 + 1e-6)
+    assert np.allclose(np.gradient(q, t, axis=0), v, atol=5e-3)  # velocities are the positions' derivative
+    # Resume from rest: the same path to its goal.
+    go = ScaledPlan(path, stop.stop_tau_s, 0.0, [(ramp_time_s(path, stop.stop_tau_s, 0.0, 1.0, LIMITS, 0.5), 0.0, 1.0)])
+    assert np.allclose(go.goal_rad, path.goal_rad) and not go.stops_on_path
+
+
+# ----------------------------------------------------------------------------- the controller
+def test_a_hand_at_the_zone_edge_next_to_the_arm_stops_it_and_moving_away_resumes():
+    # The partner is perceived outside the zone (no zone-guard hold), but its hand rests at the
+    # zone's edge right where the reach comes down: separation monitoring alone must stop the arm.
+    ctl = ArmController(ControllerConfig())
+    edge = np.array([0.52, -0.05, ZONE.max_m[2] + 0.06])   # just above the zone, under the reach
+    away_s = 3.0
+
+    def script(t):
+        at = edge if t < away_s else PARTNER_REST_M
+        return {"partner_in_zone": False, "hand": at, "velocity": np.zeros(3), "decision": "act"}
+
+    rec = run(ctl, script, 7.0)
+    names = rec.names(ssm=True)
+    assert "ssm_stop" in names and "ssm_resume" in names
+    stop_s, resume_s = rec.time_of("ssm_stop"), rec.time_of("ssm_resume")
+    assert stop_s < away_s <= resume_s
+    assert "act_start" in names and rec.time_of("act_start") > away_s  # the turn is taken once the hand left
+    stopped = [state for t, state in rec.states if stop_s + 0.5 <= t < away_s]
+    assert stopped and set(stopped) == {"reaching"}
+
+
+def test_the_arm_never_moves_toward_the_hand_closer_than_s_p():
+    ctl = ArmController(ControllerConfig())
+    edge = np.array([0.52, -0.05, ZONE.max_m[2] + 0.06])
+    violations = []
+    for t in np.arange(0.0, 3.0, DT_S):
+        out = ctl.update(t, ControllerInputs("act", False, t, None, partner_hand_m=edge,
+                                             partner_velocity_mps=np.zeros(3)))
+        q, qd, _ = ctl.commanded_state(t)
+        truth = ctl.monitor.evaluate(q, qd, HandEstimate(edge, 0.05, np.zeros(3), 0.0))
+        if truth.violated:
+            violations.append((round(float(t), 2), truth.separation_m, truth.protective_m))
+        assert out.separation is not None and math.isfinite(out.separation.protective_m)
+    assert violations == []
+    q, qd, _ = ctl.commanded_state(2.99)
+    assert np.allclose(qd, 0.0) and ctl.ssm_mode == "stop" and ctl.state == "reaching"
+    sep, _ = body_to_point(robot_capsules(KIN.joint_frames(q)), edge)
+    assert sep - 0.05 > 0.05  # stopped short of the hand
