@@ -92,11 +92,14 @@ _REUSE_COMMIT_MARGIN_FRACTION = 0.25
 _PATH_PHASES = np.linspace(0.0, 1.0, 101)
 #: Path time (s) ahead at which separation monitoring also checks the path speed (a reach accelerates).
 _SSM_LOOKAHEAD_S = 0.1
+#: A move sent again at a new speed joins its path this long (s) after receipt (see _resend).
+_RESEND_JOIN_S = 0.1
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
 DEFAULT_TARGET_M = (0.60, -0.08, 0.72)
 DEFAULT_ZONE = world_geometry().zone
+_SSM = SsmConfig()  # the separation monitor's default terms
 
 
 @dataclass(frozen=True)
@@ -139,19 +142,19 @@ class ControllerConfig:
     #: no reach or entry starts, and an uncommitted one is aborted. 0 s disables the guard.
     approach_horizon_s: float = 0.6
     approach_min_speed_mps: float = 0.15
-    # Speed and separation monitoring (coop_robot.control.ssm.SsmConfig; ISO/TS 15066 terms).
-    ssm_human_speed_mode: str = "directed"
-    ssm_human_speed_mps: float = 1.6
-    ssm_human_speed_floor_mps: float = 0.5
-    ssm_reaction_time_s: float = 0.03
-    ssm_intrusion_distance_m: float = 0.04
-    ssm_perception_uncertainty_m: float = 0.01
-    ssm_robot_uncertainty_m: float = 0.01
-    ssm_hand_radius_m: float = 0.05
-    ssm_resume_margin_m: float = 0.03
+    # Speed and separation monitoring: coop_robot.control.ssm.SsmConfig's terms (its defaults).
+    ssm_human_speed_mode: str = _SSM.human_speed_mode
+    ssm_human_speed_mps: float = _SSM.human_speed_mps
+    ssm_human_speed_floor_mps: float = _SSM.human_speed_floor_mps
+    ssm_reaction_time_s: float = _SSM.reaction_time_s
+    ssm_intrusion_distance_m: float = _SSM.intrusion_distance_m
+    ssm_perception_uncertainty_m: float = _SSM.perception_uncertainty_m
+    ssm_robot_uncertainty_m: float = _SSM.robot_uncertainty_m
+    ssm_hand_radius_m: float = _SSM.hand_radius_m
+    ssm_resume_margin_m: float = _SSM.resume_margin_m
+    ssm_max_hand_age_s: float = _SSM.max_hand_age_s
     #: Perception age (s) assumed for a waiting pose (camera frame period + perception latency).
     ssm_waiting_perception_age_s: float = 0.05
-    ssm_max_hand_age_s: float = 0.1
 
     @property
     def ssm(self) -> SsmConfig:
@@ -711,8 +714,12 @@ class ArmController:
         self._plan = new
         self._plan_start_s = now_s
         self._hold_rad = new.goal_rad
-        out.trajectory = TrajectoryCommand(self.config.joint_names, new.points(self.config.point_rate_hz),
-                                           self._purpose, new)
+        # The arm lags its reference a little; a joint trajectory controller interpolates from the
+        # measured state to the first point, so a first point 20 ms away would make it catch up in
+        # one jerk. A re-sent move joins its path _RESEND_JOIN_S later instead.
+        points = new.points(self.config.point_rate_hz)
+        joined = [p for p in points if p.time_from_start_s >= _RESEND_JOIN_S - 1e-9] or points[-1:]
+        out.trajectory = TrajectoryCommand(self.config.joint_names, joined, self._purpose, new)
 
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
         cfg = self.config

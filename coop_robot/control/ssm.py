@@ -50,6 +50,10 @@ _HAND_HALF_WIDTH_M = 0.09
 _FLANGE_FROM_J7_M = 0.107
 
 HUMAN_SPEED_MODES = ("directed", "constant")
+#: The robot "moves toward the person" when its body closes the separation faster than this (m/s).
+#: Slower closing is a creep that stops within millimetres: a withdrawal whose elbow drifts a few
+#: cm/s toward the hand for a moment is not slowed, and does not count as an SSM violation.
+APPROACH_SPEED_MPS = 0.05
 SSM_MODES = ("free", "scaled", "stop")
 
 
@@ -177,8 +181,14 @@ class Separation(NamedTuple):
 
     @property
     def violated(self) -> bool:
-        """Closer than S_p while moving toward the person."""
-        return self.robot_closing_mps > 1e-6 and self.separation_m < self.protective_m
+        """Closer than S_p while moving toward the person (faster than :data:`APPROACH_SPEED_MPS`)."""
+        return violates(self.separation_m, self.protective_m, self.robot_closing_mps)
+
+
+def violates(separation_m: float, protective_m: float, robot_closing_mps: float) -> bool:
+    """The SSM violation rule (one definition for the controller, the metrics and the reports):
+    separation below S_p while the robot moves toward the person."""
+    return robot_closing_mps > APPROACH_SPEED_MPS and separation_m < protective_m
 
 
 class SeparationMonitor:
@@ -271,7 +281,7 @@ class SeparationMonitor:
         assumes, and that distance is reserved. Raising the scale needs ``resume_margin_m`` to spare. Moving
         away from the person: 1."""
         v_full = sep_full.robot_closing_mps
-        if v_full <= 1e-6:
+        if v_full <= APPROACH_SPEED_MPS:
             return 1.0
         levels = np.arange(1.0, -1e-9, -step)
         for level in levels:

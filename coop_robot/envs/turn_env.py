@@ -427,9 +427,9 @@ class TurnTakingEnv:
         now = self.t_s
         latest = self._latest
         if self._sim is not None:
-            q_meas, _ = self._world.arm_state()
+            q_meas, qd_meas = self._world.arm_state()
         else:
-            q_meas = self._frames_q
+            q_meas, qd_meas = self._frames_q, None
         inputs = ControllerInputs(
             decision=self._decision,
             partner_in_zone=None if latest is None else latest.in_zone,
@@ -442,7 +442,7 @@ class TurnTakingEnv:
         for ev in out.events:
             if ev.name in CONTROLLER_NAMES:
                 self._event(ev.name, ev.t_s)
-        self._ground_truth_separation(now, q_meas, latest)
+        self._ground_truth_separation(now, q_meas, qd_meas, latest)
         if out.trajectory is not None:
             points = [(pt.time_from_start_s, pt.positions, pt.velocities or None, pt.accelerations or None)
                       for pt in out.trajectory.points]
@@ -459,12 +459,14 @@ class TurnTakingEnv:
                 # sampling the executor step by step.
                 self._set_path(out.trajectory.plan, now)
 
-    def _ground_truth_separation(self, now: float, q_meas: np.ndarray, latest: PerceivedFrame | None) -> None:
-        """SSM on ground truth: the true glove against the arm's body at the commanded speed, with
+    def _ground_truth_separation(self, now: float, q_meas: np.ndarray, qd_meas: np.ndarray | None,
+                                 latest: PerceivedFrame | None) -> None:
+        """SSM on ground truth: the true glove against the arm's body at its true speed (PyBullet's
+        joint velocities; the commanded ones for the kinematic arm, which follows them exactly), with
         the true hand velocity and the perception age the controller had at this tick."""
         hand_velocity = (self._hand_true - self._hand_prev_tick) * CONTROLLER_RATE_HZ
         self._hand_prev_tick = self._hand_true.copy()
-        _, qd_cmd, _ = self.controller.commanded_state(now)
+        qd_cmd = qd_meas if qd_meas is not None else self.controller.commanded_state(now)[1]
         nominal_age = self.controller.config.ssm_waiting_perception_age_s
         age = nominal_age if latest is None else now - latest.stamp_s
         sep = ground_truth_separation(self.controller.monitor, q_meas, qd_cmd, self._hand_true, hand_velocity,

@@ -37,7 +37,8 @@ the protective separation distance S_p and the robot's closing speed
 
 * **min_separation_m** and **min_ssm_margin_m** (min of separation - S_p) over the window's samples;
 * **ssm_violations** = distinct episodes (consecutive samples) with the robot approaching
-  (closing speed > 0) inside S_p (separation < S_p) that start in the window;
+  (closing speed > ``APPROACH_SPEED_MPS``, :func:`coop_robot.control.ssm.violates`) inside S_p
+  (separation < S_p) that start in the window;
 * **protective_stop_s** = time from ``ssm_stop`` to the next ``ssm_resume``/``ssm_scaled``;
   **speed_scaled_s** = time from ``ssm_scaled`` to the next ``ssm_resume``/``ssm_stop`` (split at
   window ends). The session values are the minima and totals over its turns (time after the last
@@ -67,6 +68,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from coop_robot.control.ssm import violates
 from coop_robot.partner.model import NEAR_MISS_S
 
 OCCUPANCY_EVENTS = ("partner_enter", "partner_exit", "robot_enter", "robot_exit")
@@ -319,7 +321,7 @@ class TurnSegmenter:
         margin = separation_m - protective_m
         if margin < w.min_ssm_margin_m:
             w.min_ssm_margin_m = margin
-        violating = closing_mps > 0.0 and separation_m < protective_m
+        violating = violates(separation_m, protective_m, closing_mps)
         if violating and not self._in_violation:
             w.ssm_violations += 1
         self._in_violation = violating

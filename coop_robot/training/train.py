@@ -264,10 +264,10 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
         rows["decision"].append(policy.sampled_action is not None)
         # What was executed: the base class's liveness fallback may say "act" over a sampled "wait".
         rows["action"].append(float(decision.action == "act"))
-        # Once reaching (or acting) the only sensible target is to carry on: past the commit time the
-        # arm goes in anyway, and before it the controller holds the reach at its waiting point while
-        # the partner is inside -- letting go would only send the arm home and back.
-        rows["keep_going"].append(obs.robot_state in ("reaching", "acting"))
+        # Past the commit time (or acting) the only sensible target is to carry on; before it the
+        # target is the timing one (a reach started too early is given up: the deployed rule).
+        rows["keep_going"].append(obs.robot_state == "acting"
+                                  or (obs.robot_state == "reaching" and env.controller.committed))
         rows["uncommitted"].append(obs.robot_state == "reaching" and not env.controller.committed)
 
         obs, info = env.step(decision.action)
