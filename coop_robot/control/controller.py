@@ -92,6 +92,8 @@ _REUSE_COMMIT_MARGIN_FRACTION = 0.25
 _PATH_PHASES = np.linspace(0.0, 1.0, 101)
 #: Path time (s) ahead at which separation monitoring also checks the path speed (a reach accelerates).
 _SSM_LOOKAHEAD_S = 0.1
+#: Separation monitoring raises the speed only after it has been allowed this long (s).
+_SSM_RAISE_AFTER_S = 0.2
 #: A move sent again at a new speed joins its path this long (s) after receipt (see _resend).
 _RESEND_JOIN_S = 0.1
 
@@ -496,6 +498,7 @@ class ArmController:
         self._ssm_scale = 1.0
         #: Speed scale the current move cruises at (separation monitoring sets it).
         self._cruise_sigma = 1.0
+        self._raise_since_s: float | None = None
         #: While the zone guard holds the reach: the path time it must stop at (the waiting point).
         self._stop_at_tau: float | None = None
         self._ssm_stop_since_s: float | None = None
@@ -799,7 +802,17 @@ class ArmController:
         qd_path = qd_ahead if np.linalg.norm(qd_ahead) > np.linalg.norm(qd_now) else qd_now
         sep_full = self.monitor.evaluate(q, qd_path, hand)
         allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale)
+        if allowed > self._cruise_sigma + 1e-9:
+            # Speed up only once a higher speed has been allowed for _SSM_RAISE_AFTER_S: a noisy hand
+            # velocity would otherwise make the arm stop and go tick by tick.
+            if self._raise_since_s is None:
+                self._raise_since_s = now_s
+            if now_s - self._raise_since_s < _SSM_RAISE_AFTER_S - 1e-9:
+                allowed = self._cruise_sigma
+        else:
+            self._raise_since_s = None
         if abs(allowed - self._cruise_sigma) > 1e-9:
+            self._raise_since_s = None
             self._resend(out, now_s, allowed)
         mode = "free" if allowed >= 1.0 else ("stop" if allowed <= 0.0 else "scaled")
         self._set_ssm_mode(out, now_s, mode, allowed)
