@@ -316,19 +316,25 @@ def ground_truth_separation(monitor: SeparationMonitor, q_rad, qd_rad_s, hand_m,
 
 class GroundTruthMonitor:
     """Ground-truth separation monitoring for a simulator: call :meth:`sample` with the true arm
-    state and hand position at each sample time; the hand velocity is differenced here."""
+    configuration and hand position at each sample time (~100 Hz). Both velocities are the
+    positions' differences over the sample interval: a simulated position-controlled joint's
+    instantaneous velocity reading carries the motor loop's jitter (twice the arm's real motion
+    in PyBullet), which is not motion toward anyone."""
 
     def __init__(self, monitor: SeparationMonitor, hand_radius_m: float, reaction_age_s: float) -> None:
         self.monitor = monitor
         self.hand_radius_m = float(hand_radius_m)
         self.reaction_age_s = float(reaction_age_s)
-        self._last: tuple[float, np.ndarray] | None = None
+        self._last: tuple[float, np.ndarray, np.ndarray] | None = None
 
-    def sample(self, t_s: float, q_rad, qd_rad_s, hand_m) -> Separation:
+    def sample(self, t_s: float, q_rad, hand_m, reaction_age_s: float | None = None) -> Separation:
         hand = np.asarray(hand_m, dtype=float)
-        velocity = np.zeros(3)
+        q = np.asarray(q_rad, dtype=float)
+        velocity, qd = np.zeros(3), np.zeros(7)
         if self._last is not None and t_s > self._last[0]:
-            velocity = (hand - self._last[1]) / (t_s - self._last[0])
-        self._last = (float(t_s), hand.copy())
-        return ground_truth_separation(self.monitor, q_rad, qd_rad_s, hand, velocity, self.hand_radius_m,
-                                       self.reaction_age_s)
+            dt = t_s - self._last[0]
+            velocity = (hand - self._last[2]) / dt
+            qd = (q - self._last[1]) / dt
+        self._last = (float(t_s), q.copy(), hand.copy())
+        age = self.reaction_age_s if reaction_age_s is None else float(reaction_age_s)
+        return ground_truth_separation(self.monitor, q, qd, hand, velocity, self.hand_radius_m, age)

@@ -51,7 +51,7 @@ from coop_robot.control.controller import (
     controller_config_from_params,
     controller_parameter,
 )
-from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, Separation, ground_truth_separation, robot_capsules
+from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, GroundTruthMonitor, Separation, robot_capsules
 from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
 from coop_robot.geometry import Zone, read_world_params, world_geometry
 from coop_robot.partner.model import PartnerModel
@@ -279,7 +279,8 @@ class TurnTakingEnv:
         self._planned_exit_s: float | None = None
         self._step_events: list[tuple[str, float]] = []
         self._records_done = 0
-        self._hand_prev_tick = self._hand_true.copy()
+        self._truth_monitor = GroundTruthMonitor(self.controller.monitor, self._person.glove_radius_m,
+                                                 self.controller.config.ssm_waiting_perception_age_s)
         self._partner_turn = PartnerTurnEdges()
         self.last_separation: Separation | None = None
         self._ssm_samples: list[tuple[float, Separation]] = []
@@ -427,9 +428,9 @@ class TurnTakingEnv:
         now = self.t_s
         latest = self._latest
         if self._sim is not None:
-            q_meas, qd_meas = self._world.arm_state()
+            q_meas, _ = self._world.arm_state()
         else:
-            q_meas, qd_meas = self._frames_q, None
+            q_meas = self._frames_q
         inputs = ControllerInputs(
             decision=self._decision,
             partner_in_zone=None if latest is None else latest.in_zone,
@@ -442,7 +443,7 @@ class TurnTakingEnv:
         for ev in out.events:
             if ev.name in CONTROLLER_NAMES:
                 self._event(ev.name, ev.t_s)
-        self._ground_truth_separation(now, q_meas, qd_meas, latest)
+        self._ground_truth_separation(now, q_meas, latest)
         if out.trajectory is not None:
             points = [(pt.time_from_start_s, pt.positions, pt.velocities or None, pt.accelerations or None)
                       for pt in out.trajectory.points]
@@ -459,18 +460,13 @@ class TurnTakingEnv:
                 # sampling the executor step by step.
                 self._set_path(out.trajectory.plan, now)
 
-    def _ground_truth_separation(self, now: float, q_meas: np.ndarray, qd_meas: np.ndarray | None,
-                                 latest: PerceivedFrame | None) -> None:
-        """SSM on ground truth: the true glove against the arm's body at its true speed (PyBullet's
-        joint velocities; the commanded ones for the kinematic arm, which follows them exactly), with
-        the true hand velocity and the perception age the controller had at this tick."""
-        hand_velocity = (self._hand_true - self._hand_prev_tick) * CONTROLLER_RATE_HZ
-        self._hand_prev_tick = self._hand_true.copy()
-        qd_cmd = qd_meas if qd_meas is not None else self.controller.commanded_state(now)[1]
+    def _ground_truth_separation(self, now: float, q_meas: np.ndarray, latest: PerceivedFrame | None) -> None:
+        """SSM on ground truth (:class:`~coop_robot.control.ssm.GroundTruthMonitor`, as the sim node
+        scores it): the true glove against the arm's body, with both velocities from their motion
+        over the tick and the perception age the controller had at this tick."""
         nominal_age = self.controller.config.ssm_waiting_perception_age_s
-        age = nominal_age if latest is None else now - latest.stamp_s
-        sep = ground_truth_separation(self.controller.monitor, q_meas, qd_cmd, self._hand_true, hand_velocity,
-                                      self._person.glove_radius_m, age)
+        age = nominal_age if self._latest is None else now - latest.stamp_s
+        sep = self._truth_monitor.sample(now, q_meas, self._hand_true, age)
         self.last_separation = sep
         self._ssm_samples.append((now, sep))
         self.tracker.push_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)

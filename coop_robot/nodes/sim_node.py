@@ -305,12 +305,12 @@ class SimNode(Node):
         pub.publish(msg)
 
     def _publish_ground_truth_separation(self) -> None:
-        q, qd = self._sim.world.arm_state()
+        q, _ = self._sim.world.arm_state()
         t = self._sim.t_s
-        sep = self._ssm_truth.sample(t, q, qd, self._sim.partner_hand_m())
-        mode = "free" if sep.margin_m >= 0.0 or sep.robot_closing_mps <= 0.0 else "stop"
+        sep = self._ssm_truth.sample(t, q, self._sim.partner_hand_m())
+        # Ground truth has no speed mode of its own: the controller's is on /controller/ssm.
         self._ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,
-                                                    sep.human_closing_mps, 1.0, mode)))
+                                                    sep.human_closing_mps, 1.0, "free")))
 
     def _publish_joint_state(self, stamp) -> None:
         names, position, velocity, effort = self._sim.world.joint_state()
