@@ -141,7 +141,7 @@ def test_a_short_run_learns_and_its_checkpoint_runs_in_mirror_policy(tmp_path):
     # Gaussian NLL; the mean error of so short a run moves by noise), and the act head learned the
     # timing target (both scored on the same sequences at every iteration).
     assert float(end["val_forecast_nll"]) < float(start["val_forecast_nll"]) - 0.1
-    assert float(end["val_act_imitation"]) < 0.5 * float(start["val_act_imitation"])
+    assert float(end["val_act_imitation"]) < 0.6 * float(start["val_act_imitation"])
     # The greedy policy still completes its turns without overlap or contact.
     assert int(end["eval_turns"]) == 2 and float(end["eval_overlap_rate"]) == 0.0 and int(end["eval_contacts"]) == 0
     assert (tmp_path / "run" / CURVES_PNG).stat().st_size > 0
