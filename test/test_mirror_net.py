@@ -135,8 +135,8 @@ def test_task_context_layout():
 
 
 # The egocentric origins the shipped checkpoint (coop_robot/policy/checkpoints/mirror.pt) was trained
-# with, as constants in mirror.py before they were derived from the cell: history, pinned here.
-TRAINED_ROBOT_HOME_EE_M = (0.4121, 0.0, 1.0616)
+# with: the raised home of speed and separation monitoring (retrained 2026-12-02), pinned here.
+TRAINED_ROBOT_HOME_EE_M = (0.4329, 0.0, 1.2691)
 TRAINED_PARTNER_REST_M = (1.02, 0.15, 0.80)
 
 
