@@ -462,5 +462,5 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
 
     core = ArmController(ControllerConfig())
     withdraw = {vs: minimum_jerk_duration_s(core.target_rad, core.home_rad, core.limits, vs, 0.5) for vs in (0.3, 0.5)}
-    assert any(d == pytest.approx(withdraw[0.3], rel=0.05) for d in durations), (durations, withdraw)
-    assert not any(d == pytest.approx(withdraw[0.5], rel=0.01) for d in durations), (durations, withdraw)
+    # The reach and the withdrawal of each of the two turns, at least, are full moves at 0.3.
+    assert sum(d == pytest.approx(withdraw[0.3], rel=0.01) for d in durations) >= 4, (durations, withdraw)
