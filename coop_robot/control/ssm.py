@@ -251,9 +251,13 @@ class SeparationMonitor:
             v_h = self.human_speed(hand.velocity_mps, -toward_hand)
         v_r = (d0 - d1) / dt
         t_stop = self.stop_time_s(qd)
-        closing = max(v_r, 0.0)
-        s_p = (v_h * (t_react + t_stop) + closing * t_react + 0.5 * closing * t_stop + cfg.constant_terms_m)
+        s_p = self._protective_m(v_h, max(v_r, 0.0), t_react, t_stop)
         return Separation(max(d0, 0.0), float(s_p), float(v_r), float(v_h), t_stop, t_react)
+
+    def _protective_m(self, v_h: float, closing_mps: float, t_react_s: float, t_stop_s: float) -> float:
+        """S_p = S_h + S_r + S_s + C + Z_d + Z_r (the module docstring's terms)."""
+        return (v_h * (t_react_s + t_stop_s) + closing_mps * t_react_s + 0.5 * closing_mps * t_stop_s
+                + self.config.constant_terms_m)
 
     def human_speed(self, velocity_mps: np.ndarray, toward_robot: np.ndarray) -> float:
         """v_h: the hand's speed toward the robot (directed, at least the floor) or the constant."""
@@ -268,11 +272,8 @@ class SeparationMonitor:
     def protective_at_scale(self, sep: Separation, scale: float) -> float:
         """S_p (m) were the robot moving along the same path at ``scale`` times the speed that
         gave ``sep`` (closing speed and stopping time scale with it)."""
-        cfg = self.config
-        closing = max(sep.robot_closing_mps, 0.0) * scale
-        t_stop = sep.stop_time_s * scale
-        return (sep.human_closing_mps * (sep.reaction_time_s + t_stop) + closing * sep.reaction_time_s
-                + 0.5 * closing * t_stop + cfg.constant_terms_m)
+        return self._protective_m(sep.human_closing_mps, max(sep.robot_closing_mps, 0.0) * scale,
+                                  sep.reaction_time_s, sep.stop_time_s * scale)
 
     def allowed_scale(self, sep_full: Separation, current_scale: float, step: float = 0.25) -> float:
         """Largest multiple of ``step`` in [0, 1] at which S_p fits the separation ``sep_full``
@@ -304,16 +305,6 @@ class SeparationMonitor:
                 + cfg.constant_terms_m)
 
 
-def ground_truth_separation(monitor: SeparationMonitor, q_rad, qd_rad_s, hand_m, hand_velocity_mps,
-                            hand_radius_m: float, reaction_age_s: float) -> Separation:
-    """S_p and the separation on ground truth (simulation): the true hand sphere (its real radius)
-    moving at its true velocity, the arm at its true joint state, and ``reaction_age_s`` as the
-    perception part of T_r (the age the controller's perception had, or its nominal value)."""
-    hand = HandEstimate(np.asarray(hand_m, dtype=float), float(hand_radius_m),
-                        np.asarray(hand_velocity_mps, dtype=float), float(reaction_age_s))
-    return monitor.evaluate(q_rad, qd_rad_s, hand)
-
-
 class GroundTruthMonitor:
     """Ground-truth separation monitoring for a simulator: call :meth:`sample` with the true arm
     configuration and hand position at each sample time (~100 Hz). Both velocities are the
@@ -337,4 +328,5 @@ class GroundTruthMonitor:
             qd = (q - self._last[1]) / dt
         self._last = (float(t_s), q.copy(), hand.copy())
         age = self.reaction_age_s if reaction_age_s is None else float(reaction_age_s)
-        return ground_truth_separation(self.monitor, q, qd, hand, velocity, self.hand_radius_m, age)
+        # The true hand sphere (its real radius) at its true velocity; age: the perception part of T_r.
+        return self.monitor.evaluate(q, qd, HandEstimate(hand, self.hand_radius_m, velocity, age))
