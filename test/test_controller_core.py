@@ -26,7 +26,9 @@ PARTNER_REST_M = np.array(world_geometry().partner_rest_m)
 PARTNER_IN_ZONE_M = np.array([0.70, 0.10, 0.80])
 #: The direct reach and its zone guard. With anticipation on, "act" while the partner is inside
 #: would start an approach to the staging pose after every abort; test_anticipation.py covers that.
-CONFIG = ControllerConfig(anticipation=False)
+#: The state machine's tests see a resting hand through ISO/TS 15066's plain S_h (no acceleration
+#: allowance, under which the reach slows near the resting hand); test_ssm.py covers the allowance.
+CONFIG = ControllerConfig(anticipation=False, ssm_human_acceleration_mps2=0.0)
 
 
 @pytest.fixture(scope="module")

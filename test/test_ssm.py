@@ -36,7 +36,8 @@ def hand(at, velocity=(0.0, 0.0, 0.0), age_s=0.0, radius_m=0.05) -> HandEstimate
 
 # ----------------------------------------------------------------------------- the terms
 def test_at_rest_s_p_is_the_human_term_plus_the_constant_terms():
-    m = monitor()
+    # Without the acceleration allowance: ISO/TS 15066's S_h = v_h (T_r + T_s) with the floor.
+    m = monitor(human_acceleration_mps2=0.0)
     cfg = m.config
     sep = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, age_s=0.04))
     # No robot motion: S_r = S_s = 0, T_s = 0; directed mode with a hand at rest: the floor.
@@ -45,14 +46,66 @@ def test_at_rest_s_p_is_the_human_term_plus_the_constant_terms():
     assert sep.robot_closing_mps == pytest.approx(0.0) and not sep.violated
 
 
+def test_the_hand_may_have_sped_up_since_its_velocity_was_measured_and_while_the_arm_stops():
+    m = monitor()
+    cfg = m.config
+    a, lag = cfg.human_acceleration_mps2, cfg.velocity_lag_s
+    assert a > 0.0 and lag > 0.0
+    age = 0.04
+    seen = hand(PARTNER_REST_M, age_s=age)._replace(moved_s=age)   # a fresh detection, age s old
+    sep = m.evaluate(HOME, np.zeros(7), seen)
+    # Perceived at rest: by now it may come at a (age + lag), and go on speeding up to K_h.
+    v0 = a * (age + lag)
+    assert sep.human_closing_mps == pytest.approx(v0)
+    horizon = age + cfg.reaction_time_s
+    t_up = min(horizon, (cfg.human_speed_mps - v0) / a)
+    s_h = v0 * t_up + 0.5 * a * t_up ** 2 + cfg.human_speed_mps * (horizon - t_up)
+    assert sep.protective_m == pytest.approx(max(s_h, cfg.human_speed_floor_mps * horizon) + cfg.constant_terms_m)
+    # ... and it may already be v0 * age closer than where it was seen.
+    plain = monitor(human_acceleration_mps2=0.0).evaluate(HOME, np.zeros(7), seen)  # v_h 0: no closer
+    assert sep.separation_m == pytest.approx(plain.separation_m - v0 * age)
+    # S_h grows with the horizon faster than linearly until K_h, never beyond K_h per second.
+    travel = [m.human_travel_m(0.0, t) for t in (0.05, 0.1, 0.2, 0.4)]
+    assert travel == sorted(travel) and travel[3] / 0.4 > travel[2] / 0.2
+    assert all(d <= cfg.human_speed_mps * t + 1e-12 for d, t in zip(travel, (0.05, 0.1, 0.2, 0.4)))
+    # A hand moving away must turn round first: less than a resting one, never below the floor.
+    assert m.human_travel_m(-1.0, 0.3) < m.human_travel_m(0.0, 0.3)
+    assert m.human_travel_m(-1.0, 0.3) == pytest.approx(cfg.human_speed_floor_mps * 0.3)
+
+
+def test_the_controller_budget_covers_ground_truth_for_a_hand_accelerating_at_a_h():
+    # A hand starting from rest toward the arm at a_h, seen through a lagging velocity estimate:
+    # the controller's S_p minus its separation is never below ground truth's (true velocity, no
+    # allowance, the true position) at the same instant.
+    from coop_robot.control.ssm import GroundTruthMonitor
+
+    m = monitor()
+    cfg = m.config
+    truth = GroundTruthMonitor(m, 0.05, 0.03)
+    body_point = KIN.fk(HOME)
+    toward = (body_point - PARTNER_REST_M) / np.linalg.norm(body_point - PARTNER_REST_M)
+    start = PARTNER_REST_M - 0.3 * toward
+    a = cfg.human_acceleration_mps2
+    for t in np.arange(0.0, 0.15, 0.01):
+        p_true = start + 0.5 * a * t * t * toward
+        gt = truth.sample(float(t), HOME, p_true, 0.03)
+        seen_t = max(t - 0.03, 0.0)
+        v_seen = a * max(seen_t - cfg.velocity_lag_s, 0.0)   # the estimate lags velocity_lag_s more
+        est = m.evaluate(HOME, np.zeros(7), hand(start + 0.5 * a * seen_t ** 2 * toward, velocity=v_seen * toward,
+                                                   age_s=0.03)._replace(moved_s=0.03))
+        assert est.margin_m <= gt.margin_m + 1e-9, t
+
+
 def test_directed_speed_uses_the_hand_speed_toward_the_robot_and_constant_mode_ignores_it():
     body_point = KIN.fk(HOME)
     toward = (body_point - PARTNER_REST_M) / np.linalg.norm(body_point - PARTNER_REST_M)
-    m = monitor()
+    m = monitor(human_acceleration_mps2=0.0)
     fast = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, velocity=1.2 * toward))
     away = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, velocity=-1.2 * toward))
     assert fast.human_closing_mps == pytest.approx(1.2, abs=0.15)   # the closest body point is near the EE
-    assert away.human_closing_mps == pytest.approx(m.config.human_speed_floor_mps)
+    assert away.human_closing_mps == pytest.approx(-1.2, abs=0.15)  # moving away ...
+    still = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M))
+    assert away.protective_m == pytest.approx(still.protective_m)  # ... S_h is the floor's, as at rest
     constant = monitor(human_speed_mode="constant").evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M))
     assert constant.human_closing_mps == pytest.approx(1.6)
     unknown = m.evaluate(HOME, np.zeros(7), hand(PARTNER_REST_M, velocity=(np.nan,) * 3))

@@ -155,6 +155,8 @@ class ControllerConfig:
     ssm_hand_radius_m: float = _SSM.hand_radius_m
     ssm_resume_margin_m: float = _SSM.resume_margin_m
     ssm_max_hand_age_s: float = _SSM.max_hand_age_s
+    ssm_human_acceleration_mps2: float = _SSM.human_acceleration_mps2
+    ssm_velocity_lag_s: float = _SSM.velocity_lag_s
     #: Perception age (s) assumed for a waiting pose (camera frame period + perception latency).
     ssm_waiting_perception_age_s: float = 0.05
 
@@ -164,7 +166,9 @@ class ControllerConfig:
         return SsmConfig(self.ssm_human_speed_mode, self.ssm_human_speed_mps, self.ssm_human_speed_floor_mps,
                          self.ssm_reaction_time_s, self.ssm_intrusion_distance_m, self.ssm_perception_uncertainty_m,
                          self.ssm_robot_uncertainty_m, self.ssm_hand_radius_m, self.stop_acceleration_scale,
-                         self.ssm_resume_margin_m, self.ssm_max_hand_age_s)
+                         self.ssm_resume_margin_m, self.ssm_max_hand_age_s,
+                         human_acceleration_mps2=self.ssm_human_acceleration_mps2,
+                         velocity_lag_s=self.ssm_velocity_lag_s)
 
     def __post_init__(self) -> None:
         names = tuple(self.joint_names)
@@ -316,6 +320,11 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
        "waiting point (s): camera frame period + perception latency", 0.0, 2.0),
     _p("ssm_max_hand_age_s", "ssm_max_hand_age_s", "SSM: a hand detection older than this (s) is not trusted; "
        "the hand may have moved at ssm_human_speed_mps since it was seen", 0.0, 2.0),
+    _p("ssm_human_acceleration_mps2", "ssm_human_acceleration_mps2", "SSM a_h, directed mode (m/s^2): how fast "
+       "the hand's speed toward the robot may have grown since its perceived velocity was measured (S_h "
+       "term; perception age + ssm_velocity_lag_s ago); 0 = v_h as perceived", 0.0, 100.0),
+    _p("ssm_velocity_lag_s", "ssm_velocity_lag_s", "SSM: lag of the perceived hand velocity beyond the perception "
+       "age (s): the tracker's velocity_smoothing_s + half a camera frame", 0.0, 2.0),
     _p("rate_hz", None, "Control tick rate (Hz, node clock)", 1.0, 1000.0, node_default=100.0),
     _p("decision_timeout_s", None, "A policy decision older than this (s) counts as none", 0.01, 10.0,
        node_default=0.5),
@@ -629,9 +638,10 @@ class ArmController:
                 self._stop_and_return(out, now_s, q_meas)  # the policy changed its mind
                 return
             if not guard_clear:
-                if tau > self._wait_s + 1e-6 or not cfg.anticipation:
+                if (tau > self._wait_s + 1e-6 and self._stop_at_tau is None) or not cfg.anticipation:
                     # Zone guard: past the waiting point (it was clear then) the partner came back,
-                    # or no anticipation: abort.
+                    # or no anticipation: abort. (Already stopping there, a stop that separation
+                    # monitoring slowed may end a little past it: the arm holds where it stops.)
                     self._stop_and_return(out, now_s, q_meas)
                     return
                 self._hold_at_waiting_point(out, now_s, q_meas)
@@ -698,6 +708,9 @@ class ArmController:
         cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
         if cruise_s >= 0.0:
             return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
+        if cruise > sigma + 1e-9:
+            # No room to speed up and still stop there: keep the speed it has.
+            return self._speed_profile(path, tau, sigma, sigma, stop_at_tau)
         # Too late to ramp to the cruise speed first: brake now, as hard as allowed.
         if sigma <= 1e-9:
             return [(0.0, sigma, 0.0)]
@@ -813,7 +826,13 @@ class ArmController:
             self._raise_since_s = None
         if abs(allowed - self._cruise_sigma) > 1e-9:
             self._raise_since_s = None
-            self._resend(out, now_s, allowed)
+            if allowed < self._cruise_sigma and (plan.max_sigma_after(t_local) <= allowed + 1e-9
+                                                 or plan.braking_to_stop(t_local)):
+                # Already below it, or already braking to rest (at the waiting point) as hard as a
+                # stop would: keep the plan.
+                self._cruise_sigma = allowed
+            else:
+                self._resend(out, now_s, allowed)
         mode = "free" if allowed >= 1.0 else ("stop" if allowed <= 0.0 else "scaled")
         self._set_ssm_mode(out, now_s, mode, allowed)
 

@@ -527,6 +527,22 @@ class ScaledPlan(JointPlan):
             return 0.0 if self.sigma1 <= 0.0 or self.stop_tau_s >= self.path.duration_s else self.sigma1
         return float(self._profile(np.array([max(t, 0.0)]))[1][0])
 
+    def braking_to_stop(self, t_s: float) -> bool:
+        """True once the plan is in its last piece, ramping down to rest on the path."""
+        return (self.stops_on_path and bool(self._pieces) and self._pieces[-1][2] <= 0.0
+                and float(t_s) >= self._starts[-2] - 1e-9)
+
+    def max_sigma_after(self, t_s: float) -> float:
+        """The highest speed scale the plan reaches from ``t_s`` on."""
+        t = max(float(t_s), 0.0)
+        top = self.sigma_at(t)
+        for i, (_, _, b) in enumerate(self._pieces):
+            if self._starts[i + 1] > t:
+                top = max(top, b)
+        if self._duration > self._starts[-1] and self._duration > t:
+            top = max(top, self.sigma1)
+        return float(top)
+
     def state_at(self, t_s):
         scalar = np.ndim(t_s) == 0
         t = np.clip(np.atleast_1d(np.asarray(t_s, dtype=float)), 0.0, self._duration)

@@ -34,7 +34,7 @@ This is a software monitor inside a research controller, not a safety-rated impl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -131,13 +131,19 @@ class SsmConfig:
     #: A detection older than this (s) is not trusted: the hand may have moved at
     #: ``human_speed_mps`` since it was seen.
     max_hand_age_s: float = 0.1
+    #: a_h (m/s^2), directed mode: how fast the hand's speed toward the robot may have grown since
+    #: the velocity it is perceived with was measured (0: v_h is the perceived speed).
+    human_acceleration_mps2: float = 10.0
+    #: Lag (s) of the perceived hand velocity beyond the perception age: the velocity smoothing
+    #: time constant + half a frame of finite differencing.
+    velocity_lag_s: float = 0.067
 
     def __post_init__(self) -> None:
         if self.human_speed_mode not in HUMAN_SPEED_MODES:
             raise ValueError(f"human_speed_mode must be one of {HUMAN_SPEED_MODES}, got {self.human_speed_mode!r}")
         for name in ("human_speed_mps", "human_speed_floor_mps", "reaction_time_s", "intrusion_distance_m",
                      "perception_uncertainty_m", "robot_uncertainty_m", "hand_radius_m", "resume_margin_m",
-                     "max_hand_age_s"):
+                     "max_hand_age_s", "human_acceleration_mps2", "velocity_lag_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (np.isfinite(value) and value >= 0.0):
                 raise ValueError(f"{name} must be a finite value >= 0, got {value!r}")
@@ -163,6 +169,9 @@ class HandEstimate(NamedTuple):
     velocity_mps: np.ndarray
     age_s: float
     anywhere_in: Zone | None = None
+    #: Seconds the hand may have moved at v_h since ``centre_m`` was measured that ``radius_m`` does
+    #: not cover yet: the perception age of a fresh detection (0 for ground truth).
+    moved_s: float = 0.0
 
 
 class Separation(NamedTuple):
@@ -171,7 +180,7 @@ class Separation(NamedTuple):
     separation_m: float           # hand sphere to robot body (m); 0 when they touch
     protective_m: float           # S_p at the robot's current speed (m)
     robot_closing_mps: float      # the robot's speed toward the hand (m/s, > 0 approaching)
-    human_closing_mps: float      # v_h used (m/s)
+    human_closing_mps: float      # v_h used (m/s; directed mode: grown over the velocity's lag)
     stop_time_s: float            # T_s from the current speed
     reaction_time_s: float        # T_r (perception age + reaction_time_s)
 
@@ -199,6 +208,12 @@ class SeparationMonitor:
         self.kinematics = kinematics
         self._acc = np.asarray(acceleration_limits_rad_s2, dtype=float) * config.stop_acceleration_scale
 
+    def with_config(self, config: SsmConfig) -> SeparationMonitor:
+        """The same robot monitored with other terms."""
+        other = SeparationMonitor.__new__(SeparationMonitor)
+        other.config, other.kinematics, other._acc = config, self.kinematics, self._acc
+        return other
+
     # ------------------------------------------------------------------ the hand
     def hand_estimate(self, now_s: float, hand_m, velocity_mps, stamp_s: float | None,
                       last_seen: tuple[float, np.ndarray] | None, zone: Zone) -> HandEstimate:
@@ -213,7 +228,7 @@ class SeparationMonitor:
             vel = nan3 if velocity_mps is None else np.asarray(velocity_mps, dtype=float)
             if vel.shape != (3,):
                 vel = nan3
-            return HandEstimate(hand, cfg.hand_radius_m, vel, age)
+            return HandEstimate(hand, cfg.hand_radius_m, vel, age, moved_s=age)
         if hand is not None and hand.shape == (3,) and np.isfinite(hand).all() and stamp_s is not None:
             last_seen = (stamp_s, hand)
         if last_seen is not None:
@@ -249,6 +264,12 @@ class SeparationMonitor:
             d0 -= hand.radius_m
             d1 -= hand.radius_m
             v_h = self.human_speed(hand.velocity_mps, -toward_hand)
+            if np.isfinite(hand.velocity_mps).all():
+                v_h = self.speed_after_lag(v_h, hand.age_s)
+            # Where the hand may be now: v_h closer than where it was seen, moved_s ago. (S_h then
+            # covers the reaction to what is seen next: T_r holds the perception age once more.)
+            d0 -= max(v_h, 0.0) * hand.moved_s
+            d1 -= max(v_h, 0.0) * hand.moved_s
         v_r = (d0 - d1) / dt
         t_stop = self.stop_time_s(qd)
         s_p = self._protective_m(v_h, max(v_r, 0.0), t_react, t_stop)
@@ -256,18 +277,46 @@ class SeparationMonitor:
 
     def _protective_m(self, v_h: float, closing_mps: float, t_react_s: float, t_stop_s: float) -> float:
         """S_p = S_h + S_r + S_s + C + Z_d + Z_r (the module docstring's terms)."""
-        return (v_h * (t_react_s + t_stop_s) + closing_mps * t_react_s + 0.5 * closing_mps * t_stop_s
-                + self.config.constant_terms_m)
+        return (self.human_travel_m(v_h, t_react_s + t_stop_s) + closing_mps * t_react_s
+                + 0.5 * closing_mps * t_stop_s + self.config.constant_terms_m)
+
+    def human_travel_m(self, v_h: float, horizon_s: float) -> float:
+        """S_h: how far the hand coming at ``v_h`` may close in ``horizon_s`` (T_r + T_s). With
+        ``human_acceleration_mps2`` a_h > 0 (directed mode) it may speed up at a_h on the way, to
+        ``human_speed_mps`` (or keep a faster ``v_h``): the protective stop must hold against the
+        speed the hand reaches while the arm brakes, not only the speed it has now."""
+        cfg = self.config
+        a = cfg.human_acceleration_mps2
+        if cfg.human_speed_mode == "constant":
+            return cfg.human_speed_mps * horizon_s
+        floor_m = cfg.human_speed_floor_mps * horizon_s
+        if a <= 0.0:
+            return max(v_h * horizon_s, floor_m)
+        # A hand moving away (v_h < 0) first has to turn round.
+        v_max = max(cfg.human_speed_mps, v_h)
+        t_up = min(horizon_s, (v_max - v_h) / a)
+        return max(v_h * t_up + 0.5 * a * t_up * t_up + v_max * (horizon_s - t_up), floor_m)
+
+    def speed_after_lag(self, v_h: float, age_s: float) -> float:
+        """Directed mode: the speed toward the robot the hand may have now, when ``v_h`` was
+        measured ``age_s`` + ``velocity_lag_s`` ago and it may speed up at ``human_acceleration_mps2``
+        (never beyond ``human_speed_mps`` unless measured faster)."""
+        cfg = self.config
+        if cfg.human_speed_mode == "constant" or cfg.human_acceleration_mps2 <= 0.0:
+            return v_h
+        lag = (age_s if math.isfinite(age_s) else 0.0) + cfg.velocity_lag_s
+        return min(v_h + cfg.human_acceleration_mps2 * lag, max(cfg.human_speed_mps, v_h))
 
     def human_speed(self, velocity_mps: np.ndarray, toward_robot: np.ndarray) -> float:
-        """v_h: the hand's speed toward the robot (directed, at least the floor) or the constant."""
+        """v_h: the hand's measured speed toward the robot (directed; negative moving away; the
+        floor is applied to S_h, :meth:`human_travel_m`) or the constant."""
         cfg = self.config
         if cfg.human_speed_mode == "constant":
             return cfg.human_speed_mps
         vel = np.asarray(velocity_mps, dtype=float)
         if vel.shape != (3,) or not np.isfinite(vel).all():
             return cfg.human_speed_mps
-        return float(min(max(float(vel @ toward_robot), cfg.human_speed_floor_mps), cfg.human_speed_mps * 2.0))
+        return float(min(float(vel @ toward_robot), cfg.human_speed_mps * 2.0))
 
     def protective_at_scale(self, sep: Separation, scale: float) -> float:
         """S_p (m) were the robot moving along the same path at ``scale`` times the speed that
@@ -313,7 +362,9 @@ class GroundTruthMonitor:
     in PyBullet), which is not motion toward anyone."""
 
     def __init__(self, monitor: SeparationMonitor, hand_radius_m: float, reaction_age_s: float) -> None:
-        self.monitor = monitor
+        # Ground truth knows the hand's velocity now: S_h is ISO/TS 15066's v_h (T_r + T_s) with the
+        # true v_h, without the allowance the controller makes for the speed it cannot see yet.
+        self.monitor = monitor.with_config(replace(monitor.config, human_acceleration_mps2=0.0, velocity_lag_s=0.0))
         self.hand_radius_m = float(hand_radius_m)
         self.reaction_age_s = float(reaction_age_s)
         self._last: tuple[float, np.ndarray, np.ndarray] | None = None

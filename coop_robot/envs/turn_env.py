@@ -466,7 +466,10 @@ class TurnTakingEnv:
         over the tick and the perception age the controller had at this tick."""
         nominal_age = self.controller.config.ssm_waiting_perception_age_s
         age = nominal_age if self._latest is None else now - latest.stamp_s
-        sep = self._truth_monitor.sample(now, q_meas, self._hand_true, age)
+        # The arm and the hand are as of the last physics step: their motion is differenced over
+        # physics time (2 or 3 steps fall between 100 Hz controller ticks).
+        state_t = (self._tick // _PHYSICS_EVERY) / PHYSICS_RATE_HZ
+        sep = self._truth_monitor.sample(state_t, q_meas, self._hand_true, age)
         self.last_separation = sep
         self._ssm_samples.append((now, sep))
         self.tracker.push_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)
