@@ -271,7 +271,7 @@ def test_stale_perception_while_acting_withdraws_only_away_from_the_unseen_partn
     # Perception lost while acting: the watchdog withdraws, but the partner may now be anywhere within
     # 1.6 m/s x the time since it was seen; the first stretch of the withdrawal moves slightly toward
     # where the hand was, so separation monitoring stops the arm until the partner is seen again.
-    ctl = ArmController(ControllerConfig(act_duration_s=3.0))
+    ctl = ArmController(ControllerConfig(act_duration_s=3.0, ssm_human_acceleration_mps2=0.0))  # as CONFIG
     seen_again_s = 4.5
     rec = run(ctl, lambda t: {"fresh": t < 2.0 or t >= seen_again_s, "decision": "act" if t < 3.0 else "wait"}, 8.5)
     assert rec.names() == ["reach_start", "entry_commit", "act_start", "watchdog", "withdraw_start", "home"]

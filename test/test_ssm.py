@@ -47,7 +47,7 @@ def test_at_rest_s_p_is_the_human_term_plus_the_constant_terms():
 
 
 def test_the_hand_may_have_sped_up_since_its_velocity_was_measured_and_while_the_arm_stops():
-    m = monitor()
+    m = monitor(human_acceleration_mps2=10.0)
     cfg = m.config
     a, lag = cfg.human_acceleration_mps2, cfg.velocity_lag_s
     assert a > 0.0 and lag > 0.0
@@ -79,7 +79,7 @@ def test_the_controller_budget_covers_ground_truth_for_a_hand_accelerating_at_a_
     # allowance, the true position) at the same instant.
     from coop_robot.control.ssm import GroundTruthMonitor
 
-    m = monitor()
+    m = monitor(human_acceleration_mps2=10.0)
     cfg = m.config
     truth = GroundTruthMonitor(m, 0.05, 0.03)
     body_point = KIN.fk(HOME)

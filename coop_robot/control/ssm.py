@@ -11,7 +11,11 @@ The protective separation distance (Marvel & Norcross 2017 give the same decompo
 * ``S_h = v_h * (T_r + T_s)`` -- the person's motion while the robot reacts and stops.
   ``v_h`` is the hand's measured speed toward the robot (``directed`` mode) never below
   ``human_speed_floor_mps``, or the constant ``human_speed_mps`` of ISO 13855 (``constant``
-  mode). A hand whose velocity is unknown moves at ``human_speed_mps``.
+  mode). A hand whose velocity is unknown moves at ``human_speed_mps``. The controller also
+  takes the hand as ``v_h * age`` closer than it was seen, and, with ``human_acceleration_mps2``
+  a_h > 0 (off by default), budgets the speed the hand may have gained since its velocity was
+  measured and while the arm stops (:meth:`SeparationMonitor.human_travel_m`); ground truth
+  (:class:`GroundTruthMonitor`) uses the true position and velocity and the plain formula.
 * ``S_r = v_r * T_r`` -- the robot's own motion toward the person during its reaction time
   ``T_r`` = the age of the newest perception at this tick (perception latency, measured every
   tick) + ``reaction_time_s`` (controller tick, command transport, the arm controller).
@@ -133,7 +137,7 @@ class SsmConfig:
     max_hand_age_s: float = 0.1
     #: a_h (m/s^2), directed mode: how fast the hand's speed toward the robot may have grown since
     #: the velocity it is perceived with was measured (0: v_h is the perceived speed).
-    human_acceleration_mps2: float = 10.0
+    human_acceleration_mps2: float = 0.0
     #: Lag (s) of the perceived hand velocity beyond the perception age: the velocity smoothing
     #: time constant + half a frame of finite differencing.
     velocity_lag_s: float = 0.067

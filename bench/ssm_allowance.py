@@ -1,0 +1,76 @@
+"""SSM acceleration allowance experiment (issue 10): ground-truth SSM violations and gaps in the fast
+environment with the controller budgeting the hand's acceleration (``ssm_human_acceleration_mps2``
+a_h) or not, per partner and policy, all in one run.
+
+    python bench/ssm_allowance.py --turns 40 --a-h 0,10 --partners typical erratic fickle languid
+
+Prints one row per (a_h, partner, policy) as sessions finish, then a table; writes results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from coop_robot.envs.turn_env import TurnTakingEnv  # noqa: E402
+from coop_robot.policy import make_policy  # noqa: E402
+
+HELDOUT = REPO / "test" / "heldout_partners"
+
+
+def _partner(name: str) -> str:
+    path = HELDOUT / f"{name}.yaml"
+    return str(path) if path.exists() else name
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--turns", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--a-h", default="0,10", help="comma-separated a_h values (m/s^2)")
+    p.add_argument("--partners", nargs="+", default=["typical", "erratic", "fickle", "languid"])
+    p.add_argument("--policies", nargs="+", default=["eager", "oracle"])
+    p.add_argument("--out", type=Path, default=Path("runs/ssm_allowance"))
+    args = p.parse_args(argv)
+    values = [float(v) for v in args.a_h.split(",") if v.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    total = len(values) * len(args.partners) * len(args.policies)
+    for a_h in values:
+        for partner in args.partners:
+            for policy in args.policies:
+                t0 = time.perf_counter()
+                env = TurnTakingEnv(_partner(partner), seed=args.seed,
+                                    controller_params={"ssm_human_acceleration_mps2": a_h})
+                s = env.run(make_policy(policy), args.turns, seed=args.seed, max_sim_s=30.0 * args.turns)
+                row = {"a_h": a_h, "partner": partner, "policy": policy, "turns": s["turns"],
+                       "median_gap_s": s["median_gap_s"], "p90_gap_s": s["p90_gap_s"],
+                       "overlap_rate": s["overlap_rate"], "ssm_violations": s["ssm_violations"],
+                       "min_ssm_margin_m": s["min_ssm_margin_m"], "protective_stop_s": s["protective_stop_s"],
+                       "pace_turns_per_min": s["pace_turns_per_min"]}
+                rows.append(row)
+                print(f"[{len(rows)}/{total}] a_h {a_h:g} {partner} {policy}: {row['turns']} turns, "
+                      f"median gap {_ms(row['median_gap_s'])}, SSM violations {row['ssm_violations']} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"\n{'a_h':>5} {'partner':9} {'policy':7} {'turns':>5} {'med gap':>8} {'p90 gap':>8} {'overlap':>8} "
+          f"{'viol':>5} {'stop s':>7} {'pace':>5}")
+    for r in rows:
+        print(f"{r['a_h']:5g} {r['partner']:9} {r['policy']:7} {r['turns']:5d} {_ms(r['median_gap_s']):>8} "
+              f"{_ms(r['p90_gap_s']):>8} {100 * r['overlap_rate']:7.1f}% {int(r['ssm_violations']):5d} "
+              f"{r['protective_stop_s']:7.1f} {r['pace_turns_per_min']:5.1f}")
+    return 0
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{1e3 * value:.0f} ms"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
