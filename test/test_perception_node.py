@@ -234,10 +234,11 @@ def test_malformed_frames_are_skipped_and_the_node_keeps_running(running):
         if "info" in frame:
             # camera_info is best-effort like the images: a lost bad one would leave the last good
             # one in use. Repeat it until the node has refused it; the frame then comes with it too.
-            seen = len(node_log(log).split("bad camera_info"))
-            assert harness.spin_until(lambda: (harness.info_pub.publish(frame["info"]) or
-                                               len(node_log(log).split("bad camera_info")) > seen), 10.0), \
-                f"{name}: the node never reported the bad camera_info"
+            def refused(info=frame["info"], seen=len(node_log(log).split("bad camera_info"))):
+                harness.info_pub.publish(info)
+                return len(node_log(log).split("bad camera_info")) > seen
+
+            assert harness.spin_until(refused, 10.0), f"{name}: the node never reported the bad camera_info"
         harness.send(t_s, **frame)
         bad_t_s = t_s
         t_s += 1.0
