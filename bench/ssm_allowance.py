@@ -2,7 +2,8 @@
 environment with the controller budgeting the hand's acceleration (``ssm_human_acceleration_mps2``
 a_h) or not, per partner and policy, all in one run.
 
-    python bench/ssm_allowance.py --turns 40 --a-h 0,10 --partners typical erratic fickle languid
+    python bench/ssm_allowance.py --turns 40 --a-h 0,10 \
+        --partners typical erratic test/heldout_partners/fickle.yaml test/heldout_partners/languid.yaml
 
 Prints one row per (a_h, partner, policy) as sessions finish, then a table; writes results.json.
 """
@@ -18,15 +19,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from turn_taking import HELDOUT_DIR, resolve_profiles  # noqa: E402  (bench/, this script's folder)
+
 from coop_robot.envs.turn_env import TurnTakingEnv  # noqa: E402
 from coop_robot.policy import make_policy  # noqa: E402
 
-HELDOUT = REPO / "test" / "heldout_partners"
-
-
-def _partner(name: str) -> str:
-    path = HELDOUT / f"{name}.yaml"
-    return str(path) if path.exists() else name
+DEFAULT_PARTNERS = ["typical", "erratic", str(HELDOUT_DIR / "fickle.yaml"), str(HELDOUT_DIR / "languid.yaml")]
 
 
 def main(argv=None) -> int:
@@ -34,19 +32,27 @@ def main(argv=None) -> int:
     p.add_argument("--turns", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--a-h", default="0,10", help="comma-separated a_h values (m/s^2)")
-    p.add_argument("--partners", nargs="+", default=["typical", "erratic", "fickle", "languid"])
+    p.add_argument("--partners", nargs="+", default=DEFAULT_PARTNERS, metavar="NAME_OR_YAML",
+                   help="shipped profile names or profile YAMLs (default: typical, erratic and the held-out "
+                        "fickle and languid)")
     p.add_argument("--policies", nargs="+", default=["eager", "oracle"])
     p.add_argument("--out", type=Path, default=Path("runs/ssm_allowance"))
     args = p.parse_args(argv)
     values = [float(v) for v in args.a_h.split(",") if v.strip()]
+    try:
+        profiles = resolve_profiles(args.partners, heldout=False, heldout_dir=HELDOUT_DIR)
+    except ValueError as exc:  # ProfileError too: names the bad profile
+        print(f"ssm_allowance: {exc}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    total = len(values) * len(args.partners) * len(args.policies)
+    total = len(values) * len(profiles) * len(args.policies)
     for a_h in values:
-        for partner in args.partners:
+        for profile in profiles:
+            partner = profile.name
             for policy in args.policies:
                 t0 = time.perf_counter()
-                env = TurnTakingEnv(_partner(partner), seed=args.seed,
+                env = TurnTakingEnv(profile.source, seed=args.seed,
                                     controller_params={"ssm_human_acceleration_mps2": a_h})
                 s = env.run(make_policy(policy), args.turns, seed=args.seed, max_sim_s=30.0 * args.turns)
                 row = {"a_h": a_h, "partner": partner, "policy": policy, "turns": s["turns"],

@@ -210,13 +210,12 @@ class SeparationMonitor:
     def __init__(self, config: SsmConfig, kinematics, acceleration_limits_rad_s2: np.ndarray) -> None:
         self.config = config
         self.kinematics = kinematics
-        self._acc = np.asarray(acceleration_limits_rad_s2, dtype=float) * config.stop_acceleration_scale
+        self._acceleration_limits = np.asarray(acceleration_limits_rad_s2, dtype=float)
+        self._acc = self._acceleration_limits * config.stop_acceleration_scale
 
     def with_config(self, config: SsmConfig) -> SeparationMonitor:
         """The same robot monitored with other terms."""
-        other = SeparationMonitor.__new__(SeparationMonitor)
-        other.config, other.kinematics, other._acc = config, self.kinematics, self._acc
-        return other
+        return SeparationMonitor(config, self.kinematics, self._acceleration_limits)
 
     # ------------------------------------------------------------------ the hand
     def hand_estimate(self, now_s: float, hand_m, velocity_mps, stamp_s: float | None,
@@ -267,9 +266,8 @@ class SeparationMonitor:
             d1, _ = body_to_point(body_next, hand.centre_m)
             d0 -= hand.radius_m
             d1 -= hand.radius_m
-            v_h = self.human_speed(hand.velocity_mps, -toward_hand)
-            if np.isfinite(hand.velocity_mps).all():
-                v_h = self.speed_after_lag(v_h, hand.age_s)
+            # (An unknown velocity gives K_h, which the lag does not raise.)
+            v_h = self.speed_after_lag(self.human_speed(hand.velocity_mps, -toward_hand), hand.age_s)
             # Where the hand may be now: v_h closer than where it was seen, moved_s ago. (S_h then
             # covers the reaction to what is seen next: T_r holds the perception age once more.)
             d0 -= max(v_h, 0.0) * hand.moved_s

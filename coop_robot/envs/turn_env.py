@@ -291,6 +291,11 @@ class TurnTakingEnv:
         """Session time (s)."""
         return self._tick / BASE_RATE_HZ
 
+    @property
+    def _physics_t_s(self) -> float:
+        """Time (s) of the last physics step: what the arm and hand positions are as of."""
+        return (self._tick // _PHYSICS_EVERY) / PHYSICS_RATE_HZ
+
     def _inside(self, p) -> bool:
         lo, hi = self._zone_lo, self._zone_hi
         return (lo[0] <= p[0] <= hi[0]) and (lo[1] <= p[1] <= hi[1]) and (lo[2] <= p[2] <= hi[2])
@@ -357,7 +362,7 @@ class TurnTakingEnv:
                 self._event(ev.name, ev.t_s)
             return
         j = self._tick // _PHYSICS_EVERY
-        t = j / PHYSICS_RATE_HZ
+        t = self._physics_t_s
         hand = self.partner.step(t, self._robot_in, contact=self._contact)
         self._hand_true = hand
         for name, t_event in self._partner_turn.update(self.partner.phase, t):
@@ -468,8 +473,7 @@ class TurnTakingEnv:
         age = nominal_age if self._latest is None else now - latest.stamp_s
         # The arm and the hand are as of the last physics step: their motion is differenced over
         # physics time (2 or 3 steps fall between 100 Hz controller ticks).
-        state_t = (self._tick // _PHYSICS_EVERY) / PHYSICS_RATE_HZ
-        sep = self._truth_monitor.sample(state_t, q_meas, self._hand_true, age)
+        sep = self._truth_monitor.sample(self._physics_t_s, q_meas, self._hand_true, age)
         self.last_separation = sep
         self._ssm_samples.append((now, sep))
         self.tracker.push_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)
