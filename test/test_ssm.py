@@ -169,7 +169,9 @@ def test_allowed_scale_drops_as_the_hand_comes_closer_and_is_full_moving_away():
 @pytest.mark.parametrize("kwargs, match", [({"human_speed_mode": "sometimes"}, "human_speed_mode"),
                                            ({"human_speed_floor_mps": 2.0}, "human_speed_floor_mps"),
                                            ({"intrusion_distance_m": -0.1}, "intrusion_distance_m"),
-                                           ({"stop_acceleration_scale": 0.0}, "stop_acceleration_scale")])
+                                           ({"stop_acceleration_scale": 0.0}, "stop_acceleration_scale"),
+                                           ({"human_acceleration_mps2": math.nan}, "human_acceleration_mps2"),
+                                           ({"velocity_lag_s": -0.01}, "velocity_lag_s")])
 def test_invalid_ssm_terms_are_rejected_naming_the_term(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SsmConfig(**kwargs)
