@@ -638,10 +638,9 @@ class ArmController:
                 self._stop_and_return(out, now_s, q_meas)  # the policy changed its mind
                 return
             if not guard_clear:
-                if (tau > self._wait_s + 1e-6 and self._stop_at_tau is None) or not cfg.anticipation:
+                if tau > self._wait_s + 1e-6 or not cfg.anticipation:
                     # Zone guard: past the waiting point (it was clear then) the partner came back,
-                    # or no anticipation: abort. (Already stopping there, a stop that separation
-                    # monitoring slowed may end a little past it: the arm holds where it stops.)
+                    # or no anticipation: abort.
                     self._stop_and_return(out, now_s, q_meas)
                     return
                 self._hold_at_waiting_point(out, now_s, q_meas)
