@@ -18,8 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-from turn_taking import HELDOUT_DIR, resolve_profiles  # noqa: E402  (bench/, this script's folder)
+from turn_taking import HELDOUT_DIR, resolve_profiles  # noqa: E402
 
 from coop_robot.envs.turn_env import TurnTakingEnv  # noqa: E402
 from coop_robot.policy import make_policy  # noqa: E402
