@@ -166,7 +166,12 @@ def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
     try:
         driver.spin_until(lambda: bool(driver.trajectories), 20.0, "a reach trajectory")
         reach = driver.trajectories[0]
-        assert stamp_to_s(reach.header.stamp) == 0.0  # start on receipt (JTC convention)
+        # Stamped with the controller-clock time the move starts (the reach_start event's): a JTC
+        # runs it on the controller's timeline, whatever the transport took.
+        driver.spin_until(lambda: "reach_start" in driver.event_names(), 5.0, "the reach_start event")
+        start = next(e for e in driver.events if e.source == "reach_start")
+        assert stamp_to_s(reach.header.stamp) == pytest.approx(stamp_to_s(start.header.stamp), abs=1e-6)
+        assert stamp_to_s(reach.header.stamp) > 0.0
         assert list(reach.joint_names) == list(JOINT_NAMES)
         times = [_duration_s(p.time_from_start) for p in reach.points]
         assert times[0] > 0.0 and np.all(np.diff(times) > 0.0) and 1.0 < times[-1] < 3.0
@@ -184,6 +189,17 @@ def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
         # "act" keeps coming, but nothing moves while the stop is held.
         driver.spin_for(0.8)
         assert len(driver.trajectories) == 2 and driver.states[-1] == "estop"
+    finally:
+        node.kill()
+
+
+def test_unsynchronized_clocks_option_sends_zero_stamped_trajectories(ros_env, driver, tmp_path):
+    params = tmp_path / "unstamped.yaml"
+    params.write_text("controller:\n  ros__parameters:\n    stamp_trajectories: false\n")
+    node = start_controller(ros_env, params)
+    try:
+        driver.spin_until(lambda: bool(driver.trajectories), 20.0, "a reach trajectory")
+        assert stamp_to_s(driver.trajectories[0].header.stamp) == 0.0  # a JTC starts it on receipt
     finally:
         node.kill()
 

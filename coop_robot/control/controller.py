@@ -328,6 +328,10 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
     _p("rate_hz", None, "Control tick rate (Hz, node clock)", 1.0, 1000.0, node_default=100.0),
     _p("decision_timeout_s", None, "A policy decision older than this (s) counts as none", 0.01, 10.0,
        node_default=0.5),
+    _p("stamp_trajectories", None, "Stamp each JointTrajectory with the controller-clock time its move starts "
+       "(the JTC runs it on the controller's timeline: re-sent moves join the arm where it is). Needs the "
+       "controller's clock synchronized with the robot's (sim time, or chrony/PTP on a lab PC); false: zero "
+       "stamp, start on receipt", node_default=True),
 )
 CONTROLLER_PARAMETER_NAMES = tuple(p.name for p in CONTROLLER_PARAMETERS)
 

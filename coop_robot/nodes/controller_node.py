@@ -3,8 +3,8 @@
 A thin wrapper around :class:`coop_robot.control.controller.ArmController`: it keeps the newest
 value of every input, ticks the core at ``rate_hz`` on the node clock (sim time in simulation)
 and publishes what the core returns. The trajectory goes to a ros2_control joint trajectory
-controller (or the simulation, which accepts the same message) with a zero header stamp,
-meaning "start on receipt".
+controller (or the simulation, which accepts the same message) stamped with the controller-clock
+time its move starts (``stamp_trajectories``; false: a zero stamp, meaning "start on receipt").
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class ControllerNode(Node):
             raise ParameterError(f"parameter 'trajectory_topic' must be an absolute topic name, got {topic!r}")
         rate_hz = values["rate_hz"]
         self.decision_timeout_s = values["decision_timeout_s"]
+        self.stamp_trajectories = values["stamp_trajectories"]
         zone = declare_zone(self)
         # Read once: reject later changes instead of accepting values that would not take effect.
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -169,15 +170,16 @@ class ControllerNode(Node):
             partner_velocity_mps=self._hand_velocity_mps,
         )
         out = self.core.update(t, inputs)
-        self._publish(out)
+        self._publish(out, t)
         sep = out.separation
         if sep is not None:
             self.ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,
                                                        sep.human_closing_mps, out.speed_scale, out.ssm_mode)))
 
-    def _publish(self, out: ControllerOutput) -> None:
+    def _publish(self, out: ControllerOutput, t_s: float) -> None:
         if out.trajectory is not None:
-            self.trajectory_pub.publish(_trajectory_msg(out.trajectory))
+            self.trajectory_pub.publish(_trajectory_msg(out.trajectory,
+                                                        t_s if self.stamp_trajectories else None))
         for warning in out.warnings:
             self.get_logger().warning(warning)
         for event in out.events:
@@ -198,9 +200,16 @@ class ControllerNode(Node):
 SSM_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def _trajectory_msg(command: TrajectoryCommand) -> JointTrajectory:
+def _trajectory_msg(command: TrajectoryCommand, start_s: float | None) -> JointTrajectory:
+    """The command as a JointTrajectory. ``start_s``: the controller-clock time the move starts
+    (the core's tick time), or None for a zero stamp. A JTC runs a stamped trajectory on that
+    timeline: its first point (one point period, or 0.1 s for a re-sent move, after the tick) is where the arm
+    following the previous move will be then, whatever the transport took. A zero stamp starts on
+    receipt, so every re-sent move would have to catch up the transport delay in its first segment:
+    a velocity spike toward the person at the moment the monitor asks it to slow down."""
     msg = JointTrajectory()
-    # header.stamp stays zero: a JTC starts a zero-stamped trajectory on receipt.
+    if start_s is not None:
+        msg.header.stamp = s_to_stamp(start_s)
     msg.joint_names = list(command.joint_names)
     for p in command.points:
         point = JointTrajectoryPoint()
