@@ -34,7 +34,7 @@ def run(p: SimPacer, sim_t_s: float, wall_s: float) -> float:
 
 def test_defaults_are_the_shipped_configuration():
     cfg = PacingConfig()
-    assert (cfg.real_time_factor, cfg.perception_sync, cfg.max_perception_lag_s) == (2.0, True, 0.1)
+    assert (cfg.real_time_factor, cfg.perception_sync, cfg.max_perception_lag_s) == (2.0, True, 0.05)
     assert (cfg.perception_startup_wait_s, cfg.perception_timeout_s) == (10.0, 2.0)
 
 

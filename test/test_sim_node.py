@@ -196,7 +196,7 @@ def test_perception_sync_paces_the_sim_by_perception_and_gives_up_when_it_goes_q
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
     # A start-up wait longer than discovery can take on a loaded host.
-    proc, log = start_sim(tmp_path, {"perception_sync": "true", "real_time_factor": 2.0,
+    proc, log = start_sim(tmp_path, {"perception_sync": "true", "real_time_factor": 2.0, "max_perception_lag_s": 0.1,
                                      "perception_startup_wait_s": 60.0, "startup_waits_for_policy": "false"},
                           "sync.log", domain_id)
     ls = None

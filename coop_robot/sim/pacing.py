@@ -44,7 +44,7 @@ class PacingConfig:
 
     real_time_factor: float = 2.0          # simulated s per wall s; 0 = as fast as possible
     perception_sync: bool = True
-    max_perception_lag_s: float = 0.1      # sim s ahead of the newest perceived hand stamp
+    max_perception_lag_s: float = 0.05     # sim s ahead of the newest perceived hand stamp
     perception_startup_wait_s: float = 10.0  # wall s of frame-by-frame start-up; 0 = none
     startup_waits_for_policy: bool = True  # the start-up also lasts until the policy has decided once
     perception_timeout_s: float = 2.0      # wall s of perception silence before running alone
