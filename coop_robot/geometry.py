@@ -54,6 +54,16 @@ class Zone:
         hi = np.asarray(self.max_m) + margin_m
         return bool(np.all(p >= lo) and np.all(p <= hi))
 
+    def distance_m(self, point_m, margin_m: float = 0.0) -> float:
+        """Euclidean distance (m) from ``point_m`` to the box grown by ``margin_m`` (0 inside it);
+        ``inf`` for a non-finite point."""
+        p = np.asarray(point_m, dtype=float)
+        if p.shape != (3,) or not np.all(np.isfinite(p)):
+            return float("inf")
+        lo = np.asarray(self.min_m) - margin_m
+        hi = np.asarray(self.max_m) + margin_m
+        return float(np.linalg.norm(np.maximum(lo - p, 0.0) + np.maximum(p - hi, 0.0)))
+
     def contains_many(self, points_m, margin_m: float = 0.0) -> np.ndarray:
         """Vectorised :meth:`contains` over an ``(N, 3)`` array."""
         p = np.asarray(points_m, dtype=float).reshape(-1, 3)

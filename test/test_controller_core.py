@@ -384,3 +384,35 @@ def test_unreachable_target_is_rejected():
     zone = Zone((1.5, -0.2, 0.6), (1.8, 0.2, 0.9))
     with pytest.raises(IKError, match="target_m"):
         ArmController(ControllerConfig(zone=zone, target_m=(1.6, 0.0, 0.7)))
+
+
+# ----------------------------------------------------------------------------- unknown = worst case
+def test_fresh_perception_without_a_hand_is_not_an_empty_zone(ctl):
+    """Issue 11 (1): a blind camera keeps stamps fresh and the in-zone flag at 'outside'; the hand,
+    last seen at rest 0.27 m from the zone, could be in it 0.17 s later, so no reach starts then."""
+    nan3 = np.full(3, np.nan)
+    rec = run(ctl, lambda t: {"decision": "wait" if t < 0.8 else "act", "partner_in_zone": False,
+                              "hand": PARTNER_REST_M if t < 0.5 else nan3, "velocity": np.zeros(3)}, 2.0)
+    assert rec.commands == [] and rec.events == []
+    # Seen again outside: the reach starts.
+    rec = run(ctl, always(decision="act", partner_in_zone=False), 2.3, t0_s=2.0)
+    assert rec.names()[:1] == ["reach_start"]
+
+
+def test_a_hand_lost_during_the_reach_aborts_it_before_the_commit_point(ctl):
+    nan3 = np.full(3, np.nan)
+    rec = run(ctl, lambda t: {"partner_in_zone": False, "hand": PARTNER_REST_M if t < 0.3 else nan3,
+                              "velocity": np.zeros(3)}, 3.0)
+    assert rec.names()[:2] == ["reach_start", "abort"]
+    assert not ee_ever_inside(ctl, rec)
+
+
+def test_perception_stamped_in_the_future_is_not_perception(ctl):
+    """Issue 11 (3): a frame stamped 0.9 s ahead must not look fresh (the node also drops it)."""
+    rec = Record()
+    for t in np.arange(0.0, 3.0, DT_S):
+        out = ctl.update(t, ControllerInputs("act", False, t + 0.9, None, partner_hand_m=PARTNER_REST_M,
+                                             partner_velocity_mps=np.zeros(3)))
+        rec.events.extend(out.events)
+        rec.states.append((t, out.state))
+    assert rec.events == [] and rec.states[-1][1] == "holding"  # no perception after the start-up grace

@@ -133,7 +133,7 @@ def test_no_glove_colour_is_not_detected_with_reason():
     assert not obs.detected
     assert "no glove" in obs.reason
     assert np.all(np.isnan(obs.position_m)) and np.all(np.isnan(obs.velocity_mps))
-    assert not obs.in_zone
+    assert obs.in_zone  # never seen: the hand may be anywhere, the zone included
 
 
 def test_speck_below_min_area_is_not_detected():
@@ -217,12 +217,40 @@ def test_in_zone_holds_through_missed_detections_inside():
     assert not out.in_zone and not out.in_zone_held
 
 
-def test_in_zone_false_when_last_seen_outside_or_never_seen():
-    t = tracker()
+def test_an_unseen_hand_is_in_the_zone_once_it_could_have_reached_it():
+    t = tracker()  # unseen_hand_speed_mps 1.6
     empty = render(None)
-    assert not t.process(*empty, INTR, POSE, 0.0).in_zone  # never seen
+    assert t.process(*empty, INTR, POSE, 0.0).in_zone  # never seen: it may be anywhere
     assert not t.process(*render(REST_M), INTR, POSE, 0.1).in_zone
-    assert not t.process(*empty, INTR, POSE, 0.2).in_zone
+    distance_m = ZONE.distance_m(REST_M)  # 0.27 m: reachable after ~0.17 s at 1.6 m/s
+    reach_s = distance_m / 1.6
+    missed = t.process(*empty, INTR, POSE, 0.1 + 0.9 * reach_s)
+    assert not missed.detected and not missed.in_zone  # could not have got there yet
+    missed = t.process(*empty, INTR, POSE, 0.1 + 1.1 * reach_s)
+    assert not missed.detected and missed.in_zone  # it could be in by now
+    assert not t.process(*render(REST_M), INTR, POSE, 0.4).in_zone  # seen outside again
+
+
+def test_a_blind_depth_image_is_unknown_not_an_empty_zone():
+    """Issue 11 (1): depth all NaN or inf keeps stamps fresh but must never hold 'outside'."""
+    t = tracker()
+    assert not t.process(*render(REST_M), INTR, POSE, 0.0).in_zone
+    rgb, depth = render(REST_M)
+    for bad in (np.full_like(depth, np.nan), np.full_like(depth, np.inf), np.full_like(depth, -np.inf)):
+        obs = t.process(rgb, bad, INTR, POSE, 0.5)
+        assert not obs.detected and "depth" in obs.reason and obs.in_zone
+
+
+def test_an_implausible_jump_is_not_accepted_until_confirmed():
+    t = tracker()  # max_hand_speed_mps 5
+    assert t.process(*render(REST_M), INTR, POSE, 0.0).detected
+    # A blob 0.4 m away one frame later (12 m/s): not the hand, or not yet believed.
+    jumped = t.process(*render(IN_ZONE_M), INTR, POSE, 1 / 30)
+    assert not jumped.detected and "implausible" in jumped.reason
+    assert jumped.in_zone  # unknown, and the jump itself is in the zone
+    # The next frame there confirms it: a new track starts (no velocity across the jump).
+    confirmed = t.process(*render(IN_ZONE_M), INTR, POSE, 2 / 30)
+    assert confirmed.detected and confirmed.in_zone and np.all(np.isnan(confirmed.velocity_mps))
 
 
 def test_hysteresis_band_held_then_dropped_after_lost_timeout():
@@ -231,6 +259,12 @@ def test_hysteresis_band_held_then_dropped_after_lost_timeout():
     assert t.process(*render(IN_ZONE_M), INTR, POSE, 0.0).in_zone
     assert t.process(*render(just_outside), INTR, POSE, 0.1).in_zone  # no flicker on the boundary
     empty = render(None)
+    assert t.process(*empty, INTR, POSE, 0.3).in_zone  # held
+    # With a slow unseen-hand bound the drop of the band after lost_timeout_s shows: held, then
+    # out once lost (the hand, 5 mm outside, could not have come 5 mm at 1 mm/s in 0.6 s).
+    t = tracker(zone_hysteresis_m=0.01, lost_timeout_s=0.5, unseen_hand_speed_mps=0.001)
+    assert t.process(*render(IN_ZONE_M), INTR, POSE, 0.0).in_zone
+    assert t.process(*render(just_outside), INTR, POSE, 0.1).in_zone
     assert t.process(*empty, INTR, POSE, 0.3).in_zone  # held
     assert not t.process(*empty, INTR, POSE, 0.7).in_zone  # lost; last seen outside the zone
 

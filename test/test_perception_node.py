@@ -301,3 +301,24 @@ def test_sigint_exits_cleanly(ros_domain):
             harness.close()
             code = stop(proc)
         assert code == 0, node_log(log)
+
+
+def test_a_frame_from_the_future_is_rejected_and_later_frames_still_count(ros_domain):
+    """Issue 11 (3): one frame stamped 0.9 s ahead must not be taken, nor make real frames look old."""
+    domain_id = ros_domain
+    with tempfile.TemporaryFile() as log:
+        proc = start_node(log, domain_id)
+        harness = Harness(domain_id)
+        try:
+            harness.wait_for_node(proc)
+            now = time.time()  # the node runs on the wall clock here
+            assert harness.frame(now + 0.9, *render(IN_ZONE_M), timeout_s=1.0) is None
+            assert "ahead of this node's clock" in node_log(log)
+            # A real frame after it (stamped earlier than the fake one) is processed as usual.
+            real = harness.frame(time.time(), *render(REST_M))
+            assert real is not None
+            hand, _ = real
+            assert np.linalg.norm(np.array([hand.point.x, hand.point.y, hand.point.z]) - REST_M) < 0.01
+        finally:
+            harness.close()
+            stop(proc)

@@ -53,7 +53,7 @@ no act), a move home is sent again.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -117,6 +117,8 @@ class ControllerConfig:
     min_move_duration_s: float = 0.5
     act_duration_s: float = 0.4
     perception_timeout_s: float = 0.5
+    #: Perception stamped further than this ahead of the controller's clock is not perception (s).
+    max_stamp_lead_s: float = 0.1
     #: How far outside the zone an aborted reach must stay (m).
     commit_margin_m: float = 0.01
     point_rate_hz: float = 50.0
@@ -196,8 +198,8 @@ class ControllerConfig:
             raise ValueError(f"ssm_waiting_perception_age_s must be a finite value >= 0, "
                              f"got {self.ssm_waiting_perception_age_s!r}")
         self.ssm  # noqa: B018 -- validates the SSM terms (ValueError naming the bad one)
-        for name in ("perception_timeout_s", "point_rate_hz", "settle_tolerance_rad", "home_tolerance_rad",
-                     "staging_timeout_s"):
+        for name in ("perception_timeout_s", "max_stamp_lead_s", "point_rate_hz", "settle_tolerance_rad",
+                     "home_tolerance_rad", "staging_timeout_s"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
@@ -282,6 +284,8 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
     _p("act_duration_s", "act_duration_s", "Dwell at the target during the robot's turn (s)", 0.0, 60.0),
     _p("perception_timeout_s", "perception_timeout_s",
        "Watchdog: perception older than this (s) stops the arm and returns it home", 0.01, 10.0),
+    _p("max_stamp_lead_s", "max_stamp_lead_s", "Perception stamped further than this (s) ahead of the controller's "
+       "clock is ignored and logged (a frame from the future would look fresh for that long)", 0.0, 10.0),
     _p("commit_margin_m", "commit_margin_m",
        "Zone guard: an aborted reach keeps the EE at least this far outside the zone (m)", 0.0, 0.5),
     _p("point_rate_hz", "point_rate_hz", "Trajectory points per second in each JointTrajectory", 1.0, 1000.0),
@@ -567,6 +571,11 @@ class ArmController:
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
         q_meas = _measured(inputs.joint_positions)
         stamp = inputs.perception_stamp_s
+        if stamp is not None and not (stamp <= now_s + cfg.max_stamp_lead_s):
+            stamp = None  # from the future (or NaN): not perception at all
+            inputs = replace(inputs, perception_stamp_s=None, partner_hand_m=None, partner_velocity_mps=None,
+                             partner_in_zone=None)
+            partner_in_zone = None
         if stamp is None:
             stale = now_s - self._t0_s > cfg.startup_grace_s
             fresh = False
@@ -574,9 +583,13 @@ class ArmController:
             stale = now_s - stamp > cfg.perception_timeout_s
             fresh = not stale
         hand = None if inputs.partner_hand_m is None else np.asarray(inputs.partner_hand_m, dtype=float)
-        if stamp is not None and hand is not None and hand.shape == (3,) and np.isfinite(hand).all():
-            if self._last_seen is None or stamp >= self._last_seen[0]:
-                self._last_seen = (float(stamp), hand.copy())
+        seen = stamp is not None and hand is not None and hand.shape == (3,) and bool(np.isfinite(hand).all())
+        if seen and (self._last_seen is None or stamp >= self._last_seen[0]):
+            self._last_seen = (float(stamp), hand.copy())
+        if fresh and hand is not None and not seen and self._may_be_inside_unseen(now_s):
+            # Perception is fresh but reports no hand (a NaN position): whatever the in-zone flag
+            # says, a hand that could have reached the zone since it was last seen is in it.
+            partner_in_zone = True
         approaching = fresh and partner_approaching(cfg.zone, inputs.partner_hand_m, inputs.partner_velocity_mps,
                                                     cfg.approach_horizon_s, cfg.approach_min_speed_mps)
         guard_clear = fresh and partner_in_zone is False and not approaching
@@ -627,6 +640,15 @@ class ArmController:
                 self._send(out, ScaledPlan(plan), now_s, "home", self.state)
         self._monitor_separation(out, now_s, inputs, q_meas)
         return out
+
+    def _may_be_inside_unseen(self, now_s: float) -> bool:
+        """Whether a hand not seen since ``_last_seen`` (never: True) could be in the zone now,
+        moving at ``ssm_human_speed_mps`` (ISO 13855) since."""
+        if self._last_seen is None:
+            return True
+        t_seen, where = self._last_seen
+        reach_m = self.config.ssm_human_speed_mps * max(now_s - t_seen, 0.0)
+        return self.config.zone.distance_m(where) <= reach_m
 
     # ------------------------------------------------------------------ the reach
     def _update_reach(self, out: ControllerOutput, now_s: float, decision: str | None, q_meas: np.ndarray | None,

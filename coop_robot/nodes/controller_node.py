@@ -128,10 +128,19 @@ class ControllerNode(Node):
 
     def _on_hand(self, msg: PointStamped) -> None:
         # The stamp (image time) is the perception freshness; a NaN point (no hand seen) still counts.
-        self._perception_stamp_s = stamp_to_s(msg.header.stamp)
+        stamp_s = stamp_to_s(msg.header.stamp)
+        lead_s = stamp_s - now_s(self)
+        if now_s(self) > 0.0 and lead_s > self.core.config.max_stamp_lead_s:
+            self.get_logger().error(f"ignoring /partner/hand stamped {lead_s:.3f} s ahead of this node's clock "
+                                    f"(max_stamp_lead_s {self.core.config.max_stamp_lead_s:g} s)",
+                                    throttle_duration_sec=2.0)
+            return
+        self._perception_stamp_s = stamp_s
         self._hand_m = np.array([msg.point.x, msg.point.y, msg.point.z], dtype=float)
 
     def _on_hand_velocity(self, msg: Vector3Stamped) -> None:
+        if stamp_to_s(msg.header.stamp) - now_s(self) > self.core.config.max_stamp_lead_s and now_s(self) > 0.0:
+            return  # from the future: dropped with its position (logged there)
         self._hand_velocity_mps = np.array([msg.vector.x, msg.vector.y, msg.vector.z], dtype=float)
 
     def _on_joint_states(self, msg: JointState) -> None:

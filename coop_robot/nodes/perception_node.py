@@ -65,6 +65,10 @@ _TRACKER_PARAMETERS = {
                              0.0, 10.0, None),
     "velocity_reset_gap_s": (0.25, "Detections further apart than this restart the velocity estimate (s)",
                              0.001, 10.0, None),
+    "unseen_hand_speed_mps": (1.6, "How fast a hand that is not seen may move (m/s, ISO 13855): once it could "
+                              "have reached the zone since it was last seen, in_zone is True", 0.1, 10.0, None),
+    "max_hand_speed_mps": (5.0, "Fastest plausible hand motion between detections (m/s); a faster jump is not "
+                           "accepted until a second frame confirms it", 0.5, 50.0, None),
     "lost_timeout_s": (0.5, "After this long without a detection the hysteresis band is dropped; a hand last "
                        "seen inside stays in the zone until seen outside (s)", 0.0, 3600.0, None),
     "zone_margin_m": (0.0, "in_zone turns True inside the zone grown by this (m); > 0 is conservative",
@@ -80,6 +84,8 @@ _EXTRINSIC_PARAMETERS = {
                                 "frame, unit quaternion [x, y, z, w]"),
 }
 _ERROR_LOG_PERIOD_S = 2.0
+#: A run of frames without a detected hand longer than this (s, stamps) is logged.
+_UNSEEN_REPORT_S = 0.5
 
 
 class PerceptionNode(Node):
@@ -101,6 +107,10 @@ class PerceptionNode(Node):
             low=0.01, high=10.0)))
         self._publish_debug = declare(self, "publish_debug_image", False,
                                       "Publish /perception/debug_image (mask overlay) for tuning")
+        self._max_stamp_lead_s = declare(
+            self, "max_stamp_lead_s", 0.1, "Images stamped further than this ahead of the node's clock are "
+            "rejected and logged (s): a frame from the future would make every real frame after it look old",
+            low=0.0, high=10.0)
         try:
             config = self._tracker_config(self._values)
             self._pose = self._camera_pose(self._values)
@@ -113,6 +123,7 @@ class PerceptionNode(Node):
         self._info_error: str | None = "no camera_info received yet"
         self._warned_distortion = False
         self._last_error_log: dict[str, tuple[float, int]] = {}
+        self._unseen_since_s: float | None = None  # stamp of the first frame of a run without a hand
 
         self._in_zone_pub = self.create_publisher(Bool, "/partner/in_zone", COMMAND_QOS)
         self._hand_pub = self.create_publisher(PointStamped, "/partner/hand", COMMAND_QOS)
@@ -184,6 +195,12 @@ class PerceptionNode(Node):
 
     def _buffer(self, add, msg: Image) -> None:
         ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        now = self.get_clock().now().nanoseconds
+        if now > 0 and ns - now > self._max_stamp_lead_s * 1e9:
+            self._log_error("future_stamp", f"rejecting an image stamped {(ns - now) * 1e-9:.3f} s ahead of this "
+                                            f"node's clock (max_stamp_lead_s {self._max_stamp_lead_s:g} s): check the "
+                                            "camera driver's clock and use_sim_time")
+            return
         last_ns = self._pairer.last_released_ns
         if add(ns, msg):
             # Clock went back (simulation restarted, bag looped): start a fresh track.
@@ -209,6 +226,7 @@ class PerceptionNode(Node):
         except PerceptionInputError as exc:
             self._log_error("frame", f"skipping frame at {ns * 1e-9:.3f} s: {exc}")
             return
+        self._report_unseen(obs)
         self._publish(obs, color.header.stamp)
         if self._publish_debug:
             self._debug_pub.publish(self._debug_message(self._tracker.debug_image(rgb, obs), color))
@@ -225,6 +243,22 @@ class PerceptionNode(Node):
         velocity.vector.x, velocity.vector.y, velocity.vector.z = (float(v) for v in obs.velocity_mps)
         self._velocity_pub.publish(velocity)
 
+    def _report_unseen(self, obs: HandObservation) -> None:
+        """Say so when no hand has been detected for a while: what the robot does then (in_zone
+        reports the worst case) must never be a surprise in the log."""
+        if obs.detected:
+            if self._unseen_since_s is not None and obs.stamp_s - self._unseen_since_s > _UNSEEN_REPORT_S:
+                self.get_logger().info(f"hand detected again after {obs.stamp_s - self._unseen_since_s:.2f} s")
+            self._unseen_since_s = None
+            return
+        if self._unseen_since_s is None:
+            self._unseen_since_s = obs.stamp_s
+        unseen_s = obs.stamp_s - self._unseen_since_s
+        if unseen_s > _UNSEEN_REPORT_S:
+            self._log_error("unseen", f"no hand detected for {unseen_s:.2f} s ({obs.reason}); /partner/in_zone "
+                                      f"reports {obs.in_zone} (an unseen hand may be anywhere it could have reached)",
+                            warning=True)
+
     @staticmethod
     def _debug_message(rgb, color: Image) -> Image:
         msg = Image()
@@ -235,7 +269,7 @@ class PerceptionNode(Node):
         msg.data = rgb.tobytes()
         return msg
 
-    def _log_error(self, key: str, text: str) -> None:
+    def _log_error(self, key: str, text: str, warning: bool = False) -> None:
         """Log an input problem at most once per period per kind, counting the ones suppressed."""
         now = time.monotonic()
         last_s, suppressed = self._last_error_log.get(key, (-math.inf, 0))
@@ -243,7 +277,7 @@ class PerceptionNode(Node):
             self._last_error_log[key] = (last_s, suppressed + 1)
             return
         more = f" ({suppressed} similar suppressed)" if suppressed else ""
-        self.get_logger().error(text + more)
+        (self.get_logger().warning if warning else self.get_logger().error)(text + more)
         self._last_error_log[key] = (now, 0)
 
 

@@ -13,11 +13,20 @@ The partner wears a glove of a distinctive colour. Each frame:
 5. differentiate successive detections for a smoothed velocity, and decide whether the hand is
    in the shared zone.
 
-Occlusion safety: when no hand is detected in a frame, ``in_zone`` *holds* its last value. A hand
-that vanished inside the zone is assumed to be still inside (the robot must never enter the zone on
-a missed detection) until it is seen outside again. A hand last seen outside keeps ``in_zone``
-False. ``lost_timeout_s`` after the last detection the hysteresis band is dropped: the held value
-becomes "was the last seen position strictly inside the zone".
+Not seen is unknown, and unknown is the worst case. When no hand is detected in a frame (occluded,
+out of view, no usable depth, an implausible jump), ``in_zone`` is True when the hand *may* be in
+the zone: it was last seen inside (it stays inside until seen outside again), or it could have
+reached the zone since it was last seen, moving at ``unseen_hand_speed_mps`` (ISO 13855's approach
+speed) from where it was, or it was never seen at all. Only a hand last seen outside and not long
+enough ago to have reached the zone keeps ``in_zone`` False (within ``lost_timeout_s`` the
+hysteresis band is held, after it only the strict zone counts). So a blind camera never reports a
+fresh, empty zone for longer than the hand takes to reach it.
+
+Plausibility: a detection that would mean the hand moved faster than ``max_hand_speed_mps``
+since the last accepted one (a colour blob elsewhere, a depth glitch, a spoofed frame) is not
+accepted: the frame counts as "not detected" (reason says why) and the jump is remembered; a next
+detection consistent with either the old track or the jump is accepted, so a real relocation
+costs one frame.
 
 Inputs that cannot be processed (wrong dtype or shape, colour/depth/intrinsics size mismatch,
 non-finite intrinsics) raise :class:`PerceptionInputError`, a ``ValueError``. Frames that are
@@ -81,6 +90,11 @@ class HandTrackerConfig:
     velocity_smoothing_s: float = 0.05
     #: Detections further apart than this (s) do not give a velocity; the estimate restarts.
     velocity_reset_gap_s: float = 0.25
+    #: How fast a hand that is not seen may move (m/s; ISO 13855's 1.6): once it could have reached
+    #: the zone since it was last seen, ``in_zone`` is True.
+    unseen_hand_speed_mps: float = 1.6
+    #: Fastest plausible hand motion between two detections (m/s); a faster jump is not accepted.
+    max_hand_speed_mps: float = 5.0
     #: After this long without a detection (s) the track is lost: ``in_zone`` falls back to
     #: whether the last seen position was strictly inside the zone (hysteresis dropped).
     lost_timeout_s: float = 0.5
@@ -112,7 +126,8 @@ class HandTrackerConfig:
         _check_int("morphology_kernel_px", self.morphology_kernel_px, 0)
         _check_int("min_depth_px", self.min_depth_px, 1)
         for name in ("depth_min_m", "depth_max_m", "surface_offset_m", "velocity_smoothing_s",
-                     "velocity_reset_gap_s", "lost_timeout_s", "zone_margin_m", "zone_hysteresis_m"):
+                     "velocity_reset_gap_s", "lost_timeout_s", "zone_margin_m", "zone_hysteresis_m",
+                     "unseen_hand_speed_mps", "max_hand_speed_mps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -123,6 +138,9 @@ class HandTrackerConfig:
                              f"[{self.depth_min_m}, {self.depth_max_m}] m")
         if self.velocity_reset_gap_s <= 0.0:
             raise ValueError(f"velocity_reset_gap_s must be > 0, got {self.velocity_reset_gap_s!r}")
+        for name in ("unseen_hand_speed_mps", "max_hand_speed_mps"):
+            if getattr(self, name) <= 0.0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.hand_model not in HAND_MODELS:
             raise ValueError(f"hand_model must be one of {list(HAND_MODELS)}, got {self.hand_model!r}")
         if not isinstance(self.zone, Zone):
@@ -202,7 +220,8 @@ class HandTracker:
         self._last_seen_s: float | None = None
         self._last_position_m: np.ndarray | None = None
         self._velocity_mps: np.ndarray | None = None
-        self._in_zone = False
+        self._jump: tuple[float, np.ndarray] | None = None  # an implausible detection, kept to confirm
+        self._in_zone = True  # never seen: the hand may be anywhere
         self._last_seen_strictly_inside = False
 
     @staticmethod
@@ -289,8 +308,40 @@ class HandTracker:
         return centre
 
     # ------------------------------------------------------------------ track state
+    def _implausible(self, stamp_s: float, position: np.ndarray) -> str:
+        """Why ``position`` at ``stamp_s`` cannot be the tracked hand ("" when it can): it would have
+        moved faster than ``max_hand_speed_mps`` from the last accepted detection, and it does not
+        confirm an earlier jump either. A confirmed jump restarts the track there."""
+        cfg = self._config
+        if self._last_seen_s is None or self._last_position_m is None:
+            return ""
+
+        def plausible(t_s: float, where: np.ndarray) -> bool:
+            # One camera frame of slack: stamps of a 30 Hz camera jitter by a few ms.
+            dt = max(stamp_s - t_s, 0.0) + 1.0 / 30.0
+            return float(np.linalg.norm(position - where)) <= cfg.max_hand_speed_mps * dt
+
+        if self._jump is not None and plausible(*self._jump):
+            self._jump = None
+            self._velocity_mps = None
+            self._last_seen_s = None  # restart the track here (no velocity across the jump)
+            return ""
+        if plausible(self._last_seen_s, self._last_position_m):
+            self._jump = None
+            return ""
+        distance = float(np.linalg.norm(position - self._last_position_m))
+        self._jump = (stamp_s, position.copy())
+        return (f"implausible jump: {distance:.2f} m in {stamp_s - self._last_seen_s:.3f} s from the tracked hand "
+                f"(faster than max_hand_speed_mps {cfg.max_hand_speed_mps:g} m/s); waiting for a frame that "
+                f"confirms it")
+
     def _detected(self, stamp_s: float, position: np.ndarray, area: int, centroid) -> HandObservation:
         cfg = self._config
+        reason = self._implausible(stamp_s, position)
+        if reason:
+            # Not believed, but not ruled out either: a jump into the zone counts as inside.
+            return self._missed(stamp_s, reason, area, centroid,
+                                maybe_inside=cfg.zone.contains(position, margin_m=cfg.zone_margin_m))
         velocity = _NAN3
         if self._last_seen_s is not None and self._last_position_m is not None:
             dt = stamp_s - self._last_seen_s
@@ -316,13 +367,20 @@ class HandTracker:
                                area, "", centroid, False)
 
     def _missed(self, stamp_s: float, reason: str, area: int,
-                centroid=(math.nan, math.nan)) -> HandObservation:
-        if self._last_seen_s is None:
-            self._in_zone = False
-        elif stamp_s - self._last_seen_s > self._config.lost_timeout_s:
-            # Track lost: drop the hysteresis band, but a hand last seen inside stays inside.
-            self._in_zone = self._last_seen_strictly_inside
-        # else: hold the last value (occlusion / missed detection).
+                centroid=(math.nan, math.nan), maybe_inside: bool = False) -> HandObservation:
+        cfg = self._config
+        if self._last_seen_s is None or self._last_position_m is None:
+            self._in_zone = True  # never seen (or the track restarted): it may be anywhere
+        else:
+            unseen_s = max(stamp_s - self._last_seen_s, 0.0)
+            could_reach = (cfg.zone.distance_m(self._last_position_m, cfg.zone_margin_m)
+                           <= cfg.unseen_hand_speed_mps * unseen_s)
+            if unseen_s > cfg.lost_timeout_s:
+                # Track lost: drop the hysteresis band, but a hand last seen inside stays inside.
+                self._in_zone = self._last_seen_strictly_inside or could_reach
+            else:  # hold the last value (occlusion / missed detection), unless it may be inside by now
+                self._in_zone = self._in_zone or could_reach
+        self._in_zone = self._in_zone or maybe_inside
         return HandObservation(stamp_s, False, _NAN3.copy(), _NAN3.copy(), self._in_zone, area, reason,
                                centroid, self._last_seen_s is not None)
 
