@@ -108,9 +108,11 @@ def test_a_hand_coming_while_the_arm_waits_holds_it_until_the_hand_stops(ctl):
     rec = run(ctl, script, 5.0)
     assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
     reach_cmds = [c for c in rec.commands if c.trajectory.purpose == "reach"]
-    held = next(c for c in reach_cmds if c.trajectory.plan.stops_on_path)
-    resumed = next(c for c in reach_cmds if c.t_s > held.t_s and not c.trajectory.plan.stops_on_path)
+    # Held: sent to stop at the waiting point; resumed: sent on past it (to the gate before the zone,
+    # where an uncommitted reach stops at the latest, then on into the zone at the commit).
+    wait_tau = ctl.nominal_wait_s
+    held = next(c for c in reach_cmds if abs(c.trajectory.plan.stop_tau_s - wait_tau) < 1e-6)
+    resumed = next(c for c in reach_cmds if c.t_s > held.t_s and c.trajectory.plan.stop_tau_s > wait_tau + 1e-6)
     assert held.t_s < 1.0
     assert resumed.t_s == pytest.approx(1.6, abs=DT_S + 1e-9)
-    assert not any(c.t_s < 1.6 and c is not held and c.t_s > held.t_s for c in reach_cmds
-                   if not c.trajectory.plan.stops_on_path)
+    assert not any(held.t_s < c.t_s < 1.6 and c.trajectory.plan.stop_tau_s > wait_tau + 1e-6 for c in reach_cmds)

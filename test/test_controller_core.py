@@ -131,13 +131,15 @@ def always(**inputs):
 def test_full_turn_emits_reach_act_withdraw_home_in_order(ctl):
     rec = run(ctl, lambda t: {"decision": "act" if t < 2.0 else "wait"}, 6.0)
     assert rec.names() == ["reach_start", "entry_commit", "act_start", "withdraw_start", "home"]
-    assert [c.trajectory.purpose for c in rec.commands] == ["reach", "withdraw"]
+    # The reach goes out gated (it would stop before the zone), then on at the commit.
+    assert [c.trajectory.purpose for c in rec.commands] == ["reach", "reach", "withdraw"]
+    assert rec.commands[0].trajectory.plan.stops_on_path and not rec.commands[1].trajectory.plan.stops_on_path
     for c in rec.commands:
         assert_within_limits(ctl, c.trajectory, CONFIG.velocity_scale)
     assert rec.time_of("withdraw_start") - rec.time_of("act_start") == pytest.approx(CONFIG.act_duration_s, abs=DT_S)
     assert rec.time_of("reach_start") < rec.time_of("entry_commit") < rec.time_of("act_start")
     # The turn really takes place: the EE reaches the target inside the zone and returns home.
-    assert np.linalg.norm(rec.commands[0].trajectory.plan.goal_rad - ctl.target_rad) < 1e-9
+    assert np.linalg.norm(rec.commands[1].trajectory.plan.goal_rad - ctl.target_rad) < 1e-9
     assert ee_ever_inside(ctl, rec)
     assert np.allclose(rec.commands[-1].trajectory.plan.goal_rad, CONFIG.home_rad)
     assert rec.states[-1][1] == "home"
@@ -416,3 +418,75 @@ def test_perception_stamped_in_the_future_is_not_perception(ctl):
         rec.events.extend(out.events)
         rec.states.append((t, out.state))
     assert rec.events == [] and rec.states[-1][1] == "holding"  # no perception after the start-up grace
+
+
+# ----------------------------------------------------------------------------- silence and late ticks
+def executed_ee(ctl, rec: Record, t_end_s: float, step_s: float = 0.005) -> np.ndarray:
+    """EE positions along what the arm executes: each command's plan from when it was sent until
+    the next one (an arm that follows its trajectory exactly), the last one to ``t_end_s``."""
+    points = []
+    for i, cmd in enumerate(rec.commands):
+        until = rec.commands[i + 1].t_s if i + 1 < len(rec.commands) else t_end_s
+        t = np.arange(0.0, max(until - cmd.t_s, step_s), step_s)
+        q, _, _ = cmd.trajectory.plan.state_at(t)
+        points.append(ctl.kinematics.fk_many(q))
+    return np.concatenate(points)
+
+
+def test_a_controller_that_falls_silent_mid_reach_leaves_the_arm_outside_the_zone(ctl):
+    """Issue 11 (2): until the entry is committed the reach sent to the arm ends at rest before the
+    zone (its gate), so a dead controller, a lost command or a late tick never carries it in."""
+    rec = run(ctl, always(), 0.5)  # then nothing more is ever sent
+    assert rec.names() == ["reach_start"]
+    last = rec.commands[-1].trajectory.plan
+    assert last.stops_on_path
+    ee = executed_ee(ctl, rec, 0.5 + last.duration_s + 1.0)
+    assert not CONFIG.zone.contains_many(ee, CONFIG.commit_margin_m).any()
+
+
+def test_commit_needs_fresh_perception_and_a_late_watchdog_tick_retreats_outside(ctl):
+    """Issue 11 (2): perception dies during the reach and the first tick after the perception
+    timeout comes 0.15 s late, past the point where the entry used to be committed: no entry."""
+    dies_s = 0.6
+    late_s = dies_s + CONFIG.perception_timeout_s + 0.15
+    ticks = [t for t in np.arange(0.0, late_s + 1.5, DT_S) if not (0.9 <= t < late_s - 1e-9)]
+    rec = Record()
+    for t in ticks:
+        stamp = min(t, dies_s)
+        out = ctl.update(t, ControllerInputs("act", False, stamp, None, partner_hand_m=PARTNER_REST_M,
+                                             partner_velocity_mps=np.zeros(3)))
+        if out.trajectory is not None:
+            rec.commands.append(Command(t, False, out.trajectory))
+        rec.events.extend(out.events)
+    assert "entry_commit" not in rec.names() and "watchdog" in rec.names()
+    assert rec.time_of("watchdog") == pytest.approx(late_s, abs=1e-6)
+    ee = executed_ee(ctl, rec, late_s + 1.5)
+    assert not CONFIG.zone.contains_many(ee, CONFIG.commit_margin_m).any()
+
+
+def test_a_reach_with_the_zone_clear_on_fresh_perception_is_not_slowed_by_its_gate(ctl):
+    rec = run(ctl, always(), 3.0)
+    assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
+    # Committed before the gated reach started braking: the EE follows the full-speed reach.
+    ee = executed_ee(ctl, rec, rec.time_of("act_start"))
+    nominal = plan_ee(ctl, TrajectoryCommand(CONFIG.joint_names, [], "reach", ctl.nominal_reach))
+    t_act = rec.time_of("act_start") - rec.time_of("reach_start")
+    assert t_act == pytest.approx(ctl.nominal_reach.duration_s, abs=0.02)
+    assert np.max(np.linalg.norm(ee[-1] - nominal[-1])) < 1e-3
+
+
+def test_a_stop_starts_where_the_arm_is_now_not_where_a_stale_joint_state_saw_it(ctl):
+    """Issue 11 (6): braking from a joint state 20 ms old would first pull the arm back."""
+    rec = run(ctl, always(), 0.8)
+    t = 0.8
+    q_cmd, qd_cmd, _ = ctl.commanded_state(t)
+    assert np.linalg.norm(qd_cmd) > 0.3  # mid-reach, moving
+    stale_q = q_cmd - qd_cmd * 0.02      # what the arm measured 20 ms ago
+    out = ctl.update(t, ControllerInputs("act", False, t, stale_q, estop=True, partner_hand_m=PARTNER_REST_M,
+                                         partner_velocity_mps=np.zeros(3), joint_stamp_s=t - 0.02))
+    brake = out.trajectory.plan
+    assert np.allclose(brake.start_rad, q_cmd, atol=1e-6)
+    first = np.array(out.trajectory.points[0].positions)
+    # The first point lies ahead of where the arm is, along its motion: no pull-back.
+    assert float((first - q_cmd) @ qd_cmd) > 0.0
+    assert rec.names() == ["reach_start"]

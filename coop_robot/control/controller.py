@@ -19,9 +19,17 @@ Safety rules, in priority order:
    fresh perception. Until the reach's *commit time* (the last moment an abort still keeps the EE
    outside the zone grown by ``commit_margin_m``, see :func:`planning.commit_time_s`) the
    reach is aborted -- a retreat home from the current state -- as soon as the partner is
-   perceived inside, perception is unknown, or the decision stops being "act". After the
-   commit time the entry was decided while the partner was outside; if the partner then
-   enters (or the policy says "yield") the arm withdraws at once instead of acting.
+   perceived inside, perception is unknown, or the decision stops being "act". Until it is
+   committed, the trajectory the arm has been sent ends at rest at the reach's *gate* (the last
+   point of its path with the EE ``commit_margin_m`` outside the zone): a controller that falls
+   silent, a lost command or a late tick leaves the arm stopped outside. The entry is committed
+   -- the reach sent on into the zone -- at the last tick before the arm would start braking for
+   the gate, and only when the zone guard is clear and the newest perception is at most
+   ``ssm_max_hand_age_s`` old; otherwise the arm brakes and the commit waits for fresh
+   perception. A fresh perception that does not see the hand counts as the partner inside once
+   the hand could have reached the zone since it was last seen. After the commit the entry was
+   decided while the partner was outside; if the partner then enters (or the policy says
+   "yield") the arm withdraws at once instead of acting.
    **Approach guard** (``approach_horizon_s``): a hand perceived outside but moving toward the
    zone fast enough to reach it within that horizon counts as inside for this rule -- a partner
    who pauses after a false start and then reaches again is seen coming before the arm commits.
@@ -96,6 +104,12 @@ _SSM_LOOKAHEAD_S = 0.1
 _SSM_RAISE_AFTER_S = 0.2
 #: A move sent again at a new speed joins its path this long (s) after receipt (see _resend).
 _RESEND_JOIN_S = 0.1
+#: The entry is committed (the reach sent on past the gate) this long (s) before the gated reach
+#: would start braking: the re-sent move's join plus two controller ticks.
+_COMMIT_LEAD_S = _RESEND_JOIN_S + 0.02
+_GATE_STEP_S = 0.005
+#: A joint state at most this old (s) is carried forward to the tick time at the commanded velocity.
+_MAX_JOINT_EXTRAPOLATION_S = 0.1
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
@@ -397,6 +411,7 @@ class ControllerInputs:
     estop: bool = False
     partner_hand_m: Sequence[float] | None = None         # perceived hand (world, m); None/NaN = unknown
     partner_velocity_mps: Sequence[float] | None = None   # perceived hand velocity (m/s); None/NaN = unknown
+    joint_stamp_s: float | None = None        # stamp of joint_positions; None = measured now
 
 
 def partner_approaching(zone: Zone, hand_m, velocity_mps, horizon_s: float, min_speed_mps: float) -> bool:
@@ -482,6 +497,7 @@ class ArmController:
         self.nominal_reach = self._reach_plan(self.home_rad)
         self.nominal_commit_s = self._commit_time(self.nominal_reach)
         self.nominal_entry_s = first_zone_entry_s(self.nominal_reach, self.kinematics, cfg.zone)
+        self.nominal_gate_s = self._gate_time(self.nominal_reach)
         self._nominal_ee_path = self._ee_path(self.nominal_reach)
         #: Body distance (m) a waiting pose keeps from the zone (S_p for a hand anywhere in it).
         self.waiting_clearance_m = self.monitor.waiting_clearance_m(cfg.ssm_waiting_perception_age_s)
@@ -504,6 +520,8 @@ class ArmController:
         self._hold_rad = self.home_rad.copy()
         self._commit_s = 0.0
         self._wait_s = 0.0
+        self._gate_s = 0.0
+        self._perception_age_s = float("inf")
         self._committed = False
         self._act_until_s = 0.0
         self._t0_s: float | None = None
@@ -516,7 +534,8 @@ class ArmController:
         #: Speed scale the current move cruises at (separation monitoring sets it).
         self._cruise_sigma = 1.0
         self._raise_since_s: float | None = None
-        #: While the zone guard holds the reach: the path time it must stop at (the waiting point).
+        #: While a reach is uncommitted: the path time its trajectory ends at rest (the gate before the
+        #: zone, or the waiting point while the zone guard holds it); None once committed.
         self._stop_at_tau: float | None = None
         self._ssm_stop_since_s: float | None = None
         self._last_seen: tuple[float, np.ndarray] | None = None
@@ -569,7 +588,7 @@ class ArmController:
             raise ValueError(f"decision must be one of {DECISIONS} or None, got {inputs.decision!r}")
         out = ControllerOutput(self.state)
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
-        q_meas = _measured(inputs.joint_positions)
+        q_meas = self._measured_now(now_s, inputs)
         stamp = inputs.perception_stamp_s
         if stamp is not None and not (stamp <= now_s + cfg.max_stamp_lead_s):
             stamp = None  # from the future (or NaN): not perception at all
@@ -582,6 +601,7 @@ class ArmController:
         else:
             stale = now_s - stamp > cfg.perception_timeout_s
             fresh = not stale
+        self._perception_age_s = float("inf") if stamp is None else max(now_s - stamp, 0.0)
         hand = None if inputs.partner_hand_m is None else np.asarray(inputs.partner_hand_m, dtype=float)
         seen = stamp is not None and hand is not None and hand.shape == (3,) and bool(np.isfinite(hand).all())
         if seen and (self._last_seen is None or stamp >= self._last_seen[0]):
@@ -641,6 +661,28 @@ class ArmController:
         self._monitor_separation(out, now_s, inputs, q_meas)
         return out
 
+    def _measured_now(self, now_s: float, inputs: ControllerInputs) -> np.ndarray | None:
+        """The measured joints carried forward to ``now_s`` at the commanded velocity: a joint state
+        a few ms old is where the arm was, and a stop planned from there would pull it back first."""
+        q = _measured(inputs.joint_positions)
+        stamp = inputs.joint_stamp_s
+        if q is None or stamp is None or self._plan is None:
+            return q
+        age_s = now_s - stamp
+        if not (0.0 < age_s <= _MAX_JOINT_EXTRAPOLATION_S):
+            return q
+        _, qd, _ = self.commanded_state(now_s)
+        return q + qd * age_s
+
+    def _commit_due(self, now_s: float) -> bool:
+        """Whether the gated reach would start braking for its gate within :data:`_COMMIT_LEAD_S`
+        (or already does: a late tick): the last moment to send it on without slowing it."""
+        plan = self._plan
+        brake_s = plan.brake_start_s
+        if brake_s is None or plan.stop_tau_s < self._gate_s - 1e-6:
+            return False  # not heading for the gate (a protective stop short of it): nothing to decide yet
+        return now_s - self._plan_start_s + _COMMIT_LEAD_S >= brake_s
+
     def _may_be_inside_unseen(self, now_s: float) -> bool:
         """Whether a hand not seen since ``_last_seen`` (never: True) could be in the zone now,
         moving at ``ssm_human_speed_mps`` (ISO 13855) since."""
@@ -671,13 +713,17 @@ class ArmController:
                     return
                 self._hold_at_waiting_point(out, now_s, q_meas)
                 return
-            if self._stop_at_tau is not None:
-                self._stop_at_tau = None  # clear: go on along the same path
+            if self._stop_at_tau is None or self._stop_at_tau < self._gate_s - 1e-9:
+                self._stop_at_tau = self._gate_s  # clear: go on along the same path, up to the gate
                 self._phase = "direct"
                 self._resend(out, now_s, self._cruise_sigma)
-            if tau >= self._commit_s:
+            elif self._commit_due(now_s) and self._perception_age_s <= cfg.ssm_max_hand_age_s:
+                # The zone is clear on fresh perception now, the last tick before the arm would start
+                # braking for the gate: send it on into the zone.
                 self._committed = True
+                self._stop_at_tau = None
                 self._emit(out, "entry_commit", now_s)
+                self._resend(out, now_s, self._cruise_sigma)
         elif partner_in_zone is True or decision == "yield":
             self._stop_and_return(out, now_s, q_meas)
             return
@@ -700,7 +746,7 @@ class ArmController:
         the latest (so the arm stops there even if no further command comes), and a wait there
         longer than ``staging_timeout_s`` returns home."""
         cfg = self.config
-        if self._stop_at_tau is None:
+        if self._stop_at_tau is None or self._stop_at_tau > self._wait_s + 1e-9:
             self._stop_at_tau = self._wait_s
             self._resend(out, now_s, self._cruise_sigma)
         at_rest = self._plan.stops_on_path and now_s - self._plan_start_s >= self._plan.duration_s
@@ -726,16 +772,18 @@ class ArmController:
 
         r1 = ramp(sigma, cruise, tau)
         profile = [(r1, sigma, cruise)]
-        if stop_at_tau is None or cruise <= 0.0:
+        if stop_at_tau is None or (cruise <= 0.0 and tau + 0.5 * sigma * r1 <= stop_at_tau):
             return profile
-        tau1 = tau + 0.5 * (sigma + cruise) * r1
-        r2 = ramp(cruise, 0.0, tau1)
-        cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
-        if cruise_s >= 0.0:
-            return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
-        if cruise > sigma + 1e-9:
-            # No room to speed up and still stop there: keep the speed it has.
-            return self._speed_profile(path, tau, sigma, sigma, stop_at_tau)
+        if cruise > 0.0:
+            tau1 = tau + 0.5 * (sigma + cruise) * r1
+            # The braking ramp is sized for the path's speed where it brakes: just before the stop.
+            r2 = ramp(cruise, 0.0, max(tau1, stop_at_tau - 0.6))
+            cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
+            if cruise_s >= 0.0:
+                return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
+            if cruise > sigma + 1e-9:
+                # No room to speed up and still stop there: keep the speed it has.
+                return self._speed_profile(path, tau, sigma, sigma, stop_at_tau)
         # Too late to ramp to the cruise speed first: brake now, as hard as allowed.
         if sigma <= 1e-9:
             return [(0.0, sigma, 0.0)]
@@ -775,6 +823,15 @@ class ArmController:
                              margin_m=cfg.commit_margin_m, latency_s=cfg.command_latency_s,
                              acceleration_scale=cfg.stop_acceleration_scale)
 
+    def _gate_time(self, reach: JointPlan) -> float:
+        """Path time of the gate: the last moment the reach's EE is outside the zone grown by
+        ``commit_margin_m``. An uncommitted reach comes to rest there at the latest."""
+        entry = first_zone_entry_s(reach, self.kinematics, self.config.zone, self.config.commit_margin_m,
+                                   step_s=_GATE_STEP_S)
+        if entry is None:
+            return reach.duration_s
+        return max(entry - _GATE_STEP_S, 0.0)
+
     def _waiting_time(self, reach: JointPlan) -> float:
         """Path time of the waiting point: the last moment the reach's body keeps the waiting
         clearance from the zone (0 when it never does)."""
@@ -797,21 +854,20 @@ class ArmController:
             # the precomputed times, scaled to its duration; the retreats from nearby states differ
             # no more than the paths do, and that difference is a fraction of the margin.
             ratio = reach.duration_s / self.nominal_reach.duration_s
-            commit, wait = self.nominal_commit_s * ratio, self.nominal_wait_s * ratio
+            commit, wait, gate = self.nominal_commit_s * ratio, self.nominal_wait_s * ratio, self.nominal_gate_s * ratio
         else:
-            commit, wait = self._commit_time(reach), self._waiting_time(reach)
+            commit, wait, gate = self._commit_time(reach), self._waiting_time(reach), self._gate_time(reach)
         self._phase = "direct"
         self._commit_s = commit
-        self._wait_s = min(wait, commit)
+        self._gate_s = gate
+        self._wait_s = min(wait, commit, gate)
         self._committed = False
         self._emit(out, "reach_start", now_s)
         self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")
-        if not guard_clear:  # anticipating: the trajectory ends at the waiting point until the zone clears
-            self._stop_at_tau = self._wait_s
-            self._resend(out, now_s, 1.0)
-        if commit <= 0.0:
-            self._committed = True
-            self._emit(out, "entry_commit", now_s)
+        # Uncommitted, the trajectory ends at rest at the gate (the waiting point while anticipating):
+        # should the controller fall silent, the arm stops outside the zone.
+        self._stop_at_tau = gate if guard_clear else self._wait_s
+        self._resend(out, now_s, 1.0)
 
     # ------------------------------------------------------------------ separation monitoring
     def _monitor_separation(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,

@@ -527,6 +527,14 @@ class ScaledPlan(JointPlan):
             return 0.0 if self.sigma1 <= 0.0 or self.stop_tau_s >= self.path.duration_s else self.sigma1
         return float(self._profile(np.array([max(t, 0.0)]))[1][0])
 
+    @property
+    def brake_start_s(self) -> float | None:
+        """Plan time (s) the last piece, the ramp down to rest on the path, starts; None when the
+        plan does not stop on its path that way."""
+        if self.stops_on_path and self._pieces and self._pieces[-1][2] <= 0.0:
+            return float(self._starts[-2])
+        return None
+
     def braking_to_stop(self, t_s: float) -> bool:
         """True once the plan is in its last piece, ramping down to rest on the path."""
         return (self.stops_on_path and bool(self._pieces) and self._pieces[-1][2] <= 0.0

@@ -78,6 +78,7 @@ class ControllerNode(Node):
         self._in_zone: bool | None = None
         self._perception_stamp_s: float | None = None
         self._joints: np.ndarray | None = None
+        self._joints_stamp_s: float | None = None
         self._hand_m: np.ndarray | None = None
         self._hand_velocity_mps: np.ndarray | None = None
         self._estop = False
@@ -100,7 +101,8 @@ class ControllerNode(Node):
         self.get_logger().info(
             f"commanding {topic} at {rate_hz:.0f} Hz; home EE {np.round(core.home_ee_m, 3).tolist()} m, "
             f"target {np.round(core.target_ee_m, 3).tolist()} m; reach {core.nominal_reach.duration_s:.2f} s, "
-            f"zone entry after {core.nominal_entry_s:.2f} s, committed after {core.nominal_commit_s:.2f} s")
+            f"zone entry after {core.nominal_entry_s:.2f} s; an uncommitted reach stops at its gate "
+            f"{core.nominal_gate_s:.2f} s along it")
 
     def _declare(self, spec: ControllerParameter):
         if spec.name != "joint_names":
@@ -146,6 +148,8 @@ class ControllerNode(Node):
     def _on_joint_states(self, msg: JointState) -> None:
         try:
             self._joints = select_joint_positions(msg.name, msg.position, self._joint_names)
+            stamp_s = stamp_to_s(msg.header.stamp)
+            self._joints_stamp_s = stamp_s if stamp_s > 0.0 else None  # unstamped: taken as now
         except ValueError as exc:
             # Another device's message (e.g. the gripper alone) or an arm whose joints are named
             # otherwise: keep the last arm state, and say so -- a silent mismatch never moves the arm.
@@ -174,6 +178,7 @@ class ControllerNode(Node):
             partner_in_zone=self._in_zone,
             perception_stamp_s=self._perception_stamp_s,
             joint_positions=self._joints,
+            joint_stamp_s=self._joints_stamp_s,
             estop=self._estop,
             partner_hand_m=self._hand_m,
             partner_velocity_mps=self._hand_velocity_mps,
