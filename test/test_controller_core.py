@@ -426,7 +426,9 @@ def executed_ee(ctl, rec: Record, t_end_s: float, step_s: float = 0.005) -> np.n
     the next one (an arm that follows its trajectory exactly), the last one to ``t_end_s``."""
     points = []
     for i, cmd in enumerate(rec.commands):
-        until = rec.commands[i + 1].t_s if i + 1 < len(rec.commands) else t_end_s
+        if cmd.t_s >= t_end_s:
+            break
+        until = min(rec.commands[i + 1].t_s if i + 1 < len(rec.commands) else t_end_s, t_end_s)
         t = np.arange(0.0, max(until - cmd.t_s, step_s), step_s)
         q, _, _ = cmd.trajectory.plan.state_at(t)
         points.append(ctl.kinematics.fk_many(q))
@@ -490,3 +492,24 @@ def test_a_stop_starts_where_the_arm_is_now_not_where_a_stale_joint_state_saw_it
     # The first point lies ahead of where the arm is, along its motion: no pull-back.
     assert float((first - q_cmd) @ qd_cmd) > 0.0
     assert rec.names() == ["reach_start"]
+
+
+def test_an_arm_stopped_at_its_gate_commits_once_perception_is_fresh_again(ctl):
+    """Perception 0.15 s old (fresh for the watchdog, too old to commit on) from 0.5 s to 1.5 s: the
+    arm stops before its gate, then goes on into the zone once perception is fresh again."""
+    rec = Record()
+    for t in np.arange(0.0, 4.0, DT_S):
+        stamp = t - 0.15 if 0.5 <= t < 1.5 else t
+        out = ctl.update(t, ControllerInputs("act", False, stamp, None, partner_hand_m=PARTNER_REST_M,
+                                             partner_velocity_mps=np.zeros(3)))
+        if out.trajectory is not None:
+            rec.commands.append(Command(t, False, out.trajectory))
+        rec.events.extend(out.events)
+    assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
+    # (The stale hand also made separation monitoring stop the arm short of its gate; it resumes
+    # 0.2 s after perception is fresh again and commits on its way to the gate.)
+    assert 1.5 - 1e-9 <= rec.time_of("entry_commit") <= 2.5
+    ee = executed_ee(ctl, rec, rec.time_of("entry_commit"))
+    assert not CONFIG.zone.contains_many(ee, CONFIG.commit_margin_m).any()
+    # Every command ends after it can arrive (a stamped trajectory that ends at once is rejected).
+    assert all(c.trajectory.points[-1].time_from_start_s >= 0.1 - 1e-9 for c in rec.commands)

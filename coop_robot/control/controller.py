@@ -100,6 +100,9 @@ _REUSE_COMMIT_MARGIN_FRACTION = 0.25
 _PATH_PHASES = np.linspace(0.0, 1.0, 101)
 #: Path time (s) ahead at which separation monitoring also checks the path speed (a reach accelerates).
 _SSM_LOOKAHEAD_S = 0.1
+#: Separation monitoring reserves the distance the arm and the hand close in before its next check
+#: can act (s): two 100 Hz ticks (the next one may come late).
+_SSM_NEXT_CHECK_S = 0.02
 #: Separation monitoring raises the speed only after it has been allowed this long (s).
 _SSM_RAISE_AFTER_S = 0.2
 #: A move sent again at a new speed joins its path this long (s) after receipt (see _resend).
@@ -678,10 +681,11 @@ class ArmController:
         """Whether the gated reach would start braking for its gate within :data:`_COMMIT_LEAD_S`
         (or already does: a late tick): the last moment to send it on without slowing it."""
         plan = self._plan
-        brake_s = plan.brake_start_s
-        if brake_s is None or plan.stop_tau_s < self._gate_s - 1e-6:
+        if plan.stop_tau_s < self._gate_s - 1e-6:
             return False  # not heading for the gate (a protective stop short of it): nothing to decide yet
-        return now_s - self._plan_start_s + _COMMIT_LEAD_S >= brake_s
+        brake_s = plan.brake_start_s
+        # No braking piece: at rest at the gate already (or starting from rest there).
+        return brake_s is None or now_s - self._plan_start_s + _COMMIT_LEAD_S >= brake_s
 
     def _may_be_inside_unseen(self, now_s: float) -> bool:
         """Whether a hand not seen since ``_last_seen`` (never: True) could be in the zone now,
@@ -766,9 +770,9 @@ class ArmController:
         ``stop_at_tau`` when given (braking as late as the stop deceleration allows)."""
         cfg = self.config
 
-        def ramp(a: float, b: float, at: float) -> float:
+        def ramp(a: float, b: float, at: float, until: float | None = None) -> float:
             scale = cfg.stop_acceleration_scale if b < a else cfg.velocity_scale
-            return ramp_time_s(path, at, a, b, self.limits, scale)
+            return ramp_time_s(path, at, a, b, self.limits, scale, until_tau_s=until)
 
         r1 = ramp(sigma, cruise, tau)
         profile = [(r1, sigma, cruise)]
@@ -777,7 +781,7 @@ class ArmController:
         if cruise > 0.0:
             tau1 = tau + 0.5 * (sigma + cruise) * r1
             # The braking ramp is sized for the path's speed where it brakes: just before the stop.
-            r2 = ramp(cruise, 0.0, max(tau1, stop_at_tau - 0.6))
+            r2 = ramp(cruise, 0.0, max(tau1, stop_at_tau - 0.6), stop_at_tau)
             cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
             if cruise_s >= 0.0:
                 return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
@@ -787,7 +791,7 @@ class ArmController:
         # Too late to ramp to the cruise speed first: brake now, as hard as allowed.
         if sigma <= 1e-9:
             return [(0.0, sigma, 0.0)]
-        r = max(2.0 * max(stop_at_tau - tau, 0.0) / sigma, ramp(sigma, 0.0, tau))
+        r = max(2.0 * max(stop_at_tau - tau, 0.0) / sigma, ramp(sigma, 0.0, tau, stop_at_tau))
         return [(r, sigma, 0.0)]
 
     def _resend(self, out: ControllerOutput, now_s: float, cruise: float) -> None:
@@ -807,7 +811,14 @@ class ArmController:
         # measured state to the first point, so a first point 20 ms away would make it catch up in
         # one jerk. A re-sent move joins its path _RESEND_JOIN_S later instead.
         points = new.points(self.config.point_rate_hz)
-        joined = [p for p in points if p.time_from_start_s >= _RESEND_JOIN_S - 1e-9] or points[-1:]
+        joined = [p for p in points if p.time_from_start_s >= _RESEND_JOIN_S - 1e-9]
+        if not joined:
+            # A move shorter than the join (already at rest, or nearly): hold its goal from the join
+            # on. Its one point must lie ahead: a trajectory stamped now that ends before it arrives
+            # is rejected by a joint trajectory controller.
+            last = points[-1]
+            joined = [TrajectoryPoint(_RESEND_JOIN_S, last.positions, tuple(0.0 for _ in last.positions),
+                                      tuple(0.0 for _ in last.positions))]
         out.trajectory = TrajectoryCommand(self.config.joint_names, joined, self._purpose, new)
 
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
@@ -895,7 +906,7 @@ class ArmController:
         _, qd_ahead, _ = plan.path.state_at(min(tau + _SSM_LOOKAHEAD_S, plan.path.duration_s))
         qd_path = qd_ahead if np.linalg.norm(qd_ahead) > np.linalg.norm(qd_now) else qd_now
         sep_full = self.monitor.evaluate(q, qd_path, hand)
-        allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale)
+        allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale, next_check_s=_SSM_NEXT_CHECK_S)
         if allowed > self._cruise_sigma + 1e-9:
             # Speed up only once a higher speed has been allowed for _SSM_RAISE_AFTER_S: a noisy hand
             # velocity would otherwise make the arm stop and go tick by tick.
@@ -908,9 +919,10 @@ class ArmController:
         if abs(allowed - self._cruise_sigma) > 1e-9:
             self._raise_since_s = None
             if allowed < self._cruise_sigma and (plan.max_sigma_after(t_local) <= allowed + 1e-9
-                                                 or plan.braking_to_stop(t_local)):
-                # Already below it, or already braking to rest (at the waiting point) as hard as a
-                # stop would: keep the plan.
+                                                 or (plan.braking_to_stop(t_local)
+                                                     and plan.sigma_at(t_local) <= allowed + 1e-9)):
+                # Never faster than allowed from here, or braking to rest (at the waiting point or the
+                # gate) and already no faster: keep the plan.
                 self._cruise_sigma = allowed
             else:
                 self._resend(out, now_s, allowed)

@@ -569,16 +569,18 @@ class ScaledPlan(JointPlan):
 
 
 def ramp_time_s(path: JointPlan, tau_s: float, sigma_from: float, sigma_to: float, limits: JointLimits,
-                acceleration_scale: float, min_ramp_s: float = 0.05) -> float:
+                acceleration_scale: float, min_ramp_s: float = 0.05, until_tau_s: float | None = None) -> float:
     """How long a smoothstep change of the path speed from ``sigma_from`` to ``sigma_to`` must take
     at path time ``tau_s`` so that the added joint acceleration (peak 1.5 |dsigma| / T times the
     path's joint speed) stays within ``acceleration_scale`` of the limits. The path speed is
-    bounded over the stretch the ramp can cover."""
+    bounded over the stretch the ramp can cover: 0.6 path seconds, or up to ``until_tau_s`` (a
+    ramp that ends at rest there)."""
     _check_scale(acceleration_scale)
     delta = abs(sigma_to - sigma_from)
     if delta <= 1e-12:
         return 0.0
-    window = np.linspace(tau_s, min(tau_s + 0.6, path.duration_s), 13)
+    end = tau_s + 0.6 if until_tau_s is None else max(until_tau_s, tau_s)
+    window = np.linspace(tau_s, min(end, path.duration_s), 13)
     _, v, _ = path.state_at(window)
     speed = np.abs(v).max(axis=0)
     return float(max(min_ramp_s, np.max(1.5 * delta * speed / (acceleration_scale * limits.acceleration_rad_s2))))

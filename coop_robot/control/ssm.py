@@ -326,12 +326,14 @@ class SeparationMonitor:
         return self._protective_m(sep.human_closing_mps, max(sep.robot_closing_mps, 0.0) * scale,
                                   sep.reaction_time_s, sep.stop_time_s * scale)
 
-    def allowed_scale(self, sep_full: Separation, current_scale: float, step: float = 0.25) -> float:
+    def allowed_scale(self, sep_full: Separation, current_scale: float, step: float = 0.25,
+                      next_check_s: float = 0.0) -> float:
         """Largest multiple of ``step`` in [0, 1] at which S_p fits the separation ``sep_full``
         (evaluated at full path speed). Changing speed takes time: while the speed ramps down to the
         new scale (at the stop deceleration) the arm closes in faster than the new scale's S_p
         assumes, and that distance is reserved. Raising the scale needs ``resume_margin_m`` to spare. Moving
-        away from the person: 1."""
+        away from the person: 1. ``next_check_s``: how long until the next check can act; the arm (at the
+        new speed) and the hand close in meanwhile, and that distance is reserved too."""
         v_full = sep_full.robot_closing_mps
         if v_full <= APPROACH_SPEED_MPS:
             return 1.0
@@ -343,7 +345,9 @@ class SeparationMonitor:
             margin = self.config.resume_margin_m if level > current_scale + 1e-9 else 0.0
             ramp_s = sep_full.stop_time_s * max(current_scale - level, 0.0)
             lag_m = v_full * 0.5 * max(current_scale - level, 0.0) * ramp_s
-            if self.protective_at_scale(sep_full, level) + margin + lag_m <= sep_full.separation_m:
+            # Until the next check both close in: the arm at the new speed, the hand at v_h.
+            next_m = (v_full * level + max(sep_full.human_closing_mps, 0.0)) * next_check_s
+            if self.protective_at_scale(sep_full, level) + margin + lag_m + next_m <= sep_full.separation_m:
                 return level
         return 0.0
 
