@@ -269,6 +269,7 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("coop_robot.analysis.analyze_cmd", "analyse rosbag2 sessions: per-turn timing, plots, HTML report"),
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
+    "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
 }
 
 
