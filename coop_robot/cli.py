@@ -53,6 +53,7 @@ def _add_sim(sub) -> None:
 
 
 def _cmd_sim(args) -> int:
+    from coop_robot.domain_guard import DomainInUse
     from coop_robot.graph import GraphError, sim_graph
     from coop_robot.params import ParamFileError
     from coop_robot.partner.profile import ProfileError, load_profile, resolve_profile_path
@@ -106,7 +107,7 @@ def _cmd_sim(args) -> int:
     )
     try:
         summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id))
-    except ParamFileError as exc:
+    except (ParamFileError, DomainInUse) as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         return 2
     except SessionError as exc:
