@@ -35,12 +35,12 @@ DISCOVERY_VARIABLES = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "ROS
 class DomainInUse(RuntimeError):
     """Nodes with the session's node names already run on its ROS domain."""
 
-    def __init__(self, domain_id: int, nodes: list[str]) -> None:
+    def __init__(self, domain_id: int, nodes: list[str],
+                 remedy: str = "Use --domain-id with a free domain, or unset ROS_DOMAIN_ID for a random one") -> None:
         self.domain_id, self.nodes = domain_id, list(nodes)
         super().__init__(
             f"ROS_DOMAIN_ID={domain_id} already has nodes named {', '.join(self.nodes)} (another coop_robot "
-            f"session, or a graph with the same node names); a second graph there would merge with it. "
-            f"Use --domain-id with a free domain, or unset ROS_DOMAIN_ID for a random one")
+            f"session, or a graph with the same node names); a second graph there would merge with it. {remedy}")
 
 
 def rtps_ports_in_use(domain_id: int) -> list[int]:
@@ -96,15 +96,17 @@ class GraphProbe:
         own = self._node.get_name()
         return Counter(name for name, ns in self._node.get_node_names_and_namespaces() if ns == "/" and name != own)
 
-    def refuse_if_in_use(self, names: Iterable[str], wait_s: float = DISCOVERY_WAIT_S, poll_s: float = 0.1) -> None:
+    def refuse_if_in_use(self, names: Iterable[str], wait_s: float = DISCOVERY_WAIT_S, poll_s: float = 0.1,
+                         **remedy: str) -> None:
         """Raise :class:`DomainInUse` naming the nodes of ``names`` found on the domain within
-        ``wait_s`` (at once when nothing can be there: see the module docstring)."""
+        ``wait_s`` (at once when nothing can be there: see the module docstring); ``remedy``:
+        what to tell the user to do instead."""
         names = set(names)
         deadline = time.monotonic() + (0.0 if self._nothing_there else wait_s)
         while True:
             found = sorted(names & set(self.node_counts()))
             if found:
-                raise DomainInUse(self.domain_id, found)
+                raise DomainInUse(self.domain_id, found, **remedy)
             if time.monotonic() >= deadline:
                 return
             time.sleep(poll_s)
