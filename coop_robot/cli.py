@@ -36,7 +36,8 @@ def _add_sim(sub) -> None:
         "--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)"
     )
     p.add_argument(
-        "--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random one)"
+        "--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random free one); "
+        "a domain where nodes with the graph's names already run is refused (exit 2)"
     )
     p.add_argument(
         "--record",
