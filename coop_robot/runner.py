@@ -202,6 +202,15 @@ class GraphRunner:
                 time.sleep(0.05)
 
 
+def _second_graph(probe: GraphProbe, names: list[str], domain: str) -> str | None:
+    """Why the session must end when a second node with one of ``names`` runs on its domain; else None."""
+    twice = probe.duplicated(names)
+    if not twice:
+        return None
+    return (f"a second node named {', '.join(twice)} appeared on ROS_DOMAIN_ID={domain} (another session started "
+            f"there at the same time?): the two graphs merged; ending this one")
+
+
 def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
                 timeout_s: float = 600.0, env: dict | None = None, extra_param_files: list[Path] = (),
                 progress: TextIO | None = sys.stdout, guard_domain: bool = True) -> dict:
@@ -226,24 +235,18 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
     domain = runner.env["ROS_DOMAIN_ID"]
     names = [s.name for s in specs]
     probe = GraphProbe(int(domain), runner.env) if guard_domain else None
-    check = None
     if probe is not None:
         try:
             probe.refuse_if_in_use(names)
         except BaseException:
             probe.close()
             raise
-
-        def check() -> str | None:
-            twice = probe.duplicated(names)
-            return (f"a second node named {', '.join(twice)} appeared on ROS_DOMAIN_ID={domain} (another session "
-                    f"started there at the same time?): the two graphs merged; ending this one") if twice else None
     if progress is not None:
         progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={domain}, logs in {log_dir})\n")
         progress.flush()
     try:
         runner.start()
-        runner.wait(timeout_s, check)
+        runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
     finally:
         codes = runner.shutdown()
         if probe is not None:
