@@ -36,7 +36,8 @@ def _add_sim(sub) -> None:
         "--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)"
     )
     p.add_argument(
-        "--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random one)"
+        "--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random free one); "
+        "a domain where nodes with the graph's names already run is refused (exit 2)"
     )
     p.add_argument(
         "--record",
@@ -53,6 +54,7 @@ def _add_sim(sub) -> None:
 
 
 def _cmd_sim(args) -> int:
+    from coop_robot.domain_guard import DomainInUse
     from coop_robot.graph import GraphError, sim_graph
     from coop_robot.params import ParamFileError
     from coop_robot.partner.profile import ProfileError, load_profile, resolve_profile_path
@@ -106,7 +108,7 @@ def _cmd_sim(args) -> int:
     )
     try:
         summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id))
-    except ParamFileError as exc:
+    except (ParamFileError, DomainInUse) as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         return 2
     except SessionError as exc:
@@ -269,6 +271,7 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("coop_robot.analysis.analyze_cmd", "analyse rosbag2 sessions: per-turn timing, plots, HTML report"),
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
+    "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
 }
 
 

@@ -2,8 +2,8 @@
 
 Each node class of the graph (:mod:`coop_robot.graph`) is built in-process, in its own rclpy
 context on a random domain, without parameter files; its declared parameters (name, type,
-default, range, description) and its publishers and subscriptions (topic, type, QoS) are read
-back and written as Markdown tables between marker comments in ``docs/parameters.md``::
+default, range, description), its publishers and subscriptions (topic, type, QoS) and the
+services it offers are read back and written as Markdown tables between marker comments in ``docs/parameters.md``::
 
     <!-- BEGIN GENERATED: parameters -->
     ...
@@ -48,6 +48,8 @@ WRITE_COMMAND = "python -m coop_robot.docs_tables --write"
 RCLPY_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
 #: Endpoints every rclpy node creates.
 RCLPY_TOPICS = frozenset({"/parameter_events", "/rosout"})
+#: Packages of the services every rclpy node offers (parameters, type descriptions, logger levels).
+RCLPY_SERVICE_PACKAGES = frozenset({"rcl_interfaces", "type_description_interfaces"})
 
 _MARKER = re.compile(r"<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- END GENERATED: (?P=name) -->",
                      re.DOTALL)
@@ -70,7 +72,7 @@ class EndpointInfo:
     msg_type: str             # pkg/msg/Name
     qos: str                  # reliability, durability, history depth
     node: str
-    kind: str                 # "pub" or "sub"
+    kind: str                 # "pub", "sub" or "server" (topic is then the service, msg_type its type)
     policies: tuple[str, ...] = ()
 
 
@@ -140,6 +142,12 @@ def _probe_class(cls):
             sub = super().create_subscription(msg_type, topic, callback, qos_profile, *args, **kwargs)
             self._probe_endpoints.append(("sub", msg_type, sub.topic_name, qos_profile))
             return sub
+
+        def create_service(self, srv_type, srv_name, callback, **kwargs):
+            srv = super().create_service(srv_type, srv_name, callback, **kwargs)
+            if _msg_type_name(srv_type).split("/")[0] not in RCLPY_SERVICE_PACKAGES:
+                self._probe_endpoints.append(("server", srv_type, srv.service_name, kwargs.get("qos_profile", 10)))
+            return srv
 
     Probe.__name__ = f"Probe{cls.__name__}"
     return Probe
@@ -340,12 +348,18 @@ def topics_block(nodes: list[NodeInfo]) -> str:
     rows: dict[tuple[str, str], dict[str, list[str]]] = {}
     for node in graph:
         for e in node.endpoints:
+            if e.kind == "server":
+                continue
             who = node.name + (f" ({', '.join(e.policies)})" if e.policies else "")
             entry = rows.setdefault((e.topic, e.msg_type), {"pub": [], "sub": []})
             entry[e.kind].append(f"{who}: {e.qos}")
     out = ["| topic | type | published by (QoS) | subscribed by (QoS) |", "|---|---|---|---|"]
     for (topic, msg_type), entry in sorted(rows.items()):
         out.append(f"| `{topic}` | {msg_type} | {'<br>'.join(entry['pub'])} | {'<br>'.join(entry['sub'])} |")
+    servers = sorted((e.topic, e.msg_type, n.name) for n in graph for e in n.endpoints if e.kind == "server")
+    if servers:
+        out += ["", "| service | type | server |", "|---|---|---|"]
+        out += [f"| `{name}` | {srv_type} | {node} |" for name, srv_type, node in servers]
     recorder = [n for n in nodes if n.name == "recorder"]
     if recorder:
         subs = [e for e in recorder[0].endpoints if e.kind == "sub"]

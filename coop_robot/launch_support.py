@@ -28,13 +28,17 @@ class SessionFailed(RuntimeError):
     """A node the session cannot run without exited before the session ended (ends the launch non-zero)."""
 
 
-def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | None = None) -> list:
+def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | None = None,
+                      check_domain: bool = True) -> list:
     """``launch_ros`` actions that run ``specs`` the way :class:`coop_robot.runner.GraphRunner` does.
 
     - Each node gets the same ``--params-file`` list as the runner (:func:`coop_robot.graph.parameter_files`):
       the overrides (launch arguments) go in a file keyed by the node's own name, because a dict in
       ``Node(parameters=[...])`` would be written under ``/**`` and lose to the config files' node-named
       entries. Parameter files are checked before anything starts.
+    - With ``check_domain``, the launch is refused (:class:`coop_robot.domain_guard.DomainInUse`) when
+      nodes with the graph's names already run on its domain ($ROS_DOMAIN_ID), as ``coop-robot sim``
+      refuses; unlike the runner, the launch does not watch for a second graph appearing later.
     - A node with a ``ready_line`` (the recorder) starts first; the others start once it printed that line.
     - When the session-ending node (the turn tracker, ``turns`` > 0) exits 0, the other nodes are shut
       down, nodes marked ``stops_last`` (the recorder) last, then the launch ends.
@@ -60,6 +64,8 @@ def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | N
             # shutdown crashed them (exit -11). The runner waits 8 s; give the same margin here.
             sigterm_timeout=str(SIGTERM_TIMEOUT_S),
         )
+    if check_domain:
+        refuse_busy_domain([s.name for s in specs])
     state = {"session_over": False, "stopping": set()}
     first = [s for s in specs if s.ready_line]
     rest = [s for s in specs if not s.ready_line]
@@ -103,6 +109,18 @@ def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | N
 
     ready = RegisterEventHandler(OnProcessIO(target_action=nodes[first[0].name], on_stdout=on_ready))
     return handlers + [ready] + [nodes[s.name] for s in first]
+
+
+def refuse_busy_domain(names: list[str]) -> None:
+    """Raise :class:`coop_robot.domain_guard.DomainInUse` when nodes named ``names`` already run on
+    this process's ROS domain ($ROS_DOMAIN_ID, default 0)."""
+    from coop_robot.domain_guard import GraphProbe
+
+    probe = GraphProbe(int(os.environ.get("ROS_DOMAIN_ID") or 0))
+    try:
+        probe.refuse_if_in_use(names, remedy="Set ROS_DOMAIN_ID to a free domain for this launch")
+    finally:
+        probe.close()
 
 
 def parse_record(record: str, record_dir: str, record_images: str) -> tuple[str, bool]:

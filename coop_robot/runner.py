@@ -5,7 +5,9 @@ process talking over DDS; the runner only starts them, watches them, shows progr
 them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends. A node with a
 ``ready_line`` (the recorder) must print it before the next nodes start, and nodes marked
 ``stops_last`` (the recorder) are stopped only after all the others have exited, so the bag holds
-everything they published.
+everything they published. :func:`run_session` refuses a domain where nodes with the graph's
+names already run, and ends the session when a second node with one of them appears
+(:mod:`coop_robot.domain_guard`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from coop_robot.domain_guard import GraphProbe, discovery_is_local, rtps_ports_in_use
 from coop_robot.graph import NodeSpec, parameter_files
 from coop_robot.params import load_param_file
 
@@ -33,14 +36,17 @@ class SessionError(RuntimeError):
 
 
 def isolated_env(domain_id: int | None = None, base: dict | None = None) -> dict:
-    """Environment for the graph: the caller's ROS_DOMAIN_ID if set, else a random one, and
-    discovery kept on this host unless the caller chose otherwise."""
+    """Environment for the graph: the caller's ROS_DOMAIN_ID if set, else a random one (one that no
+    participant on this host uses, if discovery stays on this host), and discovery kept on this
+    host unless the caller chose otherwise."""
     env = dict(os.environ if base is None else base)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     elif "ROS_DOMAIN_ID" not in env:
-        env["ROS_DOMAIN_ID"] = str(random.randint(1, 100))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        ids = random.sample(range(1, 101), 100)
+        free = [d for d in ids if not rtps_ports_in_use(d)] if discovery_is_local(env) else []
+        env["ROS_DOMAIN_ID"] = str((free or ids)[0])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -126,10 +132,19 @@ class GraphRunner:
             if self.on_line is not None:
                 self.on_line(proc.spec.name, line.rstrip("\n"))
 
-    def wait(self, timeout_s: float) -> _Proc:
-        """Block until a session-ending node exits (returned) or any other node dies (raises)."""
+    def wait(self, timeout_s: float, check: Callable[[], str | None] | None = None,
+             check_period_s: float = 1.0) -> _Proc:
+        """Block until a session-ending node exits (returned) or any other node dies (raises).
+        ``check()``, every ``check_period_s``, returns a reason to end the session (raised as a
+        :class:`SessionError`) or None."""
         deadline = time.monotonic() + timeout_s
+        next_check = time.monotonic() + check_period_s
         while True:
+            if check is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_period_s
+                reason = check()
+                if reason:
+                    raise SessionError(reason)
             for proc in self.procs:
                 code = proc.popen.poll()
                 if code is None:
@@ -187,10 +202,23 @@ class GraphRunner:
                 time.sleep(0.05)
 
 
+def _second_graph(probe: GraphProbe, names: list[str], domain: str) -> str | None:
+    """Why the session must end when a second node with one of ``names`` runs on its domain; else None."""
+    twice = probe.duplicated(names)
+    if not twice:
+        return None
+    return (f"a second node named {', '.join(twice)} appeared on ROS_DOMAIN_ID={domain} (another session started "
+            f"there at the same time?): the two graphs merged; ending this one")
+
+
 def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
                 timeout_s: float = 600.0, env: dict | None = None, extra_param_files: list[Path] = (),
-                progress: TextIO | None = sys.stdout) -> dict:
-    """Run a graph whose turn tracker ends the session; return the summary the tracker wrote."""
+                progress: TextIO | None = sys.stdout, guard_domain: bool = True) -> dict:
+    """Run a graph whose turn tracker ends the session; return the summary the tracker wrote.
+
+    With ``guard_domain``, raises :class:`coop_robot.domain_guard.DomainInUse` before any node
+    starts when nodes with the graph's names already run on the domain, and ends the session with
+    a :class:`SessionError` naming it when a second node with one of those names appears."""
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="coop_robot_"))
     ender = [s for s in specs if s.ends_session]
     if len(ender) != 1 or not ender[0].parameters.get("summary_json"):
@@ -204,15 +232,25 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
 
     runner = GraphRunner(list(specs), log_dir, env if env is not None else isolated_env(),
                          [Path(f) for f in extra_param_files], on_line=show)
+    domain = runner.env["ROS_DOMAIN_ID"]
+    names = [s.name for s in specs]
+    probe = GraphProbe(int(domain), runner.env) if guard_domain else None
+    if probe is not None:
+        try:
+            probe.refuse_if_in_use(names)
+        except BaseException:
+            probe.close()
+            raise
     if progress is not None:
-        domain = runner.env["ROS_DOMAIN_ID"]
         progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={domain}, logs in {log_dir})\n")
         progress.flush()
     try:
         runner.start()
-        runner.wait(timeout_s)
+        runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
     finally:
         codes = runner.shutdown()
+        if probe is not None:
+            probe.close()
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT)}
     if bad and progress is not None:
         progress.write(f"warning: nodes exited with non-zero codes at shutdown: {bad}\n")

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from coop_robot.domain_guard import rtps_ports_in_use  # a bound port of a domain's block: a participant there
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 #: Domain ids handed out. Fast DDS on Linux allows 0..232; ids 102..214 put a participant's ports in
 #: the kernel's ephemeral port range (32768..60999), and 0 is the default every un-isolated node uses.
 ROS_DOMAIN_IDS = tuple(range(1, 102)) + tuple(range(215, 233))
-#: The RTPS well-known port mapping: domain d uses UDP ports PB + DG * d + offset, offset < DG.
-RTPS_PORT_BASE, RTPS_DOMAIN_GAIN = 7400, 250
 #: One lock file per domain id, shared by every test process on this host that uses this module.
 DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "coop_robot_test_ros_domains"
 
@@ -56,27 +56,6 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, *,
             time.sleep(poll_period_s)
         else:
             poll()
-
-
-def rtps_ports_in_use(domain_id: int) -> list[int]:
-    """UDP ports of ROS domain ``domain_id``'s block that some socket on this host is bound to.
-
-    DDS (RTPS) maps every participant of domain d to ports 7400 + 250 d + offset (offset < 250),
-    whatever the vendor: a bound port in the block is a participant on that domain, seen at once
-    (a node-name probe over DDS discovery needs up to the peers' 3 s announcement period).
-    """
-    first = RTPS_PORT_BASE + RTPS_DOMAIN_GAIN * domain_id
-    ports = set()
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            port = int(line.split()[1].rsplit(":", 1)[1], 16)
-            if first <= port < first + RTPS_DOMAIN_GAIN:
-                ports.add(port)
-    return sorted(ports)
 
 
 def _lock_domain(domain_id: int) -> tuple[bool, int | None]:

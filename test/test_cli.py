@@ -86,3 +86,41 @@ def test_eval_rejects_unknown_policy_parameters_and_bad_settings():
     assert res.returncode == 2 and "KEY=VALUE" in res.stderr
     res = run_cli("eval", "--turns", "1", "--policy", "telepathy")
     assert res.returncode == 2 and "reactive" in res.stderr
+
+
+def test_sim_refuses_a_domain_where_a_node_of_its_graph_already_runs(tmp_path):
+    import rclpy
+
+    domain = free_ros_domain()
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("controller", context=context)  # another session's controller, as far as DDS can tell
+    try:
+        env = dict(os.environ, ROS_DOMAIN_ID="0", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        logs = tmp_path / "logs"
+        res = subprocess.run([sys.executable, "-m", "coop_robot.cli", "sim", "--domain-id", str(domain), "--turns", "1",
+                              "--log-dir", str(logs)], capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        release_ros_domain(domain)
+    assert res.returncode == 2, res.stderr
+    assert f"ROS_DOMAIN_ID={domain} already has nodes named controller" in res.stderr
+    assert "--domain-id" in res.stderr and "starting" not in res.stdout
+    # refused before any node started: no node log, no process of the session
+    assert not list(logs.glob("*.log"))
+    out = subprocess.run(["pgrep", "-f", str(logs)], capture_output=True, text=True)
+    assert out.stdout.strip() == ""
+
+
+def test_estop_without_a_controller_fails_naming_the_service_and_domain():
+    domain = free_ros_domain()
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    try:
+        res = subprocess.run([sys.executable, "-m", "coop_robot.cli", "estop", "on", "--timeout-s", "0.5"],
+                             capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+    finally:
+        release_ros_domain(domain)
+    assert res.returncode == 1
+    assert "/controller/emergency_stop" in res.stderr and f"ROS_DOMAIN_ID={domain}" in res.stderr
+    assert "NOT engaged" in res.stderr

@@ -1,5 +1,6 @@
 """The controller node in a subprocess, driven over topics on an isolated DDS domain."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from sensor_msgs.msg import JointState, TimeReference  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from coop_robot.control.estop import ESTOP_TOPIC  # noqa: E402
 from coop_robot.control.kinematics import JOINT_NAMES, PandaKinematics  # noqa: E402
 from coop_robot.geometry import Zone  # noqa: E402
 from coop_robot.nodes.common import COMMAND_QOS, EVENT_QOS, LATCHED_QOS, stamp_to_s  # noqa: E402
@@ -85,7 +87,7 @@ class Driver:
         self.in_zone_pub = n.create_publisher(Bool, "/partner/in_zone", 10)
         self.hand_pub = n.create_publisher(PointStamped, "/partner/hand", 10)
         self.joints_pub = n.create_publisher(JointState, "/joint_states", COMMAND_QOS)
-        self.estop_pub = n.create_publisher(Bool, "/emergency_stop", 10)
+        self.estop_pub = n.create_publisher(Bool, ESTOP_TOPIC, 10)
         self.trajectories: list[JointTrajectory] = []
         self.states: list[str] = []
         self.events: list[TimeReference] = []
@@ -98,7 +100,7 @@ class Driver:
         self.decision = "act"
         self.in_zone = False
         self.perception_alive = True
-        self.estop = False
+        self.estop: bool | None = False   # None: publish nothing on /emergency_stop
         self.joint_names = list(JOINT_NAMES)
 
     def event_names(self) -> list[str]:
@@ -119,7 +121,8 @@ class Driver:
         js.name = list(self.joint_names)
         js.position = list(HOME)
         self.joints_pub.publish(js)
-        self.estop_pub.publish(Bool(data=self.estop))
+        if self.estop is not None:
+            self.estop_pub.publish(Bool(data=self.estop))
 
     def spin_until(self, predicate, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -270,5 +273,90 @@ def test_joint_states_without_the_configured_joints_are_reported(ros_env, driver
         driver.spin_until(lambda: "/joint_states message ignored" in node.output, 30.0, "the joint-name warning")
         assert "lacks positions for ['panda_joint1'" in node.output and "fr3_joint1" in node.output
         assert "set joint_names" in node.output
+    finally:
+        node.kill()
+
+
+@contextlib.contextmanager
+def latched_stop(stop: bool = True):
+    """A fresh process's worth of DDS (its own context and participant) that publishes one
+    transient-local stop (or release) at once, without waiting for any subscription to match,
+    and keeps its publisher alive while the block runs. Yields the subscriptions it had matched
+    when it published (0 unless discovery beat the publish call)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)  # ROS_DOMAIN_ID: the test's domain (the ros_env fixture)
+    node = rclpy.create_node("estop_button", context=context)
+    try:
+        pub = node.create_publisher(Bool, ESTOP_TOPIC, LATCHED_QOS)
+        matched = pub.get_subscription_count()
+        pub.publish(Bool(data=stop))
+        yield matched
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_a_latched_stop_published_before_the_controller_started_holds_it(ros_env, driver):
+    driver.estop = None
+    driver.decision = "wait"
+    with latched_stop():
+        node = start_controller(ros_env)
+        try:
+            driver.spin_until(lambda: driver.states[-1:] == ["estop"] and "estop" in driver.event_names(), 30.0,
+                              "the controller to start in estop")
+            driver.decision = "act"
+            driver.spin_for(0.8)
+            assert "reach_start" not in driver.event_names() and driver.states[-1] == "estop"
+        finally:
+            node.kill()
+
+
+def test_a_latched_stop_published_once_by_a_fresh_process_brakes_a_reach_and_a_release_frees_it(ros_env, driver):
+    driver.estop = None
+    node = start_controller(ros_env)
+    try:
+        driver.spin_until(lambda: "reach_start" in driver.event_names(), 30.0, "the reach_start event")
+        # Published without waiting for the match (volatile, that message was lost): it arrives
+        # over the transient-local subscription once the controller has discovered the publisher.
+        with latched_stop():
+            driver.spin_until(lambda: driver.states[-1:] == ["estop"] and "estop" in driver.event_names()
+                              and len(driver.trajectories) >= 2, 10.0, "a brake trajectory, estop state and event")
+        assert np.allclose(driver.trajectories[-1].points[-1].velocities, 0.0, atol=1e-6)
+        driver.estop = False  # a plain volatile publisher releases
+        driver.spin_until(lambda: "estop_release" in driver.event_names(), 10.0, "the estop_release event")
+        assert "EMERGENCY STOP (/emergency_stop)" in node.output
+    finally:
+        node.kill()
+
+
+def run_estop_command(driver: Driver, env: dict, state: str) -> subprocess.CompletedProcess:
+    """``coop-robot estop STATE`` in a subprocess while the driver keeps the controller's inputs fresh."""
+    proc = subprocess.Popen([sys.executable, "-m", "coop_robot.cli", "estop", state, "--timeout-s", "30"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        driver.spin_until(lambda: proc.poll() is not None, 60.0, f"`coop-robot estop {state}` to return")
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_the_estop_command_is_acknowledged_brakes_and_releases(ros_env, driver):
+    driver.estop = None  # (a publisher of "false" would release the stop again at once)
+    node = start_controller(ros_env)
+    try:
+        driver.spin_until(lambda: "reach_start" in driver.event_names(), 30.0, "the reach_start event")
+        res = run_estop_command(driver, ros_env, "on")
+        assert res.returncode == 0, res.stderr
+        assert "emergency stop engaged" in res.stdout
+        driver.spin_until(lambda: driver.states[-1:] == ["estop"] and "estop" in driver.event_names()
+                          and len(driver.trajectories) >= 2, 5.0, "a brake trajectory, estop state and event")
+        res = run_estop_command(driver, ros_env, "off")
+        assert res.returncode == 0, res.stderr
+        assert "emergency stop released" in res.stdout
+        driver.spin_until(lambda: "estop_release" in driver.event_names(), 5.0, "the estop_release event")
+        assert "EMERGENCY STOP (/controller/emergency_stop)" in node.output
     finally:
         node.kill()

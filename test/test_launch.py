@@ -31,6 +31,13 @@ def console_scripts() -> dict[str, str]:
     return dict(re.findall(r'"([\w-]+) = ([\w.]+):\w+"', (REPO / "setup.py").read_text()))
 
 
+@pytest.fixture(autouse=True)
+def launch_domain(monkeypatch, ros_domain):
+    """The launch files check their ROS domain for another graph: evaluate them on a free one."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(ros_domain))
+    return ros_domain
+
+
 def evaluate(monkeypatch, filename: str, arguments: dict) -> launch_standin.Launched:
     launch_standin.install(monkeypatch, share_dir())
     return launch_standin.evaluate(REPO / "launch" / filename, arguments)
@@ -464,3 +471,19 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
     withdraw = {vs: minimum_jerk_duration_s(core.target_rad, core.home_rad, core.limits, vs, 0.5) for vs in (0.3, 0.5)}
     # The reach and the withdrawal of each of the two turns, at least, are full moves at 0.3.
     assert sum(d == pytest.approx(withdraw[0.3], rel=0.01) for d in durations) >= 4, (durations, withdraw)
+
+
+def test_a_launch_is_refused_on_a_domain_where_a_node_of_its_graph_runs(monkeypatch, tmp_path, launch_domain):
+    import rclpy
+
+    from coop_robot.domain_guard import DomainInUse
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=launch_domain)
+    node = rclpy.create_node("turn_tracker", context=context)
+    try:
+        with pytest.raises(DomainInUse, match=f"ROS_DOMAIN_ID={launch_domain} already has nodes named turn_tracker"):
+            evaluate(monkeypatch, "robot.launch.py", {})
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)

@@ -5,21 +5,29 @@ value of every input, ticks the core at ``rate_hz`` on the node clock (sim time 
 and publishes what the core returns. The trajectory goes to a ros2_control joint trajectory
 controller (or the simulation, which accepts the same message) stamped with the controller-clock
 time its move starts (``stamp_trajectories``; false: a zero stamp, meaning "start on receipt").
+
+E-stop: ``/emergency_stop`` is subscribed twice, volatile (every publisher, ``ros2 topic pub`` as
+it is) and transient local (a stop published before this node matched its publisher, or before
+it started, still arrives); ``/controller/emergency_stop`` (std_srvs/SetBool) answers once the
+stop or release is in force. :class:`coop_robot.control.estop.EstopLatch` decides which command holds.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, Vector3Stamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from coop_robot.control.controller import (
@@ -32,6 +40,7 @@ from coop_robot.control.controller import (
     TrajectoryCommand,
     controller_config_from_params,
 )
+from coop_robot.control.estop import ESTOP_SERVICE, ESTOP_TOPIC, EstopLatch
 from coop_robot.control.kinematics import IKError, select_joint_positions
 from coop_robot.nodes.common import (
     COMMAND_QOS,
@@ -81,7 +90,7 @@ class ControllerNode(Node):
         self._joints_stamp_s: float | None = None
         self._hand_m: np.ndarray | None = None
         self._hand_velocity_mps: np.ndarray | None = None
-        self._estop = False
+        self._estop = EstopLatch()
         self._published_state: str | None = None
 
         self.create_subscription(String, "/policy/decision", self._on_decision, COMMAND_QOS)
@@ -89,7 +98,14 @@ class ControllerNode(Node):
         self.create_subscription(PointStamped, "/partner/hand", self._on_hand, 10)
         self.create_subscription(Vector3Stamped, "/partner/hand_velocity", self._on_hand_velocity, 10)
         self.create_subscription(JointState, "/joint_states", self._on_joint_states, COMMAND_QOS)
-        self.create_subscription(Bool, "/emergency_stop", self._on_estop, 10)
+        # Both durabilities (a subscription matches no publisher of a stronger durability than its own):
+        # the volatile one takes every publisher; the transient-local one, depth 1, the latched stop
+        # a publisher sent before the two matched. A volatile publisher offers it incompatible QoS:
+        # expected, and not worth a warning each time one is discovered.
+        self.create_subscription(Bool, ESTOP_TOPIC, self._on_estop, COMMAND_QOS)
+        self.create_subscription(Bool, ESTOP_TOPIC, self._on_estop, LATCHED_QOS, event_callbacks=(
+            SubscriptionEventCallbacks(incompatible_qos=lambda _event: None, use_default_callbacks=False)))
+        self.create_service(SetBool, ESTOP_SERVICE, self._on_estop_request)
         self.trajectory_pub = self.create_publisher(JointTrajectory, topic, COMMAND_QOS)
         self.state_pub = self.create_publisher(String, "/controller/state", LATCHED_QOS)
         self.events_pub = self.create_publisher(TimeReference, "/controller/events", EVENT_QOS)
@@ -156,10 +172,30 @@ class ControllerNode(Node):
             self.get_logger().warning(f"/joint_states message ignored: {exc}; set joint_names to the arm's joints",
                                       throttle_duration_sec=5.0)
 
-    def _on_estop(self, msg: Bool) -> None:
-        if bool(msg.data) != self._estop:
-            self.get_logger().warning("EMERGENCY STOP" if msg.data else "emergency stop released")
-        self._estop = bool(msg.data)
+    def _on_estop(self, msg: Bool, info: dict) -> None:
+        # The DDS source timestamp (the publisher's system clock) says when the command was issued.
+        issued_ns = info.get("source_timestamp") or time.time_ns()
+        was = self._estop.engaged
+        applied = self._estop.command(bool(msg.data), issued_ns, (issued_ns, info.get("publication_sequence_number")))
+        if not applied and not msg.data:
+            self.get_logger().warning(
+                f"release on {ESTOP_TOPIC} ignored: issued before the stop in force (an old latched message, "
+                f"or clocks out of sync); release with `coop-robot estop off`", throttle_duration_sec=5.0)
+        self._log_estop(was, ESTOP_TOPIC)
+
+    def _on_estop_request(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        was = self._estop.engaged
+        self._estop.request(bool(request.data), time.time_ns())
+        self._log_estop(was, ESTOP_SERVICE)
+        response.success = self._estop.engaged == bool(request.data)
+        response.message = ("emergency stop engaged: braking to rest" if self._estop.engaged
+                            else "emergency stop released: the arm may move again")
+        return response
+
+    def _log_estop(self, was_engaged: bool, source: str) -> None:
+        if self._estop.engaged != was_engaged:
+            self.get_logger().warning(f"EMERGENCY STOP ({source})" if self._estop.engaged
+                                      else f"emergency stop released ({source})")
 
     # ------------------------------------------------------------------ tick
     def _tick(self) -> None:
@@ -179,7 +215,7 @@ class ControllerNode(Node):
             perception_stamp_s=self._perception_stamp_s,
             joint_positions=self._joints,
             joint_stamp_s=self._joints_stamp_s,
-            estop=self._estop,
+            estop=self._estop.engaged,
             partner_hand_m=self._hand_m,
             partner_velocity_mps=self._hand_velocity_mps,
         )
