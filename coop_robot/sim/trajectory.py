@@ -20,6 +20,17 @@ its default parameters):
 * after the last point the last position is held (zero velocity);
 * an empty ``points`` list stops: the current position is held (ROS 1 JTC convention; the
   ros2_controllers JTC logs "Empty trajectory received" and ignores it instead).
+
+Joint limits (given ``limits``; the sim gives the Panda's): the real arm's own controller aborts a
+motion whose commanded positions, velocities, accelerations or jerks leave its limits (a
+reflex). Here such a trajectory is rejected on receipt, like any other invalid goal, and the
+current one keeps running: every point's positions must lie within the position limits, and the
+motion the executor will actually play from now on -- the segment from the measured state to the
+first point, then the segments between points, as interpolated above; segments already in the past
+are skipped -- must keep each joint's velocity, acceleration and jerk within the limits (jerk
+where the interpolation defines it: inside cubic and quintic segments; on the first segment
+acceleration and jerk are only reported, see :class:`MotionTolerances`). The ros2_controllers JTC
+itself checks none of this.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from coop_robot.control.planning import JointLimits, evaluate_quintic, quintic_coefficients
 
 #: A last-point velocity below this counts as zero (rad/s); the JTC uses float epsilon too,
 #: so round-off from a planner (1e-16) does not reject an otherwise valid trajectory.
@@ -62,43 +75,174 @@ def _as_vector(values, n: int, what: str, index: int) -> np.ndarray | None:
     return v
 
 
-def interpolate(t_s: float, a: Waypoint, b: Waypoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sample the segment ``a -> b`` at ``t_s``: ``(q, qd, qdd)``.
+@dataclass(frozen=True)
+class MotionTolerances:
+    """How far past a limit the played motion may go before a trajectory is rejected.
 
-    Linear when either end lacks velocities, cubic Hermite when both have positions and
-    velocities, quintic when both also have accelerations (JTC spline interpolation).
+    ``position_rad`` (absolute) and ``relative`` (a fraction of the velocity, acceleration and jerk
+    limits) absorb round-off and the sampling of the peaks, nothing more: the package's controller
+    plans at half the velocity and acceleration limits (brakes at 0.8 of the acceleration limits,
+    a move leaving a fast state up to the limits themselves) and its points, interpolated here,
+    use at most 0.86 of an acceleration limit and 0.26 of a jerk limit (measured in the ROS graph,
+    and for brakes and aborts planned from every 50 ms along the nominal reach).
+
+    The segment from the measured state to the first point (the catch-up) is held to the position
+    and velocity limits only. Its acceleration and jerk depend on where the arm is when the
+    trajectory arrives, not on the trajectory alone: the controller's moves are stamped with the
+    time they start and planned from joint states up to a tick old, so one received late must
+    catch up in a first segment of a few milliseconds (in a 4-turn ROS graph session a resend
+    arrived 71 ms after its stamp and needed 2.3 times joint 2's acceleration limit there). Those
+    are returned as warnings: the real arm's controller might abort such a motion, and the
+    controller should not rely on it, but rejecting them would drop the controller's own moves.
     """
+
+    position_rad: float = 1e-3
+    relative: float = 0.02
+
+
+#: Samples per executed segment for the velocity, acceleration and position peaks (jerk is exact).
+#: A quintic's peak between samples h apart exceeds the sampled one by at most h^2/8 times its
+#: second derivative's peak, well under the relative tolerance at 32 intervals.
+_SEGMENT_SAMPLES = 33
+#: Segments evaluated at once (bounds the memory a trajectory with very many points needs).
+_SEGMENT_CHUNK = 256
+_UNITS = {"position": "rad", "velocity": "rad/s", "acceleration": "rad/s^2", "jerk": "rad/s^3"}
+
+
+@dataclass(frozen=True)
+class LimitUse:
+    """The worst use of one kind of limit by a trajectory.
+
+    ``value`` is the joint's position (rad) or the magnitude of its velocity, acceleration or
+    jerk; ``limit`` the bound it is compared with; ``excess`` how far past it ``value`` is (rad for
+    positions, a fraction of the limit otherwise; <= 0 within the limit). ``point`` is the point
+    itself for a position at a point, else the point that ends the segment (``from_state``: the
+    segment from the measured state to the first point), ``t_s`` the absolute time.
+    """
+
+    quantity: str
+    joint: str
+    point: int
+    t_s: float
+    value: float
+    limit: float
+    excess: float
+    at_point: bool = False
+    from_state: bool = False
+
+    def describe(self) -> str:
+        unit = _UNITS[self.quantity]
+        if self.quantity == "position":
+            where = f"at point #{self.point}" if self.at_point else self._segment()
+            return (f"{self.joint} position {self.value:.6g} {unit} {where} is beyond its limit "
+                    f"{self.limit:.6g} {unit}")
+        return (f"{self.joint} {self.quantity} {self.value:.4g} {unit} {self._segment()} exceeds its limit "
+                f"{self.limit:.4g} {unit}")
+
+    def _segment(self) -> str:
+        start = "from the current state" if self.from_state else f"from point #{self.point - 1}"
+        return f"on the segment {start} to point #{self.point} (t = {self.t_s:.4f} s)"
+
+
+def point_position_use(points: Sequence[Waypoint], limits: JointLimits, joint_names: Sequence[str]) -> LimitUse | None:
+    """The point position farthest past (or closest to) the position limits; None without points."""
+    if not points:
+        return None
+    lower, upper = np.asarray(limits.lower_rad, float), np.asarray(limits.upper_rad, float)
+    q = np.stack([p.positions for p in points])  # (K, n)
+    past = np.maximum(q - upper, lower - q)
+    k, j = np.unravel_index(int(np.argmax(past)), past.shape)
+    return LimitUse("position", str(joint_names[j]), int(k), points[k].time_s, float(q[k, j]),
+                    float(upper[j] if q[k, j] > upper[j] else lower[j]), float(past[k, j]), at_point=True)
+
+
+def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float, limits: JointLimits,
+                      joint_names: Sequence[str]) -> tuple[dict[str, LimitUse], dict[str, LimitUse]]:
+    """The worst use of each limit (position, velocity, acceleration and, when ``limits`` has
+    them, jerk) by the motion the executor plays from ``now_s`` on, as ``(catch_up, between)``:
+    on the segment from ``before`` (the state at ``now_s``) to ``points[0]``, and on the segments
+    between points (from ``now_s`` on; segments over before ``now_s`` are skipped). Positions
+    along the segments may also go as far out as the state at ``now_s`` already is."""
+    names = [str(n) for n in joint_names]
+    lower, upper = np.asarray(limits.lower_rad, float), np.asarray(limits.upper_rad, float)
+    seg_lower, seg_upper = np.minimum(lower, before.positions), np.maximum(upper, before.positions)
+    bounds = {"velocity": np.asarray(limits.velocity_rad_s, float),
+              "acceleration": np.asarray(limits.acceleration_rad_s2, float)}
+    if limits.jerk_rad_s3 is not None:
+        bounds["jerk"] = np.asarray(limits.jerk_rad_s3, float)
+    chain = [before, *points]
+    segments = [i for i in range(len(points)) if chain[i + 1].time_s > now_s]
+    tau = np.linspace(0.0, 1.0, _SEGMENT_SAMPLES)
+    catch_up: dict[str, LimitUse] = {}
+    between: dict[str, LimitUse] = {}
+
+    def keep(quantity: str, excess: np.ndarray, value: np.ndarray, limit: np.ndarray, idx: list[int]) -> None:
+        excess = np.nan_to_num(excess, nan=np.inf)  # an overflow (huge velocities, tiny durations) is no pass
+        for worst, rows in ((catch_up, [r for r, i in enumerate(idx) if i == 0]),
+                            (between, [r for r, i in enumerate(idx) if i > 0])):
+            if not rows:
+                continue
+            sub = excess[rows]
+            r, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            r = rows[r]
+            if quantity in worst and excess[r, j] <= worst[quantity].excess:
+                continue
+            i = idx[r]
+            worst[quantity] = LimitUse(quantity, names[j], i, chain[i + 1].time_s, float(value[r, j]),
+                                       float(limit[r, j]), float(excess[r, j]), from_state=i == 0)
+
+    for first in range(0, len(segments), _SEGMENT_CHUNK):
+        idx = segments[first:first + _SEGMENT_CHUNK]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            coeffs = np.stack([segment_coefficients(chain[i], chain[i + 1]) for i in idx])  # (S, 6, n)
+            s0 = np.array([max(0.0, now_s - chain[i].time_s) for i in idx])[:, None]  # (S, 1)
+            s1 = np.array([chain[i + 1].time_s - chain[i].time_s for i in idx])[:, None]
+            pos, vel, acc = evaluate_quintic(coeffs, s0 + (s1 - s0) * tau)  # (S, M, n)
+            c3, c4, c5 = coeffs[:, 3], coeffs[:, 4], coeffs[:, 5]  # (S, n)
+            # Jerk 6 c3 + 24 c4 s + 60 c5 s^2 peaks at an end of the played interval or at its vertex.
+            vertex = np.clip(np.where(c5 != 0.0, -c4 / (5.0 * c5), s0), s0, s1)
+            jerk = np.max([np.abs(6.0 * c3 + 24.0 * c4 * t + 60.0 * c5 * t**2) for t in (s0, s1, vertex)], axis=0)
+            peaks = {"velocity": np.abs(vel).max(axis=1), "acceleration": np.abs(acc).max(axis=1), "jerk": jerk}
+            for quantity, bound in bounds.items():
+                keep(quantity, peaks[quantity] / bound - 1.0, peaks[quantity],
+                     np.broadcast_to(bound, jerk.shape), idx)
+            high, low = pos.max(axis=1), pos.min(axis=1)
+            above = high - seg_upper >= seg_lower - low
+            keep("position", np.maximum(high - seg_upper, seg_lower - low), np.where(above, high, low),
+                 np.where(above, seg_upper, seg_lower), idx)
+    return catch_up, between
+
+
+def segment_coefficients(a: Waypoint, b: Waypoint) -> np.ndarray:
+    """Power-basis coefficients ``c[0..5]`` ``(6, n)`` of the segment ``a -> b`` in local time
+    ``s = t - a.time_s``: linear when either end lacks velocities, cubic Hermite when both have
+    positions and velocities, quintic when both also have accelerations (JTC spline
+    interpolation). The unused higher coefficients are zero. ``b`` must come after ``a``."""
+    T = b.time_s - a.time_s
+    q0, q1 = a.positions, b.positions
+    c = np.zeros((6, q0.size))
+    c[0] = q0
+    if a.velocities is None or b.velocities is None:
+        c[1] = (q1 - q0) / T
+        return c
+    v0, v1 = a.velocities, b.velocities
+    if a.accelerations is None or b.accelerations is None:
+        c[1] = v0
+        c[2] = (3.0 * (q1 - q0) - (2.0 * v0 + v1) * T) / T**2
+        c[3] = (2.0 * (q0 - q1) + (v0 + v1) * T) / T**3
+        return c
+    return quintic_coefficients(q0, v0, a.accelerations, q1, v1, b.accelerations, T)
+
+
+def interpolate(t_s: float, a: Waypoint, b: Waypoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample the segment ``a -> b`` at ``t_s`` (clipped to it): ``(q, qd, qdd)``; see
+    :func:`segment_coefficients` for the interpolation."""
     duration = b.time_s - a.time_s
     if duration <= 0.0:
         return b.positions.copy(), _or_zeros(b.velocities, b.positions), _or_zeros(b.accelerations, b.positions)
     s = float(np.clip(t_s - a.time_s, 0.0, duration))
-    q0, q1 = a.positions, b.positions
-    if a.velocities is None or b.velocities is None:
-        qd = (q1 - q0) / duration
-        return q0 + qd * s, qd, np.zeros_like(q0)
-    v0, v1 = a.velocities, b.velocities
-    if a.accelerations is None or b.accelerations is None:
-        T = duration
-        c2 = (3.0 * (q1 - q0) - (2.0 * v0 + v1) * T) / T**2
-        c3 = (2.0 * (q0 - q1) + (v0 + v1) * T) / T**3
-        q = q0 + v0 * s + c2 * s**2 + c3 * s**3
-        qd = v0 + 2.0 * c2 * s + 3.0 * c3 * s**2
-        qdd = 2.0 * c2 + 6.0 * c3 * s
-        return q, qd, qdd
-    a0, a1 = a.accelerations, b.accelerations
-    T = duration
-    c0, c1, c2 = q0, v0, 0.5 * a0
-    # Solve the remaining three coefficients from end position, velocity and acceleration.
-    dq = q1 - (c0 + c1 * T + c2 * T**2)
-    dv = v1 - (c1 + 2.0 * c2 * T)
-    da = a1 - 2.0 * c2
-    c3 = (10.0 * dq - 4.0 * dv * T + 0.5 * da * T**2) / T**3
-    c4 = (-15.0 * dq + 7.0 * dv * T - da * T**2) / T**4
-    c5 = (6.0 * dq - 3.0 * dv * T + 0.5 * da * T**2) / T**5
-    q = c0 + c1 * s + c2 * s**2 + c3 * s**3 + c4 * s**4 + c5 * s**5
-    qd = c1 + 2 * c2 * s + 3 * c3 * s**2 + 4 * c4 * s**3 + 5 * c5 * s**4
-    qdd = 2 * c2 + 6 * c3 * s + 12 * c4 * s**2 + 20 * c5 * s**3
-    return q, qd, qdd
+    q, qd, qdd = evaluate_quintic(segment_coefficients(a, b), np.array([s]))
+    return q[0], qd[0], qdd[0]
 
 
 def _or_zeros(v: np.ndarray | None, like: np.ndarray) -> np.ndarray:
@@ -113,13 +257,19 @@ class JointTrajectoryExecutor:
     """
 
     def __init__(self, joint_names: Sequence[str], initial_positions_rad=None,
-                 allow_nonzero_velocity_at_trajectory_end: bool = False) -> None:
+                 allow_nonzero_velocity_at_trajectory_end: bool = False,
+                 limits: JointLimits | None = None, tolerances: MotionTolerances = MotionTolerances()) -> None:
         names = [str(n) for n in joint_names]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"executor joint names must be non-empty and unique, got {names!r}")
         self.joint_names: tuple[str, ...] = tuple(names)
         self._index = {n: i for i, n in enumerate(names)}
         self._allow_nonzero_end_velocity = bool(allow_nonzero_velocity_at_trajectory_end)
+        if limits is not None and np.shape(limits.lower_rad) != (len(names),):
+            raise ValueError(f"limits must have one value per joint ({len(names)}), got {limits!r}")
+        #: Joint limits in this executor's joint order (None: not checked).
+        self.limits = limits
+        self.tolerances = tolerances
         q0 = np.zeros(len(names)) if initial_positions_rad is None else self._check_state(initial_positions_rad)
         self._before: Waypoint = Waypoint(0.0, q0, np.zeros_like(q0))
         self._points: list[Waypoint] = []
@@ -146,7 +296,7 @@ class JointTrajectoryExecutor:
                        start_time_s: float = 0.0,
                        now_s: float = 0.0,
                        current_q_rad=None,
-                       current_qd_rad_s=None) -> None:
+                       current_qd_rad_s=None) -> list[str]:
         """Validate and activate a trajectory (``trajectory_msgs/JointTrajectory`` content).
 
         ``points``: ``(time_from_start_s, positions, velocities or None, accelerations or None)``
@@ -154,7 +304,8 @@ class JointTrajectoryExecutor:
         (0 = now). ``now_s`` is the current time; the trajectory is interpolated from the
         current state ``current_q_rad`` / ``current_qd_rad_s`` (measured; when omitted, this
         executor's own reference at ``now_s``). Raises :class:`TrajectoryRejected` and keeps the
-        active trajectory if anything is wrong.
+        active trajectory if anything is wrong. Returns warnings about the accepted trajectory
+        (limits reported but not enforced, see :class:`MotionTolerances`), usually none.
         """
         now_s = float(now_s)
         names = [str(n) for n in joint_names]
@@ -210,7 +361,7 @@ class JointTrajectoryExecutor:
                     f"the last point's velocities must be zero, got {last_v.tolist()} "
                     "(allow_nonzero_velocity_at_trajectory_end is false)")
 
-        # Accepted: capture the state the new trajectory starts from.
+        # The state the new trajectory starts from.
         if current_q_rad is None:
             q_now, qd_now, qdd_now = self.sample(now_s)
             before = Waypoint(now_s, q_now, qd_now, qdd_now)
@@ -221,10 +372,37 @@ class JointTrajectoryExecutor:
             before = Waypoint(now_s, q_now, qd_now)
         if not parsed:  # empty trajectory: stop and hold the current position
             self.hold(before.positions, now_s)
-            return
+            return []
         t0 = now_s if start == 0.0 else start
+        points = [Waypoint(t0 + t, q, v, a) for t, q, v, a in parsed]
+        warnings = self._check_limits(before, points, now_s) if self.limits is not None else []
+        # Accepted.
         self._before = before
-        self._points = [Waypoint(t0 + t, q, v, a) for t, q, v, a in parsed]
+        self._points = points
+        return warnings
+
+    def _check_limits(self, before: Waypoint, points: list[Waypoint], now_s: float) -> list[str]:
+        """Reject a trajectory whose played motion leaves the joint limits (module docstring);
+        return warnings for what is reported but not enforced (:class:`MotionTolerances`)."""
+        tol = self.tolerances
+        use = point_position_use(points, self.limits, self.joint_names)
+        if use is not None and use.excess > tol.position_rad:
+            raise TrajectoryRejected(use.describe())
+        catch_up, between = played_motion_use(before, points, now_s, self.limits, self.joint_names)
+        checks = [(catch_up, "position"), (catch_up, "velocity")] + [
+            (between, q) for q in ("position", "velocity", "acceleration", "jerk")]
+        for uses, quantity in checks:
+            use = uses.get(quantity)
+            if use is not None and use.excess > (tol.position_rad if quantity == "position" else tol.relative):
+                raise TrajectoryRejected(use.describe())
+        warnings = []
+        for quantity in ("acceleration", "jerk"):
+            use = catch_up.get(quantity)
+            if use is not None and use.excess > tol.relative:
+                warnings.append(f"{use.describe()}, the first point being {1e3 * (use.t_s - now_s):.1f} ms away: "
+                                "the arm's measured state does not lead smoothly into the trajectory; a real "
+                                "arm's controller could abort this motion (reported, not enforced)")
+        return warnings
 
     # ------------------------------------------------------------------ sampling
     def sample(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
