@@ -157,12 +157,14 @@ def point_position_use(points: Sequence[Waypoint], limits: JointLimits, joint_na
 
 
 def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float, limits: JointLimits,
-                      joint_names: Sequence[str]) -> tuple[dict[str, LimitUse], dict[str, LimitUse]]:
+                      joint_names: Sequence[str], coefficients: np.ndarray | None = None,
+                      ) -> tuple[dict[str, LimitUse], dict[str, LimitUse]]:
     """The worst use of each limit (position, velocity, acceleration and, when ``limits`` has
     them, jerk) by the motion the executor plays from ``now_s`` on, as ``(catch_up, between)``:
     on the segment from ``before`` (the state at ``now_s``) to ``points[0]``, and on the segments
     between points (from ``now_s`` on; segments over before ``now_s`` are skipped). Positions
-    along the segments may also go as far out as the state at ``now_s`` already is."""
+    along the segments may also go as far out as the state at ``now_s`` already is.
+    ``coefficients``: :func:`chain_coefficients` of ``[before, *points]`` if already known."""
     names = [str(n) for n in joint_names]
     lower, upper = np.asarray(limits.lower_rad, float), np.asarray(limits.upper_rad, float)
     seg_lower, seg_upper = np.minimum(lower, before.positions), np.maximum(upper, before.positions)
@@ -171,6 +173,8 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
     if limits.jerk_rad_s3 is not None:
         bounds["jerk"] = np.asarray(limits.jerk_rad_s3, float)
     chain = [before, *points]
+    if coefficients is None:
+        coefficients = chain_coefficients(chain)
     segments = [i for i in range(len(points)) if chain[i + 1].time_s > now_s]
     tau = np.linspace(0.0, 1.0, _SEGMENT_SAMPLES)
     catch_up: dict[str, LimitUse] = {}
@@ -178,13 +182,13 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
 
     def keep(quantity: str, excess: np.ndarray, value: np.ndarray, limit: np.ndarray, idx: list[int]) -> None:
         excess = np.nan_to_num(excess, nan=np.inf)  # an overflow (huge velocities, tiny durations) is no pass
-        for worst, rows in ((catch_up, [r for r, i in enumerate(idx) if i == 0]),
-                            (between, [r for r, i in enumerate(idx) if i > 0])):
-            if not rows:
+        first = np.asarray(idx) == 0
+        for worst, rows in ((catch_up, np.flatnonzero(first)), (between, np.flatnonzero(~first))):
+            if rows.size == 0:
                 continue
             sub = excess[rows]
             r, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
-            r = rows[r]
+            r = int(rows[r])
             if quantity in worst and excess[r, j] <= worst[quantity].excess:
                 continue
             i = idx[r]
@@ -194,7 +198,7 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
     for first in range(0, len(segments), _SEGMENT_CHUNK):
         idx = segments[first:first + _SEGMENT_CHUNK]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            coeffs = np.stack([segment_coefficients(chain[i], chain[i + 1]) for i in idx])  # (S, 6, n)
+            coeffs = coefficients[idx]  # (S, 6, n)
             s0 = np.array([max(0.0, now_s - chain[i].time_s) for i in idx])[:, None]  # (S, 1)
             s1 = np.array([chain[i + 1].time_s - chain[i].time_s for i in idx])[:, None]
             pos, vel, acc = evaluate_quintic(coeffs, s0 + (s1 - s0) * tau)  # (S, M, n)
@@ -213,36 +217,55 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
     return catch_up, between
 
 
-def segment_coefficients(a: Waypoint, b: Waypoint) -> np.ndarray:
-    """Power-basis coefficients ``c[0..5]`` ``(6, n)`` of the segment ``a -> b`` in local time
-    ``s = t - a.time_s``: linear when either end lacks velocities, cubic Hermite when both have
-    positions and velocities, quintic when both also have accelerations (JTC spline
-    interpolation). The unused higher coefficients are zero. ``b`` must come after ``a``."""
-    T = b.time_s - a.time_s
-    q0, q1 = a.positions, b.positions
-    c = np.zeros((6, q0.size))
-    c[0] = q0
-    if a.velocities is None or b.velocities is None:
-        c[1] = (q1 - q0) / T
+def chain_coefficients(chain: Sequence[Waypoint]) -> np.ndarray:
+    """Power-basis coefficients ``(K, 6, n)`` of the K segments between successive waypoints of
+    ``chain``, segment k in local time ``s = t - chain[k].time_s``: linear when either end lacks
+    velocities, cubic Hermite when both have positions and velocities, quintic when both also
+    have accelerations (JTC spline interpolation); unused higher coefficients are zero. A segment
+    that does not go forward in time gets non-finite coefficients (it is never played)."""
+    k = len(chain) - 1
+    c = np.zeros((max(k, 0), 6, chain[0].positions.size if chain else 0))
+    if k < 1:
         return c
-    v0, v1 = a.velocities, b.velocities
-    if a.accelerations is None or b.accelerations is None:
-        c[1] = v0
-        c[2] = (3.0 * (q1 - q0) - (2.0 * v0 + v1) * T) / T**2
-        c[3] = (2.0 * (q0 - q1) + (v0 + v1) * T) / T**3
-        return c
-    return quintic_coefficients(q0, v0, a.accelerations, q1, v1, b.accelerations, T)
+    q = np.stack([w.positions for w in chain])
+    zeros = np.zeros_like(q[0])
+    v = np.stack([zeros if w.velocities is None else w.velocities for w in chain])
+    acc = np.stack([zeros if w.accelerations is None else w.accelerations for w in chain])
+    has_v = np.array([w.velocities is not None for w in chain])
+    has_a = np.array([w.accelerations is not None for w in chain])
+    T = np.array([b.time_s - a.time_s for a, b in zip(chain[:-1], chain[1:])])[:, None]  # (K, 1)
+    cubic = has_v[:-1] & has_v[1:]
+    quintic = cubic & has_a[:-1] & has_a[1:]
+    cubic &= ~quintic
+    linear = ~(cubic | quintic)
+    q0, q1, v0, v1 = q[:-1], q[1:], v[:-1], v[1:]
+    c[:, 0] = q0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        c[linear, 1] = ((q1 - q0) / T)[linear]
+        c[cubic, 1] = v0[cubic]
+        c[cubic, 2] = ((3.0 * (q1 - q0) - (2.0 * v0 + v1) * T) / T**2)[cubic]
+        c[cubic, 3] = ((2.0 * (q0 - q1) + (v0 + v1) * T) / T**3)[cubic]
+        if quintic.any():
+            c[quintic] = quintic_coefficients(q0[quintic], v0[quintic], acc[:-1][quintic], q1[quintic],
+                                              v1[quintic], acc[1:][quintic], T[quintic, 0])
+    return c
+
+
+def _evaluate(c: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(q, qd, qdd)`` of one segment's coefficients ``(6, n)`` at local time ``s`` (Horner)."""
+    q = ((((c[5] * s + c[4]) * s + c[3]) * s + c[2]) * s + c[1]) * s + c[0]
+    qd = (((5.0 * c[5] * s + 4.0 * c[4]) * s + 3.0 * c[3]) * s + 2.0 * c[2]) * s + c[1]
+    qdd = ((20.0 * c[5] * s + 12.0 * c[4]) * s + 6.0 * c[3]) * s + 2.0 * c[2]
+    return q, qd, qdd
 
 
 def interpolate(t_s: float, a: Waypoint, b: Waypoint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample the segment ``a -> b`` at ``t_s`` (clipped to it): ``(q, qd, qdd)``; see
-    :func:`segment_coefficients` for the interpolation."""
+    :func:`chain_coefficients` for the interpolation."""
     duration = b.time_s - a.time_s
     if duration <= 0.0:
         return b.positions.copy(), _or_zeros(b.velocities, b.positions), _or_zeros(b.accelerations, b.positions)
-    s = float(np.clip(t_s - a.time_s, 0.0, duration))
-    q, qd, qdd = evaluate_quintic(segment_coefficients(a, b), np.array([s]))
-    return q[0], qd[0], qdd[0]
+    return _evaluate(chain_coefficients([a, b])[0], float(np.clip(t_s - a.time_s, 0.0, duration)))
 
 
 def _or_zeros(v: np.ndarray | None, like: np.ndarray) -> np.ndarray:
@@ -273,6 +296,8 @@ class JointTrajectoryExecutor:
         q0 = np.zeros(len(names)) if initial_positions_rad is None else self._check_state(initial_positions_rad)
         self._before: Waypoint = Waypoint(0.0, q0, np.zeros_like(q0))
         self._points: list[Waypoint] = []
+        self._times = np.zeros(0)  # the points' absolute times (s)
+        self._coefficients = np.zeros((0, 6, len(names)))  # chain_coefficients([before, *points])
 
     @property
     def dof(self) -> int:
@@ -290,6 +315,8 @@ class JointTrajectoryExecutor:
         q = self._check_state(q_rad)
         self._before = Waypoint(float(t_s), q.copy(), np.zeros_like(q))
         self._points = []
+        self._times = np.zeros(0)
+        self._coefficients = np.zeros((0, 6, self.dof))
 
     def set_trajectory(self, joint_names: Sequence[str],
                        points: Iterable[tuple],
@@ -375,20 +402,25 @@ class JointTrajectoryExecutor:
             return []
         t0 = now_s if start == 0.0 else start
         points = [Waypoint(t0 + t, q, v, a) for t, q, v, a in parsed]
-        warnings = self._check_limits(before, points, now_s) if self.limits is not None else []
+        if self.limits is not None:  # positions first: no interpolation of 1e308
+            use = point_position_use(points, self.limits, self.joint_names)
+            if use is not None and use.excess > self.tolerances.position_rad:
+                raise TrajectoryRejected(use.describe())
+        coefficients = chain_coefficients([before, *points])
+        warnings = [] if self.limits is None else self._check_limits(before, points, now_s, coefficients)
         # Accepted.
         self._before = before
         self._points = points
+        self._times = np.array([p.time_s for p in points])
+        self._coefficients = coefficients
         return warnings
 
-    def _check_limits(self, before: Waypoint, points: list[Waypoint], now_s: float) -> list[str]:
+    def _check_limits(self, before: Waypoint, points: list[Waypoint], now_s: float,
+                      coefficients: np.ndarray) -> list[str]:
         """Reject a trajectory whose played motion leaves the joint limits (module docstring);
         return warnings for what is reported but not enforced (:class:`MotionTolerances`)."""
         tol = self.tolerances
-        use = point_position_use(points, self.limits, self.joint_names)
-        if use is not None and use.excess > tol.position_rad:
-            raise TrajectoryRejected(use.describe())
-        catch_up, between = played_motion_use(before, points, now_s, self.limits, self.joint_names)
+        catch_up, between = played_motion_use(before, points, now_s, self.limits, self.joint_names, coefficients)
         checks = [(catch_up, "position"), (catch_up, "velocity")] + [
             (between, q) for q in ("position", "velocity", "acceleration", "jerk")]
         for uses, quantity in checks:
@@ -416,12 +448,9 @@ class JointTrajectoryExecutor:
         last = self._points[-1]
         if t >= last.time_s:
             return last.positions.copy(), np.zeros(self.dof), np.zeros(self.dof)
-        prev = before
-        for point in self._points:
-            if t < point.time_s:
-                return interpolate(t, prev, point)
-            prev = point
-        return last.positions.copy(), np.zeros(self.dof), np.zeros(self.dof)  # unreachable
+        k = int(np.searchsorted(self._times, t, side="right"))  # the first point after t
+        start_s = before.time_s if k == 0 else self._points[k - 1].time_s
+        return _evaluate(self._coefficients[k], t - start_s)
 
     def reference(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Reference ``(q rad, qd rad/s)`` at time ``t_s`` (what the joint motors track)."""
