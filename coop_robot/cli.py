@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -12,28 +13,83 @@ from pathlib import Path
 from coop_robot import __version__
 from coop_robot.graph import POLICIES_SIM
 
+#: Exit status of a command given bad input (an argument, profile or parameter file it refuses,
+#: before anything runs; argparse's own status); a session that fails while running exits 1.
+EXIT_BAD_INPUT = 2
+
+
+# --- option values, checked when the command line is parsed (argparse exits 2 naming them) -------
+def _count(text: str) -> int:
+    """A whole number >= 1 (turns)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """A whole number >= 0 (the partner's random seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _real_time_factor(text: str) -> float:
+    """What the sim node accepts as its real_time_factor parameter (one rule: its own check)."""
+    from coop_robot.sim.pacing import check_real_time_factor
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = text  # check_real_time_factor names it as given
+    try:
+        return check_real_time_factor(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    """A finite duration > 0 (s)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0.0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
 
 def _add_sim(sub) -> None:
     p = sub.add_parser("sim", help="run the simulated interaction as a multi-process ROS 2 graph and print its timing",
                        description="Start sim, perception, policy, controller and turn tracker as separate ROS 2 "
                                    "processes (the graph of launch/sim.launch.py), run until N robot turns are done, "
-                                   "print a per-turn timing table and a summary, exit 0.")
+                                   "print a per-turn timing table and a summary, exit 0. Bad input (an option, the "
+                                   "partner profile, a parameter file or value any node refuses) is reported before "
+                                   "any node starts, exit 2; a session that fails while running exits 1.")
     p.add_argument("--policy", default="mirror", choices=sorted(POLICIES_SIM),
                    help="turn-taking policy (default: mirror, the shipped network; reactive is the baseline; "
                         "eager acts as soon as its turn is due; oracle reads the sim's truth)")
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE",
                    help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
-    p.add_argument("--turns", type=int, default=20, help="robot turns before the session ends (default: 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the simulated partner (default: 0)")
+    p.add_argument("--turns", type=_count, default=20, help="robot turns before the session ends (default: 20)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the simulated partner (default: 0)")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (runs in real time)")
     p.add_argument("--summary-json", type=Path, help="also write the session summary JSON here")
     p.add_argument("--params-file", type=Path, action="append", default=[],
                    help="extra ROS 2 parameter file applied to every node after the package's (repeatable); "
                         "node-specific settings go under the node's name")
-    p.add_argument("--real-time-factor", type=float, help="sim speed limit (0 = as fast as perception keeps up)")
+    p.add_argument("--real-time-factor", type=_real_time_factor,
+                   help="sim speed limit, 0 to 100 (0 = as fast as perception keeps up)")
     p.add_argument("--log-dir", type=Path, help="where node logs go (default: a new temporary directory)")
     p.add_argument(
-        "--timeout-s", type=float, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)"
+        "--timeout-s", type=_seconds, help="give up after this many wall-clock seconds (default: 120 + 20 per turn)"
     )
     p.add_argument(
         "--domain-id", type=int, help="ROS_DOMAIN_ID for the graph (default: $ROS_DOMAIN_ID or a random free one); "
@@ -54,19 +110,21 @@ def _add_sim(sub) -> None:
 
 
 def _cmd_sim(args) -> int:
+    """Exit status: 2 for bad input, found before any node process starts (the options above are
+    checked by argparse, the partner profile, the recording directory, and every node's parameters
+    by :func:`coop_robot.preflight.check_graph`) or refused by a node at start-up all the same; 1
+    when the session fails while running (a node dies, the time runs out)."""
     from coop_robot.domain_guard import DomainInUse
     from coop_robot.graph import GraphError, sim_graph
     from coop_robot.params import ParamFileError
     from coop_robot.partner.profile import ProfileError, load_profile, resolve_profile_path
-    from coop_robot.runner import SessionError, isolated_env, run_session
+    from coop_robot.preflight import check_graph
+    from coop_robot.runner import InputRefused, SessionError, isolated_env, run_session
     from coop_robot.timing.metrics import TurnRecord, format_table
 
-    if args.turns < 1:
-        print(f"coop-robot sim: --turns must be >= 1, got {args.turns}", file=sys.stderr)
-        return 2
     if args.record_images and not args.record:
         print("coop-robot sim: --record-images needs --record DIR", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     record_dir = ""
     if args.record:
         from coop_robot.recording.bag import BagError, check_output_dir
@@ -75,12 +133,12 @@ def _cmd_sim(args) -> int:
             record_dir = str(check_output_dir(args.record))  # refuse an existing recording before starting
         except BagError as exc:
             print(f"coop-robot sim: --record: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
     try:
         load_profile(args.partner)  # fail fast with the profile's own message
     except ProfileError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="coop_robot_sim_"))
     summary_path = (log_dir / "summary.json").resolve()
     partner = str(resolve_profile_path(args.partner).resolve())  # the nodes may run elsewhere
@@ -98,9 +156,17 @@ def _cmd_sim(args) -> int:
             partner_label=args.partner,
             extra_param_files=[str(p.resolve()) for p in args.params_file],
         )
-    except GraphError as exc:
+        problems = check_graph(specs)  # every node's parameters, as each node will judge them
+    except (GraphError, ParamFileError) as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    if problems:
+        for problem in problems:
+            print(f"coop-robot sim: {problem}", file=sys.stderr)
+        print("coop-robot sim: no node was started", file=sys.stderr)
+        if args.log_dir is None:
+            log_dir.rmdir()  # the empty directory made for this session's logs
+        return EXIT_BAD_INPUT
     timeout = args.timeout_s or 120.0 + 20.0 * args.turns
     t0 = time.monotonic()
     print(
@@ -108,9 +174,9 @@ def _cmd_sim(args) -> int:
     )
     try:
         summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id))
-    except (ParamFileError, DomainInUse) as exc:
+    except (ParamFileError, DomainInUse, InputRefused) as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except SessionError as exc:
         print(f"coop-robot sim: {exc}", file=sys.stderr)
         if record_dir:
@@ -183,8 +249,8 @@ def _add_eval(sub) -> None:
         "--policy", default="reactive", help="policy name (reactive, eager, oracle, mirror; default: reactive)"
     )
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE", help="partner profile name or YAML file")
-    p.add_argument("--turns", type=int, default=200, help="robot turns to score (default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the session (default: 0)")
+    p.add_argument("--turns", type=_count, default=200, help="robot turns to score (default: 200)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the session (default: 0)")
     p.add_argument(
         "--set",
         dest="settings",
@@ -222,15 +288,12 @@ def _cmd_eval(args) -> int:
     from coop_robot.policy import PolicyError, make_policy
     from coop_robot.timing.metrics import TurnRecord, format_table
 
-    if args.turns < 1:
-        print(f"coop-robot eval: --turns must be >= 1, got {args.turns}", file=sys.stderr)
-        return 2
     try:
         policy = make_policy(args.policy, **parse_settings(args.settings))
         env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics)
     except (PolicyError, ProfileError, ValueError) as exc:
         print(f"coop-robot eval: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     summary = env.run(policy, args.turns, progress=not args.quiet)
     summary.update(
         policy=args.policy, partner=args.partner, seed=args.seed, policy_params=parse_settings(args.settings)

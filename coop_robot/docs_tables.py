@@ -26,7 +26,6 @@ import ast
 import contextlib
 import difflib
 import importlib
-import inspect
 import io
 import os
 import random
@@ -153,17 +152,6 @@ def _probe_class(cls):
     return Probe
 
 
-def _node_class(module_name: str):
-    from rclpy.node import Node
-
-    module = importlib.import_module(module_name)
-    classes = [obj for obj in vars(module).values()
-               if inspect.isclass(obj) and issubclass(obj, Node) and obj is not Node and obj.__module__ == module_name]
-    if len(classes) != 1:
-        raise RuntimeError(f"{module_name} must define exactly one rclpy Node class, found {len(classes)}")
-    return classes[0]
-
-
 def _read_node(cls, context, overrides: dict) -> tuple[str, dict[str, ParameterInfo], list[EndpointInfo]]:
     from rclpy.parameter import Parameter
 
@@ -198,6 +186,7 @@ def collect_nodes() -> list[NodeInfo]:
     import rclpy
 
     from coop_robot.graph import sim_graph
+    from coop_robot.nodes.common import node_class
     from coop_robot.policy import policy_names
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -208,7 +197,7 @@ def collect_nodes() -> list[NodeInfo]:
         rclpy.init(args=[], context=context, domain_id=random.randint(100, 200))
         try:
             for spec in specs:
-                cls = _node_class(spec.module)
+                cls = node_class(spec.module)
                 info = NodeInfo(spec.name, f"{cls.__module__}.{cls.__name__}", spec.executable, spec.param_files)
                 variants = [{}]
                 if spec.name == "policy":

@@ -35,6 +35,26 @@ class SessionError(RuntimeError):
     """A node failed or the session did not finish in time."""
 
 
+class InputRefused(SessionError):
+    """A node refused its start-up input -- an argument, parameter file or parameter value -- and
+    exited with :data:`coop_robot.nodes.common.EXIT_BAD_INPUT` (2)."""
+
+
+#: A node's exit status when it refuses its input (coop_robot.nodes.common.EXIT_BAD_INPUT; not
+#: imported from there, which would load rclpy with the runner).
+_EXIT_BAD_INPUT = 2
+
+
+def _node_exit_error(proc, code: int, when: str, tail: str) -> SessionError:
+    """The error for a node that exited with ``code`` ``when`` (e.g. "while starting")."""
+    if code == _EXIT_BAD_INPUT:
+        refusal = [ln.strip() for ln in tail.splitlines() if ln.strip().startswith("[coop_robot]")]
+        reason = refusal[-1][len("[coop_robot] "):] if refusal else f"see {proc.log_path}"
+        return InputRefused(f"node '{proc.spec.name}' refused its input {when}: {reason} (log: {proc.log_path})")
+    return SessionError(f"node '{proc.spec.name}' exited with code {code} {when}; "
+                        f"last lines of {proc.log_path}:\n{tail}")
+
+
 def isolated_env(domain_id: int | None = None, base: dict | None = None) -> dict:
     """Environment for the graph: the caller's ROS_DOMAIN_ID if set, else a random one (one that no
     participant on this host uses, if discovery stays on this host), and discovery kept on this
@@ -116,8 +136,7 @@ class GraphRunner:
         while not proc.awaited[prefix].wait(0.05):
             code = proc.popen.poll()
             if code is not None:
-                raise SessionError(f"node '{proc.spec.name}' exited with code {code} while starting; "
-                                   f"last lines of {proc.log_path}:\n{self.tail(proc)}")
+                raise _node_exit_error(proc, code, "while starting", self.tail(proc))
             if time.monotonic() > deadline:
                 raise SessionError(f"node '{proc.spec.name}' did not print {prefix!r} within {timeout_s:.0f} s "
                                    f"(log: {proc.log_path})")
@@ -134,7 +153,8 @@ class GraphRunner:
 
     def wait(self, timeout_s: float, check: Callable[[], str | None] | None = None,
              check_period_s: float = 1.0) -> _Proc:
-        """Block until a session-ending node exits (returned) or any other node dies (raises).
+        """Block until a session-ending node exits (returned) or any other node dies (raises
+        :class:`SessionError`; :class:`InputRefused` when it refused its input, exit status 2).
         ``check()``, every ``check_period_s``, returns a reason to end the session (raised as a
         :class:`SessionError`) or None."""
         deadline = time.monotonic() + timeout_s
@@ -151,10 +171,7 @@ class GraphRunner:
                     continue
                 if proc.spec.ends_session and code == 0:
                     return proc
-                raise SessionError(
-                    f"node '{proc.spec.name}' exited with code {code} before the session ended; "
-                    f"last lines of {proc.log_path}:\n{self.tail(proc)}"
-                )
+                raise _node_exit_error(proc, code, "before the session ended", self.tail(proc))
             if time.monotonic() > deadline:
                 raise SessionError(f"session did not finish within {timeout_s:.0f} s (logs in {self.log_dir})")
             time.sleep(0.1)

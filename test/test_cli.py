@@ -3,8 +3,10 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from conftest import free_ros_domain, release_ros_domain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,22 +45,63 @@ def test_malformed_parameter_file_is_rejected_before_anything_starts(tmp_path):
     assert "cell.yaml" in res.stderr and "ros__parameters" in res.stderr
 
 
-def test_out_of_range_parameter_stops_the_session_naming_node_and_parameter(tmp_path):
+def test_out_of_range_parameter_is_refused_before_any_node_starts(tmp_path):
     bad = tmp_path / "fast_arm.yaml"
-    bad.write_text("controller:\n  ros__parameters:\n    velocity_scale: 3.0\n")
-    res = run_cli("sim", "--turns", "1", "--params-file", str(bad), "--log-dir", str(tmp_path / "logs"))
-    assert res.returncode == 1
-    assert "controller" in res.stderr and "velocity_scale" in res.stderr
-    # every node of the graph was shut down: none of their logs is still being written by a live process
-    out = subprocess.run(["pgrep", "-f", str(tmp_path / "logs")], capture_output=True, text=True)
-    assert out.stdout.strip() == ""
+    bad.write_text("controller:\n  ros__parameters:\n    velocity_scale: 5.0\n")
+    logs = tmp_path / "logs"
+    res = run_cli("sim", "--turns", "1", "--params-file", str(bad), "--log-dir", str(logs))
+    assert res.returncode == 2, res.stderr
+    assert "node 'controller'" in res.stderr and "velocity_scale" in res.stderr and "5.0" in res.stderr
+    assert str(bad) in res.stderr  # names the file that set it
+    assert "no node was started" in res.stderr
+    assert "starting" not in res.stdout and not logs.exists()
 
 
-def test_turns_must_be_positive():
-    res = run_cli("sim", "--turns", "0")
-    assert res.returncode == 2 and "--turns" in res.stderr
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "must be >= 0, got '-1'"),
+    ("--seed", "two", "must be a whole number >= 0, got 'two'"),
+    ("--real-time-factor", "-1", "real_time_factor must be a number in [0, 100]"),
+    ("--real-time-factor", "500", "real_time_factor must be a number in [0, 100]"),
+    ("--timeout-s", "0", "must be a finite number of seconds > 0, got '0'"),
+    ("--turns", "0", "must be >= 1, got '0'"),
+])
+def test_bad_option_values_exit_2_naming_the_value_before_anything_starts(tmp_path, option, value, message):
+    logs = tmp_path / "logs"
+    t0 = time.monotonic()
+    res = run_cli("sim", "--turns", "1", option, value, "--log-dir", str(logs))
+    assert res.returncode == 2, res.stderr
+    assert f"argument {option}: " in res.stderr and message in res.stderr, res.stderr
+    assert res.stdout == "" and not logs.exists()
+    assert time.monotonic() - t0 < 30.0  # parsing only: no node is built or started
 
 
+def test_a_node_refusing_its_input_at_start_up_is_reported_as_bad_input(tmp_path):
+    # What the runner makes of a node that exits 2 (run_node's refusal) after it was started,
+    # e.g. a value only the running node can judge: InputRefused, naming the node and the reason.
+    from coop_robot.graph import NodeSpec
+    from coop_robot.runner import GraphRunner, InputRefused, SessionError
+
+    (tmp_path / "refusing_node.py").write_text(
+        "import sys\n"
+        "print(\"[coop_robot] invalid parameter: parameter 'gui' = True: no display\", file=sys.stderr)\n"
+        "sys.exit(2)\n")
+    (tmp_path / "crashing_node.py").write_text("raise SystemExit(1)\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    errors = {}
+    for module in ("refusing_node", "crashing_node"):
+        runner = GraphRunner([NodeSpec(module, module, module, ())], tmp_path / f"logs_{module}", env)
+        try:
+            runner.start()
+            with pytest.raises(SessionError) as info:
+                runner.wait(timeout_s=60.0)
+        finally:
+            runner.shutdown()
+        errors[module] = info.value
+    refused, crashed = errors["refusing_node"], errors["crashing_node"]
+    assert isinstance(refused, InputRefused)
+    assert str(refused).startswith("node 'refusing_node' refused its input before the session ended: "
+                                   "invalid parameter: parameter 'gui' = True: no display")
+    assert not isinstance(crashed, InputRefused) and "exited with code 1" in str(crashed)
 SIM_SUMMARY_KEYS = {"turns", "median_gap_s", "p90_gap_s", "overlap_rate", "overlap_s_total", "contacts",
                     "throughput_per_min", "scored_on", "policy", "partner", "seed"}
 
@@ -124,3 +167,14 @@ def test_estop_without_a_controller_fails_naming_the_service_and_domain():
     assert res.returncode == 1
     assert "/controller/emergency_stop" in res.stderr and f"ROS_DOMAIN_ID={domain}" in res.stderr
     assert "NOT engaged" in res.stderr
+
+
+def test_the_pre_start_check_passes_the_shipped_graph_and_leaves_nothing_behind(tmp_path):
+    from coop_robot.graph import sim_graph
+    from coop_robot.preflight import check_graph
+
+    bag = tmp_path / "bag"
+    specs = sim_graph(policy="reactive", turns=1, gui=True, summary_json=str(tmp_path / "summary.json"),
+                      record_dir=str(bag))
+    assert check_graph(specs) == []
+    assert list(tmp_path.iterdir()) == []  # no bag (the recorder wrote a throw-away one), no summary

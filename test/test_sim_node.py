@@ -186,6 +186,22 @@ def test_malformed_trajectory_is_rejected_and_node_keeps_running(sim):
     assert "3 positions for 7 joint names" in text and "elbow" in text
 
 
+def test_trajectory_beyond_the_joint_limits_is_rejected_with_a_logged_reason(sim):
+    proc, log, ls = sim
+    assert ls.spin_until(lambda: ls.trajectory_pub.get_subscription_count() > 0 and ls.joints, 20.0)
+    before = ls.joint("panda_joint1")
+    whip = list(HOME)
+    whip[0] = 1e308
+    ls.trajectory_pub.publish(trajectory(ARM, [(1.0, whip)]))
+    assert ls.spin_until(lambda: "panda_joint1 position 1e+308 rad at point #0" in read_log(log), 10.0), read_log(log)
+    n_clock = len(ls.clock)
+    assert ls.spin_until(lambda: len(ls.clock) > n_clock + 20, 10.0)
+    assert proc.poll() is None
+    assert ls.joint("panda_joint1") == pytest.approx(before, abs=0.01)
+    line = next(ln for ln in read_log(log).splitlines() if "1e+308" in ln)
+    assert "[ERROR]" in line and "rejected trajectory" in line and "2.8973" in line
+
+
 def test_perception_sync_paces_the_sim_by_perception_and_gives_up_when_it_goes_quiet(tmp_path, ros_domain):
     from geometry_msgs.msg import PointStamped
 

@@ -302,3 +302,16 @@ def test_core_with_same_seed_is_deterministic():
             sim.close()
     assert np.array_equal(traces[0][0], traces[1][0]) and traces[0][1] == traces[1][1]
     assert not np.array_equal(traces[0][0], traces[2][0])
+
+
+def test_joint_targets_beyond_the_limits_are_clamped_before_they_reach_the_physics(fresh_world):
+    from coop_robot.control.kinematics import JOINT_UPPER_RAD
+
+    w = fresh_world
+    q = np.asarray(w.config.robot_home_rad, dtype=float).copy()
+    q[6] = 10.0  # panda_joint7's limit is 2.8973 rad; the URDF's hard limit is wider
+    for _ in range(int(2.0 / w.config.physics_dt_s)):
+        w.apply_joint_targets(q, np.zeros(7))
+        w.step()
+    q7 = w.arm_state()[0][6]
+    assert JOINT_UPPER_RAD[6] - 0.02 < q7 < JOINT_UPPER_RAD[6] + 0.005

@@ -170,3 +170,118 @@ def test_nonzero_end_velocity_allowed_when_configured():
     ex = JointTrajectoryExecutor(NAMES, allow_nonzero_velocity_at_trajectory_end=True)
     ex.set_trajectory(NAMES, [(1.0, [1, 1, 1], [0.1, 0.1, 0.1])], now_s=0.0)
     assert ex.end_time_s == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------- joint limits (the Panda's)
+PANDA = [f"panda_joint{i}" for i in range(1, 8)]
+
+
+def panda_executor():
+    from coop_robot.control.planning import JointLimits
+    from coop_robot.geometry import world_geometry
+
+    home = np.array(world_geometry().robot_home_joint_positions_rad)
+    return JointTrajectoryExecutor(PANDA, home, limits=JointLimits.panda()), home
+
+
+def with_joint(q, index, value):
+    q = list(q)
+    q[index] = value
+    return q
+
+
+def test_huge_positions_are_rejected_naming_the_joint_and_the_limit():
+    ex, home = panda_executor()
+    with pytest.raises(TrajectoryRejected, match=r"panda_joint1 position 1e\+308 rad at point #0 .*2\.8973"):
+        ex.set_trajectory(PANDA, [(1.0, with_joint(home, 0, 1e308))], now_s=0.0, current_q_rad=home)
+
+
+def test_a_pose_beyond_the_joint_limits_is_rejected():
+    ex, home = panda_executor()
+    # panda_joint4 must stay below -0.0698 rad; the second point is a little above.
+    points = [(1.0, with_joint(home, 3, -1.0)), (2.0, with_joint(home, 3, 0.1))]
+    with pytest.raises(TrajectoryRejected, match=r"panda_joint4 position 0\.1 rad at point #1 .*-0\.0698"):
+        ex.set_trajectory(PANDA, points, now_s=0.0, current_q_rad=home)
+
+
+def test_a_first_point_one_millisecond_away_is_rejected_for_its_velocity():
+    ex, home = panda_executor()
+    # 0.045 rad in 1 ms: 45 rad/s on panda_joint1 (limit 2.175 rad/s).
+    with pytest.raises(TrajectoryRejected, match=r"panda_joint1 velocity 45 rad/s on the segment from the current "
+                                                 r"state to point #0 .*limit 2\.175 rad/s"):
+        ex.set_trajectory(PANDA, [(0.001, with_joint(home, 0, home[0] + 0.045))], now_s=0.0, current_q_rad=home)
+
+
+def test_the_running_trajectory_keeps_going_after_a_rejection():
+    ex, home = panda_executor()
+    goal = with_joint(home, 0, home[0] + 0.5)
+    ex.set_trajectory(PANDA, [(2.0, goal, [0.0] * 7)], now_s=0.0, current_q_rad=home)
+    q_mid, qd_mid = ex.reference(1.0)
+    with pytest.raises(TrajectoryRejected, match="panda_joint1"):
+        ex.set_trajectory(PANDA, [(1.001, with_joint(home, 0, 1e308))], now_s=1.0, current_q_rad=q_mid,
+                          current_qd_rad_s=qd_mid)
+    assert np.allclose(ex.reference(1.5)[0][0], home[0] + 0.5 * 0.84375)  # Hermite at 3/4: 3s^2 - 2s^3
+    assert np.allclose(ex.reference(2.0)[0], goal) and ex.end_time_s == pytest.approx(2.0)
+
+
+def test_accelerations_between_points_beyond_the_limits_are_rejected():
+    ex, home = panda_executor()
+    # panda_joint2 (7.5 rad/s^2) asked for 20 rad/s^2 by the points themselves.
+    zeros = [0.0] * 7
+    points = [(0.5, home, zeros, zeros), (1.0, home, zeros, with_joint(zeros, 1, 20.0)), (1.5, home, zeros, zeros)]
+    with pytest.raises(TrajectoryRejected, match=r"panda_joint2 acceleration 20 rad/s\^2 on the segment from point #0 "
+                                                 r"to point #1 .*limit 7\.5 rad/s\^2"):
+        ex.set_trajectory(PANDA, points, now_s=0.0, current_q_rad=home)
+
+
+def test_jerk_between_points_beyond_the_limits_is_rejected():
+    ex, home = panda_executor()
+    # 0.2 mrad of panda_joint1 between rest states 10 ms apart (a minimum-jerk quintic): peak jerk
+    # 60 * 2e-4 / 0.01^3 = 12000 rad/s^3 (limit 7500), acceleration 11.5 rad/s^2 (limit 15).
+    zeros = [0.0] * 7
+    points = [(0.5, home, zeros, zeros), (0.51, with_joint(home, 0, home[0] + 2e-4), zeros, zeros)]
+    with pytest.raises(TrajectoryRejected, match=r"panda_joint1 jerk 1\.2e\+04 rad/s\^3 on the segment from point #0 "
+                                                 r"to point #1 .*limit 7500 rad/s\^3"):
+        ex.set_trajectory(PANDA, points, now_s=0.0, current_q_rad=home)
+
+
+def test_a_controller_reach_and_an_abort_from_mid_reach_are_accepted_without_warnings():
+    from coop_robot.control.controller import ArmController
+    from coop_robot.control.planning import ScaledPlan, plan_to_rest
+
+    ctl = ArmController()
+    ex, _ = panda_executor()
+    reach = ctl.nominal_reach
+
+    def send(plan, now_s, q, qd):
+        points = [(p.time_from_start_s, p.positions, p.velocities, p.accelerations)
+                  for p in ScaledPlan(plan).points(ctl.config.point_rate_hz)]
+        return ex.set_trajectory(PANDA, points, start_time_s=now_s, now_s=now_s, current_q_rad=q,
+                                 current_qd_rad_s=qd)
+
+    assert send(reach, 1.0, ctl.home_rad, np.zeros(7)) == []
+    for t in np.linspace(0.1, reach.duration_s - 0.1, 9):
+        q, qd, qdd = reach.state_at(t)
+        abort = plan_to_rest(q, qd, qdd, ctl.home_rad, ctl.limits, ctl.config.velocity_scale,
+                             acceleration_scale=ctl.config.stop_acceleration_scale)
+        assert send(abort, 1.0 + t, q, qd) == []
+
+
+def test_segments_already_played_are_not_checked():
+    ex, home = panda_executor()
+    # Stamped 2 s ago: the first point (reached in 1 ms from the state at the stamp) is long past; from
+    # now on only the slow segment from point #0 to point #1 is played.
+    points = [(0.001, with_joint(home, 0, home[0] + 0.045)), (3.0, with_joint(home, 0, home[0] + 0.1))]
+    assert ex.set_trajectory(PANDA, points, start_time_s=8.0, now_s=10.0, current_q_rad=home) == []
+
+
+def test_a_jerky_catch_up_to_the_first_point_is_reported_but_not_rejected():
+    ex, home = panda_executor()
+    # The arm is at rest; the first point, 20 ms away and 0.2 mrad further, already moves at 0.1 rad/s:
+    # the catch-up needs about 20 rad/s^2 on panda_joint2 (limit 7.5), within the velocity limit.
+    zeros = [0.0] * 7
+    points = [(0.02, with_joint(home, 1, home[1] + 2e-4), with_joint(zeros, 1, 0.1), zeros),
+              (1.0, with_joint(home, 1, home[1] + 0.05), zeros, zeros)]
+    warnings = ex.set_trajectory(PANDA, points, now_s=0.0, current_q_rad=home, current_qd_rad_s=zeros)
+    assert len(warnings) == 1 and "panda_joint2 acceleration" in warnings[0] and "20.0 ms away" in warnings[0]
+    assert ex.end_time_s == pytest.approx(1.0)

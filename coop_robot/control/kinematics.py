@@ -30,6 +30,8 @@ JOINT_UPPER_RAD = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8
 JOINT_VELOCITY_LIMIT_RAD_S = np.array([2.1750, 2.1750, 2.1750, 2.1750, 2.6100, 2.6100, 2.6100])
 #: Joint acceleration limits (rad/s^2), Franka datasheet (not in the URDF).
 JOINT_ACCELERATION_LIMIT_RAD_S2 = np.array([15.0, 7.5, 10.0, 12.5, 15.0, 20.0, 20.0])
+#: Joint jerk limits (rad/s^3), Franka datasheet (not in the URDF).
+JOINT_JERK_LIMIT_RAD_S3 = np.array([7500.0, 3750.0, 5000.0, 6250.0, 7500.0, 10000.0, 10000.0])
 
 #: config/world.yaml's robot_base_m.
 DEFAULT_ROBOT_BASE_M = world_geometry().robot_base_m

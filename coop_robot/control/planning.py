@@ -19,6 +19,7 @@ import numpy as np
 
 from coop_robot.control.kinematics import (
     JOINT_ACCELERATION_LIMIT_RAD_S2,
+    JOINT_JERK_LIMIT_RAD_S3,
     JOINT_LOWER_RAD,
     JOINT_UPPER_RAD,
     JOINT_VELOCITY_LIMIT_RAD_S,
@@ -32,17 +33,21 @@ MINIMUM_JERK_PEAK_ACCELERATION = 10.0 / np.sqrt(3.0)
 
 @dataclass(frozen=True)
 class JointLimits:
-    """Per-joint position (rad), velocity (rad/s) and acceleration (rad/s^2) limits."""
+    """Per-joint position (rad), velocity (rad/s), acceleration (rad/s^2) and, where known, jerk
+    (rad/s^3) limits. The planner times its moves by the first three; the simulated arm's
+    trajectory executor enforces all four."""
 
     lower_rad: np.ndarray
     upper_rad: np.ndarray
     velocity_rad_s: np.ndarray
     acceleration_rad_s2: np.ndarray
+    jerk_rad_s3: np.ndarray | None = None
 
     @classmethod
     def panda(cls) -> JointLimits:
         return cls(JOINT_LOWER_RAD.copy(), JOINT_UPPER_RAD.copy(),
-                   JOINT_VELOCITY_LIMIT_RAD_S.copy(), JOINT_ACCELERATION_LIMIT_RAD_S2.copy())
+                   JOINT_VELOCITY_LIMIT_RAD_S.copy(), JOINT_ACCELERATION_LIMIT_RAD_S2.copy(),
+                   JOINT_JERK_LIMIT_RAD_S3.copy())
 
     def contains(self, q_rad, tol_rad: float = 1e-9) -> bool:
         q = np.asarray(q_rad, dtype=float)

@@ -51,6 +51,7 @@ from coop_robot.control.controller import (
     controller_config_from_params,
     controller_parameter,
 )
+from coop_robot.control.planning import JointLimits
 from coop_robot.control.ssm import ROBOT_LINK_RADIUS_M, GroundTruthMonitor, Separation, robot_capsules
 from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
 from coop_robot.geometry import Zone, read_world_params, world_geometry
@@ -246,7 +247,7 @@ class TurnTakingEnv:
         self.perception.reset(np.random.default_rng([self.seed, 0x5EE]))
         self.controller.reset()
         home = self.controller.home_rad
-        self.executor = JointTrajectoryExecutor(ARM_JOINTS, home)
+        self.executor = JointTrajectoryExecutor(ARM_JOINTS, home, limits=JointLimits.panda())
         self._sim = None
         if self.physics:
             from coop_robot.sim.core import InteractionSim

@@ -227,10 +227,42 @@ def _where_set(exc: ParameterError, files: dict[str, dict]) -> str:
     return ""
 
 
+#: A node's exit status when it refuses its start-up input (arguments, parameter files, parameter
+#: values); ``coop-robot sim`` exits with it too (the graph runner reports such a node as
+#: :class:`coop_robot.runner.InputRefused`).
+EXIT_BAD_INPUT = 2
+
+
+def refusal_text(exc: BaseException, files: dict[str, dict]) -> str:
+    """What a node refusing to start says about ``exc`` (one line): a parameter file
+    (:class:`ParamFileError`), a parameter value (:class:`ParameterError`, with the file that set
+    it, from ``files``: path -> loaded file) or what ``rclpy.init`` refused (RuntimeError)."""
+    if isinstance(exc, ParameterError):
+        text = f"invalid parameter: {exc}{_where_set(exc, files)}"
+    elif isinstance(exc, ParamFileError):
+        text = f"cannot start: {exc}"
+    else:
+        text = f"cannot start: {_one_line(exc)}"
+    return " ".join(text.split())  # a YAML parser's message spans several lines
+
+
 def _refuse(text: str) -> int:
-    """One line on stderr (a YAML parser's message spans several), exit status 2."""
-    print("[coop_robot] " + " ".join(text.split()), file=sys.stderr, flush=True)
-    return 2
+    """One line on stderr, exit status 2."""
+    print("[coop_robot] " + text, file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT
+
+
+def node_class(module_name: str) -> type[Node]:
+    """The one rclpy Node subclass that ``module_name`` (a node executable's module) defines."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(module_name)
+    classes = [obj for obj in vars(module).values()
+               if inspect.isclass(obj) and issubclass(obj, Node) and obj is not Node and obj.__module__ == module_name]
+    if len(classes) != 1:
+        raise RuntimeError(f"{module_name} must define exactly one rclpy Node class, found {len(classes)}")
+    return classes[0]
 
 
 def run_node(factory: Callable[[], Node], args=None) -> int:
@@ -246,11 +278,11 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     try:
         files = {path: load_param_file(path) for path in param_files_in_args(sys.argv if args is None else args)}
     except ParamFileError as exc:
-        return _refuse(f"cannot start: {exc}")
+        return _refuse(refusal_text(exc, {}))
     try:
         _init_rclpy(args)
     except RuntimeError as exc:  # rcl's own argument and parameter file checks (RCLError)
-        return _refuse(f"cannot start: {_one_line(exc)}")
+        return _refuse(refusal_text(exc, files))
     node = None
     code = 0
     try:
@@ -259,7 +291,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ParameterError as exc:
-        code = _refuse(f"invalid parameter: {exc}{_where_set(exc, files)}")
+        code = _refuse(refusal_text(exc, files))
     except SessionComplete:
         code = 0
     except Exception:

@@ -234,10 +234,12 @@ class SimNode(Node):
                                              "accepts positions, velocities and accelerations only")
             points = [(pt.time_from_start.sec + 1e-9 * pt.time_from_start.nanosec, list(pt.positions),
                        list(pt.velocities) or None, list(pt.accelerations) or None) for pt in msg.points]
-            self._sim.command_trajectory(list(msg.joint_names), points, stamp_to_s(msg.header.stamp))
+            warnings = self._sim.command_trajectory(list(msg.joint_names), points, stamp_to_s(msg.header.stamp))
         except TrajectoryRejected as exc:
             self.get_logger().error(f"rejected trajectory: {exc}")
             return
+        for warning in warnings:
+            self.get_logger().warning(f"trajectory accepted, but {warning}")
         self.get_logger().debug(f"trajectory with {len(msg.points)} points accepted at t={self._sim.t_s:.3f} s")
 
     def _on_plan_subscriber_matched(self, status) -> None:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from coop_robot.camera import CameraPose
+from coop_robot.control.planning import JointLimits
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.sim.trajectory import JointTrajectoryExecutor
 from coop_robot.sim.world import PANDA_ARM_JOINTS, SimWorld, WorldConfig
@@ -93,7 +94,8 @@ class InteractionSim:
     def __init__(self, world: SimWorld, partner: Any, executor: JointTrajectoryExecutor | None = None) -> None:
         self.world = world
         self.partner = partner
-        self.executor = executor or JointTrajectoryExecutor(PANDA_ARM_JOINTS, world.config.robot_home_rad)
+        self.executor = executor or JointTrajectoryExecutor(PANDA_ARM_JOINTS, world.config.robot_home_rad,
+                                                            limits=JointLimits.panda())
         if tuple(self.executor.joint_names) != PANDA_ARM_JOINTS:
             raise ValueError(f"executor must control {list(PANDA_ARM_JOINTS)}, got {list(self.executor.joint_names)}")
         self.zone: Zone = world.config.zone
@@ -170,15 +172,16 @@ class InteractionSim:
         return self.world.ee_position_m()
 
     # ------------------------------------------------------------------ commands
-    def command_trajectory(self, joint_names: Sequence[str], points, start_time_s: float = 0.0) -> None:
+    def command_trajectory(self, joint_names: Sequence[str], points, start_time_s: float = 0.0) -> list[str]:
         """Hand a ``JointTrajectory``'s content to the executor, starting from the measured state.
 
         Raises :class:`coop_robot.sim.trajectory.TrajectoryRejected` (the active trajectory keeps
-        running) when it breaks a joint-trajectory-controller rule.
+        running) when it breaks a joint-trajectory-controller rule or leaves the Panda's joint
+        limits; returns the executor's warnings about an accepted one.
         """
         q, qd = self.world.arm_state()
-        self.executor.set_trajectory(joint_names, points, start_time_s, now_s=self.t_s,
-                                     current_q_rad=q, current_qd_rad_s=qd)
+        return self.executor.set_trajectory(joint_names, points, start_time_s, now_s=self.t_s,
+                                            current_q_rad=q, current_qd_rad_s=qd)
 
     # ------------------------------------------------------------------ stepping
     def step(self) -> list[SimEvent]:

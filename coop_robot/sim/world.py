@@ -28,6 +28,7 @@ import pybullet as p
 import pybullet_data
 
 from coop_robot.camera import CameraPose, Intrinsics, opengl_depth_to_metres, opengl_view_matrix
+from coop_robot.control.kinematics import JOINT_LOWER_RAD, JOINT_UPPER_RAD, JOINT_VELOCITY_LIMIT_RAD_S
 from coop_robot.geometry import NOMINAL_TASK_OBJECT, Zone, world_geometry
 
 #: Arm joint names in pybullet joint-index order (indices 0..6).
@@ -487,11 +488,18 @@ class SimWorld:
         self.apply_joint_targets(q, np.zeros(7))
 
     def apply_joint_targets(self, q_rad, qd_rad_s) -> None:
-        """Command the arm's position-controlled joint motors (targets in rad and rad/s)."""
+        """Command the arm's position-controlled joint motors (targets in rad and rad/s).
+
+        The targets are clamped to the Panda's position and velocity limits: the trajectory
+        executor rejects motion beyond them, and whatever still gets here (an interpolation
+        overshoot within its tolerance) never reaches the physics.
+        """
         q = np.asarray(q_rad, dtype=float).reshape(-1)
         qd = np.asarray(qd_rad_s, dtype=float).reshape(-1)
         if q.shape != (7,) or qd.shape != (7,) or not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
             raise ValueError(f"joint targets must be 7 finite positions and velocities, got {q_rad!r}, {qd_rad_s!r}")
+        q = np.clip(q, JOINT_LOWER_RAD, JOINT_UPPER_RAD)
+        qd = np.clip(qd, -JOINT_VELOCITY_LIMIT_RAD_S, JOINT_VELOCITY_LIMIT_RAD_S)
         p.setJointMotorControlArray(
             self._robot, list(_ARM_INDICES), p.POSITION_CONTROL,
             targetPositions=q.tolist(), targetVelocities=qd.tolist(),
