@@ -513,3 +513,18 @@ def test_an_arm_stopped_at_its_gate_commits_once_perception_is_fresh_again(ctl):
     assert not CONFIG.zone.contains_many(ee, CONFIG.commit_margin_m).any()
     # Every command ends after it can arrive (a stamped trajectory that ends at once is rejected).
     assert all(c.trajectory.points[-1].time_from_start_s >= 0.1 - 1e-9 for c in rec.commands)
+
+
+def test_an_arm_stopped_just_short_of_its_gate_still_gets_there(ctl):
+    """Found in the graph under load: a protective stop left the arm at rest a little short of its
+    gate, too close to speed up to full speed and stop again; the move it was re-sent kept it at
+    rest there, so it never committed and the partner waited 40 s. From rest short of a stop point
+    the move goes there at the fastest lower speed that fits."""
+    from coop_robot.control.planning import ScaledPlan
+
+    path, gate = ctl.nominal_reach, ctl.nominal_gate_s
+    for short_s in (0.3, 0.1, 0.03, 0.01):
+        tau = gate - short_s
+        plan = ScaledPlan(path, tau, 0.0, ctl._speed_profile(path, tau, 0.0, 1.0, gate))
+        assert plan.stop_tau_s == pytest.approx(gate, abs=1e-6), short_s
+        assert plan.duration_s < 3.0

@@ -111,6 +111,10 @@ _RESEND_JOIN_S = 0.1
 #: would start braking: the re-sent move's join plus two controller ticks.
 _COMMIT_LEAD_S = _RESEND_JOIN_S + 0.02
 _GATE_STEP_S = 0.005
+#: Slowest cruise speed scale a move to a stop point is planned at before it is left where it is.
+_MIN_CRUISE_SIGMA = 0.02
+#: An uncommitted reach resting this close (path s) short of its gate is at the gate.
+_GATE_TOLERANCE_S = 0.02
 #: A joint state at most this old (s) is carried forward to the tick time at the commanded velocity.
 _MAX_JOINT_EXTRAPOLATION_S = 0.1
 
@@ -681,7 +685,7 @@ class ArmController:
         """Whether the gated reach would start braking for its gate within :data:`_COMMIT_LEAD_S`
         (or already does: a late tick): the last moment to send it on without slowing it."""
         plan = self._plan
-        if plan.stop_tau_s < self._gate_s - 1e-6:
+        if plan.stop_tau_s < self._gate_s - _GATE_TOLERANCE_S:
             return False  # not heading for the gate (a protective stop short of it): nothing to decide yet
         brake_s = plan.brake_start_s
         # No braking piece: at rest at the gate already (or starting from rest there).
@@ -765,7 +769,7 @@ class ArmController:
             self._stop_and_return(out, now_s, q_meas)
 
     def _speed_profile(self, path: JointPlan, tau: float, sigma: float, cruise: float,
-                       stop_at_tau: float | None) -> list[tuple[float, float, float]]:
+                       stop_at_tau: float | None, search_lower: bool = True) -> list[tuple[float, float, float]]:
         """Speed profile from ``sigma`` at path time ``tau`` to ``cruise``, ending at rest at
         ``stop_at_tau`` when given (braking as late as the stop deceleration allows)."""
         cfg = self.config
@@ -786,7 +790,15 @@ class ArmController:
             if cruise_s >= 0.0:
                 return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
             if cruise > sigma + 1e-9:
-                # No room to speed up and still stop there: keep the speed it has.
+                # No room to speed up to the cruise speed and still stop there: the fastest lower
+                # speed that fits (from rest short of a stop point the arm must still get there),
+                # or keep the speed it has.
+                lower = cruise * 0.7
+                while search_lower and lower > sigma + 1e-9 and lower >= _MIN_CRUISE_SIGMA:
+                    fits = self._speed_profile(path, tau, sigma, lower, stop_at_tau, search_lower=False)
+                    if len(fits) == 3:
+                        return fits
+                    lower *= 0.7
                 return self._speed_profile(path, tau, sigma, sigma, stop_at_tau)
         # Too late to ramp to the cruise speed first: brake now, as hard as allowed.
         if sigma <= 1e-9:
