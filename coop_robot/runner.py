@@ -12,6 +12,7 @@ names already run, and ends the session when a second node with one of them appe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -228,6 +229,26 @@ def _second_graph(probe: GraphProbe, names: list[str], domain: str) -> str | Non
             f"there at the same time?): the two graphs merged; ending this one")
 
 
+@contextlib.contextmanager
+def _interrupted_by_termination():
+    """While running a session, SIGTERM and SIGHUP (a supervisor, a closed terminal) interrupt it
+    like Ctrl-C, so every node is shut down; and Ctrl-C works even when the command was started in
+    the background of a script, where the shell leaves SIGINT ignored. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
                 timeout_s: float = 600.0, env: dict | None = None, extra_param_files: list[Path] = (),
                 progress: TextIO | None = sys.stdout, guard_domain: bool = True) -> dict:
@@ -262,8 +283,9 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
         progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={domain}, logs in {log_dir})\n")
         progress.flush()
     try:
-        runner.start()
-        runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
+        with _interrupted_by_termination():
+            runner.start()
+            runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
     finally:
         codes = runner.shutdown()
         if probe is not None:

@@ -178,3 +178,43 @@ def test_the_pre_start_check_passes_the_shipped_graph_and_leaves_nothing_behind(
                       record_dir=str(bag))
     assert check_graph(specs) == []
     assert list(tmp_path.iterdir()) == []  # no bag (the recorder wrote a throw-away one), no summary
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT in a script's background"])
+def test_a_terminated_session_shuts_every_node_down(tmp_path, how):
+    """A supervisor's SIGTERM, or Ctrl-C on a session a script started in the background (where the
+    shell leaves SIGINT ignored), ends the session like Ctrl-C: no node is left running."""
+    import signal
+
+    domain = free_ros_domain()
+    logs = tmp_path / "logs"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    cmd = [sys.executable, "-m", "coop_robot.cli", "sim", "--policy", "reactive", "--turns", "5",
+           "--log-dir", str(logs)]
+    if how == "SIGTERM":
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sig = signal.SIGTERM
+    else:  # bash starts a background job of a non-interactive shell with SIGINT ignored
+        script = " ".join(f"'{c}'" for c in cmd) + " & wait"
+        proc = subprocess.Popen(["bash", "-c", script], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        sig = signal.SIGINT
+    try:
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and len(list(logs.glob("*.log"))) < 5:
+            time.sleep(0.2)  # polling for the node logs, not a timing assumption
+        assert len(list(logs.glob("*.log"))) >= 5, "the session did not start its nodes"
+        cli = subprocess.run(["pgrep", "-f", f"coop_robot.cli sim .*{logs}"], capture_output=True, text=True)
+        pids = [int(p) for p in cli.stdout.split()]
+        assert pids
+        for pid in pids:
+            os.kill(pid, sig)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        left = subprocess.run(["pgrep", "-f", str(logs)], capture_output=True, text=True).stdout.strip()
+        subprocess.run(["pkill", "-KILL", "-f", str(logs)])  # whatever the outcome, leave nothing behind
+        release_ros_domain(domain)
+    assert "all nodes were shut down" in out
+    assert left == "", f"processes left running: {left}"
