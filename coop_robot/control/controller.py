@@ -107,6 +107,8 @@ _SSM_NEXT_CHECK_S = 0.02
 _SSM_RAISE_AFTER_S = 0.2
 #: A move sent again at a new speed joins its path this long (s) after receipt (see _resend).
 _RESEND_JOIN_S = 0.1
+#: A new move's first trajectory point is at least this long (s) after its start (see _first_points_from).
+_FIRST_POINT_S = 0.05
 #: The entry is committed (the reach sent on past the gate) this long (s) before the gated reach
 #: would start braking: the re-sent move's join plus two controller ticks.
 _COMMIT_LEAD_S = _RESEND_JOIN_S + 0.02
@@ -823,15 +825,8 @@ class ArmController:
         # measured state to the first point, so a first point 20 ms away would make it catch up in
         # one jerk. A re-sent move joins its path _RESEND_JOIN_S later instead.
         points = new.points(self.config.point_rate_hz)
-        joined = [p for p in points if p.time_from_start_s >= _RESEND_JOIN_S - 1e-9]
-        if not joined:
-            # A move shorter than the join (already at rest, or nearly): hold its goal from the join
-            # on. Its one point must lie ahead: a trajectory stamped now that ends before it arrives
-            # is rejected by a joint trajectory controller.
-            last = points[-1]
-            joined = [TrajectoryPoint(_RESEND_JOIN_S, last.positions, tuple(0.0 for _ in last.positions),
-                                      tuple(0.0 for _ in last.positions))]
-        out.trajectory = TrajectoryCommand(self.config.joint_names, joined, self._purpose, new)
+        out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(points, _RESEND_JOIN_S),
+                                           self._purpose, new)
 
     def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
         cfg = self.config
@@ -1025,12 +1020,27 @@ class ArmController:
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
         self.state = out.state = state
-        out.trajectory = TrajectoryCommand(self.config.joint_names, plan.points(self.config.point_rate_hz),
-                                           purpose, plan)
+        out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(
+            plan.points(self.config.point_rate_hz), _FIRST_POINT_S), purpose, plan)
 
     @staticmethod
     def _emit(out: ControllerOutput, name: str, now_s: float) -> None:
         out.events.append(ControllerEvent(name, float(now_s)))
+
+
+def _first_points_from(points: list[TrajectoryPoint], lead_s: float) -> list[TrajectoryPoint]:
+    """The points from ``lead_s`` after the start on. A joint trajectory controller interpolates
+    from the arm's state when the message arrives to the first point: a first point one period
+    (20 ms) away leaves a few ms after a transport delay, and the catch-up in them would exceed
+    the arm's acceleration limits (a real arm's controller aborts such a motion). A move shorter
+    than ``lead_s`` holds its goal from ``lead_s`` on: a trajectory stamped now must not end
+    before it arrives."""
+    kept = [p for p in points if p.time_from_start_s >= lead_s - 1e-9]
+    if kept:
+        return kept
+    last = points[-1]
+    zero = tuple(0.0 for _ in last.positions)
+    return [TrajectoryPoint(lead_s, last.positions, zero, zero)]
 
 
 def _measured(joint_positions) -> np.ndarray | None:
