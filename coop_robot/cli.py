@@ -19,26 +19,21 @@ EXIT_BAD_INPUT = 2
 
 
 # --- option values, checked when the command line is parsed (argparse exits 2 naming them) -------
-def _count(text: str) -> int:
-    """A whole number >= 1 (turns)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+def _whole_at_least(low: int):
+    """An argparse type: a whole number >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
+        return value
+    return parse
 
 
-def _seed(text: str) -> int:
-    """A whole number >= 0 (the partner's random seed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+#: Turns (>= 1) and the partner's random seed (>= 0).
+_count, _seed = _whole_at_least(1), _whole_at_least(0)
 
 
 def _real_time_factor(text: str) -> float:
