@@ -22,7 +22,7 @@ from coop_robot.faults.score import (
     incidents,
     violation_starts,
 )
-from coop_robot.faults.session import fault_graph, no_progress
+from coop_robot.faults.session import NO_PROGRESS_S, fault_graph, no_progress
 from coop_robot.geometry import world_geometry
 
 
@@ -191,7 +191,7 @@ def test_incidents_are_attributed_to_the_faults_whose_window_holds_them():
 def test_no_progress_names_what_the_controller_did():
     gt = [(3.0, "robot_exit")]
     ctrl = [(2.0, "withdraw_start"), (5.0, "reach_start"), (6.0, "ssm_stop"), (6.2, "ssm_resume")]
-    assert no_progress(gt, ctrl, 20.0) is None
+    assert no_progress(gt, ctrl, 3.0 + NO_PROGRESS_S - 0.5) is None
     text = no_progress(gt, ctrl, 30.0)
     assert "hung" in text and "reach_start at 5.00 s" in text and "2 ssm_stop" in text
 

@@ -36,6 +36,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, Vector3Stamped
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image, JointState, TimeReference
@@ -185,7 +186,11 @@ class FaultInjector:
         topics = {t for f in faults if f.category == "message" for t in TOPIC_GROUPS[f.target][0]}
         if any(f.kind in ("depth_nonfinite", "image_garbage") for f in faults):
             topics |= {COLOR, DEPTH}
-        self._pubs = {t: node.create_publisher(TOPIC_TYPES[t][0], t, TOPIC_TYPES[t][1]) for t in sorted(topics)}
+        # The controller's transient-local e-stop subscription cannot take a volatile publisher: expected.
+        quiet = PublisherEventCallbacks(incompatible_qos=lambda _event: None, use_default_callbacks=False)
+        self._pubs = {t: node.create_publisher(TOPIC_TYPES[t][0], t, TOPIC_TYPES[t][1],
+                                               event_callbacks=quiet if t == "/emergency_stop" else None)
+                      for t in sorted(topics)}
         self._latched_estop = None
         if any(f.kind == "estop_burst" and f.variant == "latched_storm" for f in faults):
             self._latched_estop = node.create_publisher(Bool, "/emergency_stop", LATCHED_QOS)

@@ -7,10 +7,11 @@ on a random free ROS domain, with the consumers of the plan's links remapped to 
 relays. The :class:`~coop_robot.faults.injector.FaultInjector` joins the domain first. The session
 ends when the turn tracker has its turns, when a node exits (the runner's error names it), when
 the ground truth shows no turn progress for :data:`NO_PROGRESS_S` of sim time (hung: the message
-says what the controller did meanwhile), or at the wall-clock time-out. After an error the ground truth is watched a little longer
-(``observe_after_end_s``, wall; the arm's trajectory is still playing), then every node is shut
-down and the harness checks that no process of the session is left (``pgrep -f <log dir>``, the
-command lines carry it, as test_cli checks ``coop-robot sim``).
+says what the controller did meanwhile), or at the wall-clock time-out. After an error the ground
+truth is watched a little longer (``observe_after_end_s``, wall; the arm's trajectory is still
+playing), then every node is shut down and the harness checks that no process of the session is
+left (``pgrep -f <log dir>/params/``: every node's command line names its parameter file there,
+as test_cli checks ``coop-robot sim``).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from coop_robot.runner import GraphRunner, SessionError, isolated_env
 #: Log lines kept as a fault's "reactions" (rclpy's warning and error lines, Python's last traceback line).
 _REACTION = re.compile(r"^\[(WARN|ERROR|FATAL)\] \[[\d.]+\] \[([^\]]+)\]: (.*)$|^(\w+(Error|Exception): .*)$")
 #: Wall seconds after a fault's effect ended during which its consumers' log lines count as reactions.
-REACTION_WINDOW_S = 2.0
+REACTION_WINDOW_S = 1.0
 #: Reactions kept per fault.
 MAX_REACTIONS = 3
 
 
 #: Sim seconds without turn progress (a robot or partner turn ending, a zone entry or exit) after
-#: which the session counts as hung and is ended (a turn takes 5-10 s of sim time).
-NO_PROGRESS_S = 20.0
+#: which the session counts as hung and is ended. The longest quiet stretch of a working session is
+#: the erratic partner's: up to 2 s reaction, 2.5 s pause, a false start, reach and dwell (~8 s).
+NO_PROGRESS_S = 12.0
 _PROGRESS_EVENTS = frozenset({"robot_enter", "robot_exit", "partner_exit", "partner_turn_end"})
 
 
@@ -113,15 +115,16 @@ def leftover_processes(log_dir: Path) -> list[str]:
 
 
 def run_fault_session(plan: SessionPlan, log_dir: Path, *, timeout_s: float | None = None,
-                      observe_after_end_s: float = 3.0) -> SessionResult:
-    """Run ``plan`` (see the module docstring); never raises for what the graph does."""
+                      observe_after_end_s: float = 3.0, domain_id: int | None = None) -> SessionResult:
+    """Run ``plan`` (see the module docstring) on ``domain_id`` (default: a random free one);
+    never raises for what the graph does."""
     from coop_robot.faults.injector import FaultInjector  # rclpy: only when a session runs
 
     log_dir = Path(log_dir).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     summary_path = log_dir / "summary.json"
     specs = fault_graph(plan, summary_path)
-    env = isolated_env()
+    env = isolated_env(domain_id)
     domain = int(env["ROS_DOMAIN_ID"])
     lines: list[tuple[float, str, str]] = []   # (wall s since the injector started, node, reaction text)
     runner: GraphRunner | None = None
