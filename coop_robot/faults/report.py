@@ -53,6 +53,8 @@ def campaign_report(sessions: list[dict], meta: dict, *, min_sessions: int = 50,
         "ssm_violations_outside_windows": sum(s["baseline_ssm_violations"] for s in sessions),
         "robot_turns": sum(s["robot_turns"] for s in sessions),
         "wall_s": round(sum(s["wall_s"] for s in sessions), 1),
+        "harness_cpu_s": round(sum(s.get("harness_cpu_s", 0.0) for s in sessions), 1),
+        "sim_s": round(sum(s.get("sim_s", 0.0) for s in sessions), 1),
     }
     checks = [
         _check("sessions", len(sessions) >= min_sessions, f"{len(sessions)} sessions (need >= {min_sessions})"),
@@ -82,8 +84,10 @@ def markdown(report: dict) -> str:
     meta, totals, verdict = report["meta"], report["totals"], report["verdict"]
     out = ["# Fault campaign report", ""]
     out += [f"{meta.get('date', '?')}, commit {meta.get('commit', '?')}: `{meta.get('command', '?')}`", ""]
+    n = max(totals["sessions"], 1)
     out += [f"Host: {meta.get('host', '?')}. Wall time {meta.get('wall_s', 0):.0f} s for {totals['sessions']} sessions "
-            f"({meta.get('wall_s', 0) / max(totals['sessions'], 1):.0f} s per session).", ""]
+            f"({meta.get('wall_s', 0) / n:.0f} s per session, {totals['sim_s'] / n:.1f} s of sim time; the harness "
+            f"process used {totals['harness_cpu_s'] / n:.1f} s of CPU per session).", ""]
     out += [f"**Verdict: {'PASS' if verdict['pass'] else 'FAIL'}**", "", "| check | ok | detail |", "|---|---|---|"]
     out += [f"| {c['check']} | {'yes' if c['ok'] else '**no**'} | {_cell(c['detail'])} |" for c in verdict["checks"]]
     o = totals["outcomes"]

@@ -93,6 +93,7 @@ class SessionResult:
     exit_codes: dict[str, int] = field(default_factory=dict)
     robot_turns: int = 0
     wall_s: float = 0.0
+    harness_cpu_s: float = 0.0      # CPU the harness process (injector, relays, runner) used
     sim_s: float = 0.0
     log_dir: str = ""
     domain_id: int = -1
@@ -104,7 +105,8 @@ class SessionResult:
                 "unattributed_incidents": [{"kind": i.kind, "t_s": i.t_s} for i in self.unattributed],
                 "baseline_ssm_violations": self.baseline_ssm_violations, "leftovers": self.leftovers,
                 "exit_codes": self.exit_codes, "robot_turns": self.robot_turns, "wall_s": round(self.wall_s, 1),
-                "sim_s": round(self.sim_s, 2), "log_dir": self.log_dir, "domain_id": self.domain_id}
+                "harness_cpu_s": round(self.harness_cpu_s, 1), "sim_s": round(self.sim_s, 2),
+                "log_dir": self.log_dir, "domain_id": self.domain_id}
 
 
 def leftover_processes(log_dir: Path) -> list[str]:
@@ -138,6 +140,7 @@ def run_fault_session(plan: SessionPlan, log_dir: Path, *, timeout_s: float | No
             lines.append((injector.wall_s(), node, text))
 
     runner = GraphRunner(specs, log_dir, env, on_line=on_line)
+    cpu0 = time.process_time()
     expected_turns = plan.turns + 1
     end = SessionEnd(False, "session not started")
     codes: dict[str, int] = {}
@@ -165,7 +168,8 @@ def run_fault_session(plan: SessionPlan, log_dir: Path, *, timeout_s: float | No
     wall_s = injector.wall_s()
 
     result = SessionResult(plan, end, injector.records, exit_codes=codes, wall_s=wall_s,
-                           sim_s=injector.sim_now_s, log_dir=str(log_dir), domain_id=domain)
+                           harness_cpu_s=time.process_time() - cpu0, sim_s=injector.sim_now_s, log_dir=str(log_dir),
+                           domain_id=domain)
     result.leftovers = leftover_processes(log_dir)
     result.leftovers += [f"{p.popen.pid} {p.spec.name} (still running)" for p in runner.procs
                          if p.popen.poll() is None]
