@@ -74,11 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-sessions", type=int, default=50, help="sessions the verdict needs (default 50)")
     p.add_argument("--min-faults", type=int, default=300, help="injected faults the verdict needs (default 300)")
     p.add_argument("--out", type=Path, default=Path("runs/fault_campaign"), help="report and logs directory")
+    p.add_argument("--rebuild-report", action="store_true",
+                   help="run nothing: rewrite DIR/report.json and report.md from the sessions DIR/report.json holds")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.rebuild_report:
+        old = json.loads((args.out / "report.json").read_text(encoding="utf-8"))
+        for row in old["sessions"]:
+            row["end_message"] = (row["end_message"].strip().splitlines() or [""])[0]
+        report = _write(args, old["sessions"], old["meta"], old["meta"].get("wall_s", 0.0))
+        print(f"verdict: {'PASS' if report['verdict']['pass'] else 'FAIL'} (report: {args.out / 'report.md'})")
+        return 0 if report["verdict"]["pass"] else 1
     from coop_robot.faults.session import run_fault_session  # rclpy: after the arguments are checked
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, plan in enumerate(plans, 1):
             result = run_fault_session(plan, args.out / "sessions" / f"{plan.index:03d}", timeout_s=args.timeout_s)
             row = result.as_dict()
+            # The report keeps the end message's first line; the node log's tail is in the session's logs.
+            row["end_message"] = (row["end_message"].strip().splitlines() or [""])[0]
             sessions.append(row)
             done = [r for r in row["records"] if r["injected"]]
             injected += len(done)
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             survived = sum(r["outcome"] == SURVIVED for r in done)
             ended = sum(r["outcome"] == ENDED for r in done)
             bad = len(done) - survived - ended
-            how = "completed" if row["completed"] else "ended: " + row["end_message"].strip().splitlines()[0][:100]
+            how = "completed" if row["completed"] else "ended: " + row["end_message"][:100]
             flags = ""
             if row["incidents"]:
                 flags += f", INCIDENTS {[i['kind'] for i in row['incidents']]}"

@@ -223,3 +223,11 @@ def test_verdict_passes_only_with_every_acceptance_condition():
     failed = {c["check"] for c in report["verdict"]["checks"] if not c["ok"]}
     assert failed == {"sessions", "every fault survived or ended the session naming it", "no process left behind"}
     assert "FAIL" in markdown(report) and "hung" in markdown(report)
+
+
+def test_the_manual_lists_every_fault_kind_and_link():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "fault_injection.md").read_text(encoding="utf-8")
+    for name in (*FAULT_KINDS, *LINKS):
+        assert f"| `{name}` |" in page, f"docs/fault_injection.md has no table row for {name}"

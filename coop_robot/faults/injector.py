@@ -631,7 +631,7 @@ class FaultInjector:
         record.detail = f"{n} /joint_states messages ({fault.variant})"
 
     def _fault_decision_garbage(self, record: FaultRecord, fault: Fault) -> Steps:
-        text = {"empty": "", "upper_case": "ACT", "nul": "act\u00a0", "long": "act" * 10_000}[fault.variant]
+        text = {"empty": "", "upper_case": "ACT", "nbsp": "act\u00a0", "long": "act" * 10_000}[fault.variant]
         n = 0
         for _ in self._rounds(fault):
             self._publish(DECISION, String(data=text))

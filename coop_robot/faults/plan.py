@@ -121,7 +121,7 @@ FAULT_KINDS: dict[str, FaultKind] = {
     "joint_states_garbage": FaultKind("message", ("joint_states",), ("nan", "inf", "huge", "wrong_names",
                                                                      "short", "empty"),
                                       duration_s=(0.0, 0.5), description="malformed /joint_states"),
-    "decision_garbage": FaultKind("message", ("decision",), ("empty", "upper_case", "nul", "long"),
+    "decision_garbage": FaultKind("message", ("decision",), ("empty", "upper_case", "nbsp", "long"),
                                   duration_s=(0.0, 0.5), description="decisions that are not act/wait/yield"),
     "decision_spoof": FaultKind("message", ("decision",), ("act",), duration_s=(0.5, 2.0),
                                 description="'act' at 100 Hz whatever the policy says"),

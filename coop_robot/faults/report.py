@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from coop_robot.faults.score import ENDED, NOT_INJECTED, OUTCOMES, SURVIVED, UNEXPLAINED
+from coop_robot.faults.score import ENDED, HUNG_PREFIX, NOT_INJECTED, OUTCOMES, SURVIVED, UNEXPLAINED
 
 
 def _check(name: str, ok: bool, detail: str) -> dict:
@@ -42,6 +42,7 @@ def campaign_report(sessions: list[dict], meta: dict, *, min_sessions: int = 50,
     totals = {
         "sessions": len(sessions),
         "sessions_completed": sum(s["completed"] for s in sessions),
+        "sessions_hung": sum(s["end_message"].startswith(HUNG_PREFIX) for s in sessions),
         "faults_planned": len(records),
         "faults_injected": len(injected),
         "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
@@ -92,7 +93,8 @@ def markdown(report: dict) -> str:
     out += [f"| {c['check']} | {'yes' if c['ok'] else '**no**'} | {_cell(c['detail'])} |" for c in verdict["checks"]]
     o = totals["outcomes"]
     out += ["", "## Totals", "",
-            f"{totals['sessions']} sessions ({totals['sessions_completed']} completed all their turns), "
+            f"{totals['sessions']} sessions ({totals['sessions_completed']} completed all their turns, "
+            f"{totals['sessions_hung']} hung), "
             f"{totals['faults_injected']} of {totals['faults_planned']} planned faults injected: "
             f"{o[SURVIVED]} survived, {o[ENDED]} ended the session naming the node, {o[UNEXPLAINED]} unexplained, "
             f"{o[NOT_INJECTED]} not reached. Nodes that died on their input: {totals['crashes']}. "
@@ -109,6 +111,8 @@ def markdown(report: dict) -> str:
     findings = []
     for s in report["sessions"]:
         i = s["plan"]["index"]
+        if s["end_message"].startswith(HUNG_PREFIX):
+            findings.append(f"- session {i}: {_cell(s['end_message'])} (logs: {s['log_dir']})")
         for inc in s["incidents"]:
             who = [r["label"] for r in s["records"] if any(x["t_s"] == inc["t_s"] for x in r["incidents"])]
             findings.append(f"- session {i}: **{inc['kind']}** at {inc['t_s']:.3f} s (sim), during "

@@ -32,6 +32,8 @@ from coop_robot.faults.plan import Fault
 SETTLE_S = 2.0
 
 SURVIVED, ENDED, UNEXPLAINED, NOT_INJECTED = "survived", "ended", "unexplained", "not_injected"
+#: How the end message of a hung session starts (coop_robot.faults.session.no_progress).
+HUNG_PREFIX = "session hung:"
 OUTCOMES = (SURVIVED, ENDED, UNEXPLAINED, NOT_INJECTED)
 
 _NODE_IN_MESSAGE = re.compile(r"node '([^']+)'")

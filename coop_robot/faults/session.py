@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coop_robot.faults.plan import LINKS, SessionPlan
-from coop_robot.faults.score import FaultRecord, Incident, SessionEnd, attribute, classify, incidents, violation_starts
+from coop_robot.faults.score import (
+    HUNG_PREFIX,
+    FaultRecord,
+    Incident,
+    SessionEnd,
+    attribute,
+    classify,
+    incidents,
+    violation_starts,
+)
 from coop_robot.graph import NodeSpec, sim_graph
 from coop_robot.runner import GraphRunner, SessionError, isolated_env
 
@@ -58,7 +67,7 @@ def no_progress(gt_events: list[tuple[float, str]], controller_events: list[tupl
     others = ", ".join(f"{n} at {t:.2f} s" for t, n in since if not n.startswith("ssm_"))
     before = [(t, n) for t, n in list(controller_events) if t <= last and not n.startswith("ssm_")]
     context = f" (before it: {before[-1][1]} at {before[-1][0]:.2f} s)" if before else ""
-    return (f"session hung: no turn progress on ground truth for {sim_now_s - last:.1f} s of sim time (since "
+    return (f"{HUNG_PREFIX} no turn progress on ground truth for {sim_now_s - last:.1f} s of sim time (since "
             f"{last:.2f} s){context}; controller since: {others or 'nothing'}"
             f"{f', and {ssm} ssm_stop/ssm_scaled/ssm_resume' if ssm else ''}")
 
