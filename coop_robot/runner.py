@@ -177,6 +177,18 @@ class GraphRunner:
                 raise SessionError(f"session did not finish within {timeout_s:.0f} s (logs in {self.log_dir})")
             time.sleep(0.1)
 
+    def signal_node(self, name: str, sig: int) -> int:
+        """Send ``sig`` to the process of the node ``name`` (fault injection, :mod:`coop_robot.faults`)
+        and return its pid. Raises KeyError for a node this runner did not start and
+        ProcessLookupError for one that has exited."""
+        for proc in self.procs:
+            if proc.spec.name == name:
+                if proc.popen.poll() is not None:
+                    raise ProcessLookupError(f"node '{name}' has exited (code {proc.popen.returncode})")
+                proc.popen.send_signal(sig)
+                return proc.popen.pid
+        raise KeyError(f"no node '{name}' in this graph; it has {[p.spec.name for p in self.procs]}")
+
     @staticmethod
     def tail(proc: _Proc, lines: int = 15) -> str:
         if proc.reader is not None:
@@ -213,6 +225,7 @@ class GraphRunner:
             for p in alive:
                 try:
                     os.killpg(p.popen.pid, sig)
+                    os.killpg(p.popen.pid, signal.SIGCONT)  # a stopped (SIGSTOP) node handles it now
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + wait_s
