@@ -771,42 +771,57 @@ class ArmController:
             self._stop_and_return(out, now_s, q_meas)
 
     def _speed_profile(self, path: JointPlan, tau: float, sigma: float, cruise: float,
-                       stop_at_tau: float | None, search_lower: bool = True) -> list[tuple[float, float, float]]:
+                       stop_at_tau: float | None) -> list[tuple[float, float, float]]:
         """Speed profile from ``sigma`` at path time ``tau`` to ``cruise``, ending at rest at
-        ``stop_at_tau`` when given (braking as late as the stop deceleration allows)."""
-        cfg = self.config
+        ``stop_at_tau`` when given (braking as late as the stop deceleration allows).
 
-        def ramp(a: float, b: float, at: float, until: float | None = None) -> float:
-            scale = cfg.stop_acceleration_scale if b < a else cfg.velocity_scale
-            return ramp_time_s(path, at, a, b, self.limits, scale, until_tau_s=until)
-
-        r1 = ramp(sigma, cruise, tau)
-        profile = [(r1, sigma, cruise)]
+        When there is no room to reach ``cruise`` and still stop there, the fastest lower cruise
+        speed that fits (down to :data:`_MIN_CRUISE_SIGMA`, even from below it: from rest or a
+        crawl short of a stop point the arm must still get there, not creep); when none fits
+        (the stop point is a few mm of path away), brake now."""
+        r1 = self._ramp(path, sigma, cruise, tau)
         if stop_at_tau is None or (cruise <= 0.0 and tau + 0.5 * sigma * r1 <= stop_at_tau):
-            return profile
+            return [(r1, sigma, cruise)]
         if cruise > 0.0:
-            tau1 = tau + 0.5 * (sigma + cruise) * r1
-            # The braking ramp is sized for the path's speed where it brakes: just before the stop.
-            r2 = ramp(cruise, 0.0, max(tau1, stop_at_tau - 0.6), stop_at_tau)
-            cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
-            if cruise_s >= 0.0:
-                return [*profile, (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
+            fit = self._to_stop(path, tau, sigma, cruise, stop_at_tau)
+            if fit is not None:
+                return fit
             if cruise > sigma + 1e-9:
-                # No room to speed up to the cruise speed and still stop there: the fastest lower
-                # speed that fits (from rest short of a stop point the arm must still get there),
-                # or keep the speed it has.
+                # Speeding up with no room to reach the cruise speed: the fastest lower one that fits.
                 lower = cruise * 0.7
-                while search_lower and lower > sigma + 1e-9 and lower >= _MIN_CRUISE_SIGMA:
-                    fits = self._speed_profile(path, tau, sigma, lower, stop_at_tau, search_lower=False)
-                    if len(fits) == 3:
-                        return fits
+                while lower > max(sigma, _MIN_CRUISE_SIGMA) + 1e-9:
+                    fit = self._to_stop(path, tau, sigma, lower, stop_at_tau)
+                    if fit is not None:
+                        return fit
                     lower *= 0.7
-                return self._speed_profile(path, tau, sigma, sigma, stop_at_tau)
-        # Too late to ramp to the cruise speed first: brake now, as hard as allowed.
+                keep = max(sigma, min(_MIN_CRUISE_SIGMA, cruise))
+                fit = self._to_stop(path, tau, sigma, keep, stop_at_tau)
+                if fit is not None:
+                    return fit
+        # Too late to ramp to any cruise speed first: brake now, as hard as allowed.
         if sigma <= 1e-9:
             return [(0.0, sigma, 0.0)]
-        r = max(2.0 * max(stop_at_tau - tau, 0.0) / sigma, ramp(sigma, 0.0, tau, stop_at_tau))
+        r = max(2.0 * max(stop_at_tau - tau, 0.0) / sigma, self._ramp(path, sigma, 0.0, tau, stop_at_tau))
         return [(r, sigma, 0.0)]
+
+    def _ramp(self, path: JointPlan, a: float, b: float, at: float, until: float | None = None) -> float:
+        """Time (s) to change the path speed scale from ``a`` to ``b`` at path time ``at``."""
+        cfg = self.config
+        scale = cfg.stop_acceleration_scale if b < a else cfg.velocity_scale
+        return ramp_time_s(path, at, a, b, self.limits, scale, until_tau_s=until)
+
+    def _to_stop(self, path: JointPlan, tau: float, sigma: float, cruise: float,
+                 stop_at_tau: float) -> list[tuple[float, float, float]] | None:
+        """Ramp from ``sigma`` to ``cruise`` (> 0), cruise, and brake to rest at ``stop_at_tau``;
+        None when that does not fit before the stop point."""
+        r1 = self._ramp(path, sigma, cruise, tau)
+        tau1 = tau + 0.5 * (sigma + cruise) * r1
+        # The braking ramp is sized for the path's speed where it brakes: just before the stop.
+        r2 = self._ramp(path, cruise, 0.0, max(tau1, stop_at_tau - 0.6), stop_at_tau)
+        cruise_s = (stop_at_tau - tau1 - 0.5 * cruise * r2) / cruise
+        if cruise_s < 0.0:
+            return None
+        return [(r1, sigma, cruise), (cruise_s, cruise, cruise), (r2, cruise, 0.0)]
 
     def _resend(self, out: ControllerOutput, now_s: float, cruise: float) -> None:
         """Send the current path again from where the arm is on it, at speed scale ``cruise``
