@@ -4,8 +4,8 @@ at random over kinds and moments of a turn, scored on the simulator's ground tru
     python bench/fault_campaign.py --sessions 50 --faults-per-session 6 --seed 0 --turns 2 \
         --out runs/fault_campaign
 
-Each session runs the five-node graph of `coop-robot sim` (eager or reactive policy, typical or
-erratic partner, a random seed) for --turns faulted turns plus one, on its own ROS domain
+Each session runs the five-node graph of `coop-robot sim` (mirror, eager or reactive policy,
+typical or erratic partner, a random seed) for --turns faulted turns plus one, on its own ROS domain
 (coop_robot.faults.session). Progress is printed as sessions finish; DIR/report.json and
 DIR/report.md are rewritten after every session (node logs in DIR/sessions/NNN). Exit status 0
 when the verdict passes (docs/fault_injection.md), 1 when it fails, 2 for bad arguments, 130 when
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="faulted robot turns per session; the session runs one more (default 2)")
     p.add_argument("--kill-probability", type=_probability, default=0.3,
                    help="share of sessions that end with a node killed (default 0.3)")
-    p.add_argument("--policies", nargs="+", default=["eager", "reactive"], choices=["eager", "reactive", "oracle"])
+    p.add_argument("--policies", nargs="+", default=["mirror", "eager", "reactive"],
+                   choices=["mirror", "eager", "reactive", "oracle"], help="policies drawn (default: mirror eager reactive)")
     p.add_argument("--partners", nargs="+", default=["typical", "erratic"], metavar="PROFILE")
     p.add_argument("--timeout-s", type=float, help="wall-clock limit per session (default: 90 + 30 per turn)")
     p.add_argument("--min-sessions", type=int, default=50, help="sessions the verdict needs (default 50)")

@@ -64,7 +64,7 @@ def test_draw_puts_faults_on_distinct_moments_and_a_kill_last_in_the_extra_turn(
         if kills:
             assert plan.faults[-1] is kills[0] and kills[0].occurrence == 3
         assert all(f.occurrence <= 2 for f in plan.faults if f.kind != "kill")
-        assert plan.policy in ("eager", "reactive") and plan.partner in ("typical", "erratic")
+        assert plan.policy in ("mirror", "eager", "reactive") and plan.partner in ("typical", "erratic")
 
 
 def test_draw_is_reproducible_and_covers_every_kind():

@@ -266,7 +266,7 @@ CAMPAIGN_KIND_WEIGHTS["stall"] = 2.0  # five nodes to stall
 
 
 def draw_session(rng: random.Random, index: int, *, turns: int, faults_per_session: int,
-                 kill_probability: float = 0.3, policies=("eager", "reactive"),
+                 kill_probability: float = 0.3, policies=("mirror", "eager", "reactive"),
                  partners=("typical", "erratic")) -> SessionPlan:
     """A session with ``faults_per_session`` faults at distinct (moment, occurrence) slots of
     turns 1..``turns``; with ``kill_probability`` the last of them is a kill, in turn ``turns + 1``."""
