@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kill-probability", type=_probability, default=0.3,
                    help="share of sessions that end with a node killed (default 0.3)")
     p.add_argument("--policies", nargs="+", default=["mirror", "eager", "reactive"],
-                   choices=["mirror", "eager", "reactive", "oracle"], help="policies drawn (default: mirror eager reactive)")
+                   choices=["mirror", "eager", "reactive", "oracle"],
+                   help="policies drawn (default: mirror eager reactive)")
     p.add_argument("--partners", nargs="+", default=["typical", "erratic"], metavar="PROFILE")
     p.add_argument("--timeout-s", type=float, help="wall-clock limit per session (default: 90 + 30 per turn)")
     p.add_argument("--min-sessions", type=int, default=50, help="sessions the verdict needs (default 50)")
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verdict: {'PASS' if report['verdict']['pass'] else 'FAIL'} (report: {args.out / 'report.md'})")
         return 0 if report["verdict"]["pass"] else 1
     from coop_robot.faults.session import run_fault_session  # rclpy: after the arguments are checked
+    from coop_robot.runner import interrupted_by_termination
 
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
@@ -105,32 +107,37 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     injected = 0
     code = 0
+    # SIGTERM and SIGHUP end the campaign like Ctrl-C (which also works when a script started it in
+    # the background): the running session's graph is shut down and the report covers the others.
     try:
-        for k, plan in enumerate(plans, 1):
-            result = run_fault_session(plan, args.out / "sessions" / f"{plan.index:03d}", timeout_s=args.timeout_s)
-            row = result.as_dict()
-            # The report keeps the end message's first line; the node log's tail is in the session's logs.
-            row["end_message"] = (row["end_message"].strip().splitlines() or [""])[0]
-            sessions.append(row)
-            done = [r for r in row["records"] if r["injected"]]
-            injected += len(done)
-            elapsed = time.monotonic() - t0
-            eta_min = elapsed / k * (len(plans) - k) / 60.0
-            survived = sum(r["outcome"] == SURVIVED for r in done)
-            ended = sum(r["outcome"] == ENDED for r in done)
-            bad = len(done) - survived - ended
-            how = "completed" if row["completed"] else "ended: " + row["end_message"][:100]
-            flags = ""
-            if row["incidents"]:
-                flags += f", INCIDENTS {[i['kind'] for i in row['incidents']]}"
-            if bad:
-                flags += f", {bad} UNEXPLAINED"
-            if row["leftovers"]:
-                flags += f", {len(row['leftovers'])} PROCESSES LEFT"
-            print(f"[{k:3d}/{len(plans)}] session {plan.index} {plan.policy}/{plan.partner} seed {plan.seed}: "
-                  f"{len(done)}/{len(plan.faults)} faults injected ({survived} survived, {ended} ended){flags}; {how}; "
-                  f"{row['wall_s']:.0f} s; {injected} faults so far; ETA {eta_min:.0f} min", flush=True)
-            _write(args, sessions, meta, time.monotonic() - t0)
+        with interrupted_by_termination():
+            for k, plan in enumerate(plans, 1):
+                result = run_fault_session(plan, args.out / "sessions" / f"{plan.index:03d}",
+                                           timeout_s=args.timeout_s)
+                row = result.as_dict()
+                # The report keeps the end message's first line; the node log's tail is in the session's logs.
+                row["end_message"] = (row["end_message"].strip().splitlines() or [""])[0]
+                sessions.append(row)
+                done = [r for r in row["records"] if r["injected"]]
+                injected += len(done)
+                elapsed = time.monotonic() - t0
+                eta_min = elapsed / k * (len(plans) - k) / 60.0
+                survived = sum(r["outcome"] == SURVIVED for r in done)
+                ended = sum(r["outcome"] == ENDED for r in done)
+                bad = len(done) - survived - ended
+                how = "completed" if row["completed"] else "ended: " + row["end_message"][:100]
+                flags = ""
+                if row["incidents"]:
+                    flags += f", INCIDENTS {[i['kind'] for i in row['incidents']]}"
+                if bad:
+                    flags += f", {bad} UNEXPLAINED"
+                if row["leftovers"]:
+                    flags += f", {len(row['leftovers'])} PROCESSES LEFT"
+                print(f"[{k:3d}/{len(plans)}] session {plan.index} {plan.policy}/{plan.partner} seed {plan.seed}: "
+                      f"{len(done)}/{len(plan.faults)} faults injected ({survived} survived, {ended} ended)"
+                      f"{flags}; {how}; "
+                      f"{row['wall_s']:.0f} s; {injected} faults so far; ETA {eta_min:.0f} min", flush=True)
+                _write(args, sessions, meta, time.monotonic() - t0)
     except KeyboardInterrupt:
         print(f"interrupted after {len(sessions)} sessions; the report covers them", file=sys.stderr)
         code = 130

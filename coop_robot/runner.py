@@ -243,7 +243,7 @@ def _second_graph(probe: GraphProbe, names: list[str], domain: str) -> str | Non
 
 
 @contextlib.contextmanager
-def _interrupted_by_termination():
+def interrupted_by_termination():
     """While running a session, SIGTERM and SIGHUP (a supervisor, a closed terminal) interrupt it
     like Ctrl-C, so every node is shut down; and Ctrl-C works even when the command was started in
     the background of a script, where the shell leaves SIGINT ignored. Main thread only."""
@@ -296,7 +296,7 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
         progress.write(f"starting {len(specs)} nodes (ROS_DOMAIN_ID={domain}, logs in {log_dir})\n")
         progress.flush()
     try:
-        with _interrupted_by_termination():
+        with interrupted_by_termination():
             runner.start()
             runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
     finally:

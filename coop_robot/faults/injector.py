@@ -317,8 +317,10 @@ class FaultInjector:
                 self._end(record, steps)
             self._active.clear()
             return
+        # A kill waits until the faults still acting have ended, so their outcome shows.
+        busy = any(not r.fault.terminal for r, _, _ in self._active)
         for record in self.records:
-            if record.injected or not self._due(record.fault, now):
+            if record.injected or not self._due(record.fault, now) or (record.fault.terminal and busy):
                 continue
             record.injected = True
             record.injected_wall_s = round(now - self._t0_wall, 3)
