@@ -1,0 +1,268 @@
+"""The one way the package spreads work over cores and machines: Ray.
+
+Every command that runs many independent jobs (benchmark sessions, training seeds, bags of a
+study) takes ``--ray-address`` and hands its jobs to :func:`run_tasks`:
+
+* no address (and no ``$RAY_ADDRESS``): an embedded local Ray sized to this machine (or to
+  ``--workers``), started for the command and stopped after it; nothing else to install or start;
+* ``--ray-address HOST:PORT`` (or ``auto``, or ``$RAY_ADDRESS``): join that running cluster
+  (``ray start --head`` on one machine, ``ray start --address=HOST:PORT`` on the others);
+* ``--ray-address none``: no Ray at all, the jobs run one after another in this process.
+
+A job is a picklable function and its argument; it must compute everything from its argument
+(seeds included), so the figures are the same whichever way the jobs run. Results come back in
+job order. Progress (jobs done / total, elapsed, ETA, and what the caller adds) goes to stderr
+as jobs finish, also when they run on a cluster.
+
+Ray is imported only when it is used: ``--ray-address none`` works without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Environment variable Ray itself reads for the cluster address.
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+#: ``--ray-address`` value that runs every job in this process, without Ray.
+SERIAL = "none"
+
+
+@dataclass
+class RayInfo:
+    """How a command ran its jobs: ``mode`` is ``serial``, ``local`` (embedded) or ``cluster``."""
+
+    mode: str
+    address: str | None = None
+    nodes: int = 1
+    cpus: float = 1.0
+    startup_s: float = 0.0
+    #: Resident memory (bytes) of the Ray processes this command started (embedded mode), measured
+    #: after start-up; 0 when it started none.
+    startup_rss_bytes: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "address": self.address, "nodes": self.nodes, "cpus": self.cpus,
+                "startup_s": round(self.startup_s, 3), "startup_rss_bytes": self.startup_rss_bytes, **self.extra}
+
+    def describe(self) -> str:
+        if self.mode == SERIAL or self.mode == "serial":
+            return "serial (no Ray, --ray-address none)"
+        where = "embedded local Ray" if self.mode == "local" else f"Ray cluster at {self.address}"
+        return (f"{where}: {self.nodes} node(s), {self.cpus:g} CPU(s), started in {self.startup_s:.1f} s"
+                + (f", {self.startup_rss_bytes / 2**20:.0f} MiB resident" if self.startup_rss_bytes else ""))
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, workers_help: str | None = None) -> None:
+    """``--ray-address`` and ``--workers`` on a command's parser."""
+    parser.add_argument(
+        "--ray-address", default=None, metavar="ADDRESS",
+        help=f"Ray cluster to run on (HOST:PORT or 'auto'; default ${RAY_ADDRESS_ENV}, else an embedded "
+             f"local Ray on this machine); '{SERIAL}' runs the jobs one after another in this process")
+    parser.add_argument(
+        "--workers", type=_workers, default=None, metavar="N",
+        help=workers_help or "jobs at once (default: every CPU of this machine, or of the cluster)")
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {n}")
+    return n
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The address to use: ``address``, else ``$RAY_ADDRESS``, else None (embedded local Ray);
+    :data:`SERIAL` for no Ray. Raises ValueError for an empty or malformed address."""
+    if address is None:
+        address = os.environ.get(RAY_ADDRESS_ENV) or None
+        if address is None:
+            return None
+    text = address.strip()
+    if not text:
+        raise ValueError("--ray-address is empty (give HOST:PORT, 'auto', or 'none')")
+    if text.lower() == SERIAL:
+        return SERIAL
+    if text in ("auto", "local") or text.startswith("ray://"):
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--ray-address must be HOST:PORT, 'auto', ray://HOST:PORT or 'none', got {address!r}")
+    return text
+
+
+class TaskError(RuntimeError):
+    """A job raised: names the job and carries the remote error's text."""
+
+
+def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | None = None,
+              workers: int | None = None, label: Callable[[int, Any], str] | None = None,
+              progress: bool = True, on_result: Callable[[int, Any], None] | None = None,
+              init: Callable[[], None] | None = None, num_cpus: float = 1.0,
+              info: list[RayInfo] | None = None) -> list[Any]:
+    """``[fn(item) for item in items]``, spread over Ray (see the module's docstring).
+
+    ``label(i, item)`` names a job in the progress lines; ``on_result(i, result)`` is called in
+    this process as each job finishes (to save results as they come); ``init()`` runs once in
+    each process before its first job (thread counts and the like); each job asks Ray for
+    ``num_cpus`` CPUs. A job that raises ends the run with :class:`TaskError` naming it, after
+    the jobs already finished were passed to ``on_result``. ``info``, when given, receives the
+    :class:`RayInfo` of the run (mode, nodes, CPUs, start-up time and memory)."""
+    items = list(items)
+    resolved = resolve_address(address)
+    tracker = _Progress(len(items), label, progress)
+    results: list[Any] = [None] * len(items)
+    if resolved == SERIAL:
+        run_info = RayInfo("serial")
+        if info is not None:
+            info.append(run_info)
+        if init is not None:
+            init()
+        for i, item in enumerate(items):
+            try:
+                results[i] = fn(item)
+            except Exception as exc:
+                raise TaskError(f"job {i} ({tracker.name(i, item)}) failed: {type(exc).__name__}: {exc}") from exc
+            if on_result is not None:
+                on_result(i, results[i])
+            tracker.done(i, item)
+        return results
+
+    import ray  # noqa: PLC0415 -- only when Ray is used
+
+    run_info, started = _connect(ray, resolved, workers)
+    if info is not None:
+        info.append(run_info)
+    if progress:
+        _write(f"parallel: {run_info.describe()}")
+    try:
+        remote = ray.remote(num_cpus=num_cpus, max_retries=0)(_call)
+        limit = workers or max(int(run_info.cpus // max(num_cpus, 1e-9)), 1)
+        pending: dict[Any, int] = {}
+        next_i = 0
+        while next_i < len(items) or pending:
+            while next_i < len(items) and len(pending) < limit:
+                pending[remote.remote(fn, items[next_i], init)] = next_i
+                next_i += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            try:
+                results[i] = ray.get(ready[0])
+            except Exception as exc:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                cause = getattr(exc, "cause", None) or exc
+                raise TaskError(f"job {i} ({tracker.name(i, items[i])}) failed: "
+                                f"{type(cause).__name__}: {cause}") from exc
+            if on_result is not None:
+                on_result(i, results[i])
+            tracker.done(i, items[i])
+    finally:
+        if started:
+            ray.shutdown()
+    return results
+
+
+_INITIALISED: set[str] = set()
+
+
+def _call(fn: Callable[[Any], Any], item: Any, init: Callable[[], None] | None) -> Any:
+    """A job in a Ray worker: ``init`` once per worker process, then ``fn(item)``."""
+    if init is not None:
+        key = f"{getattr(init, '__module__', '')}.{getattr(init, '__qualname__', repr(init))}"
+        if key not in _INITIALISED:
+            init()
+            _INITIALISED.add(key)
+    return fn(item)
+
+
+def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInfo, bool]:
+    """Start an embedded Ray (address None) or join a cluster. Returns the run's info and whether
+    this call started Ray (and must stop it)."""
+    if ray.is_initialized():
+        resources = ray.cluster_resources()
+        return RayInfo("cluster" if address else "local", address, len(ray.nodes()), resources.get("CPU", 1.0)), False
+    # Workers import the package the way this process does: an embedded Ray's workers inherit
+    # this process's environment, a cluster's get it from the job's runtime environment.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": False}
+    t0 = time.monotonic()
+    if address is None:
+        os.environ["PYTHONPATH"] = path
+        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+        mode = "local"
+    else:
+        ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+        mode = "cluster"
+    startup = time.monotonic() - t0
+    resources = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    rss = _ray_rss_bytes() if mode == "local" else 0
+    return RayInfo(mode, address, len(nodes), float(resources.get("CPU", 1.0)), startup, rss), True
+
+
+def _ray_rss_bytes() -> int:
+    """Resident memory of this user's Ray processes (raylet, GCS, workers), from /proc; 0 when
+    unreadable (not Linux)."""
+    total = 0
+    me = os.getpid()
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")
+            if b"ray" not in cmd or not (b"raylet" in cmd or b"gcs_server" in cmd or b"default_worker" in cmd
+                                         or b"ray::" in cmd or b"dashboard" in cmd or b"log_monitor" in cmd):
+                continue
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+class _Progress:
+    """``[done/total] elapsed, ETA: label`` lines on stderr as jobs finish."""
+
+    def __init__(self, total: int, label: Callable[[int, Any], str] | None, enabled: bool) -> None:
+        self.total, self.label, self.enabled = total, label, enabled
+        self.count = 0
+        self.t0 = time.monotonic()
+
+    def name(self, i: int, item: Any) -> str:
+        return self.label(i, item) if self.label is not None else f"job {i}"
+
+    def done(self, i: int, item: Any) -> None:
+        self.count += 1
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.count * (self.total - self.count)
+        _write(f"[{self.count:3d}/{self.total}] {_clock(elapsed)} elapsed, ETA {_clock(eta)}: "
+               f"done {self.name(i, item)}")
+
+
+def _clock(s: float) -> str:
+    m, sec = divmod(int(round(s)), 60)
+    return f"{m}m{sec:02d}s"
+
+
+def _write(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,118 @@
+"""coop_robot.parallel (jobs on Ray) and coop_robot.ray_cluster (a real two-node cluster here).
+
+The drivers run as subprocesses, as the commands do: a Ray driver's settings (its cluster, its
+authentication token) belong to its process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from coop_robot.parallel import SERIAL, TaskError, resolve_address, run_tasks
+from coop_robot.ray_cluster import LocalRayCluster
+
+REPO = Path(__file__).resolve().parents[1]
+
+DRIVER = textwrap.dedent('''
+    import json, os, sys
+    import numpy as np
+    from coop_robot.parallel import run_tasks
+
+    def job(seed):
+        rng = np.random.default_rng(seed)
+        return {"seed": seed, "value": float(rng.normal(size=10_000).sum()), "pid": os.getpid()}
+
+    info = []
+    address = None if sys.argv[1] == "embedded" else sys.argv[1]
+    rows = run_tasks(job, list(range(6)), address=address, workers=2, info=info, progress=False)
+    print(json.dumps({"rows": rows, "info": info[0].as_dict()}))
+''')
+
+
+def _drive(address: str, env: dict | None = None) -> dict:
+    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, address], env=full, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _square(x):
+    return x * x
+
+
+def _fails_on_three(x):
+    if x == 3:
+        raise ValueError("three is bad input")
+    return x
+
+
+def test_addresses_are_checked_before_anything_starts(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert resolve_address(None) is None
+    assert resolve_address("none") == SERIAL and resolve_address("NONE") == SERIAL
+    assert resolve_address("auto") == "auto"
+    assert resolve_address("10.0.0.5:6379") == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    assert resolve_address(None) == "head:6379"
+    for bad in ("", "head", "head:", "head:99999", ":6379"):
+        with pytest.raises(ValueError, match="ray-address"):
+            resolve_address(bad)
+
+
+def test_serial_runs_in_order_and_names_a_failing_job():
+    seen = []
+    assert run_tasks(_square, [1, 2, 3], address="none", progress=False,
+                     on_result=lambda i, r: seen.append((i, r))) == [1, 4, 9]
+    assert seen == [(0, 1), (1, 4), (2, 9)]
+    with pytest.raises(TaskError, match=r"job 3 \(x=3\) failed: ValueError: three is bad input"):
+        run_tasks(_fails_on_three, range(5), address="none", progress=False, label=lambda i, x: f"x={x}")
+
+
+@pytest.mark.timeout(900)
+def test_the_same_figures_serially_on_embedded_ray_and_on_a_two_node_cluster():
+    serial = _drive("none")
+    assert serial["info"]["mode"] == "serial"
+    embedded = _drive("embedded")
+    assert embedded["info"]["mode"] == "local" and embedded["info"]["startup_s"] > 0
+    assert embedded["info"]["startup_rss_bytes"] > 0
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster:
+        on_cluster = _drive(cluster.address, cluster.env)
+        assert cluster.processes(), "the cluster's processes are found by its directory"
+    assert cluster.processes() == []
+    assert on_cluster["info"]["mode"] == "cluster" and on_cluster["info"]["nodes"] == 2
+    assert on_cluster["info"]["cpus"] == 2
+    figures = [[(r["seed"], r["value"]) for r in run["rows"]] for run in (serial, embedded, on_cluster)]
+    assert figures[0] == figures[1] == figures[2]
+    # The jobs really ran elsewhere: not in the driver, and on more than one worker process.
+    assert len({r["pid"] for r in embedded["rows"]}) >= 1
+    assert {r["pid"] for r in embedded["rows"]}.isdisjoint({r["pid"] for r in serial["rows"]})
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_job_on_ray_ends_the_run_naming_it():
+    driver = textwrap.dedent('''
+        import sys
+        from coop_robot.parallel import run_tasks, TaskError
+        def job(x):
+            if x == 2:
+                raise ValueError("bag 2 is truncated")
+            return x
+        try:
+            run_tasks(job, range(4), workers=1, progress=False, label=lambda i, x: f"bag{x}")
+        except TaskError as exc:
+            print("ERROR", exc)
+            sys.exit(3)
+    ''')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=280,
+                          check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "job 2 (bag2) failed" in proc.stdout and "bag 2 is truncated" in proc.stdout
