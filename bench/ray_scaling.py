@@ -341,6 +341,8 @@ def format_report(doc: dict) -> str:
     lines += [f"{a:<30}{b:>14}{c:>18}" for a, b, c in rows]
     sp = doc["speedup"]
     lines += ["", f"speed-up, sessions (serial sessions s / Ray sessions s): {sp['sessions']:.2f}x",
+              f"  = cores kept busy {r['cores_busy']:.2f} / {s['cores_busy']:.2f} (x{sp['cores_ratio']:.2f}) "
+              f"x CPU per session {s['cpu_per_job_s']:.1f} / {r['cpu_per_job_s']:.1f} s (x{sp['cpu_ratio']:.2f})",
               f"speed-up, whole run (incl. Ray start-up and shutdown):  {sp['whole_run']:.2f}x",
               f"target >= {sp['target']}x with 2 workers: {sp['verdict']}",
               f"figures identical serially and on Ray: {'yes' if doc['figures_identical'] else 'NO'}"]
@@ -492,7 +494,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workload": {"name": work.name, "description": work.description, "jobs": len(work.items), "unit": work.unit,
                      "units_per_item": units},
         "serial": serial.summary(), "ray": ray_run.summary(),
-        "speedup": {"sessions": sessions_speedup, "whole_run": whole_speedup, "target": target, "verdict": verdict},
+        # The sessions' speed-up is exactly (cores the jobs kept busy, Ray / serial) x (CPU a job
+        # needed, serial / Ray): what the machine gave the workers, and what running on Ray cost.
+        "speedup": {"sessions": sessions_speedup, "whole_run": whole_speedup, "target": target, "verdict": verdict,
+                    "cores_ratio": ray_run.cores_busy / serial.cores_busy,
+                    "cpu_ratio": serial.cpu_per_job_s / ray_run.cpu_per_job_s},
         "figures_identical": identical, "cost": cost, "overhead": overhead,
         "estimate": estimate(work.sweep, serial, ray_run, overhead, work.unit, units, args.sweep_hours)
         if work.sweep else None,
