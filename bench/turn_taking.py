@@ -53,8 +53,9 @@ finished; ``frontier.png`` at the end.
 
 Exit status: 0 done (with ``--check``: every verdict passed); 1 with ``--check`` when a verdict
 failed (a session that completed fewer turns than asked is a failed verdict, not a crash);
-2 when the benchmark itself broke -- bad arguments, or a session that raised an error (its row
-says why; the other rows are still saved).
+2 when the benchmark itself broke -- bad arguments, a session that raised an error (its row
+says why; the other rows are still saved), or Ray failing (no cluster at the address, a lost
+worker).
 """
 
 from __future__ import annotations
