@@ -34,19 +34,28 @@ verdicts of issue 10's acceptance:
 (e) on ``typical``: mirror median gap within 1.3x the oracle's;
 (f) on partners that adapt (``adaptation.enabled``): mirror pace >= the best reactive pace.
 
+Each session is a task of :func:`coop_robot.parallel.run_tasks`: on an embedded local Ray by
+default (``--workers`` sessions at once, default every CPU), on a running Ray cluster with
+``--ray-address HOST:PORT`` (or ``$RAY_ADDRESS``), or one after another in this process with
+``--ray-address none``; the figures are the same every way (each session computes everything from
+its seed). How it ran (mode, nodes, CPUs, Ray's start-up time and memory) is in ``results.json``
+under ``"ray"``.
+
 Results are written to ``--out`` as sessions finish (``results.csv``, one row per session;
 ``results.json`` with ``"complete": false`` until the end), so a killed run keeps what it
 finished; ``frontier.png`` at the end.
 
     python bench/turn_taking.py [--turns 200] [--seed 0] [--profiles typical fast ...]
         [--heldout/--no-heldout] [--debounce 0,0.2,0.4,0.8,1.2,1.6,2.0]
-        [--checkpoints-mirror PATH ...] [--checkpoints-unshared PATH ...] [--workers 2]
-        [--out DIR] [--check]
+        [--checkpoints-mirror PATH ...] [--checkpoints-unshared PATH ...]
+        [--policies reactive mirror mirror-unshared eager oracle]
+        [--ray-address HOST:PORT|auto|none] [--workers N] [--out DIR] [--check]
 
 Exit status: 0 done (with ``--check``: every verdict passed); 1 with ``--check`` when a verdict
 failed (a session that completed fewer turns than asked is a failed verdict, not a crash);
-2 when the benchmark itself broke -- bad arguments, or a session that raised an error (its row
-says why; the other rows are still saved).
+2 when the benchmark itself broke -- bad arguments, a session that raised an error (its row
+says why; the other rows are still saved), or Ray failing (no cluster at the address, a lost
+worker).
 """
 
 from __future__ import annotations
@@ -56,7 +65,6 @@ import csv
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import platform
 import statistics
@@ -67,6 +75,8 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from coop_robot.parallel import SERIAL, RayInfo, add_ray_arguments, resolve_address, run_tasks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PROFILES = ("typical", "fast", "slow", "hesitant", "erratic")
@@ -412,6 +422,9 @@ def acceptance(rows: Sequence[dict], adaptive_profiles: Iterable[str] = ()) -> d
     per: list[Verdict] = []
     for prof in profiles:
         per += partner_verdicts([r for r in rows if r["profile"] == prof], adaptive=prof in adaptive)
+    if not any(r["kind"] == MIRROR for r in rows):  # e.g. --policies without mirror: nothing to judge
+        return {"partners": per, "overall": [Verdict(k, None, None, "no mirror session") for k in POINTS],
+                "passed": True}
     overall = []
     for key in POINTS:
         mine = [v for v in per if v.point == key]
@@ -569,57 +582,46 @@ def _init_worker() -> None:
     configure_torch_threads()  # 1 thread (or $COOP_ROBOT_TORCH_THREADS) in every worker
 
 
-def run_jobs(jobs: Sequence[Job], workers: int, progress: bool = True,
-             on_row: Callable[[list[dict | None]], None] | None = None) -> list[dict]:
-    """Run the jobs (in this process for ``workers == 1``, else on a spawn pool); rows in job order.
-    ``on_row(rows so far)`` is called after each session (None for the ones not yet done)."""
+def workers_import_this_module() -> None:
+    """Put this file's folder on ``$PYTHONPATH``, which an embedded Ray's workers inherit and
+    :mod:`coop_robot.parallel` hands to a cluster's: a job of this module imported by name
+    (``turn_taking``, as the tests and ``bench/ray_scaling.py`` do) is unpickled there by that name.
+    Run as a script the module is ``__main__``, and Ray sends its jobs by value."""
+    here = str(Path(__file__).resolve().parent)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if here not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([here, *paths])
+
+
+def session_name(job: Job) -> str:
+    return f"{job.profile.name} / {job.policy.label}"
+
+
+def run_jobs(jobs: Sequence[Job], *, address: str | None = None, workers: int | None = None, progress: bool = True,
+             on_row: Callable[[list[dict | None]], None] | None = None,
+             info: list[RayInfo] | None = None) -> list[dict]:
+    """Run the sessions, each a task of :func:`coop_robot.parallel.run_tasks` (``address``: a Ray
+    cluster, None for an embedded local Ray, ``"none"`` for one after another in this process;
+    ``workers``: sessions at once); rows in job order. ``on_row(rows so far)`` is called as each
+    session finishes (None for the ones not yet done); ``info`` receives the run's :class:`RayInfo`."""
     jobs = list(jobs)
-    # Longest first (the network's rows are ~3x slower per turn) so the pool ends evenly.
+    # Longest first (the network's rows are ~3x slower per turn) so the workers end evenly.
     order = sorted(range(len(jobs)), key=lambda i: jobs[i].policy.kind not in (MIRROR, UNSHARED))
     rows: list[dict | None] = [None] * len(jobs)
-    t0 = time.monotonic()
-    done = 0
 
-    def finished(i: int, row: dict) -> None:
-        nonlocal done
-        rows[i] = row
-        done += 1
+    def finished(k: int, row: dict) -> None:
+        rows[order[k]] = row
         if on_row is not None:
             on_row(rows)
-        if progress:
-            j = jobs[i]
-            note = "" if row["status"] == "ok" else f" -- {row['status'].upper()}: {row['reason']}"
-            _progress(f"[{done:3d}/{len(jobs)}] {_elapsed(time.monotonic() - t0)} elapsed; "
-                      f"done {j.profile.name} / {j.policy.label}{note}", last=done == len(jobs))
+        if progress and row["status"] != "ok":
+            print(f"turn_taking: {session_name(jobs[order[k]])} -- {row['status'].upper()}: {row['reason']}",
+                  file=sys.stderr, flush=True)
 
-    if workers <= 1:
-        _init_worker()
-        for i in order:
-            finished(i, run_job(jobs[i]))
-        return rows  # type: ignore[return-value]
-    # Spawn (not fork): torch and PyBullet state must not be inherited. The children import this
-    # module by name, so its folder must be on their path (it is when run as a script).
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(processes=workers, initializer=_init_worker) as pool:
-        for i, row in pool.imap_unordered(_run_indexed, [(i, jobs[i]) for i in order]):
-            finished(i, row)
+    workers_import_this_module()
+    run_tasks(run_job, [jobs[i] for i in order], address=address, workers=workers,
+              label=lambda k, job: session_name(job), progress=progress, on_result=finished, init=_init_worker,
+              info=info)
     return rows  # type: ignore[return-value]
-
-
-def _run_indexed(item: tuple[int, Job]) -> tuple[int, dict]:
-    i, job = item
-    return i, run_job(job)
-
-
-def _progress(text: str, last: bool) -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + text.ljust(100) + ("\n" if last else ""))
-    else:
-        sys.stderr.write(text + "\n")
-    sys.stderr.flush()
 
 
 def _elapsed(s: float) -> str:
@@ -817,7 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default bench/checkpoints/mirror_unshared.pt; missing files are skipped)")
     p.add_argument("--fallback-clear-s", type=float, default=None,
                    help="the policies' liveness bound, seconds (default: the package's, 0.6)")
-    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--policies", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
+                   help=f"policy kinds to run (default all: {' '.join(KINDS)})")
+    add_ray_arguments(p, workers_help="sessions at once (default: every CPU of this machine, or of the cluster)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/turn_taking)")
     p.add_argument("--check", action="store_true", help="exit 1 when any acceptance verdict fails")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -872,8 +876,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.turns < 1:
         return usage(f"--turns must be >= 1, got {args.turns}")
-    if args.workers < 1:
-        return usage(f"--workers must be >= 1, got {args.workers}")
+    try:
+        address = resolve_address(args.ray_address)
+    except ValueError as exc:
+        return usage(str(exc))
     if args.seed < 0:
         return usage(f"--seed must be >= 0, got {args.seed}")
     if args.fallback_clear_s is not None and not (math.isfinite(args.fallback_clear_s) and args.fallback_clear_s > 0):
@@ -884,6 +890,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         unshared_all = _checkpoints(args.checkpoints_unshared, "--checkpoints-unshared")
     except (ProfileError, ValueError) as exc:
         return usage(str(exc))
+    if MIRROR not in args.policies:
+        checkpoints = []
+    if UNSHARED not in args.policies:
+        unshared_all = []
     missing = [c for c in checkpoints if not c.is_file()]
     if missing:
         return usage(f"mirror checkpoint {', '.join(map(str, missing))} does not exist")
@@ -897,18 +907,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(msg)
         skipped.append({"policy": UNSHARED, "checkpoint": str(c), "reason": msg})
 
-    specs = policy_specs(args.debounce, checkpoints, unshared, args.fallback_clear_s)
+    specs = [s for s in policy_specs(args.debounce, checkpoints, unshared, args.fallback_clear_s)
+             if s.kind in args.policies]
     jobs = [Job(p, s, args.turns, args.seed) for p in profiles for s in specs]
-    print(f"turn_taking: {len(profiles)} profiles x {len(specs)} policy rows ({len(checkpoints)} mirror, "
-          f"{len(unshared)} mirror-unshared checkpoint(s)) = {len(jobs)} sessions of {args.turns} turns, "
-          f"seed {args.seed}, {args.workers} worker(s), fast env (kinematic robot, fitted perception)")
+    where = {None: "embedded local Ray", SERIAL: "serially in this process"}.get(address, f"Ray at {address}")
+    print(f"turn_taking: {len(profiles)} profiles x {len(specs)} policy rows "
+          f"({', '.join(k for k in KINDS if k in args.policies)}; {sum(s.kind == MIRROR for s in specs)} mirror, "
+          f"{sum(s.kind == UNSHARED for s in specs)} mirror-unshared checkpoint(s)) = {len(jobs)} sessions of "
+          f"{args.turns} turns, seed {args.seed}, {where}"
+          + (f", {args.workers} at once" if args.workers and address != SERIAL else "")
+          + ", fast env (kinematic robot, fitted perception)")
     import torch
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "turns": args.turns, "seed": args.seed, "profiles": [asdict(p) for p in profiles],
-        "debounce_s": args.debounce, "workers": args.workers, "environment": "TurnTakingEnv(physics=False)",
+        "debounce_s": args.debounce, "policies": [k for k in KINDS if k in args.policies],
+        "ray_address": address, "workers": args.workers, "environment": "TurnTakingEnv(physics=False)",
         "fallback_clear_s": args.fallback_clear_s or DEFAULT_FALLBACK_CLEAR_S,
         "checkpoints_mirror": [{"path": str(c), "sha256": _sha256(c)} for c in checkpoints],
         "checkpoints_unshared": [{"path": str(c), "sha256": _sha256(c)} for c in unshared],
@@ -917,16 +933,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "max_gap_vs_oracle": MAX_GAP_VS_ORACLE, "gap_profile": GAP_PROFILE, "ci_level": CI_LEVEL},
     }
     doc = {"package_version": __version__, "git": git_commit(), "python": platform.python_version(),
-           "torch": torch.__version__, "settings": settings, "skipped": skipped, "complete": False}
+           "torch": torch.__version__, "settings": settings, "skipped": skipped, "ray": None, "complete": False}
+    ray_info: list[RayInfo] = []  # filled when the run has started: how the sessions ran
 
     def save(rows_so_far: Sequence[dict | None]) -> None:
         done = [r for r in rows_so_far if r is not None]
+        if ray_info:
+            doc["ray"] = ray_info[0].as_dict()
         write_csv(done, out / "results.csv")
         write_json({**doc, "rows": done}, out / "results.json")
 
     save([])
     t0 = time.monotonic()
-    rows = run_jobs(jobs, args.workers, progress=not args.quiet, on_row=save)
+    try:
+        rows = run_jobs(jobs, address=address, workers=args.workers, progress=not args.quiet, on_row=save,
+                        info=ray_info)
+    except (RuntimeError, ConnectionError) as exc:  # TaskError included
+        # run_job turns a session's own error into its row: what arrives here is Ray failing.
+        print(f"turn_taking: the run broke: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     wall = time.monotonic() - t0
 
     heldout = {p.name for p in profiles if p.heldout}
@@ -948,7 +973,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"WARNING: {r['profile']}: the mirror checkpoint {r['checkpoint']} has shared_encoder=false",
                   file=sys.stderr)
 
-    doc.update(complete=True, wall_time_s=round(wall, 1), rows=rows,
+    doc.update(complete=True, wall_time_s=round(wall, 1), rows=rows, ray=ray_info[0].as_dict() if ray_info else None,
                verdicts={"partners": [asdict(v) for v in acc["partners"]],
                          "overall": [asdict(v) for v in acc["overall"]]},
                passed=acc["passed"], broken_sessions=len(broke))
@@ -958,6 +983,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nacceptance: {'PASS' if acc['passed'] else 'FAIL'} ("
           + ", ".join(f"({v.point}) {({True: 'pass', False: 'FAIL', None: 'n/a'})[v.ok]}" for v in acc["overall"])
           + ")")
+    if ray_info:
+        print(f"ran on {ray_info[0].describe()}")
     print(f"{len(jobs)} sessions in {_elapsed(wall)}; wrote {out / 'results.csv'}, {out / 'results.json'}, "
           f"{out / 'frontier.png'}")
     if broke:

@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "turn_taking.py"
 
 
 def _load_bench():
-    # Registered under its file stem: dataclasses and spawn workers look the module up by name.
+    # Registered under its file stem: dataclasses and Ray workers look the module up by name.
     if "turn_taking" in sys.modules:
         return sys.modules["turn_taking"]
     spec = importlib.util.spec_from_file_location("turn_taking", BENCH)
@@ -205,9 +205,9 @@ def test_the_table_shows_seed_means_with_their_ci():
 # --------------------------------------------------------------------------- end to end
 def _run(tmp_path, *extra):
     out = tmp_path / "out"
-    rc = tt.main(["--turns", "2", "--profiles", "typical", "--no-heldout", "--workers", "1", "--debounce", "0,0.4",
-                  "--checkpoints-unshared", str(tmp_path / "no_such_unshared.pt"), "--out", str(out), "--quiet",
-                  *extra])
+    rc = tt.main(["--turns", "2", "--profiles", "typical", "--no-heldout", "--ray-address", "none",
+                  "--debounce", "0,0.4", "--checkpoints-unshared", str(tmp_path / "no_such_unshared.pt"),
+                  "--out", str(out), "--quiet", *extra])
     return rc, out
 
 
@@ -299,8 +299,18 @@ def test_results_are_written_as_sessions_finish(tmp_path):
         tt.write_csv(done, out / "results.csv")
         seen.append(len((out / "results.csv").read_text(encoding="utf-8").splitlines()) - 1)
 
-    tt.run_jobs([job, job], workers=1, progress=False, on_row=save)
+    tt.run_jobs([job, job], address="none", progress=False, on_row=save)
     assert seen == [1, 2]
+
+
+def test_policies_picks_the_rows_and_without_mirror_nothing_is_judged(tmp_path):
+    rc, out = _run(tmp_path, "--policies", "eager", "reactive", "--check")
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [r["policy"] for r in doc["rows"]] == ["reactive 0s", "reactive 0.4s", "eager"]
+    assert doc["settings"]["policies"] == ["reactive", "eager"] and doc["settings"]["checkpoints_mirror"] == []
+    assert doc["skipped"] == [] and all(v["ok"] is None for v in doc["verdicts"]["overall"])
+    assert doc["ray"]["mode"] == "serial"
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
@@ -309,5 +319,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "nobody" in capsys.readouterr().err
     assert tt.main(["--no-heldout", "--checkpoints-mirror", str(tmp_path / "x.pt"), "--out", str(tmp_path)]) == 2
     assert tt.main(["--no-heldout", "--fallback-clear-s", "0", "--out", str(tmp_path)]) == 2
+    assert tt.main(["--no-heldout", "--ray-address", "head", "--out", str(tmp_path)]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tt.main(["--debounce", "0,-1"])
