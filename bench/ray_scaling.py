@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coop_robot.parallel import SERIAL, RayInfo, run_tasks
+from coop_robot.parallel import SERIAL, RayInfo, process_tree_memory, run_tasks
 
 # The benchmark's sessions are the workload: import bench/turn_taking.py by name (as a script this
 # folder is on the path already; loaded from its file, e.g. by the docs test, it is not).
@@ -122,63 +122,14 @@ WORKLOADS: dict[str, Callable[[argparse.Namespace], Workload]] = {"benchmark-ses
 
 
 # =========================================================================== measuring
+ray_processes_memory = process_tree_memory  # the Ray this process started (tests, docs)
+
+
 def load_average() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
-
-
-def ray_processes_memory(root: int | None = None) -> dict:
-    """Processes descended from ``root`` (default: this one), i.e. the Ray this process started
-    and its workers: their count and summed RSS and PSS (bytes; PSS shares a library's pages
-    among the processes that map it, so it does not count them twice), and of those the workers'
-    (``ray::`` processes other than Ray's agents). Zeros off Linux."""
-    root = os.getpid() if root is None else root
-    parents: dict[int, int] = {}
-    out = {"processes": 0, "rss_bytes": 0, "pss_bytes": 0, "workers": 0, "workers_pss_bytes": 0}
-    try:
-        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return out
-    for pid in entries:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, grew = {root}, True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    tree.discard(root)
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                name = f.read().split(b"\0")[0]
-            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        pss = _kib(fields.get("Pss")) * 1024
-        out["processes"] += 1
-        out["rss_bytes"] += _kib(fields.get("Rss")) * 1024
-        out["pss_bytes"] += pss
-        if name.startswith(b"ray::") and not name.endswith(b"Agent"):
-            out["workers"] += 1
-            out["workers_pss_bytes"] += pss
-    return out
-
-
-def _kib(text: str | None) -> int:
-    try:
-        return int((text or "0").split()[0])
-    except (ValueError, IndexError):
-        return 0
 
 
 @dataclass

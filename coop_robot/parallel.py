@@ -42,8 +42,8 @@ class RayInfo:
     nodes: int = 1
     cpus: float = 1.0
     startup_s: float = 0.0
-    #: Resident memory (bytes) of the Ray processes this command started (embedded mode), measured
-    #: after start-up; 0 when it started none.
+    #: Resident memory (bytes) of the Ray processes this command started (embedded mode: this
+    #: process's descendants), measured after start-up; 0 when it started none.
     startup_rss_bytes: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -207,34 +207,60 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInf
     startup = time.monotonic() - t0
     resources = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    rss = _ray_rss_bytes() if mode == "local" else 0
+    rss = process_tree_memory()["rss_bytes"] if mode == "local" else 0
     return RayInfo(mode, address, len(nodes), float(resources.get("CPU", 1.0)), startup, rss), True
 
 
-def _ray_rss_bytes() -> int:
-    """Resident memory of this user's Ray processes (raylet, GCS, workers), from /proc; 0 when
-    unreadable (not Linux)."""
-    total = 0
-    me = os.getpid()
+def process_tree_memory(root: int | None = None) -> dict:
+    """Processes descended from ``root`` (default: this one), i.e. the Ray this process started
+    and its workers: their count and summed RSS and PSS (bytes; PSS shares a library's pages
+    among the processes that map it, so it does not count them twice), and of those the workers'
+    (``ray::`` processes other than Ray's agents). Zeros off Linux."""
+    root = os.getpid() if root is None else root
+    parents: dict[int, int] = {}
+    out = {"processes": 0, "rss_bytes": 0, "pss_bytes": 0, "workers": 0, "workers_pss_bytes": 0}
     try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
-        return 0
-    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    for pid in pids:
-        if pid == me:
-            continue
+        return out
+    for pid in entries:
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ")
-            if b"ray" not in cmd or not (b"raylet" in cmd or b"gcs_server" in cmd or b"default_worker" in cmd
-                                         or b"ray::" in cmd or b"dashboard" in cmd or b"log_monitor" in cmd):
-                continue
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * page
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-    return total
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    tree.discard(root)
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                name = f.read().split(b"\0")[0]
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        pss = _kib(fields.get("Pss")) * 1024
+        out["processes"] += 1
+        out["rss_bytes"] += _kib(fields.get("Rss")) * 1024
+        out["pss_bytes"] += pss
+        if name.startswith(b"ray::") and not name.endswith(b"Agent"):
+            out["workers"] += 1
+            out["workers_pss_bytes"] += pss
+    return out
+
+
+def _kib(text: str | None) -> int:
+    try:
+        return int((text or "0").split()[0])
+    except (ValueError, IndexError):
+        return 0
 
 
 class _Progress:

@@ -104,6 +104,12 @@ class LocalRayCluster:
             parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
             if marker in cmd:
                 roots.add(pid)
+        # Never this process or its ancestors (a caller whose command line names the directory).
+        me, mine = os.getpid(), set()
+        while me > 1 and me not in mine:
+            mine.add(me)
+            me = parents.get(me, 0)
+        roots -= mine
         found = set(roots)
         grew = True
         while grew:
@@ -112,10 +118,11 @@ class LocalRayCluster:
                 if ppid in found and pid not in found:
                     found.add(pid)
                     grew = True
-        return sorted(found)
+        return sorted(found - mine)
 
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """End every process of this cluster (SIGTERM, then SIGKILL) and remove its directory."""
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """End every process of this cluster (SIGTERM, then SIGKILL after ``timeout_s``: Ray's GCS
+        server does not end on SIGTERM) and remove its directory."""
         pids = self.processes()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
