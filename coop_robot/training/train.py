@@ -1,6 +1,6 @@
 """``coop-robot train``: train the mirror policy network in the fast turn-taking environment.
 
-Reads top to bottom: config, model, losses, loop, logging, command line. What one session
+Reads top to bottom: config, model, losses, loop, logging, sweep, command line. What one session
 is (environments, the exploring and greedy policies, collection, reward) lives in
 :mod:`coop_robot.training.sessions`; where the sessions run, in :mod:`coop_robot.training.collect`.
 
@@ -40,14 +40,21 @@ number of workers: the CSV rows and the weights repeat exactly (torch on one thr
 deterministic algorithms in the learner and in every collection worker, each session seeded by
 its own job, results combined in session order, the learner's NumPy generator seeded from the
 config seed).
+
+**Sweeps.** ``--seeds S ...`` and/or several ``--config`` files train one run per (config, seed)
+as Ray tasks (:func:`run_sweep`), each in ``OUT/<config stem>/seed<S>/``, with a summary
+(``sweep_summary.json`` / ``.csv``). Each run of a sweep collects its sessions serially inside
+its task: the sweep's parallelism is the runs, not nested actors.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,7 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coop_robot.parallel import add_ray_arguments, resolve_address
+from coop_robot.parallel import RayInfo, TaskError, add_ray_arguments, resolve_address, run_tasks
 from coop_robot.policy.mirror_net import (
     MirrorNetConfig,
     MirrorPolicyNet,
@@ -399,20 +406,134 @@ def plot_curves(path: Path, rows: list[dict], baseline: dict) -> None:
     plt.close(fig)
 
 
+# ============================================================================ sweep
+SWEEP_SUMMARY_JSON = "sweep_summary.json"
+SWEEP_SUMMARY_CSV = "sweep_summary.csv"
+SWEEP_COLUMNS = (
+    "run", "config", "seed", "run_dir", "iterations", "eval_turns", "eval_median_gap_s", "eval_overlap_rate",
+    "eval_contacts", "eval_return", "val_forecast_mae_s", "loss_total", "reactive_median_gap_s", "env_steps", "wall_s",
+)
+_FINAL_METRICS = ("eval_turns", "eval_median_gap_s", "eval_overlap_rate", "eval_contacts", "eval_return",
+                  "val_forecast_mae_s", "loss_total")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its name (``<config stem>/seed<S>``, also its directory under OUT),
+    the config file it came from and its full config."""
+
+    name: str
+    config: str
+    cfg: TrainConfig
+
+
+def sweep_runs(configs: list[tuple[Path | None, TrainConfig]], seeds: list[int] | None,
+               iterations: int | None = None) -> list[SweepRun]:
+    """One run per (config, seed), configs outer; ``seeds`` None = each config's own seed.
+    Raises TrainConfigError for a bad seed and ValueError for two configs with one file stem."""
+    stems: dict[str, Path | None] = {}
+    runs = []
+    for path, base in configs:
+        stem = path.stem if path is not None else "train"
+        if stem in stems:
+            raise ValueError(f"configs {stems[stem]} and {path} share the name {stem!r}, and a sweep's run "
+                             f"directories are named after it: rename one")
+        stems[stem] = path
+        for seed in (seeds if seeds is not None else [base.seed]):
+            runs.append(SweepRun(f"{stem}/seed{seed}", str(path) if path is not None else "(package default)",
+                                 base.with_overrides(seed=seed, iterations=iterations)))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a seed is given twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return runs
+
+
+def train_sweep_run(run: SweepRun) -> dict:
+    """A sweep's job (in a Ray worker or here): one run with its sessions played in this process,
+    trained in a private directory. Returns its files (name -> bytes: a cluster's workers share no
+    file system with the driver, which writes them) and its summary row."""
+    with tempfile.TemporaryDirectory(prefix="coop_train_") as tmp:
+        result = train(run.cfg, tmp, progress=False)
+        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+    last = result.rows[-1]
+    row = {"run": run.name, "config": run.config, "seed": run.cfg.seed, "run_dir": "",
+           "iterations": run.cfg.iterations, **{k: last[k] for k in _FINAL_METRICS},
+           "reactive_median_gap_s": result.baseline["median_gap_s"], "env_steps": result.env_steps,
+           "wall_s": round(result.wall_s, 2)}
+    return {"row": row, "files": files}
+
+
+def run_sweep(runs: list[SweepRun], out_dir: Path, address: str | None = None, workers: int | None = None,
+              progress: bool = True) -> tuple[list[dict], RayInfo]:
+    """Train ``runs`` as jobs of :func:`coop_robot.parallel.run_tasks`; each run's files go to
+    ``out_dir/<run name>/`` and the summary (``sweep_summary.json`` / ``.csv``) is rewritten as each
+    run finishes. Returns the summary rows (run order) and how the runs were spread."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict | None] = [None] * len(runs)
+    info: list[RayInfo] = []
+    t0 = time.perf_counter()
+
+    def on_result(i: int, result: dict) -> None:
+        run_dir = out_dir / runs[i].name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in result["files"].items():
+            (run_dir / name).write_bytes(data)
+        rows[i] = {**result["row"], "run_dir": str(run_dir)}
+        write_sweep_summary(out_dir, rows, info[0] if info else None, time.perf_counter() - t0)
+
+    def label(i: int, run: SweepRun) -> str:
+        row = rows[i]
+        if row is None:
+            return run.name
+        steps = sum(r["env_steps"] for r in rows if r is not None)
+        return (f"{run.name}: greedy gap {_fmt(row['eval_median_gap_s'])} s, overlap "
+                f"{_fmt(row['eval_overlap_rate'], 2)}; {row['env_steps']} env steps in {row['wall_s']:.0f} s "
+                f"(sweep: {steps / max(time.perf_counter() - t0, 1e-9):.0f} env steps/s)")
+
+    run_tasks(train_sweep_run, runs, address=address, workers=workers, label=label, progress=progress,
+              on_result=on_result, info=info)
+    write_sweep_summary(out_dir, rows, info[0] if info else None, time.perf_counter() - t0)
+    return rows, info[0]
+
+
+def write_sweep_summary(out_dir: Path, rows: list[dict | None], info: RayInfo | None, wall_s: float) -> None:
+    """``sweep_summary.json`` (runs done so far, in run order, with how they ran) and ``.csv``."""
+    done = [r for r in rows if r is not None]
+
+    def plain(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    doc = {"runs_total": len(rows), "runs_done": len(done), "wall_s": round(wall_s, 2),
+           "ray": info.as_dict() if info is not None else None,
+           "runs": [{k: plain(v) for k, v in r.items()} for r in done]}
+    (out_dir / SWEEP_SUMMARY_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    with open(out_dir / SWEEP_SUMMARY_CSV, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS)
+        w.writeheader()
+        for r in done:
+            w.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in r.items()})
+
+
 # ============================================================================ command line
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="coop-robot train",
         description="Train the mirror policy network in the fast turn-taking environment; writes mirror.pt, "
-                    "learning_curves.csv/.png to --out.")
-    p.add_argument("--config", type=Path, default=None,
-                   help="training config YAML (default: the package's config/training/train.yaml)")
+                    "learning_curves.csv/.png to --out. With --seeds or several --config files, trains a sweep: "
+                    "one run per (config, seed) in OUT/<config stem>/seed<S>/, and OUT/sweep_summary.json/.csv.")
+    p.add_argument("--config", type=Path, nargs="+", default=None, metavar="YAML",
+                   help="training config YAML(s) (default: the package's config/training/train.yaml); "
+                        "more than one trains a sweep")
     p.add_argument("--out", type=Path, default=Path("mirror_training"), help="output directory")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                       help="train a sweep: one run per seed (and per config), as Ray tasks")
     p.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    add_ray_arguments(p, workers_help="collection workers (Ray actors; default one per CPU here, or of the "
-                                      "cluster)")
+    add_ray_arguments(p, workers_help="a single run: collection workers (Ray actors; default one per CPU here, "
+                                      "or of the cluster); a sweep: runs at once (default: one per CPU)")
     return p
 
 
@@ -431,10 +552,18 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         resolve_address(args.ray_address)
-        cfg = load_config(args.config).with_overrides(seed=args.seed, iterations=args.iterations)
+        configs = [(path, load_config(path)) for path in (args.config or [None])]
+        sweep = args.seeds is not None or len(configs) > 1
+        if sweep:
+            seeds = args.seeds if args.seeds is not None else ([args.seed] if args.seed is not None else None)
+            runs = sweep_runs(configs, seeds, args.iterations)
+        else:
+            cfg = configs[0][1].with_overrides(seed=args.seed, iterations=args.iterations)
     except ValueError as exc:   # TrainConfigError included
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 2
+    if sweep:
+        return _main_sweep(runs, args)
     try:
         with open_collector(args.ray_address, args.workers, progress=not args.quiet) as (collector, _):
             result = train(cfg, args.out, progress=not args.quiet, collector=collector)
@@ -449,6 +578,24 @@ def main(argv=None) -> int:
           f"{_fmt(last['eval_median_gap_s'])} s (reactive {_fmt(result.baseline['median_gap_s'])} s), overlap rate "
           f"{_fmt(last['eval_overlap_rate'], 2)}; {result.env_steps} env steps in {result.wall_s:.0f} s "
           f"({result.env_steps / max(result.wall_s, 1e-9):.0f}/s)")
+    return 0
+
+
+def _main_sweep(runs: list[SweepRun], args) -> int:
+    if not args.quiet:
+        print(f"sweep: {len(runs)} run(s) into {args.out}/: {', '.join(r.name for r in runs)}", flush=True)
+    try:
+        rows, info = run_sweep(runs, args.out, args.ray_address, args.workers, progress=not args.quiet)
+    except TaskError as exc:
+        print(f"coop-robot train: {exc}", file=sys.stderr)
+        return 1
+    width = max(len(r["run"]) for r in rows)
+    print(f"{'run':<{width}}  greedy gap s  overlap  return  forecast MAE s")
+    for r in rows:
+        print(f"{r['run']:<{width}}  {_fmt(r['eval_median_gap_s']):>12}  {_fmt(r['eval_overlap_rate'], 2):>7}  "
+              f"{_fmt(r['eval_return'], 2):>6}  {_fmt(r['val_forecast_mae_s'], 2):>14}")
+    print(f"wrote {len(rows)} run(s) and {args.out / SWEEP_SUMMARY_JSON}, {args.out / SWEEP_SUMMARY_CSV} "
+          f"({info.describe()})")
     return 0
 
 
