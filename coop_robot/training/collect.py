@@ -107,15 +107,18 @@ class RayCollector:
         self.last_actor: list[int] = []
 
     def describe(self) -> str:
-        return f"sessions on {self.workers} Ray actor(s)"
+        return f"sessions on {len(self.actors) or self.workers} Ray actor(s)"
 
     def start(self, cfg: TrainConfig, checkpoint: Path) -> None:
+        """Start the actors for a run of ``cfg``: ``workers`` of them, but no more than an
+        iteration's batch has sessions (its collection and evaluation): more would stay idle."""
         import ray  # noqa: PLC0415 -- only when Ray is used
 
         self.stop()
         remote = ray.remote(num_cpus=1, max_restarts=0)(_CollectionActor)
         blob = ray.put(Path(checkpoint).read_bytes())
-        self.actors = [remote.remote(cfg, blob) for _ in range(self.workers)]
+        count = min(self.workers, cfg.episodes_per_iteration + len(cfg.eval_partners))
+        self.actors = [remote.remote(cfg, blob) for _ in range(count)]
         ray.get([a.pid.remote() for a in self.actors])   # built (an error in a constructor shows here)
 
     def run(self, state_dict: Mapping[str, torch.Tensor], jobs: list[SessionJob]) -> list[SessionResult]:
