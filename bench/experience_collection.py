@@ -18,18 +18,23 @@ machine from a collection that does not scale.
 
 ``--ray-address`` as ``coop-robot train`` takes it (default: an embedded local Ray of
 ``--workers`` CPUs). :func:`measure_collection_speedup` is the same measurement for other
-benchmarks (bench/ray_scaling.py) to call; it returns the figures as a dict.
+benchmarks to call; it returns the figures as a dict. For a harness that runs jobs as Ray tasks
+(``python bench/ray_scaling.py --workload experience-collection``), :func:`collection_tasks` and
+:func:`collection_session` are the same sessions as one task each, a worker building its session
+runner once as a collection actor does.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +45,9 @@ sys.path.insert(0, str(REPO))
 
 from coop_robot.parallel import SERIAL, add_ray_arguments, ray_connection, resolve_address  # noqa: E402
 from coop_robot.policy.mirror_net import save_checkpoint  # noqa: E402
-from coop_robot.training.collect import InProcessCollector, RayCollector  # noqa: E402
+from coop_robot.training.collect import InProcessCollector, RayCollector, worker_runner  # noqa: E402
 from coop_robot.training.config import TrainConfig  # noqa: E402
-from coop_robot.training.sessions import explore_jobs  # noqa: E402
+from coop_robot.training.sessions import SessionJob, SessionRunner, explore_jobs  # noqa: E402
 from coop_robot.training.train import load_config, make_model, seeded_torch  # noqa: E402
 
 
@@ -52,6 +57,49 @@ def _same_sessions(a, b) -> bool:
                for ra, rb in zip(a, b, strict=True))
 
 
+# =========================================================================== as Ray tasks
+@dataclass(frozen=True)
+class CollectionTask:
+    """One exploring session as a task: the run's config, its checkpoint (bytes) and the session."""
+
+    cfg: TrainConfig
+    checkpoint: bytes
+    job: SessionJob
+
+
+def collection_tasks(sessions: int, turns: int | None = None, cfg: TrainConfig | None = None) -> list[CollectionTask]:
+    """``sessions`` exploring sessions of training iteration 1 (``turns`` robot turns each; None: the
+    config's), on the untrained network of the config's seed."""
+    cfg = cfg if cfg is not None else TrainConfig()
+    cfg = replace(cfg, episodes_per_iteration=sessions, turns_per_episode=turns or cfg.turns_per_episode)
+    with seeded_torch(cfg), tempfile.TemporaryDirectory(prefix="coop_bench_") as tmp:
+        net, net_cfg, spec = make_model(cfg)
+        data = save_checkpoint(Path(tmp) / "mirror.pt", net, net_cfg, spec).read_bytes()
+    return [CollectionTask(cfg, data, job) for job in explore_jobs(cfg, 1)]
+
+
+_RUNNERS: dict[tuple, SessionRunner] = {}
+
+
+def collection_session(task: CollectionTask) -> dict:
+    """Play one session of :func:`collection_tasks` in this process (its runner built on the first
+    task of a run, kept for the next): its CPU and wall time, env steps, turns and a digest of
+    every array it recorded (the figures to compare serially and on Ray)."""
+    key = (task.cfg, hashlib.sha256(task.checkpoint).hexdigest())
+    if key not in _RUNNERS:
+        _RUNNERS.clear()
+        _RUNNERS[key] = worker_runner(task.cfg, task.checkpoint)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    result = _RUNNERS[key].run(task.job)
+    digest = hashlib.sha256()
+    for name in sorted(result.episode):
+        digest.update(name.encode())
+        digest.update(result.episode[name].tobytes())
+    return {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0, "pid": os.getpid(),
+            "status": "ok", "steps": result.steps, "turns": len(result.turns), "digest": digest.hexdigest()}
+
+
+# =========================================================================== actors
 def measure_collection_speedup(workers: int = 2, sessions: int = 8, turns: int | None = 2, rounds: int = 2,
                                address: str | None = None, cfg: TrainConfig | None = None,
                                progress: bool = True) -> dict:

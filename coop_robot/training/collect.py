@@ -62,23 +62,29 @@ class InProcessCollector:
         self.runner = None
 
 
+def worker_runner(cfg: TrainConfig, checkpoint_bytes: bytes) -> SessionRunner:
+    """A SessionRunner in a worker process (a collection actor, or a task of a benchmark), from the
+    run's checkpoint as bytes; torch on one thread, deterministic kernels when ``cfg`` asks."""
+    from coop_robot.policy.threads import configure_torch_threads  # noqa: PLC0415 -- torch is loaded already
+
+    configure_torch_threads(1)
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    # MirrorPolicy is built from a checkpoint file: a private copy on this node (a cluster shares
+    # no file system), removed once the policies are built.
+    where = tempfile.mkdtemp(prefix="coop_collect_")
+    try:
+        path = Path(where) / "mirror.pt"
+        path.write_bytes(checkpoint_bytes)
+        return SessionRunner(cfg, path)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
 class _CollectionActor:
     """Body of a Ray collection actor: a SessionRunner built from the run's checkpoint bytes."""
 
     def __init__(self, cfg: TrainConfig, checkpoint_bytes: bytes) -> None:
-        from coop_robot.policy.threads import configure_torch_threads  # noqa: PLC0415 -- in the actor
-
-        configure_torch_threads(1)
-        torch.use_deterministic_algorithms(cfg.deterministic)
-        # MirrorPolicy is built from a checkpoint file: a private copy on this node (a cluster
-        # shares no file system), removed once the policies are built.
-        where = tempfile.mkdtemp(prefix="coop_collect_")
-        try:
-            path = Path(where) / "mirror.pt"
-            path.write_bytes(checkpoint_bytes)
-            self.runner = SessionRunner(cfg, path)
-        finally:
-            shutil.rmtree(where, ignore_errors=True)
+        self.runner = worker_runner(cfg, checkpoint_bytes)
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         self.runner.load_weights(state_dict)
