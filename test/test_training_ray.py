@@ -9,7 +9,9 @@ cluster, its authentication token) belong to its process. One cluster serves the
 
 from __future__ import annotations
 
+import argparse
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -91,6 +93,20 @@ def test_configs_sharing_a_file_name_or_a_seed_given_twice_exit_2_before_anythin
     assert main(["--seeds", "0", "--ray-address", "head", "--out", str(out)]) == 2
     assert "--ray-address must be HOST:PORT" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_scaling_benchmark_measures_the_collection_as_tasks_that_repeat_their_sessions():
+    # bench/ray_scaling.py --workload experience-collection: the same exploring session twice in
+    # one worker (its runner kept between tasks) gives the same recorded arrays.
+    spec = importlib.util.spec_from_file_location("ray_scaling", REPO / "bench" / "ray_scaling.py")
+    module = sys.modules.setdefault("ray_scaling", importlib.util.module_from_spec(spec))
+    if not hasattr(module, "WORKLOADS"):
+        spec.loader.exec_module(module)
+    work = module.WORKLOADS["experience-collection"](argparse.Namespace(sessions=1, turns=1, sweep_seeds=3))
+    assert work.sweep.jobs == 3 and work.units_per_item == 1 and "digest" in work.figures
+    first, again = work.fn(work.items[0]), work.fn(work.items[0])
+    assert first["status"] == "ok" and first["turns"] == 1 and first["steps"] > 0
+    assert {k: first[k] for k in work.figures} == {k: again[k] for k in work.figures}
 
 
 # ------------------------------------------------------------------ runs
