@@ -132,12 +132,8 @@ def cluster():
     # default lowers them by 15: on a shared machine they would wait behind everything else).
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_worker_niceness", "0")
-        started = LocalRayCluster(nodes=2, cpus_per_node=1)
-        started.start()
-        try:
+        with LocalRayCluster(nodes=2, cpus_per_node=1) as started:
             yield started
-        finally:
-            started.stop(timeout_s=5.0)    # then SIGKILL: the runs are over, nothing to save
     assert started.processes() == []
 
 
