@@ -117,8 +117,33 @@ def benchmark_sessions(args: argparse.Namespace) -> Workload:
         figures=("status", "turns", "median_gap_s", "p90_gap_s", "overlap_rate"))
 
 
-#: Workloads by ``--workload`` name. The training part adds its experience collection here.
-WORKLOADS: dict[str, Callable[[argparse.Namespace], Workload]] = {"benchmark-sessions": benchmark_sessions}
+def experience_collection(args: argparse.Namespace) -> Workload:
+    """Training's experience collection (bench/experience_collection.py): ``args.sessions``
+    exploring sessions of training iteration 1, ``args.turns`` robot turns each, untrained network
+    of seed 0, one task each; a worker builds its session runner on its first task, as a
+    collection actor of ``coop-robot train`` does. The sweep to estimate: ``args.sweep_seeds``
+    training runs of the package's config, each run serial inside its task (as
+    ``coop-robot train --seeds`` runs them), its sessions counted at an exploring session's cost."""
+    import experience_collection as ec  # noqa: PLC0415 -- this folder is on the path (above)
+
+    tasks = ec.collection_tasks(args.sessions, args.turns)
+    cfg = ec.load_config(None)
+    per_run = cfg.iterations * (cfg.episodes_per_iteration + len(cfg.eval_partners))
+    sweep = Sweep(f"{args.sweep_seeds} training runs (seeds) of the package's config: {cfg.iterations} iterations x "
+                  f"{per_run // cfg.iterations} sessions of {cfg.turns_per_episode} turns (collection and "
+                  "evaluation; the updates, a few % of an iteration, not counted)",
+                  args.sweep_seeds, per_run * cfg.turns_per_episode)
+    return Workload(
+        "experience-collection", f"{len(tasks)} exploring sessions of training iteration 1, {args.turns} robot turns "
+        "each (coop_robot.training.sessions, untrained network of seed 0)",
+        ec.collection_session, tasks, "robot turn", args.turns, init=turn_taking._init_worker,
+        label=lambda i, task: f"{task.job.partner} session {i}", prepare=turn_taking.workers_import_this_module,
+        sweep=sweep, figures=("status", "steps", "turns", "digest"))
+
+
+#: Workloads by ``--workload`` name.
+WORKLOADS: dict[str, Callable[[argparse.Namespace], Workload]] = {"benchmark-sessions": benchmark_sessions,
+                                                                  "experience-collection": experience_collection}
 
 
 # =========================================================================== measuring

@@ -23,7 +23,8 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ from typing import Any
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 #: ``--ray-address`` value that runs every job in this process, without Ray.
 SERIAL = "none"
+#: Ray's setting of how much its raylet lowers its workers' priority (``nice``; Ray's default 15).
+WORKER_NICENESS_ENV = "RAY_worker_niceness"
 
 
 @dataclass
@@ -172,6 +175,27 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
     return results
 
 
+@contextmanager
+def ray_connection(address: str | None = None, workers: int | None = None,
+                   progress: bool = True) -> Iterator[RayInfo]:
+    """Ray for a command that places its own actors (training's collection workers): ``address``
+    as :func:`run_tasks` takes it, but not ``none``. Yields the :class:`RayInfo`; an embedded
+    Ray (``workers`` CPUs, default every CPU here) is started for the block and stopped after it."""
+    resolved = resolve_address(address)
+    if resolved == SERIAL:
+        raise ValueError(f"ray_connection needs Ray: --ray-address {SERIAL!r} means no Ray")
+    import ray  # noqa: PLC0415 -- only when Ray is used
+
+    run_info, started = _connect(ray, resolved, workers)
+    if progress:
+        _write(f"parallel: {run_info.describe()}")
+    try:
+        yield run_info
+    finally:
+        if started:
+            ray.shutdown()
+
+
 _INITIALISED: set[str] = set()
 
 
@@ -199,6 +223,11 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInf
     t0 = time.monotonic()
     if address is None:
         os.environ["PYTHONPATH"] = path
+        # Ray's raylet lowers its workers' priority by 15 (nice +15) so that on a node of its own
+        # its daemons stay responsive. Here the jobs are the command's own work: they run at the
+        # command's priority (a command started with `nice` keeps its workers as nice as itself,
+        # not below every other process of the machine).
+        os.environ.setdefault(WORKER_NICENESS_ENV, "0")
         ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
         mode = "local"
     else:

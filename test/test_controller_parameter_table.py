@@ -85,7 +85,7 @@ def test_the_fast_environment_reads_the_changed_file(changed_config):
 
 def test_training_environments_read_the_changed_file(changed_config):
     from coop_robot.training.config import TrainConfig
-    from coop_robot.training.train import make_envs
+    from coop_robot.training.sessions import make_envs
 
     envs = make_envs(TrainConfig(partners=("typical",), eval_partners=("typical",)))
     assert envs

@@ -15,7 +15,8 @@ from coop_robot.policy.mirror import MirrorPolicy
 from coop_robot.policy.mirror_net import ObservationSpec, load_checkpoint
 from coop_robot.training.config import TrainConfig, TrainConfigError
 from coop_robot.training.replay import LOSS_MASK, SequenceReplay, split_episode
-from coop_robot.training.train import CHECKPOINT_NAME, CURVES_CSV, CURVES_PNG, main, train, turn_taking_target
+from coop_robot.training.sessions import turn_taking_target
+from coop_robot.training.train import CHECKPOINT_NAME, CURVES_CSV, CURVES_PNG, main, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def test_a_short_run_learns_and_its_checkpoint_runs_in_mirror_policy(tmp_path):
     cfg = TrainConfig(seed=0, iterations=4, episodes_per_iteration=3, turns_per_episode=2,
                       updates_per_iteration=16, eval_partners=["typical"], eval_turns=2)
     assert main(["--config", str(_write_yaml(tmp_path / "cfg.yaml", cfg)), "--out", str(tmp_path / "run"),
-                 "--quiet"]) == 0
+                 "--quiet", "--ray-address", "none"]) == 0
     rows = _rows(tmp_path / "run" / CURVES_CSV)
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2, 3, 4]
     start, end = rows[0], rows[-1]
@@ -164,7 +165,8 @@ def test_false_start_ticks_carry_their_own_imitation_weight(tmp_path):
     # A partner's false start is rare in the data (~40 per shipped run) but decides the erratic
     # overlaps: its ticks are weighted by weight_false_start_imitation in the act-imitation loss.
     from coop_robot.policy.mirror_net import save_checkpoint
-    from coop_robot.training.train import ExploringMirrorPolicy, collect_episode, compute_losses, make_model
+    from coop_robot.training.sessions import ExploringMirrorPolicy, collect_episode
+    from coop_robot.training.train import compute_losses, make_model
 
     cfg = TrainConfig(seed=0, turns_per_episode=6, weight_false_start_imitation=30.0)
     net, net_cfg, spec = make_model(cfg)

@@ -1,23 +1,14 @@
 """``coop-robot train``: train the mirror policy network in the fast turn-taking environment.
 
-Reads top to bottom: config, environments, model, collection, losses, evaluation, loop, logging,
-command line.
+Reads top to bottom: config, model, losses, loop, logging, sweep, command line. What one session
+is (environments, the exploring and greedy policies, collection, reward) lives in
+:mod:`coop_robot.training.sessions`; where the sessions run, in :mod:`coop_robot.training.collect`.
 
-**Collection.** Each iteration plays ``episodes_per_iteration`` sessions of
+**Collection.** Each iteration plays ``episodes_per_iteration`` exploring sessions of
 :class:`~coop_robot.envs.turn_env.TurnTakingEnv` (``physics=False``) cycling through the training
-partner profiles. The robot is driven by :class:`ExploringMirrorPolicy`, a
-:class:`~coop_robot.policy.mirror.MirrorPolicy` whose network inputs are recorded as the network
-receives them: the windows, egocentric features and task context are built by MirrorPolicy's own
-run-time code, so training sees exactly what the deployed policy sees. Exploration: when the
-robot is home and its turn is due the decision is sampled from P(act) mixed with a coin flip
-(``epsilon``); while reaching or acting it keeps "act"; otherwise "wait". Labels come from the
-environment's truth at the tick the observation describes: the partner's true time to leave the
-zone (while inside), the partner's phase and the robot's controller state mapped to the mirror
-phases, and the reward of the tick that follows the decision.
-
-**Reward (reinforcement).** ``+reward_turn`` per completed robot turn, ``-penalty_gap_per_s`` for
-every second the robot's turn is owed (between the partner's exit and the robot's entry; its sum
-is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_contact`` per contact.
+partner profiles, with a snapshot of the network as it was after the previous iteration's
+updates. The sessions run in this process or on N Ray actors (``--ray-address`` /
+``--workers``); they come back in session order and go through the replay buffer as before.
 
 **Losses** on sequences sampled from the replay buffer (:mod:`coop_robot.training.replay`):
 
@@ -25,11 +16,12 @@ is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_contact`` per 
   the network watches the partner's turn-taking through the shared latent);
 * mirror alignment: supervised InfoNCE over self and other latents, positives = same action
   phase (reach, act, withdraw, idle) whoever made it, plus a phase classifier on each latent;
-* act imitation (the partner's timing mapped into the robot's action, :func:`turn_taking_target`):
-  at the robot's decision ticks and while an uncommitted reach can still be called off, the target
-  is "act" once the partner's turn-ending exit is within ``robot_lead_s`` (or the turn is over)
-  and "wait" before -- a false start's exit does not end the partner's turn; past the commit
-  time and while acting the target is "act" (keep going);
+* act imitation (the partner's timing mapped into the robot's action,
+  :func:`~coop_robot.training.sessions.turn_taking_target`): at the robot's decision ticks and
+  while an uncommitted reach can still be called off, the target is "act" once the partner's
+  turn-ending exit is within ``robot_lead_s`` (or the turn is over) and "wait" before -- a false
+  start's exit does not end the partner's turn; past the commit time and while acting the target
+  is "act" (keep going);
 * act reinforcement: advantage-weighted regression (AWR, Peng et al. 2019) on the sampled
   decisions, advantage = discounted return - value head; AWR is off-policy, so replayed
   decisions from older policies are used as they are;
@@ -37,20 +29,32 @@ is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_contact`` per 
 
 **Evaluation** (iteration 0 = the untrained start): the plain greedy MirrorPolicy with the live
 network on fixed seeds (``eval_seed``) for each of ``eval_partners``; the reactive baseline is
-scored once on the same seeds. Curves go to ``learning_curves.csv`` and ``learning_curves.png``
-in ``--out``; the checkpoint ``mirror.pt`` (written every iteration) carries the network config,
-the ObservationSpec, the package version and, in ``extra``, the training config, seed, iteration
-and the last row of metrics. Given the seed a run is deterministic: the CSV rows and the weights
-repeat exactly (torch on one thread with deterministic algorithms, NumPy generators seeded from
-the config seed, environment seeds derived from it).
+scored once on the same seeds. The evaluation of iteration k and the collection of iteration
+k + 1 run the same weights, so they go to the collector as one batch. Curves go to
+``learning_curves.csv`` and ``learning_curves.png`` in ``--out``; the checkpoint ``mirror.pt``
+(written every iteration) carries the network config, the ObservationSpec, the package version
+and, in ``extra``, the training config, seed, iteration and the last row of metrics.
+
+**Determinism.** Given the seed a run is deterministic, and the same serially and on Ray with any
+number of workers: the CSV rows and the weights repeat exactly (torch on one thread with
+deterministic algorithms in the learner and in every collection worker, each session seeded by
+its own job, results combined in session order, the learner's NumPy generator seeded from the
+config seed).
+
+**Sweeps.** ``--seeds S ...`` and/or several ``--config`` files train one run per (config, seed)
+as Ray tasks (:func:`run_sweep`), each in ``OUT/<config stem>/seed<S>/``, with a summary
+(``sweep_summary.json`` / ``.csv``). Each run of a sweep collects its sessions serially inside
+its task: the sweep's parallelism is the runs, not nested actors.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,14 +64,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coop_robot.envs.perception_model import PerceptionModel
-from coop_robot.envs.turn_env import POLICY_DT_S, TurnTakingEnv
-from coop_robot.policy.base import Decision, Observation
-from coop_robot.policy.mirror import MirrorPolicy
+from coop_robot.parallel import RayInfo, TaskError, add_ray_arguments, resolve_address, run_tasks
 from coop_robot.policy.mirror_net import (
-    MIRROR_PHASES,
-    PARTNER_PHASE_TO_MIRROR,
-    ROBOT_STATE_TO_MIRROR,
     MirrorNetConfig,
     MirrorPolicyNet,
     ObservationSpec,
@@ -75,10 +73,19 @@ from coop_robot.policy.mirror_net import (
     save_checkpoint,
     supervised_info_nce,
 )
-from coop_robot.policy.reactive import ReactivePolicy
 from coop_robot.policy.threads import configure_torch_threads
-from coop_robot.training.config import TrainConfig, TrainConfigError
+from coop_robot.training.collect import CollectionError, InProcessCollector, RayCollector, open_collector
+from coop_robot.training.config import TrainConfig
 from coop_robot.training.replay import LOSS_MASK, SequenceReplay, split_episode
+from coop_robot.training.sessions import (
+    REACTIVE,
+    SessionResult,
+    evaluation_jobs,
+    evaluation_metrics,
+    explore_jobs,
+    session_metrics,
+    validation_jobs,
+)
 
 CHECKPOINT_NAME = "mirror.pt"
 CURVES_CSV = "learning_curves.csv"
@@ -90,7 +97,6 @@ CURVE_COLUMNS = (
     "loss_value", "val_forecast_nll", "val_forecast_mae_s", "val_act_imitation", "replay_sequences",
 )
 LOSS_NAMES = ("forecast", "contrastive", "phase", "act_imitation", "act_rl", "value")
-_PHASE_INDEX = {p: i for i, p in enumerate(MIRROR_PHASES)}
 
 
 # ============================================================================ config / seeding
@@ -111,21 +117,6 @@ def seeded_torch(cfg: TrainConfig):
         torch.use_deterministic_algorithms(deterministic)
 
 
-def episode_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
-    """Environment seed of one collected session, derived from the config seed."""
-    return int(np.random.SeedSequence([cfg.seed, iteration, episode]).generate_state(1)[0])
-
-
-# ============================================================================ environments
-def make_envs(cfg: TrainConfig) -> dict[str, TurnTakingEnv]:
-    """One kinematic environment per training / eval partner profile (reset with a seed per session)."""
-    names = dict.fromkeys(tuple(cfg.partners) + tuple(cfg.eval_partners))
-    return {name: TurnTakingEnv(name, seed=0, physics=False,
-                                perception=PerceptionModel.fitted() if cfg.perception == "fitted"
-                                else PerceptionModel.ideal())
-            for name in names}
-
-
 # ============================================================================ model
 def make_model(cfg: TrainConfig) -> tuple[MirrorPolicyNet, MirrorNetConfig, ObservationSpec]:
     """The network for the run-time observation spec (MirrorPolicy expects the default spec)."""
@@ -135,196 +126,6 @@ def make_model(cfg: TrainConfig) -> tuple[MirrorPolicyNet, MirrorNetConfig, Obse
                               shared_encoder=cfg.shared_encoder)
     net_cfg.check_spec(spec)
     return MirrorPolicyNet(net_cfg), net_cfg, spec
-
-
-class _RecordingNet:
-    """Wraps the live network inside a MirrorPolicy and keeps a copy of each step's inputs."""
-
-    def __init__(self, net: MirrorPolicyNet) -> None:
-        self.net = net
-        self.inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def step(self, self_window, other_window, context, hidden=None):
-        # MirrorPolicy hands over views of its rolling windows: copy before they roll on.
-        self.inputs = (self_window[0].numpy().copy(), other_window[0].numpy().copy(), context[0].numpy().copy())
-        return self.net.step(self_window, other_window, context, hidden)
-
-
-class ExploringMirrorPolicy(MirrorPolicy):
-    """MirrorPolicy that samples its act decision (for collection) and records the network inputs.
-
-    At home with the robot's turn due: "act" with probability ``(1 - epsilon) P(act) + epsilon / 2``
-    (``sampled_action`` holds the choice, None on ticks without a choice); reaching / acting: "act";
-    otherwise "wait".
-    """
-
-    def __init__(self, checkpoint, net: MirrorPolicyNet, rng: np.random.Generator, epsilon: float) -> None:
-        super().__init__(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
-        self.recorder = _RecordingNet(net)
-        self.net = self.recorder
-        self.rng = rng
-        self.epsilon = float(epsilon)
-        self.sampled_action: bool | None = None
-
-    def step(self, obs: Observation) -> Decision:
-        self.sampled_action = None
-        return super().step(obs)
-
-    def decide(self, obs: Observation) -> Decision:
-        out = self._advance(obs)
-        forecast = out["exit_forecast_s"] if obs.partner_in_zone else math.nan
-        if obs.robot_state == "home" and self.robot_turn_due:
-            p = (1.0 - self.epsilon) * out["p_act"] + 0.5 * self.epsilon
-            self.sampled_action = bool(self.rng.random() < p)
-            return Decision("act" if self.sampled_action else "wait", forecast)
-        if obs.robot_state in ("reaching", "acting"):  # the deployed rule: keep going above the release threshold
-            return Decision("act" if out["p_act"] >= self.release_threshold else "wait", forecast)
-        return Decision("wait", forecast)
-
-
-def greedy_policy(checkpoint, net: MirrorPolicyNet) -> MirrorPolicy:
-    """The deployed MirrorPolicy decision rule, running the live network."""
-    policy = MirrorPolicy(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
-    policy.net = net
-    return policy
-
-
-# ============================================================================ collection
-@dataclass
-class EpisodeStats:
-    turns: list[dict]
-    contacts: int
-    undiscounted_return: float
-
-
-def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    out = np.zeros(len(rewards), dtype=np.float32)
-    acc = 0.0
-    for i in range(len(rewards) - 1, -1, -1):
-        acc = float(rewards[i]) + gamma * acc
-        out[i] = acc
-    return out
-
-
-_FALSE_START_PHASES = ("false_start_reach", "false_start_return", "false_start_pause")
-
-
-def turn_taking_target(t_s: np.ndarray, inside: np.ndarray, exits_s: np.ndarray, final: np.ndarray,
-                       lead_s: float) -> np.ndarray:
-    """Learning from observation: when a person in the robot's place would go.
-
-    1 once the partner's turn is over (its last exit was a final one and it is outside) or while
-    it is inside and its turn-ending exit is at most ``lead_s`` away; 0 otherwise -- in particular
-    during a false start and the pause after it, whose exit does not end the partner's turn.
-    ``exits_s`` is sorted; ``final[i]`` says whether exit ``i`` ended the partner's turn.
-    """
-    t_s = np.asarray(t_s, dtype=np.float64)
-    inside = np.asarray(inside, dtype=bool)
-    exits_s = np.asarray(exits_s, dtype=np.float64)
-    final = np.asarray(final, dtype=bool)
-    out = np.zeros(len(t_s), dtype=bool)
-    last = np.searchsorted(exits_s, t_s, side="right") - 1        # the latest exit at or before t
-    over = (last >= 0) & final[np.clip(last, 0, None)] if len(exits_s) else np.zeros(len(t_s), bool)
-    out |= ~inside & over
-    finals = exits_s[final]
-    k = np.searchsorted(finals, t_s, side="left")                 # the next turn-ending exit
-    has_final = inside & (k < len(finals))
-    tte_final = np.full(len(t_s), np.inf)
-    tte_final[has_final] = finals[k[has_final]] - t_s[has_final]
-    out |= has_final & (tte_final <= lead_s)
-    return out
-
-
-def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: TrainConfig,
-                    seed: int) -> tuple[dict[str, np.ndarray], EpisodeStats]:
-    """Play one session; return per-tick arrays (network inputs, labels, actions, returns) and stats."""
-    obs = env.reset(seed)
-    policy.reset()
-    # Truth at the time the observation describes (the env reports it after each step).
-    partner_phase, robot_state = env.partner.phase, env.controller.state
-    partner_in, t_obs = False, env.t_s
-    rows: dict[str, list] = {k: [] for k in (
-        "self_windows", "other_windows", "context", "phase_self", "phase_other", "partner_in", "t_s",
-        "decision", "action", "keep_going", "uncommitted", "reward", "false_start")}
-    exit_times: list[float] = []
-    turns: list[dict] = []
-    contacts = 0
-    owed = False  # the robot's turn is owed: the partner has left, the robot has not entered yet
-    while len(turns) < cfg.turns_per_episode and env.t_s < cfg.max_episode_s:
-        decision = policy.step(obs)
-        self_w, other_w, ctx = policy.recorder.inputs
-        rows["self_windows"].append(self_w)
-        rows["other_windows"].append(other_w)
-        rows["context"].append(ctx)
-        rows["phase_self"].append(_PHASE_INDEX[ROBOT_STATE_TO_MIRROR.get(robot_state, "idle")])
-        rows["phase_other"].append(_PHASE_INDEX[PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle")])
-        rows["partner_in"].append(partner_in)
-        rows["t_s"].append(t_obs)
-        rows["false_start"].append(partner_phase in _FALSE_START_PHASES)
-        rows["decision"].append(policy.sampled_action is not None)
-        # What was executed: the base class's liveness fallback may say "act" over a sampled "wait".
-        rows["action"].append(float(decision.action == "act"))
-        # Past the commit time (or acting) the only sensible target is to carry on; before it the
-        # target is the timing one (a reach started too early is given up: the deployed rule).
-        rows["keep_going"].append(obs.robot_state == "acting"
-                                  or (obs.robot_state == "reaching" and env.controller.committed))
-        rows["uncommitted"].append(obs.robot_state == "reaching" and not env.controller.committed)
-
-        obs, info = env.step(decision.action)
-        reward = 0.0
-        for name, t_s in info["events"]:
-            if name == "partner_exit":
-                # A false start's exit is followed by the rest of the partner's turn: it is not
-                # the end of the turn the robot should anticipate.
-                final = info["partner_phase"] not in _FALSE_START_PHASES
-                exit_times.append((t_s, final))
-                owed = True
-            elif name == "robot_enter":
-                owed = False
-            elif name == "contact_begin":
-                contacts += 1
-                reward -= cfg.penalty_contact
-        if owed:
-            reward -= cfg.penalty_gap_per_s * POLICY_DT_S
-        for turn in info["turns"]:
-            turns.append(turn)
-            reward += turn_reward(turn, cfg)
-        rows["reward"].append(reward)
-        partner_phase, robot_state = info["partner_phase"], info["robot_state"]
-        partner_in, t_obs = bool(info["partner_in_zone_true"]), info["t_s"]
-
-    t = np.asarray(rows["t_s"], dtype=np.float64)
-    inside = np.asarray(rows["partner_in"], dtype=bool)
-    exit_times.sort()
-    exits = np.asarray([e for e, _ in exit_times], dtype=np.float64)
-    final = np.asarray([f for _, f in exit_times], dtype=bool)
-    # Exit forecast target: the end of the current zone visit.
-    j = np.searchsorted(exits, t, side="left")
-    has_exit = inside & (j < len(exits))
-    tte = np.zeros(len(t))
-    tte[has_exit] = exits[j[has_exit]] - t[has_exit]
-    act_now = turn_taking_target(t, inside, exits, final, cfg.robot_lead_s)
-    decision = np.asarray(rows["decision"], dtype=bool)
-    keep_going = np.asarray(rows["keep_going"], dtype=bool)
-    uncommitted = np.asarray(rows["uncommitted"], dtype=bool)
-    rewards = np.asarray(rows["reward"], dtype=np.float32)
-    episode = {
-        "self_windows": np.asarray(rows["self_windows"], dtype=np.float32),
-        "other_windows": np.asarray(rows["other_windows"], dtype=np.float32),
-        "context": np.asarray(rows["context"], dtype=np.float32),
-        "exit_target_s": tte.astype(np.float32),
-        "exit_mask": has_exit,
-        "phase_self": np.asarray(rows["phase_self"], dtype=np.int64),
-        "phase_other": np.asarray(rows["phase_other"], dtype=np.int64),
-        "decision": decision,
-        "action": np.asarray(rows["action"], dtype=np.float32),
-        "imitation_target": np.where(keep_going, 1.0, act_now.astype(np.float32)).astype(np.float32),
-        "imitation_mask": decision | keep_going | uncommitted,
-        "imitation_weight": np.where(np.asarray(rows["false_start"], dtype=bool),
-                                     cfg.weight_false_start_imitation, 1.0).astype(np.float32),
-        "return": discounted_returns(rewards, cfg.gamma),
-    }
-    return episode, EpisodeStats(turns, contacts, float(rewards.sum()))
 
 
 # ============================================================================ losses
@@ -384,53 +185,6 @@ def validation_losses(net: MirrorPolicyNet, val: dict[str, np.ndarray], cfg: Tra
             "val_forecast_mae_s": float(err.mean()) if err.size else math.nan}
 
 
-# ============================================================================ evaluation
-def turn_return(turns: list[dict], contacts: int, cfg: TrainConfig) -> float:
-    """The reward of a scored session from its turn records (the same terms as collection)."""
-    total = -cfg.penalty_contact * contacts
-    for t in turns:
-        total += turn_reward(t, cfg) - cfg.penalty_gap_per_s * max(float(t["gap_s"]), 0.0)
-    return float(total)
-
-
-def turn_violated(turn: dict) -> bool:
-    """An overlap, or an entry during the partner's unfinished turn (a false-start pause)."""
-    return turn["overlap_s"] > 0.0 or turn["gap_s"] < 0.0 or bool(turn.get("unfinished_turn_entry", False))
-
-
-def turn_reward(turn: dict, cfg: TrainConfig) -> float:
-    """Reward of one scored robot turn (the gap is charged per tick while the turn is owed)."""
-    reward = cfg.reward_turn
-    if turn_violated(turn):
-        reward -= cfg.penalty_overlap
-    if turn.get("near_miss", False):
-        reward -= cfg.penalty_near_miss
-    return reward
-
-
-def session_metrics(turns: list[dict], contacts: int) -> dict[str, float]:
-    gaps = [float(t["gap_s"]) for t in turns if math.isfinite(float(t["gap_s"]))]
-    return {
-        "turns": len(turns),
-        "median_gap_s": float(np.median(gaps)) if gaps else math.nan,
-        "overlap_rate": (sum(1 for t in turns if turn_violated(t)) / len(turns))
-        if turns else math.nan,
-        "contacts": int(contacts),
-    }
-
-
-def evaluate(policy, envs: dict[str, TurnTakingEnv], cfg: TrainConfig) -> dict[str, float]:
-    """Score ``policy`` on every eval partner at its fixed seed; pooled turn metrics and return."""
-    turns, contacts, ret = [], 0, 0.0
-    for k, name in enumerate(cfg.eval_partners):
-        summary = envs[name].run(policy, cfg.eval_turns, seed=cfg.eval_seed + k, max_sim_s=cfg.max_episode_s)
-        turns += summary["per_turn"]
-        contacts += int(summary["contacts"])
-        ret += turn_return(summary["per_turn"], int(summary["contacts"]), cfg)
-    metrics = session_metrics(turns, contacts)
-    metrics["return"] = ret / len(cfg.eval_partners)
-    return metrics
-
 
 # ============================================================================ loop
 @dataclass
@@ -439,22 +193,35 @@ class TrainResult:
     net: MirrorPolicyNet
     checkpoint: Path
     baseline: dict[str, float]
+    env_steps: int = 0          # policy ticks (20 ms) played in all sessions of the run
+    wall_s: float = 0.0
 
 
-def train(cfg: TrainConfig, out_dir, progress: bool = True) -> TrainResult:
-    """Run the whole training; write curves and the checkpoint into ``out_dir``."""
+def train(cfg: TrainConfig, out_dir, progress: bool = True,
+          collector: InProcessCollector | RayCollector | None = None) -> TrainResult:
+    """Run the whole training; write curves and the checkpoint into ``out_dir``.
+
+    ``collector`` plays the sessions (default: :class:`~coop_robot.training.collect.InProcessCollector`;
+    :func:`~coop_robot.training.collect.open_collector` gives the one ``--ray-address`` asks for);
+    it is started for this run and stopped after it. The figures are the same whichever plays them."""
+    collector = collector if collector is not None else InProcessCollector()
     with seeded_torch(cfg):
-        return _train(cfg, Path(out_dir), progress)
+        try:
+            return _train(cfg, Path(out_dir), progress, collector)
+        finally:
+            collector.stop()
 
 
-def _train(cfg: TrainConfig, out_dir: Path, progress: bool) -> TrainResult:
+def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainResult:
+    wall0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    envs = make_envs(cfg)
     net, net_cfg, spec = make_model(cfg)
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     replay = SequenceReplay(cfg.replay_capacity)
     sample_rng = np.random.default_rng([cfg.seed, 1])
     ckpt = out_dir / CHECKPOINT_NAME
+    baseline: dict[str, float] = {}
+    speed = _Speed(cfg.iterations)
 
     def save(iteration: int, row: dict) -> None:
         extra = {"train_config": cfg.to_dict(), "seed": cfg.seed, "iteration": iteration,
@@ -462,37 +229,38 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool) -> TrainResult:
                  "reactive_baseline": baseline}
         save_checkpoint(ckpt, net, net_cfg, spec, extra=extra)
 
-    baseline = evaluate(ReactivePolicy(), envs, cfg)
-    save(0, {})
-    greedy = greedy_policy(ckpt, net)
-    explorer = ExploringMirrorPolicy(ckpt, net, np.random.default_rng([cfg.seed, 2]), cfg.epsilon)
-    # Fixed validation sessions (one per eval partner, played by the untrained exploring policy):
-    # the same sequences score the forecast and act-imitation losses at every iteration.
-    val_sequences = []
-    for k, name in enumerate(cfg.eval_partners):
-        with torch.inference_mode():
-            episode, _ = collect_episode(envs[name], explorer, cfg, cfg.eval_seed + 1000 + k)
-        val_sequences += split_episode(episode, cfg.sequence_length, cfg.burn_in)
+    def play(jobs) -> list[SessionResult]:
+        t0 = time.perf_counter()
+        results = collector.run(net.state_dict(), jobs) if jobs else []
+        speed.played(sum(r.steps for r in results), time.perf_counter() - t0)
+        return results
+
+    save(0, {})    # the collector builds its policies from this file
+    collector.start(cfg, ckpt)
+    if progress:
+        print(f"collection: {collector.describe()}", flush=True)
+    net.eval()
+    # One batch on the untrained network: the reactive baseline, the fixed validation sessions
+    # (one per eval partner, played by the untrained exploring policy: the same sequences score
+    # the forecast and act-imitation losses at every iteration), the greedy evaluation of
+    # iteration 0 and the sessions collected in iteration 1.
+    first = [evaluation_jobs(cfg, REACTIVE), validation_jobs(cfg), evaluation_jobs(cfg), explore_jobs(cfg, 1)]
+    reactive, validation, greedy, collected = _split(play([j for part in first for j in part]), first)
+    baseline = evaluation_metrics(reactive, cfg)
+    val_sequences = [s for r in validation for s in split_episode(r.episode, cfg.sequence_length, cfg.burn_in)]
     val = {key: np.stack([s[key] for s in val_sequences]) for key in val_sequences[0]}
-    rows = [_row(0, None, evaluate(greedy, envs, cfg), None, 0)]
+    rows = [_row(0, None, evaluation_metrics(greedy, cfg), None, 0)]
     rows[0].update(validation_losses(net, val, cfg))
     save(0, rows[0])
     if progress:
         print(f"reactive baseline: median gap {_fmt(baseline['median_gap_s'])} s, overlap rate "
               f"{_fmt(baseline['overlap_rate'])}, return {_fmt(baseline['return'])}", flush=True)
-        _print_row(rows[0], cfg, 0.0, 0.0)
-    wall0 = time.perf_counter()
+        _print_row(rows[0], cfg, speed)
+    speed.start()
     for it in range(1, cfg.iterations + 1):
-        # --- collect
-        net.eval()
-        stats = []
-        for e in range(cfg.episodes_per_iteration):
-            env = envs[cfg.partners[e % len(cfg.partners)]]
-            with torch.inference_mode():
-                episode, st = collect_episode(env, explorer, cfg, episode_seed(cfg, it, e))
-            replay.extend(split_episode(episode, cfg.sequence_length, cfg.burn_in))
-            stats.append(st)
-        # --- learn
+        # --- learn from the sessions collected for this iteration
+        for r in collected:
+            replay.extend(split_episode(r.episode, cfg.sequence_length, cfg.burn_in))
         net.train()
         sums = {k: 0.0 for k in LOSS_NAMES + ("total",)}
         for _ in range(cfg.updates_per_iteration):
@@ -505,18 +273,61 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool) -> TrainResult:
             for k in sums:
                 sums[k] += float(losses[k].detach()) / cfg.updates_per_iteration
         net.eval()
-        # --- evaluate and log
-        ev = evaluate(greedy, envs, cfg) if (it % cfg.eval_every == 0 or it == cfg.iterations) else None
-        rows.append(_row(it, stats, ev, sums, len(replay)))
+        # --- evaluate these weights and collect the next iteration's sessions with them
+        batch_jobs = [evaluation_jobs(cfg) if (it % cfg.eval_every == 0 or it == cfg.iterations) else [],
+                      explore_jobs(cfg, it + 1) if it < cfg.iterations else []]
+        stats = [r.stats for r in collected]
+        greedy, collected = _split(play([j for part in batch_jobs for j in part]), batch_jobs)
+        # --- log
+        rows.append(_row(it, stats, evaluation_metrics(greedy, cfg) if greedy else None, sums, len(replay)))
         rows[-1].update(validation_losses(net, val, cfg))
         save(it, rows[-1])
         write_curves_csv(out_dir / CURVES_CSV, rows)
+        speed.iteration_done()
         if progress:
-            elapsed = time.perf_counter() - wall0
-            _print_row(rows[-1], cfg, elapsed / it, elapsed / it * (cfg.iterations - it))
+            _print_row(rows[-1], cfg, speed)
     write_curves_csv(out_dir / CURVES_CSV, rows)
     plot_curves(out_dir / CURVES_PNG, rows, baseline)
-    return TrainResult(rows, net, ckpt, baseline)
+    return TrainResult(rows, net, ckpt, baseline, speed.steps, time.perf_counter() - wall0)
+
+
+def _split(results: list, parts: list[list]) -> list[list]:
+    """``results`` cut into consecutive pieces as long as ``parts``."""
+    out, i = [], 0
+    for part in parts:
+        out.append(results[i:i + len(part)])
+        i += len(part)
+    return out
+
+
+class _Speed:
+    """Env steps per second of the last batch of sessions, seconds per iteration and the ETA."""
+
+    def __init__(self, iterations: int) -> None:
+        self.iterations = iterations
+        self.steps = 0
+        self.batch_steps_per_s = math.nan
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def played(self, steps: int, wall_s: float) -> None:
+        self.steps += steps
+        if steps:
+            self.batch_steps_per_s = steps / max(wall_s, 1e-9)
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def iteration_done(self) -> None:
+        self.done += 1
+
+    @property
+    def s_per_iteration(self) -> float:
+        return (time.perf_counter() - self.t0) / self.done if self.done else math.nan
+
+    @property
+    def eta_s(self) -> float:
+        return self.s_per_iteration * (self.iterations - self.done) if self.done else math.nan
 
 
 # ============================================================================ logging
@@ -545,13 +356,14 @@ def _fmt(v, digits: int = 3) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
 
-def _print_row(row: dict, cfg: TrainConfig, s_per_it: float, eta_s: float) -> None:
+def _print_row(row: dict, cfg: TrainConfig, speed: _Speed) -> None:
+    eta = "n/a" if not math.isfinite(speed.eta_s) else f"{speed.eta_s / 60:.1f} min"
     print(f"iter {row['iteration']:>3}/{cfg.iterations} | collected turns {row['env_turns']:>3} "
           f"return {_fmt(row['collect_return'], 2)} | greedy: turns {row['eval_turns']} gap "
           f"{_fmt(row['eval_median_gap_s'])} s overlap {_fmt(row['eval_overlap_rate'], 2)} return "
           f"{_fmt(row['eval_return'], 2)} | loss {_fmt(row['loss_total'])} forecast MAE "
-          f"{_fmt(row['val_forecast_mae_s'], 2)} s | {s_per_it:.1f} s/it ETA "
-          f"{eta_s / 60:.1f} min", flush=True)
+          f"{_fmt(row['val_forecast_mae_s'], 2)} s | {speed.batch_steps_per_s:.0f} env steps/s, "
+          f"{_fmt(speed.s_per_iteration, 1)} s/it, ETA {eta}", flush=True)
 
 
 def write_curves_csv(path: Path, rows: list[dict]) -> None:
@@ -594,16 +406,134 @@ def plot_curves(path: Path, rows: list[dict], baseline: dict) -> None:
     plt.close(fig)
 
 
+# ============================================================================ sweep
+SWEEP_SUMMARY_JSON = "sweep_summary.json"
+SWEEP_SUMMARY_CSV = "sweep_summary.csv"
+SWEEP_COLUMNS = (
+    "run", "config", "seed", "run_dir", "iterations", "eval_turns", "eval_median_gap_s", "eval_overlap_rate",
+    "eval_contacts", "eval_return", "val_forecast_mae_s", "loss_total", "reactive_median_gap_s", "env_steps", "wall_s",
+)
+_FINAL_METRICS = ("eval_turns", "eval_median_gap_s", "eval_overlap_rate", "eval_contacts", "eval_return",
+                  "val_forecast_mae_s", "loss_total")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its name (``<config stem>/seed<S>``, also its directory under OUT),
+    the config file it came from and its full config."""
+
+    name: str
+    config: str
+    cfg: TrainConfig
+
+
+def sweep_runs(configs: list[tuple[Path | None, TrainConfig]], seeds: list[int] | None,
+               iterations: int | None = None) -> list[SweepRun]:
+    """One run per (config, seed), configs outer; ``seeds`` None = each config's own seed.
+    Raises TrainConfigError for a bad seed and ValueError for two configs with one file stem."""
+    stems: dict[str, Path | None] = {}
+    runs = []
+    for path, base in configs:
+        stem = path.stem if path is not None else "train"
+        if stem in stems:
+            raise ValueError(f"configs {stems[stem]} and {path} share the name {stem!r}, and a sweep's run "
+                             f"directories are named after it: rename one")
+        stems[stem] = path
+        for seed in (seeds if seeds is not None else [base.seed]):
+            runs.append(SweepRun(f"{stem}/seed{seed}", str(path) if path is not None else "(package default)",
+                                 base.with_overrides(seed=seed, iterations=iterations)))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a seed is given twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return runs
+
+
+def train_sweep_run(run: SweepRun) -> dict:
+    """A sweep's job (in a Ray worker or here): one run with its sessions played in this process,
+    trained in a private directory. Returns its files (name -> bytes: a cluster's workers share no
+    file system with the driver, which writes them) and its summary row."""
+    with tempfile.TemporaryDirectory(prefix="coop_train_") as tmp:
+        result = train(run.cfg, tmp, progress=False)
+        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+    last = result.rows[-1]
+    row = {"run": run.name, "config": run.config, "seed": run.cfg.seed, "run_dir": "",
+           "iterations": run.cfg.iterations, **{k: last[k] for k in _FINAL_METRICS},
+           "reactive_median_gap_s": result.baseline["median_gap_s"], "env_steps": result.env_steps,
+           "wall_s": round(result.wall_s, 2)}
+    return {"row": row, "files": files}
+
+
+def run_sweep(runs: list[SweepRun], out_dir: Path, address: str | None = None, workers: int | None = None,
+              progress: bool = True) -> tuple[list[dict], RayInfo]:
+    """Train ``runs`` as jobs of :func:`coop_robot.parallel.run_tasks`; each run's files go to
+    ``out_dir/<run name>/`` and the summary (``sweep_summary.json`` / ``.csv``) is rewritten as each
+    run finishes. Returns the summary rows (run order) and how the runs were spread."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict | None] = [None] * len(runs)
+    info: list[RayInfo] = []
+    t0 = time.perf_counter()
+
+    def on_result(i: int, result: dict) -> None:
+        run_dir = out_dir / runs[i].name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in result["files"].items():
+            (run_dir / name).write_bytes(data)
+        rows[i] = {**result["row"], "run_dir": str(run_dir)}
+        write_sweep_summary(out_dir, rows, info[0] if info else None, time.perf_counter() - t0)
+
+    def label(i: int, run: SweepRun) -> str:
+        row = rows[i]
+        if row is None:
+            return run.name
+        steps = sum(r["env_steps"] for r in rows if r is not None)
+        return (f"{run.name}: greedy gap {_fmt(row['eval_median_gap_s'])} s, overlap "
+                f"{_fmt(row['eval_overlap_rate'], 2)}; {row['env_steps']} env steps in {row['wall_s']:.0f} s "
+                f"(sweep: {steps / max(time.perf_counter() - t0, 1e-9):.0f} env steps/s)")
+
+    run_tasks(train_sweep_run, runs, address=address, workers=workers, label=label, progress=progress,
+              on_result=on_result, info=info)
+    write_sweep_summary(out_dir, rows, info[0] if info else None, time.perf_counter() - t0)
+    return rows, info[0]
+
+
+def write_sweep_summary(out_dir: Path, rows: list[dict | None], info: RayInfo | None, wall_s: float) -> None:
+    """``sweep_summary.json`` (runs done so far, in run order, with how they ran) and ``.csv``."""
+    done = [r for r in rows if r is not None]
+
+    def plain(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    doc = {"runs_total": len(rows), "runs_done": len(done), "wall_s": round(wall_s, 2),
+           "ray": info.as_dict() if info is not None else None,
+           "runs": [{k: plain(v) for k, v in r.items()} for r in done]}
+    (out_dir / SWEEP_SUMMARY_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    with open(out_dir / SWEEP_SUMMARY_CSV, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS)
+        w.writeheader()
+        for r in done:
+            w.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in r.items()})
+
+
 # ============================================================================ command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coop-robot train", description="Train the mirror policy network in the fast "
-                                "turn-taking environment; writes mirror.pt, learning_curves.csv/.png to --out.")
-    p.add_argument("--config", type=Path, default=None,
-                   help="training config YAML (default: the package's config/training/train.yaml)")
+    p = argparse.ArgumentParser(
+        prog="coop-robot train",
+        description="Train the mirror policy network in the fast turn-taking environment; writes mirror.pt, "
+                    "learning_curves.csv/.png to --out. With --seeds or several --config files, trains a sweep: "
+                    "one run per (config, seed) in OUT/<config stem>/seed<S>/, and OUT/sweep_summary.json/.csv.")
+    p.add_argument("--config", type=Path, nargs="+", default=None, metavar="YAML",
+                   help="training config YAML(s) (default: the package's config/training/train.yaml); "
+                        "more than one trains a sweep")
     p.add_argument("--out", type=Path, default=Path("mirror_training"), help="output directory")
-    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                       help="train a sweep: one run per seed (and per config), as Ray tasks")
     p.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
-    p.add_argument("--quiet", action="store_true", help="no per-iteration progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_ray_arguments(p, workers_help="a single run: collection workers (Ray actors; default one per CPU here, "
+                                      "or of the cluster); a sweep: runs at once (default: one per CPU)")
     return p
 
 
@@ -621,15 +551,51 @@ def load_config(path: Path | None) -> TrainConfig:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(args.config).with_overrides(seed=args.seed, iterations=args.iterations)
-    except TrainConfigError as exc:
+        resolve_address(args.ray_address)
+        configs = [(path, load_config(path)) for path in (args.config or [None])]
+        sweep = args.seeds is not None or len(configs) > 1
+        if sweep:
+            seeds = args.seeds if args.seeds is not None else ([args.seed] if args.seed is not None else None)
+            runs = sweep_runs(configs, seeds, args.iterations)
+        else:
+            cfg = configs[0][1].with_overrides(seed=args.seed, iterations=args.iterations)
+    except ValueError as exc:   # TrainConfigError included
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 2
-    result = train(cfg, args.out, progress=not args.quiet)
+    if sweep:
+        return _main_sweep(runs, args)
+    try:
+        with open_collector(args.ray_address, args.workers, progress=not args.quiet) as (collector, _):
+            result = train(cfg, args.out, progress=not args.quiet, collector=collector)
+    except ValueError as exc:
+        print(f"coop-robot train: {exc}", file=sys.stderr)
+        return 2
+    except CollectionError as exc:
+        print(f"coop-robot train: {exc}", file=sys.stderr)
+        return 1
     last = result.rows[-1]
     print(f"wrote {result.checkpoint}, {args.out / CURVES_CSV}, {args.out / CURVES_PNG}; greedy median gap "
           f"{_fmt(last['eval_median_gap_s'])} s (reactive {_fmt(result.baseline['median_gap_s'])} s), overlap rate "
-          f"{_fmt(last['eval_overlap_rate'], 2)}")
+          f"{_fmt(last['eval_overlap_rate'], 2)}; {result.env_steps} env steps in {result.wall_s:.0f} s "
+          f"({result.env_steps / max(result.wall_s, 1e-9):.0f}/s)")
+    return 0
+
+
+def _main_sweep(runs: list[SweepRun], args) -> int:
+    if not args.quiet:
+        print(f"sweep: {len(runs)} run(s) into {args.out}/: {', '.join(r.name for r in runs)}", flush=True)
+    try:
+        rows, info = run_sweep(runs, args.out, args.ray_address, args.workers, progress=not args.quiet)
+    except TaskError as exc:
+        print(f"coop-robot train: {exc}", file=sys.stderr)
+        return 1
+    width = max(len(r["run"]) for r in rows)
+    print(f"{'run':<{width}}  greedy gap s  overlap  return  forecast MAE s")
+    for r in rows:
+        print(f"{r['run']:<{width}}  {_fmt(r['eval_median_gap_s']):>12}  {_fmt(r['eval_overlap_rate'], 2):>7}  "
+              f"{_fmt(r['eval_return'], 2):>6}  {_fmt(r['val_forecast_mae_s'], 2):>14}")
+    print(f"wrote {len(rows)} run(s) and {args.out / SWEEP_SUMMARY_JSON}, {args.out / SWEEP_SUMMARY_CSV} "
+          f"({info.describe()})")
     return 0
 
 

@@ -1,0 +1,413 @@
+"""One training session of the mirror policy, and the jobs a training iteration hands out.
+
+A *session* is one play of :class:`~coop_robot.envs.turn_env.TurnTakingEnv` (``physics=False``)
+from a seeded reset. A training run needs three kinds (:class:`SessionJob`):
+
+* ``explore``: a collected session (:func:`collect_episode`). The robot is driven by
+  :class:`ExploringMirrorPolicy`, a :class:`~coop_robot.policy.mirror.MirrorPolicy` whose network
+  inputs are recorded as the network receives them: the windows, egocentric features and task
+  context are built by MirrorPolicy's own run-time code, so training sees exactly what the
+  deployed policy sees. Exploration: when the robot is home and its turn is due the decision is
+  sampled from P(act) mixed with a coin flip (``epsilon``); while reaching or acting it keeps
+  "act"; otherwise "wait". Labels come from the environment's truth at the tick the observation
+  describes: the partner's true time to leave the zone (while inside), the partner's phase and
+  the robot's controller state mapped to the mirror phases, and the reward of the tick that
+  follows the decision;
+* ``greedy``: the deployed decision rule (plain MirrorPolicy) on an eval partner's fixed seed;
+* ``reactive``: the reactive baseline on the same seeds.
+
+**Reward (reinforcement).** ``+reward_turn`` per completed robot turn, ``-penalty_gap_per_s`` for
+every second the robot's turn is owed (between the partner's exit and the robot's entry; its sum
+is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_near_miss`` per near miss,
+``-penalty_contact`` per contact.
+
+**Seeds.** Everything random in a session comes from its job: the environment seed
+(:func:`episode_seed` of (config seed, iteration, episode) for collected sessions, ``eval_seed``
++ k for evaluation, ``eval_seed`` + 1000 + k for the validation sessions) and, for an exploring
+session, its own exploration generator (:func:`exploration_seed` of the same triple; the
+validation sessions are iteration 0). A session's result therefore depends only on its job and
+the network weights it ran, not on which process ran it or what that process ran before, so a
+:class:`SessionRunner` in this process and one in each of N Ray actors
+(:mod:`coop_robot.training.collect`) give the same sessions bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from coop_robot.envs.perception_model import PerceptionModel
+from coop_robot.envs.turn_env import POLICY_DT_S, TurnTakingEnv
+from coop_robot.policy.base import Decision, Observation
+from coop_robot.policy.mirror import MirrorPolicy
+from coop_robot.policy.mirror_net import (
+    MIRROR_PHASES,
+    PARTNER_PHASE_TO_MIRROR,
+    ROBOT_STATE_TO_MIRROR,
+    MirrorPolicyNet,
+    load_checkpoint,
+)
+from coop_robot.policy.reactive import ReactivePolicy
+from coop_robot.training.config import TrainConfig
+
+_PHASE_INDEX = {p: i for i, p in enumerate(MIRROR_PHASES)}
+
+
+# ============================================================================ seeds
+def episode_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
+    """Environment seed of one collected session, derived from the config seed."""
+    return int(np.random.SeedSequence([cfg.seed, iteration, episode]).generate_state(1)[0])
+
+
+
+def exploration_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
+    """Seed of the exploration generator of one collected session (iteration 0: the validation
+    sessions), derived from the config seed: its own stream, whatever ran before it."""
+    return int(np.random.SeedSequence([cfg.seed, 2, iteration, episode]).generate_state(1)[0])
+
+
+# ============================================================================ environments
+def make_envs(cfg: TrainConfig) -> dict[str, TurnTakingEnv]:
+    """One kinematic environment per training / eval partner profile (reset with a seed per session)."""
+    names = dict.fromkeys(tuple(cfg.partners) + tuple(cfg.eval_partners))
+    return {name: TurnTakingEnv(name, seed=0, physics=False,
+                                perception=PerceptionModel.fitted() if cfg.perception == "fitted"
+                                else PerceptionModel.ideal())
+            for name in names}
+
+
+# ============================================================================ policies
+class _RecordingNet:
+    """Wraps the live network inside a MirrorPolicy and keeps a copy of each step's inputs."""
+
+    def __init__(self, net: MirrorPolicyNet) -> None:
+        self.net = net
+        self.inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def step(self, self_window, other_window, context, hidden=None):
+        # MirrorPolicy hands over views of its rolling windows: copy before they roll on.
+        self.inputs = (self_window[0].numpy().copy(), other_window[0].numpy().copy(), context[0].numpy().copy())
+        return self.net.step(self_window, other_window, context, hidden)
+
+
+class ExploringMirrorPolicy(MirrorPolicy):
+    """MirrorPolicy that samples its act decision (for collection) and records the network inputs.
+
+    At home with the robot's turn due: "act" with probability ``(1 - epsilon) P(act) + epsilon / 2``
+    (``sampled_action`` holds the choice, None on ticks without a choice); reaching / acting: "act";
+    otherwise "wait".
+    """
+
+    def __init__(self, checkpoint, net: MirrorPolicyNet, rng: np.random.Generator, epsilon: float) -> None:
+        super().__init__(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
+        self.recorder = _RecordingNet(net)
+        self.net = self.recorder
+        self.rng = rng
+        self.epsilon = float(epsilon)
+        self.sampled_action: bool | None = None
+
+    def step(self, obs: Observation) -> Decision:
+        self.sampled_action = None
+        return super().step(obs)
+
+    def decide(self, obs: Observation) -> Decision:
+        out = self._advance(obs)
+        forecast = out["exit_forecast_s"] if obs.partner_in_zone else math.nan
+        if obs.robot_state == "home" and self.robot_turn_due:
+            p = (1.0 - self.epsilon) * out["p_act"] + 0.5 * self.epsilon
+            self.sampled_action = bool(self.rng.random() < p)
+            return Decision("act" if self.sampled_action else "wait", forecast)
+        if obs.robot_state in ("reaching", "acting"):  # the deployed rule: keep going above the release threshold
+            return Decision("act" if out["p_act"] >= self.release_threshold else "wait", forecast)
+        return Decision("wait", forecast)
+
+
+def greedy_policy(checkpoint, net: MirrorPolicyNet) -> MirrorPolicy:
+    """The deployed MirrorPolicy decision rule, running the live network."""
+    policy = MirrorPolicy(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
+    policy.net = net
+    return policy
+
+
+# ============================================================================ collection
+@dataclass
+class EpisodeStats:
+    turns: list[dict]
+    contacts: int
+    undiscounted_return: float
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    out = np.zeros(len(rewards), dtype=np.float32)
+    acc = 0.0
+    for i in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[i]) + gamma * acc
+        out[i] = acc
+    return out
+
+
+_FALSE_START_PHASES = ("false_start_reach", "false_start_return", "false_start_pause")
+
+
+def turn_taking_target(t_s: np.ndarray, inside: np.ndarray, exits_s: np.ndarray, final: np.ndarray,
+                       lead_s: float) -> np.ndarray:
+    """Learning from observation: when a person in the robot's place would go.
+
+    1 once the partner's turn is over (its last exit was a final one and it is outside) or while
+    it is inside and its turn-ending exit is at most ``lead_s`` away; 0 otherwise -- in particular
+    during a false start and the pause after it, whose exit does not end the partner's turn.
+    ``exits_s`` is sorted; ``final[i]`` says whether exit ``i`` ended the partner's turn.
+    """
+    t_s = np.asarray(t_s, dtype=np.float64)
+    inside = np.asarray(inside, dtype=bool)
+    exits_s = np.asarray(exits_s, dtype=np.float64)
+    final = np.asarray(final, dtype=bool)
+    out = np.zeros(len(t_s), dtype=bool)
+    last = np.searchsorted(exits_s, t_s, side="right") - 1        # the latest exit at or before t
+    over = (last >= 0) & final[np.clip(last, 0, None)] if len(exits_s) else np.zeros(len(t_s), bool)
+    out |= ~inside & over
+    finals = exits_s[final]
+    k = np.searchsorted(finals, t_s, side="left")                 # the next turn-ending exit
+    has_final = inside & (k < len(finals))
+    tte_final = np.full(len(t_s), np.inf)
+    tte_final[has_final] = finals[k[has_final]] - t_s[has_final]
+    out |= has_final & (tte_final <= lead_s)
+    return out
+
+
+def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: TrainConfig,
+                    seed: int) -> tuple[dict[str, np.ndarray], EpisodeStats]:
+    """Play one session; return per-tick arrays (network inputs, labels, actions, returns) and stats."""
+    obs = env.reset(seed)
+    policy.reset()
+    # Truth at the time the observation describes (the env reports it after each step).
+    partner_phase, robot_state = env.partner.phase, env.controller.state
+    partner_in, t_obs = False, env.t_s
+    rows: dict[str, list] = {k: [] for k in (
+        "self_windows", "other_windows", "context", "phase_self", "phase_other", "partner_in", "t_s",
+        "decision", "action", "keep_going", "uncommitted", "reward", "false_start")}
+    exit_times: list[float] = []
+    turns: list[dict] = []
+    contacts = 0
+    owed = False  # the robot's turn is owed: the partner has left, the robot has not entered yet
+    while len(turns) < cfg.turns_per_episode and env.t_s < cfg.max_episode_s:
+        decision = policy.step(obs)
+        self_w, other_w, ctx = policy.recorder.inputs
+        rows["self_windows"].append(self_w)
+        rows["other_windows"].append(other_w)
+        rows["context"].append(ctx)
+        rows["phase_self"].append(_PHASE_INDEX[ROBOT_STATE_TO_MIRROR.get(robot_state, "idle")])
+        rows["phase_other"].append(_PHASE_INDEX[PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle")])
+        rows["partner_in"].append(partner_in)
+        rows["t_s"].append(t_obs)
+        rows["false_start"].append(partner_phase in _FALSE_START_PHASES)
+        rows["decision"].append(policy.sampled_action is not None)
+        # What was executed: the base class's liveness fallback may say "act" over a sampled "wait".
+        rows["action"].append(float(decision.action == "act"))
+        # Past the commit time (or acting) the only sensible target is to carry on; before it the
+        # target is the timing one (a reach started too early is given up: the deployed rule).
+        rows["keep_going"].append(obs.robot_state == "acting"
+                                  or (obs.robot_state == "reaching" and env.controller.committed))
+        rows["uncommitted"].append(obs.robot_state == "reaching" and not env.controller.committed)
+
+        obs, info = env.step(decision.action)
+        reward = 0.0
+        for name, t_s in info["events"]:
+            if name == "partner_exit":
+                # A false start's exit is followed by the rest of the partner's turn: it is not
+                # the end of the turn the robot should anticipate.
+                final = info["partner_phase"] not in _FALSE_START_PHASES
+                exit_times.append((t_s, final))
+                owed = True
+            elif name == "robot_enter":
+                owed = False
+            elif name == "contact_begin":
+                contacts += 1
+                reward -= cfg.penalty_contact
+        if owed:
+            reward -= cfg.penalty_gap_per_s * POLICY_DT_S
+        for turn in info["turns"]:
+            turns.append(turn)
+            reward += turn_reward(turn, cfg)
+        rows["reward"].append(reward)
+        partner_phase, robot_state = info["partner_phase"], info["robot_state"]
+        partner_in, t_obs = bool(info["partner_in_zone_true"]), info["t_s"]
+
+    t = np.asarray(rows["t_s"], dtype=np.float64)
+    inside = np.asarray(rows["partner_in"], dtype=bool)
+    exit_times.sort()
+    exits = np.asarray([e for e, _ in exit_times], dtype=np.float64)
+    final = np.asarray([f for _, f in exit_times], dtype=bool)
+    # Exit forecast target: the end of the current zone visit.
+    j = np.searchsorted(exits, t, side="left")
+    has_exit = inside & (j < len(exits))
+    tte = np.zeros(len(t))
+    tte[has_exit] = exits[j[has_exit]] - t[has_exit]
+    act_now = turn_taking_target(t, inside, exits, final, cfg.robot_lead_s)
+    decision = np.asarray(rows["decision"], dtype=bool)
+    keep_going = np.asarray(rows["keep_going"], dtype=bool)
+    uncommitted = np.asarray(rows["uncommitted"], dtype=bool)
+    rewards = np.asarray(rows["reward"], dtype=np.float32)
+    episode = {
+        "self_windows": np.asarray(rows["self_windows"], dtype=np.float32),
+        "other_windows": np.asarray(rows["other_windows"], dtype=np.float32),
+        "context": np.asarray(rows["context"], dtype=np.float32),
+        "exit_target_s": tte.astype(np.float32),
+        "exit_mask": has_exit,
+        "phase_self": np.asarray(rows["phase_self"], dtype=np.int64),
+        "phase_other": np.asarray(rows["phase_other"], dtype=np.int64),
+        "decision": decision,
+        "action": np.asarray(rows["action"], dtype=np.float32),
+        "imitation_target": np.where(keep_going, 1.0, act_now.astype(np.float32)).astype(np.float32),
+        "imitation_mask": decision | keep_going | uncommitted,
+        "imitation_weight": np.where(np.asarray(rows["false_start"], dtype=bool),
+                                     cfg.weight_false_start_imitation, 1.0).astype(np.float32),
+        "return": discounted_returns(rewards, cfg.gamma),
+    }
+    return episode, EpisodeStats(turns, contacts, float(rewards.sum()))
+
+
+
+# ============================================================================ evaluation
+def turn_return(turns: list[dict], contacts: int, cfg: TrainConfig) -> float:
+    """The reward of a scored session from its turn records (the same terms as collection)."""
+    total = -cfg.penalty_contact * contacts
+    for t in turns:
+        total += turn_reward(t, cfg) - cfg.penalty_gap_per_s * max(float(t["gap_s"]), 0.0)
+    return float(total)
+
+
+def turn_violated(turn: dict) -> bool:
+    """An overlap, or an entry during the partner's unfinished turn (a false-start pause)."""
+    return turn["overlap_s"] > 0.0 or turn["gap_s"] < 0.0 or bool(turn.get("unfinished_turn_entry", False))
+
+
+def turn_reward(turn: dict, cfg: TrainConfig) -> float:
+    """Reward of one scored robot turn (the gap is charged per tick while the turn is owed)."""
+    reward = cfg.reward_turn
+    if turn_violated(turn):
+        reward -= cfg.penalty_overlap
+    if turn.get("near_miss", False):
+        reward -= cfg.penalty_near_miss
+    return reward
+
+
+def session_metrics(turns: list[dict], contacts: int) -> dict[str, float]:
+    gaps = [float(t["gap_s"]) for t in turns if math.isfinite(float(t["gap_s"]))]
+    return {
+        "turns": len(turns),
+        "median_gap_s": float(np.median(gaps)) if gaps else math.nan,
+        "overlap_rate": (sum(1 for t in turns if turn_violated(t)) / len(turns))
+        if turns else math.nan,
+        "contacts": int(contacts),
+    }
+
+
+# ============================================================================ jobs
+EXPLORE, GREEDY, REACTIVE = "explore", "greedy", "reactive"
+SESSION_KINDS = (EXPLORE, GREEDY, REACTIVE)
+
+
+@dataclass(frozen=True)
+class SessionJob:
+    """One session to play: what drives the robot (``kind``), against which partner, from which seeds.
+
+    ``explore`` plays ``turns_per_episode`` robot turns with the exploring policy and its own
+    generator (``exploration_seed``); ``greedy`` and ``reactive`` play ``eval_turns``.
+    """
+
+    kind: str
+    partner: str
+    env_seed: int
+    exploration_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SESSION_KINDS:
+            raise ValueError(f"session kind must be one of {SESSION_KINDS}, got {self.kind!r}")
+        if (self.kind == EXPLORE) != (self.exploration_seed is not None):
+            raise ValueError(f"an exploration seed is given for explore sessions only, got {self}")
+
+    def describe(self) -> str:
+        return f"{self.kind} session, partner {self.partner}, seed {self.env_seed}"
+
+
+def explore_jobs(cfg: TrainConfig, iteration: int) -> list[SessionJob]:
+    """The sessions collected in ``iteration`` (>= 1), cycling through the training partners."""
+    return [SessionJob(EXPLORE, cfg.partners[e % len(cfg.partners)], episode_seed(cfg, iteration, e),
+                       exploration_seed(cfg, iteration, e))
+            for e in range(cfg.episodes_per_iteration)]
+
+
+def validation_jobs(cfg: TrainConfig) -> list[SessionJob]:
+    """The fixed validation sessions (one per eval partner, played by the untrained exploring policy)."""
+    return [SessionJob(EXPLORE, name, cfg.eval_seed + 1000 + k, exploration_seed(cfg, 0, k))
+            for k, name in enumerate(cfg.eval_partners)]
+
+
+def evaluation_jobs(cfg: TrainConfig, kind: str = GREEDY) -> list[SessionJob]:
+    """One ``greedy`` (or ``reactive``) session per eval partner at its fixed seed."""
+    return [SessionJob(kind, name, cfg.eval_seed + k) for k, name in enumerate(cfg.eval_partners)]
+
+
+@dataclass
+class SessionResult:
+    """What a session gave: its scored turns and contacts, the policy ticks it ran (``steps``), and
+    for an ``explore`` session the per-tick arrays and stats of :func:`collect_episode`."""
+
+    job: SessionJob
+    turns: list[dict]
+    contacts: int
+    steps: int
+    episode: dict[str, np.ndarray] | None = None
+    stats: EpisodeStats | None = None
+
+
+def evaluation_metrics(results: list[SessionResult], cfg: TrainConfig) -> dict[str, float]:
+    """Pooled turn metrics of the eval partners' sessions (in partner order) and their mean return."""
+    turns, contacts, ret = [], 0, 0.0
+    for r in results:
+        turns += r.turns
+        contacts += r.contacts
+        ret += turn_return(r.turns, r.contacts, cfg)
+    metrics = session_metrics(turns, contacts)
+    metrics["return"] = ret / len(results)
+    return metrics
+
+
+# ============================================================================ runner
+class SessionRunner:
+    """Plays :class:`SessionJob` s with environments and a copy of the network of its own.
+
+    Built from a checkpoint of the run (for the network's config and the policies' geometry);
+    :meth:`load_weights` sets the weights the next sessions run. One lives in the training
+    process (serial collection) or in each collection actor.
+    """
+
+    def __init__(self, cfg: TrainConfig, checkpoint: str | Path) -> None:
+        self.cfg = cfg
+        self.envs = make_envs(cfg)
+        self.net, _ = load_checkpoint(checkpoint)
+        self.explorer = ExploringMirrorPolicy(checkpoint, self.net, np.random.default_rng(0), cfg.epsilon)
+        self.greedy = greedy_policy(checkpoint, self.net)
+        self.reactive = ReactivePolicy()
+
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(state_dict)
+        self.net.eval()
+
+    def run(self, job: SessionJob) -> SessionResult:
+        env = self.envs[job.partner]
+        if job.kind == EXPLORE:
+            self.explorer.rng = np.random.default_rng(job.exploration_seed)
+            with torch.inference_mode():
+                episode, stats = collect_episode(env, self.explorer, self.cfg, job.env_seed)
+            return SessionResult(job, stats.turns, stats.contacts, len(episode["return"]), episode, stats)
+        policy = self.greedy if job.kind == GREEDY else self.reactive
+        summary = env.run(policy, self.cfg.eval_turns, seed=job.env_seed, max_sim_s=self.cfg.max_episode_s)
+        return SessionResult(job, summary["per_turn"], int(summary["contacts"]),
+                             int(round(summary["sim_time_s"] / POLICY_DT_S)))
