@@ -16,6 +16,7 @@ One bag is analysed in this process (Ray would only add its start-up).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -111,14 +112,15 @@ class BagJob:
     robot_base_m: tuple[float, float, float]
     plots: bool
     progress: bool = False     # the per-bag progress display (only when analysed in this process)
+    cwd: str = ""              # the command's working directory (a relative bag path is relative to it)
 
 
 @dataclass
 class BagOutcome:
     """What a task hands back: the analysis (without the plot-only data) and its files' bytes."""
 
-    result: object                                    # SessionResult
-    files: dict[str, bytes] = field(default_factory=dict)
+    result: object                                                # SessionResult
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)   # kind -> (file name, bytes)
 
 
 def analyze_job(job: BagJob) -> BagOutcome:
@@ -127,9 +129,12 @@ def analyze_job(job: BagJob) -> BagOutcome:
     from coop_robot.analysis.session import SessionResult, analyze_bag, write_outputs
 
     t0 = time.perf_counter()
+    bag = job.bag
+    if not bag.is_absolute() and job.cwd and os.getcwd() != job.cwd:
+        bag = Path(job.cwd) / bag   # a worker started elsewhere (a cluster node)
     work = Path(tempfile.mkdtemp(prefix="coop_analyze_"))
     try:
-        result = analyze_bag(job.bag, reorder_window_s=job.reorder_window_s, robot_base_m=job.robot_base_m,
+        result = analyze_bag(bag, reorder_window_s=job.reorder_window_s, robot_base_m=job.robot_base_m,
                              progress=_Progress(job.bag.name, job.progress))
         paths = write_outputs(result, work, plots=job.plots)
     except Exception as exc:   # a bug met on one bag must not cost the others their analysis
@@ -139,7 +144,7 @@ def analyze_job(job: BagJob) -> BagOutcome:
         traceback.print_exc(file=sys.stderr)
         paths = write_outputs(result, work, plots=False)
     try:
-        files = {p.name: p.read_bytes() for p in paths.values()}
+        files = {kind: (p.name, p.read_bytes()) for kind, p in paths.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result.intervals, result.separation_traces = {}, None   # drawn already; not worth shipping back
@@ -159,7 +164,8 @@ def analyze_bags(bags: list[Path], out: Path, *, reorder_window_s: float, robot_
 
     serial = len(bags) == 1 or resolve_address(address) == SERIAL
     base = tuple(float(v) for v in robot_base_m)
-    jobs = [BagJob(Path(b), reorder_window_s, base, plots, progress=serial and not quiet) for b in bags]
+    jobs = [BagJob(Path(b), reorder_window_s, base, plots, progress=serial and not quiet, cwd=os.getcwd())
+            for b in bags]
     dirs = [out / name for name in unique_names(bags)]
     results: list = [None] * len(bags)
     paths: list[dict] = [{} for _ in bags]
@@ -168,10 +174,10 @@ def analyze_bags(bags: list[Path], out: Path, *, reorder_window_s: float, robot_
     def keep(i: int, outcome: BagOutcome) -> None:
         nonlocal reported
         dirs[i].mkdir(parents=True, exist_ok=True)
-        for name, data in outcome.files.items():
-            (dirs[i] / name).write_bytes(data)
+        for kind, (name, data) in outcome.files.items():
+            paths[i][kind] = dirs[i] / name
+            paths[i][kind].write_bytes(data)
         results[i] = outcome.result
-        paths[i] = {_KIND_OF_FILE.get(name, name): dirs[i] / name for name in outcome.files}
         while reported < len(bags) and results[reported] is not None:   # in bag order, as soon as possible
             if report is not None:
                 report(reported, results[reported], dirs[reported])
@@ -180,14 +186,6 @@ def analyze_bags(bags: list[Path], out: Path, *, reorder_window_s: float, robot_
     run_tasks(analyze_job, jobs, address=SERIAL if serial else address, workers=workers,
               label=lambda i, job: str(job.bag), progress=not quiet and not serial, on_result=keep)
     return results, paths
-
-
-#: write_outputs' kinds by file name (the report looks plots up by kind).
-_KIND_OF_FILE = {
-    "summary.json": "summary", "turns.csv": "turns", "gap_histogram.png": "plot_gap_histogram",
-    "occupancy_timeline.png": "plot_occupancy_timeline", "latency_cdf.png": "plot_latency_cdf",
-    "rolling_gap.png": "plot_rolling_gap", "separation_at_partner_exit.png": "plot_separation_at_exit",
-}
 
 
 def print_result(result, out_dir: Path) -> None:
