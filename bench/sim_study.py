@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             workers = workers or max(1, (os.cpu_count() or 1) // args.cpus_per_session)
             os.environ.setdefault("RAY_worker_niceness", "0")
         t0 = time.monotonic()
+        load_at_start = os.getloadavg()
         try:
             rows = run_tasks(record_session, todo, address=args.ray_address, workers=workers,
                              num_cpus=1 if embedded else args.cpus_per_session,
@@ -186,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             print("sim study: interrupted; the sessions' graphs were shut down, the bags recorded so far are kept "
                   "(run the same command again to go on)", file=sys.stderr)
             return 130
+        host = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 1) for x in load_at_start],
+                "load_average_at_end": [round(x, 1) for x in os.getloadavg()]}
         (args.out / "recording.json").write_text(json.dumps(
-            {"wall_s": round(time.monotonic() - t0, 1), "sessions": rows}, indent=2), encoding="utf-8")
+            {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host,
+             "wall_s": round(time.monotonic() - t0, 1), "sessions": rows}, indent=2), encoding="utf-8")
     failed = [r for r in rows if not r["recorded"]]
     for row in failed:
         print(f"sim study: {row['participant']} {row['condition']} was not recorded (exit {row['rc']} after "
