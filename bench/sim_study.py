@@ -190,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         host = {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 1) for x in load_at_start],
                 "load_average_at_end": [round(x, 1) for x in os.getloadavg()]}
-        (args.out / "recording.json").write_text(json.dumps(
-            {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host,
-             "wall_s": round(time.monotonic() - t0, 1), "sessions": rows}, indent=2), encoding="utf-8")
+        log = args.out / "recording.json"    # one entry per run of this command (a resumed study has several)
+        runs = json.loads(log.read_text(encoding="utf-8")) if log.is_file() else []
+        runs.append({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host,
+                     "wall_s": round(time.monotonic() - t0, 1), "sessions": rows})
+        log.write_text(json.dumps(runs, indent=2), encoding="utf-8")
     failed = [r for r in rows if not r["recorded"]]
     for row in failed:
         print(f"sim study: {row['participant']} {row['condition']} was not recorded (exit {row['rc']} after "
