@@ -133,8 +133,8 @@ def run(args) -> int:
 
     def report(i: int, result, out_dir: Path) -> None:
         s = result.summary or {}
-        who = f"{design_rows[i].participant} / {design_rows[i].condition}" if design_rows else \
-            " / ".join(str(x) for x in grouping_from_summary(s))
+        group = (design_rows[i].participant, design_rows[i].condition) if design_rows else grouping_from_summary(s)
+        who = " / ".join(x or "?" for x in group)
         med = s.get("median_gap_s")
         line = f"== {result.bag} ({who}): " + (
             f"{s.get('turns', 0)} turns, median gap {1000 * med:.0f} ms" if med is not None else "no gap scored")
