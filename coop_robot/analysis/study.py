@@ -88,7 +88,8 @@ class StudyMetric:
     def fmt(self, value) -> str:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             return "n/a"
-        return f"{value * self.scale:.{self.digits}f}"
+        text = f"{value * self.scale:.{self.digits}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text   # no "-0.000"
 
 
 #: The study's figures, in the order of every table.
