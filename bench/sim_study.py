@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sim study: {row['participant']} {row['condition']} was not recorded (exit {row['rc']} after "
               f"{row['attempts']} attempt(s); log {row['log']})", file=sys.stderr)
     write_design(plans, args.out / "study.csv")
-    bags = [p.bag for p in plans if recorded(p.bag)]
+    bags = [os.path.relpath(p.bag) for p in plans if recorded(p.bag)]   # as a person would type them
     ray = [] if args.ray_address is None else ["--ray-address", args.ray_address]
     ray += [] if args.workers is None else ["--workers", str(args.workers)]
     status = coop_robot(["study", *bags, "--compare", *args.conditions, "--out", str(args.out / "analysis"),
