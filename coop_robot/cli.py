@@ -327,6 +327,8 @@ def _cmd_train(argv: list[str]) -> int:
 #: (torch, matplotlib, rosbags) inside ``run``, so building the parser stays cheap.
 MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("coop_robot.analysis.analyze_cmd", "analyse rosbag2 sessions: per-turn timing, plots, HTML report"),
+    "study": ("coop_robot.analysis.study_cmd", "a study of many sessions: per participant and condition, bootstrap "
+                                              "intervals, paired comparison, HTML page"),
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
     "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
@@ -360,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in MODULE_COMMANDS:
         import importlib
+
+        args.argv = argv   # the command line as given, for results that name their command
 
         return importlib.import_module(MODULE_COMMANDS[args.command][0]).run(args)
     handler = {"sim": _cmd_sim, "eval": _cmd_eval}[args.command]

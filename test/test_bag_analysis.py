@@ -72,7 +72,7 @@ def test_ground_truth_bag_reproduces_known_and_live_gaps_to_1_ms(bags):
 
 def _analyze(tmp_path, *bag_paths, name="out"):
     out = tmp_path / name
-    rc = main(["analyze", *map(str, bag_paths), "--out", str(out), "--quiet"])
+    rc = main(["analyze", *map(str, bag_paths), "--out", str(out), "--quiet", "--ray-address", "none"])
     return rc, out
 
 

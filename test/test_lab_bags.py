@@ -36,7 +36,8 @@ def lab(tmp_path_factory):
 
 
 def _analyze(tmp_path, *args, out="out"):
-    return main(["analyze", *map(str, args), "--out", str(tmp_path / out), "--quiet", "--no-plots"])
+    return main(["analyze", *map(str, args), "--out", str(tmp_path / out), "--quiet", "--no-plots",
+                 "--ray-address", "none"])
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
