@@ -222,13 +222,23 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInf
     quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": False}
     t0 = time.monotonic()
     if address is None:
+        # The raylet started here passes its environment on to the workers; this process gets
+        # its own back once it has started.
+        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", WORKER_NICENESS_ENV)}
         os.environ["PYTHONPATH"] = path
         # Ray's raylet lowers its workers' priority by 15 (nice +15) so that on a node of its own
         # its daemons stay responsive. Here the jobs are the command's own work: they run at the
         # command's priority (a command started with `nice` keeps its workers as nice as itself,
         # not below every other process of the machine).
         os.environ.setdefault(WORKER_NICENESS_ENV, "0")
-        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+        try:
+            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         mode = "local"
     else:
         ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
