@@ -29,16 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from coop_robot.argtypes import whole_at_least  # noqa: E402
 from coop_robot.faults.plan import draw_session  # noqa: E402
 from coop_robot.faults.report import campaign_report, markdown  # noqa: E402
 from coop_robot.faults.score import ENDED, SURVIVED  # noqa: E402
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
 
 
 def _probability(text: str) -> float:
@@ -61,10 +55,11 @@ def _commit() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=_positive_int, default=50, help="sessions to run (default 50)")
-    p.add_argument("--faults-per-session", type=_positive_int, default=6, help="faults drawn per session (default 6)")
+    p.add_argument("--sessions", type=whole_at_least(1), default=50, help="sessions to run (default 50)")
+    p.add_argument("--faults-per-session", type=whole_at_least(1), default=6,
+                   help="faults drawn per session (default 6)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
-    p.add_argument("--turns", type=_positive_int, default=2,
+    p.add_argument("--turns", type=whole_at_least(1), default=2,
                    help="faulted robot turns per session; the session runs one more (default 2)")
     p.add_argument("--kill-probability", type=_probability, default=0.3,
                    help="share of sessions that end with a node killed (default 0.3)")

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from coop_robot.analysis.study import participant_label  # noqa: E402
+from coop_robot.argtypes import whole_at_least  # noqa: E402
 from coop_robot.parallel import add_ray_arguments, resolve_address, run_tasks  # noqa: E402
 
 
@@ -59,16 +60,6 @@ class SessionPlan:
         return participant_label(self.partner, self.seed)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="study directory (default runs/study)")
@@ -78,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="partner seeds; participants = profiles x seeds (default 1 2)")
     p.add_argument("--conditions", nargs=2, default=["reactive", "mirror"], metavar=("BASELINE", "OTHER"),
                    help="the two policies compared; differences are OTHER - BASELINE (default: reactive mirror)")
-    p.add_argument("--turns", type=_positive_int, default=5, help="robot turns per session (default 5)")
+    p.add_argument("--turns", type=whole_at_least(1), default=5, help="robot turns per session (default 5)")
     p.add_argument("--timeout-s", type=float, default=900.0,
                    help="wall-clock limit per session attempt (default 900: a loaded machine runs slowly)")
-    p.add_argument("--bootstrap", type=_positive_int, default=10000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--bootstrap", type=whole_at_least(1), default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--cpus-per-session", type=_positive_int, default=2,
+    p.add_argument("--cpus-per-session", type=whole_at_least(1), default=2,
                    help="CPUs a session asks a Ray cluster for (default 2: a graph needs about two cores)")
     add_ray_arguments(p, workers_help="sessions recorded at once (default: this machine's CPUs / --cpus-per-session; "
                                       "on a cluster, as many as its CPUs allow at --cpus-per-session each)")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from coop_robot import __version__
+from coop_robot.argtypes import whole_at_least
 from coop_robot.graph import POLICIES_SIM
 
 #: Exit status of a command given bad input (an argument, profile or parameter file it refuses,
@@ -19,21 +20,8 @@ EXIT_BAD_INPUT = 2
 
 
 # --- option values, checked when the command line is parsed (argparse exits 2 naming them) -------
-def _whole_at_least(low: int):
-    """An argparse type: a whole number >= ``low``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
-        return value
-    return parse
-
-
 #: Turns (>= 1) and the partner's random seed (>= 0).
-_count, _seed = _whole_at_least(1), _whole_at_least(0)
+_count, _seed = whole_at_least(1), whole_at_least(0)
 
 
 def _real_time_factor(text: str) -> float:

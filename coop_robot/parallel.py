@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from coop_robot.argtypes import whole_at_least
+
 #: Environment variable Ray itself reads for the cluster address.
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
 #: ``--ray-address`` value that runs every job in this process, without Ray.
@@ -69,18 +71,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser, workers_help: str | None 
         help=f"Ray cluster to run on (HOST:PORT or 'auto'; default ${RAY_ADDRESS_ENV}, else an embedded "
              f"local Ray on this machine); '{SERIAL}' runs the jobs one after another in this process")
     parser.add_argument(
-        "--workers", type=_workers, default=None, metavar="N",
+        "--workers", type=whole_at_least(1), default=None, metavar="N",
         help=workers_help or "jobs at once (default: every CPU of this machine, or of the cluster)")
-
-
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {n}")
-    return n
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -250,18 +242,13 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInf
     return RayInfo(mode, address, len(nodes), float(resources.get("CPU", 1.0)), startup, rss), True
 
 
-def process_tree_memory(root: int | None = None) -> dict:
-    """Processes descended from ``root`` (default: this one), i.e. the Ray this process started
-    and its workers: their count and summed RSS and PSS (bytes; PSS shares a library's pages
-    among the processes that map it, so it does not count them twice), and of those the workers'
-    (``ray::`` processes other than Ray's agents). Zeros off Linux."""
-    root = os.getpid() if root is None else root
+def process_parents() -> dict[int, int]:
+    """Every process's parent PID, from /proc (empty off Linux)."""
     parents: dict[int, int] = {}
-    out = {"processes": 0, "rss_bytes": 0, "pss_bytes": 0, "workers": 0, "workers_pss_bytes": 0}
     try:
         entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
-        return out
+        return parents
     for pid in entries:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
@@ -269,13 +256,32 @@ def process_tree_memory(root: int | None = None) -> dict:
             parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-    tree, grew = {root}, True
+    return parents
+
+
+def descendants(roots: set[int], parents: dict[int, int]) -> set[int]:
+    """``roots`` and every process descended from them."""
+    tree, grew = set(roots), True
     while grew:
         grew = False
         for pid, ppid in parents.items():
             if ppid in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
+    return tree
+
+
+def process_tree_memory(root: int | None = None) -> dict:
+    """Processes descended from ``root`` (default: this one), i.e. the Ray this process started
+    and its workers: their count and summed RSS and PSS (bytes; PSS shares a library's pages
+    among the processes that map it, so it does not count them twice), and of those the workers'
+    (``ray::`` processes other than Ray's agents). Zeros off Linux."""
+    root = os.getpid() if root is None else root
+    out = {"processes": 0, "rss_bytes": 0, "pss_bytes": 0, "workers": 0, "workers_pss_bytes": 0}
+    parents = process_parents()
+    if not parents:
+        return out
+    tree = descendants({root}, parents)
     tree.discard(root)
     for pid in tree:
         try:

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from coop_robot.parallel import descendants, process_parents
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -88,37 +90,21 @@ class LocalRayCluster:
         if self.tmp is None:
             return []
         marker = str(self.tmp).encode()
-        parents: dict[int, int] = {}
+        parents = process_parents()
         roots: set[int] = set()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            pid = int(entry)
+        for pid in parents:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    stat = f.read()
+                    if marker in f.read():
+                        roots.add(pid)
             except OSError:
                 continue
-            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
-            if marker in cmd:
-                roots.add(pid)
         # Never this process or its ancestors (a caller whose command line names the directory).
         me, mine = os.getpid(), set()
         while me > 1 and me not in mine:
             mine.add(me)
             me = parents.get(me, 0)
-        roots -= mine
-        found = set(roots)
-        grew = True
-        while grew:
-            grew = False
-            for pid, ppid in parents.items():
-                if ppid in found and pid not in found:
-                    found.add(pid)
-                    grew = True
-        return sorted(found - mine)
+        return sorted(descendants(roots - mine, parents) - mine)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """End every process of this cluster (SIGTERM, then SIGKILL after ``timeout_s``: Ray's GCS
