@@ -325,7 +325,7 @@ def format_report(doc: dict) -> str:
     info = r["ray"] or {}
     mem = r["peak_memory"]
     lines += ["", f"Ray start-up: {info.get('startup_s', math.nan):.1f} s; resident after start-up "
-                  f"(RayInfo: every Ray process of this user on the machine): {_mib(info.get('startup_rss_bytes'))}",
+                  f"(RayInfo: the Ray processes this command started): {_mib(info.get('startup_rss_bytes'))}",
               f"this run's Ray while sessions ran (peak): {mem.get('processes', 0)} processes, "
               f"RSS {_mib(mem.get('rss_bytes'))}, PSS {_mib(mem.get('pss_bytes'))}, of which {mem.get('workers', 0)} "
               f"worker(s) PSS {_mib(mem.get('workers_pss_bytes'))}"]
