@@ -335,3 +335,24 @@ def test_study_and_analyze_give_the_same_figures_serially_and_on_embedded_ray(sy
                         == _without(json.loads(ray_file.read_text()), *strip))
             elif serial_file.exists():
                 assert serial_file.read_bytes() == ray_file.read_bytes()
+
+
+@pytest.mark.timeout(600)
+def test_a_study_gives_the_same_figures_on_a_two_node_cluster(syn, tmp_path):
+    from coop_robot.ray_cluster import LocalRayCluster
+
+    bags = syn["bags"]
+    serial = _cli("study", *bags, "--out", tmp_path / "serial", "--ray-address", "none", "--quiet")
+    assert serial.returncode == 0, serial.stderr[-3000:]
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster:
+        env = {**os.environ, "PYTHONPATH": str(REPO), **cluster.env}
+        env.pop("RAY_ADDRESS", None)
+        on_cluster = subprocess.run([sys.executable, "-m", "coop_robot.cli", "study", *map(str, bags), "--out",
+                                     str(tmp_path / "cluster"), "--ray-address", cluster.address],
+                                    env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert on_cluster.returncode == 0, on_cluster.stderr[-3000:]
+    assert f"Ray cluster at {cluster.address}: 2 node(s)" in on_cluster.stderr
+    a, b = (json.loads((tmp_path / d / "study.json").read_text()) for d in ("serial", "cluster"))
+    assert _without(a, "meta") == _without(b, "meta")
+    for name in ("sessions", "by_condition", "by_participant"):
+        assert (tmp_path / "serial" / f"{name}.csv").read_bytes() == (tmp_path / "cluster" / f"{name}.csv").read_bytes()
