@@ -134,12 +134,9 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
 
     import ray  # noqa: PLC0415 -- only when Ray is used
 
-    run_info, started = _connect(ray, resolved, workers)
-    if info is not None:
-        info.append(run_info)
-    if progress:
-        _write(f"parallel: {run_info.describe()}")
-    try:
+    with ray_connection(resolved, workers, progress) as run_info:
+        if info is not None:
+            info.append(run_info)
         remote = ray.remote(num_cpus=num_cpus, max_retries=0)(_call)
         limit = workers or max(int(run_info.cpus // max(num_cpus, 1e-9)), 1)
         pending: dict[Any, int] = {}
@@ -161,9 +158,6 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
             if on_result is not None:
                 on_result(i, results[i])
             tracker.done(i, items[i])
-    finally:
-        if started:
-            ray.shutdown()
     return results
 
 
