@@ -113,7 +113,7 @@ _FIRST_POINT_S = 0.05
 #: would start braking: the re-sent move's join plus two controller ticks.
 _COMMIT_LEAD_S = _RESEND_JOIN_S + 0.02
 _GATE_STEP_S = 0.005
-#: Slowest cruise speed scale a move to a stop point is planned at before it is left where it is.
+#: Slowest cruise speed scale a move to a stop point is planned at; when not even that fits, it brakes at once.
 _MIN_CRUISE_SIGMA = 0.02
 #: An uncommitted reach resting this close (path s) short of its gate is at the gate.
 _GATE_TOLERANCE_S = 0.02
