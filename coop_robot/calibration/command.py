@@ -158,8 +158,8 @@ def _cmd_board(args) -> int:
 
 
 def _cmd_simulate(args) -> int:
-    from coop_robot.calibration.sim_capture import capture_samples, choose_arm_poses
     from coop_robot.calibration.samples import prepare_output_dir
+    from coop_robot.calibration.sim_capture import capture_samples, choose_arm_poses
     from coop_robot.geometry import world_geometry
 
     board = _board_from(args)

@@ -21,10 +21,11 @@ class Outcome:
     views: dict[str, BoardView | None]   # image -> its board view, None where the board was not found
 
 
-def calibrate_sample_set(sample_set: SampleSet, robot_base_m, limits: Limits = Limits(),
+def calibrate_sample_set(sample_set: SampleSet, robot_base_m, limits: Limits | None = None,
                          progress: Callable[[str], None] | None = None) -> Outcome:
     """Calibrate from ``sample_set``; raises :class:`CalibrationError` (too few poses, degenerate
     motion, no board found, residuals too large) with a message that says what to do."""
+    limits = limits or Limits()
     n = len(sample_set.samples)
     if n < MIN_POSES:
         raise CalibrationError(f"too few poses: {sample_set.directory} holds {n} sample(s), need at least "

@@ -48,7 +48,8 @@ class CameraInfo:
             raise SampleError(f"camera k must be 9 finite numbers with fx, fy > 0, got {list(self.k)}")
         d = np.asarray(self.d, dtype=float)
         if d.ndim != 1 or d.size not in (0, 4, 5, 8, 12, 14) or not np.all(np.isfinite(d)):
-            raise SampleError(f"camera d must be 0, 4, 5, 8, 12 or 14 finite distortion coefficients, got {list(self.d)}")
+            raise SampleError(f"camera d must be 0, 4, 5, 8, 12 or 14 finite distortion coefficients, "
+                              f"got {list(self.d)}")
 
     @property
     def camera_matrix(self) -> np.ndarray:

@@ -206,13 +206,14 @@ def _rms(residual: np.ndarray) -> float:
 
 
 def solve(flange_in_world, views: list[BoardView], camera_matrix, dist_coeffs, labels=None,
-          limits: Limits = Limits()) -> Calibration:
+          limits: Limits | None = None) -> Calibration:
     """The camera in ``world`` from flange poses (world, 4x4 each) and the board views of the same
     samples. Raises :class:`CalibrationError` for a set that is too small or degenerate, or when
     the residuals exceed ``limits`` (the message names the samples and the numbers)."""
     g = np.asarray(flange_in_world, dtype=float)
     if len(g) != len(views):
         raise ValueError(f"{len(g)} flange poses but {len(views)} board views")
+    limits = limits or Limits()
     labels = list(labels) if labels is not None else [f"pose {i}" for i in range(len(views))]
     if len(views) < MIN_POSES:
         raise CalibrationError(f"too few poses: the board was seen in {len(views)}, need at least {MIN_POSES} "
