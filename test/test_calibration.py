@@ -173,3 +173,14 @@ def test_a_cell_file_without_a_shared_section_gets_one():
     assert out["controller"] == {"ros__parameters": {"velocity_scale": 0.2}}
     assert out["/**"]["ros__parameters"] == {"camera_position_m": [0.1, 0.2, 0.3],
                                              "camera_orientation_xyzw": [0.0, 0.0, 0.0, 1.0]}
+
+
+def test_one_pose_with_a_wrong_joint_state_is_named_and_nothing_written(sim_samples, tmp_path, capsys):
+    def nudge_pose_3(data):  # joint 1 recorded 2 deg off: the arm moved between image and joint state
+        data["samples"][3]["joint_positions_rad"][0] += float(np.radians(2.0))
+
+    samples = _copy_samples(sim_samples, tmp_path / "nudged", nudge_pose_3)
+    rc, out, err = _solve(capsys, samples, "--cell-file", tmp_path / "cell.yaml")
+    assert rc == 2
+    assert "without pose_03.png the other poses fit" in err
+    assert not (tmp_path / "cell.yaml").exists()

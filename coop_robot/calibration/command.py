@@ -106,6 +106,9 @@ def add_arguments(parser) -> None:
     p.add_argument("--max-reprojection-px", type=_positive_float, default=lim.max_reprojection_rms_px,
                    help=f"refuse above this RMS reprojection error over all corners (default: "
                         f"{lim.max_reprojection_rms_px:g} px)")
+    p.add_argument("--max-pose-reprojection-px", type=_positive_float, default=lim.max_pose_rms_px,
+                   help=f"refuse when one image's RMS reprojection error exceeds this (default: "
+                        f"{lim.max_pose_rms_px:g} px)")
     p.add_argument("--max-pose-offset-mm", type=_positive_float, default=lim.max_pose_offset_mm,
                    help=f"refuse when one pose alone puts the camera further than this from the solution "
                         f"(default: {lim.max_pose_offset_mm:g} mm)")
@@ -232,7 +235,7 @@ def _cmd_solve(args) -> int:
     except CalibrationInputError as exc:
         print(f"{PROG} solve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    limits = Limits(args.max_reprojection_px, Limits().max_pose_rms_px, args.max_pose_offset_mm,
+    limits = Limits(args.max_reprojection_px, args.max_pose_reprojection_px, args.max_pose_offset_mm,
                     args.max_pose_offset_deg)
     sample_set = read_sample_set(args.samples)
     base, base_from = _robot_base(args)

@@ -50,8 +50,8 @@ class Limits:
     """When a solution is refused: residuals above these mean a bad sample, a wrong board size,
     wrong intrinsics or a board that slipped on the flange."""
 
-    max_reprojection_rms_px: float = 1.0     # over all corners of all images
-    max_pose_rms_px: float = 2.0             # of any one image
+    max_reprojection_rms_px: float = 1.5     # over all corners of all images
+    max_pose_rms_px: float = 3.0             # of any one image
     max_pose_offset_mm: float = 15.0         # camera position from one image alone vs the solution
     max_pose_offset_deg: float = 1.0         # camera orientation from one image alone vs the solution
 
@@ -199,6 +199,20 @@ def _refine(params, flange_in_world, views, k, d, iterations: int = 50) -> np.nd
     return x
 
 
+def _worst_sample(params, flange_in_world, views, k, d):
+    """Leave-one-out: the sample whose removal lets the others fit best, if that is a clear
+    improvement; ``(index, rms_px of the others)`` or None."""
+    total = _rms(_residuals(params, flange_in_world, views, k, d))
+    best = None
+    for i in range(len(views)):
+        keep = [j for j in range(len(views)) if j != i]
+        refined = _refine(params, flange_in_world[keep], [views[j] for j in keep], k, d, iterations=15)
+        rms = _rms(_residuals(refined, flange_in_world[keep], [views[j] for j in keep], k, d))
+        if best is None or rms < best[1]:
+            best = (i, rms)
+    return best if best is not None and best[1] < 0.5 * total else None
+
+
 def _rms(residual: np.ndarray) -> float:
     """RMS of the pixel distances in a flat or ``(N, 2)`` residual (px)."""
     r = np.asarray(residual, dtype=float).reshape(-1, 2)
@@ -264,16 +278,25 @@ def solve(flange_in_world, views: list[BoardView], camera_matrix, dist_coeffs, l
     problems = []
     if total > limits.max_reprojection_rms_px:
         problems.append(f"reprojection error {total:.2f} px RMS over all corners exceeds "
-                        f"{limits.max_reprojection_rms_px:g} px (wrong board size or intrinsics, or the board moved "
-                        f"on the flange?)")
-    for r in residuals:
-        if r.reprojection_rms_px > limits.max_pose_rms_px:
-            problems.append(f"{r.label}: reprojection error {r.reprojection_rms_px:.2f} px RMS exceeds "
-                            f"{limits.max_pose_rms_px:g} px (arm moving while captured, or a wrong joint state?)")
-        if r.camera_offset_mm > limits.max_pose_offset_mm or r.camera_offset_deg > limits.max_pose_offset_deg:
-            problems.append(f"{r.label}: alone it puts the camera {r.camera_offset_mm:.1f} mm / "
-                            f"{r.camera_offset_deg:.2f} deg from the solution (limits {limits.max_pose_offset_mm:g} "
-                            f"mm / {limits.max_pose_offset_deg:g} deg)")
+                        f"{limits.max_reprojection_rms_px:g} px: a wrong board size (--square-m / --marker-m as "
+                        f"printed?), wrong intrinsics, or a board loose on the flange?")
+    outliers = [r for r in residuals if r.reprojection_rms_px > limits.max_pose_rms_px
+                or r.camera_offset_mm > limits.max_pose_offset_mm or r.camera_offset_deg > limits.max_pose_offset_deg]
+    if outliers:
+        listed = ", ".join(f"{r.label} ({r.reprojection_rms_px:.2f} px, alone {r.camera_offset_mm:.1f} mm / "
+                           f"{r.camera_offset_deg:.2f} deg)" for r in outliers)
+        hint = ("the arm moving while captured, or a wrong joint state? Remove them from samples.yaml and solve "
+                "again" if 2 * len(outliers) <= len(residuals) else "most poses disagree: check the board and the "
+                "camera_info first")
+        problems.append(f"{len(outliers)} of {len(residuals)} poses disagree with the solution (limits "
+                        f"{limits.max_pose_rms_px:g} px, {limits.max_pose_offset_mm:g} mm, "
+                        f"{limits.max_pose_offset_deg:g} deg): {listed}; {hint}")
+    if problems and len(views) - 1 >= MIN_POSES:
+        suspect = _worst_sample(params, g, views, k, d)
+        if suspect is not None:
+            index, rms_without = suspect
+            problems.append(f"without {labels[index]} the other poses fit ({rms_without:.2f} px RMS): remove it from "
+                            f"samples.yaml (or capture it again) and solve again")
     result = Calibration(camera, board, total, tuple(residuals), method, tuple(problems))
     if problems:
         raise ResidualsTooLarge(result)
