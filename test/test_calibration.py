@@ -184,3 +184,17 @@ def test_one_pose_with_a_wrong_joint_state_is_named_and_nothing_written(sim_samp
     assert rc == 2
     assert "without pose_03.png the other poses fit" in err
     assert not (tmp_path / "cell.yaml").exists()
+
+
+def test_the_printable_board_is_detected_whole(tmp_path, capsys):
+    import cv2
+
+    from coop_robot.calibration.board import detect_board
+
+    assert main(["calibrate", "board", str(tmp_path / "board.png"), "--dpi", "100"]) == 0
+    image = cv2.imread(str(tmp_path / "board.png"))
+    h, w = image.shape[:2]
+    k = [[1000.0, 0.0, w / 2], [0.0, 1000.0, h / 2], [0.0, 0.0, 1.0]]
+    view = detect_board(BoardSpec(), image, k, np.zeros(5))
+    assert view is not None and len(view.corner_ids) == BoardSpec().n_corners
+    assert "with its white margin" in capsys.readouterr().out

@@ -32,8 +32,9 @@ class BoardSpec:
     """A ChArUco board: ``squares_x`` x ``squares_y`` chessboard squares of ``square_m``, markers
     of ``marker_m`` in the white squares, from ``dictionary``.
 
-    The default fits on an A4 sheet in landscape (0.28 x 0.20 m) with 24 inner corners; print it
-    at 100 % and measure a square: the printed size is what goes in ``square_m``.
+    The default is 0.28 x 0.20 m with 24 inner corners (0.32 x 0.24 m with its white margin: an
+    A3 sheet; on A4 take 0.03 m squares and 0.022 m markers). Print it at 100 % and measure a
+    square: the printed size is what goes in ``square_m``.
     """
 
     squares_x: int = 7

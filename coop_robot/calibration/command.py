@@ -142,7 +142,7 @@ def run(args) -> int:
 
 
 def _cmd_board(args) -> int:
-    import cv2
+    from PIL import Image
 
     board = _board_from(args)
     if args.out.exists():
@@ -150,13 +150,18 @@ def _cmd_board(args) -> int:
         return EXIT_BAD_INPUT
     pixels_per_square = max(1, round(board.square_m / 0.0254 * args.dpi))
     image = board.image(pixels_per_square=pixels_per_square)
-    if not cv2.imwrite(str(args.out), image):
-        print(f"{PROG} board: could not write {args.out}", file=sys.stderr)
+    try:
+        # The PNG carries its resolution, so "actual size" printing gives the board's size in metres.
+        Image.fromarray(image).save(args.out, format="PNG", dpi=(args.dpi, args.dpi))
+    except (OSError, ValueError) as exc:
+        print(f"{PROG} board: could not write {args.out}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     w_m, h_m = board.size_m
+    sheet_w, sheet_h = (image.shape[1] / args.dpi * 0.0254, image.shape[0] / args.dpi * 0.0254)
     print(f"board written to {args.out}: {board.squares_x} x {board.squares_y} squares of {board.square_m:g} m "
-          f"({w_m:.3f} x {h_m:.3f} m without the margin), markers {board.marker_m:g} m, {board.dictionary}; "
-          f"print at {args.dpi} dpi, 100 % scale, and glue it flat")
+          f"({w_m:.3f} x {h_m:.3f} m, {sheet_w:.3f} x {sheet_h:.3f} m with its white margin), markers "
+          f"{board.marker_m:g} m, {board.dictionary}; print it at 100 % (actual size), glue it flat on a rigid "
+          f"plate, and measure a square: give that as --square-m to capture")
     return 0
 
 
