@@ -198,3 +198,13 @@ def test_the_printable_board_is_detected_whole(tmp_path, capsys):
     view = detect_board(BoardSpec(), image, k, np.zeros(5))
     assert view is not None and len(view.corner_ids) == BoardSpec().n_corners
     assert "with its white margin" in capsys.readouterr().out
+
+
+def test_a_camera_value_over_several_lines_is_refused_unchanged(tmp_path):
+    cell = tmp_path / "cell.yaml"
+    text = "/**:\n  ros__parameters:\n    camera_position_m: [0.6,\n                        0.95, 1.45]\n"
+    cell.write_text(text)
+    with pytest.raises(CellFileError, match="cannot edit 'camera_position_m' in place"):
+        write_cell_file(cell, [0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 1.0], allow_update=True)
+    assert cell.read_text() == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.yaml"]  # no temporary file left

@@ -10,6 +10,7 @@ temporary file beside it, then a rename), so a failure leaves the file as it was
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tempfile
@@ -40,6 +41,16 @@ def _load(text: str, path) -> dict:
     if not isinstance(data, dict):
         raise CellFileError(f"{path}: expected a ROS 2 parameter file (a mapping of node names), got "
                             f"{type(data).__name__}; nothing written")
+    return data
+
+
+def _without_camera(data: dict) -> dict:
+    """``data`` without the two camera keys under ``/**: ros__parameters:``."""
+    data = copy.deepcopy(data)
+    shared = data.get("/**")
+    if isinstance(shared, dict) and isinstance(shared.get("ros__parameters"), dict):
+        for key in KEYS:
+            shared["ros__parameters"].pop(key, None)
     return data
 
 
@@ -105,16 +116,12 @@ def edited_cell_text(text: str, position_m, quaternion_xyzw, path="cell file") -
     before, after = _load(text, path), _load(out, path)
     try:
         shared = after["/**"]["ros__parameters"]
-        ok = all(shared[k] == [float(x) for x in yaml.safe_load(values[k])] for k in KEYS)
+        placed = all(shared[k] == [float(x) for x in yaml.safe_load(values[k])] for k in KEYS)
     except (KeyError, TypeError):
-        ok = False
-    expected = {k: v for k, v in before.items()}
-    expected.setdefault("/**", {})
-    if isinstance(expected["/**"], dict):
-        expected["/**"] = dict(expected["/**"])
-        expected["/**"]["ros__parameters"] = {**(expected["/**"].get("ros__parameters") or {}),
-                                              **{k: shared.get(k) for k in KEYS}} if ok else None
-    if not ok or after != expected:
+        placed = False
+    rest_kept = _without_camera(after) == _without_camera(before) or (
+        "/**" not in before and _without_camera(after) == {**before, "/**": {"ros__parameters": {}}})
+    if not (placed and rest_kept):
         raise CellFileError(f"{path}: the edit did not read back as intended (unusual layout?); set by hand "
                             f"camera_position_m: {values['camera_position_m']} and camera_orientation_xyzw: "
                             f"{values['camera_orientation_xyzw']} under '/**: ros__parameters:'; nothing written")

@@ -19,6 +19,10 @@ PROG = "coop-robot calibrate"
 EXIT_BAD_INPUT = 2
 
 
+class CalibrationInputError(ValueError):
+    """A command-line input the calibration cannot use (reported with exit 2)."""
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -172,7 +176,7 @@ def _cmd_simulate(args) -> int:
 
     board = _board_from(args)
     prepare_output_dir(args.out)  # refuse a non-empty directory before rendering
-    q = choose_arm_poses(board, args.poses, seed=args.seed)
+    q = choose_arm_poses(board, args.poses, seed=args.seed, image_size=(args.width, args.height))
     capture_samples(args.out, board, q, image_size=(args.width, args.height), progress=print)
     g = world_geometry()
     print(f"{args.poses} samples written to {args.out}; the sim camera (config/world.yaml), for comparison:")
@@ -212,10 +216,6 @@ def _camera_in(path: Path):
     except (OSError, KeyError, ValueError) as exc:
         raise CalibrationInputError(f"--compare {path}: no camera pose under '/**: ros__parameters:' ({exc})") \
             from exc
-
-
-class CalibrationInputError(ValueError):
-    pass
 
 
 def _cmd_solve(args) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pybullet as p
+import transforms3d
 
 from coop_robot.calibration.board import BoardSpec
 from coop_robot.calibration.samples import CameraInfo, Sample, SampleSet, write_sample_set
@@ -107,7 +108,7 @@ class BoardOnArmSim:
         self.world.reset_arm(q_rad)
         if self._board is not None:
             board = self.board_in_world(q_rad)
-            w, x, y, z = _mat2quat(board[:3, :3])
+            w, x, y, z = transforms3d.quaternions.mat2quat(board[:3, :3])
             p.resetBasePositionAndOrientation(self._board, board[:3, 3].tolist(), [x, y, z, w],
                                               physicsClientId=self.world.client_id)
         rgb, _ = self.world.render()
@@ -121,12 +122,6 @@ class BoardOnArmSim:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _mat2quat(r: np.ndarray):
-    import transforms3d  # noqa: PLC0415
-
-    return transforms3d.quaternions.mat2quat(r)
 
 
 def board_faces_camera(spec: BoardSpec, board_in_world: np.ndarray, camera: CameraPose, width: int, height: int,
@@ -153,14 +148,15 @@ def board_faces_camera(spec: BoardSpec, board_in_world: np.ndarray, camera: Came
     return ok & (facing > np.cos(np.radians(max_tilt_deg)))
 
 
-def choose_arm_poses(spec: BoardSpec, count: int, seed: int = 0, candidates: int = 20000) -> np.ndarray:
+def choose_arm_poses(spec: BoardSpec, count: int, seed: int = 0, candidates: int = 20000,
+                     image_size=DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """``count`` arm configurations (rad) with the board on the flange in full view of the sim
     camera, spread in orientation (farthest-point selection over the board's rotations), from
     ``candidates`` random configurations within the joint limits. Deterministic for a seed."""
     rng = np.random.default_rng(seed)
     geometry = world_geometry()
     camera = CameraPose.from_position_quaternion(geometry.camera_position_m, geometry.camera_orientation_xyzw)
-    width, height = DEFAULT_IMAGE_SIZE
+    width, height = int(image_size[0]), int(image_size[1])
     fy = 0.5 * height / np.tan(np.radians(WorldConfig.vfov_deg) / 2.0)
     margin = 0.15  # rad inside the limits, as a real arm would be driven
     q = rng.uniform(JOINT_LOWER_RAD + margin, JOINT_UPPER_RAD - margin, size=(candidates, 7))
