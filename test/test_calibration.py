@@ -208,3 +208,40 @@ def test_a_camera_value_over_several_lines_is_refused_unchanged(tmp_path):
         write_cell_file(cell, [0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 1.0], allow_update=True)
     assert cell.read_text() == text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.yaml"]  # no temporary file left
+
+
+def test_solve_handles_lens_distortion_and_corner_noise():
+    """No rendering: the board's corners projected through a camera with lens distortion (a
+    RealSense-like K and D) and 0.3 px of noise, at the sim's arm poses; the solve must undo the
+    distortion with the camera's D."""
+    import cv2
+
+    from coop_robot.calibration.board import board_pose
+    from coop_robot.calibration.sim_capture import board_in_flange
+    from coop_robot.calibration.solve import solve
+    from coop_robot.calibration.transforms import flange_poses, invert
+
+    board = BoardSpec()
+    g = world_geometry()
+    truth = CameraPose.from_position_quaternion(g.camera_position_m, g.camera_orientation_xyzw)
+    camera_in_world = make_transform(truth.rotation, truth.position_m)
+    k = np.array([[910.0, 0.0, 645.0], [0.0, 908.0, 362.0], [0.0, 0.0, 1.0]])
+    d = np.array([0.12, -0.25, 0.001, -0.0015, 0.08])
+    rng = np.random.default_rng(7)
+    q = choose_arm_poses(board, 12, seed=2, image_size=(1280, 960))
+    flanges = flange_poses(q, g.robot_base_m)
+    corners = board.corners_board_m()
+    views = []
+    for flange in flanges:
+        t = invert(camera_in_world) @ flange @ board_in_flange(board)
+        pixels, _ = cv2.projectPoints(corners, cv2.Rodrigues(t[:3, :3])[0], t[:3, 3], k, d)
+        pixels = pixels.reshape(-1, 2) + rng.normal(0.0, 0.3, size=(len(corners), 2))
+        views.append(board_pose(np.arange(len(corners)), corners, pixels, k, d))
+    result = solve(flanges, views, k, d)
+    assert 1000 * np.linalg.norm(result.camera_in_world[:3, 3] - truth.position_m) < 2.0
+    assert np.degrees(rotation_angle_rad(result.camera_in_world[:3, :3].T @ truth.rotation)) < 0.2
+    assert result.reprojection_rms_px == pytest.approx(0.3 * np.sqrt(2), rel=0.25)
+    # Ignoring the distortion is caught by the residuals, not silently accepted.
+    with pytest.raises(CalibrationError, match="does not fit"):
+        solve(flanges, [board_pose(v.corner_ids, v.object_points_m, v.image_points_px, k, np.zeros(5))
+                        for v in views], k, np.zeros(5))

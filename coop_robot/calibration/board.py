@@ -136,6 +136,13 @@ def detect_board(spec: BoardSpec, image, camera_matrix, dist_coeffs, min_corners
     if board.checkCharucoCornersCollinear(ids):
         return None
     object_points, image_points = board.matchImagePoints(corners, ids)
+    return board_pose(np.asarray(ids, dtype=int).reshape(-1), object_points, image_points, camera_matrix,
+                      dist_coeffs)
+
+
+def board_pose(corner_ids, object_points, image_points, camera_matrix, dist_coeffs) -> BoardView | None:
+    """The board's pose from its corners (board frame, m) and where they are in the image (px):
+    IPPE for a planar target, then Levenberg-Marquardt on the reprojection error."""
     object_points = np.asarray(object_points, dtype=float).reshape(-1, 3)
     image_points = np.asarray(image_points, dtype=float).reshape(-1, 2)
     k = np.asarray(camera_matrix, dtype=float).reshape(3, 3)
@@ -147,5 +154,5 @@ def detect_board(spec: BoardSpec, image, camera_matrix, dist_coeffs, min_corners
     projected, _ = cv2.projectPoints(object_points, rvec, tvec, k, d)
     rms = float(np.sqrt(np.mean(np.sum((projected.reshape(-1, 2) - image_points) ** 2, axis=1))))
     rotation, _ = cv2.Rodrigues(rvec)
-    return BoardView(rotation, tvec.reshape(3), np.asarray(ids, dtype=int).reshape(-1), image_points,
+    return BoardView(rotation, tvec.reshape(3), np.asarray(corner_ids, dtype=int).reshape(-1), image_points,
                      object_points, rms)
