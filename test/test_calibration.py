@@ -245,3 +245,12 @@ def test_solve_handles_lens_distortion_and_corner_noise():
     with pytest.raises(CalibrationError, match="does not fit"):
         solve(flanges, [board_pose(v.corner_ids, v.object_points_m, v.image_points_px, k, np.zeros(5))
                         for v in views], k, np.zeros(5))
+
+
+def test_samples_that_pin_the_camera_too_loosely_are_refused(sim_samples, tmp_path, capsys):
+    # The 12 sim poses pin the camera to about 0.05 mm; a limit below that must refuse them.
+    rc, out, err = _solve(capsys, sim_samples, "--cell-file", tmp_path / "cell.yaml",
+                          "--max-position-sigma-mm", "0.001")
+    assert rc == 2
+    assert "do not pin the camera down" in err and "add poses turned about other axes" in err
+    assert not (tmp_path / "cell.yaml").exists()

@@ -10,7 +10,9 @@ world -> flange instead of flange -> world and returns the camera in ``world``),
 every image.
 
 The solve is only well posed when the flange turned about at least two different axes between
-samples; :func:`check_motion` refuses a set that did not, before anything is solved.
+samples; :func:`check_motion` refuses a set that did not, before anything is solved. After the
+solve, the residuals (all corners, each image, where each image alone would put the camera) and
+the 1-sigma uncertainty of the camera pose are held against :class:`Limits`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Limits:
     max_pose_rms_px: float = 3.0             # of any one image
     max_pose_offset_mm: float = 15.0         # camera position from one image alone vs the solution
     max_pose_offset_deg: float = 1.0         # camera orientation from one image alone vs the solution
+    max_position_sigma_mm: float = 2.0       # how loosely the samples pin the camera's position (1 sigma)
+    max_rotation_sigma_deg: float = 0.2      # ... and its orientation
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -82,6 +86,8 @@ class Calibration:
     reprojection_rms_px: float
     residuals: tuple[PoseResidual, ...]
     initial_method: str
+    position_sigma_mm: float      # 1-sigma uncertainty from the image noise and the poses' geometry
+    rotation_sigma_deg: float
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -199,6 +205,41 @@ def _refine(params, flange_in_world, views, k, d, iterations: int = 50) -> np.nd
     return x
 
 
+def _uncertainty(params, flange_in_world, views, k, d) -> tuple[float, float]:
+    """1-sigma uncertainty of the camera's position (m) and orientation (rad) along their worst
+    directions, from the reprojection residuals' spread and the Jacobian at the solution
+    (perturbations: small rotations in ``world`` and shifts of the two transforms).
+
+    It measures how well the samples pin the camera down (few corners, little or one-axis
+    turning), not the arm's own kinematic errors, which the per-pose offsets show."""
+    camera, board = from_rotvec(params[:6]), from_rotvec(params[6:])
+
+    def residuals(delta) -> np.ndarray:
+        cam, brd = camera.copy(), board.copy()
+        cam[:3, :3] = cv2.Rodrigues(delta[0:3].reshape(3, 1))[0] @ camera[:3, :3]
+        cam[:3, 3] += delta[3:6]
+        brd[:3, :3] = cv2.Rodrigues(delta[6:9].reshape(3, 1))[0] @ board[:3, :3]
+        brd[:3, 3] += delta[9:12]
+        return _residuals(np.concatenate([to_rotvec(cam), to_rotvec(brd)]), flange_in_world, views, k, d)
+
+    r0 = residuals(np.zeros(12))
+    jac = np.empty((r0.size, 12))
+    step = 1e-6
+    for c in range(12):
+        delta = np.zeros(12)
+        delta[c] = step
+        jac[:, c] = (residuals(delta) - r0) / step
+    dof = max(r0.size - 12, 1)
+    variance = float(r0 @ r0) / dof
+    try:
+        cov = variance * np.linalg.inv(jac.T @ jac)
+    except np.linalg.LinAlgError:
+        return float("inf"), float("inf")
+    rot = np.sqrt(max(float(np.max(np.linalg.eigvalsh(cov[0:3, 0:3]))), 0.0))
+    pos = np.sqrt(max(float(np.max(np.linalg.eigvalsh(cov[3:6, 3:6]))), 0.0))
+    return pos, rot
+
+
 def _worst_sample(params, flange_in_world, views, k, d):
     """Leave-one-out: the sample whose removal lets the others fit best, if that is a clear
     improvement; ``(index, rms_px of the others)`` or None."""
@@ -274,8 +315,14 @@ def solve(flange_in_world, views: list[BoardView], camera_matrix, dist_coeffs, l
             1000.0 * float(np.linalg.norm(alone[:3, 3] - camera[:3, 3])),
             float(np.degrees(rotation_angle_rad(alone[:3, :3].T @ camera[:3, :3])))))
     total = _rms(_residuals(params, g, views, k, d))
+    sigma_m, sigma_rad = _uncertainty(params, g, views, k, d)
+    sigma_mm, sigma_deg = 1000.0 * sigma_m, float(np.degrees(sigma_rad))
 
     problems = []
+    if sigma_mm > limits.max_position_sigma_mm or sigma_deg > limits.max_rotation_sigma_deg:
+        problems.append(f"the samples do not pin the camera down: +-{sigma_mm:.2f} mm / +-{sigma_deg:.3f} deg "
+                        f"(1 sigma; limits {limits.max_position_sigma_mm:g} mm / {limits.max_rotation_sigma_deg:g} "
+                        f"deg): add poses turned about other axes, nearer the camera, filling more of the image")
     if total > limits.max_reprojection_rms_px:
         problems.append(f"reprojection error {total:.2f} px RMS over all corners exceeds "
                         f"{limits.max_reprojection_rms_px:g} px: a wrong board size (--square-m / --marker-m as "
@@ -291,13 +338,14 @@ def solve(flange_in_world, views: list[BoardView], camera_matrix, dist_coeffs, l
         problems.append(f"{len(outliers)} of {len(residuals)} poses disagree with the solution (limits "
                         f"{limits.max_pose_rms_px:g} px, {limits.max_pose_offset_mm:g} mm, "
                         f"{limits.max_pose_offset_deg:g} deg): {listed}; {hint}")
-    if problems and len(views) - 1 >= MIN_POSES:
+    fit_problems = total > limits.max_reprojection_rms_px or bool(outliers)
+    if fit_problems and len(views) - 1 >= MIN_POSES:
         suspect = _worst_sample(params, g, views, k, d)
         if suspect is not None:
             index, rms_without = suspect
             problems.append(f"without {labels[index]} the other poses fit ({rms_without:.2f} px RMS): remove it from "
                             f"samples.yaml (or capture it again) and solve again")
-    result = Calibration(camera, board, total, tuple(residuals), method, tuple(problems))
+    result = Calibration(camera, board, total, tuple(residuals), method, sigma_mm, sigma_deg, tuple(problems))
     if problems:
         raise ResidualsTooLarge(result)
     return result
