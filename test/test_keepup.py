@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from coop_robot.timing.keepup import TickRateMonitor
+from coop_robot.timing.keepup import FirstSeen, LatencyStats, TickRateMonitor
 
 
 def feed(monitor, period_s, seconds, cpu_per_tick_s=0.0, t0=0.0):
@@ -52,3 +52,26 @@ def test_one_long_stall_shows_as_the_worst_interval():
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         TickRateMonitor(**kwargs)
+
+
+def test_latency_stats_give_the_session_percentiles_and_keep_a_bounded_sample():
+    stats = LatencyStats(capacity=1000)
+    for k in range(10_000):
+        stats.add(0.001 * (k % 100))       # 0..99 ms, evenly
+    stats.add(float("nan"))                # ignored
+    s = stats.summary()
+    assert s["count"] == 10_000 and s["max_s"] == pytest.approx(0.099)
+    assert s["p50_s"] == pytest.approx(0.0495, abs=0.006) and s["p99_s"] == pytest.approx(0.098, abs=0.003)
+    assert math.isnan(LatencyStats().summary()["p50_s"])
+
+
+def test_first_seen_counts_each_new_stamp_once_at_its_first_tick():
+    stats = LatencyStats()
+    seen = FirstSeen(stats)
+    # Frames at 0.000 and 0.033; ticks every 10 ms from 0.005.
+    for k in range(8):
+        now = 0.005 + 0.01 * k
+        seen.tick(now, 0.0 if now < 0.04 else 0.033)
+    seen.tick(0.09, None)
+    assert stats.count == 2
+    assert sorted(stats._samples) == pytest.approx([0.005, 0.045 - 0.033])

@@ -339,6 +339,19 @@ def test_sim_record_writes_a_bag_matching_the_live_session(tmp_path, ros_domain)
         assert min(abs(float(rec["robot_enter_s"]) - ts) for ts in gt_times["robot_enter"]) < 1e-6
         assert min(abs(float(rec["partner_exit_s"]) - ts) for ts in gt_times["partner_exit"]) < 1e-6
 
+    # Every hop of the control path reports its latency on /diagnostics (bench/control_latency.py
+    # reads them): camera -> perception -> policy / controller, command -> arm.
+    from coop_robot.timing.keepup import LATENCY_HOPS, LATENCY_STATUS_PREFIX
+
+    latency = {s.name[len(LATENCY_STATUS_PREFIX):]: {kv.key: float(kv.value) for kv in s.values}
+               for t, _, m in messages if t == "/diagnostics" for s in m.status
+               if s.name.startswith(LATENCY_STATUS_PREFIX)}
+    assert set(latency) == set(LATENCY_HOPS), latency
+    for hop, row in latency.items():
+        assert row["count"] > 0 and 0.0 <= row["p50_s"] <= row["p99_s"] <= row["max_s"], (hop, row)
+    # A frame reaches the controller after perception has published it.
+    assert latency["camera->controller"]["p50_s"] >= latency["camera->perception"]["p50_s"]
+
     # `coop-robot analyze` on the bag reproduces the live summary: same turns, gaps and overlaps
     # within 1 ms, scored on ground truth.
     out = tmp_path / "analysis"

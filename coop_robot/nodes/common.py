@@ -326,3 +326,40 @@ def ssm_message(sample):
     msg.status = [DiagnosticStatus(name=SSM_STATUS_NAME,
                                    values=[KeyValue(key=k, value=v) for k, v in sample.to_key_values()])]
     return msg
+
+
+class LatencyReporter:
+    """Latencies of this node's hops of the control path (:class:`~coop_robot.timing.keepup.LatencyStats`),
+    published on ``/diagnostics`` once a second as ``coop_robot: latency <hop>`` statuses (count and
+    session p50 / p99 / max in seconds, graph clock); ``bench/control_latency.py`` reads them from a
+    recording."""
+
+    def __init__(self, node, hops) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
+
+        from coop_robot.timing.keepup import LatencyStats  # noqa: PLC0415
+
+        self.node = node
+        self.stats = {hop: LatencyStats() for hop in hops}
+        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        node.create_timer(1.0, self.publish)
+
+    def publish(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: PLC0415
+
+        from coop_robot.timing.keepup import LATENCY_STATUS_PREFIX  # noqa: PLC0415
+
+        arr = DiagnosticArray()
+        arr.header.stamp = self.node.get_clock().now().to_msg()
+        for hop, stats in self.stats.items():
+            if stats.count == 0:
+                continue
+            summary = stats.summary()
+            arr.status.append(DiagnosticStatus(
+                level=DiagnosticStatus.OK, name=LATENCY_STATUS_PREFIX + hop,
+                message=f"p50 {1e3 * summary['p50_s']:.1f} ms, p99 {1e3 * summary['p99_s']:.1f} ms "
+                        f"over {summary['count']}",
+                values=[KeyValue(key=k, value=f"{v:.6f}" if isinstance(v, float) else str(v))
+                        for k, v in summary.items()]))
+        if arr.status:
+            self._pub.publish(arr)

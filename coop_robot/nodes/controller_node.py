@@ -46,6 +46,7 @@ from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
     LATCHED_QOS,
+    LatencyReporter,
     ParameterError,
     declare,
     declare_joint_names,
@@ -56,6 +57,7 @@ from coop_robot.nodes.common import (
     ssm_message,
     stamp_to_s,
 )
+from coop_robot.timing.keepup import FirstSeen
 from coop_robot.timing.ssm_sample import CONTROLLER_SSM, SsmSample
 
 
@@ -107,6 +109,9 @@ class ControllerNode(Node):
             SubscriptionEventCallbacks(incompatible_qos=lambda _event: None, use_default_callbacks=False)))
         self.create_service(SetBool, ESTOP_SERVICE, self._on_estop_request)
         self.trajectory_pub = self.create_publisher(JointTrajectory, topic, COMMAND_QOS)
+        # Camera stamp -> the end of the first tick that used that frame (its command, if any, is out).
+        self._latency = LatencyReporter(self, ["camera->controller"])
+        self._first_seen = FirstSeen(self._latency.stats["camera->controller"])
         self.state_pub = self.create_publisher(String, "/controller/state", LATCHED_QOS)
         self.events_pub = self.create_publisher(TimeReference, "/controller/events", EVENT_QOS)
         # Separation monitoring as the controller perceives it (reliable: the turn tracker scores it).
@@ -221,6 +226,8 @@ class ControllerNode(Node):
         )
         out = self.core.update(t, inputs)
         self._publish(out, t)
+        if self._perception_stamp_s is not None:
+            self._first_seen.tick(now_s(self), self._perception_stamp_s)
         sep = out.separation
         if sep is not None:
             self.ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,

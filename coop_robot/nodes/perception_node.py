@@ -30,6 +30,7 @@ from coop_robot.geometry import world_geometry  # geometry defaults: config/worl
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     SENSOR_QOS,
+    LatencyReporter,
     ParameterError,
     declare,
     declare_zone,
@@ -128,6 +129,7 @@ class PerceptionNode(Node):
         self._in_zone_pub = self.create_publisher(Bool, "/partner/in_zone", COMMAND_QOS)
         self._hand_pub = self.create_publisher(PointStamped, "/partner/hand", COMMAND_QOS)
         self._velocity_pub = self.create_publisher(Vector3Stamped, "/partner/hand_velocity", COMMAND_QOS)
+        self._latency = LatencyReporter(self, ["camera->perception"])
         self._debug_pub = self.create_publisher(Image, "/perception/debug_image", SENSOR_QOS)
         self.create_subscription(Image, "/camera/color/image_raw", self._on_color, SENSOR_QOS)
         self.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
@@ -228,6 +230,7 @@ class PerceptionNode(Node):
             return
         self._report_unseen(obs)
         self._publish(obs, color.header.stamp)
+        self._latency.stats["camera->perception"].add((self.get_clock().now().nanoseconds - ns) * 1e-9)
         if self._publish_debug:
             self._debug_pub.publish(self._debug_message(self._tracker.debug_image(rgb, obs), color))
 

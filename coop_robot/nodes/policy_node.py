@@ -20,6 +20,7 @@ from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
     LATCHED_QOS,
+    LatencyReporter,
     ParameterError,
     declare,
     declare_joint_names,
@@ -31,7 +32,7 @@ from coop_robot.nodes.common import (
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
 from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
 from coop_robot.policy.oracle import OraclePolicy
-from coop_robot.timing.keepup import TickRateMonitor, TickWindow
+from coop_robot.timing.keepup import FirstSeen, TickRateMonitor, TickWindow
 
 #: The /diagnostics status the policy node publishes once per window of ticks.
 RATE_STATUS_NAME = "coop_robot: policy rate"
@@ -108,6 +109,8 @@ class PolicyNode(Node):
                                   "Fraction of rate_hz below which the ticks count as not keeping up", 0.05, 1.0)
         self.keepup = TickRateMonitor(rate, keepup_window, keepup_fraction)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._latency = LatencyReporter(self, ["camera->policy"])
+        self._first_seen = FirstSeen(self._latency.stats["camera->policy"])
         self.create_timer(1.0 / rate, self._tick)
         self.get_logger().info(f"policy '{self.policy_name}' at {rate:.0f} Hz")
 
@@ -209,6 +212,8 @@ class PolicyNode(Node):
         window = self.keepup.tick(t, time.monotonic(), time.process_time())
         if window is not None:
             self._report_rate(window)
+        if math.isfinite(self._stamp_s):
+            self._first_seen.tick(t, self._stamp_s)
         obs = Observation(
             t_s=t,
             partner_in_zone=self._in_zone,

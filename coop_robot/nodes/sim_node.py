@@ -40,6 +40,7 @@ from coop_robot.nodes.common import (
     EVENT_QOS,
     LATCHED_QOS,
     SENSOR_QOS,
+    LatencyReporter,
     ParameterError,
     declare,
     declare_zone,
@@ -181,6 +182,8 @@ class SimNode(Node):
             event_callbacks=PublisherEventCallbacks(matched=self._on_plan_subscriber_matched))
         self._phase_pub = self.create_publisher(String, "/sim/partner/phase", LATCHED_QOS)
         self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
+        # A stamped trajectory's stamp (the controller's clock when it sent it) -> this arm receives it.
+        self._latency = LatencyReporter(self, ["command->arm"])
         if pacing.perception_sync:
             self.create_subscription(PointStamped, partner_hand_topic, self._on_partner_hand, HAND_QOS)
             if pacing.startup_waits_for_policy:
@@ -227,6 +230,9 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ subscriptions
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        stamp_s = stamp_to_s(msg.header.stamp)
+        if stamp_s > 0.0:
+            self._latency.stats["command->arm"].add(self._sim.t_s - stamp_s)
         try:
             for i, pt in enumerate(msg.points):
                 if len(pt.effort):

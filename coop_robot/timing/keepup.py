@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class TickWindow:
@@ -78,3 +80,57 @@ class TickRateMonitor:
         span = window.end_s - window.start_s
         return (f"{window.rate_hz:.1f} Hz of the {self.rate_hz:.0f} Hz asked over the last {span:.1f} s "
                 f"(longest interval {1e3 * window.worst_interval_s:.0f} ms{cpu})")
+
+
+#: /diagnostics status names of the control path's hops (``coop_robot: latency <hop>``), in path order.
+LATENCY_HOPS = ("camera->perception", "camera->policy", "camera->controller", "command->arm")
+LATENCY_STATUS_PREFIX = "coop_robot: latency "
+
+
+class LatencyStats:
+    """Latencies (s) of one hop of the control path over a session: count, median, p99, max.
+
+    Keeps up to ``capacity`` samples (the newest replace a random older one beyond that, so the
+    percentiles stay those of the whole session)."""
+
+    def __init__(self, capacity: int = 200_000, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        self.capacity = capacity
+        self.count = 0
+        self.max_s = 0.0
+        self._samples: list[float] = []
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, latency_s: float) -> None:
+        if not math.isfinite(latency_s):
+            return
+        self.count += 1
+        self.max_s = max(self.max_s, latency_s)
+        if len(self._samples) < self.capacity:
+            self._samples.append(latency_s)
+        else:  # reservoir sampling
+            k = int(self._rng.integers(0, self.count))
+            if k < self.capacity:
+                self._samples[k] = latency_s
+
+    def summary(self) -> dict[str, float]:
+        if not self._samples:
+            return {"count": 0, "p50_s": math.nan, "p99_s": math.nan, "max_s": math.nan}
+        p50, p99 = np.percentile(self._samples, [50.0, 99.0])
+        return {"count": self.count, "p50_s": float(p50), "p99_s": float(p99), "max_s": self.max_s}
+
+
+class FirstSeen:
+    """Latency from a stamp to the first time a periodic consumer sees it: feed every tick's
+    ``(now, newest stamp)``; a stamp newer than the last one adds ``now - stamp`` to ``stats``."""
+
+    def __init__(self, stats: LatencyStats) -> None:
+        self.stats = stats
+        self._last_stamp = -math.inf
+
+    def tick(self, now_s: float, stamp_s: float | None) -> None:
+        if stamp_s is None or not math.isfinite(stamp_s) or stamp_s <= self._last_stamp:
+            return
+        self._last_stamp = stamp_s
+        self.stats.add(now_s - stamp_s)
