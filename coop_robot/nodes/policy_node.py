@@ -93,6 +93,9 @@ class PolicyNode(Node):
             self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS)
         self.decision_pub = self.create_publisher(String, "/policy/decision", COMMAND_QOS)
         self.forecast_pub = self.create_publisher(Float64, "/policy/exit_forecast", COMMAND_QOS)
+        # The mirror network's P(act), for the live view (and anyone plotting it).
+        self.p_act_pub = self.create_publisher(Float64, "/policy/p_act", COMMAND_QOS) \
+            if self.policy_name == "mirror" else None
         self.create_timer(1.0 / rate, self._tick)
         self.get_logger().info(f"policy '{self.policy_name}' at {rate:.0f} Hz")
 
@@ -210,6 +213,8 @@ class PolicyNode(Node):
             )
         self.decision_pub.publish(String(data=decision.action))
         self.forecast_pub.publish(Float64(data=float(decision.exit_forecast_s)))
+        if self.p_act_pub is not None:
+            self.p_act_pub.publish(Float64(data=float(self.policy.p_act)))
 
 
 def main(args=None) -> None:
