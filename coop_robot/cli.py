@@ -167,6 +167,10 @@ def _cmd_sim(args) -> int:
     print(
         f"coop-robot {__version__}: {args.turns} turns, policy={args.policy}, partner={args.partner}, seed={args.seed}"
     )
+    if args.foxglove:
+        port = specs[-1].parameters["foxglove_port"]
+        where = f"ws://127.0.0.1:{port}" if port else f"a free port (see {log_dir / 'live_view.log'})"
+        print(f"live view: Foxglove WebSocket on {where}")
     try:
         summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id))
     except (ParamFileError, DomainInUse, InputRefused) as exc:

@@ -305,9 +305,30 @@ def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path
     assert code == 0, "".join(lines)
 
 
-def test_node_refuses_a_bad_port_with_a_clear_message(ros_domain, tmp_path):
-    proc, lines, reader = _start_node(ros_domain, tmp_path, foxglove=True, foxglove_port=70000)
-    proc.wait(timeout=60)
-    reader.join(timeout=5)
-    out = "".join(lines)
-    assert proc.returncode == 2 and "foxglove_port" in out and "70000" in out, out
+# --- RViz and the commands ----------------------------------------------------------------------------
+
+def test_shipped_rviz_config_shows_the_markers_in_world_and_the_camera():
+    import yaml
+
+    from coop_robot.nodes.live_view_node import MARKER_TOPIC
+
+    rviz = yaml.safe_load((REPO / "config/rviz/coop_robot.rviz").read_text())
+    manager = rviz["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "world"
+    displays = {d["Class"]: d for d in manager["Displays"]}
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == MARKER_TOPIC
+    camera = displays["rviz_default_plugins/Image"]["Topic"]
+    assert camera["Value"] == "/camera/color/image_raw" and camera["Reliability Policy"] == "Best Effort"
+    assert displays["rviz_default_plugins/RobotModel"]["Description Topic"]["Value"] == "/robot_description"
+
+
+def test_foxglove_options_without_foxglove_are_refused(capsys):
+    from coop_robot.cli import main
+
+    assert main(["view", "--port", "9000"]) == 2
+    assert "--port and --host need --foxglove" in capsys.readouterr().err
+    assert main(["sim", "--foxglove-port", "9000"]) == 2
+    assert "--foxglove-port needs --foxglove" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["view", "--foxglove", "--port", "70000"])
+    assert exc.value.code == 2 and "port number 0..65535" in capsys.readouterr().err
