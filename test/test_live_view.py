@@ -120,9 +120,10 @@ def _protobuf_class(channel: dict):
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(channel["schemaName"]))
 
 
-async def _receive(port: int, topics: tuple[str, ...], feed, timeout_s: float = 30.0) -> dict:
+async def _receive(port: int, topics: tuple[str, ...], feed, timeout_s: float = 30.0, accept=None) -> dict:
     """Connect as Foxglove does, subscribe to ``topics`` and return {topic: (channel, payload)} for the
-    first message on each; ``feed()`` logs one scene (called until everything arrived)."""
+    first message on each (that ``accept(topic, payload)`` takes, if given); ``feed()`` is called
+    until everything arrived (it logs or publishes what the server should send)."""
     import websockets
 
     async with websockets.connect(f"ws://127.0.0.1:{port}",
@@ -148,7 +149,9 @@ async def _receive(port: int, topics: tuple[str, ...], feed, timeout_s: float = 
                 continue
             if isinstance(data, bytes) and data[0] == 0x01:   # message data: op, subscription id, log time
                 sub_id, _log_time = struct.unpack_from("<IQ", data, 1)
-                got.setdefault(subs[sub_id]["topic"], (subs[sub_id], data[13:]))
+                topic = subs[sub_id]["topic"]
+                if accept is None or accept(topic, data[13:]):
+                    got.setdefault(topic, (subs[sub_id], data[13:]))
         return got
 
 
@@ -305,6 +308,21 @@ def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path
     assert code == 0, "".join(lines)
 
 
+def test_node_refuses_a_foxglove_port_in_use_naming_it(ros_domain, tmp_path):
+    pytest.importorskip("foxglove")
+    from coop_robot.live_view.foxglove_sink import FoxgloveSink
+
+    taken = FoxgloveSink(port=0)
+    try:
+        proc, lines, reader = _start_node(ros_domain, tmp_path, foxglove=True, foxglove_port=taken.port)
+        code = proc.wait(timeout=60)
+        reader.join(timeout=5)
+    finally:
+        taken.close()
+    out = "".join(lines)
+    assert code == 2 and f"cannot serve on 127.0.0.1:{taken.port}" in out and "in use" in out, out
+
+
 # --- RViz and the commands ----------------------------------------------------------------------------
 
 def test_shipped_rviz_config_shows_the_markers_in_world_and_the_camera():
@@ -332,3 +350,46 @@ def test_foxglove_options_without_foxglove_are_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["view", "--foxglove", "--port", "70000"])
     assert exc.value.code == 2 and "port number 0..65535" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_coop_robot_view_serves_the_graphs_hand_to_foxglove(ros_domain):
+    """`coop-robot view --foxglove` on a domain: a hand published there arrives, decoded, at a Foxglove client."""
+    pytest.importorskip("foxglove")
+    pytest.importorskip("websockets")
+    import re
+    import signal
+
+    import rclpy
+    from conftest import spinning
+    from geometry_msgs.msg import PointStamped
+
+    proc = subprocess.Popen([sys.executable, "-m", "coop_robot.cli", "view", "--foxglove", "--port", "0",
+                             "--domain-id", str(ros_domain)], cwd=REPO, env=ros_env(ros_domain),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    node = rclpy.create_node("view_probe", context=context)
+    pub = node.create_publisher(PointStamped, "/partner/hand", 10)
+    hand = PointStamped()
+    hand.header.frame_id = "world"
+    hand.point.x, hand.point.y, hand.point.z = HAND
+    try:
+        with spinning(node, context):
+            port = int(wait_for(lambda: re.search(r"Foxglove on ws://127\.0\.0\.1:(\d+)", "".join(lines)), 60.0,
+                                "the view's Foxglove address", details=lambda: "".join(lines)).group(1))
+            # (statuses from before DDS discovery delivered the hand have none)
+            got = asyncio.run(_receive(port, ("/coop_robot/status",), lambda: pub.publish(hand), timeout_s=60.0,
+                                       accept=lambda _topic, payload: json.loads(payload)["hand_m"] is not None))
+            status = json.loads(got["/coop_robot/status"][1])
+            assert status["hand_m"] == pytest.approx(list(HAND)) and status["hand_seen"] is True
+            assert status["zone_min_m"] == pytest.approx(list(WORLD.zone.min_m))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        reader.join(timeout=5)
+    assert code == 0, "".join(lines)
