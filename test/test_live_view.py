@@ -313,14 +313,15 @@ def test_node_refuses_a_foxglove_port_in_use_naming_it(ros_domain, tmp_path):
     from coop_robot.live_view.foxglove_sink import FoxgloveSink
 
     taken = FoxgloveSink(port=0)
+    port = taken.port
     try:
-        proc, lines, reader = _start_node(ros_domain, tmp_path, foxglove=True, foxglove_port=taken.port)
+        proc, lines, reader = _start_node(ros_domain, tmp_path, foxglove=True, foxglove_port=port)
         code = proc.wait(timeout=60)
         reader.join(timeout=5)
     finally:
         taken.close()
     out = "".join(lines)
-    assert code == 2 and f"cannot serve on 127.0.0.1:{taken.port}" in out and "in use" in out, out
+    assert code == 2 and f"cannot serve on 127.0.0.1:{port}" in out and "in use" in out, out
 
 
 # --- RViz and the commands ----------------------------------------------------------------------------
