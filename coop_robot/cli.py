@@ -336,6 +336,8 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
     "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
+    "calibrate": ("coop_robot.calibration.command", "calibrate the camera against the robot base (ChArUco board "
+                                                    "on the flange): board, capture, solve, simulate"),
     "view": ("coop_robot.live_view.view_cmd", "watch a running graph: markers for RViz, or a Foxglove WebSocket "
                                              "server (--foxglove)"),
 }

@@ -90,6 +90,42 @@ def test_mirror_node_rejects_a_release_threshold_above_act(ros_env, tmp_path):
         _stop(proc, reader)
 
 
+def test_policy_node_says_when_its_ticks_fall_behind(ros_env, tmp_path):
+    """A rate the machine cannot give (1000 Hz, judged strictly): a warning that names the cause and a
+    WARN status with the measured rate and CPU share on /diagnostics -- not silent late decisions."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    from coop_robot.nodes.policy_node import RATE_STATUS_NAME
+
+    env, domain = ros_env
+    proc, lines, reader = _start(env, tmp_path, rate_hz=1000.0, keepup_window_s=0.5, keepup_min_fraction=1.0)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("policy_rate_probe", context=context)
+    seen = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: seen.extend(s for s in m.status if s.name == RATE_STATUS_NAME), 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and proc.poll() is None and not (seen and "not keeping up" in "".join(lines)):
+            executor.spin_once(timeout_sec=0.05)
+        out = "".join(lines)
+        assert seen, out
+        status = seen[0]
+        assert status.level == DiagnosticStatus.WARN and status.message.startswith("not keeping up"), status
+        values = {kv.key: float(kv.value) for kv in status.values}
+        assert 0.0 < values["rate_hz"] < 1000.0 and values["asked_rate_hz"] == 1000.0
+        assert values["cpu_share"] > 0.0 and values["worst_interval_s"] > 0.0
+        assert "not keeping up: policy 'mirror' ticked at" in out and "this machine is too busy" in out, out
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        _stop(proc, reader)
+
+
 def test_mirror_node_publishes_its_p_act_for_the_live_view(ros_env, tmp_path):
     from std_msgs.msg import Float64
 

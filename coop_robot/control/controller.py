@@ -53,7 +53,12 @@ Safety rules, in priority order:
    ``staging_timeout_s``.
 
 New plans start from the measured joint positions (the last commanded state without them) and
-the commanded velocity and acceleration. A plan whose goal the measured joints have not reached
+the commanded velocity and acceleration -- unless the arm is not following its commands (measured
+joints more than ``tracking_tolerance_rad`` from the commanded state: its own controller rejected a
+move, e.g. one that arrived after its end on a busy machine). Then the running turn's move is
+replaced at once by a move home from the arm's measured position and velocity (an abort before the
+commit, a withdrawal after it; a move home is sent again), with a warning. A plan whose goal the
+measured joints have not reached
 ``settle_timeout_s`` after it ended counts as not followed: a reach is given up (back home,
 no act), a move home is sent again.
 """
@@ -157,6 +162,11 @@ class ControllerConfig:
     #: given up (back home, no act), a move home is sent again.
     settle_tolerance_rad: float = 0.02
     settle_timeout_s: float = 1.0
+    #: The arm is *not following* its commands when its measured joints are farther than this (rad)
+    #: from the commanded state (its controller rejected a move -- e.g. one that arrived late on a
+    #: busy machine -- or it is blocked): new moves then start from its measured position and
+    #: velocity, not from the commanded state it never reached, and a running move is replaced.
+    tracking_tolerance_rad: float = 0.1
     #: At start-up, a measured configuration farther than this (rad) from home is driven home.
     home_tolerance_rad: float = 0.05
     #: "act" while the partner is perceived inside starts the reach; it waits at the waiting point.
@@ -222,7 +232,7 @@ class ControllerConfig:
                              f"got {self.ssm_waiting_perception_age_s!r}")
         self.ssm  # noqa: B018 -- validates the SSM terms (ValueError naming the bad one)
         for name in ("perception_timeout_s", "max_stamp_lead_s", "point_rate_hz", "settle_tolerance_rad",
-                     "home_tolerance_rad", "staging_timeout_s"):
+                     "home_tolerance_rad", "staging_timeout_s", "tracking_tolerance_rad"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
@@ -549,6 +559,12 @@ class ArmController:
         self._ssm_stop_since_s: float | None = None
         self._last_seen: tuple[float, np.ndarray] | None = None
         self.last_separation = None
+        #: The last measured joints (stamp, q), the velocity measured from them (None: unknown), and
+        #: whether the arm is not following the commanded state (``tracking_tolerance_rad``).
+        self._meas_prev: tuple[float, np.ndarray] | None = None
+        self._meas_velocity: np.ndarray | None = None
+        self.not_following = False
+        self._tracking_lost_now = False
 
     @property
     def committed(self) -> bool:
@@ -598,6 +614,7 @@ class ArmController:
         out = ControllerOutput(self.state)
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
         q_meas = self._measured_now(now_s, inputs)
+        self._check_tracking(out, now_s, inputs, q_meas)
         stamp = inputs.perception_stamp_s
         if stamp is not None and not (stamp <= now_s + cfg.max_stamp_lead_s):
             stamp = None  # from the future (or NaN): not perception at all
@@ -650,6 +667,10 @@ class ArmController:
             if self.state == "home" and inputs.decision == "act" and (
                     guard_clear or (cfg.anticipation and fresh)):
                 self._start_reach(out, now_s, q_meas, guard_clear)
+        elif self.state in ("reaching", "acting") and self._tracking_lost_now:
+            # The turn's move is not being carried out: go home from where the arm is (an abort
+            # before the commit, a withdrawal after it); the policy's "act" starts a new reach.
+            self._stop_and_return(out, now_s, q_meas)
         elif self.state == "reaching":
             self._update_reach(out, now_s, inputs.decision, q_meas, stale, guard_clear, partner_in_zone)
         elif self.state == "acting":
@@ -662,6 +683,10 @@ class ArmController:
             progress = self._plan_progress(now_s, q_meas)
             if progress == "arrived":
                 self._arrive_home(out, now_s)
+            elif self._tracking_lost_now:
+                # The move home is not being carried out: send it again from the arm's measured state.
+                self._send(out, ScaledPlan(self._home_plan_from(*self._start_state(now_s, q_meas))), now_s,
+                           "home", self.state)
             elif progress == "stuck":
                 out.warnings.append(self._stuck_warning(q_meas, "home") + "; sending the move home again")
                 plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale,
@@ -682,6 +707,35 @@ class ArmController:
             return q
         _, qd, _ = self.commanded_state(now_s)
         return q + qd * age_s
+
+    def _check_tracking(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,
+                        q_meas: np.ndarray | None) -> None:
+        """Measure the arm's velocity from successive joint states, and whether it follows the
+        commanded state (``tracking_tolerance_rad``); say so when it stops following."""
+        q = _measured(inputs.joint_positions)
+        if q is not None:
+            t_meas = now_s if inputs.joint_stamp_s is None else float(inputs.joint_stamp_s)
+            if self._meas_prev is not None:
+                dt = t_meas - self._meas_prev[0]
+                if 1e-3 <= dt <= 0.2:
+                    self._meas_velocity = (q - self._meas_prev[1]) / dt
+                elif dt > 0.2:
+                    self._meas_velocity = None   # too old to difference
+            if self._meas_prev is None or t_meas > self._meas_prev[0]:
+                self._meas_prev = (t_meas, q)
+        self._tracking_lost_now = False
+        if q_meas is None or self._plan is None:
+            self.not_following = False
+            return
+        error = float(np.max(np.abs(q_meas - self.commanded_state(now_s)[0])))
+        lagging = error > self.config.tracking_tolerance_rad
+        self._tracking_lost_now = lagging and not self.not_following
+        if self._tracking_lost_now:
+            out.warnings.append(
+                f"arm not following its commands: measured joints {error:.3f} rad from the commanded state "
+                "(did the arm's controller reject a move? on a busy machine moves can arrive after their end); "
+                "moving on from where the arm is")
+        self.not_following = lagging
 
     def _commit_due(self, now_s: float) -> bool:
         """Whether the gated reach would start braking for its gate within :data:`_COMMIT_LEAD_S`
@@ -967,14 +1021,8 @@ class ArmController:
     def _stop_and_return(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
         """Leave the current motion for home: an abort (retreating) before the reach's commit
         time, a withdrawal from the zone otherwise."""
-        cfg = self.config
         aborting = self.state == "reaching" and not self._committed
-        q, qd, qdd = self._start_state(now_s, q_meas)
-        if np.allclose(qd, 0.0, atol=1e-9) and np.allclose(qdd, 0.0, atol=1e-9):
-            plan = plan_minimum_jerk(q, self.home_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
-        else:
-            plan = plan_to_rest(q, qd, qdd, self.home_rad, self.limits, cfg.velocity_scale,
-                                min_duration_s=0.0, acceleration_scale=cfg.stop_acceleration_scale)
+        plan = self._home_plan_from(*self._start_state(now_s, q_meas))
         self._phase = "direct"
         if aborting:
             self._emit(out, "abort", now_s)
@@ -982,6 +1030,14 @@ class ArmController:
         else:
             self._emit(out, "withdraw_start", now_s)
             self._send(out, ScaledPlan(plan), now_s, "withdraw", "withdrawing")
+
+    def _home_plan_from(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> JointPlan:
+        """The move home from the state ``(q, qd, qdd)``: braking on the way when it is moving."""
+        cfg = self.config
+        if np.allclose(qd, 0.0, atol=1e-9) and np.allclose(qdd, 0.0, atol=1e-9):
+            return plan_minimum_jerk(q, self.home_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+        return plan_to_rest(q, qd, qdd, self.home_rad, self.limits, cfg.velocity_scale,
+                            min_duration_s=0.0, acceleration_scale=cfg.stop_acceleration_scale)
 
     def _go_home(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None, velocity_scale: float) -> None:
         """Slow return home from wherever the arm is (after an e-stop release, at start-up)."""
@@ -1003,8 +1059,12 @@ class ArmController:
         self._emit(out, "home", now_s)
 
     def _start_state(self, now_s: float, q_meas: np.ndarray | None):
-        """Start of a new plan: measured positions when known, commanded velocity/acceleration."""
+        """Start of a new plan: measured positions when known, commanded velocity/acceleration --
+        or, when the arm is not following its commands, its measured velocity (at rest if unknown)."""
         q_cmd, qd, qdd = self.commanded_state(now_s)
+        if self.not_following and q_meas is not None:
+            qd_meas = np.zeros(7) if self._meas_velocity is None else self._meas_velocity.copy()
+            return q_meas, qd_meas, np.zeros(7)
         return (q_meas if q_meas is not None else q_cmd), qd, qdd
 
     def _plan_progress(self, now_s: float, q_meas: np.ndarray | None) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, Vector3Stamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
@@ -29,6 +31,10 @@ from coop_robot.nodes.common import (
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
 from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
 from coop_robot.policy.oracle import OraclePolicy
+from coop_robot.timing.keepup import TickRateMonitor, TickWindow
+
+#: The /diagnostics status the policy node publishes once per window of ticks.
+RATE_STATUS_NAME = "coop_robot: policy rate"
 
 
 class PolicyNode(Node):
@@ -79,6 +85,7 @@ class PolicyNode(Node):
         self._ee = np.full(3, np.nan)
         self._fk = None
         self._fallbacks_logged = 0
+        self._was_behind = False
 
         self.create_subscription(Bool, "/partner/in_zone", self._on_in_zone, 10)
         self.create_subscription(PointStamped, "/partner/hand", self._on_hand, 10)
@@ -93,6 +100,14 @@ class PolicyNode(Node):
             self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS)
         self.decision_pub = self.create_publisher(String, "/policy/decision", COMMAND_QOS)
         self.forecast_pub = self.create_publisher(Float64, "/policy/exit_forecast", COMMAND_QOS)
+        keepup_window = declare(self, "keepup_window_s", 5.0,
+                                "Every this many seconds, check that the ticks came at rate_hz: below "
+                                "keepup_min_fraction of it, warn that the machine is not keeping up "
+                                "(and publish the rate and CPU share on /diagnostics)", 0.5, 600.0)
+        keepup_fraction = declare(self, "keepup_min_fraction", 0.8,
+                                  "Fraction of rate_hz below which the ticks count as not keeping up", 0.05, 1.0)
+        self.keepup = TickRateMonitor(rate, keepup_window, keepup_fraction)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # The mirror network's P(act), for the live view (and anyone plotting it).
         self.p_act_pub = self.create_publisher(Float64, "/policy/p_act", COMMAND_QOS) \
             if self.policy_name == "mirror" else None
@@ -194,6 +209,9 @@ class PolicyNode(Node):
 
     def _tick(self) -> None:
         t = now_s(self)
+        window = self.keepup.tick(t, time.monotonic(), time.process_time())
+        if window is not None:
+            self._report_rate(window)
         obs = Observation(
             t_s=t,
             partner_in_zone=self._in_zone,
@@ -215,6 +233,32 @@ class PolicyNode(Node):
         self.forecast_pub.publish(Float64(data=float(decision.exit_forecast_s)))
         if self.p_act_pub is not None:
             self.p_act_pub.publish(Float64(data=float(self.policy.p_act)))
+
+
+    def _report_rate(self, window: TickWindow) -> None:
+        """Say when the machine is not keeping up (and when it catches up again); publish the rate."""
+        text = self.keepup.describe(window)
+        if window.behind:
+            self.get_logger().warning(
+                f"not keeping up: policy '{self.policy_name}' ticked at {text}; its decisions come late "
+                "(this machine is too busy for the graph: free cores, or lower rate_hz for every node that "
+                "ticks)", throttle_duration_sec=30.0)
+            self._was_behind = True
+        elif self._was_behind:
+            self.get_logger().info(f"keeping up again: {text}")
+            self._was_behind = False
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [DiagnosticStatus(
+            level=DiagnosticStatus.WARN if window.behind else DiagnosticStatus.OK,
+            name=RATE_STATUS_NAME,
+            message=("not keeping up: " if window.behind else "") + text,
+            values=[KeyValue(key="rate_hz", value=f"{window.rate_hz:.2f}"),
+                    KeyValue(key="asked_rate_hz", value=f"{self.keepup.rate_hz:.2f}"),
+                    KeyValue(key="worst_interval_s", value=f"{window.worst_interval_s:.4f}"),
+                    KeyValue(key="cpu_share", value=f"{window.cpu_share:.4f}")],
+        )]
+        self.diag_pub.publish(arr)
 
 
 def main(args=None) -> None:

@@ -18,8 +18,12 @@ The exit forecast is reported while the partner is perceived in the zone (NaN ot
 the controller then waits at its waiting point and goes on only once the partner is perceived out,
 so the base class's "yield" would only make the arm churn.
 
-What the policy node must provide in :class:`~coop_robot.policy.base.Observation`, once per tick
-at the checkpoint's ``obs_spec.tick_rate_hz`` (the node's ``rate_hz``): ``partner_hand_m`` and
+The windows are rows on the checkpoint's time grid (``obs_spec.tick_rate_hz``, 50 Hz), built from
+the observations' times, not counted in ticks: a late or irregular tick adds the rows it missed,
+an early one none, so a busy machine changes when the decisions come, not what the network sees
+(``test_policy_tick_rate``). What the policy node must provide in
+:class:`~coop_robot.policy.base.Observation`, once per tick (best at the trained rate, the node's
+``rate_hz``): ``partner_hand_m`` and
 ``partner_velocity_mps`` (NaN when not detected / unknown; a missing velocity is estimated by
 finite differences), ``robot_state`` and ``robot_ee_m`` -- the EE (panda_grasptarget) in
 ``world``, e.g. from ``PandaKinematics.ee_position`` on /joint_states. A NaN ``robot_ee_m``
@@ -145,6 +149,12 @@ class MirrorPolicy(Policy):
         self._tick_dts: deque[float] = deque(maxlen=50)
         self._rate_warned = False
         self._stepped_this_tick = False
+        self._grid_t_s = math.nan
+        self._prev_age_s = math.inf
+        self._prev_context: tuple = ("unknown", False, None)
+        #: Network steps taken (one per grid row) and grid restarts after a gap longer than a window.
+        self.network_steps = 0
+        self.grid_restarts = 0
         self.last_outputs: dict[str, float] = {}
 
     @property
@@ -173,11 +183,34 @@ class MirrorPolicy(Policy):
         return Decision(action, forecast)
 
     def _advance(self, obs: Observation) -> dict[str, float]:
-        """Append this tick to the windows and step the network once."""
+        """Bring the windows and the network up to this tick's time on the trained grid.
+
+        The windows hold one row per ``1 / obs_spec.tick_rate_hz`` of graph time, whatever the
+        rate the ticks arrive at: a tick that comes late (a busy machine, a 30 Hz timer) adds the
+        rows it missed, its position interpolated between the previous tick and this one, and steps
+        the network once per row; a tick that comes early (less than half a grid step since the
+        last row) adds nothing and keeps the last outputs. So the network sees the time scale it
+        was trained on. A gap longer than a window (``window_steps`` rows) restarts the grid at this
+        tick after refilling the window."""
         self._stepped_this_tick = True
         t = float(obs.t_s)
         dt = t - self._prev_t_s if math.isfinite(self._prev_t_s) else math.nan
         self._check_rate(dt)
+        period = 1.0 / self.spec.tick_rate_hz
+        if math.isfinite(self._grid_t_s) and math.isfinite(dt) and dt > 0:
+            # Half a grid step (or less) since the last row: nothing new yet.
+            steps = math.floor((t - self._grid_t_s) / period + 0.5 - 1e-6)
+        elif math.isfinite(self._grid_t_s):
+            steps = 0                       # the same (or an older) time again: nothing new
+        else:
+            steps = 1                       # the first tick
+        if steps <= 0 and self.last_outputs:
+            return self.last_outputs
+        steps = max(steps, 1)
+        catch_up = min(steps, self.spec.window_steps)
+        if catch_up < steps:
+            self.grid_restarts += 1
+
         ee = np.asarray(obs.robot_ee_m, dtype=float).reshape(3)
         hand = np.asarray(obs.partner_hand_m, dtype=float).reshape(3)
         hand_vel = np.asarray(obs.partner_velocity_mps, dtype=float).reshape(3)
@@ -185,35 +218,54 @@ class MirrorPolicy(Policy):
         if not np.all(np.isfinite(hand_vel)):
             hand_vel = self._finite_difference(hand, self._prev_hand_m, dt)
         mn = self._mn
-        self._push(self._self_window, mn.egocentric_features(ee[None], ee_vel[None], self.robot_home_m, self.zone)[0])
-        self._push(self._other_window,
-                   mn.egocentric_features(hand[None], hand_vel[None], self.partner_rest_m, self.zone)[0])
-
-        if obs.partner_in_zone is not None and obs.partner_in_zone != self._last_in_zone:
-            if obs.partner_in_zone:
-                self._enter_s = t
-            elif self._last_in_zone:          # True -> False: an exit (None -> False is not)
-                self._exit_s = t
-            self._last_in_zone = obs.partner_in_zone
-        ctx = mn.task_context(obs.robot_state, self.robot_turn_due, obs.partner_in_zone,
-                              t - self._enter_s, t - self._exit_s, obs.perception_age_s,
-                              self.spec.time_horizon_s, self.spec.perception_age_horizon_s)
-
         torch = self._torch
-        with torch.inference_mode():
-            out, self._hidden = self.net.step(torch.from_numpy(self._self_window)[None],
-                                              torch.from_numpy(self._other_window)[None],
-                                              torch.from_numpy(ctx)[None], self._hidden)
+        for k in range(catch_up):
+            last = k == catch_up - 1
+            if last:
+                self._note_zone_transition(obs.partner_in_zone, t)
+                t_row, ee_row, hand_row, age = t, ee, hand, obs.perception_age_s
+                state, due, in_zone = obs.robot_state, self.robot_turn_due, obs.partner_in_zone
+            else:
+                # A row the late tick missed: the grid time, positions interpolated since the last
+                # tick, the task context as it was then.
+                t_row = t - (catch_up - 1 - k) * period
+                a = min(max((t_row - self._prev_t_s) / dt, 0.0), 1.0)
+                ee_row = self._prev_ee_m + a * (ee - self._prev_ee_m)
+                hand_row = self._prev_hand_m + a * (hand - self._prev_hand_m)
+                age = self._prev_age_s + (t_row - self._prev_t_s)
+                state, due, in_zone = self._prev_context
+            self._push(self._self_window,
+                       mn.egocentric_features(ee_row[None], ee_vel[None], self.robot_home_m, self.zone)[0])
+            self._push(self._other_window,
+                       mn.egocentric_features(hand_row[None], hand_vel[None], self.partner_rest_m, self.zone)[0])
+            ctx = mn.task_context(state, due, in_zone, t_row - self._enter_s, t_row - self._exit_s, age,
+                                  self.spec.time_horizon_s, self.spec.perception_age_horizon_s)
+            with torch.inference_mode():
+                out, self._hidden = self.net.step(torch.from_numpy(self._self_window)[None],
+                                                  torch.from_numpy(self._other_window)[None],
+                                                  torch.from_numpy(ctx)[None], self._hidden)
+            self.network_steps += 1
         self.last_outputs = {
             "p_act": float(torch.sigmoid(out["act_logit"][0])),
             "exit_forecast_s": float(out["exit_forecast_s"][0]),
             "exit_log_var": float(out["exit_log_var"][0]),
             "value": float(out["value"][0]),
         }
+        self._grid_t_s = t if catch_up < steps or not math.isfinite(self._grid_t_s) else self._grid_t_s + steps * period
         self._prev_t_s = t
         self._prev_ee_m = ee
         self._prev_hand_m = hand
+        self._prev_age_s = float(obs.perception_age_s)
+        self._prev_context = (obs.robot_state, self.robot_turn_due, obs.partner_in_zone)
         return self.last_outputs
+
+    def _note_zone_transition(self, in_zone: bool | None, t: float) -> None:
+        if in_zone is not None and in_zone != self._last_in_zone:
+            if in_zone:
+                self._enter_s = t
+            elif self._last_in_zone:          # True -> False: an exit (None -> False is not)
+                self._exit_s = t
+            self._last_in_zone = in_zone
 
     @staticmethod
     def _push(window: np.ndarray, row: np.ndarray) -> None:
@@ -227,14 +279,19 @@ class MirrorPolicy(Policy):
         return np.full(3, np.nan)  # egocentric_features counts unknown velocity as zero
 
     def _check_rate(self, dt: float) -> None:
-        """Warn once when ticks come at another rate than the windows were trained for."""
+        """Warn once when ticks come at another rate than the network was trained for: the windows
+        are resampled to the trained rate (:meth:`_advance`), but a slower tick still means later
+        decisions, and a faster one wasted work."""
         if not (math.isfinite(dt) and dt > 0) or self._rate_warned:
             return
         self._tick_dts.append(dt)
         if len(self._tick_dts) == self._tick_dts.maxlen:
             rate = 1.0 / float(np.median(self._tick_dts))
-            if abs(rate - self.spec.tick_rate_hz) > 0.25 * self.spec.tick_rate_hz:
+            trained = self.spec.tick_rate_hz
+            if abs(rate - trained) > 0.25 * trained:
                 self._rate_warned = True
-                warnings.warn(f"mirror policy ticks at ~{rate:.1f} Hz but {self.checkpoint} was trained for "
-                              f"{self.spec.tick_rate_hz:.1f} Hz; set the policy node's rate_hz to match",
-                              RuntimeWarning, stacklevel=3)
+                consequence = (f"decisions come only every {1e3 / rate:.0f} ms (is the machine keeping up?)"
+                               if rate < trained else "ticks between grid steps reuse the last step")
+                warnings.warn(f"mirror policy ticks at ~{rate:.1f} Hz; {self.checkpoint.name} was trained for "
+                              f"{trained:.1f} Hz: its windows are resampled to {trained:.1f} Hz from the tick "
+                              f"times, and {consequence}", RuntimeWarning, stacklevel=3)
