@@ -19,6 +19,7 @@ setup(
         (f"share/{PACKAGE}/config/partners", glob("config/partners/*.yaml")),
         (f"share/{PACKAGE}/config/models", glob("config/models/*.yaml")),
         (f"share/{PACKAGE}/config/training", glob("config/training/*.yaml")),
+        (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
     ],
     # What the code imports (the ROS 2 client library and messages come from ROS 2 itself, or from
     # the ros-<distro>-* wheels that scripts/setup_env.sh installs). torch is pinned: a looser range
@@ -41,6 +42,7 @@ setup(
             "controller_node = coop_robot.nodes.controller_node:main",
             "turn_tracker_node = coop_robot.nodes.turn_tracker_node:main",
             "recorder_node = coop_robot.nodes.recorder_node:main",
+            "live_view_node = coop_robot.nodes.live_view_node:main",
         ],
     },
 )

@@ -17,3 +17,14 @@ def whole_at_least(low: int):
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
         return value
     return parse
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port number 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {text!r}")
+    return value

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from coop_robot import __version__
-from coop_robot.argtypes import whole_at_least
+from coop_robot.argtypes import tcp_port, whole_at_least
 from coop_robot.graph import POLICIES_SIM
 
 #: Exit status of a command given bad input (an argument, profile or parameter file it refuses,
@@ -90,6 +90,13 @@ def _add_sim(sub) -> None:
         action="store_true",
         help="with --record: also record the camera images and camera_info (about 16 MB per simulated second)",
     )
+    p.add_argument("--live-view", action="store_true",
+                   help="also run the live view: zone, hand, arm, protective separation and the policy's decision "
+                        "as markers on /coop_robot/markers (RViz on --domain-id's domain)")
+    p.add_argument("--foxglove", action="store_true",
+                   help="run the live view and serve it to Foxglove on ws://127.0.0.1:PORT (needs foxglove-sdk)")
+    p.add_argument("--foxglove-port", type=tcp_port, default=None, metavar="PORT",
+                   help="with --foxglove: the WebSocket port (default: 8765)")
 
 
 def _cmd_sim(args) -> int:
@@ -107,6 +114,9 @@ def _cmd_sim(args) -> int:
 
     if args.record_images and not args.record:
         print("coop-robot sim: --record-images needs --record DIR", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.foxglove_port is not None and not args.foxglove:
+        print("coop-robot sim: --foxglove-port needs --foxglove", file=sys.stderr)
         return EXIT_BAD_INPUT
     record_dir = ""
     if args.record:
@@ -138,6 +148,8 @@ def _cmd_sim(args) -> int:
             record_images=args.record_images,
             partner_label=args.partner,
             extra_param_files=[str(p.resolve()) for p in args.params_file],
+            live_view=args.live_view or args.foxglove,
+            foxglove_port=(8765 if args.foxglove_port is None else args.foxglove_port) if args.foxglove else None,
         )
         problems = check_graph(specs)  # every node's parameters, as each node will judge them
     except (GraphError, ParamFileError) as exc:
@@ -155,6 +167,10 @@ def _cmd_sim(args) -> int:
     print(
         f"coop-robot {__version__}: {args.turns} turns, policy={args.policy}, partner={args.partner}, seed={args.seed}"
     )
+    if args.foxglove:
+        port = specs[-1].parameters["foxglove_port"]
+        where = f"ws://127.0.0.1:{port}" if port else f"a free port (see {log_dir / 'live_view.log'})"
+        print(f"live view: Foxglove WebSocket on {where}")
     try:
         summary = run_session(specs, log_dir=log_dir, timeout_s=timeout, env=isolated_env(args.domain_id))
     except (ParamFileError, DomainInUse, InputRefused) as exc:
@@ -322,6 +338,8 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
     "calibrate": ("coop_robot.calibration.command", "calibrate the camera against the robot base (ChArUco board "
                                                     "on the flange): board, capture, solve, simulate"),
+    "view": ("coop_robot.live_view.view_cmd", "watch a running graph: markers for RViz, or a Foxglove WebSocket "
+                                             "server (--foxglove)"),
 }
 
 

@@ -43,6 +43,8 @@ PARAMETERS_PAGE = REPO / "docs" / "parameters.md"
 LAUNCH_DIR = REPO / "launch"
 WRITE_COMMAND = "python -m coop_robot.docs_tables --write"
 
+#: Nodes the graph runs only when asked to (recording, the live view); their tables come last.
+OPTIONAL_NODES = ("recorder", "live_view")
 #: Declared by rclpy itself on every node, not by the package.
 RCLPY_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
 #: Endpoints every rclpy node creates.
@@ -177,7 +179,8 @@ def _read_node(cls, context, overrides: dict) -> tuple[str, dict[str, ParameterI
 
 
 def collect_nodes() -> list[NodeInfo]:
-    """Build every node of the simulated graph (recorder included) and read back what it declares.
+    """Build every node of the simulated graph (the optional recorder and live view included) and read
+    back what it declares.
 
     The policy node is built once per policy (its parameters and topics depend on ``policy``).
     No parameter files are loaded; the recorder gets a throw-away ``output_dir`` (it refuses to
@@ -192,7 +195,7 @@ def collect_nodes() -> list[NodeInfo]:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     nodes: list[NodeInfo] = []
     with tempfile.TemporaryDirectory(prefix="coop_robot_docs_") as tmp:
-        specs = sim_graph(record_dir=str(Path(tmp) / "bag"))
+        specs = sim_graph(record_dir=str(Path(tmp) / "bag"), live_view=True)
         context = rclpy.Context()
         rclpy.init(args=[], context=context, domain_id=random.randint(100, 200))
         try:
@@ -313,7 +316,7 @@ def _same(a, b) -> bool:
 
 def parameters_block(nodes: list[NodeInfo]) -> str:
     out = []
-    for node in sorted(nodes, key=lambda n: n.name == "recorder"):  # the optional recorder last
+    for node in sorted(nodes, key=lambda n: n.name in OPTIONAL_NODES):  # the optional nodes last
         files = " + ".join(f"`config/{f}`" for f in node.param_files)
         set_by = file_values(node.name, node.param_files)
         out.append(f"### `{node.name}`\n")

@@ -98,13 +98,27 @@ def recorder_node(record_dir: str, record_images: bool = False, use_sim_time: bo
                     params, tuple(remappings), ready_line=RECORDER_READY_LINE, stops_last=True)
 
 
+def live_view_node(files: tuple[str, ...], parameters: dict | None = None, remappings=(),
+                   foxglove_port: int | None = None) -> NodeSpec:
+    """The optional live view (``coop_robot.nodes.live_view_node``): markers on /coop_robot/markers
+    for RViz; with ``foxglove_port``, also a Foxglove WebSocket server on that port (0: any free one)."""
+    params = dict(parameters or {})
+    if foxglove_port is not None:
+        if isinstance(foxglove_port, bool) or not isinstance(foxglove_port, int) or not 0 <= foxglove_port <= 65535:
+            raise GraphError(f"foxglove_port must be an integer 0..65535, got {foxglove_port!r}")
+        params.update(foxglove=True, foxglove_port=foxglove_port)
+    return _node("live_view", "live_view_node", ("live_view.yaml",) + tuple(files), params, remappings)
+
+
 def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, turns: int = 0,
               gui: bool = False, use_sim_time: bool = True, summary_json: str = "",
               real_time_factor: float | None = None, record_dir: str = "",
               record_images: bool = False, partner_label: str | None = None,
-              extra_param_files: list[str] = ()) -> list[NodeSpec]:
+              extra_param_files: list[str] = (), live_view: bool = False,
+              foxglove_port: int | None = None) -> list[NodeSpec]:
     """The simulated interaction: sim, perception, policy, controller, turn tracker; with
-    ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there.
+    ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there; with
+    ``live_view``, the live-view node last (``foxglove_port``: it also serves Foxglove there).
     ``partner_label``: how the session names the partner (summary, recorded /diagnostics);
     default ``partner``. ``extra_param_files``: applied to every node after the package's files."""
     if policy not in POLICIES_SIM:
@@ -136,7 +150,13 @@ def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, t
             **t, "scoring": "ground_truth", "max_turns": int(turns), "summary_json": summary_json,
             "session_policy": policy, "session_partner": partner_label or partner, "session_seed": int(seed),
         }, ends=turns > 0),
-    ]
+    ] + _optional_live_view(live_view, foxglove_port, x, dict(t))
+
+
+def _optional_live_view(live_view: bool, foxglove_port, files: tuple, parameters: dict, remappings=()) -> list:
+    if foxglove_port is not None and not live_view:
+        raise GraphError("foxglove_port needs live_view (the live-view node serves Foxglove)")
+    return [live_view_node(files, parameters, remappings, foxglove_port)] if live_view else []
 
 
 def robot_graph(policy: str = "reactive", color_topic: str = "/camera/color/image_raw",
@@ -145,9 +165,11 @@ def robot_graph(policy: str = "reactive", color_topic: str = "/camera/color/imag
                 trajectory_topic: str = "/panda_arm_controller/joint_trajectory",
                 joint_states_topic: str = "/joint_states", turns: int = 0,
                 summary_json: str = "", extra_param_files: list[str] = (), record_dir: str = "",
-                record_images: bool = False) -> list[NodeSpec]:
+                record_images: bool = False, live_view: bool = False,
+                foxglove_port: int | None = None) -> list[NodeSpec]:
     """A lab robot: no sim; the camera driver and ros2_control provide the other half. With
-    ``record_dir``, a recorder writes the interaction (on the remapped topics) to a rosbag2 there."""
+    ``record_dir``, a recorder writes the interaction (on the remapped topics) to a rosbag2 there;
+    with ``live_view``, the live-view node (``foxglove_port``: serving Foxglove too) runs last."""
     if policy not in POLICIES_ROBOT:
         raise GraphError(f"policy must be one of {POLICIES_ROBOT} on a robot, got {policy!r}")
     for key, val in (("color_topic", color_topic), ("depth_topic", depth_topic),
@@ -172,4 +194,4 @@ def robot_graph(policy: str = "reactive", color_topic: str = "/camera/color/imag
             "scoring": "perception", "max_turns": int(turns), "summary_json": summary_json,
             "session_policy": policy,
         }, js, ends=turns > 0),
-    ]
+    ] + _optional_live_view(live_view, foxglove_port, cell, {}, js)

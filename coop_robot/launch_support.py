@@ -19,6 +19,13 @@ RECORD_ARGUMENTS = (
     ("record_images", "false", "With record:=true, also record the camera images and camera_info (large)"),
 )
 
+#: Launch argument of both launch files for the optional live view (coop_robot.nodes.live_view_node).
+LIVE_VIEW_ARGUMENTS = (
+    ("live_view", "false", "Also run the live view: zone, hand, arm, protective separation and the policy's "
+                           "decision as markers on /coop_robot/markers (open RViz with "
+                           "share/coop_robot/config/rviz/coop_robot.rviz)"),
+)
+
 
 #: Seconds between SIGINT and SIGTERM when the launch stops a node (launch's default is 5).
 SIGTERM_TIMEOUT_S = 10

@@ -9,7 +9,8 @@ a bad value is reported as the node itself would report it, before anything runs
 spun or published outside this process.
 
 Two settings are changed for the check: the sim never opens its GUI window here, and a recorder
-writes into a throw-away directory (the command checks the real one itself).
+writes into a throw-away directory (the command checks the real one itself), and a live view serving
+Foxglove listens on any free port.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from coop_robot.graph import NodeSpec
 _CHECK_OVERRIDES = {
     "coop_robot.nodes.sim_node": lambda tmp: {"gui": False},
     "coop_robot.nodes.recorder_node": lambda tmp: {"output_dir": str(Path(tmp) / "bag")},
+    # A Foxglove server is started for the check (foxglove-sdk missing is refused here), on any free
+    # port: the node itself binds the asked one a moment later.
+    "coop_robot.nodes.live_view_node": lambda tmp: {"foxglove_port": 0},
 }
 
 

@@ -14,8 +14,10 @@ Set the camera extrinsics and zone for your cell in a copy of config/robot.yaml
 ``controller: ros__parameters: velocity_scale: 0.2`` -- the launch refuses a ``/**`` setting that a
 node-named entry would silently override). ``record:=true`` records the session (the interaction
 topics, under the remapped names) to a rosbag2 (MCAP) directory, ``record_dir:=DIR`` or by default
-``./coop_robot_<YYYYmmdd_HHMMSS>``. Same graph description as the simulation
-(coop_robot.graph.robot_graph); no sim, wall-clock time, scoring on perception.
+``./coop_robot_<YYYYmmdd_HHMMSS>``. ``live_view:=true`` adds the live view (markers on
+``/coop_robot/markers``; RViz config ``share/coop_robot/config/rviz/coop_robot.rviz``). Same graph
+description as the simulation (coop_robot.graph.robot_graph); no sim, wall-clock time, scoring on
+perception.
 """
 
 
@@ -24,7 +26,14 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import robot_graph
-from coop_robot.launch_support import RECORD_ARGUMENTS, parse_int, parse_record, to_launch_actions
+from coop_robot.launch_support import (
+    LIVE_VIEW_ARGUMENTS,
+    RECORD_ARGUMENTS,
+    parse_bool,
+    parse_int,
+    parse_record,
+    to_launch_actions,
+)
 from launch import LaunchDescription
 
 ARGUMENTS = (
@@ -39,7 +48,7 @@ ARGUMENTS = (
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
     ("params_file", "", "Your cell's parameter file (camera extrinsics, zone, glove colour; node-specific settings "
                         "under the node's name), applied after the package's"),
-) + RECORD_ARGUMENTS
+) + RECORD_ARGUMENTS + LIVE_VIEW_ARGUMENTS
 
 
 def _graph(context):
@@ -58,6 +67,7 @@ def _graph(context):
         summary_json=arg("summary_json"),
         record_dir=record_dir,
         record_images=record_images,
+        live_view=parse_bool(arg("live_view"), "live_view"),
         extra_param_files=[arg("params_file")] if arg("params_file") else [],
     )
     return to_launch_actions(specs, get_package_share_directory("coop_robot"))

@@ -3,7 +3,9 @@
     ros2 launch coop_robot sim.launch.py policy:=mirror partner:=typical turns:=20 summary_json:=summary.json
 
 Add ``record:=true`` (optionally ``record_dir:=DIR record_images:=true``) to record the session to a
-rosbag2 (MCAP) directory, by default ``./coop_robot_<YYYYmmdd_HHMMSS>``.
+rosbag2 (MCAP) directory, by default ``./coop_robot_<YYYYmmdd_HHMMSS>``. ``live_view:=true`` adds the
+live view (markers on ``/coop_robot/markers``; open RViz with
+``rviz2 -d $(ros2 pkg prefix coop_robot)/share/coop_robot/config/rviz/coop_robot.rviz``).
 
 The same graph (coop_robot.graph.sim_graph), parameter files and command lines as ``coop-robot sim``:
 launch arguments reach the nodes through a parameter file keyed by each node's name (see
@@ -16,6 +18,7 @@ from launch.substitutions import LaunchConfiguration
 
 from coop_robot.graph import sim_graph
 from coop_robot.launch_support import (
+    LIVE_VIEW_ARGUMENTS,
     RECORD_ARGUMENTS,
     check_partner,
     parse_bool,
@@ -40,7 +43,7 @@ ARGUMENTS = (
                              "'' = config/sim.yaml's value"),
     ("params_file", "", "Extra ROS 2 parameter file applied after the package's (node-specific settings under the "
                         "node's name, e.g. controller: velocity_scale)"),
-) + RECORD_ARGUMENTS
+) + RECORD_ARGUMENTS + LIVE_VIEW_ARGUMENTS
 
 
 def _graph(context):
@@ -61,6 +64,7 @@ def _graph(context):
         summary_json=arg("summary_json"),
         record_dir=record_dir,
         record_images=record_images,
+        live_view=parse_bool(arg("live_view"), "live_view"),
         real_time_factor=parse_float(arg("real_time_factor"), "real_time_factor") if arg("real_time_factor") else None,
         extra_param_files=[arg("params_file")] if arg("params_file") else [],
     )

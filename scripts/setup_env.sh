@@ -31,7 +31,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if [ ! -f "$stamp" ] && [ ! -f "${stamp_base}_test" ]; then
   echo "setting up $venv (ROS 2 $distro wheels) ..." >&2
-  ros=(rclpy rcl-interfaces std-msgs std-srvs geometry-msgs sensor-msgs trajectory-msgs diagnostic-msgs rosgraph-msgs builtin-interfaces)
+  ros=(rclpy rcl-interfaces std-msgs std-srvs geometry-msgs sensor-msgs trajectory-msgs diagnostic-msgs rosgraph-msgs
+       builtin-interfaces visualization-msgs)
   pkgs=()
   for p in "${ros[@]}"; do pkgs+=("ros-$distro-$p"); done
   pkgs[0]="ros-$distro-rclpy[fastrtps]"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXECUTABLES = {"sim_node", "perception_node", "policy_node", "controller_node", "turn_tracker_node",
-               "recorder_node", "coop-robot"}
+               "recorder_node", "live_view_node", "coop-robot"}
 
 
 def test_setup_install_puts_executables_in_lib_and_data_in_share(tmp_path):
@@ -30,3 +30,5 @@ def test_setup_install_puts_executables_in_lib_and_data_in_share(tmp_path):
     for sub in ("partners", "models", "training"):
         assert {p.name for p in (REPO / "config" / sub).glob("*.yaml")} == {
             p.name for p in (share / "config" / sub).iterdir()}
+    # the RViz view of the live view (docs/lab_deployment.md: rviz2 -d share/coop_robot/config/rviz/...)
+    assert (share / "config" / "rviz" / "coop_robot.rviz").is_file()

@@ -26,6 +26,7 @@ NODES = {
     "controller": ("controller_node", ("velocity_scale", '"slow"'), ("velocity_scale", "5.0")),
     "turn_tracker": ("turn_tracker_node", ("stats_window", '"all"'), ("stats_window", "0")),
     "recorder": ("recorder_node", ("progress_period_s", '"often"'), ("progress_period_s", "-1.0")),
+    "live_view": ("live_view_node", ("rate_hz", '"fast"'), ("foxglove_port", "70000")),
 }
 
 

@@ -92,7 +92,8 @@ def test_generated_tables_match_the_code(nodes):
 
 
 def test_every_node_of_the_graph_is_in_the_tables(nodes):
-    assert [n.name for n in nodes] == ["recorder", "coop_sim", "perception", "policy", "controller", "turn_tracker"]
+    assert [n.name for n in nodes] == ["recorder", "coop_sim", "perception", "policy", "controller", "turn_tracker",
+                                       "live_view"]
     for node in nodes:
         assert node.parameters, f"{node.name}: no parameters read back"
         assert all(p.description for p in node.parameters.values()), f"{node.name}: a parameter lacks a description"

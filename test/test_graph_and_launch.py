@@ -37,7 +37,8 @@ def test_every_config_file_is_a_valid_ros2_parameter_file():
 
 @pytest.mark.parametrize("graph", [sim_graph(turns=3, summary_json="/tmp/s.json"), robot_graph(),
                                    sim_graph(turns=3, summary_json="/tmp/s.json", record_dir="/tmp/bag"),
-                                   robot_graph(record_dir="/tmp/bag")])
+                                   robot_graph(record_dir="/tmp/bag"), sim_graph(live_view=True),
+                                   robot_graph(live_view=True)])
 def test_graph_nodes_have_executables_and_config_keyed_by_node_name(graph, tmp_path):
     scripts = console_scripts()
     for spec in graph:
@@ -78,6 +79,24 @@ def test_recording_adds_a_recorder_started_first_and_stopped_last(tmp_path, monk
     assert dict(rec.remappings)["/joint_states"] == "/franka/joint_states"
     assert dict(rec.remappings)["/panda_arm_controller/joint_trajectory"] == "/fr3/joint_trajectory"
     assert rec.param_files[-2:] == ("robot.yaml", "/cell.yaml")
+
+
+def test_live_view_is_optional_and_runs_last_with_the_graphs_clock_and_topics():
+    assert "live_view" not in [s.name for s in sim_graph()] + [s.name for s in robot_graph()]
+    sim = sim_graph(turns=3, live_view=True)
+    view = sim[-1]
+    assert [s.name for s in sim[:-1]] == [s.name for s in sim_graph(turns=3)]
+    assert view.name == "live_view" and view.param_files == ("world.yaml", "live_view.yaml")
+    assert view.parameters == {"use_sim_time": True} and not (view.ends_session or view.stops_last or view.ready_line)
+    served = sim_graph(live_view=True, foxglove_port=0)[-1]
+    assert served.parameters == {"use_sim_time": True, "foxglove": True, "foxglove_port": 0}
+    robot = robot_graph(joint_states_topic="/franka/joint_states", live_view=True, extra_param_files=["/cell.yaml"])
+    assert robot[-1].name == "live_view" and dict(robot[-1].remappings) == {"/joint_states": "/franka/joint_states"}
+    assert robot[-1].param_files[-2:] == ("robot.yaml", "/cell.yaml")
+    with pytest.raises(GraphError, match="foxglove_port needs live_view"):
+        sim_graph(foxglove_port=8765)
+    with pytest.raises(GraphError, match="foxglove_port must be an integer 0..65535"):
+        robot_graph(live_view=True, foxglove_port=70000)
 
 
 def test_default_record_dir_is_timestamped_under_the_current_directory(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def sim_arguments(tmp_path: Path) -> dict:
     return {"policy": "reactive", "partner": "fast", "gui": "false", "use_sim_time": "true", "seed": "5",
             "turns": "3", "summary_json": str(tmp_path / "s.json"), "real_time_factor": "0",
             "params_file": str(cell_file(tmp_path, CELL)), "record": "true", "record_dir": str(tmp_path / "bag"),
-            "record_images": "true"}
+            "record_images": "true", "live_view": "true"}
 
 
 def robot_arguments(tmp_path: Path) -> dict:
@@ -82,7 +82,7 @@ def robot_arguments(tmp_path: Path) -> dict:
             "camera_info_topic": "/cam/info", "trajectory_topic": "/fr3_arm_controller/joint_trajectory",
             "joint_states_topic": "/franka/joint_states", "turns": "4", "summary_json": str(tmp_path / "r.json"),
             "params_file": str(cell_file(tmp_path, CELL)), "record": "true", "record_dir": str(tmp_path / "rbag"),
-            "record_images": "false"}
+            "record_images": "false", "live_view": "true"}
 
 
 # --- what a real launch would start ---------------------------------------------------------------
@@ -104,13 +104,13 @@ def test_launch_command_lines_are_the_runners(monkeypatch, tmp_path, filename):
         specs = sim_graph(policy="reactive", partner=str((REPO / "config/partners/fast.yaml").resolve()),
                           partner_label="fast", seed=5, turns=3, summary_json=args["summary_json"],
                           real_time_factor=0.0, record_dir=args["record_dir"], record_images=True,
-                          extra_param_files=[args["params_file"]])
+                          extra_param_files=[args["params_file"]], live_view=True)
     else:
         args = robot_arguments(tmp_path)
         specs = robot_graph(policy="mirror", color_topic="/cam/color", depth_topic="/cam/depth",
                             camera_info_topic="/cam/info", trajectory_topic=args["trajectory_topic"],
                             joint_states_topic="/franka/joint_states", turns=4, summary_json=args["summary_json"],
-                            extra_param_files=[args["params_file"]], record_dir=args["record_dir"])
+                            extra_param_files=[args["params_file"]], record_dir=args["record_dir"], live_view=True)
     launched = evaluate(monkeypatch, filename, args)
     assert [n.kwargs["name"] for n in launched.nodes] == [s.name for s in specs]
     for node, spec in zip(launched.nodes, specs):
@@ -131,13 +131,14 @@ SIM_EXPECT = {   # launch argument -> (node, parameter, value the node must get)
                 ("turn_tracker", "session_partner", "fast")],
     "gui": [("coop_sim", "gui", False)],
     "use_sim_time": [(n, "use_sim_time", True) for n in ("perception", "policy", "controller", "turn_tracker",
-                                                         "recorder")],
+                                                         "recorder", "live_view")],
     "seed": [("coop_sim", "seed", 5), ("turn_tracker", "session_seed", 5)],
     "turns": [("turn_tracker", "max_turns", 3)],
     "real_time_factor": [("coop_sim", "real_time_factor", 0.0)],
     "params_file": [("controller", "velocity_scale", 0.25)] + [
         (n, "camera_position_m", [0.61, 0.95, 1.45]) for n in ("coop_sim", "perception", "controller")],
     "record_images": [("recorder", "record_images", True)],
+    "live_view": [("live_view", "rate_hz", 10.0), ("live_view", "foxglove", False)],
 }
 ROBOT_EXPECT = {
     "policy": [("policy", "policy", "mirror"), ("turn_tracker", "session_policy", "mirror")],
@@ -145,6 +146,7 @@ ROBOT_EXPECT = {
     "turns": [("turn_tracker", "max_turns", 4)],
     "params_file": [("controller", "velocity_scale", 0.25), ("perception", "camera_position_m", [0.61, 0.95, 1.45])],
     "record_images": [("recorder", "record_images", False)],
+    "live_view": [("live_view", "rate_hz", 10.0), ("live_view", "foxglove", False)],
 }
 
 
@@ -172,6 +174,9 @@ def test_every_launch_argument_lands_in_its_nodes_parameters(monkeypatch, tmp_pa
                                         "/camera/color/camera_info": "/cam/info"}
         assert remaps["controller"]["/joint_states"] == "/franka/joint_states"
         assert remaps["turn_tracker"]["/joint_states"] == "/franka/joint_states"
+        assert remaps["live_view"]["/joint_states"] == "/franka/joint_states"
+    for off in ({}, {"live_view": "false"}):   # the live view runs only when asked for
+        assert "live_view" not in [n.kwargs["name"] for n in evaluate(monkeypatch, filename, off).nodes]
 
 
 def _declared_in_a_node(files: list[Path], tmp_path: Path) -> dict:
@@ -252,6 +257,9 @@ def test_missing_files_and_bad_arguments_fail_before_anything_starts(monkeypatch
         evaluate(monkeypatch, "sim.launch.py", {"partner": str(tmp_path / "nobody.yaml")})
     with pytest.raises(ValueError, match="gui"):
         evaluate(monkeypatch, "sim.launch.py", {"gui": "maybe"})
+    for filename in ("sim.launch.py", "robot.launch.py"):
+        with pytest.raises(ValueError, match="launch argument 'live_view' must be true or false"):
+            evaluate(monkeypatch, filename, {"live_view": "maybe"})
     with pytest.raises(ValueError, match="real_time_factor"):
         evaluate(monkeypatch, "sim.launch.py", {"real_time_factor": "-1"})
     with pytest.raises(ValueError, match="record:=true"):
@@ -365,6 +373,7 @@ def test_robot_launch_arguments_reach_the_running_nodes(monkeypatch, tmp_path):
         summary_json=args["summary_json"],
         record_dir=args["record_dir"],
         extra_param_files=[args["params_file"]],
+        live_view=True,
     )
     domain = free_ros_domain()
     runner = GraphRunner(specs, tmp_path / "logs", isolated_env(domain), commands=_commands(launched))

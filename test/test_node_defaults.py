@@ -22,7 +22,7 @@ from coop_robot.graph import recorder_node, sim_graph  # noqa: E402
 from coop_robot.paths import config_path  # noqa: E402
 
 #: The graph's description of each node (name, module, parameter files).
-SPECS = {spec.name: spec for spec in [recorder_node("unused")] + sim_graph()}
+SPECS = {spec.name: spec for spec in [recorder_node("unused")] + sim_graph(live_view=True)}
 #: Parameters a node cannot start without, given here so that the node can be built; their
 #: defaults are compared by starting the node without them (it must refuse, as the YAML's does).
 REQUIRED = {"recorder": {"output_dir": None}}

@@ -124,3 +124,29 @@ def test_policy_node_says_when_its_ticks_fall_behind(ros_env, tmp_path):
         node.destroy_node()
         rclpy.shutdown(context=context)
         _stop(proc, reader)
+
+
+def test_mirror_node_publishes_its_p_act_for_the_live_view(ros_env, tmp_path):
+    from std_msgs.msg import Float64
+
+    env, domain = ros_env
+    proc, lines, reader = _start(env, tmp_path)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("policy_p_act_probe", context=context)
+    values: list[float] = []
+    node.create_subscription(Float64, "/policy/p_act", lambda m: values.append(m.data), COMMAND_QOS)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and proc.poll() is None and len(values) < 3:
+            executor.spin_once(timeout_sec=0.05)
+        assert len(values) >= 3, "".join(lines)
+        # the network steps every tick, perception or not: a probability from the first message on
+        assert all(0.0 <= v <= 1.0 for v in values), values
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        _stop(proc, reader)

@@ -111,6 +111,9 @@ class PolicyNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._latency = LatencyReporter(self, ["camera->policy"])
         self._first_seen = FirstSeen(self._latency.stats["camera->policy"])
+        # The mirror network's P(act), for the live view (and anyone plotting it).
+        self.p_act_pub = self.create_publisher(Float64, "/policy/p_act", COMMAND_QOS) \
+            if self.policy_name == "mirror" else None
         self.create_timer(1.0 / rate, self._tick)
         self.get_logger().info(f"policy '{self.policy_name}' at {rate:.0f} Hz")
 
@@ -233,6 +236,8 @@ class PolicyNode(Node):
             )
         self.decision_pub.publish(String(data=decision.action))
         self.forecast_pub.publish(Float64(data=float(decision.exit_forecast_s)))
+        if self.p_act_pub is not None:
+            self.p_act_pub.publish(Float64(data=float(self.policy.p_act)))
 
 
     def _report_rate(self, window: TickWindow) -> None:
