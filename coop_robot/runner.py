@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -262,6 +263,22 @@ def interrupted_by_termination():
             signal.signal(sig, handler)
 
 
+#: The sim node's periodic log line: "... (x0.24 real time) ...".
+_SIM_SPEED = re.compile(r"\(x([0-9.]+) real time\)")
+
+
+def _timeout_cause(seen: dict, max_turns) -> str:
+    """What a session that ran out of time had done, and why it was slow when that is known."""
+    text = f"{seen['turns']} of {max_turns} robot turns done"
+    rtf = seen["real_time"]
+    if rtf is not None:
+        text += f"; the simulation last ran at {rtf:.2f}x real time"
+        if rtf < 0.5:
+            text += (" (it waits for perception: this machine is too busy for the graph -- free the cores, "
+                     "or allow more time with --timeout-s)")
+    return text
+
+
 def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
                 timeout_s: float = 600.0, env: dict | None = None, extra_param_files: list[Path] = (),
                 progress: TextIO | None = sys.stdout, guard_domain: bool = True) -> dict:
@@ -276,10 +293,18 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
         raise ValueError("the graph needs exactly one session-ending node "
                          "(a turn tracker with max_turns > 0 and a summary_json path)")
 
+    seen = {"turns": 0, "real_time": None}
+
     def show(node: str, line: str) -> None:
-        if progress is not None and node == "turn_tracker" and line.startswith("[turn_tracker] turn"):
-            progress.write("  " + line[len("[turn_tracker] "):] + "\n")
-            progress.flush()
+        if node == "turn_tracker" and line.startswith("[turn_tracker] turn"):
+            seen["turns"] += 1
+            if progress is not None:
+                progress.write("  " + line[len("[turn_tracker] "):] + "\n")
+                progress.flush()
+        elif node == "coop_sim":
+            m = _SIM_SPEED.search(line)
+            if m:
+                seen["real_time"] = float(m.group(1))
 
     runner = GraphRunner(list(specs), log_dir, env if env is not None else isolated_env(),
                          [Path(f) for f in extra_param_files], on_line=show)
@@ -298,7 +323,12 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
     try:
         with interrupted_by_termination():
             runner.start()
-            runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
+            try:
+                runner.wait(timeout_s, None if probe is None else lambda: _second_graph(probe, names, domain))
+            except SessionError as exc:
+                if not str(exc).startswith("session did not finish"):
+                    raise
+                raise SessionError(f"{exc}: {_timeout_cause(seen, ender[0].parameters.get('max_turns'))}") from None
     finally:
         codes = runner.shutdown()
         if probe is not None:

@@ -218,3 +218,20 @@ def test_a_terminated_session_shuts_every_node_down(tmp_path, how):
         release_ros_domain(domain)
     assert "all nodes were shut down" in out
     assert left == "", f"processes left running: {left}"
+
+
+def test_a_session_out_of_time_says_how_far_it_got_and_how_fast_the_sim_ran(tmp_path):
+    """Not just "did not finish": the turns done of those asked, and the simulation's speed."""
+    domain = free_ros_domain()
+    logs = tmp_path / "logs"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    try:
+        res = subprocess.run([sys.executable, "-m", "coop_robot.cli", "sim", "--policy", "eager", "--turns", "200",
+                              "--timeout-s", "20", "--log-dir", str(logs)],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    finally:
+        subprocess.run(["pkill", "-KILL", "-f", str(logs)])
+        release_ros_domain(domain)
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    err = res.stderr
+    assert "session did not finish within 20 s" in err and "of 200 robot turns done" in err, err

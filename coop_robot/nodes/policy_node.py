@@ -84,6 +84,7 @@ class PolicyNode(Node):
         self._robot_state = "unknown"
         self._planned_exit_s: float | None = None
         self._ee = np.full(3, np.nan)
+        self._q = None
         self._fk = None
         self._fallbacks_logged = 0
         self._was_behind = False
@@ -204,7 +205,13 @@ class PolicyNode(Node):
                 f"/joint_states message ignored: {exc}; set joint_names to the arm's joints", throttle_duration_sec=5.0
             )
             return
-        self._ee = np.asarray(self._fk.ee_position(q), dtype=float)
+        self._q = q   # forward kinematics once per tick (_ee_now), not per joint state (2x the rate)
+
+    def _ee_now(self) -> np.ndarray:
+        if self._q is not None:
+            self._ee = np.asarray(self._fk.ee_position(self._q), dtype=float)
+            self._q = None
+        return self._ee
 
     def _on_plan(self, msg: TimeReference) -> None:
         if msg.source == "planned_exit":
@@ -224,7 +231,7 @@ class PolicyNode(Node):
             partner_hand_m=self._hand,
             partner_velocity_mps=self._vel,
             robot_state=self._robot_state,
-            robot_ee_m=self._ee,
+            robot_ee_m=self._ee_now(),
             partner_planned_exit_s=self._planned_exit_s,
         )
         decision = self.policy.step(obs)
