@@ -334,14 +334,15 @@ class LatencyReporter:
     session p50 / p99 / max in seconds, graph clock); ``bench/control_latency.py`` reads them from a
     recording."""
 
-    def __init__(self, node, hops) -> None:
+    def __init__(self, node, hops, publisher=None) -> None:
         from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
 
         from coop_robot.timing.keepup import LatencyStats  # noqa: PLC0415
 
         self.node = node
         self.stats = {hop: LatencyStats() for hop in hops}
-        self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # The node's own /diagnostics publisher when it has one (one publisher per node and topic).
+        self._pub = publisher if publisher is not None else node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         node.create_timer(1.0, self.publish)
 
     def publish(self) -> None:

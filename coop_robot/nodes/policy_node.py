@@ -110,7 +110,7 @@ class PolicyNode(Node):
                                   "Fraction of rate_hz below which the ticks count as not keeping up", 0.05, 1.0)
         self.keepup = TickRateMonitor(rate, keepup_window, keepup_fraction)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._latency = LatencyReporter(self, ["camera->policy"])
+        self._latency = LatencyReporter(self, ["camera->policy"], self.diag_pub)
         self._first_seen = FirstSeen(self._latency.stats["camera->policy"])
         # The mirror network's P(act), for the live view (and anyone plotting it).
         self.p_act_pub = self.create_publisher(Float64, "/policy/p_act", COMMAND_QOS) \
