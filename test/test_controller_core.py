@@ -566,3 +566,30 @@ def test_an_arm_that_stopped_following_is_re_planned_from_its_measured_state(ctl
     arm = JointTrajectoryExecutor(list(CONFIG.joint_names), q_stuck, limits=JointLimits.panda())
     points = [(p.time_from_start_s, p.positions, p.velocities, p.accelerations) for p in trajectory.points]
     arm.set_trajectory(list(CONFIG.joint_names), points, 0.0, t, q_stuck, np.zeros(7))
+
+
+def test_a_protective_stop_for_an_unseen_hand_names_late_perception_as_the_cause(ctl):
+    """Issue 13 (load): perception older than ssm_max_hand_age_s makes the hand "anywhere it could
+    have reached"; the stop that follows says so instead of holding the arm in silence."""
+    run(ctl, always(), 0.6)
+    warnings, modes = [], []
+    for t in np.arange(0.6, 1.0, DT_S):   # the last frame stays the one of t = 0.59 s (under the 0.5 s watchdog)
+        out = ctl.update(t, ControllerInputs("act", False, 0.59, None, partner_hand_m=PARTNER_REST_M,
+                                             partner_velocity_mps=np.zeros(3)))
+        warnings += out.warnings
+        modes.append(out.ssm_mode)
+    assert "stop" in modes
+    hits = [w for w in warnings if "no perception of the hand newer than ssm_max_hand_age_s" in w]
+    assert len(hits) == 1 and "last seen" in hits[0] and "not keeping up" in hits[0], warnings
+
+
+def test_a_protective_stop_for_a_hand_in_view_does_not_blame_perception(ctl):
+    hand_near = np.array([0.62, 0.02, 1.0])   # seen, fresh, right above the reach
+    warnings, modes = [], []
+    for t in np.arange(0.0, 1.0, DT_S):
+        out = ctl.update(t, ControllerInputs("act", False, t, None, partner_hand_m=hand_near if t > 0.5 else
+                                             PARTNER_REST_M, partner_velocity_mps=np.zeros(3)))
+        warnings += out.warnings
+        modes.append(out.ssm_mode)
+    assert "stop" in modes
+    assert not any("no perception of the hand" in w for w in warnings), warnings

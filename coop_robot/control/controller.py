@@ -1003,8 +1003,23 @@ class ArmController:
             else:
                 self._resend(out, now_s, allowed)
         mode = "free" if allowed >= 1.0 else ("stop" if allowed <= 0.0 else "scaled")
+        if mode == "stop" and self._ssm_mode != "stop" and not self._hand_fresh(now_s, inputs):
+            # Stopped for a hand that is not seen now: say that perception is the cause.
+            seen = ("never seen" if hand.anywhere_in is not None
+                    else f"last seen {hand.age_s:.2f} s ago, so it may be within {hand.radius_m:.2f} m of there")
+            out.warnings.append(
+                f"protective stop: no perception of the hand newer than ssm_max_hand_age_s "
+                f"({cfg.ssm_max_hand_age_s:g} s); the hand is {seen}. Perception is late or missing "
+                "(on a busy machine: it is not keeping up with the camera)")
         self._set_ssm_mode(out, now_s, mode, allowed)
 
+    def _hand_fresh(self, now_s: float, inputs: ControllerInputs) -> bool:
+        """Whether the newest perception detects the hand and is young enough to trust."""
+        stamp, hand = inputs.perception_stamp_s, inputs.partner_hand_m
+        if stamp is None or hand is None or now_s - stamp > self.config.ssm_max_hand_age_s:
+            return False
+        hand = np.asarray(hand, dtype=float)
+        return hand.shape == (3,) and bool(np.all(np.isfinite(hand)))
     def _set_ssm_mode(self, out: ControllerOutput, now_s: float, mode: str, scale: float, emit: bool = True) -> None:
         if mode != self._ssm_mode and emit:
             self._emit(out, {"free": "ssm_resume", "scaled": "ssm_scaled", "stop": "ssm_stop"}[mode], now_s)
