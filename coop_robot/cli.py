@@ -320,6 +320,10 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
     "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
+    "check": ("coop_robot.cell_check", "check a running lab cell against your cell file before robot.launch.py: "
+                                       "topics, rates, QoS, alignment, zone in view, home pose, joints, clocks"),
+    "rehearse": ("coop_robot.rehearse_cmd", "robot.launch.py's graph against the simulator posing as the lab cell; "
+                                            "perception-scored timing checked against the cell's ground truth"),
 }
 
 
