@@ -126,6 +126,8 @@ class CellIO:
                       node.create_subscription(String, "/policy/decision",
                                                lambda _m: self._heard.update(decision=True), COMMAND_QOS)]
         self._last_flush_s = time.monotonic()
+        self._joint_state_period_s = joint_state_period_s
+        self._last_joint_stamp_s = -float("inf")
 
     @property
     def started(self) -> bool:
@@ -160,11 +162,17 @@ class CellIO:
         return False
 
     # ------------------------------------------------------------------ outputs
+    def joint_state_overdue(self, wall_s: float) -> bool:
+        """The next joint state is late by half a period or more: the physics could not keep up.
+        (ros2_control's loop keeps its rate whatever the host does; a camera host drops frames.)"""
+        return wall_s - self._last_joint_stamp_s > 1.5 * self._joint_state_period_s
+
     def publish_joint_state(self, stamp_s: float) -> None:
         names, position, velocity, effort = self._sim.world.joint_state()
         pos, vel, eff = noisy_joint_state(position, velocity, effort, self._settings.noise, self._rng)
         msg = JointState(name=list(names), position=pos, velocity=vel, effort=eff)
         msg.header.stamp = s_to_stamp(stamp_s)
+        self._last_joint_stamp_s = stamp_s
         self._delay.push("joint_states", stamp_s + self._settings.latency.draw("joint_state", self._rng),
                          [("joint_states", msg)])
 

@@ -180,6 +180,7 @@ class SimNode(Node):
         self._latest_plan: dict[str, float] = {}
         self._closed = False
         self._cell: CellIO | None = None
+        self._camera_pending = False
         if self._mode == "cell":
             self._cell = CellIO(self, self._sim, cell, self._camera_info, {
                 "partner": partner, "seed": seed, "zone_min_m": list(zone.min_m), "zone_max_m": list(zone.max_m),
@@ -308,9 +309,7 @@ class SimNode(Node):
             self._publish_outputs()
         self._pacer.end_tick(self._sim.t_s, time.monotonic())
         if self._cell is not None:
-            if self._cell.stamps.catch_up(time.time(), self._sim.t_s):  # the world paused: pace on from here
-                self._pacer.set_real_time_factor(1.0, self._sim.t_s, time.monotonic())
-            self._cell.deliver(time.time())
+            self._cell_after_tick(time.time())
         for event in self._pacer.take_events():
             cfg = self._pacer.config
             if event == STARTUP_WAIT_EXPIRED:
@@ -319,6 +318,25 @@ class SimNode(Node):
             elif event == PERCEPTION_TIMED_OUT:
                 self.get_logger().warning(f"no /partner/hand for {cfg.perception_timeout_s:g} s (wall); "
                                           "perception_sync no longer holds the sim back")
+
+    def _cell_after_tick(self, wall_s: float) -> None:
+        """Cell mode: render the camera frame that fell due; when the physics fell behind the wall
+        clock, the world paused (stamps move on, the pacer re-anchors) and the joint states repeat
+        its still state; then deliver what is due."""
+        cell = self._cell
+        if self._camera_pending:
+            # One frame of the newest state: a CPU that cannot render every frame and keep the physics
+            # on time drops frames, as an overloaded camera host does, rather than slowing the world.
+            self._camera_pending = False
+            cell.publish_camera(cell.stamps.stamp_s(self._sim.t_s))
+        overdue = cell.joint_state_overdue(wall_s)
+        if overdue:
+            cell.stamps.pause_to(wall_s, self._sim.t_s)
+        if overdue or cell.stamps.catch_up(wall_s, self._sim.t_s):
+            self._pacer.set_real_time_factor(1.0, self._sim.t_s, time.monotonic())
+        if overdue:  # the world stood still: its joints are where they were
+            cell.publish_joint_state(wall_s)
+        cell.deliver(wall_s)
 
     def _publish_outputs(self) -> None:
         """Everything due at the current physics time, clock first."""
@@ -357,8 +375,8 @@ class SimNode(Node):
             sample = self._ground_truth_separation()
             cell.truth.ssm(stamp_s, sample.separation_m, sample.protective_distance_m, sample.robot_closing_mps,
                            sample.human_closing_mps)
-        if due.camera:
-            cell.publish_camera(stamp_s)
+        if due.camera:  # rendered once the physics has caught up with the wall clock (_cell_after_tick)
+            self._camera_pending = True
 
     # ------------------------------------------------------------------ message building
     def _publish_time_reference(self, pub, source: str, time_ref_s: float, stamp_s: float) -> None:

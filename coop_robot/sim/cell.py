@@ -189,15 +189,20 @@ class WallStamps:
     def sim_time_s(self, stamp_s: float) -> float:
         return float(stamp_s) - self.offset_s
 
+    def pause_to(self, wall_s: float, sim_t_s: float) -> None:
+        """The world stood still until ``wall_s``: its state at ``sim_t_s`` is what a sensor sees now."""
+        lag = float(wall_s) - self.stamp_s(sim_t_s)
+        if lag > 0.0:
+            self.offset_s += lag
+            self.pauses += 1
+            self.paused_s += lag
+
     def catch_up(self, wall_s: float, sim_t_s: float) -> bool:
         """After a tick: move the offset if the physics lags the wall clock by more than
         ``max_lag_s``; True when it moved."""
-        lag = float(wall_s) - self.stamp_s(sim_t_s)
-        if lag <= self.max_lag_s:
+        if float(wall_s) - self.stamp_s(sim_t_s) <= self.max_lag_s:
             return False
-        self.offset_s += lag
-        self.pauses += 1
-        self.paused_s += lag
+        self.pause_to(wall_s, sim_t_s)
         return True
 
 
