@@ -88,7 +88,8 @@ def test_check_passes_on_the_rehearsal_cell_and_fails_naming_each_cause(cell, ca
     assert "depth is 160x120 but colour 320x240: not aligned" in out
 
     moved = tmp_path / "zone_behind.yaml"
-    moved.write_text("/**:\n  ros__parameters:\n    zone_min_m: [0.45, 1.20, 0.626]\n    zone_max_m: [0.75, 1.60, 0.926]\n")
+    moved.write_text("/**:\n  ros__parameters:\n    zone_min_m: [0.45, 1.20, 0.626]\n"
+                     "    zone_max_m: [0.75, 1.60, 0.926]\n")
     code, out = run_check(capsys, domain, "--params-file", str(CELL), "--params-file", str(moved), *REALSENSE)
     assert code == 1
     assert "zone in view" in out and "behind the camera" in out
@@ -98,9 +99,11 @@ def test_check_passes_on_the_rehearsal_cell_and_fails_naming_each_cause(cell, ca
 # --- the checks on plain values ---------------------------------------------------------------------
 
 def _params(**changes) -> CellParameters:
-    values = dict(camera_position_m=[0.60, 0.95, 1.45], camera_orientation_xyzw=[-0.009343, 0.887718, -0.460268, 0.004844],
+    values = dict(camera_position_m=[0.60, 0.95, 1.45],
+                  camera_orientation_xyzw=[-0.009343, 0.887718, -0.460268, 0.004844],
                   zone_min_m=[0.45, -0.20, 0.626], zone_max_m=[0.75, 0.20, 0.926], robot_base_m=[0.0, 0.0, 0.626],
-                  home_rad=[0.0, -0.6, 0.0, -2.0, 0.0, 1.9, 0.785], joint_names=[f"panda_joint{i}" for i in range(1, 8)])
+                  home_rad=[0.0, -0.6, 0.0, -2.0, 0.0, 1.9, 0.785],
+                  joint_names=[f"panda_joint{i}" for i in range(1, 8)])
     values.update(changes)
     return CellParameters(**values)
 
@@ -157,14 +160,15 @@ def test_each_problem_fails_its_own_check_naming_the_cause():
     obs.streams["joint_states"].names = ["fr3_joint1"]
     assert "does not name" in _failed(obs)["trajectory joints in /joint_states"]
 
-    failed = _failed(_good(), _params(home_rad=[0.0, 0.6, 0.0, -1.6, 0.0, 2.4, 0.785]))
-    assert set(failed) <= {"home pose outside the zone"}
+    failed = _failed(_good(), _params(home_rad=[-0.087, 0.53, -0.046, -1.952, 0.023, 2.415, 0.785]))  # EE in the zone
+    assert set(failed) == {"home pose outside the zone"}
+    assert "inside the zone" in failed["home pose outside the zone"]
 
 
 def test_a_zone_partly_out_of_the_image_names_its_corners():
-    failed = _failed(_good(), _params(zone_min_m=[0.45, -0.90, 0.626]))
+    failed = _failed(_good(), _params(zone_max_m=[1.50, 0.20, 0.926]))
     assert set(failed) == {"zone in view"}
-    assert "-0.90" in failed["zone in view"] and "pixel" in failed["zone in view"]
+    assert "[1.50, -0.20, 0.63] at pixel (-10, 119)" in failed["zone in view"]
 
 
 def test_check_refuses_a_missing_cell_file(capsys):
