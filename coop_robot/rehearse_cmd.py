@@ -95,7 +95,14 @@ def run(args) -> int:
     except (ParamFileError, DomainInUse, InputRefused) as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
     except SessionError as exc:
-        return fail(str(exc), 1)
+        fail(str(exc), 1)
+        try:  # what the cell saw until then: contacts, turns, the last of them
+            truth = score_truth_log(truth_log)
+            print(f"coop-robot rehearse: ground truth until then: {truth['turns']} robot turns, contacts "
+                  f"{truth['contacts']}, SSM violations {truth['ssm_violations']} ({truth_log})", file=sys.stderr)
+        except TruthLogError:
+            pass
+        return 1
     except KeyboardInterrupt:
         return fail("interrupted; all nodes were shut down", 130)
     for key in ("node_exit_codes", "log_dir"):
