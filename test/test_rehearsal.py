@@ -176,6 +176,18 @@ def test_the_tolerance_is_the_issues_50_ms():
     assert GAP_TOLERANCE_S == 0.050
 
 
+def test_the_sim_node_in_cell_mode_refuses_to_start_without_a_truth_log(tmp_path):
+    from coop_robot.preflight import check_node
+
+    files = [str(Path(__file__).resolve().parents[1] / "config" / f) for f in ("world.yaml", "sim.yaml")]
+    args = ["--ros-args", *[a for f in files for a in ("--params-file", f)], "-p", "mode:=cell"]
+    problem = check_node("coop_robot.nodes.sim_node", args)
+    assert problem is not None and "truth_log" in problem
+    assert check_node("coop_robot.nodes.sim_node", args + ["-p", f"truth_log:={tmp_path / 't.jsonl'}"]) is None
+    assert "latency" in check_node("coop_robot.nodes.sim_node", args + [
+        "-p", f"truth_log:={tmp_path / 't.jsonl'}", "-p", "cell_camera_jitter_s:=0.5"])
+
+
 @pytest.mark.integration
 def test_a_short_rehearsal_completes_without_contact_and_writes_the_truth_log(tmp_path, ros_domain):
     """`coop-robot rehearse`: robot.launch.py's graph against the simulated cell for 2 turns. The
