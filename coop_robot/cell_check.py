@@ -218,7 +218,8 @@ def _paired_row(streams: dict[str, Stream]) -> Row:
     if frac < MIN_PAIRED_FRACTION:
         offsets = [min(abs(t - d) for d in depth.stamps_ns) for t in inner[:20]]
         detail += (f" (needs {100 * MIN_PAIRED_FRACTION:.0f} %; nearest depth stamps are "
-                   f"{1e-6 * float(np.median(offsets)):.1f} ms away: perception pairs identical stamps only)")
+                   f"{1e-6 * float(np.median(offsets)):.1f} ms away: perception pairs identical stamps only; "
+                   "a RealSense stamps colour and depth alike with enable_sync:=true)")
     return Row("colour/depth stamps paired", frac >= MIN_PAIRED_FRACTION, detail)
 
 
