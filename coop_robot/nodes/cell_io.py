@@ -44,13 +44,13 @@ from coop_robot.sim.cell import (
 )
 from coop_robot.sim.pacing import OutputSchedule
 
-_NOISE_DOC = {
-    "color_noise_std": "Cell mode: Gaussian noise on each colour channel (0-255 levels)",
-    "depth_noise_per_m2": "Cell mode: depth error sigma per squared metre of distance (sigma = k z^2, m)",
-    "depth_dropout_fraction": "Cell mode: fraction of depth pixels without a reading (0 mm)",
-    "joint_position_noise_rad": "Cell mode: joint position noise (rad; fingers m)",
-    "joint_velocity_noise_rad_s": "Cell mode: joint velocity noise (rad/s)",
-    "joint_effort_noise_nm": "Cell mode: joint effort noise (N m)",
+_NOISE_DOC = {  # name -> (description, highest accepted value)
+    "color_noise_std": ("Cell mode: Gaussian noise on each colour channel (0-255 levels)", 50.0),
+    "depth_noise_per_m2": ("Cell mode: depth error sigma per squared metre of distance (sigma = k z^2, m)", 0.1),
+    "depth_dropout_fraction": ("Cell mode: fraction of depth pixels without a reading (0 mm)", 0.5),
+    "joint_position_noise_rad": ("Cell mode: joint position noise (rad; fingers m)", 0.1),
+    "joint_velocity_noise_rad_s": ("Cell mode: joint velocity noise (rad/s)", 1.0),
+    "joint_effort_noise_nm": ("Cell mode: joint effort noise (N m)", 10.0),
 }
 _LATENCY_DOC = {
     "camera_latency_s": "Cell mode: mean delay from a camera frame's capture (its stamp) to its publication (s)",
@@ -76,9 +76,9 @@ def declare_cell(node, cell_mode: bool) -> CellSettings:
                         "(required in cell mode; never published)")
     prefix = declare(node, "camera_prefix", REALSENSE_PREFIX,
                      "Cell mode: namespace of the camera topics (a RealSense's rs_launch.py: /camera/camera)")
-    noise = {f: declare(node, f"cell_{f}", getattr(SensorNoise, f), doc, low=0.0, high=1000.0)
-             for f, doc in _NOISE_DOC.items()}
-    latency = {f: declare(node, f"cell_{f}", getattr(DeliveryLatency, f), doc, low=0.0, high=10.0)
+    noise = {f: declare(node, f"cell_{f}", getattr(SensorNoise, f), doc, low=0.0, high=high)
+             for f, (doc, high) in _NOISE_DOC.items()}
+    latency = {f: declare(node, f"cell_{f}", getattr(DeliveryLatency, f), doc, low=0.0, high=1.0)
                for f, doc in _LATENCY_DOC.items()}
     start_timeout_s = declare(node, "cell_start_timeout_s", 60.0, "Cell mode: the world stays still until the "
                               "graph's first /partner/hand and /policy/decision, at most this long (wall s)",
