@@ -340,6 +340,10 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
                                                     "on the flange): board, capture, solve, simulate"),
     "view": ("coop_robot.live_view.view_cmd", "watch a running graph: markers for RViz, or a Foxglove WebSocket "
                                              "server (--foxglove)"),
+    "check": ("coop_robot.cell_check", "check a running lab cell against your cell file before robot.launch.py: "
+                                       "topics, rates, QoS, alignment, zone in view, home pose, joints, clocks"),
+    "rehearse": ("coop_robot.rehearse_cmd", "robot.launch.py's graph against the simulator posing as the lab cell; "
+                                            "perception-scored timing checked against the cell's ground truth"),
 }
 
 

@@ -195,3 +195,52 @@ def robot_graph(policy: str = "reactive", color_topic: str = "/camera/color/imag
             "session_policy": policy,
         }, js, ends=turns > 0),
     ] + _optional_live_view(live_view, foxglove_port, cell, {}, js)
+
+
+#: The cell's topics as a RealSense driver (rs_launch.py, camera "camera" in namespace "camera") and
+#: ros2_control name them: what ``coop-robot rehearse`` points robot_graph at by default.
+CELL_TOPICS = {
+    "color_topic": "/camera/camera/color/image_raw",
+    "depth_topic": "/camera/camera/aligned_depth_to_color/image_raw",
+    "camera_info_topic": "/camera/camera/color/camera_info",
+    "trajectory_topic": "/panda_arm_controller/joint_trajectory",
+    "joint_states_topic": "/joint_states",
+}
+
+
+def cell_node(truth_log: str, partner: str = "typical", seed: int = 0, gui: bool = False,
+              extra_param_files: list[str] = (), **topics: str) -> NodeSpec:
+    """The simulator posing as a lab cell (``coop_sim`` with ``mode: cell``): it publishes what a
+    RealSense driver and ros2_control would, remapped onto the topics ``topics`` names (the keys of
+    :data:`CELL_TOPICS`; default those), and writes the ground truth to ``truth_log``. It reads the
+    same cell file as the robot graph, so it renders the camera and zone the graph is told about."""
+    if not str(truth_log).strip():
+        raise GraphError("truth_log must name the file the cell writes its ground truth to")
+    unknown = set(topics) - set(CELL_TOPICS)
+    if unknown:
+        raise GraphError(f"unknown cell topic argument(s) {sorted(unknown)}; expected some of {sorted(CELL_TOPICS)}")
+    t = {**CELL_TOPICS, **topics}
+    for key, val in t.items():
+        if not val.startswith("/"):
+            raise GraphError(f"{key} must be an absolute topic name, got {val!r}")
+    if not partner:
+        raise GraphError("partner profile name or file must not be empty")
+    remaps = tuple((src, t[key]) for key, src in (
+        ("color_topic", CELL_TOPICS["color_topic"]), ("depth_topic", CELL_TOPICS["depth_topic"]),
+        ("camera_info_topic", CELL_TOPICS["camera_info_topic"]), ("joint_states_topic", "/joint_states"),
+    ) if t[key] != src)
+    files = ("sim.yaml", "robot.yaml") + tuple(str(f) for f in extra_param_files)
+    params = {"mode": "cell", "truth_log": os.path.abspath(os.path.expanduser(str(truth_log))),
+              "partner": partner, "seed": int(seed), "gui": bool(gui), "trajectory_topic": t["trajectory_topic"]}
+    return _node("coop_sim", "sim_node", files, params, remaps)
+
+
+def rehearsal_graph(truth_log: str, partner: str = "typical", seed: int = 0, gui: bool = False,
+                    **robot_args) -> list[NodeSpec]:
+    """Hardware mode: :func:`robot_graph` (called with ``robot_args``, unchanged) plus the
+    simulator posing as the lab cell it expects (:func:`cell_node`, on the same topics and cell file)."""
+    args = {key: robot_args.get(key, val) for key, val in CELL_TOPICS.items()}
+    args.update(robot_args)
+    robot = robot_graph(**args)
+    topics = {key: args[key] for key in CELL_TOPICS}
+    return robot + [cell_node(truth_log, partner, seed, gui, args.get("extra_param_files", ()), **topics)]

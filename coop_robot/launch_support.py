@@ -27,6 +27,42 @@ LIVE_VIEW_ARGUMENTS = (
 )
 
 
+#: Launch arguments of robot.launch.py (and of rehearsal.launch.py, which runs the same graph).
+ROBOT_ARGUMENTS = (
+    ("policy", "reactive", "Turn-taking policy: reactive, eager or mirror"),
+    ("color_topic", "/camera/color/image_raw", "RGB image topic of the camera driver"),
+    ("depth_topic", "/camera/depth/image_rect_raw", "Depth image aligned to colour (16UC1 mm or 32FC1 m)"),
+    ("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image"),
+    ("trajectory_topic", "/panda_arm_controller/joint_trajectory",
+     "JointTrajectory topic of the arm's joint trajectory controller"),
+    ("joint_states_topic", "/joint_states", "Joint states of the arm"),
+    ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
+    ("summary_json", "", "Write the session summary JSON here when the session ends"),
+    ("params_file", "", "Your cell's parameter file (camera extrinsics, zone, glove colour; node-specific settings "
+                        "under the node's name), applied after the package's"),
+) + RECORD_ARGUMENTS + LIVE_VIEW_ARGUMENTS
+
+
+def robot_graph_kwargs(arg) -> dict:
+    """:func:`coop_robot.graph.robot_graph`'s keyword arguments from :data:`ROBOT_ARGUMENTS`
+    (``arg(name)``: a launch argument's value)."""
+    record_dir, record_images = parse_record(arg("record"), arg("record_dir"), arg("record_images"))
+    return dict(
+        policy=arg("policy"),
+        color_topic=arg("color_topic"),
+        depth_topic=arg("depth_topic"),
+        camera_info_topic=arg("camera_info_topic"),
+        trajectory_topic=arg("trajectory_topic"),
+        joint_states_topic=arg("joint_states_topic"),
+        turns=parse_int(arg("turns"), "turns"),
+        summary_json=arg("summary_json"),
+        record_dir=record_dir,
+        record_images=record_images,
+        live_view=parse_bool(arg("live_view"), "live_view"),
+        extra_param_files=[arg("params_file")] if arg("params_file") else [],
+    )
+
+
 #: Seconds between SIGINT and SIGTERM when the launch stops a node (launch's default is 5).
 SIGTERM_TIMEOUT_S = 10
 
@@ -36,7 +72,7 @@ class SessionFailed(RuntimeError):
 
 
 def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | None = None,
-                      check_domain: bool = True) -> list:
+                      check_domain: bool = True, after_exit: dict | None = None) -> list:
     """``launch_ros`` actions that run ``specs`` the way :class:`coop_robot.runner.GraphRunner` does.
 
     - Each node gets the same ``--params-file`` list as the runner (:func:`coop_robot.graph.parameter_files`):
@@ -51,6 +87,8 @@ def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | N
       down, nodes marked ``stops_last`` (the recorder) last, then the launch ends.
     - Any node that exits before the session ended (a crash, a bad parameter) ends the launch with a
       non-zero status (an exception in an event handler is how ``launch`` returns 1).
+    - ``after_exit``: node name -> a function called (no arguments) when that node exits after the
+      session ended (the rehearsal's ground-truth check, once the simulated cell closed its log).
     """
     from launch.actions import EmitEvent, RegisterEventHandler, TimerAction
     from launch.event_handlers import OnProcessExit, OnProcessIO
@@ -92,6 +130,8 @@ def to_launch_actions(specs: list[NodeSpec], share_dir: str, params_dir: str | N
             code = event.returncode
             if state["session_over"] or context.is_shutdown:
                 state["stopping"].discard(spec.name)
+                if spec.name in (after_exit or {}):
+                    after_exit[spec.name]()
                 if last and spec.name not in {s.name for s in last} and not state["stopping"] \
                         and not context.is_shutdown and "reason" in state:
                     # everything else has exited: let the recorder take the last messages, then stop it

@@ -8,9 +8,9 @@ across parameters (the zone geometry, a reachable target, a partner profile, a c
 a bad value is reported as the node itself would report it, before anything runs. Nothing is
 spun or published outside this process.
 
-Two settings are changed for the check: the sim never opens its GUI window here, and a recorder
-writes into a throw-away directory (the command checks the real one itself), and a live view serving
-Foxglove listens on any free port.
+Settings changed for the check: the sim never opens its GUI window here, a recorder and a simulated
+cell's truth log write into a throw-away directory (the command checks the real one itself), and a
+live view serving Foxglove listens on any free port.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from coop_robot.graph import NodeSpec
 
 #: Parameter overrides for the check only, by node module (see the module docstring).
 _CHECK_OVERRIDES = {
-    "coop_robot.nodes.sim_node": lambda tmp: {"gui": False},
+    "coop_robot.nodes.sim_node": lambda tmp: {"gui": False, "truth_log": str(Path(tmp) / "truth.jsonl")},
     "coop_robot.nodes.recorder_node": lambda tmp: {"output_dir": str(Path(tmp) / "bag")},
     # A Foxglove server is started for the check (foxglove-sdk missing is refused here), on any free
     # port: the node itself binds the asked one a moment later.

@@ -8,11 +8,16 @@ simulation only, ground truth for scoring. It accepts
 
 Time: this node is the clock source. It runs on wall time (``use_sim_time`` is forced to false
 for it, with a warning if set) and stamps everything it publishes with the physics time.
+
+``mode: cell`` (hardware mode, ``coop-robot rehearse``): the sim poses as a lab cell instead and
+publishes only what a RealSense driver and ros2_control would, on the wall clock, with noise and
+latency, and writes the ground truth to a file (:mod:`coop_robot.nodes.cell_io`).
 """
 
 from __future__ import annotations
 
 import array
+import dataclasses
 import sys
 import time
 
@@ -35,6 +40,7 @@ from coop_robot.control.kinematics import PandaKinematics
 from coop_robot.control.planning import JointLimits
 from coop_robot.control.ssm import GroundTruthMonitor, SeparationMonitor
 from coop_robot.geometry import world_geometry  # geometry defaults: config/world.yaml
+from coop_robot.nodes.cell_io import CellIO, declare_cell
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
@@ -78,6 +84,9 @@ class SimNode(Node):
                 "use_sim_time is true, but coop_sim is the /clock source and runs on wall time; ignoring it")
             self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, False)])
 
+        self._mode = declare(self, "mode", "sim", "sim: the simulation with /clock and ground-truth topics; "
+                             "cell: pose as a lab cell (RealSense and ros2_control topics only, wall clock, noise "
+                             "and latency, ground truth to the truth_log file)", choices=("sim", "cell"))
         gui = declare(self, "gui", False, "Open the PyBullet GUI window (needs a display)")
         seed = declare(self, "seed", 0, "Seed of the simulated partner's random generator", low=0)
         partner = declare(self, "partner", "typical",
@@ -133,6 +142,9 @@ class SimNode(Node):
         vfov_deg = declare(self, "vertical_fov_deg", 58.0, "Camera vertical field of view (deg)", low=10.0, high=120.0)
         low_poly = declare(self, "low_poly_robot", True,
                            "Render the Panda with its low-poly collision meshes (much faster software rendering)")
+        cell = declare_cell(self, self._mode == "cell")
+        if self._mode == "cell":  # a real cell neither waits for perception nor runs faster than the clock
+            pacing = dataclasses.replace(pacing, real_time_factor=1.0, perception_sync=False)
 
         try:
             config = world_config_from_params(
@@ -162,9 +174,45 @@ class SimNode(Node):
                                     JointLimits.panda().acceleration_rad_s2)
         self._ssm_truth = GroundTruthMonitor(monitor, config.glove_radius_m,
                                              controller_parameter("ssm_waiting_perception_age_s").default)
-        self._ssm_pub = self.create_publisher(DiagnosticArray, GROUND_TRUTH_SSM, HAND_QOS)
-
         self._camera_info = self._make_camera_info()
+        self._pacing = pacing
+        self._schedule = OutputSchedule(clock_period_s, joint_state_period_s, camera_period_s)
+        self._phase = None
+        self._latest_plan: dict[str, float] = {}
+        self._closed = False
+        self._cell: CellIO | None = None
+        self._latency: LatencyReporter | None = None
+        self._camera_pending = False
+        if self._mode == "cell":
+            self._cell = CellIO(self, self._sim, cell, self._camera_info, {
+                "partner": partner, "seed": seed, "zone_min_m": list(zone.min_m), "zone_max_m": list(zone.max_m),
+                "clock": "wall (UNIX s, the stamps of the cell's messages)"}, seed, partner_hand_topic,
+                joint_state_period_s, camera_period_s)
+        else:
+            self._make_sim_publishers(pacing, partner_hand_topic)
+        self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
+
+        self._pacer = SimPacer(pacing, time.monotonic())
+        self._stats_wall_s = time.monotonic()
+        self._stats_cpu_s = time.process_time()
+        self._stats_steps = 0
+
+        # Registered after all declarations: from here on only real_time_factor may change.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self._cell is None:
+            self._publish_outputs()  # t = 0: clock, joint state, first frame, phase
+        # A steady (wall) clock timer: the node's own clock would follow /clock, which it publishes.
+        self._timer = self.create_timer(TICK_PERIOD_S, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._stats_timer = self.create_timer(10.0, self._log_stats, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(
+            f"coop_sim ready{' as a lab cell' if self._cell else ''}: partner {partner!r}, seed {seed}, "
+            f"physics {physics_rate_hz} Hz, real_time_factor {pacing.real_time_factor:g}"
+            f"{' (as fast as possible)' if pacing.real_time_factor == 0 else ''}, "
+            f"perception_sync {'on' if pacing.perception_sync else 'off'}")
+
+    def _make_sim_publishers(self, pacing: PacingConfig, partner_hand_topic: str) -> None:
+        """Simulation mode: /clock, the sim's camera and joint topics, ground truth."""
+        self._ssm_pub = self.create_publisher(DiagnosticArray, GROUND_TRUTH_SSM, HAND_QOS)
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
         self._joint_pub = self.create_publisher(JointState, "/joint_states", COMMAND_QOS)
         self._color_pub = self.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
@@ -176,13 +224,12 @@ class SimNode(Node):
         self._ee_pub = self.create_publisher(PointStamped, "/sim/ground_truth/robot_ee", GROUND_TRUTH_QOS)
         # The partner plans its first turn at t = 0, before other nodes are up: a subscriber that
         # joins later gets the current plan re-sent when it matches.
-        self._latest_plan: dict[str, float] = {}
         self._plan_pub = self.create_publisher(
             TimeReference, "/sim/ground_truth/partner_plan", EVENT_QOS,
             event_callbacks=PublisherEventCallbacks(matched=self._on_plan_subscriber_matched))
         self._phase_pub = self.create_publisher(String, "/sim/partner/phase", LATCHED_QOS)
-        self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
         # A stamped trajectory's stamp (the controller's clock when it sent it) -> this arm receives it.
+        # (Sim mode only: a lab cell's arm publishes nothing of the kind.)
         self._latency = LatencyReporter(self, ["command->arm"])
         if pacing.perception_sync:
             self.create_subscription(PointStamped, partner_hand_topic, self._on_partner_hand, HAND_QOS)
@@ -190,30 +237,12 @@ class SimNode(Node):
                 self._decision_sub = self.create_subscription(String, "/policy/decision", self._on_decision,
                                                               COMMAND_QOS)
 
-        self._pacer = SimPacer(pacing, time.monotonic())
-        self._schedule = OutputSchedule(clock_period_s, joint_state_period_s, camera_period_s)
-        self._phase = None
-        self._stats_wall_s = time.monotonic()
-        self._stats_cpu_s = time.process_time()
-        self._stats_steps = 0
-        self._closed = False
-
-        # Registered after all declarations: from here on only real_time_factor may change.
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._publish_outputs()  # t = 0: clock, joint state, first frame, phase
-        # A steady (wall) clock timer: the node's own clock would follow /clock, which it publishes.
-        self._timer = self.create_timer(TICK_PERIOD_S, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._stats_timer = self.create_timer(10.0, self._log_stats, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.get_logger().info(
-            f"coop_sim ready: partner {partner!r}, seed {seed}, physics {physics_rate_hz} Hz, "
-            f"real_time_factor {pacing.real_time_factor:g}"
-            f"{' (as fast as possible)' if pacing.real_time_factor == 0 else ''}, "
-            f"perception_sync {'on' if pacing.perception_sync else 'off'}")
-
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """real_time_factor can be changed live; everything else is read once at start-up."""
         for param in params:
+            if param.name == "real_time_factor" and self._cell is not None:
+                return SetParametersResult(successful=False, reason="a cell runs on the wall clock (mode: cell)")
             if param.name == "real_time_factor":
                 try:
                     check_real_time_factor(param.value)
@@ -231,7 +260,7 @@ class SimNode(Node):
     # ------------------------------------------------------------------ subscriptions
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         stamp_s = stamp_to_s(msg.header.stamp)
-        if stamp_s > 0.0:
+        if stamp_s > 0.0 and self._latency is not None:
             self._latency.stats["command->arm"].add(self._sim.t_s - stamp_s)
         try:
             for i, pt in enumerate(msg.points):
@@ -240,7 +269,10 @@ class SimNode(Node):
                                              "accepts positions, velocities and accelerations only")
             points = [(pt.time_from_start.sec + 1e-9 * pt.time_from_start.nanosec, list(pt.positions),
                        list(pt.velocities) or None, list(pt.accelerations) or None) for pt in msg.points]
-            warnings = self._sim.command_trajectory(list(msg.joint_names), points, stamp_to_s(msg.header.stamp))
+            start_s = stamp_to_s(msg.header.stamp)
+            if self._cell is not None and start_s > 0.0:  # a wall-clock stamp; 0 = start on receipt
+                start_s = max(0.0, self._cell.stamps.sim_time_s(start_s)) if self._cell.started else 0.0
+            warnings = self._sim.command_trajectory(list(msg.joint_names), points, start_s)
         except TrajectoryRejected as exc:
             self.get_logger().error(f"rejected trajectory: {exc}")
             return
@@ -266,6 +298,10 @@ class SimNode(Node):
     def _tick(self) -> None:
         if self._closed:
             return
+        if self._cell is not None and not self._cell.started:
+            if self._cell.hold(time.time()):  # the graph is up: the world starts moving now
+                self._pacer = SimPacer(self._pacing, time.monotonic(), self._sim.t_s)
+            return
         wall_start = time.monotonic()
         while True:
             wall_now = time.monotonic()
@@ -273,10 +309,15 @@ class SimNode(Node):
                                                                                   wall_now):
                 break
             for event in self._sim.step():
-                self._publish_time_reference(self._event_pub, event.name, event.t_s, event.t_s)
+                if self._cell is not None:
+                    self._cell.truth.event(event.name, self._cell.stamps.stamp_s(event.t_s))
+                else:
+                    self._publish_time_reference(self._event_pub, event.name, event.t_s, event.t_s)
             self._stats_steps += 1
             self._publish_outputs()
         self._pacer.end_tick(self._sim.t_s, time.monotonic())
+        if self._cell is not None:
+            self._cell_after_tick(time.time())
         for event in self._pacer.take_events():
             cfg = self._pacer.config
             if event == STARTUP_WAIT_EXPIRED:
@@ -286,8 +327,30 @@ class SimNode(Node):
                 self.get_logger().warning(f"no /partner/hand for {cfg.perception_timeout_s:g} s (wall); "
                                           "perception_sync no longer holds the sim back")
 
+    def _cell_after_tick(self, wall_s: float) -> None:
+        """Cell mode: render the camera frame that fell due; when the physics fell behind the wall
+        clock, the world paused (stamps move on, the pacer re-anchors) and the joint states repeat
+        its still state; then deliver what is due."""
+        cell = self._cell
+        if self._camera_pending:
+            # One frame of the newest state: a CPU that cannot render every frame and keep the physics
+            # on time drops frames, as an overloaded camera host does, rather than slowing the world.
+            self._camera_pending = False
+            cell.publish_camera(cell.stamps.stamp_s(self._sim.t_s))
+        overdue = cell.joint_state_overdue(wall_s)
+        if overdue:
+            cell.stamps.pause_to(wall_s, self._sim.t_s)
+        if overdue or cell.stamps.catch_up(wall_s, self._sim.t_s):
+            self._pacer.set_real_time_factor(1.0, self._sim.t_s, time.monotonic())
+        if overdue:  # the world stood still: its joints are where they were
+            cell.publish_joint_state(wall_s)
+        cell.deliver(wall_s)
+
     def _publish_outputs(self) -> None:
         """Everything due at the current physics time, clock first."""
+        if self._cell is not None:
+            self._publish_cell_outputs()
+            return
         stamp = s_to_stamp(self._sim.t_s)
         due = self._schedule.due(self._sim.t_s)
         if due.clock:
@@ -305,6 +368,24 @@ class SimNode(Node):
         if due.camera:
             self._publish_camera(stamp)
 
+    def _publish_cell_outputs(self) -> None:
+        """Cell mode: sensor messages stamped with the wall clock, the truth to the log only."""
+        cell = self._cell
+        stamp_s = cell.stamps.stamp_s(self._sim.t_s)
+        due = self._schedule.due(self._sim.t_s)
+        self._sim.take_plan_updates()  # a person's plans are nowhere to be read in a lab
+        phase = self._sim.partner_phase
+        if phase != self._phase:
+            self._phase = phase
+            cell.truth.phase(phase, stamp_s)
+        if due.joint_state:
+            cell.publish_joint_state(stamp_s)
+            sample = self._ground_truth_separation()
+            cell.truth.ssm(stamp_s, sample.separation_m, sample.protective_distance_m, sample.robot_closing_mps,
+                           sample.human_closing_mps)
+        if due.camera:  # rendered once the physics has caught up with the wall clock (_cell_after_tick)
+            self._camera_pending = True
+
     # ------------------------------------------------------------------ message building
     def _publish_time_reference(self, pub, source: str, time_ref_s: float, stamp_s: float) -> None:
         msg = TimeReference(source=source, time_ref=s_to_stamp(time_ref_s))
@@ -312,13 +393,16 @@ class SimNode(Node):
         msg.header.frame_id = "ground_truth"
         pub.publish(msg)
 
-    def _publish_ground_truth_separation(self) -> None:
+    def _ground_truth_separation(self) -> SsmSample:
         q, _ = self._sim.world.arm_state()
         t = self._sim.t_s
         sep = self._ssm_truth.sample(t, q, self._sim.partner_hand_m())
         # Ground truth has no speed mode of its own: the controller's is on /controller/ssm.
-        self._ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,
-                                                    sep.human_closing_mps, 1.0, "free")))
+        return SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps, sep.human_closing_mps,
+                         1.0, "free")
+
+    def _publish_ground_truth_separation(self) -> None:
+        self._ssm_pub.publish(ssm_message(self._ground_truth_separation()))
 
     def _publish_joint_state(self, stamp) -> None:
         names, position, velocity, effort = self._sim.world.joint_state()
@@ -371,6 +455,8 @@ class SimNode(Node):
         """Stop stepping and disconnect PyBullet (called by run_node on shutdown)."""
         if not self._closed:
             self._closed = True
+            if self._cell is not None:
+                self._cell.close()
             self._sim.close()
 
 

@@ -174,17 +174,25 @@ def _quat_z_to(direction: np.ndarray) -> list[float]:
     """Quaternion [x, y, z, w] turning the local z axis (a capsule's axis) onto ``direction``."""
     d = _unit(direction)
     z = np.array([0.0, 0.0, 1.0])
-    axis = np.cross(z, d)
+    axis = _cross3(z, d)
     n = np.linalg.norm(axis)
     if n < 1e-9:
         return [0.0, 0.0, 0.0, 1.0] if d[2] > 0 else [1.0, 0.0, 0.0, 0.0]
     return _quat_axis_angle(axis / n, math.atan2(n, float(d[2])))
 
 
+def _cross3(a, b) -> np.ndarray:
+    """Cross product of two 3-vectors (np.cross's general-axis machinery costs ~10x more; the person's
+    pose is solved every physics step)."""
+    a0, a1, a2 = (float(v) for v in a)
+    b0, b1, b2 = (float(v) for v in b)
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
+
+
 def _rotate(v: np.ndarray, axis: np.ndarray, angle_rad: float) -> np.ndarray:
     """Rodrigues rotation of ``v`` about unit ``axis``."""
     c, s = math.cos(angle_rad), math.sin(angle_rad)
-    return v * c + np.cross(axis, v) * s + axis * float(axis @ v) * (1.0 - c)
+    return v * c + _cross3(axis, v) * s + axis * float(axis @ v) * (1.0 - c)
 
 
 @dataclass(frozen=True)
@@ -211,7 +219,7 @@ def person_pose(hand_m, shoulder_rest_m, hip_m, facing=(-1.0, 0.0, 0.0),
     s0 = np.asarray(shoulder_rest_m, dtype=float)
     hip = np.asarray(hip_m, dtype=float)
     up = np.array([0.0, 0.0, 1.0])
-    lean_axis = _unit(np.cross(up, np.asarray(facing, dtype=float)))
+    lean_axis = _unit(_cross3(up, np.asarray(facing, dtype=float)))
     reach = _COMFORTABLE_REACH * (_UPPER_ARM_LENGTH_M + _FOREARM_LENGTH_M)
 
     lean = 0.0
@@ -220,7 +228,7 @@ def person_pose(hand_m, shoulder_rest_m, hip_m, facing=(-1.0, 0.0, 0.0),
         v = s0 - hip
         v_par = lean_axis * float(lean_axis @ v)
         v_perp = v - v_par
-        u = np.cross(lean_axis, v_perp)
+        u = _cross3(lean_axis, v_perp)
         w = hand - hip - v_par
         a_coef = 2.0 * float(w @ v_perp)
         b_coef = 2.0 * float(w @ u)
@@ -244,7 +252,7 @@ def person_pose(hand_m, shoulder_rest_m, hip_m, facing=(-1.0, 0.0, 0.0),
     pole = _unit(0.5 * np.asarray(outward, dtype=float) - up)
     pole_perp = pole - u * float(pole @ u)
     if np.linalg.norm(pole_perp) < 1e-6:  # hand straight below/above along the pole
-        pole_perp = np.cross(u, lean_axis)
+        pole_perp = _cross3(u, lean_axis)
     elbow = shoulder + along * u + height * _unit(pole_perp)
     forearm_dir = _unit(hand - elbow) if np.linalg.norm(hand - elbow) > 1e-9 else u
     return PersonPose(lean, shoulder, elbow, elbow + l2 * forearm_dir, hand)
@@ -431,7 +439,7 @@ class SimWorld:
         self._person_bodies = (self._torso, self._head, self._upper_arm, self._forearm, self._glove)
         self._outward = np.array([0.0, 1.0 if shoulder[1] >= self._person_hip[1] else -1.0, 0.0])
         self._facing = np.array([-1.0, 0.0, 0.0])
-        self._lean_axis = _unit(np.cross([0.0, 0.0, 1.0], self._facing))
+        self._lean_axis = _unit(_cross3([0.0, 0.0, 1.0], self._facing))
 
     # ----------------------------------------------------------------------------- partner
     def set_partner_hand(self, hand_m) -> None:
