@@ -593,3 +593,23 @@ def test_a_protective_stop_for_a_hand_in_view_does_not_blame_perception(ctl):
         modes.append(out.ssm_mode)
     assert "stop" in modes
     assert not any("no perception of the hand" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("hand, in_zone", [(PARTNER_REST_M, False), (PARTNER_IN_ZONE_M, True)])
+def test_a_retreat_under_late_perception_gets_home(ctl, hand, in_zone):
+    """Issue 13 (rehearsal on a busy machine): with every frame 0.15 s old (older than
+    ssm_max_hand_age_s), an abort's retreat was caught by a protective stop while it still braked the
+    reach's forward motion, and what was left of that braking (toward the unseen hand) kept it
+    stopped for good, the arm next to the zone. From rest it now heads straight home."""
+    run(ctl, always(), 0.7)
+    states, modes = [], []
+    for t in np.arange(0.7, 6.0, DT_S):
+        q, _, _ = ctl.commanded_state(t)
+        out = ctl.update(t, ControllerInputs("wait", in_zone, t - 0.15, q, partner_hand_m=hand,
+                                             partner_velocity_mps=np.zeros(3), joint_stamp_s=t))
+        states.append(out.state)
+        modes.append(out.ssm_mode)
+        if out.state == "home":
+            break
+    assert states[0] == "retreating" and "stop" in modes
+    assert states[-1] == "home", f"still {states[-1]} after {t - 0.7:.1f} s"

@@ -692,6 +692,14 @@ class ArmController:
                 plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale,
                                          cfg.min_move_duration_s)
                 self._send(out, ScaledPlan(plan), now_s, "home", self.state)
+            elif self._stopped_short_on_the_way_home(now_s):
+                # A protective stop caught this move while it still braked toward the person (a retreat
+                # or withdrawal starts by braking the motion it interrupts), and what is left of that
+                # braking keeps it stopped. From rest, the move home heads straight away: send it.
+                start = q_meas if q_meas is not None else self.commanded_state(now_s)[0]
+                plan = plan_minimum_jerk(start, self.home_rad, self.limits, cfg.velocity_scale,
+                                         cfg.min_move_duration_s)
+                self._send(out, ScaledPlan(plan), now_s, "home", self.state)
         self._monitor_separation(out, now_s, inputs, q_meas)
         return out
 
@@ -707,6 +715,15 @@ class ArmController:
             return q
         _, qd, _ = self.commanded_state(now_s)
         return q + qd * age_s
+
+    def _stopped_short_on_the_way_home(self, now_s: float) -> bool:
+        """A withdrawal or retreat held at rest by a protective stop for :data:`_SSM_RAISE_AFTER_S`
+        while its path still leads toward the person before it turns for home."""
+        if self._ssm_mode != "stop" or self._ssm_stop_since_s is None or self._plan is None:
+            return False
+        if now_s - self._ssm_stop_since_s < _SSM_RAISE_AFTER_S:
+            return False
+        return bool(np.allclose(self.commanded_state(now_s)[1], 0.0, atol=1e-3))
 
     def _check_tracking(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,
                         q_meas: np.ndarray | None) -> None:
