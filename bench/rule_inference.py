@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=300, help="GRU training epochs")
     p.add_argument("--partners", nargs="+", default=LEARNERS + NON_ADAPTERS)
     p.add_argument("--out", type=Path, default=Path("runs/rule_inference"))
+    p.add_argument("--save-logs", action="store_true",
+                   help="also write each session's turn log to OUT/logs/<partner>_seed<S>.json (coop-robot "
+                        "infer-rule reads them)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -68,6 +71,10 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             session = scripted_session(profile, args.turns, seed)
             table = trials_from_records(session["per_turn"], f"{profile.name}/seed{seed}")
+            if args.save_logs:
+                (args.out / "logs").mkdir(exist_ok=True)
+                (args.out / "logs" / f"{profile.name}_seed{seed}.json").write_text(json.dumps(session),
+                                                                                     encoding="utf-8")
             res = infer_rule([table], epochs=args.epochs, seed=seed)
             f = res.parametric
             row = {"partner": profile.name, "adapts": rule.enabled, "seed": seed, "true_speed_up": truth[0],

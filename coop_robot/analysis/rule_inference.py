@@ -150,8 +150,8 @@ def load_trials(path: str | Path, progress: Callable[[str], None] | None = None)
 class ParametricFit:
     """Maximum-likelihood fit of the clipped multiplicative rule (see the module docstring)."""
 
-    speed_up: float
-    slow_down: float
+    speed_up: float              # NaN: not identifiable (no smooth turn in the fitted trials)
+    slow_down: float             # NaN: not identifiable (no disturbed turn)
     speed_up_se: float
     slow_down_se: float
     min_scale: float | None      # None: the fitted scale path never reached the bound
@@ -245,7 +245,7 @@ def fit_parametric(tables: Sequence[TrialTable], train_masks: Sequence[np.ndarra
         train_masks = [np.isfinite(t.cycle_s) for t in tables]
     rule = _Rule(tables, train_masks)
     n_train = int(sum(m.sum() for m in train_masks))
-    init_b = [float(np.median(np.log(t.cycle_s[m]))) for t, m in zip(tables, train_masks)]
+    init_b = [float(np.median(np.log(t.cycle_s[m])[:3])) for t, m in zip(tables, train_masks)]
 
     def logit(p):
         return math.log(p / (1.0 - p))
@@ -261,11 +261,18 @@ def fit_parametric(tables: Sequence[TrialTable], train_masks: Sequence[np.ndarra
         # (doubling both on 40-turn sessions), so the model keeps c = 0.
         return u, d, lo, hi, th[4], th[6:], torch.zeros((), dtype=torch.float64)
 
+    # Bounds start where the data put them (the extreme cycle times relative to each session's
+    # first trials): a bound that does not bind has no gradient, so it could not find its way in.
+    rel = [np.log(t.cycle_s[m]) - float(np.median(np.log(t.cycle_s[m])[:3])) for t, m in zip(tables, train_masks)]
+    bound_init = (min(3.0, max(0.05, -min(float(np.quantile(r, 0.05)) for r in rel))),
+                  min(3.0, max(0.05, max(float(np.quantile(r, 0.95)) for r in rel))))
+
     def fit_from(fit_bounds: bool):
         best = None
         for u0, d0 in starts:
-            th = torch.tensor([logit(u0 / MAX_SPEED_UP), logit(d0 / MAX_SLOW_DOWN), inv_softplus(UNBOUNDED_LOG),
-                               inv_softplus(UNBOUNDED_LOG), math.log(0.15), inv_softplus(0.05), *init_b],
+            lo0, hi0 = bound_init if fit_bounds else (UNBOUNDED_LOG, UNBOUNDED_LOG)
+            th = torch.tensor([logit(u0 / MAX_SPEED_UP), logit(d0 / MAX_SLOW_DOWN), inv_softplus(lo0),
+                               inv_softplus(hi0), math.log(0.15), inv_softplus(0.05), *init_b],
                               dtype=torch.float64)
             free = torch.ones_like(th, dtype=torch.bool)
             free[2:4] = fit_bounds
@@ -331,11 +338,19 @@ def fit_parametric(tables: Sequence[TrialTable], train_masks: Sequence[np.ndarra
         return rule.nll(v[0], v[1], lo_v, hi_v, v[2], v[3:], c_v)
 
     hess = torch.autograd.functional.hessian(nll_natural, point).numpy()
+    # A rate is identifiable only when its outcome occurred before some fitted trial.
+    seen = [any(bool(((t.outcome[:-1] == kind) & m[1:]).any()) for t, m in zip(tables, train_masks))
+            for kind in (False, True)]
+    keep = [i for i in range(len(point)) if i > 1 or seen[i]]
+    se = [math.inf, math.inf]
     try:
-        cov = np.linalg.inv(hess)
-        se_u, se_d = (math.sqrt(max(cov[i, i], 0.0)) for i in (0, 1))
+        cov = np.linalg.inv(hess[np.ix_(keep, keep)])
+        for j, i in enumerate(keep):
+            if i < 2:
+                se[i] = math.sqrt(max(cov[j, j], 0.0))
     except np.linalg.LinAlgError:
-        se_u = se_d = math.inf
+        pass
+    se_u, se_d = se
 
     with torch.no_grad():
         paths = rule.log_scales(u, d, lo, hi)
@@ -343,7 +358,8 @@ def fit_parametric(tables: Sequence[TrialTable], train_masks: Sequence[np.ndarra
     reached_hi = any(bool((p >= hi - 1e-9).any()) for p in paths)
     lr = max(0.0, 2.0 * (nll0 - nll))
     k_extra = 2 + int(reached_lo) + int(reached_hi)
-    fit = ParametricFit(speed_up=float(u), slow_down=float(d), speed_up_se=se_u, slow_down_se=se_d,
+    fit = ParametricFit(speed_up=float(u) if seen[0] else math.nan, slow_down=float(d) if seen[1] else math.nan,
+                        speed_up_se=se_u, slow_down_se=se_d,
                         min_scale=math.exp(float(lo)) if reached_lo else None,
                         max_scale=math.exp(float(hi)) if reached_hi else None,
                         sigma=math.exp(float(log_sigma)), base_s=[math.exp(float(b)) for b in log_b],
@@ -427,7 +443,7 @@ def fit_recurrent(tables: Sequence[TrialTable], train_masks: Sequence[np.ndarray
         opt.step()
         fit.train_loss.append(float(loss.detach()))
         if progress is not None and (epoch + 1) % max(1, epochs // 5) == 0:
-            progress(f"recurrent model: epoch {epoch + 1}/{epochs}, training loss {float(loss):.4f}")
+            progress(f"recurrent model: epoch {epoch + 1}/{epochs}, training loss {float(loss.detach()):.4f}")
     with torch.no_grad():
         for t, (x, _, _) in zip(tables, seqs):
             out, _ = gru(x)
@@ -486,6 +502,10 @@ class RuleInference:
         return "parametric" if rp >= rr else "recurrent"
 
     def as_dict(self) -> dict:
+        """JSON-ready (NaN and infinity, e.g. a rate that cannot be identified, become None)."""
+        return _json_ready(self._as_dict())
+
+    def _as_dict(self) -> dict:
         p = self.parametric
         return {
             "sessions": [t.session for t in self.tables],
@@ -498,6 +518,23 @@ class RuleInference:
             "recurrent": {"hidden": self.recurrent.hidden, "epochs": self.recurrent.epochs,
                           "final_train_loss": self.recurrent.train_loss[-1] if self.recurrent.train_loss else None},
         }
+
+
+def _json_ready(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def rate_text(rate: float, se: float) -> str:
+    """``0.040 +- 0.002``, or why the rate is missing."""
+    if math.isnan(rate):
+        return "not identifiable (its outcome never occurred)"
+    return f"{rate:.3f} +- {se:.3f}"
 
 
 def infer_rule(tables: Sequence[TrialTable], *, holdout_fraction: float = 0.3, epochs: int = 300, seed: int = 0,
@@ -513,8 +550,9 @@ def infer_rule(tables: Sequence[TrialTable], *, holdout_fraction: float = 0.3, e
     say = progress or (lambda _msg: None)
     say(f"parametric model: fitting on {int(sum(m.sum() for m in train))} trials of {len(tables)} session(s)")
     par = fit_parametric(tables, train)
-    say(f"parametric model: speed-up {par.speed_up:.3f} +- {par.speed_up_se:.3f}, slow-down {par.slow_down:.3f} "
-        f"+- {par.slow_down_se:.3f}, LR {par.lr_statistic:.1f} -> {'learning' if par.learning else 'no learning'}")
+    say(f"parametric model: speed-up {rate_text(par.speed_up, par.speed_up_se)}, slow-down "
+        f"{rate_text(par.slow_down, par.slow_down_se)}, LR {par.lr_statistic:.1f} -> "
+        f"{'learning' if par.learning else 'no learning'}")
     par_pred = predict_parametric(par, tables)
     rec = fit_recurrent(tables, train, epochs=epochs, seed=seed, progress=say)
     return RuleInference(tables, par, rec, par_pred, test, held_out_r2(tables, par_pred, test),
