@@ -29,7 +29,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from coop_robot.analysis.rule_inference import infer_rule, scripted_session, trials_from_records  # noqa: E402
+from coop_robot.analysis.rule_inference import (  # noqa: E402
+    _train_masks,
+    held_out_r2,
+    infer_rule,
+    scripted_session,
+    trials_from_records,
+)
 from coop_robot.partner.profile import load_profile  # noqa: E402
 
 LEARNERS = [str(p) for p in sorted((REPO / "test" / "learning_partners").glob("*.yaml"))] + ["slow"]
@@ -48,7 +54,7 @@ def mean_ci(values) -> tuple[float, float]:
     return float(v.mean()), _T95.get(len(v) - 1, 1.96) * float(v.std(ddof=1)) / math.sqrt(len(v))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--turns", type=int, default=120)
@@ -58,7 +64,23 @@ def main(argv=None) -> int:
     p.add_argument("--save-logs", action="store_true",
                    help="also write each session's turn log to OUT/logs/<partner>_seed<S>.json (coop-robot "
                         "infer-rule reads them)")
-    args = p.parse_args(argv)
+    p.add_argument("--ceiling-only", action="store_true",
+                   help="skip the fits; print only the R2 ceiling (the partner's true scale as the prediction)")
+    return p
+
+
+def ceiling_r2(table, true_scale, holdout_fraction: float, seed: int) -> float:
+    """Held-out R2 of the best possible prediction from the rule: the partner's true timing scale
+    times its base (fitted on the training trials); what the partner's own trial-to-trial noise
+    leaves for any model."""
+    train, test = _train_masks([table], holdout_fraction, seed)
+    scale = np.asarray(list(true_scale) + [np.nan] * (len(table.cycle_s) - len(true_scale)))
+    log_base = float(np.nanmean(np.log(table.cycle_s[train[0]] / scale[train[0]])))
+    return held_out_r2([table], [np.exp(log_base) * scale], test)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     print(f"{'partner':>16} {'seed':>4} {'dist %':>6} {'speed-up':>15} {'slow-down':>15} {'LR':>6} "
@@ -75,25 +97,35 @@ def main(argv=None) -> int:
                 (args.out / "logs").mkdir(exist_ok=True)
                 (args.out / "logs" / f"{profile.name}_seed{seed}.json").write_text(json.dumps(session),
                                                                                      encoding="utf-8")
+            ceiling = ceiling_r2(table, session["true_scale"], 0.3, seed)
+            if args.ceiling_only:
+                rows.append({"partner": profile.name, "seed": seed, "r2_ceiling": ceiling})
+                print(f"{profile.name:>16} {seed:>4} R2 ceiling {ceiling:.2f}", flush=True)
+                continue
             res = infer_rule([table], epochs=args.epochs, seed=seed)
             f = res.parametric
             row = {"partner": profile.name, "adapts": rule.enabled, "seed": seed, "true_speed_up": truth[0],
                    "true_slow_down": truth[1], "disturbed_fraction": float(table.outcome.mean()),
                    **{k: v for k, v in f.as_dict().items() if not k.startswith("_")},
-                   "r2_parametric": res.r2_parametric, "r2_recurrent": res.r2_recurrent,
+                   "r2_parametric": res.r2_parametric, "r2_recurrent": res.r2_recurrent, "r2_ceiling": ceiling,
                    "better_model": res.better_model, "wall_s": time.perf_counter() - t0}
             rows.append(row)
             print(f"{profile.name:>16} {seed:>4} {100 * row['disturbed_fraction']:>6.0f} "
                   f"{f.speed_up:>7.3f}+-{f.speed_up_se:<6.3f} {f.slow_down:>7.3f}+-{f.slow_down_se:<6.3f} "
                   f"{f.lr_statistic:>6.1f} {'learning' if f.learning else 'no learning':>11} "
                   f"{res.r2_parametric:>6.2f} {res.r2_recurrent:>6.2f} {row['wall_s']:>6.1f}", flush=True)
+    if args.ceiling_only:
+        for name in dict.fromkeys(r["partner"] for r in rows):
+            m, h = mean_ci([r["r2_ceiling"] for r in rows if r["partner"] == name])
+            print(f"  {name:>16}: R2 ceiling {m:.2f} [+-{h:.2f}]")
+        return 0
     summary, failures = [], []
     print("\nper partner, mean [95 % CI] over seeds:")
     for name in dict.fromkeys(r["partner"] for r in rows):
         rs = [r for r in rows if r["partner"] == name]
         s = {"partner": name, "adapts": rs[0]["adapts"], "sessions": len(rs),
              "true_speed_up": rs[0]["true_speed_up"], "true_slow_down": rs[0]["true_slow_down"]}
-        for key in ("speed_up", "slow_down", "r2_parametric", "r2_recurrent"):
+        for key in ("speed_up", "slow_down", "r2_parametric", "r2_recurrent", "r2_ceiling"):
             s[key], s[key + "_ci"] = mean_ci([r[key] for r in rs])
         s["learning_found"] = sum(r["learning"] for r in rs)
         best = max(s["r2_parametric"], s["r2_recurrent"])
@@ -106,7 +138,8 @@ def main(argv=None) -> int:
                     f"{100 * err_u:.0f} %), slow-down {s['slow_down']:.3f} [+-{s['slow_down_ci']:.3f}] "
                     f"(true {s['true_slow_down']:.3f}, {100 * err_d:.0f} %), held-out R2 parametric "
                     f"{s['r2_parametric']:.2f} [+-{s['r2_parametric_ci']:.2f}], GRU {s['r2_recurrent']:.2f} "
-                    f"[+-{s['r2_recurrent_ci']:.2f}], learning found {s['learning_found']}/{len(rs)}")
+                    f"[+-{s['r2_recurrent_ci']:.2f}], ceiling {s['r2_ceiling']:.2f}, "
+                    f"learning found {s['learning_found']}/{len(rs)}")
         else:
             within = all(r["speed_up"] <= 2 * r["speed_up_se"] and r["slow_down"] <= 2 * r["slow_down_se"]
                          for r in rs)
