@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-logs", action="store_true",
                    help="also write each session's turn log to OUT/logs/<partner>_seed<S>.json (coop-robot "
                         "infer-rule reads them)")
+    p.add_argument("--drive-amplitude", type=float, default=0.5,
+                   help="the scripted robot's sweep of the partner's target log pace (default 0.5)")
     p.add_argument("--ceiling-only", action="store_true",
                    help="skip the fits; print only the R2 ceiling (the partner's true scale as the prediction)")
     return p
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
         truth = (rule.speed_up_rate, rule.slow_down_rate) if rule.enabled else (0.0, 0.0)
         for seed in args.seeds:
             t0 = time.perf_counter()
-            session = scripted_session(profile, args.turns, seed)
+            session = scripted_session(profile, args.turns, seed, drive_amplitude=args.drive_amplitude)
             table = trials_from_records(session["per_turn"], f"{profile.name}/seed{seed}")
             if args.save_logs:
                 (args.out / "logs").mkdir(exist_ok=True)

@@ -608,7 +608,8 @@ DRIVE_AMPLITUDE, DRIVE_PERIOD_TURNS, DRIVE_GAIN = 0.5, 60, 3.0
 
 
 def scripted_session(partner, turns: int, seed: int, *, disturb_probability: float = 0.3, drive: bool = True,
-                     overlap_share: float = 0.5, rate_hz: float = 240.0) -> dict:
+                     drive_amplitude: float = DRIVE_AMPLITUDE, overlap_share: float = 0.5,
+                     rate_hz: float = 240.0) -> dict:
     """Run the partner model against a scripted robot for ``turns`` robot turns; return a session
     summary like the fast environment's (``per_turn`` records from the package's tracker) plus
     ``true_scale`` (the partner's timing scale during each turn).
@@ -620,7 +621,7 @@ def scripted_session(partner, turns: int, seed: int, *, disturb_probability: flo
     sweeps an adapting partner's pace up and down, knowing nothing of its rule), ``p`` is
     ``disturb_probability`` for the first 4 turns, then ``0.5 + DRIVE_GAIN * (target - pace)``
     clipped to [0.05, 0.95], where pace is the log of the partner's latest cycle time relative to
-    its first three and target sweeps ``DRIVE_AMPLITUDE * sin(2 pi turn / DRIVE_PERIOD_TURNS)``."""
+    its first three and target sweeps ``drive_amplitude * sin(2 pi turn / DRIVE_PERIOD_TURNS)``."""
     from coop_robot.geometry import world_geometry
     from coop_robot.partner.model import PartnerModel
     from coop_robot.partner.profile import PartnerProfile, load_profile
@@ -656,7 +657,7 @@ def scripted_session(partner, turns: int, seed: int, *, disturb_probability: flo
             p = disturb_probability
             if drive and len(cycles) >= 4:
                 pace = math.log(cycles[-1] / float(np.median(cycles[:3])))
-                target = DRIVE_AMPLITUDE * math.sin(2.0 * math.pi * len(scales) / DRIVE_PERIOD_TURNS)
+                target = drive_amplitude * math.sin(2.0 * math.pi * len(scales) / DRIVE_PERIOD_TURNS)
                 p = min(0.95, max(0.05, 0.5 + DRIVE_GAIN * (target - pace)))
             kind = "smooth"
             if robot_rng.random() < p:
