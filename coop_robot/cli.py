@@ -336,6 +336,8 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
     "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
+    "infer-rule": ("coop_robot.analysis.infer_rule_cmd", "infer a partner's learning rule from recorded sessions "
+                                                        "(bags or fast-environment logs): fit, figure, held-out score"),
     "calibrate": ("coop_robot.calibration.command", "calibrate the camera against the robot base (ChArUco board "
                                                     "on the flange): board, capture, solve, simulate"),
     "view": ("coop_robot.live_view.view_cmd", "watch a running graph: markers for RViz, or a Foxglove WebSocket "

@@ -307,6 +307,16 @@ def test_adaptation_slows_down_after_overlap(robot):
         assert model.timing_scale == pytest.approx(min(1.5, 1.2**n))  # capped at max_scale
 
 
+@pytest.mark.parametrize("robot", [TurnTakingRobot(gap_s=NEAR_MISS_S + 0.3), OverlappingRobot()],
+                         ids=["smooth", "overlap"])
+def test_adaptation_split_rates_apply_by_outcome(robot):
+    rule = Adaptation(enabled=True, speed_up=0.07, slow_down=0.03, min_scale=0.5, max_scale=2.0)
+    model = make(plain(adaptation=rule), seed=4)
+    simulate_continue(model, robot, turns=3)
+    factor = 1.03 if isinstance(robot, OverlappingRobot) else 0.93
+    assert model.timing_scale == pytest.approx(factor**3)
+
+
 def test_adapted_scale_stretches_sampled_times():
     slow_model, fast_model = make(adaptive(), seed=4), make(adaptive(), seed=4)
     simulate_continue(slow_model, OverlappingRobot(), turns=4)

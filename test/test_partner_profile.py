@@ -81,6 +81,19 @@ def test_any_profile_file_path_works(tmp_path):
     assert load_profile(path) == profile  # a Path object works too
 
 
+def test_adaptation_single_rate_means_twice_as_fast_to_slow_down():
+    rule = load_profile("slow").adaptation
+    assert (rule.speed_up_rate, rule.slow_down_rate) == pytest.approx((0.05, 0.10))
+
+
+def test_adaptation_split_rates(tmp_path):
+    doc = typical_doc()
+    doc["adaptation"] = {"enabled": True, "speed_up_rate": 0.08, "slow_down_rate": 0.04,
+                         "min_scale": 0.5, "max_scale": 2.0}
+    rule = load_profile(write_profile(tmp_path, doc, "split.yaml")).adaptation
+    assert (rule.speed_up_rate, rule.slow_down_rate) == pytest.approx((0.08, 0.04))
+
+
 def test_bare_name_and_path_resolution(tmp_path, monkeypatch):
     assert resolve_profile_path("fast") == partners_dir() / "fast.yaml"
     monkeypatch.chdir(tmp_path)
@@ -129,6 +142,11 @@ BAD_DOCS = {
     "fraction_out_of_range": (_set("false_start.depth_fraction", [0.5, 1.2]), "false_start.depth_fraction"),
     "rate_too_large": (_set("adaptation.rate", 0.8), "adaptation.rate"),
     "enabled_not_bool": (_set("adaptation.enabled", "yes please"), "adaptation.enabled"),
+    "rate_and_split_rates": (_set("adaptation.speed_up_rate", 0.1), "adaptation"),
+    "one_split_rate_only": (lambda d: _set("adaptation.speed_up_rate", 0.1)(_delete("adaptation.rate")(d)),
+                            "adaptation.slow_down_rate"),
+    "slow_down_rate_too_large": (lambda d: _set("adaptation.slow_down_rate", 1.5)(
+        _set("adaptation.speed_up_rate", 0.1)(_delete("adaptation.rate")(d))), "adaptation.slow_down_rate"),
     "section_not_mapping": (_set("pause", 0.1), "pause"),
     "empty_name": (_set("name", ""), "name"),
     "task_objects_not_mapping": (_set("task_objects", "uniform"), "task_objects"),

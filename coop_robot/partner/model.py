@@ -40,8 +40,11 @@ completed partner turn it is updated from that turn's outcome:
 * the turn was *disturbed* when the robot was in the zone while the hand was in it, the robot
   entered within ``NEAR_MISS_S`` (0.3 s) after the hand left the zone, or the caller reported a
   physics contact (``step(..., contact=True)``) during the turn: the person gets cautious,
-  ``scale = min(max_scale, scale * (1 + 2 * rate))``;
-* otherwise it went smoothly and the person speeds up, ``scale = max(min_scale, scale * (1 - rate))``.
+  ``scale = min(max_scale, scale * (1 + slow_down_rate))``;
+* otherwise it went smoothly and the person speeds up,
+  ``scale = max(min_scale, scale * (1 - speed_up_rate))``.
+
+(A profile's single ``rate`` means ``speed_up_rate = rate``, ``slow_down_rate = 2 * rate``.)
 
 The outcome is settled when the turn is complete (hand back at rest) and ``NEAR_MISS_S`` has
 passed since the hand's last exit from the zone, or when the next turn is planned, whichever
@@ -434,9 +437,9 @@ class PartnerModel:
         a = self.profile.adaptation
         if a.enabled:
             if self._turn_disturbed:
-                self._scale = min(a.max_scale, self._scale * (1.0 + 2.0 * a.rate))
+                self._scale = min(a.max_scale, self._scale * (1.0 + a.slow_down_rate))
             else:
-                self._scale = max(a.min_scale, self._scale * (1.0 - a.rate))
+                self._scale = max(a.min_scale, self._scale * (1.0 - a.speed_up_rate))
         self._turn_disturbed = False
 
     def _current_visit(self) -> tuple[float, float] | None:

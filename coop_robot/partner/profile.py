@@ -19,6 +19,7 @@ Schema (all times in seconds, fractions of the straight rest -> target reach pat
     false_start: {probability: [0,1], depth_fraction: [lo, hi] in (0,1], pause_s: {min, max}}
     pause: {probability: [0,1], duration_s: {min, max}}
     adaptation: {enabled: bool, rate: [0,0.5], min_scale: (0,1], max_scale: >=1}   # optional
+                # or, instead of rate: speed_up_rate: [0,0.5], slow_down_rate: [0,1] (both)
     task_objects: {choice: fixed | cycle | uniform | weighted, index: int >= 0, weights: [>= 0, ...]}  # optional
 
 ``task_objects`` says which of the world's task objects (``task_objects_m`` in
@@ -28,6 +29,12 @@ Schema (all times in seconds, fractions of the straight rest -> target reach pat
 proportional to ``weights`` (one per object). Absent: ``fixed`` at the nominal object, the
 partner of before task objects existed. Whether ``index`` and ``weights`` fit the world's objects
 is checked when the model is built (:class:`coop_robot.partner.model.PartnerModel`).
+
+``adaptation`` is the partner's learning rule over trials (see :mod:`coop_robot.partner.model`):
+after a smooth turn the timing scale shrinks by ``speed_up_rate``, after a disturbed one (overlap,
+near miss, contact) it grows by ``slow_down_rate``, within ``[min_scale, max_scale]``. A single
+``rate`` means ``speed_up_rate = rate`` and ``slow_down_rate = 2 * rate`` (the rule before the two
+rates could be set apart); give either ``rate`` or both ``speed_up_rate`` and ``slow_down_rate``.
 """
 
 from __future__ import annotations
@@ -112,6 +119,20 @@ class Adaptation:
     rate: float = 0.0
     min_scale: float = 1.0
     max_scale: float = 1.0
+    #: Fractional shrink of the timing scale after a smooth turn; ``None``: ``rate``.
+    speed_up: float | None = None
+    #: Fractional growth of the timing scale after a disturbed turn; ``None``: ``2 * rate``.
+    slow_down: float | None = None
+
+    @property
+    def speed_up_rate(self) -> float:
+        """``scale *= 1 - speed_up_rate`` after a smooth turn."""
+        return self.rate if self.speed_up is None else self.speed_up
+
+    @property
+    def slow_down_rate(self) -> float:
+        """``scale *= 1 + slow_down_rate`` after a disturbed turn (overlap, near miss, contact)."""
+        return 2.0 * self.rate if self.slow_down is None else self.slow_down
 
 
 #: The ``task_objects.choice`` values (see the module docstring).
@@ -366,10 +387,24 @@ def validate_profile(data: Any, source: str = "<profile>") -> PartnerProfile:
     adaptation = Adaptation()
     if "adaptation" in top:
         k = "adaptation"
-        keys = {"enabled", "rate", "min_scale", "max_scale"}
-        m = c.mapping(top[k], k, keys, keys)
-        adaptation = Adaptation(enabled=c.boolean(m, k, "enabled"),
-                                rate=c.number(m, k, "rate", low=0.0, high=0.5),
+        common = {"enabled", "min_scale", "max_scale"}
+        split = {"speed_up_rate", "slow_down_rate"}
+        m = c.mapping(top[k], k, common | split | {"rate"}, common)
+        given = split & set(m)
+        if "rate" in m and given:
+            raise ProfileError(f"{source}: key {k!r}: give either 'rate' or both 'speed_up_rate' and "
+                               f"'slow_down_rate', not both forms (got {sorted(set(m) & (split | {'rate'}))})")
+        if "rate" not in m and given != split:
+            raise ProfileError(f"{source}: key {k!r}: missing "
+                               f"{', '.join(repr(f'{k}.{n}') for n in sorted(split - given))}: give 'rate' "
+                               f"or both 'speed_up_rate' and 'slow_down_rate'")
+        rates = {}
+        if given:
+            rates = {"rate": 0.0, "speed_up": c.number(m, k, "speed_up_rate", low=0.0, high=0.5),
+                     "slow_down": c.number(m, k, "slow_down_rate", low=0.0, high=1.0)}
+        else:
+            rates = {"rate": c.number(m, k, "rate", low=0.0, high=0.5)}
+        adaptation = Adaptation(enabled=c.boolean(m, k, "enabled"), **rates,
                                 # The timing scale starts at 1, so the bounds must bracket 1.
                                 min_scale=c.number(m, k, "min_scale", low=0.0, low_open=True, high=1.0),
                                 max_scale=c.number(m, k, "max_scale", low=1.0))
