@@ -111,11 +111,13 @@ def sim(tmp_path_factory, ros):
         listener = Listener()
         yield proc, log, listener
     finally:
-        stop(proc)
-        log.close()
+        # The listener goes first: destroying a node while the participant it talks to is being
+        # killed crashed rclpy once (a segfault in destroy_node, in the full suite on a loaded host).
         if listener is not None:
             listener.executor.shutdown()
             listener.node.destroy_node()
+        stop(proc)
+        log.close()
 
 
 def trajectory(names, points) -> JointTrajectory:
