@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -308,6 +308,18 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return code
+
+
+def refuse_parameter_changes(what: str):
+    """A set-parameters callback for a node that reads its parameters once, at start-up: any change
+    but ``use_sim_time`` is refused, naming the parameters and ``what`` ("controller parameters")."""
+    def callback(params) -> SetParametersResult:
+        names = [p.name for p in params if p.name != "use_sim_time"]
+        if names:
+            return SetParametersResult(successful=False, reason=(
+                f"{what} are read at start-up; restart the node to change {', '.join(names)}"))
+        return SetParametersResult(successful=True)
+    return callback
 
 
 class SessionComplete(Exception):

@@ -21,7 +21,6 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, Vector3Stamped
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -52,6 +51,7 @@ from coop_robot.nodes.common import (
     declare_joint_names,
     declare_zone,
     now_s,
+    refuse_parameter_changes,
     run_node,
     s_to_stamp,
     ssm_message,
@@ -77,7 +77,7 @@ class ControllerNode(Node):
         self.stamp_trajectories = values["stamp_trajectories"]
         zone = declare_zone(self)
         # Read once: reject later changes instead of accepting values that would not take effect.
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(refuse_parameter_changes("controller parameters"))
         try:
             self.core = ArmController(controller_config_from_params(values, zone))
         except (ValueError, IKError) as exc:
@@ -129,13 +129,6 @@ class ControllerNode(Node):
         if spec.name != "joint_names":
             return declare(self, spec.name, spec.default, spec.description, spec.low, spec.high)
         return declare_joint_names(self, spec.default, spec.description)
-
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        names = [p.name for p in params if p.name != "use_sim_time"]
-        if names:
-            return SetParametersResult(successful=False, reason=(
-                f"controller parameters are read at start-up; restart the node to change {', '.join(names)}"))
-        return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ inputs
     def _on_decision(self, msg: String) -> None:

@@ -18,7 +18,6 @@ import sys
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, PointStamped
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, ColorRGBA, Float64, String
@@ -37,6 +36,7 @@ from coop_robot.nodes.common import (
     declare_joint_names,
     declare_zone,
     now_s,
+    refuse_parameter_changes,
     run_node,
     stamp_to_s,
 )
@@ -72,7 +72,7 @@ class LiveViewNode(Node):
                        "(0.0.0.0: every interface)")
         port = declare(self, "foxglove_port", DEFAULT_PORT, "TCP port of the Foxglove server (0: any free port)",
                        0, 65535)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(refuse_parameter_changes("live_view parameters"))
         try:
             self.view = LiveView(LiveViewConfig(zone, hand_r, stale, frame), PandaKinematics(base_m=base))
         except ValueError as exc:
@@ -100,13 +100,6 @@ class LiveViewNode(Node):
         self.create_timer(1.0 / rate_hz, self._tick)
         where = f"; Foxglove on ws://{host}:{self.foxglove.port}" if self.foxglove else ""
         self.get_logger().info(f"live view on {MARKER_TOPIC} (frame {frame}) at {rate_hz:g} Hz{where}")
-
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        names = [p.name for p in params if p.name != "use_sim_time"]
-        if names:
-            return SetParametersResult(successful=False, reason=(
-                f"live_view parameters are read at start-up; restart the node to change {', '.join(names)}"))
-        return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ inputs
     def _on_in_zone(self, msg: Bool) -> None:

@@ -246,7 +246,6 @@ class PolicyNode(Node):
         if self.p_act_pub is not None:
             self.p_act_pub.publish(Float64(data=float(self.policy.p_act)))
 
-
     def _report_rate(self, window: TickWindow) -> None:
         """Say when the machine is not keeping up (and when it catches up again); publish the rate."""
         text = self.keepup.describe(window)
