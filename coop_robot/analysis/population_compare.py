@@ -352,7 +352,7 @@ def _plot_cka(plt, c: PopulationComparison, path: Path) -> None:
             inputs = c.meta.get("input_condition_cka") or {}
             if inputs.get("cka") is not None and math.isfinite(inputs["cka"]):
                 ax.axhline(inputs["cka"], color="g", ls="--", lw=1, label="inputs (raw windows)")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="upper right")
         ax.set_xticks(x)
         ax.set_xticklabels(labels, rotation=20, fontsize=8)
         ax.set_ylim(0, 1.05)
@@ -364,7 +364,7 @@ def _plot_cka(plt, c: PopulationComparison, path: Path) -> None:
 
 def _plot_rsm(plt, c: PopulationComparison, path: Path) -> None:
     labels = group_labels(c.networks)
-    fig, axes = plt.subplots(1, len(labels), figsize=(2.8 * len(labels) + 0.6, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.4 * len(labels) + 0.6, 3.2), squeeze=False)
     im = None
     for ax, g in zip(axes[0], labels):
         members = [p.rsm for p in c.networks if p.label == g]
@@ -374,13 +374,14 @@ def _plot_rsm(plt, c: PopulationComparison, path: Path) -> None:
         ax.set_xticklabels(c.phases, rotation=40, fontsize=7)
         ax.set_yticks(range(len(c.phases)))
         ax.set_yticklabels(c.phases, fontsize=7)
-        ax.set_title(f"{g} (n={len(members)})", fontsize=8)
+        ax.set_title(f"{g}" + (f" (mean of {len(members)})" if len(members) > 1 else ""), fontsize=8)
         ax.set_xlabel("partner performs (z_other)", fontsize=7)
         for i in range(mean.shape[0]):
             for j in range(mean.shape[1]):
                 if math.isfinite(mean[i, j]):
                     ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center", fontsize=6)
     axes[0][0].set_ylabel("robot performs (z_self)", fontsize=7)
+    fig.subplots_adjust(wspace=0.5)
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="r across units")
     fig.savefig(path, dpi=90, bbox_inches="tight")
@@ -420,7 +421,7 @@ def _plot_pca(plt, c: PopulationComparison, recording, path: Path) -> None:
 
 def _plot_timescales(plt, c: PopulationComparison, path: Path) -> None:
     labels = group_labels(c.networks)
-    fig, axes = plt.subplots(1, len(TIMESCALE_LAYERS), figsize=(4.2 * len(TIMESCALE_LAYERS), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(TIMESCALE_LAYERS), figsize=(4.2 * len(TIMESCALE_LAYERS), 3.2), squeeze=False)
     all_tau = [p.timescales[x].tau_s for p in c.networks for x in TIMESCALE_LAYERS]
     finite = np.concatenate([t[np.isfinite(t)] for t in all_tau]) if all_tau else np.zeros(0)
     top = max(float(finite.max()), 0.1) if finite.size else 1.0
