@@ -32,6 +32,10 @@ The mirror index, the shuffled-label control and the forecast table are defined 
 :mod:`coop_robot.analysis.mirror_units`. Outputs in ``--out``: printed tables,
 ``mirror_units.csv``, ``summary.json``, ``mirror_index_hist.png``, ``tuning_curves.png``,
 ``forecast_error.png``.
+
+``--population`` / ``--compare LABEL=FILE ...`` / ``--untrained-seeds S ...`` add the population
+analyses (CKA, similarity matrices, GRU PCA trajectories, unit timescales) of several networks
+replayed on this recording's inputs: :mod:`coop_robot.analysis.population_compare`.
 """
 
 from __future__ import annotations
