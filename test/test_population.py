@@ -146,9 +146,21 @@ def test_aligned_trajectories_average_repeated_paths_and_skip_windows_past_the_s
     session = np.zeros(400, dtype=np.int64)
     ev = event_ticks(labels, session, 0, 1)
     assert ev.tolist() == [20, 120, 220, 380]
+    assert event_ticks(labels, session, 0, 1, then_value=2).size == 0    # no reach here goes on to act
     al = aligned_trajectories(proj, session, ev, tick, before_s=0.2, after_s=0.98)
     assert al.events == 3 and al.lags_s[0] == pytest.approx(-0.2)
     assert np.allclose(al.mean[10:], path) and al.mean_share == pytest.approx(1.0)
+
+
+def test_event_ticks_keep_only_reaches_that_go_on_to_act():
+    labels = np.array([0, 1, 3, 0, 1, 1, 2, 3, 0, 1, 2, 0, 1])
+    session = np.array([0] * 11 + [1] * 2)
+    assert event_ticks(labels, session, 0, 1).tolist() == [1, 4, 9, 12]
+    # 1: given up (reach -> withdraw); 12: the session ends mid-reach
+    assert event_ticks(labels, session, 0, 1, then_value=2).tolist() == [4, 9]
+    # a reach cut by the session boundary does not count as going on to act in the next session
+    assert event_ticks(np.array([0, 1, 2, 0, 1]), np.array([0, 0, 0, 1, 1]), 0, 1, then_value=2).tolist() == [1]
+    assert event_ticks(np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1]), 0, 1, then_value=2).size == 0
 
 
 # ------------------------------------------------------------------ timescales

@@ -182,7 +182,7 @@ def run_population(args, networks, recording: Recording, info) -> list[Path]:
                       f"{time.perf_counter() - t0:.1f} s", flush=True)
     meta = {"driver": checkpoint_summary(info), "ticks": recording.ticks, "sessions": recording.sessions,
             "turns_per_partner": args.turns, "permutations": args.permutations, "tick_s": tick_s,
-            "align_on": "robot reach onset (robot phase idle -> reach)",
+            "align_on": "robot reach onset (robot phase idle -> reach) of reaches that go on to act",
             "align_window_s": [-pc.ALIGN_BEFORE_S, pc.ALIGN_AFTER_S],
             "input_condition_cka": pc.input_condition_cka(recording, tick_s, args.permutations, args.seed).summary()}
     comparison = pc.compare(results, MIRROR_PHASES, meta)

@@ -280,16 +280,27 @@ def pca(activity, n_components: int = 3) -> PCAResult:
     return PCAResult(mean, vt[:n_components].copy(), ratio)
 
 
-def event_ticks(labels, session, from_value: int, to_value: int) -> np.ndarray:
+def event_ticks(labels, session, from_value: int, to_value: int, then_value: int | None = None) -> np.ndarray:
     """Ticks ``t`` where ``labels`` goes from ``from_value`` at ``t - 1`` to ``to_value`` at ``t``
-    within one session."""
+    within one session; with ``then_value``, only those whose run of ``to_value`` is followed, in
+    the same session, by ``then_value`` (a reach that goes on to act, not one given up)."""
     n = np.asarray(labels).shape[0]
     lab = _labels(labels, n, "labels")
     ses = _labels(session, n, "session labels")
     if n < 2:
         return np.zeros(0, dtype=np.int64)
     hit = (lab[:-1] == from_value) & (lab[1:] == to_value) & (ses[:-1] == ses[1:])
-    return np.flatnonzero(hit) + 1
+    events = np.flatnonzero(hit) + 1
+    if then_value is None:
+        return events
+    # The tick after each run of equal labels (n where a run reaches the end).
+    change = np.flatnonzero((lab[1:] != lab[:-1]) | (ses[1:] != ses[:-1])) + 1
+    run_end = change[np.minimum(np.searchsorted(change, events, side="right"), change.size - 1)] if change.size \
+        else np.full(events.size, n)
+    run_end = np.where(run_end > events, run_end, n)
+    after = np.minimum(run_end, n - 1)
+    ok = (run_end < n) & (lab[after] == then_value) & (ses[after] == ses[events])
+    return events[ok]
 
 
 @dataclass

@@ -16,10 +16,11 @@ with ``torch.manual_seed(S)``; no file needed). Without ``--compare`` the driver
 Per network (:mod:`coop_robot.analysis.population` defines each statistic): condition-paired and
 tick-paired linear CKA of ``z_self`` vs ``z_other`` with the shuffled-row chance level, the 4 x 4
 self x other similarity matrix and its diagonal contrast, PCA of the GRU state with the mean
-trajectory aligned on the robot's reach onset, and per-unit timescales of ``z_self``, ``z_other``
-and the GRU state. Per group: mean, SD, range and 95 % CI over its networks. Verdict: two groups'
-condition CKA "differ by more than the seed-to-seed spread" when the difference of their means
-exceeds the largest range measured within any group of two or more networks.
+trajectory aligned on the onset of the robot's reaches that go on to act, and per-unit timescales
+of ``z_self``, ``z_other`` and the GRU state. Per group: mean, SD, range and 95 % CI over its
+networks. Verdict: two groups' condition CKA "differ by more than the seed-to-seed spread" when
+the difference of their means exceeds the largest range measured within any group of two or more
+networks.
 
 Outputs (in ``--out``): ``population.json``, ``population_cka.png``, ``population_rsm.png``,
 ``population_pca.png``, ``population_timescales.png``, and a printed table.
@@ -170,7 +171,9 @@ def analyze_network(network: Network, recording, tick_s: float, n_permutations: 
                              n_permutations=n_permutations, seed=np.random.default_rng([seed, 0xC4A]))
     rsm, _, _ = pop.cross_rsm(z_self, r.robot_phase, z_other, r.partner_phase, n)
     pcs = pop.pca(hidden, n_components=min(3, hidden.shape[1]))
-    events = pop.event_ticks(r.robot_phase, r.session, MIRROR_PHASES.index("idle"), MIRROR_PHASES.index("reach"))
+    # Reaches that go on to act: the robot's turns, not the starts it gives up a few ticks later.
+    events = pop.event_ticks(r.robot_phase, r.session, MIRROR_PHASES.index("idle"), MIRROR_PHASES.index("reach"),
+                             then_value=MIRROR_PHASES.index("act"))
     traj = pop.aligned_trajectories(pcs.project(hidden), r.session, events, tick_s, ALIGN_BEFORE_S, ALIGN_AFTER_S)
     timescales = {layer: pop.unit_timescales(act, r.session, tick_s, max_lag_s)
                   for layer, act in zip(TIMESCALE_LAYERS, (z_self, z_other, hidden))}
