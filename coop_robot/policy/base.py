@@ -26,8 +26,12 @@ import numpy as np
 from coop_robot.control.controller import STATES
 
 ACTIONS = ("act", "wait", "yield")
-#: Seconds of perceived-clear zone, with the robot's turn due, after which any policy acts.
-DEFAULT_FALLBACK_CLEAR_S = 0.6
+#: Seconds of perceived-clear zone, with the robot's turn due, after which any policy acts. Longer
+#: than a person's pause inside their own turn: after a false start that enters the zone, the shipped
+#: ``erratic`` partner's hand is out of the zone for 1.2-2.9 s before the real reach comes back in
+#: (95th percentile 2.36 s, ``test/test_policy_fallback.py``). A bound shorter than that sends the
+#: robot into the unfinished turn, where the real reach meets it (docs/safety.md, "Liveness").
+DEFAULT_FALLBACK_CLEAR_S = 2.5
 #: Times are float seconds (epoch-sized in a lab bag): 53.98 - 53.58 < 0.4. A wait counts as
 #: elapsed within this much (s), so a tick exactly one wait later acts on that tick.
 TIME_TOLERANCE_S = 1e-6
