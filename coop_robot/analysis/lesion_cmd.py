@@ -167,6 +167,9 @@ def run(args) -> int:
                 jobs += [les.LesionJob(kind=les.RANDOM, size=s, draw=d, units=tuple(u), **base)
                          for d, u in enumerate(us["random"][str(s)])]
 
+    from coop_robot.analysis.study_cmd import _commit  # noqa: PLC0415
+
+    commit = _commit()   # what the sessions run, read before they start
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         rows = run_tasks(les.run_session, jobs, address=address, workers=args.workers,
@@ -177,8 +180,6 @@ def run(args) -> int:
     effects = les.effect_table(rows, resamples=args.bootstrap, seed=args.seed)
     wall = time.monotonic() - t0
 
-    from coop_robot.analysis.study_cmd import _commit  # noqa: PLC0415
-
     settings = {"layer": args.layer, "selection": args.selection, "sizes": sizes,
                 "random_draws": args.random_draws, "turns": args.turns, "seed": args.seed,
                 "bootstrap": args.bootstrap, "profiles": [p.name for p in profiles],
@@ -187,7 +188,7 @@ def run(args) -> int:
                 "environment": "TurnTakingEnv(physics=False)"}
     verdict = acceptance_verdict(effects, args.selection, args.layer, args.random_draws)
     doc = {"command": "coop-robot " + " ".join(getattr(args, "argv", []) or ["lesion"]),
-           "commit": _commit(), "settings": settings, "units": unit_sets, "wall_time_s": round(wall, 1),
+           "commit": commit, "settings": settings, "units": unit_sets, "wall_time_s": round(wall, 1),
            "serial": address == SERIAL, "effects": [e.as_dict() for e in effects],
            "across_checkpoints": across_checkpoints(effects), "verdict": verdict, "sessions": rows}
     print()
