@@ -19,6 +19,7 @@ setup(
         (f"share/{PACKAGE}/config/partners", glob("config/partners/*.yaml")),
         (f"share/{PACKAGE}/config/models", glob("config/models/*.yaml")),
         (f"share/{PACKAGE}/config/training", glob("config/training/*.yaml")),
+        (f"share/{PACKAGE}/config/training/scaling", glob("config/training/scaling/*.yaml")),
         (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
     ],
     # What the code imports (the ROS 2 client library and messages come from ROS 2 itself, or from

@@ -137,6 +137,9 @@ def compare(perception: dict, truth: dict) -> RehearsalCheck:
                               "(not completed in the cell, or perceived where nothing happened)")
     if truth.get("contacts"):
         check.problems.append(f"{truth['contacts']} contact(s) between the arm and the person (ground truth)")
+    if truth.get("ssm_violations"):
+        check.problems.append(f"{truth['ssm_violations']} SSM violation(s) (ground truth): the arm moved toward the "
+                              "person closer than the protective separation distance")
     med = check.median_abs_gap_difference_s
     if med is not None and med > GAP_TOLERANCE_S:
         check.problems.append(f"perceived gaps are {1000 * med:.0f} ms (median) from the true ones; "

@@ -266,6 +266,18 @@ def test_false_start_that_enters_zone_gives_two_visits_in_one_turn():
     assert 0.0 <= exits[0] - first_exit_planned < DT_S + 1e-9  # planned exit = the FIRST exit
 
 
+def test_the_turn_ending_exit_is_the_real_reachs_through_a_false_start():
+    model = make(false_start_profile(0.9), seed=2)
+    turn_exit = model.planned_turn_exit_s
+    assert turn_exit > model.planned_exit_s          # the false start's exit comes first
+    tr = simulate(model, 60.0, TurnTakingRobot(), stop_after_turns=1)
+    exits = np.asarray(tr.edges(tr.hand_in, rising=False))
+    assert len(exits) >= 2
+    assert 0.0 <= exits[1] - turn_exit < DT_S + 1e-9   # ... and the turn ends at the second
+    plain_model = make(plain(), seed=2)                # no false start: one exit, the same either way
+    assert plain_model.planned_turn_exit_s == plain_model.planned_exit_s
+
+
 def test_shallow_false_start_stays_outside_zone():
     tr = simulate(make(false_start_profile(0.4), seed=2), 60.0, TurnTakingRobot(), stop_after_turns=5)
     assert len(tr.edges(tr.hand_in)) == 5

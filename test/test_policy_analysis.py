@@ -178,3 +178,85 @@ def test_missing_or_corrupt_checkpoint_and_bad_arguments_fail_clearly(tmp_path):
     res = run_cli("--partner", "grumpy", "--turns", "1")
     assert res.returncode == 2 and "typical" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ population analyses
+POPULATION_FILES = ("population.json", "population_cka.png", "population_rsm.png", "population_pca.png",
+                    "population_timescales.png")
+
+
+def test_replaying_the_recorded_inputs_reproduces_what_the_policy_computed():
+    from coop_robot.analysis.policy_analysis import record_sessions
+    from coop_robot.analysis.population_compare import replay
+    from coop_robot.policy.mirror import MirrorPolicy
+
+    policy = MirrorPolicy()
+    rec = record_sessions(policy, ["typical", "erratic"], turns=1, seed=0, progress=False, keep_inputs=True)
+    assert rec.self_windows.shape[0] == rec.context.shape[0] == rec.ticks
+    z_self, z_other, hidden = replay(policy.net, rec, chunk=97)   # chunks carry the GRU state across
+    assert np.allclose(z_self, rec.z_self, atol=1e-4)
+    assert np.allclose(z_other, rec.z_other, atol=1e-4)
+    assert np.allclose(hidden, rec.hidden, atol=1e-4)
+
+
+def test_untrained_networks_are_reproducible_per_seed_and_leave_the_global_rng_alone():
+    import torch
+
+    from coop_robot.analysis.population_compare import untrained_network
+    from coop_robot.policy.mirror_net import MirrorNetConfig
+
+    cfg = MirrorNetConfig(latent_dim=4, conv_channels=4, hidden_dim=6)
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = untrained_network(cfg, False, 3), untrained_network(cfg, False, 3)
+    assert torch.rand(1) == expected_next
+    c = untrained_network(cfg, True, 4)
+    wa, wb = a.net.core.weight_hh_l0, b.net.core.weight_hh_l0
+    assert torch.equal(wa, wb) and not torch.equal(wa, c.net.core.weight_hh_l0)
+    assert a.label == "untrained-separate" and len(a.net.encoders) == 2
+    assert c.label == "untrained-shared" and len(c.net.encoders) == 1
+
+
+def test_cli_population_compares_checkpoints_and_untrained_networks(tmp_path):
+    import torch
+
+    from coop_robot.policy.mirror_net import MirrorNetConfig, MirrorPolicyNet, ObservationSpec, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = MirrorNetConfig(latent_dim=4, conv_channels=4, hidden_dim=6, shared_encoder=False)
+    tiny = save_checkpoint(tmp_path / "tiny.pt", MirrorPolicyNet(cfg), cfg, ObservationSpec())
+    shipped = REPO / "coop_robot" / "policy" / "checkpoints" / "mirror.pt"
+    res = run_cli("--turns", "2", "--permutations", "20", "--quiet", "--out", str(tmp_path / "out"),
+                  "--compare", f"shipped={shipped}", f"tiny={tiny}", f"tiny={tiny}", "--untrained-seeds", "0", "1")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "out"
+    for name in OUTPUT_FILES + POPULATION_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    data = json.loads((out / "population.json").read_text())
+    assert [n["label"] for n in data["networks"]] == ["shipped", "tiny", "tiny", "untrained-shared",
+                                                      "untrained-shared", "untrained-separate", "untrained-separate"]
+    assert list(data["groups"]) == ["shipped", "tiny", "untrained-shared", "untrained-separate"]
+    assert data["groups"]["untrained-shared"]["condition_cka"]["n"] == 2
+    assert data["groups"]["shipped"]["condition_cka"]["ci95"] is None           # one network: no interval
+    # the same checkpoint twice has no spread; the spread comes from a group that varies
+    assert data["groups"]["tiny"]["condition_cka"]["min"] == data["groups"]["tiny"]["condition_cka"]["max"]
+    assert data["condition_cka_spread"]["group"] in ("untrained-shared", "untrained-separate")
+    assert len(data["verdicts"]) == 6 and all(v["exceeds"] in (True, False) for v in data["verdicts"])
+    shipped_net = data["networks"][0]
+    assert 0.0 <= shipped_net["condition_cka"]["cka"] <= 1.0 and len(shipped_net["rsm"]) == 4
+    assert shipped_net["timescales"]["gru"]["units"] == 64 and shipped_net["turn_events"] >= 1
+    assert 0.0 <= data["input_condition_cka"]["cka"] <= 1.0
+    assert "Population analyses" in res.stdout and "Seed-to-seed spread" in res.stdout
+
+
+def test_cli_population_rejects_bad_compare_items(tmp_path):
+    res = run_cli("--compare", "no_equals_sign", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "LABEL=FILE" in res.stderr
+    res = run_cli("--compare", f"x={tmp_path / 'missing.pt'}", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "missing.pt" in res.stderr
+    res = run_cli("--compare", f"untrained-shared={tmp_path / 'a.pt'}", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "reserved" in res.stderr
+    res = run_cli("--untrained-seeds", "-1", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "--untrained-seeds" in res.stderr
+    assert not (tmp_path / "o").exists()

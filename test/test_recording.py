@@ -87,7 +87,8 @@ LATCHED_OFFER = QosOffer(reliability="reliable", durability="transient_local", h
 
 
 def test_topic_tables_match_the_bag_conventions():
-    assert len(INTERACTION_TOPICS) == 20 and "/clock" not in INTERACTION_TOPICS
+    assert len(INTERACTION_TOPICS) == 21 and "/clock" not in INTERACTION_TOPICS
+    assert INTERACTION_TOPICS["/policy/p_act"] == "std_msgs/msg/Float64"  # the mirror network's P(act), for replay
     assert INTERACTION_TOPICS["/turn/timing"] == "diagnostic_msgs/msg/DiagnosticArray"
     assert SIM_ONLY_TOPICS == {t for t in INTERACTION_TOPICS if t.startswith("/sim/")} and len(SIM_ONLY_TOPICS) == 6
     assert set(IMAGE_TOPICS) == {"/camera/color/image_raw", "/camera/depth/image_rect_raw", "/camera/color/camera_info"}
@@ -401,3 +402,12 @@ def test_sim_record_writes_a_bag_matching_the_live_session(tmp_path, ros_domain)
     again = subprocess.run([sys.executable, "-m", "coop_robot.cli", "sim", "--turns", "1", "--record", str(bag)],
                            capture_output=True, text=True, timeout=120, env=ros_env(domain), cwd=tmp_path)
     assert again.returncode == 2 and "not empty" in again.stderr and "starting" not in again.stdout
+
+
+def test_the_recording_docs_name_every_recorded_topic():
+    """The user's page lists what a bag holds; a topic added to the recorder must appear there."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "recording_and_analysis.md").read_text(encoding="utf-8")
+    start = text.index("**What is recorded**")
+    paragraph = text[start:text.index("\n\n", start)]
+    missing = [t for t in INTERACTION_TOPICS if f"`{t}`" not in paragraph]
+    assert not missing, f"docs/recording_and_analysis.md does not list {missing}"

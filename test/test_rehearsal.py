@@ -141,10 +141,10 @@ def test_a_truth_log_cut_off_mid_line_keeps_its_whole_lines_and_junk_is_refused(
         read_truth_log(tmp_path / "missing.jsonl")
 
 
-def _summary(gaps_enter, contacts=0) -> dict:
+def _summary(gaps_enter, contacts=0, ssm_violations=0) -> dict:
     per_turn = [TurnRecord(i + 1, enter - gap, enter, enter + 1.0, gap, 0.0, 0.1, False).as_dict()
                 for i, (gap, enter) in enumerate(gaps_enter)]
-    return {"per_turn": per_turn, "turns": len(per_turn), "contacts": contacts,
+    return {"per_turn": per_turn, "turns": len(per_turn), "contacts": contacts, "ssm_violations": ssm_violations,
             "median_gap_s": float(np.median([g for g, _ in gaps_enter])) if gaps_enter else None}
 
 
@@ -158,14 +158,16 @@ def test_the_check_pairs_turns_by_robot_entry_and_passes_within_the_tolerance():
     assert "rehearsal check: PASS" in text and "median |difference| 30 ms" in text
 
 
-@pytest.mark.parametrize("perceived, contacts, cause", [
-    ([(0.70, 102.8), (0.80, 108.9)], 0, "median"),                 # 100 ms off
-    ([(0.80, 102.8), (0.90, 120.0)], 0, "no true robot turn"),     # a turn the cell never had
-    ([(0.80, 102.8), (0.90, 108.9)], 1, "contact"),
-    ([], 0, "no turn"),
+@pytest.mark.parametrize("perceived, contacts, violations, cause", [
+    ([(0.70, 102.8), (0.80, 108.9)], 0, 0, "median"),                 # 100 ms off
+    ([(0.80, 102.8), (0.90, 120.0)], 0, 0, "no true robot turn"),     # a turn the cell never had
+    ([(0.80, 102.8), (0.90, 108.9)], 1, 0, "contact"),
+    ([(0.80, 102.8), (0.90, 108.9)], 0, 3, "3 SSM violation(s)"),     # too close, though nothing touched
+    ([], 0, 0, "no turn"),
 ])
-def test_the_check_fails_naming_the_cause(perceived, contacts, cause):
-    check = compare(_summary(perceived), _summary([(0.80, 102.8), (0.90, 108.9)], contacts=contacts))
+def test_the_check_fails_naming_the_cause(perceived, contacts, violations, cause):
+    truth = _summary([(0.80, 102.8), (0.90, 108.9)], contacts=contacts, ssm_violations=violations)
+    check = compare(_summary(perceived), truth)
     assert not check.passed
     assert any(cause in p for p in check.problems), check.problems
     assert "FAIL" in format_check(check)

@@ -91,11 +91,13 @@ def test_command_on_a_turn_log_writes_fit_figure_and_score(learner_log, tmp_path
     assert "held-out next-trial R2" in capsys.readouterr().out
 
 
-def test_command_on_a_bag(tmp_path):
+@pytest.mark.parametrize("storage, ros2_layout", [("mcap", False), ("sqlite3", True), ("mcap", True)])
+def test_command_on_a_bag(tmp_path, storage, ros2_layout):
+    """Bags as rosbags writes them and in ``ros2 bag record``'s layout (``<dir>_0.<ext>``), both storages."""
     from coop_robot.analysis.synthetic import write_session_bag
 
     bag = tmp_path / "session"
-    write_session_bag(bag, turns=14, seed=4)
+    write_session_bag(bag, turns=14, seed=4, storage=storage, ros2_layout=ros2_layout)
     out = tmp_path / "fit"
     assert main(["infer-rule", str(bag), "--out", str(out), "--epochs", "10", "--quiet"]) == 0
     fit = json.loads((out / "rule_fit.json").read_text())

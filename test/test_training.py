@@ -187,3 +187,24 @@ def test_false_start_ticks_carry_their_own_imitation_weight(tmp_path):
     plain = compute_losses(net, {**batch, "imitation_weight": np.ones_like(batch["imitation_weight"])}, cfg,
                            np.random.default_rng(0))["act_imitation"]
     assert heavy.detach().item() != pytest.approx(plain.detach().item())
+
+
+@pytest.mark.parametrize("per_iteration", [1, 2, 5, 15])
+def test_collected_sessions_cycle_through_every_partner_across_iterations(per_iteration):
+    from coop_robot.training.sessions import explore_jobs
+
+    cfg = TrainConfig(episodes_per_iteration=per_iteration, iterations=10)
+    played = [job.partner for it in range(1, 6) for job in explore_jobs(cfg, it)]
+    n = len(cfg.partners)
+    assert played == [cfg.partners[k % n] for k in range(len(played))]
+    if per_iteration % n == 0:  # the shipped recipe (5 per iteration) plays the same partners every iteration
+        assert [job.partner for job in explore_jobs(cfg, 3)] == [cfg.partners[e % n] for e in range(per_iteration)]
+
+
+def test_data_scaling_configs_change_only_the_collection_budget():
+    shipped = TrainConfig.from_yaml(REPO / "config" / "training" / "train.yaml")
+    budgets = {"0.2": 1, "0.4": 2, "3": 15, "10": 50}
+    for factor, per_iteration in budgets.items():
+        cfg = TrainConfig.from_yaml(REPO / "config" / "training" / "scaling" / f"train_x{factor}.yaml")
+        assert cfg.episodes_per_iteration == per_iteration == round(float(factor) * shipped.episodes_per_iteration)
+        assert cfg.with_overrides(episodes_per_iteration=shipped.episodes_per_iteration, eval_every=1) == shipped

@@ -174,3 +174,19 @@ def test_the_partner_reaches_for_varied_task_objects():
     for k, hand in reached.items():  # ... and the glove goes to the chosen object
         np.testing.assert_allclose(hand, env.world_config.partner_task_objects_m[k], atol=1e-9)
 
+
+
+def test_the_oracle_waits_out_a_false_start_instead_of_entering_the_unfinished_turn():
+    """The oracle knows the exit that ends the partner's turn, not just the next exit: with a false
+    start that enters the zone on every turn, and a liveness bound longer than the pause after it,
+    it never enters while the partner's turn is unfinished."""
+    from dataclasses import replace
+
+    from coop_robot.partner.profile import load_profile
+
+    base = load_profile("typical")
+    profile = replace(base, false_start=replace(base.false_start, probability=1.0, depth_fraction=(0.9, 0.9)))
+    env = TurnTakingEnv(profile, seed=1)
+    s = env.run(make_policy("oracle", fallback_clear_s=5.0), turns=6, seed=1)
+    assert s["turns"] == 6 and s["contacts"] == 0
+    assert s["unfinished_turn_entries"] == 0 and s["overlap_rate"] == 0.0

@@ -32,6 +32,10 @@ The mirror index, the shuffled-label control and the forecast table are defined 
 :mod:`coop_robot.analysis.mirror_units`. Outputs in ``--out``: printed tables,
 ``mirror_units.csv``, ``summary.json``, ``mirror_index_hist.png``, ``tuning_curves.png``,
 ``forecast_error.png``.
+
+``--population`` / ``--compare LABEL=FILE ...`` / ``--untrained-seeds S ...`` add the population
+analyses (CKA, similarity matrices, GRU PCA trajectories, unit timescales) of several networks
+replayed on this recording's inputs: :mod:`coop_robot.analysis.population_compare`.
 """
 
 from __future__ import annotations
@@ -76,6 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "where the other agent is idle")
     parser.add_argument("--top-units", type=int, default=6,
                         help="units per layer drawn in tuning_curves.png (default: 6)")
+    parser.add_argument("--population", action="store_true",
+                        help="also run the population analyses (CKA and similarity matrices of z_self vs z_other, "
+                             "GRU PCA trajectories, unit timescales; docs/science_population.md)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="LABEL=FILE",
+                        help="population analyses of these checkpoints side by side, all replayed on the inputs the "
+                             "--checkpoint network saw; a repeated label = seeds of one kind, summarised as mean and "
+                             "95%% CI (implies --population)")
+    parser.add_argument("--untrained-seeds", nargs="+", type=int, default=[], metavar="SEED",
+                        help="add freshly initialised networks (the --checkpoint config with a shared and with a "
+                             "separate encoder) with these init seeds to the population analyses (implies "
+                             "--population)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: ./analysis_policy)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines while simulating")
 
@@ -90,6 +105,16 @@ def _check_args(args) -> str | None:
         return f"--seed must be >= 0, got {args.seed}"
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} exists and is not a directory"
+    if any(s < 0 for s in args.untrained_seeds):
+        return f"--untrained-seeds must be >= 0, got {args.untrained_seeds}"
+    from coop_robot.analysis.population_compare import parse_compare  # noqa: PLC0415
+
+    try:
+        for _, path in parse_compare(args.compare):
+            if not path.is_file():
+                return f"--compare checkpoint {path} does not exist"
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -114,8 +139,19 @@ def run(args) -> int:
     print(f"{PROG}: {info.path} ({'shared' if info.config.shared_encoder else 'separate'} encoder, "
           f"latent {info.config.latent_dim}, GRU {info.config.hidden_dim}); {args.turns} turns x "
           f"{len(args.partner)} partner(s), seed {args.seed}", flush=True)
+    population = args.population or bool(args.compare) or bool(args.untrained_seeds)
+    networks = []
+    if population:
+        from coop_robot.analysis import population_compare as pc  # noqa: PLC0415
+
+        try:
+            networks = pc.load_networks(pc.parse_compare(args.compare), args.untrained_seeds, policy.net, info)
+        except PolicyError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
-    recording = record_sessions(policy, args.partner, args.turns, args.seed, progress=not args.quiet)
+    recording = record_sessions(policy, args.partner, args.turns, args.seed, progress=not args.quiet,
+                                keep_inputs=population)
     analysis = analyze(recording, n_permutations=args.permutations, seed=args.seed, gru_tuning=args.gru_tuning)
     analysis.meta.update(checkpoint_summary(info), wall_time_s=round(time.perf_counter() - t0, 1),
                          turns_per_partner=args.turns, permutations=args.permutations)
@@ -123,8 +159,36 @@ def run(args) -> int:
     print(format_report(analysis))
     args.out.mkdir(parents=True, exist_ok=True)
     written = write_outputs(analysis, recording, args.out, top_units=args.top_units)
+    if population:
+        written += run_population(args, networks, recording, info)
     print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def run_population(args, networks, recording: Recording, info) -> list[Path]:
+    """The population analyses of ``networks`` replayed on ``recording``: print, write, return paths."""
+    from coop_robot.analysis import population_compare as pc  # noqa: PLC0415
+    from coop_robot.policy.mirror_net import MIRROR_PHASES  # noqa: PLC0415
+
+    tick_s = 1.0 / info.obs_spec.tick_rate_hz
+    results = []
+    with _one_torch_thread():
+        for k, network in enumerate(networks):
+            t0 = time.perf_counter()
+            results.append(pc.analyze_network(network, recording, tick_s, n_permutations=args.permutations,
+                                              seed=args.seed))
+            if not args.quiet:
+                print(f"  population {k + 1}/{len(networks)}: {network.label} ({network.source}) "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+    meta = {"driver": checkpoint_summary(info), "ticks": recording.ticks, "sessions": recording.sessions,
+            "turns_per_partner": args.turns, "permutations": args.permutations, "tick_s": tick_s,
+            "align_on": "robot reach onset (robot phase idle -> reach) of reaches that go on to act",
+            "align_window_s": [-pc.ALIGN_BEFORE_S, pc.ALIGN_AFTER_S],
+            "input_condition_cka": pc.input_condition_cka(recording, tick_s, args.permutations, args.seed).summary()}
+    comparison = pc.compare(results, MIRROR_PHASES, meta)
+    print()
+    print(pc.format_report(comparison))
+    return pc.write_outputs(comparison, recording, args.out)
 
 
 # ============================================================================ recording
@@ -145,6 +209,11 @@ class Recording:
     time_to_exit_s: np.ndarray    # (T,)
     session: np.ndarray           # (T,) index into `sessions`
     sessions: list[dict] = field(default_factory=list)
+    # The network's inputs per tick (kept with ``keep_inputs=True``), so other networks can be run
+    # on exactly what this one saw (coop_robot.analysis.population_compare.replay).
+    self_windows: np.ndarray | None = None    # (T, W, F)
+    other_windows: np.ndarray | None = None   # (T, W, F)
+    context: np.ndarray | None = None         # (T, C)
 
     @property
     def ticks(self) -> int:
@@ -155,13 +224,18 @@ class _ActivityRecorder:
     """Stands in for a MirrorPolicy's network: steps the real one and keeps the latents and the
     GRU state of the last step (the policy calls ``net.step`` exactly once per tick)."""
 
-    def __init__(self, net) -> None:
+    def __init__(self, net, keep_inputs: bool = False) -> None:
         self.net = net
+        self.keep_inputs = keep_inputs
         self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.last_inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def step(self, self_window, other_window, context, hidden=None):
         out, h = self.net.step(self_window, other_window, context, hidden)
         self.last = (out["z_self"][0].numpy().copy(), out["z_other"][0].numpy().copy(), h[0, 0].numpy().copy())
+        if self.keep_inputs:
+            self.last_inputs = (self_window[0].numpy().copy(), other_window[0].numpy().copy(),
+                                context[0].numpy().copy())
         return out, h
 
 
@@ -178,18 +252,19 @@ def _one_torch_thread():
         torch.set_num_threads(threads)
 
 
-def record_session(env, policy, turns: int, seed: int, progress=None) -> dict:
+def record_session(env, policy, turns: int, seed: int, progress=None, keep_inputs: bool = False) -> dict:
     """Play one greedy session of ``policy`` in ``env`` until ``turns`` robot turns are scored (or
     60 s per turn + 30 s pass) and return its per-tick arrays and stats.
 
-    ``progress(turns_done, t_s)`` is called after each completed robot turn when given.
+    ``progress(turns_done, t_s)`` is called after each completed robot turn when given;
+    ``keep_inputs`` keeps the network's input windows and context too.
     """
     from coop_robot.policy.mirror_net import MIRROR_PHASES, PARTNER_PHASE_TO_MIRROR, ROBOT_STATE_TO_MIRROR  # noqa: PLC0415
 
     phase_index = {p: i for i, p in enumerate(MIRROR_PHASES)}
     idle = phase_index["idle"]
     inner = policy.net
-    recorder = _ActivityRecorder(inner)
+    recorder = _ActivityRecorder(inner, keep_inputs)
     policy.net = recorder
     try:
         obs = env.reset(seed)
@@ -198,7 +273,7 @@ def record_session(env, policy, turns: int, seed: int, progress=None) -> dict:
         robot_state, partner_phase = env.controller.state, env.partner.phase
         partner_in, t_obs = False, env.t_s
         rows = {k: [] for k in ("z_self", "z_other", "hidden", "robot_phase", "partner_phase", "forecast",
-                                "partner_in", "t_s")}
+                                "partner_in", "t_s", "self_windows", "other_windows", "context")}
         exit_times: list[float] = []
         done = 0
         limit_s = 60.0 * turns + 30.0
@@ -212,6 +287,9 @@ def record_session(env, policy, turns: int, seed: int, progress=None) -> dict:
             rows["z_self"].append(z_s)
             rows["z_other"].append(z_o)
             rows["hidden"].append(h)
+            if keep_inputs:
+                for key, value in zip(("self_windows", "other_windows", "context"), recorder.last_inputs):
+                    rows[key].append(value)
             rows["robot_phase"].append(phase_index[ROBOT_STATE_TO_MIRROR.get(robot_state, "idle")])
             rows["partner_phase"].append(phase_index[PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle")])
             rows["forecast"].append(policy.last_outputs["exit_forecast_s"])
@@ -235,7 +313,9 @@ def record_session(env, policy, turns: int, seed: int, progress=None) -> dict:
     exits = np.asarray(exit_times, dtype=np.float64)
     robot_phase = np.asarray(rows["robot_phase"], dtype=np.int64)
     partner_phase_arr = np.asarray(rows["partner_phase"], dtype=np.int64)
-    return {
+    inputs = {key: np.asarray(rows[key], dtype=np.float32) for key in ("self_windows", "other_windows", "context")
+              if keep_inputs}
+    return {**inputs,
         "z_self": np.asarray(rows["z_self"], dtype=np.float32),
         "z_other": np.asarray(rows["z_other"], dtype=np.float32),
         "hidden": np.asarray(rows["hidden"], dtype=np.float32),
@@ -249,7 +329,8 @@ def record_session(env, policy, turns: int, seed: int, progress=None) -> dict:
     }
 
 
-def record_sessions(policy, partners, turns: int, seed: int, progress: bool = True) -> Recording:
+def record_sessions(policy, partners, turns: int, seed: int, progress: bool = True,
+                    keep_inputs: bool = False) -> Recording:
     """One session per partner profile (seeds ``seed``, ``seed + 1``, ...), concatenated."""
     from coop_robot.envs.turn_env import TurnTakingEnv  # noqa: PLC0415
 
@@ -265,7 +346,7 @@ def record_sessions(policy, partners, turns: int, seed: int, progress: bool = Tr
                     print(f"  {partner}: turn {done}/{turns} at t={t_s:.1f} s "
                           f"({time.perf_counter() - wall0:.1f} s wall)", flush=True)
 
-            part = record_session(env, policy, turns, seed + k, show if progress else None)
+            part = record_session(env, policy, turns, seed + k, show if progress else None, keep_inputs)
             env.close()
             stats = part.pop("stats")
             stats.update(partner=str(partner), seed=seed + k, wall_time_s=round(time.perf_counter() - wall0, 2))

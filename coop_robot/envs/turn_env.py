@@ -323,7 +323,7 @@ class TurnTakingEnv:
         self._ee_velocity = (self._ee - self._ee_prev_tick) / POLICY_DT_S
         self._ee_prev_tick = self._ee.copy()
         _, new_records = self.tracker.release(now)
-        plan = self.partner.planned_exit_s
+        plan = self.partner.planned_turn_exit_s
         if plan is not None:
             self._planned_exit_s = float(plan)  # the graph's oracle keeps the last published plan
         obs = self._observation()

@@ -16,7 +16,8 @@ the next turn is planned when the hand is back at rest.
 
 Each turn is planned in full the moment it is decided (a list of :class:`Segment`), so the times
 the hand will cross the zone boundary are known exactly in advance (``planned_enter_s`` /
-``planned_exit_s``; the simulation publishes them for the oracle policy). A turn may contain:
+``planned_exit_s``, and ``planned_turn_exit_s``, the turn-ending exit, which the simulation
+publishes for the oracle policy). A turn may contain:
 
 * a **false start**: a reach part-way along the path (``depth_fraction``), a return to rest and a
   pause at rest, before the real reach. A deep false start enters the zone briefly, so one turn
@@ -235,6 +236,16 @@ class PartnerModel:
         """
         visit = self._current_visit()
         return None if visit is None else visit[1]
+
+    @property
+    def planned_turn_exit_s(self) -> float | None:
+        """When the hand leaves the zone for the last time in the current turn (s, sim time): the
+        turn-ending exit. During a false start that enters the zone, and in the pause after it,
+        this is the real reach's exit, not the false start's. ``None`` when no further visit is
+        planned."""
+        if self._current_visit() is None:
+            return None
+        return self._intervals[-1][1]
 
     @property
     def target_m(self) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Oracle: knows from the simulation when the partner's hand will leave the zone.
+"""Oracle: knows from the simulation when the partner's turn will end.
+
+"The exit" below is the hand's last exit from the zone in the partner's current turn
+(``PartnerModel.planned_turn_exit_s``): through a false start that enters the zone, the oracle
+waits for the real reach's exit instead of acting on the false start's.
 
 A lower bound for benchmarks only (it reads sim ground truth that no real robot has). It uses the
 controller's anticipation: it says "act" ``entry_lead_s`` before the planned exit plus

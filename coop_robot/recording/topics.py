@@ -15,6 +15,7 @@ INTERACTION_TOPICS: dict[str, str] = {
     "/partner/in_zone": "std_msgs/msg/Bool",
     "/policy/decision": "std_msgs/msg/String",
     "/policy/exit_forecast": "std_msgs/msg/Float64",
+    "/policy/p_act": "std_msgs/msg/Float64",
     "/controller/state": "std_msgs/msg/String",
     "/controller/events": "sensor_msgs/msg/TimeReference",
     "/controller/ssm": "diagnostic_msgs/msg/DiagnosticArray",

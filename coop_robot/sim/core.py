@@ -88,7 +88,8 @@ class InteractionSim:
 
     ``partner`` is anything with ``step(t_s, robot_in_zone, contact=False) -> glove centre
     (world, m)``: the :class:`coop_robot.partner.model.PartnerModel`, or a scripted stand-in in
-    tests. Optional attributes ``phase``, ``planned_enter_s`` and ``planned_exit_s`` are reported when present.
+    tests. Optional attributes ``phase``, ``planned_enter_s`` and ``planned_turn_exit_s`` (the turn-ending exit;
+    else ``planned_exit_s``) are reported when present.
     """
 
     def __init__(self, world: SimWorld, partner: Any, executor: JointTrajectoryExecutor | None = None) -> None:
@@ -216,10 +217,12 @@ class InteractionSim:
         return events
 
     def take_plan_updates(self) -> list[PlanUpdate]:
-        """Partner plan times that are new since the last call (``planned_enter`` / ``planned_exit``)."""
+        """Partner plan times that are new since the last call: ``planned_enter`` (the next zone entry)
+        and ``planned_exit`` (the exit that ends the partner's turn, for the oracle)."""
         updates = []
-        for source, attr in (("planned_enter", "planned_enter_s"), ("planned_exit", "planned_exit_s")):
-            value = getattr(self.partner, attr, None)
+        for source, attrs in (("planned_enter", ("planned_enter_s",)),
+                              ("planned_exit", ("planned_turn_exit_s", "planned_exit_s"))):
+            value = next((v for v in (getattr(self.partner, a, None) for a in attrs) if v is not None), None)
             if value is not None and value != self._plan[source]:
                 updates.append(PlanUpdate(source, float(value), self.t_s))
             self._plan[source] = value

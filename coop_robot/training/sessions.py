@@ -337,8 +337,11 @@ class SessionJob:
 
 
 def explore_jobs(cfg: TrainConfig, iteration: int) -> list[SessionJob]:
-    """The sessions collected in ``iteration`` (>= 1), cycling through the training partners."""
-    return [SessionJob(EXPLORE, cfg.partners[e % len(cfg.partners)], episode_seed(cfg, iteration, e),
+    """The sessions collected in ``iteration`` (>= 1), cycling through the training partners across
+    iterations (session k of the run, counted from 0, plays ``partners[k % len(partners)]``), so a
+    run with fewer sessions per iteration than partners still meets every partner."""
+    first = (iteration - 1) * cfg.episodes_per_iteration
+    return [SessionJob(EXPLORE, cfg.partners[(first + e) % len(cfg.partners)], episode_seed(cfg, iteration, e),
                        exploration_seed(cfg, iteration, e))
             for e in range(cfg.episodes_per_iteration)]
 
