@@ -76,11 +76,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from coop_robot.analysis.intervals import t_quantile_975
 from coop_robot.parallel import SERIAL, RayInfo, add_ray_arguments, resolve_address, run_tasks
+from coop_robot.partner.benchmark_set import CHECKOUT_HELDOUT_DIR, SHIPPED_PROFILES, ProfileSpec, resolve_profiles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_PROFILES = ("typical", "fast", "slow", "hesitant", "erratic")
-HELDOUT_DIR = REPO_ROOT / "test" / "heldout_partners"
+HELDOUT_DIR = CHECKOUT_HELDOUT_DIR
 DEFAULT_DEBOUNCE_S = (0.0, 0.2, 0.4, 0.8, 1.2, 1.6, 2.0)
 DEFAULT_UNSHARED_CHECKPOINT = REPO_ROOT / "bench" / "checkpoints" / "mirror_unshared.pt"
 DEFAULT_OUT = REPO_ROOT / "runs" / "turn_taking"
@@ -113,23 +114,6 @@ COUNTS = ("turns", "contacts", "partner_turns")
 
 
 # =========================================================================== statistics
-#: Two-sided 95 % quantiles of Student's t, by degrees of freedom (1..30).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-
-
-def t_quantile_975(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` >= 1 degrees of freedom (table to 30, then
-    the normal approximation with the first-order correction, within 0.1 % of the exact value)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z ** 3 + z) / (4 * df)
-
-
 @dataclass(frozen=True)
 class SeedStat:
     """Mean over training seeds of one metric, with a 95 % t interval (``half_width`` NaN for n < 2)."""
@@ -464,16 +448,6 @@ def format_acceptance(acc: dict, heldout: set[str] = frozenset()) -> str:
 
 
 # =========================================================================== jobs
-@dataclass(frozen=True)
-class ProfileSpec:
-    """A partner profile: ``name`` for the table, ``source`` (shipped name or YAML path) for the env."""
-
-    name: str
-    source: str
-    heldout: bool = False
-    adaptive: bool = False           # the partner adapts its timing to the robot (adaptation.enabled)
-
-
 @dataclass(frozen=True)
 class PolicySpec:
     label: str                       # row label, e.g. "reactive 0.4s", "mirror"
@@ -826,33 +800,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 when any acceptance verdict fails")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
-
-
-def resolve_profiles(names: Sequence[str], heldout: bool, heldout_dir: Path) -> list[ProfileSpec]:
-    """Profile specs (validated by loading them); held-out = a file inside ``heldout_dir``;
-    adaptive = the profile's ``adaptation.enabled``."""
-    from coop_robot.partner.profile import load_profile, resolve_profile_path
-
-    hdir = heldout_dir.resolve()
-    sources = [str(n) for n in names]
-    if heldout:
-        files = sorted(hdir.glob("*.yaml"))
-        if not files:
-            raise ValueError(f"no held-out profiles (*.yaml) in {hdir}; pass --no-heldout or --heldout-dir")
-        sources += [str(f) for f in files]
-    specs: list[ProfileSpec] = []
-    for src in sources:
-        prof = load_profile(src)  # ProfileError names the bad profile
-        path = resolve_profile_path(src).resolve()
-        adaptation = getattr(prof, "adaptation", None)
-        spec = ProfileSpec(name=prof.name, source=str(path), heldout=path.parent == hdir,
-                           adaptive=bool(getattr(adaptation, "enabled", False)))
-        if spec.name in {s.name for s in specs}:
-            if spec.source in {s.source for s in specs}:
-                continue
-            raise ValueError(f"two profiles are named {spec.name!r} ({src}); give each a distinct name")
-        specs.append(spec)
-    return specs
 
 
 def _checkpoints(paths: Sequence[Path], what: str) -> list[Path]:

@@ -335,6 +335,8 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
                                               "intervals, paired comparison, HTML page"),
     "replay": ("coop_robot.analysis.replay", "replay a rosbag2 session's perception stream through a policy offline"),
     "analyze-policy": ("coop_robot.analysis.policy_analysis", "mirror-unit analysis of a mirror policy checkpoint"),
+    "lesion": ("coop_robot.analysis.lesion_cmd", "silence a mirror network's mirror, partner-tuned or random units "
+                                                "and rerun the benchmark partners: change against intact and random"),
     "estop": ("coop_robot.estop_cmd", "engage (on) or release (off) the controller's e-stop, acknowledged"),
     "infer-rule": ("coop_robot.analysis.infer_rule_cmd", "infer a partner's learning rule from recorded sessions "
                                                         "(bags or fast-environment logs): fit, figure, held-out score"),

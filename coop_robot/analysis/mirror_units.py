@@ -331,6 +331,22 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((dx * dy).sum() / den) if den > 0 else math.nan
 
 
+def time_to_exit_s(t_s, partner_inside, exit_times_s) -> np.ndarray:
+    """The true time (s) from each tick until the partner's hand next leaves the zone, on ticks
+    where it is truly inside (``partner_inside``) and a later exit was recorded; NaN elsewhere.
+    ``t_s``: the time each tick's observation describes; ``exit_times_s``: the partner's true exits."""
+    t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+    inside = np.asarray(partner_inside, dtype=bool).reshape(-1)
+    if inside.shape != t.shape:
+        raise ValueError(f"one inside flag per tick expected, got {inside.shape} for {t.shape} ticks")
+    exits = np.sort(np.asarray(exit_times_s, dtype=np.float64).reshape(-1))
+    j = np.searchsorted(exits, t, side="left")
+    has_exit = inside & (j < len(exits))
+    tte = np.full(len(t), np.nan)
+    tte[has_exit] = exits[j[has_exit]] - t[has_exit]
+    return tte
+
+
 def forecast_error_by_time_to_exit(forecast_s, time_to_exit_s, edges_s=DEFAULT_TTE_EDGES_S) -> ForecastErrorTable:
     """Bin the exit forecast's error by the true time to exit (s).
 

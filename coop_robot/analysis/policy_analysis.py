@@ -306,13 +306,11 @@ def record_session(env, policy, turns: int, seed: int, progress=None, keep_input
     finally:
         policy.net = inner
 
+    from coop_robot.analysis.mirror_units import time_to_exit_s  # noqa: PLC0415
+
     t = np.asarray(rows["t_s"], dtype=np.float64)
-    inside = np.asarray(rows["partner_in"], dtype=bool)
-    exits = np.asarray(sorted(exit_times), dtype=np.float64)
-    j = np.searchsorted(exits, t, side="left")
-    has_exit = inside & (j < len(exits))
-    tte = np.full(len(t), np.nan)
-    tte[has_exit] = exits[j[has_exit]] - t[has_exit]
+    tte = time_to_exit_s(t, rows["partner_in"], exit_times)
+    exits = np.asarray(exit_times, dtype=np.float64)
     robot_phase = np.asarray(rows["robot_phase"], dtype=np.int64)
     partner_phase_arr = np.asarray(rows["partner_phase"], dtype=np.int64)
     inputs = {key: np.asarray(rows[key], dtype=np.float32) for key in ("self_windows", "other_windows", "context")

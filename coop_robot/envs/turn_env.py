@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
 from coop_robot.geometry import Zone, read_world_params, world_geometry
 from coop_robot.partner.model import PartnerModel
 from coop_robot.partner.profile import PartnerProfile, load_profile
-from coop_robot.policy.base import Observation, Policy
+from coop_robot.policy.base import Decision, Observation, Policy
 from coop_robot.sim.trajectory import JointTrajectoryExecutor
 
 # The simulated person's geometry exactly as SimWorld builds it (private constants of that module).
@@ -503,14 +503,16 @@ class TurnTakingEnv:
 
     # ------------------------------------------------------------------ sessions
     def run(self, policy: Policy, turns: int, progress: bool = False, max_sim_s: float | None = None,
-            seed: int | None = None) -> dict:
+            seed: int | None = None, on_step: Callable[[Observation, Decision, dict], None] | None = None) -> dict:
         """Run ``policy`` from a fresh session (``seed``: as :meth:`reset`) until ``turns`` robot
         turns are scored.
 
         Returns the ``coop-robot sim`` summary keys (``coop_robot.timing.metrics.summarize`` plus
         ``per_turn`` and ``late_events``), and ``sim_time_s``, ``wall_time_s``,
         ``real_time_factor``, ``physics``. Stops early (with fewer turns) after ``max_sim_s``
-        session seconds (default 60 s per turn plus 30 s).
+        session seconds (default 60 s per turn plus 30 s). ``on_step(obs, decision, info)``, when
+        given, is called after every policy tick with the observation the policy decided on, its
+        decision and :meth:`step`'s ``info`` (what an analysis records per tick).
         """
         if isinstance(turns, bool) or not isinstance(turns, (int, np.integer)) or turns < 1:
             raise ValueError(f"turns must be a positive integer, got {turns!r}")
@@ -521,7 +523,10 @@ class TurnTakingEnv:
         shown = 0
         while len(self.tracker.records) < turns and self.t_s < limit_s:
             decision = policy.step(obs)
-            obs, _ = self.step(decision.action)
+            seen = obs
+            obs, info = self.step(decision.action)
+            if on_step is not None:
+                on_step(seen, decision, info)
             if progress and len(self.tracker.records) > shown:
                 shown = len(self.tracker.records)
                 if shown % max(1, turns // 20) == 0 or shown == turns:
