@@ -16,7 +16,7 @@ on the same session seed:
   controller achieves without any forecast;
 * ``oracle``: knows the partner's planned exit from the sim (a lower bound).
 
-Every policy runs with the package's liveness bound (``fallback_clear_s``, default 0.6 s:
+Every policy runs with the package's liveness bound (``fallback_clear_s``, default 2.5 s:
 "act" once the turn is due and the zone has been perceived clear that long; reactive: after
 ``max(fallback_clear_s, debounce_s)``); the ``fallbacks`` column counts its firings.
 

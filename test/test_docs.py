@@ -278,3 +278,18 @@ def test_no_file_mentions_a_path_outside_the_repository():
             if OUTSIDE_PATHS.search(line):
                 bad.append(f"{_rel(path)}:{lineno}: {line.strip()[:120]}")
     assert not bad, "files mentioning paths outside the repository:\n" + "\n".join(bad)
+
+
+def test_no_merge_conflict_markers_are_left_in_the_sources_or_docs():
+    """A merge left `<<<<<<< HEAD` in the user's manual once; nothing tracked may carry one."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    bad = []
+    for name in files:
+        if not name.endswith((".md", ".py", ".yaml", ".txt", ".cfg", ".xml", ".sh", ".toml", ".ini")):
+            continue
+        lines = (REPO / name).read_text(encoding="utf-8", errors="replace").splitlines()
+        bad += [f"{name}:{i}" for i, line in enumerate(lines, 1)
+                if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "======="]
+    assert not bad, f"merge conflict markers: {bad}"
