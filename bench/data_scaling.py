@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import turn_taking as tt  # noqa: E402  (the benchmark's sessions, metrics and statistics)
 
 from coop_robot.parallel import SERIAL, add_ray_arguments, resolve_address  # noqa: E402
+from coop_robot.strict_json import json_safe  # noqa: E402
 
 DEFAULT_OUT = tt.REPO_ROOT / "runs" / "data_scaling"
 CURVES = "learning_curves.csv"
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary.update(turns=args.turns, seed=args.seed, profiles=[p.name for p in profiles], git=tt.git_commit(),
                    wall_time_s=round(time.monotonic() - t0, 1))
     save(rows)
-    (args.out / "scaling.json").write_text(json.dumps(tt._json_finite(summary), indent=2), encoding="utf-8")
+    (args.out / "scaling.json").write_text(json.dumps(json_safe(summary), indent=2), encoding="utf-8")
     plot(summary, args.out / "scaling.png")
     print()
     print(format_report(summary))

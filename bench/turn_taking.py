@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -79,6 +78,7 @@ from pathlib import Path
 from coop_robot.analysis.intervals import t_quantile_975
 from coop_robot.parallel import SERIAL, RayInfo, add_ray_arguments, resolve_address, run_tasks
 from coop_robot.partner.benchmark_set import CHECKOUT_HELDOUT_DIR, SHIPPED_PROFILES, ProfileSpec, resolve_profiles
+from coop_robot.strict_json import json_safe, sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HELDOUT_DIR = CHECKOUT_HELDOUT_DIR
@@ -682,7 +682,7 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 
 def write_json(doc: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_json_finite(doc), indent=2, allow_nan=False, default=_json_default), encoding="utf-8")
+    tmp.write_text(json.dumps(json_safe(doc), indent=2, allow_nan=False, default=_json_default), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -742,12 +742,6 @@ def plot_frontier(rows: Sequence[dict], path: Path) -> None:
 
 
 # =========================================================================== provenance
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def git_commit() -> dict:
@@ -873,8 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "debounce_s": args.debounce, "policies": [k for k in KINDS if k in args.policies],
         "ray_address": address, "workers": args.workers, "environment": "TurnTakingEnv(physics=False)",
         "fallback_clear_s": args.fallback_clear_s or DEFAULT_FALLBACK_CLEAR_S,
-        "checkpoints_mirror": [{"path": str(c), "sha256": _sha256(c)} for c in checkpoints],
-        "checkpoints_unshared": [{"path": str(c), "sha256": _sha256(c)} for c in unshared],
+        "checkpoints_mirror": [{"path": str(c), "sha256": sha256_file(c)} for c in checkpoints],
+        "checkpoints_unshared": [{"path": str(c), "sha256": sha256_file(c)} for c in unshared],
         "acceptance": {"max_p90_vs_oracle": MAX_P90_VS_ORACLE, "max_gap_vs_eager": MAX_GAP_VS_EAGER,
                        "min_partner_share": MIN_PARTNER_SHARE, "min_heldout_share": MIN_HELDOUT_SHARE,
                        "max_gap_vs_oracle": MAX_GAP_VS_ORACLE, "gap_profile": GAP_PROFILE, "ci_level": CI_LEVEL},
@@ -941,15 +935,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if (args.check and not acc["passed"]) else 0
 
 
-def _json_finite(v):
-    """NaN / inf -> None, recursively (strict JSON has no NaN)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_finite(x) for x in v]
-    return v
 
 
 def _json_default(v):

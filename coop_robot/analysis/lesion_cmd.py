@@ -23,12 +23,13 @@ unknown layer, a size larger than the layer or than the targeted set) or a sessi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
 import time
 from pathlib import Path
+
+from coop_robot.strict_json import json_safe, sha256_file
 
 PROG = "coop-robot lesion"
 DEFAULT_OUT = Path("lesion")
@@ -81,12 +82,6 @@ def _error(text: str) -> int:
     return 2
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(args) -> int:
@@ -146,7 +141,7 @@ def run(args) -> int:
         except ValueError as exc:
             return _error(f"{c.name}: {exc}")
         randoms = {s: les.random_units(n, s, args.random_draws, args.seed, args.layer) for s in sizes}
-        unit_sets.append({"checkpoint": str(c), "sha256": _sha256(c), "units_from": source,
+        unit_sets.append({"checkpoint": str(c), "sha256": sha256_file(c), "units_from": source,
                           "layer_units": n, "mirror_units": units.n_mirror,
                           "candidates": les.candidates(units, args.selection),
                           "targeted": {str(s): list(v) for s, v in targeted.items()},
@@ -196,7 +191,7 @@ def run(args) -> int:
     print()
     print(verdict["text"])
     write_csv(rows, args.out / CSV_NAME)
-    (args.out / JSON_NAME).write_text(json.dumps(_json_safe(doc), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    (args.out / JSON_NAME).write_text(json.dumps(json_safe(doc), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     plot_effects(effects, args.out / PNG_NAME, f"{args.selection} units of the {args.layer}", args.random_draws)
     print(f"\n{len(rows)} sessions in {wall / 60:.1f} min; wrote {args.out / CSV_NAME}, {args.out / JSON_NAME}, "
           f"{args.out / PNG_NAME}")
@@ -322,14 +317,6 @@ def write_csv(rows, path: Path) -> None:
             w.writerow(cells)
 
 
-def _json_safe(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def plot_effects(effects, path: Path, title: str, draws: int) -> None:

@@ -52,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coop_robot.strict_json import json_safe
+
 PROG = "coop-robot analyze-policy"
 DEFAULT_OUT = Path("analysis_policy")
 LAYERS = ("encoder", "gru")
@@ -462,15 +464,6 @@ def summary_dict(a: PolicyAnalysis) -> dict:
             "forecast": a.forecast.summary()}
 
 
-def _json_safe(value):
-    """NaN / inf -> None so summary.json is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 # ============================================================================ files and plots
@@ -496,7 +489,7 @@ def write_outputs(a: PolicyAnalysis, recording: Recording, out_dir: Path, top_un
     paths = [out_dir / UNITS_CSV, out_dir / SUMMARY_JSON, out_dir / HIST_PNG, out_dir / TUNING_PNG,
              out_dir / FORECAST_PNG]
     write_units_csv(paths[0], a)
-    paths[1].write_text(json.dumps(_json_safe(summary_dict(a)), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths[1].write_text(json.dumps(json_safe(summary_dict(a)), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")

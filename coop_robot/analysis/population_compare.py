@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from coop_robot.analysis import population as pop
+from coop_robot.strict_json import json_safe
 
 POPULATION_JSON = "population.json"
 CKA_PNG = "population_cka.png"
@@ -302,16 +303,6 @@ def format_report(c: PopulationComparison) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return value
 
 
 # ============================================================================ files and plots
@@ -320,7 +311,7 @@ def write_outputs(c: PopulationComparison, recording, out_dir: Path) -> list[Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / POPULATION_JSON, out_dir / CKA_PNG, out_dir / RSM_PNG, out_dir / PCA_PNG,
              out_dir / TIMESCALES_PNG]
-    paths[0].write_text(json.dumps(_json_safe(c.summary()), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths[0].write_text(json.dumps(json_safe(c.summary()), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")

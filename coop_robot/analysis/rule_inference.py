@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coop_robot.strict_json import json_safe
+
 #: Degrees of freedom of the Student-t observation noise on log cycle time.
 NOISE_DOF = 4.0
 #: Largest speed-up and slow-down rates the fit considers (the profile's own limits).
@@ -503,7 +505,7 @@ class RuleInference:
 
     def as_dict(self) -> dict:
         """JSON-ready (NaN and infinity, e.g. a rate that cannot be identified, become None)."""
-        return _json_ready(self._as_dict())
+        return json_safe(self._as_dict())
 
     def _as_dict(self) -> dict:
         p = self.parametric
@@ -520,14 +522,6 @@ class RuleInference:
         }
 
 
-def _json_ready(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 def rate_text(rate: float, se: float) -> str:
