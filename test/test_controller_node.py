@@ -57,10 +57,18 @@ class NodeProcess:
         self._reader.join(timeout=2.0)
         return code
 
-    def kill(self) -> None:
+    def stop(self) -> None:
+        """End the node as Ctrl-C does (it shuts down cleanly, and its DDS participant says goodbye),
+        and kill it only if it has not gone within 10 s. A SIGKILLed peer left the test's own
+        participant to find out by itself, and destroying the test's node meanwhile segfaulted in
+        rclpy's destroy_node once in a full suite."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=5.0)
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5.0)
         self._reader.join(timeout=2.0)
 
 
@@ -197,7 +205,7 @@ def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
         driver.spin_for(0.8)
         assert len(driver.trajectories) == 2 and driver.states[-1] == "estop"
     finally:
-        node.kill()
+        node.stop()
 
 
 def test_unsynchronized_clocks_option_sends_zero_stamped_trajectories(ros_env, driver, tmp_path):
@@ -208,7 +216,7 @@ def test_unsynchronized_clocks_option_sends_zero_stamped_trajectories(ros_env, d
         driver.spin_until(lambda: bool(driver.trajectories), 20.0, "a reach trajectory")
         assert stamp_to_s(driver.trajectories[0].header.stamp) == 0.0  # a JTC starts it on receipt
     finally:
-        node.kill()
+        node.stop()
 
 
 def test_node_watchdog_fires_when_perception_goes_stale(ros_env, driver):
@@ -222,7 +230,7 @@ def test_node_watchdog_fires_when_perception_goes_stale(ros_env, driver):
         driver.spin_until(lambda: len(driver.trajectories) >= 2, 2.0, "a trajectory back home")
         assert np.allclose(driver.trajectories[-1].points[-1].positions, HOME, atol=1e-6)
     finally:
-        node.kill()
+        node.stop()
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -238,7 +246,7 @@ def test_invalid_parameter_exits_2_naming_the_parameter(ros_env, tmp_path, text,
         assert node.wait(30.0) == 2
         assert expected in node.output and "Traceback" not in node.output
     finally:
-        node.kill()
+        node.stop()
 
 
 def test_unparsable_parameter_file_exits_nonzero_naming_the_file(ros_env, tmp_path):
@@ -249,7 +257,7 @@ def test_unparsable_parameter_file_exits_nonzero_naming_the_file(ros_env, tmp_pa
         assert node.wait(30.0) != 0
         assert str(bad) in node.output and "Traceback" not in node.output
     finally:
-        node.kill()
+        node.stop()
 
 
 def test_sigint_shuts_down_cleanly(ros_env):
@@ -261,7 +269,7 @@ def test_sigint_shuts_down_cleanly(ros_env):
         node.proc.send_signal(signal.SIGINT)
         assert node.wait(10.0) == 0, node.output
     finally:
-        node.kill()
+        node.stop()
 
 
 
@@ -274,7 +282,7 @@ def test_joint_states_without_the_configured_joints_are_reported(ros_env, driver
         assert "lacks positions for ['panda_joint1'" in node.output and "fr3_joint1" in node.output
         assert "set joint_names" in node.output
     finally:
-        node.kill()
+        node.stop()
 
 
 @contextlib.contextmanager
@@ -308,7 +316,7 @@ def test_a_latched_stop_published_before_the_controller_started_holds_it(ros_env
             driver.spin_for(0.8)
             assert "reach_start" not in driver.event_names() and driver.states[-1] == "estop"
         finally:
-            node.kill()
+            node.stop()
 
 
 def test_a_latched_stop_published_once_by_a_fresh_process_brakes_a_reach_and_a_release_frees_it(ros_env, driver):
@@ -326,7 +334,7 @@ def test_a_latched_stop_published_once_by_a_fresh_process_brakes_a_reach_and_a_r
         driver.spin_until(lambda: "estop_release" in driver.event_names(), 10.0, "the estop_release event")
         assert "EMERGENCY STOP (/emergency_stop)" in node.output
     finally:
-        node.kill()
+        node.stop()
 
 
 def run_estop_command(driver: Driver, env: dict, state: str) -> subprocess.CompletedProcess:
@@ -359,4 +367,4 @@ def test_the_estop_command_is_acknowledged_brakes_and_releases(ros_env, driver):
         driver.spin_until(lambda: "estop_release" in driver.event_names(), 5.0, "the estop_release event")
         assert "EMERGENCY STOP (/controller/emergency_stop)" in node.output
     finally:
-        node.kill()
+        node.stop()
