@@ -935,8 +935,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if (args.check and not acc["passed"]) else 0
 
 
-
-
 def _json_default(v):
     if isinstance(v, Path):
         return str(v)

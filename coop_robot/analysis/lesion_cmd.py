@@ -82,8 +82,6 @@ def _error(text: str) -> int:
     return 2
 
 
-
-
 def run(args) -> int:
     from coop_robot.analysis import lesion as les  # noqa: PLC0415
     from coop_robot.parallel import SERIAL, TaskError, resolve_address, run_tasks  # noqa: PLC0415
@@ -315,8 +313,6 @@ def write_csv(rows, path: Path) -> None:
                     v = ""
                 cells[k] = v
             w.writerow(cells)
-
-
 
 
 def plot_effects(effects, path: Path, title: str, draws: int) -> None:

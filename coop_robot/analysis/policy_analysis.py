@@ -464,8 +464,6 @@ def summary_dict(a: PolicyAnalysis) -> dict:
             "forecast": a.forecast.summary()}
 
 
-
-
 # ============================================================================ files and plots
 def write_units_csv(path: Path, a: PolicyAnalysis) -> None:
     cols = (["layer", "unit", "mirror_index", "mirror", "excluded_flat", "preferred_phase_self",

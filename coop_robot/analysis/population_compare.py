@@ -303,8 +303,6 @@ def format_report(c: PopulationComparison) -> str:
     return "\n".join(lines)
 
 
-
-
 # ============================================================================ files and plots
 def write_outputs(c: PopulationComparison, recording, out_dir: Path) -> list[Path]:
     """``population.json`` and the four figures into ``out_dir``; returns their paths."""

@@ -522,8 +522,6 @@ class RuleInference:
         }
 
 
-
-
 def rate_text(rate: float, se: float) -> str:
     """``0.040 +- 0.002``, or why the rate is missing."""
     if math.isnan(rate):
