@@ -48,6 +48,8 @@ LAST_ITERATIONS = 5
 
 def checkpoints_of(path: Path) -> list[Path]:
     """A checkpoint file, a run directory (``mirror.pt`` in it) or a sweep (``*/seed*/mirror.pt``)."""
+    if not path.exists():
+        raise ValueError(f"{path}: no such checkpoint or run directory")
     if path.is_file():
         return [path]
     if (path / "mirror.pt").is_file():

@@ -67,6 +67,8 @@ def test_a_directory_without_checkpoints_is_named(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert ds.main(["--budget", "1", str(tmp_path / "empty"), "--ray-address", "none"]) == 2
     assert "no mirror.pt" in capsys.readouterr().err
+    assert ds.main(["--budget", "1", str(tmp_path / "missing"), "--ray-address", "none"]) == 2
+    assert "no such checkpoint or run directory" in capsys.readouterr().err
 
 
 def test_tiny_run_reports_every_budget_against_eager(tmp_path, capsys):
