@@ -276,9 +276,19 @@ def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path
 
     try:
         with spinning(node, context):
-            got = wait_for(lambda: latest_with(lambda m: "hand" in m and "protective_separation" in m
-                                               and m["policy_text"].text.startswith("policy: act  P(act) 0.91")),
-                           60.0, "a MarkerArray with the fed hand, S_p and decision", poll=poll,
+            # Each topic is matched on its own, so on a busy machine one may start arriving after the
+            # others: wait for a frame drawn from every fed input (none of them missing or stale).
+            def complete(m):
+                zone_c = m.get("zone") and m["zone"].color
+                return ("hand" in m and "protective_separation" in m and "end_effector" in m
+                        and m["policy_text"].text.startswith("policy: act  P(act) 0.91")
+                        and "(stale)" not in m["ssm_text"].text
+                        and m["controller_text"].text != "controller: no state"
+                        and zone_c and tuple(round(c, 3) for c in (zone_c.r, zone_c.g, zone_c.b, zone_c.a))
+                        != ZONE_COLOURS["unknown"])
+
+            got = wait_for(lambda: latest_with(complete),
+                           60.0, "a MarkerArray drawn from every fed input", poll=poll,
                            details=lambda: "".join(lines))
             assert arrays[-1].markers[0].action == Marker.DELETEALL
             m_hand, zone = got["hand"], got["zone"]
