@@ -105,7 +105,7 @@ UNSHARED_HINT = ("make it with `coop-robot train --config config/training/train_
 #: Summary keys of ``TurnTakingEnv.run`` read with ``.get``: NaN in a row when the env does not
 #: report them (the speed & separation monitoring metrics arrive with issue 10's metrics work).
 OPTIONAL_METRICS = ("min_separation_m", "min_ssm_margin_m", "ssm_violations", "protective_stop_s", "speed_scaled_s",
-                    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", "human_idle_fraction",
+                    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", "aborted_reaches", "human_idle_fraction",
                     "robot_idle_fraction", "concurrent_activity_fraction", "functional_delay_s")
 #: Summary keys every version of the env reports (NaN when a session scored no turn).
 CORE_METRICS = ("median_gap_s", "p90_gap_s", "mean_gap_s", "overlap_rate", "overlap_s_total", "throughput_per_min",
@@ -606,7 +606,7 @@ def _elapsed(s: float) -> str:
 # =========================================================================== reporting
 TABLE_COLUMNS = (("profile", 10), ("held-out", 8), ("policy", 16), ("n", 2), ("turns", 7), ("med gap ms", 14),
                  ("p90 gap ms", 14), ("overlap %", 9), ("contacts", 8), ("min sep m", 9), ("SSM viol", 8),
-                 ("pace/min", 12), ("fallbacks", 9))
+                 ("pace/min", 12), ("fallbacks", 9), ("aborts", 6))
 
 
 def _cell(stat: SeedStat, scale: float = 1.0, fmt: str = ".0f") -> str:
@@ -644,11 +644,13 @@ def format_table(rows: Sequence[dict]) -> str:
                  _cell(seed_stat(r["p90_gap_s"] for r in group), 1e3),
                  _cell(seed_stat(r["overlap_rate"] for r in group), 100, ".1f"), _total(group, "contacts"),
                  f"{min(seps):.3f}" if all(_finite(v) for v in seps) else "n/a", _total(group, "ssm_violations"),
-                 _cell(seed_stat(pace_of(r) for r in group), 1, ".1f"), _total(group, "fallbacks"))
+                 _cell(seed_stat(pace_of(r) for r in group), 1, ".1f"), _total(group, "fallbacks"),
+                 _total(group, "aborted_reaches"))
         lines.append("  ".join(f"{c:>{w}}" if i >= 3 else f"{c:<{w}}"
                                for i, (c, (_, w)) in enumerate(zip(cells, TABLE_COLUMNS))))
     lines.append("n: sessions (training seeds) in the line; a ± is the 95% t half-width over them (n=1: no CI). "
-                 "turns: fewest scored/asked ('!' = a session incomplete). pace: robot turns per minute.")
+                 "turns: fewest scored/asked ('!' = a session incomplete). pace: robot turns per minute. "
+                 "aborts: reaches begun and taken back before the entry.")
     return "\n".join(lines)
 
 

@@ -140,6 +140,23 @@ def test_entry_during_the_partners_final_withdraw_is_the_robots_turn():
     assert not recs[0].unfinished_turn_entry and not recs[0].overlapped
 
 
+def test_reaches_begun_and_taken_back_before_the_entry_are_aborted_reaches():
+    # Turn 1: three reach starts (two retreats) before the entry; turn 2: one reach, straight in.
+    events = one_turn([("reach_start", 1.5), ("reach_start", 1.9), ("reach_start", 2.1)])
+    events += [("partner_enter", 4.0), ("partner_exit", 5.0), ("reach_start", 5.1), ("robot_enter", 5.5),
+               ("robot_exit", 6.0)]
+    seg, recs = feed(events)
+    assert [r.aborted_reaches for r in recs] == [2, 0]
+    assert recs[0].response_latency_s == pytest.approx(2.1 - 2.0)      # from the reach that got in
+    tracker = TurnTracker(reorder_window_s=0.0)
+    for name, t in events:
+        tracker.push(name, t)
+    tracker.release(10.0, flush=True)
+    summary = tracker.summary()
+    assert summary["aborted_reaches"] == 2 and tracker.rolling_stats()["aborted_reaches"] == 2
+    assert "aborted reach x2" in format_table(recs, summary) and "aborted reaches 2" in format_table(recs, summary)
+
+
 def test_summary_counts_unfinished_entries_in_the_overlap_rate():
     tracker = TurnTracker(reorder_window_s=0.0)
     for name, t in [("partner_turn_start", 0.6), ("partner_enter", 1.0), ("partner_exit", 1.2),

@@ -406,7 +406,8 @@ def _live_check(live_gaps: dict[int, float], live_scored_on: str | None, compare
 # ---------------------------------------------------------------------------------------- outputs
 CSV_FIELDS = ("turn", "partner_exit_s", "robot_enter_s", "robot_exit_s", "gap_s", "overlap_s",
               "response_latency_s", "contact", "overlapped", "near_miss", "unfinished_turn_entry",
-              "min_separation_m", "min_ssm_margin_m", "ssm_violations", "protective_stop_s", "speed_scaled_s")
+              "min_separation_m", "min_ssm_margin_m", "ssm_violations", "protective_stop_s", "speed_scaled_s",
+              "aborted_reaches")
 
 
 def write_turns_csv(records: list[TurnRecord], path: Path) -> None:
@@ -416,7 +417,7 @@ def write_turns_csv(records: list[TurnRecord], path: Path) -> None:
         for r in records:
             w.writerow([r.turn, *(f"{getattr(r, k):.6f}" for k in CSV_FIELDS[1:7]), r.contact, r.overlapped,
                         r.near_miss, r.unfinished_turn_entry, f"{r.min_separation_m:.6f}", f"{r.min_ssm_margin_m:.6f}",
-                        r.ssm_violations, f"{r.protective_stop_s:.6f}", f"{r.speed_scaled_s:.6f}"])
+                        r.ssm_violations, f"{r.protective_stop_s:.6f}", f"{r.speed_scaled_s:.6f}", r.aborted_reaches])
 
 
 def write_outputs(result: SessionResult, out_dir: Path, plots: bool = True) -> dict[str, Path]:

@@ -28,6 +28,11 @@ Definitions (all times in seconds, on one clock):
   false start's pause or a hesitation, which zone occupancy alone scores as a clean turn. It counts
   like an overlap (the turn is not clean). An entry during the withdraw is the robot's turn (the
   partner model's rule), judged by gap, overlap and near miss.
+* **aborted reaches** of a robot turn = the ``reach_start`` s since the robot's previous exit (session
+  start for the first turn) that did not lead to this entry: reaches the robot began and took back
+  (the controller's ``abort`` before the commit point). A robot that dithers -- starts, retreats,
+  starts again -- waits as long as one that never starts, but the person sees an arm that keeps
+  coming and going.
 
 Separation (speed and separation monitoring, SSM), from samples of the human-robot separation,
 the protective separation distance S_p and the robot's closing speed
@@ -90,7 +95,7 @@ SUMMARY_KEYS = (
     "turns", "median_gap_s", "p90_gap_s", "mean_gap_s", "overlap_rate", "overlap_s_total",
     "contacts", "throughput_per_min", "median_response_latency_s", "partner_turns",
     "session_duration_s", "scored_on", "policy", "partner", "seed",
-    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", *SEPARATION_KEYS, *FLUENCY_KEYS,
+    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", "aborted_reaches", *SEPARATION_KEYS, *FLUENCY_KEYS,
 )
 
 
@@ -109,6 +114,7 @@ class TurnRecord:
     contact: bool
     near_miss: bool = False
     unfinished_turn_entry: bool = False
+    aborted_reaches: int = 0
     min_separation_m: float = math.nan
     min_ssm_margin_m: float = math.nan
     ssm_violations: int = 0
@@ -181,6 +187,7 @@ class _Open:
     partner_inside_at_entry: bool
     reach_start_s: float
     unfinished_turn_entry: bool = False
+    aborted_reaches: int = 0
     overlap_s: float = 0.0
     robot_exit_s: float = math.nan
     contact: bool = False
@@ -210,6 +217,7 @@ class TurnSegmenter:
     partner_withdrawing: bool = False      # ... and its final withdraw has started
     ssm_mode: str = "free"
     _reach_start_s: float = math.nan
+    _reach_starts: int = 0                 # reach_start s since the robot's last exit
     _both_since_s: float = math.nan
     _open: _Open | None = None
     _pending: list[_Open] = field(default_factory=list)  # robot exited, partner still inside
@@ -259,6 +267,7 @@ class TurnSegmenter:
                 partner_inside_at_entry=inside,
                 reach_start_s=self._reach_start_s,
                 unfinished_turn_entry=self.partner_in_turn and not self.partner_withdrawing,
+                aborted_reaches=max(0, self._reach_starts - 1),
                 contact=self._contact_since_exit or self.in_contact,
             )
             if inside:
@@ -277,10 +286,12 @@ class TurnSegmenter:
             self._window = SeparationWindow()
             self._contact_since_exit = self.in_contact
             self._reach_start_s = math.nan
+            self._reach_starts = 0
             done.extend(self._finalise_pending())
         elif name == "reach_start":
             if not self.robot_inside:
                 self._reach_start_s = t_s
+                self._reach_starts += 1
             self._robot_to_home.start(t_s)
         elif name == "home":
             self._home_events += 1
@@ -375,6 +386,7 @@ class TurnSegmenter:
                 contact=o.contact,
                 near_miss=not o.partner_inside_at_entry and 0.0 <= gap <= NEAR_MISS_S,
                 unfinished_turn_entry=o.unfinished_turn_entry,
+                aborted_reaches=o.aborted_reaches,
                 **(o.separation or SeparationWindow()).record_fields(),
             )
             self.records.append(rec)
@@ -511,6 +523,7 @@ def summarize(
         "pace_turns_per_min": ((n + pace_partner) / minutes) if minutes > 0 else 0.0,
         "near_misses": sum(1 for r in records if r.near_miss),
         "unfinished_turn_entries": sum(1 for r in records if r.unfinished_turn_entry),
+        "aborted_reaches": int(sum(r.aborted_reaches for r in records)),
         "min_separation_m": _min_or_none(r.min_separation_m for r in records),
         "min_ssm_margin_m": _min_or_none(r.min_ssm_margin_m for r in records),
         "ssm_violations": int(sum(r.ssm_violations for r in records)),
@@ -540,6 +553,8 @@ def turn_notes(r: TurnRecord) -> str:
         notes.append("unfinished")
     if r.near_miss:
         notes.append("near-miss")
+    if r.aborted_reaches:
+        notes.append(f"aborted reach x{r.aborted_reaches}")
     if r.ssm_violations:
         notes.append(f"ssm-violation x{r.ssm_violations}")
     if r.protective_stop_s > 0:
@@ -573,6 +588,7 @@ def format_summary(summary: dict) -> list[str]:
         f"fluency: pace {s['pace_turns_per_min']:.1f} turns/min, human idle {_pct(s.get('human_idle_fraction'))}, "
         f"robot idle {_pct(s.get('robot_idle_fraction'))}, concurrent {_pct(s.get('concurrent_activity_fraction'))}, "
         f"functional delay mean {_ms(delay).strip()} ms"
+        + ("" if s.get("aborted_reaches") is None else f", aborted reaches {s['aborted_reaches']}")
     )
     return lines
 

@@ -166,6 +166,7 @@ class TurnTracker:
             "min_separation_m": float(seps.min()) if seps.size else math.nan,
             "near_misses": sum(r.near_miss for r in recent),
             "unfinished_turn_entries": sum(r.unfinished_turn_entry for r in recent),
+            "aborted_reaches": sum(r.aborted_reaches for r in recent),
             "ssm_violations_total": sum(r.ssm_violations for r in self.records),
             "late_events": self.late_events,
         }
