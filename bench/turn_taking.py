@@ -105,8 +105,8 @@ UNSHARED_HINT = ("make it with `coop-robot train --config config/training/train_
 #: Summary keys of ``TurnTakingEnv.run`` read with ``.get``: NaN in a row when the env does not
 #: report them (the speed & separation monitoring metrics arrive with issue 10's metrics work).
 OPTIONAL_METRICS = ("min_separation_m", "min_ssm_margin_m", "ssm_violations", "protective_stop_s", "speed_scaled_s",
-                    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", "aborted_reaches", "human_idle_fraction",
-                    "robot_idle_fraction", "concurrent_activity_fraction", "functional_delay_s")
+                    "pace_turns_per_min", "near_misses", "unfinished_turn_entries", "aborted_reaches",
+                    "human_idle_fraction", "robot_idle_fraction", "concurrent_activity_fraction", "functional_delay_s")
 #: Summary keys every version of the env reports (NaN when a session scored no turn).
 CORE_METRICS = ("median_gap_s", "p90_gap_s", "mean_gap_s", "overlap_rate", "overlap_s_total", "throughput_per_min",
                 "median_response_latency_s", "sim_time_s", "wall_time_s")
