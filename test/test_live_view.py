@@ -278,14 +278,16 @@ def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path
         with spinning(node, context):
             # Each topic is matched on its own, so on a busy machine one may start arriving after the
             # others: wait for a frame drawn from every fed input (none of them missing or stale).
+            def rgba(marker):
+                c = marker.color
+                return tuple(round(v, 3) for v in (c.r, c.g, c.b, c.a))
+
             def complete(m):
-                zone_c = m.get("zone") and m["zone"].color
                 return ("hand" in m and "protective_separation" in m and "end_effector" in m
                         and m["policy_text"].text.startswith("policy: act  P(act) 0.91")
                         and "(stale)" not in m["ssm_text"].text
                         and m["controller_text"].text != "controller: no state"
-                        and zone_c and tuple(round(c, 3) for c in (zone_c.r, zone_c.g, zone_c.b, zone_c.a))
-                        != ZONE_COLOURS["unknown"])
+                        and "zone" in m and rgba(m["zone"]) != ZONE_COLOURS["unknown"])
 
             got = wait_for(lambda: latest_with(complete),
                            60.0, "a MarkerArray drawn from every fed input", poll=poll,
@@ -297,8 +299,7 @@ def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path
             assert m_hand.scale.x == pytest.approx(2 * 0.05)     # world.yaml's ssm_hand_radius_m
             assert zone.type == Marker.CUBE and [zone.scale.x, zone.scale.y, zone.scale.z] == pytest.approx(
                 list(WORLD.zone.size_m))
-            assert tuple(round(c, 3) for c in (zone.color.r, zone.color.g, zone.color.b, zone.color.a)) == \
-                ZONE_COLOURS["partner"]
+            assert rgba(zone) == ZONE_COLOURS["partner"]
             assert got["protective_separation"].scale.x == pytest.approx(2 * (0.05 + 0.25))
             assert "stop" in got["ssm_text"].text and got["controller_text"].text == "controller: reaching (ssm stop)"
             ee = np.asarray(PandaKinematics().ee_position(HOME))
