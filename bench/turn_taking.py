@@ -160,7 +160,7 @@ def seed_stat(values: Iterable[float]) -> SeedStat:
 @dataclass(frozen=True)
 class OperatingPoint:
     """One policy's operating point on a profile: median and p90 gap (s, lower is better), pace
-    (robot turns per minute, higher is better) and overlap rate (fraction of turns, lower is better)."""
+    (robot and partner turns per minute, higher is better) and overlap rate (fraction of turns, lower is better)."""
 
     label: str
     median_gap_s: float
@@ -221,10 +221,11 @@ def pareto_front(points: Iterable[OperatingPoint], tol: float = 1e-9) -> list[Op
 
 
 def pace_of(row: dict) -> float:
-    """A row's pace (robot turns per minute): the env's ``pace_turns_per_min``, or before that
-    metric exists its ``throughput_per_min`` (turn pairs per minute: one robot turn each)."""
+    """A row's pace: the joint pace of the session, robot and partner turns per minute (the env's
+    ``pace_turns_per_min``); NaN when the row has none. ``throughput_per_min`` (robot turns only) is
+    never used in its place: the two differ by about a factor of two and must not be compared."""
     pace = row.get("pace_turns_per_min", math.nan)
-    return pace if _finite(pace) else row.get("throughput_per_min", math.nan)
+    return pace if _finite(pace) else math.nan
 
 
 def point_of(row: dict) -> OperatingPoint:
@@ -649,7 +650,7 @@ def format_table(rows: Sequence[dict]) -> str:
         lines.append("  ".join(f"{c:>{w}}" if i >= 3 else f"{c:<{w}}"
                                for i, (c, (_, w)) in enumerate(zip(cells, TABLE_COLUMNS))))
     lines.append("n: sessions (training seeds) in the line; a ± is the 95% t half-width over them (n=1: no CI). "
-                 "turns: fewest scored/asked ('!' = a session incomplete). pace: robot turns per minute. "
+                 "turns: fewest scored/asked ('!' = a session incomplete). pace: robot and partner turns per minute. "
                  "aborts: reaches begun and taken back before the entry.")
     return "\n".join(lines)
 

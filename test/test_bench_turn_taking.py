@@ -66,10 +66,11 @@ def test_pareto_front_drops_dominated_points_and_duplicates():
     assert [p.label for p in tt.pareto_front(pts)] == ["reactive 0s", "reactive 0.4s", "reactive 1.2s"]
 
 
-def test_pace_falls_back_to_throughput_until_the_env_reports_it():
+def test_pace_is_the_joint_pace_never_the_robot_only_throughput():
     assert tt.pace_of({"pace_turns_per_min": 11.0, "throughput_per_min": 9.0}) == 11.0
-    assert tt.pace_of({"pace_turns_per_min": math.nan, "throughput_per_min": 9.0}) == 9.0
-    assert tt.pace_of({"throughput_per_min": 9.0}) == 9.0
+    # robot-only throughput is about half the joint pace: a row without pace has none
+    assert math.isnan(tt.pace_of({"pace_turns_per_min": math.nan, "throughput_per_min": 9.0}))
+    assert math.isnan(tt.pace_of({"throughput_per_min": 9.0}))
 
 
 # --------------------------------------------------------------------------- statistics over seeds
