@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from conftest import wait_for
+from conftest import stop_like_ctrl_c, wait_for
 from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState, TimeReference  # noqa: E402
@@ -58,18 +58,8 @@ class NodeProcess:
         return code
 
     def stop(self) -> None:
-        """End the node as Ctrl-C does (it shuts down cleanly, and its DDS participant says goodbye),
-        and kill it only if it has not gone within 10 s. A SIGKILLed peer left the test's own
-        participant to find out by itself, and destroying the test's node meanwhile segfaulted in
-        rclpy's destroy_node once in a full suite."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5.0)
-        self._reader.join(timeout=2.0)
+        """End the node as Ctrl-C does; killed only if it has not gone within 10 s."""
+        stop_like_ctrl_c(self.proc, self._reader, grace_s=10.0)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ros_env, wait_for
+from conftest import ros_env, stop_like_ctrl_c, wait_for
 
 from coop_robot.control.kinematics import PandaKinematics
 from coop_robot.geometry import world_geometry
@@ -201,20 +201,6 @@ def _start_node(domain: int, tmp_path: Path, **params):
     return proc, lines, reader
 
 
-def _stop_node(proc, reader) -> int:
-    import signal
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    reader.join(timeout=5)
-    return proc.returncode
-
-
 @pytest.mark.integration
 def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path):
     import rclpy
@@ -315,7 +301,7 @@ def test_node_publishes_markers_of_what_the_graph_publishes(ros_domain, tmp_path
             assert grey["hand"].pose.position.x == pytest.approx(HAND[0])
             assert proc.poll() is None, "".join(lines)
     finally:
-        code = _stop_node(proc, reader)
+        code = stop_like_ctrl_c(proc, reader, grace_s=20.0)
     assert code == 0, "".join(lines)
 
 
