@@ -52,3 +52,74 @@ def test_a_short_perception_delay_late_in_the_reach_does_not_leave_it_crawling(s
     # The reach takes its turn within a second and a half of an undisturbed one (2.0 s).
     acts = [t for t, n in events if n == "act_start"]
     assert acts and acts[0] < 3.5, events
+
+
+# Finding F2 of the fault campaign: a partner who comes back right after the commit. The entry
+# was committed on a clear zone; then the hand, at rest outside, reached in again. Separation
+# monitoring slowed the committed arm, and it crossed into the zone after the hand. Before the
+# fix a committed reach was taken back only once the hand was perceived inside, by which time the
+# arm could no longer stop outside.
+def _comeback(delay_s: float, speed_mps: float, lag_s: float, until_s: float = 2.5):
+    """The core with a perfectly tracking arm and perception ``lag_s`` old; the partner's hand at
+    rest outside until ``delay_s`` after the entry commit, then straight to the zone's centre at
+    ``speed_mps``. Returns (events, ground-truth time the hand entered, the EE's deepest
+    penetration of the zone (m) at or after that time, the EE's first time inside or None)."""
+    core = ArmController()
+    zone = core.config.zone
+    lo, hi = np.asarray(zone.min_m), np.asarray(zone.max_m)
+    rest = np.asarray(world_geometry().partner_rest_m, dtype=float)
+    path = (lo + hi) / 2 - rest
+    length = float(np.linalg.norm(path))
+    direction = path / length
+    commit_s = None
+
+    def hand(t):
+        if commit_s is None or t < commit_s + delay_s:
+            return rest.copy(), np.zeros(3)
+        s = min((t - commit_s - delay_s) * speed_mps, length)
+        return rest + direction * s, (direction * speed_mps if s < length else np.zeros(3))
+
+    events, t, hand_in_s, ee_in_s, depth = [], 0.0, None, None, 0.0
+    while t < until_s:
+        t = round(t + TICK_S, 6)
+        seen, velocity = hand(t - lag_s)
+        q, _, _ = core.commanded_state(t)
+        out = core.update(t, ControllerInputs(decision="act", partner_in_zone=bool(zone.contains(seen)),
+                                              perception_stamp_s=t - lag_s, joint_positions=q, partner_hand_m=seen,
+                                              partner_velocity_mps=velocity))
+        for e in out.events:
+            events.append((e.t_s, e.name))
+            if e.name == "entry_commit":
+                commit_s = e.t_s
+        if hand_in_s is None and zone.contains(hand(t)[0]):
+            hand_in_s = t
+        ee = core.kinematics.fk(core.commanded_state(t)[0])
+        if zone.contains(ee):
+            ee_in_s = t if ee_in_s is None else ee_in_s
+            if hand_in_s is not None:
+                depth = max(depth, float(min(np.min(ee - lo), np.min(hi - ee))))
+    return events, hand_in_s, depth, ee_in_s
+
+
+@pytest.mark.parametrize(("delay_s", "speed_mps", "lag_s"), [(0.04, 0.8, 0.03), (0.1, 2.0, 0.03)])
+def test_a_committed_entry_slowed_by_a_returning_partner_is_taken_back_while_it_can_stop_outside(
+        delay_s, speed_mps, lag_s):
+    # Before the fix: the EE entered the zone 20 ms (0.8 m/s) and 90 ms (2.0 m/s) after the hand.
+    events, hand_in_s, _, ee_in_s = _comeback(delay_s, speed_mps, lag_s)
+    names = [n for _, n in events]
+    assert hand_in_s is not None  # the partner did come back in
+    assert names[:2] == ["reach_start", "entry_commit"] and "abort" in names, events
+    assert names.index("abort") < (names.index("act_start") if "act_start" in names else len(names))
+    assert ee_in_s is None or ee_in_s < hand_in_s, (ee_in_s, hand_in_s, events)
+
+
+@pytest.mark.parametrize(("delay_s", "speed_mps", "lag_s"), [(0.12, 1.6, 0.03), (0.1, 1.6, 0.06), (0.12, 1.6, 0.06)])
+def test_a_committed_entry_that_can_no_longer_stop_outside_brakes_at_the_edge_and_withdraws(delay_s, speed_mps, lag_s):
+    # The residue of F2 (open, docs/fault_injection.md): a hand back at ISO 13855 speed within
+    # ~0.15 s of the commit meets an arm that can no longer stop outside. It brakes (protective
+    # stop) and ends at most a couple of centimetres past the zone's edge, then withdraws.
+    events, hand_in_s, depth, _ = _comeback(delay_s, speed_mps, lag_s)
+    names = [n for _, n in events]
+    assert hand_in_s is not None and "ssm_stop" in names and "withdraw_start" in names, events
+    assert "act_start" not in names[:names.index("withdraw_start")]
+    assert depth <= 0.025, depth

@@ -29,7 +29,11 @@ Safety rules, in priority order:
    perception. A fresh perception that does not see the hand counts as the partner inside once
    the hand could have reached the zone since it was last seen. After the commit the entry was
    decided while the partner was outside; if the partner then enters (or the policy says
-   "yield") the arm withdraws at once instead of acting.
+   "yield") the arm withdraws at once instead of acting. The point of no return moves with the
+   arm's speed: while an abort from where the arm is now, at the speed it has now, would still
+   keep the EE outside the zone (separation monitoring has slowed it since the commit), a zone
+   guard that is no longer clear -- the partner approaching, inside or unseen -- takes the entry
+   back (an ``abort`` after the ``entry_commit``).
    **Approach guard** (``approach_horizon_s``): a hand perceived outside but moving toward the
    zone fast enough to reach it within that horizon counts as inside for this rule -- a partner
    who pauses after a false start and then reaches again is seen coming before the arm commits.
@@ -78,6 +82,7 @@ from coop_robot.control.planning import (
     ScaledPlan,
     TrajectoryPoint,
     commit_time_s,
+    ee_path_m,
     first_zone_entry_s,
     plan_brake,
     plan_minimum_jerk,
@@ -764,6 +769,24 @@ class ArmController:
         # No braking piece: at rest at the gate already (or starting from rest there).
         return brake_s is None or now_s - self._plan_start_s + _COMMIT_LEAD_S >= brake_s
 
+    def _abort_stays_outside(self, now_s: float, q_meas: np.ndarray | None) -> bool:
+        """Whether an abort decided now keeps the EE out of the zone grown by ``commit_margin_m``:
+        the running move goes on for ``command_latency_s``, then the move home from that state
+        (the model of :func:`planning.commit_time_s`, at the speed the arm has now). At the commit
+        this is false by construction; it turns true again only when the arm has been slowed."""
+        cfg = self.config
+        zone, margin = cfg.zone, cfg.commit_margin_m
+        latency_s = max(cfg.command_latency_s, 0.0)
+        ts = now_s + np.linspace(0.0, latency_s, max(int(np.ceil(latency_s / 0.005)), 1) + 1)
+        q_run = np.array([self.commanded_state(t)[0] for t in ts])
+        if q_meas is not None:
+            q_run = np.vstack([q_run, q_meas])
+        if zone.contains_many(self.kinematics.fk_many(q_run), margin).any():
+            return False
+        q, qd, qdd = self.commanded_state(now_s + latency_s)
+        _, ee = ee_path_m(self._home_plan_from(q, qd, qdd), self.kinematics, 0.005)
+        return not bool(zone.contains_many(ee, margin).any())
+
     def _may_be_inside_unseen(self, now_s: float) -> bool:
         """Whether a hand not seen since ``_last_seen`` (never: True) could be in the zone now,
         moving at ``ssm_human_speed_mps`` (ISO 13855) since."""
@@ -805,7 +828,17 @@ class ArmController:
                 self._stop_at_tau = None
                 self._emit(out, "entry_commit", now_s)
                 self._resend(out, now_s, self._cruise_sigma)
+        elif not guard_clear and partner_in_zone is not True and decision != "yield" \
+                and self._abort_stays_outside(now_s, q_meas):
+            # Committed, but the partner is coming back (approach guard) or unseen, and the arm --
+            # slowed since the commit by separation monitoring -- can still stop outside the zone:
+            # the point of no return moves with the arm's speed, so take the entry back.
+            self._committed = False
+            self._stop_and_return(out, now_s, q_meas)  # an abort: the arm never enters
+            return
         elif partner_in_zone is True or decision == "yield":
+            if self._abort_stays_outside(now_s, q_meas):
+                self._committed = False  # not in yet and it can stop outside: an abort
             self._stop_and_return(out, now_s, q_meas)
             return
         progress = self._plan_progress(now_s, q_meas)
