@@ -116,3 +116,53 @@ def test_a_failing_job_on_ray_ends_the_run_naming_it():
                           check=False)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "job 2 (bag2) failed" in proc.stdout and "bag 2 is truncated" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_a_run_whose_jobs_take_long(tmp_path):
+    """A sweep's jobs run for 40 minutes; Ctrl-C must end the run (and its jobs) at once, not
+    after the job it is waiting on. (A driver started in the background of a non-interactive
+    shell inherits SIGINT *ignored*, as POSIX has it, and then no Ctrl-C reaches it: kill such a
+    run with SIGTERM.)"""
+    import signal
+    import time
+
+    from conftest import wait_for
+
+    driver = textwrap.dedent('''
+        import os, sys, time
+        from pathlib import Path
+        from coop_robot.parallel import run_tasks
+        def job(x, out=sys.argv[1]):  # a default: the worker's own argv is Ray's
+            Path(out, f"job{x}.pid").write_text(str(os.getpid()))
+            time.sleep(600)
+            return x
+        run_tasks(job, range(2), workers=1, progress=False)
+    ''')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        pid_file = tmp_path / "job0.pid"
+        wait_for(lambda: pid_file.is_file() or proc.poll() is not None, 240, "the first job to start on Ray")
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        job_pid = int(pid_file.read_text())
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+        assert time.monotonic() - t0 < 60
+        assert not (tmp_path / "job1.pid").exists()  # the queued job never started
+
+        def job_gone() -> bool:
+            try:
+                os.kill(job_pid, 0)
+            except ProcessLookupError:
+                return True
+            return Path(f"/proc/{job_pid}/status").read_text().find("State:\tZ") >= 0
+        wait_for(job_gone, 30, "the running job's worker process to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
