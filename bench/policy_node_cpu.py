@@ -80,9 +80,9 @@ VARIANTS = {v.name: v for v in [
             topics=("clock",), params={"policy": "reactive"}),
     Variant("events", "spun by rclpy.experimental.EventsExecutor (bench's spin)", spin="events"),
     Variant("single", "spun by a SingleThreadedExecutor (bench's spin; as rclpy.spin)", spin="single"),
-    Variant("no_qos_events", "bench's spin; no default QoS-event handlers on the node's publishers and "
-            "subscriptions (fewer entities in each wait set)", spin="no_qos_events"),
-    Variant("as_before", "bench's spin; the node as before commit 'policy node CPU': rclpy's default QoS-event "
+    Variant("no_qos_events", "bench's spin; no default QoS-event handlers on the node's subscriptions "
+            "either (its publishers have none): 12 fewer entities in each wait set", spin="no_qos_events"),
+    Variant("as_before", "bench's spin; the node as before 773e293 and e509179: rclpy's default QoS-event "
             "handlers on its publishers, the mirror's egocentric frames built twice a tick", spin="as_before"),
     Variant("no_param_services", "bench's spin; no parameter services (fewer entities in each wait set)",
             spin="no_param_services"),
@@ -283,7 +283,7 @@ def measure(variant: Variant, rtf: float, settle_s: float, window_s: float, env:
     }
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", default="baseline,clock_only,no_joints,no_perception,reactive",
                    help="comma-separated variants (the first is the baseline of the ratios)")
@@ -298,6 +298,11 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     p.add_argument("--clock-hz", type=float, default=250.0, help=argparse.SUPPRESS)
     p.add_argument("--spin", choices=SPINS, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args, rest = p.parse_known_args(argv)
     if args.feed:
         return feed(args.rtf, tuple(t for t in args.topics.split(",") if t), args.seconds, args.clock_hz)
