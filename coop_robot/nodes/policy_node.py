@@ -9,6 +9,7 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, Vector3Stamped
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
@@ -117,6 +118,17 @@ class PolicyNode(Node):
             if self.policy_name == "mirror" else None
         self.create_timer(1.0 / rate, self._tick)
         self.get_logger().info(f"policy '{self.policy_name}' at {rate:.0f} Hz")
+
+    def create_publisher(self, *args, **kwargs):
+        """rclpy's ``create_publisher`` without its default QoS-event handlers (a warning when a
+        subscription requesting incompatible QoS, or another type, appears), unless
+        ``event_callbacks`` are given. Each handler is one more entity that the executor adds to its
+        wait set on every wake (hundreds a second on sim time): the node's 5 publishers'
+        10 handlers were a quarter of the cost of a wake. The subscribing node warns of the
+        mismatch itself (rclpy's and rclcpp's default handlers on its subscription), and this node's
+        own subscriptions keep theirs: a publisher this node cannot hear is still reported here."""
+        kwargs.setdefault("event_callbacks", PublisherEventCallbacks(use_default_callbacks=False))
+        return super().create_publisher(*args, **kwargs)
 
     def _on_in_zone(self, msg: Bool) -> None:
         self._in_zone = bool(msg.data)

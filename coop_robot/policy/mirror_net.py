@@ -125,15 +125,19 @@ def zone_signed_distance_m(zone: Zone, points_m) -> np.ndarray:
     return outside + inside
 
 
-def egocentric_features(points_world, velocities_world, origin_m, zone: Zone) -> np.ndarray:
+def egocentric_features(points_world, velocities_world, origin_m, zone: Zone,
+                        frame: EgocentricFrame | None = None) -> np.ndarray:
     """Per-step mirror features :data:`FEATURE_NAMES` of one effector, shape ``(N, 9)`` float32.
 
     ``points_world``: ``(N, 3)`` effector positions in ``world`` (m); a row with any NaN means
     "not observed" (its features are zero and ``valid`` is 0). ``velocities_world``: ``(N, 3)``
     m/s in ``world`` or None; non-finite rows count as zero velocity. ``origin_m``: the agent's
-    rest point in ``world`` (m). See the module docstring for the frame.
+    rest point in ``world`` (m). See the module docstring for the frame. ``frame``: the
+    ``EgocentricFrame.facing_zone(origin_m, zone)`` already built (a caller that calls once per
+    tick keeps it); None builds it here.
     """
-    frame = EgocentricFrame.facing_zone(origin_m, zone)
+    if frame is None:
+        frame = EgocentricFrame.facing_zone(origin_m, zone)
     p = np.asarray(points_world, dtype=float).reshape(-1, 3)
     n = p.shape[0]
     v = np.zeros((n, 3)) if velocities_world is None else np.asarray(velocities_world, dtype=float).reshape(-1, 3)
