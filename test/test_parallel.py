@@ -141,8 +141,11 @@ def test_ctrl_c_stops_a_run_whose_jobs_take_long(tmp_path):
     ''')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("RAY_ADDRESS", None)
+    # As a foreground command in a terminal: SIGINT at its default, whatever this test process
+    # inherited (a suite started in the background of a script has it ignored, and exec keeps that).
     proc = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         pid_file = tmp_path / "job0.pid"
         wait_for(lambda: pid_file.is_file() or proc.poll() is not None, 240, "the first job to start on Ray")
