@@ -486,3 +486,27 @@ def test_task_objects_that_do_not_fit_the_world_are_rejected():
     for bad in ([], [TARGET_M, (0.6, 0.0)], [[0.6, 0.0, np.nan]], "here"):
         with pytest.raises(ValueError, match="task_objects_m must be one"):
             PartnerModel(load_profile("typical"), rng, REST_M, bad, ZONE)
+
+
+def test_a_time_scaled_profile_multiplies_every_duration_and_nothing_else():
+    from coop_robot.partner.profile import ProfileError, load_profile
+
+    base = load_profile("erratic")
+    quick = base.time_scaled(0.5)
+    assert quick.reaction_time_s.median_s == 0.5 * base.reaction_time_s.median_s
+    assert quick.reaction_time_s.sigma == base.reaction_time_s.sigma           # a log-normal's spread is relative
+    assert quick.reaction_time_s.max_s == 0.5 * base.reaction_time_s.max_s
+    assert quick.initial_delay_s.max_s == 0.5 * base.initial_delay_s.max_s
+    for name in ("reach_duration_s", "dwell_s", "withdraw_duration_s"):
+        d, b = getattr(quick, name), getattr(base, name)
+        assert (d.mean_s, d.sd_s, d.min_s) == (0.5 * b.mean_s, 0.5 * b.sd_s, 0.5 * b.min_s)
+    assert quick.false_start.pause_s.min_s == 0.5 * base.false_start.pause_s.min_s
+    assert quick.false_start.probability == base.false_start.probability
+    assert quick.false_start.depth_fraction == base.false_start.depth_fraction
+    assert quick.hesitation.duration_s.max_s == 0.5 * base.hesitation.duration_s.max_s
+    assert quick.pause.duration_s.max_s == 0.5 * base.pause.duration_s.max_s
+    assert (quick.task_objects, quick.adaptation, quick.name) == (base.task_objects, base.adaptation, base.name)
+    assert base.time_scaled(1.0) is base
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ProfileError, match="time scale"):
+            base.time_scaled(bad)

@@ -131,8 +131,11 @@ def test_same_seed_gives_identical_curves_and_weights(tmp_path):
 
 
 def test_a_short_run_learns_and_its_checkpoint_runs_in_mirror_policy(tmp_path):
+    # The profiles at their own pace: with the shipped pace variation (0.7-1.25x) so short a run
+    # sees too few sessions of each pace for the act head to settle by the 4th iteration.
     cfg = TrainConfig(seed=0, iterations=4, episodes_per_iteration=3, turns_per_episode=2,
-                      updates_per_iteration=16, eval_partners=["typical"], eval_turns=2)
+                      updates_per_iteration=16, eval_partners=["typical"], eval_turns=2,
+                      partner_time_scale_min=1.0, partner_time_scale_max=1.0)
     assert main(["--config", str(_write_yaml(tmp_path / "cfg.yaml", cfg)), "--out", str(tmp_path / "run"),
                  "--quiet", "--ray-address", "none"]) == 0
     rows = _rows(tmp_path / "run" / CURVES_CSV)
@@ -208,3 +211,45 @@ def test_data_scaling_configs_change_only_the_collection_budget():
         cfg = TrainConfig.from_yaml(REPO / "config" / "training" / "scaling" / f"train_x{factor}.yaml")
         assert cfg.episodes_per_iteration == per_iteration == round(float(factor) * shipped.episodes_per_iteration)
         assert cfg.with_overrides(episodes_per_iteration=shipped.episodes_per_iteration, eval_every=1) == shipped
+
+
+# ------------------------------------------------------------------ partner pace variation
+def test_each_collected_session_gets_its_own_partner_pace_from_the_seed():
+    from coop_robot.training.sessions import explore_jobs
+
+    cfg = TrainConfig(seed=3, partner_time_scale_min=0.7, partner_time_scale_max=1.25)
+    scales = [job.time_scale for it in range(1, 41) for job in explore_jobs(cfg, it)]
+    assert all(0.7 <= k <= 1.25 for k in scales)
+    assert min(scales) < 0.75 and max(scales) > 1.2          # the range is covered (200 draws)
+    # log-uniform: as many sessions quicker than the log-midpoint as slower
+    mid = math.sqrt(0.7 * 1.25)
+    assert 70 <= sum(k < mid for k in scales) <= 130
+    assert scales == [job.time_scale for it in range(1, 41) for job in explore_jobs(cfg, it)]  # reproducible
+    assert scales != [job.time_scale for it in range(1, 41) for job in explore_jobs(cfg.with_overrides(seed=4), it)]
+    plain = TrainConfig(partner_time_scale_min=1.0, partner_time_scale_max=1.0)
+    assert {job.time_scale for job in explore_jobs(plain, 1)} == {1.0}
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, 1.0), (-1.0, 1.0), (1.2, 1.1), (float("nan"), 1.0)])
+def test_a_bad_partner_pace_range_is_refused(lo, hi):
+    with pytest.raises(TrainConfigError, match="partner_time_scale"):
+        TrainConfig(partner_time_scale_min=lo, partner_time_scale_max=hi)
+
+
+def test_a_collected_session_plays_the_partner_at_its_pace(tmp_path):
+    # The worker rebuilds the environment's profile from the job's scale before every session,
+    # so the partner's planned durations are the profile's times the scale (and back to 1x after).
+    from coop_robot.policy.mirror_net import save_checkpoint
+    from coop_robot.training.sessions import EXPLORE, SessionJob, SessionRunner
+    from coop_robot.training.train import make_model
+
+    cfg = TrainConfig(seed=0, turns_per_episode=1, partners=["typical"], eval_partners=["typical"])
+    net, net_cfg, spec = make_model(cfg)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, net, net_cfg, spec)
+    worker = SessionRunner(cfg, ckpt)
+    base = worker.profiles["typical"]
+    worker.run(SessionJob(EXPLORE, "typical", 5, 6, time_scale=0.8))
+    assert worker.envs["typical"].profile.dwell_s.mean_s == pytest.approx(0.8 * base.dwell_s.mean_s)
+    worker.run(SessionJob(EXPLORE, "typical", 5, 6))
+    assert worker.envs["typical"].profile is base

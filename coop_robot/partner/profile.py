@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,38 @@ class PartnerProfile:
     task_objects: TaskObjects = field(default_factory=TaskObjects)
     description: str = ""
     source: str = ""  # the file it was loaded from ("" when built in code)
+
+    def time_scaled(self, factor: float) -> PartnerProfile:
+        """The same partner, ``factor`` times slower (> 1) or quicker (< 1): every duration of the
+        profile (reaction time, initial delay, reach, dwell, withdraw, hesitation, false-start pause,
+        pause; their spreads and bounds with them) is multiplied by ``factor``; probabilities, path
+        fractions, adaptation and task objects are kept. Training uses it to vary the training
+        partners' pace (``partner_time_scale_min/max`` of the training config)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (math.isfinite(factor)
+                                                                                   and factor > 0):
+            raise ProfileError(f"a time scale must be a finite number > 0, got {factor!r}")
+        k = float(factor)
+        if k == 1.0:
+            return self
+
+        def rng(r: UniformRange) -> UniformRange:
+            return UniformRange(r.min_s * k, r.max_s * k)
+
+        def dur(d: DurationDistribution) -> DurationDistribution:
+            return DurationDistribution(d.mean_s * k, d.sd_s * k, d.min_s * k)
+
+        r = self.reaction_time_s
+        return replace(
+            self,
+            reaction_time_s=ReactionTime(r.median_s * k, r.sigma, r.min_s * k, r.max_s * k),
+            initial_delay_s=rng(self.initial_delay_s),
+            reach_duration_s=dur(self.reach_duration_s),
+            dwell_s=dur(self.dwell_s),
+            withdraw_duration_s=dur(self.withdraw_duration_s),
+            hesitation=replace(self.hesitation, duration_s=rng(self.hesitation.duration_s)),
+            false_start=replace(self.false_start, pause_s=rng(self.false_start.pause_s)),
+            pause=replace(self.pause, duration_s=rng(self.pause.duration_s)),
+        )
 
 
 # ----------------------------------------------------------------------------------- locating files

@@ -37,6 +37,11 @@ class TrainConfig:
     # --- environment
     partners: tuple = TRAINING_PARTNERS
     perception: str = "fitted"          # "fitted" (config/models/perception_model.yaml) or "ideal"
+    #: each collected session's partner is this many times slower (> 1) or quicker (< 1), drawn
+    #: log-uniformly per session (PartnerProfile.time_scaled); 1 and 1: the profiles as they are
+    #: (checkpoints trained before this option existed were trained with 1 and 1)
+    partner_time_scale_min: float = 0.7
+    partner_time_scale_max: float = 1.25
     # --- evaluation (greedy MirrorPolicy, no exploration, fixed seeds)
     eval_every: int = 1
     eval_partners: tuple = ("typical", "erratic")
@@ -142,6 +147,9 @@ class TrainConfig:
             "weight_value",
         ):
             need(getattr(self, name) >= 0, name, ">= 0")
+        need(self.partner_time_scale_min > 0, "partner_time_scale_min", "> 0")
+        need(self.partner_time_scale_max >= self.partner_time_scale_min, "partner_time_scale_max",
+             f">= partner_time_scale_min ({self.partner_time_scale_min})")
         need(0 < self.gamma <= 1, "gamma", "in (0, 1]")
         need(0 <= self.epsilon <= 1, "epsilon", "in [0, 1]")
         need(self.perception in ("fitted", "ideal"), "perception", "'fitted' or 'ideal'")

@@ -65,6 +65,17 @@ def episode_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
 
 
 
+def partner_time_scale(cfg: TrainConfig, iteration: int, episode: int) -> float:
+    """How many times slower (> 1) or quicker (< 1) the partner of one collected session is:
+    log-uniform in [partner_time_scale_min, partner_time_scale_max], from its own stream of the
+    config seed (1.0 when the range is [1, 1], the profiles as they are)."""
+    lo, hi = cfg.partner_time_scale_min, cfg.partner_time_scale_max
+    if lo == hi:
+        return float(lo)
+    u = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3, iteration, episode])).random()
+    return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
+
+
 def exploration_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
     """Seed of the exploration generator of one collected session (iteration 0: the validation
     sessions), derived from the config seed: its own stream, whatever ran before it."""
@@ -325,6 +336,8 @@ class SessionJob:
     partner: str
     env_seed: int
     exploration_seed: int | None = None
+    #: the partner's durations times this (PartnerProfile.time_scaled); 1: the profile as it is
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in SESSION_KINDS:
@@ -333,7 +346,8 @@ class SessionJob:
             raise ValueError(f"an exploration seed is given for explore sessions only, got {self}")
 
     def describe(self) -> str:
-        return f"{self.kind} session, partner {self.partner}, seed {self.env_seed}"
+        pace = "" if self.time_scale == 1.0 else f" (durations x{self.time_scale:.2f})"
+        return f"{self.kind} session, partner {self.partner}{pace}, seed {self.env_seed}"
 
 
 def explore_jobs(cfg: TrainConfig, iteration: int) -> list[SessionJob]:
@@ -342,7 +356,7 @@ def explore_jobs(cfg: TrainConfig, iteration: int) -> list[SessionJob]:
     run with fewer sessions per iteration than partners still meets every partner."""
     first = (iteration - 1) * cfg.episodes_per_iteration
     return [SessionJob(EXPLORE, cfg.partners[(first + e) % len(cfg.partners)], episode_seed(cfg, iteration, e),
-                       exploration_seed(cfg, iteration, e))
+                       exploration_seed(cfg, iteration, e), partner_time_scale(cfg, iteration, e))
             for e in range(cfg.episodes_per_iteration)]
 
 
@@ -394,6 +408,7 @@ class SessionRunner:
     def __init__(self, cfg: TrainConfig, checkpoint: str | Path) -> None:
         self.cfg = cfg
         self.envs = make_envs(cfg)
+        self.profiles = {name: env.profile for name, env in self.envs.items()}
         self.net, _ = load_checkpoint(checkpoint)
         self.explorer = ExploringMirrorPolicy(checkpoint, self.net, np.random.default_rng(0), cfg.epsilon)
         self.greedy = greedy_policy(checkpoint, self.net)
@@ -405,6 +420,7 @@ class SessionRunner:
 
     def run(self, job: SessionJob) -> SessionResult:
         env = self.envs[job.partner]
+        env.profile = self.profiles[job.partner].time_scaled(job.time_scale)  # reset() builds the partner from it
         if job.kind == EXPLORE:
             self.explorer.rng = np.random.default_rng(job.exploration_seed)
             with torch.inference_mode():
