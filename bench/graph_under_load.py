@@ -33,32 +33,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from coop_robot.parallel import descendants, process_parents  # noqa: E402
+from coop_robot.procfs import age_seconds, cmdline, cpu_seconds, descendants, process_parents  # noqa: E402
 
 POLICY_MODULE = "coop_robot.nodes.policy_node"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CPU_SHARE_LIMIT = 0.10
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _cpu_and_age_s(pid: int) -> tuple[float, float] | None:
-    """(CPU seconds used, seconds since it started) of a process, from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    utime, stime, start = int(fields[11]), int(fields[12]), int(fields[19])
-    return (utime + stime) / CLK_TCK, uptime - start / CLK_TCK
+    """(CPU seconds used, seconds since it started) of a process, None once it has gone."""
+    cpu, age = cpu_seconds(pid), age_seconds(pid)
+    return None if cpu is None or age is None else (cpu, age)
 
 
 class PolicyCpuSampler(threading.Thread):
@@ -85,7 +69,7 @@ class PolicyCpuSampler(threading.Thread):
         while not self.stop.wait(0.5):
             if pid is None:
                 tree = descendants({self.root_pid}, process_parents())
-                pid = next((p for p in tree if POLICY_MODULE in _cmdline(p)), None)
+                pid = next((p for p in tree if POLICY_MODULE in cmdline(p)), None)
                 continue
             reading = _cpu_and_age_s(pid)
             if reading is None:

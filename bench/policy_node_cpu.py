@@ -38,7 +38,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from coop_robot.procfs import cpu_seconds  # noqa: E402
+from coop_robot.runner import stop_like_ctrl_c  # noqa: E402
+
 FEED_TICK_S = 0.005          # the sim's wall-clock loop period (coop_robot.sim.pacing.TICK_PERIOD_S)
 ALL_TOPICS = ("clock", "joints", "perception")
 SPINS = ("events", "single", "no_qos_events", "no_param_services", "as_before")
@@ -233,19 +234,10 @@ def policy_command(variant: Variant, params_dir: Path) -> list[str]:
 
 
 def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    cpu = cpu_seconds(pid)
+    if cpu is None:
+        raise RuntimeError(f"the policy node (pid {pid}) has gone")
+    return cpu
 
 
 def measure(variant: Variant, rtf: float, settle_s: float, window_s: float, env: dict, tmp: Path) -> dict:
@@ -268,8 +260,8 @@ def measure(variant: Variant, rtf: float, settle_s: float, window_s: float, env:
         load = os.getloadavg()[0]
         out, _ = feeder.communicate(timeout=30)
     finally:
-        _stop(feeder)
-        _stop(node)
+        stop_like_ctrl_c(feeder)
+        stop_like_ctrl_c(node)
         node_log.close()
     rates = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     in_window = [r for r in rates if wall0 <= r["wall_s"] <= wall1 + 1.0]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coop_robot.argtypes import whole_at_least
+from coop_robot.procfs import argv, descendants, process_parents  # noqa: F401 -- re-exported
 
 #: Environment variable Ray itself reads for the cluster address.
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
@@ -236,35 +237,6 @@ def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInf
     return RayInfo(mode, address, len(nodes), float(resources.get("CPU", 1.0)), startup, rss), True
 
 
-def process_parents() -> dict[int, int]:
-    """Every process's parent PID, from /proc (empty off Linux)."""
-    parents: dict[int, int] = {}
-    try:
-        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return parents
-    for pid in entries:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return parents
-
-
-def descendants(roots: set[int], parents: dict[int, int]) -> set[int]:
-    """``roots`` and every process descended from them."""
-    tree, grew = set(roots), True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return tree
-
-
 def process_tree_memory(root: int | None = None) -> dict:
     """Processes descended from ``root`` (default: this one), i.e. the Ray this process started
     and its workers: their count and summed RSS and PSS (bytes; PSS shares a library's pages
@@ -278,9 +250,8 @@ def process_tree_memory(root: int | None = None) -> dict:
     tree = descendants({root}, parents)
     tree.discard(root)
     for pid in tree:
+        name = (argv(pid) or [""])[0].encode()
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                name = f.read().split(b"\0")[0]
             with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
         except OSError:

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from coop_robot.parallel import descendants, process_parents
+from coop_robot.procfs import cmdline, descendants, is_alive, process_parents
 
 
 def _free_port() -> int:
@@ -89,16 +89,9 @@ class LocalRayCluster:
         """PIDs of this cluster's processes: those naming its directory, and their descendants."""
         if self.tmp is None:
             return []
-        marker = str(self.tmp).encode()
+        marker = str(self.tmp)
         parents = process_parents()
-        roots: set[int] = set()
-        for pid in parents:
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if marker in f.read():
-                        roots.add(pid)
-            except OSError:
-                continue
+        roots = {pid for pid in parents if marker in cmdline(pid)}
         # Never this process or its ancestors (a caller whose command line names the directory).
         me, mine = os.getpid(), set()
         while me > 1 and me not in mine:
@@ -118,7 +111,7 @@ class LocalRayCluster:
                     pass
             deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5.0)
             while time.monotonic() < deadline:
-                pids = [p for p in pids if _alive(p)]
+                pids = [p for p in pids if is_alive(p)]
                 if not pids:
                     break
                 time.sleep(0.1)
@@ -134,15 +127,6 @@ class LocalRayCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"Z"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,6 +234,24 @@ class GraphRunner:
                 time.sleep(0.05)
 
 
+def stop_like_ctrl_c(popen: subprocess.Popen, grace_s: float = 10.0) -> int:
+    """End one node process as Ctrl-C does: SIGINT (rclpy shuts down cleanly and its DDS participant
+    says goodbye, so its peers need not time it out), SIGTERM if it has not gone within ``grace_s``,
+    SIGKILL 3 s after that. Returns its exit code. (A whole session's nodes: :meth:`NodeProcesses.shutdown`.)"""
+    for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+        if popen.poll() is not None:
+            break
+        try:
+            popen.send_signal(sig)
+        except ProcessLookupError:
+            break
+        try:
+            popen.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    return popen.wait()
+
+
 def _second_graph(probe: GraphProbe, names: list[str], domain: str) -> str | None:
     """Why the session must end when a second node with one of ``names`` runs on its domain; else None."""
     twice = probe.duplicated(names)

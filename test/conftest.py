@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 import random
-import signal
 import subprocess
 import tempfile
 import time
@@ -160,18 +159,14 @@ def spinning(node, context):
 
 
 def stop_like_ctrl_c(proc: subprocess.Popen, reader=None, grace_s: float = 10.0) -> int | None:
-    """End a node process as Ctrl-C does (SIGINT: it shuts down cleanly and its DDS participant
-    says goodbye), and kill it only if it has not gone within ``grace_s``. A SIGKILLed peer leaves
-    the test's own participant to find out by itself (destroying the test's node meanwhile
-    segfaulted in rclpy's destroy_node once in a full suite). Joins ``reader`` (a thread draining
-    the process's output) if given; returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10.0)
+    """End a node process as Ctrl-C does (:func:`coop_robot.runner.stop_like_ctrl_c`: SIGINT, so it
+    shuts down cleanly and its DDS participant says goodbye; escalated only if it has not gone
+    within ``grace_s``). A SIGKILLed peer leaves the test's own participant to find out by itself
+    (destroying the test's node meanwhile segfaulted in rclpy's destroy_node once in a full suite).
+    Joins ``reader`` (a thread draining the process's output) if given; returns the exit code."""
+    from coop_robot.runner import stop_like_ctrl_c as stop
+
+    code = stop(proc, grace_s=grace_s)
     if reader is not None:
         reader.join(timeout=5.0)
-    return proc.returncode
+    return code
