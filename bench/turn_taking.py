@@ -78,6 +78,7 @@ from pathlib import Path
 from coop_robot.analysis.intervals import t_quantile_975
 from coop_robot.parallel import SERIAL, RayInfo, add_ray_arguments, resolve_address, run_tasks
 from coop_robot.partner.benchmark_set import CHECKOUT_HELDOUT_DIR, SHIPPED_PROFILES, ProfileSpec, resolve_profiles
+from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
 from coop_robot.strict_json import json_safe, sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -789,7 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints of the unshared-encoder ablation, one per training seed "
                         "(default bench/checkpoints/mirror_unshared.pt; missing files are skipped)")
     p.add_argument("--fallback-clear-s", type=float, default=None,
-                   help="the policies' liveness bound, seconds (default: the package's, 0.6)")
+                   help=f"the policies' liveness bound, seconds (default: the package's, {DEFAULT_FALLBACK_CLEAR_S:g})")
     p.add_argument("--policies", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
                    help=f"policy kinds to run (default all: {' '.join(KINDS)})")
     add_ray_arguments(p, workers_help="sessions at once (default: every CPU of this machine, or of the cluster)")
@@ -811,7 +812,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from coop_robot import __version__
     from coop_robot.partner.profile import ProfileError
-    from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
     from coop_robot.policy.mirror import DEFAULT_CHECKPOINT
 
     def usage(msg: str) -> int:
