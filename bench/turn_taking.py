@@ -51,6 +51,12 @@ finished; ``frontier.png`` at the end.
         [--policies reactive mirror mirror-unshared eager oracle]
         [--ray-address HOST:PORT|auto|none] [--workers N] [--out DIR] [--check]
 
+``--judge`` runs nothing: it judges the rows of earlier runs together -- e.g. new mirror checkpoints
+run alone (``--policies mirror``) against the controls of an earlier run of the same sessions, when
+nothing the controls depend on has changed -- and prints where each row came from (file, commit):
+
+    python bench/turn_taking.py --judge OLD/results.json:eager,oracle,reactive NEW/results.json --out DIR
+
 Exit status: 0 done (with ``--check``: every verdict passed); 1 with ``--check`` when a verdict
 failed (a session that completed fewer turns than asked is a failed verdict, not a crash);
 2 when the benchmark itself broke -- bad arguments, a session that raised an error (its row
@@ -748,6 +754,53 @@ def plot_frontier(rows: Sequence[dict], path: Path) -> None:
 # =========================================================================== provenance
 
 
+def judge_source(text: str) -> tuple[Path, tuple[str, ...]]:
+    """A ``--judge`` argument: ``results.json`` (all its rows) or ``results.json:KIND[,KIND...]``
+    (only the rows of those policy kinds, e.g. ``old/results.json:eager,oracle,reactive``)."""
+    head, sep, tail = text.rpartition(":")
+    kinds = tuple(k.strip() for k in tail.split(",")) if sep else ()
+    if sep and head and all(k in KINDS for k in kinds):
+        return Path(head), kinds
+    return Path(text), KINDS
+
+
+def load_results(sources_given: Sequence[tuple[Path, Sequence[str]]]) -> tuple[list[dict], list[dict], list[dict]]:
+    """The rows of earlier runs' ``results.json`` files, to be judged together (``--judge``): e.g. the
+    control rows of one run and the mirror rows of new checkpoints from another. Each file comes with
+    the policy kinds to take from it. Returns (rows, profile specs, one provenance record per file:
+    path, commit, kinds, rows). The files must describe the same sessions (turns, session seed,
+    liveness bound), and no session may be in two files; otherwise ValueError naming the files."""
+    rows: list[dict] = []
+    profiles: dict[str, dict] = {}
+    sources: list[dict] = []
+    where: dict[tuple, str] = {}
+    for path, kinds in sources_given:
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            settings, file_rows = doc["settings"], doc["rows"]
+            same = {k: settings[k] for k in ("turns", "seed", "fallback_clear_s")}
+            file_profiles = settings["profiles"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a results.json of this benchmark ({type(exc).__name__}: {exc})") from exc
+        if sources and same != sources[0]["sessions"]:
+            raise ValueError(f"{path} was measured with {same}, {sources[0]['path']} with "
+                             f"{sources[0]['sessions']}: only the same sessions can be judged together")
+        for spec in file_profiles:
+            profiles.setdefault(spec["name"], spec)
+        file_rows = [r for r in file_rows if r.get("kind") in kinds]
+        for r in file_rows:
+            key = (r["profile"], r["policy"], r.get("checkpoint"))
+            if key in where:
+                raise ValueError(f"the session {key[1]} on {key[0]}"
+                                 + (f" ({key[2]})" if key[2] else "") + f" is in {where[key]} and in {path}")
+            where[key] = str(path)
+            # JSON has no NaN: the writer stored None for it.
+            rows.append({**r, **{k: _number(r.get(k)) for k in CORE_METRICS + OPTIONAL_METRICS}})
+        sources.append({"path": str(path), "git": doc.get("git"), "complete": bool(doc.get("complete")),
+                        "sessions": same, "kinds": list(kinds), "rows": len(file_rows)})
+    return rows, list(profiles.values()), sources
+
+
 def git_commit() -> dict:
     """The repository's HEAD commit and whether the tree has local changes (None when unknown)."""
     def git(*a: str) -> str:
@@ -795,6 +848,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"policy kinds to run (default all: {' '.join(KINDS)})")
     add_ray_arguments(p, workers_help="sessions at once (default: every CPU of this machine, or of the cluster)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/turn_taking)")
+    p.add_argument("--judge", nargs="+", metavar="RESULTS_JSON[:KINDS]",
+                   help="run nothing: judge the rows of earlier runs' results.json files together (e.g. "
+                        "old/results.json:eager,oracle,reactive new/results.json: the controls of one run, the "
+                        "mirror checkpoints of another; same turns, seed and liveness bound), print the table "
+                        "and verdicts, write the combined results to --out")
     p.add_argument("--check", action="store_true", help="exit 1 when any acceptance verdict fails")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
@@ -808,6 +866,64 @@ def _checkpoints(paths: Sequence[Path], what: str) -> list[Path]:
     return out
 
 
+def report(rows: list[dict], profiles: Sequence[dict], doc: dict, out: Path, **extra) -> tuple[dict, list[dict]]:
+    """Print the table, the failed sessions and the verdicts of ``rows``; write results.csv,
+    results.json (``doc`` completed with the rows, the verdicts and ``extra``) and frontier.png to
+    ``out``. Returns (the acceptance, the sessions that raised)."""
+    heldout = {p["name"] for p in profiles if p.get("heldout")}
+    acc = acceptance(rows, [p["name"] for p in profiles if p.get("adaptive")])
+    broke = [r for r in rows if r["status"] == "error"]
+    print()
+    print(format_table(rows))
+    failures = format_failures(rows)
+    if failures:
+        print("\n" + failures)
+    print("\nAcceptance (issue 10), mirror policy. Frontier: beyond = no reactive setting is at least as good on "
+          "median gap, p90 gap and pace together at an overlap rate no higher.")
+    print(format_acceptance(acc, heldout))
+    for r in rows:
+        if r["kind"] == UNSHARED and r["shared_encoder"]:
+            print(f"WARNING: {r['profile']}: the mirror-unshared checkpoint {r['checkpoint']} has "
+                  f"shared_encoder=true -- it is not the ablation", file=sys.stderr)
+        if r["kind"] == MIRROR and r["shared_encoder"] is False:
+            print(f"WARNING: {r['profile']}: the mirror checkpoint {r['checkpoint']} has shared_encoder=false",
+                  file=sys.stderr)
+    doc.update(complete=True, rows=rows, **extra,
+               verdicts={"partners": [asdict(v) for v in acc["partners"]],
+                         "overall": [asdict(v) for v in acc["overall"]]},
+               passed=acc["passed"], broken_sessions=len(broke))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "results.csv")
+    write_json(doc, out / "results.json")
+    plot_frontier(rows, out / "frontier.png")
+    print(f"\nacceptance: {'PASS' if acc['passed'] else 'FAIL'} ("
+          + ", ".join(f"({v.point}) {({True: 'pass', False: 'FAIL', None: 'n/a'})[v.ok]}" for v in acc["overall"])
+          + ")")
+    return acc, broke
+
+
+def judge(args, version: str) -> int:
+    """``--judge``: the verdicts of earlier runs' rows, together; nothing is run."""
+    try:
+        rows, profiles, sources = load_results([judge_source(a) for a in args.judge])
+    except ValueError as exc:
+        print(f"turn_taking: {exc}", file=sys.stderr)
+        return 2
+    print(f"turn_taking: judging {len(rows)} sessions from {len(sources)} file(s):")
+    for src in sources:
+        git = src["git"] or {}
+        print(f"  {src['path']}: {src['rows']} rows ({', '.join(src['kinds'])}), commit {str(git.get('commit'))[:7]}"
+              + (" (dirty)" if git.get("dirty") else "") + ("" if src["complete"] else ", INCOMPLETE run"))
+    doc = {"package_version": version, "git": git_commit(), "python": platform.python_version(),
+           "settings": {**sources[0]["sessions"], "profiles": profiles}, "judged_from": sources}
+    acc, broke = report(rows, profiles, doc, args.out)
+    print(f"wrote {args.out / 'results.csv'}, {args.out / 'results.json'}, {args.out / 'frontier.png'}")
+    if broke:
+        print(f"turn_taking: {len(broke)} session(s) raised an error (see above)", file=sys.stderr)
+        return 2
+    return 1 if (args.check and not acc["passed"]) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from coop_robot import __version__
@@ -818,6 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"turn_taking: {msg}", file=sys.stderr)
         return 2
 
+    if args.judge:
+        return judge(args, __version__)
     if args.turns < 1:
         return usage(f"--turns must be >= 1, got {args.turns}")
     try:
@@ -898,35 +1016,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     wall = time.monotonic() - t0
 
-    heldout = {p.name for p in profiles if p.heldout}
-    acc = acceptance(rows, [p.name for p in profiles if p.adaptive])
-    broke = [r for r in rows if r["status"] == "error"]
-    print()
-    print(format_table(rows))
-    failures = format_failures(rows)
-    if failures:
-        print("\n" + failures)
-    print("\nAcceptance (issue 10), mirror policy. Frontier: beyond = no reactive setting is at least as good on "
-          "median gap, p90 gap and pace together at an overlap rate no higher.")
-    print(format_acceptance(acc, heldout))
-    for r in rows:
-        if r["kind"] == UNSHARED and r["shared_encoder"]:
-            print(f"WARNING: {r['profile']}: the mirror-unshared checkpoint {r['checkpoint']} has "
-                  f"shared_encoder=true -- it is not the ablation", file=sys.stderr)
-        if r["kind"] == MIRROR and r["shared_encoder"] is False:
-            print(f"WARNING: {r['profile']}: the mirror checkpoint {r['checkpoint']} has shared_encoder=false",
-                  file=sys.stderr)
-
-    doc.update(complete=True, wall_time_s=round(wall, 1), rows=rows, ray=ray_info[0].as_dict() if ray_info else None,
-               verdicts={"partners": [asdict(v) for v in acc["partners"]],
-                         "overall": [asdict(v) for v in acc["overall"]]},
-               passed=acc["passed"], broken_sessions=len(broke))
-    write_csv(rows, out / "results.csv")
-    write_json(doc, out / "results.json")
-    plot_frontier(rows, out / "frontier.png")
-    print(f"\nacceptance: {'PASS' if acc['passed'] else 'FAIL'} ("
-          + ", ".join(f"({v.point}) {({True: 'pass', False: 'FAIL', None: 'n/a'})[v.ok]}" for v in acc["overall"])
-          + ")")
+    acc, broke = report(rows, [asdict(p) for p in profiles], doc, out, wall_time_s=round(wall, 1),
+                        ray=ray_info[0].as_dict() if ray_info else None)
     if ray_info:
         print(f"ran on {ray_info[0].describe()}")
     print(f"{len(jobs)} sessions in {_elapsed(wall)}; wrote {out / 'results.csv'}, {out / 'results.json'}, "

@@ -324,3 +324,44 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "HOST:PORT" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tt.main(["--debounce", "0,-1"])
+
+
+def test_judge_gives_the_verdicts_of_one_run_from_the_rows_of_two(tmp_path, capsys):
+    # The controls in one run, the mirror in another: judged together they give what one run gives.
+    rc, whole = _run(tmp_path / "whole")
+    assert rc == 0
+    rc, controls = _run(tmp_path / "controls", "--policies", "eager", "oracle", "reactive")
+    assert rc == 0
+    rc, mirror = _run(tmp_path / "mirror", "--policies", "mirror", "eager")  # its eager row is left out below
+    assert rc == 0
+    capsys.readouterr()
+    out = tmp_path / "judged"
+    assert tt.main(["--judge", f"{controls / 'results.json'}:eager,oracle,reactive",
+                    f"{mirror / 'results.json'}:mirror", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "judging 5 sessions from 2 file(s)" in text and "(eager, oracle, reactive), commit" in text
+    one = json.loads((whole / "results.json").read_text(encoding="utf-8"))
+    two = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert two["verdicts"] == one["verdicts"] and two["passed"] == one["passed"]
+    assert sorted(r["policy"] for r in two["rows"]) == sorted(r["policy"] for r in one["rows"])
+    assert [s["kinds"] for s in two["judged_from"]] == [["eager", "oracle", "reactive"], ["mirror"]]
+    assert (out / "results.csv").is_file() and (out / "frontier.png").is_file()
+
+
+def test_judge_refuses_a_session_twice_other_sessions_and_files_that_are_not_results(tmp_path, capsys):
+    rc, a = _run(tmp_path / "a", "--policies", "eager")
+    assert rc == 0
+    assert tt.main(["--judge", str(a / "results.json"), str(a / "results.json"), "--out", str(tmp_path / "j")]) == 2
+    assert "the session eager on typical is in" in capsys.readouterr().err
+    doc = json.loads((a / "results.json").read_text(encoding="utf-8"))
+    doc["settings"]["turns"] = 3
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc), encoding="utf-8")
+    assert tt.main(["--judge", f"{a / 'results.json'}:eager", f"{other}:oracle", "--out", str(tmp_path / "j")]) == 2
+    assert "only the same sessions can be judged together" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert tt.main(["--judge", str(bad), "--out", str(tmp_path / "j")]) == 2
+    assert "not a results.json of this benchmark" in capsys.readouterr().err
+    assert tt.judge_source("x/results.json:eager,oracle") == (Path("x/results.json"), ("eager", "oracle"))
+    assert tt.judge_source("C:/odd:name/results.json") == (Path("C:/odd:name/results.json"), tt.KINDS)
