@@ -613,3 +613,20 @@ def test_a_retreat_under_late_perception_gets_home(ctl, hand, in_zone):
             break
     assert states[0] == "retreating" and "stop" in modes
     assert states[-1] == "home", f"still {states[-1]} after {t - 0.7:.1f} s"
+
+
+@pytest.mark.parametrize("anticipation", [False, True])
+def test_the_runtime_abort_check_agrees_with_the_planned_commit_time(anticipation):
+    # Two implementations of one model (an abort = the running move for command_latency_s, then the
+    # move home from that state; the EE must stay out of the zone grown by commit_margin_m): the
+    # batched one fixes the commit time when a reach is planned, the runtime one decides whether a
+    # committed entry can still be taken back (an arm slowed since by separation monitoring). On an
+    # unslowed reach they must agree up to the commit time and just after it. (Later in a reach that
+    # slows down before the gate an abort can be safe again; the commit time is the first run's end.)
+    ctl = ArmController(ControllerConfig(anticipation=anticipation, ssm_human_acceleration_mps2=0.0))
+    ctl.update(0.0, ControllerInputs("act", False, 0.0, np.asarray(ctl.config.home_rad)))
+    commit = ctl.commit_time_s
+    assert 0.0 < commit < ctl.nominal_entry_s
+    grid = np.round(np.arange(0.0, commit + 0.1, DT_S), 6)
+    disagree = [t for t in grid if ctl._abort_stays_outside(float(t), None) != (t <= commit + 1e-9)]
+    assert disagree == []
