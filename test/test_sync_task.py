@@ -1,0 +1,87 @@
+"""The synchronous joint-action task (issue 14): the controller's sync reach, the sync partner, the
+metric definitions, the controls, the environment and `coop-robot eval --task sync`."""
+
+import math
+
+import numpy as np
+import pytest
+
+from coop_robot.control.controller import ArmController, ControllerConfig, ControllerInputs
+from coop_robot.geometry import world_geometry
+
+ZONE = world_geometry().zone
+PARTNER_REST_M = np.array(world_geometry().partner_rest_m)
+
+
+# --------------------------------------------------------------------------- the controller's sync reach
+@pytest.fixture(scope="module")
+def sync_controller():
+    return ArmController(ControllerConfig(task="sync"))
+
+
+def drive(ctl: ArmController, t_end_s: float, hand_at=lambda t: PARTNER_REST_M, velocity_at=lambda t: np.zeros(3),
+          decision_at=lambda t: "act") -> dict:
+    """Tick ``ctl`` at 100 Hz from rest at home; the arm follows its commands exactly and perception
+    is fresh every tick. Returns the events, states, EE positions and speed scales per tick."""
+    ctl.reset()
+    rec = {"events": [], "states": [], "ee": [], "scale": [], "qd": []}
+    for t in np.arange(0.0, t_end_s, 0.01):
+        q, qd, _ = ctl.commanded_state(t)
+        hand = np.asarray(hand_at(t), dtype=float)
+        out = ctl.update(t, ControllerInputs(decision=decision_at(t), partner_in_zone=ZONE.contains(hand),
+                                             perception_stamp_s=t, joint_positions=q, partner_hand_m=hand,
+                                             partner_velocity_mps=np.asarray(velocity_at(t), dtype=float)))
+        rec["events"] += [(e.name, e.t_s) for e in out.events]
+        rec["states"].append(out.state)
+        rec["ee"].append(ctl.kinematics.fk(q))
+        rec["scale"].append(out.speed_scale)
+        rec["qd"].append(np.linalg.norm(qd))
+    return rec
+
+
+def test_a_sync_reach_goes_to_the_sync_target_without_entering_the_zone(sync_controller):
+    ctl = sync_controller
+    assert not ZONE.contains(ctl.config.sync_target_m, ctl.config.commit_margin_m)
+    rec = drive(ctl, 2.5)
+    names = [n for n, _ in rec["events"]]
+    assert names[:2] == ["reach_start", "act_start"]     # ungated: no entry to commit
+    assert "entry_commit" not in names and "abort" not in names
+    assert not ZONE.contains_many(np.array(rec["ee"]), ctl.config.commit_margin_m).any()
+    arrived = rec["ee"][rec["states"].index("acting")]
+    assert np.linalg.norm(arrived - np.array(ctl.config.sync_target_m)) < 0.005
+
+
+def test_a_hand_approaching_the_zone_does_not_hold_a_sync_reach(sync_controller):
+    # The hand moves fast toward the zone from its rest point: the approach guard would hold a
+    # turn's reach; the sync reach has no entry to guard and goes on (the hand stays far from the arm).
+    toward_zone = np.array([-0.6, -0.3, 0.0])
+    rec = drive(sync_controller, 2.5, velocity_at=lambda t: toward_zone)
+    names = [n for n, _ in rec["events"]]
+    assert names[:2] == ["reach_start", "act_start"]
+    assert "ssm_stop" not in names
+
+
+def test_separation_monitoring_stops_a_sync_reach_when_the_hand_comes_close(sync_controller):
+    ctl = sync_controller
+    free = drive(ctl, 2.5)
+    mid = free["ee"][60]  # the EE 0.6 s into the reach
+    # From 0.5 s on, a hand 0.12 m beside the arm's path (outside the zone): the protective
+    # separation does not fit, so the arm must stop on its path and stay stopped.
+    close = mid + np.array([0.0, 0.0, -0.12])
+    assert not ZONE.contains(close)
+    rec = drive(ctl, 2.5, hand_at=lambda t: close if t >= 0.5 else PARTNER_REST_M)
+    names = [n for n, _ in rec["events"]]
+    assert "ssm_stop" in names
+    stop_s = dict((n, t) for n, t in reversed(rec["events"]))["ssm_stop"]
+    assert stop_s >= 0.5
+    assert "act_start" not in names   # it never got to its target with the hand there
+    ticks_after = [i for i in range(len(rec["qd"])) if i * 0.01 > stop_s + 0.5]
+    assert all(rec["scale"][i] == 0.0 for i in ticks_after)
+    assert all(rec["qd"][i] < 1e-6 for i in ticks_after)   # at rest on its path
+
+
+def test_a_sync_target_inside_the_zone_or_an_unknown_task_is_refused():
+    with pytest.raises(ValueError, match=r"sync_target_m \[0.6, 0.0, 0.7\] must be outside the zone"):
+        ArmController(ControllerConfig(task="sync", sync_target_m=(0.6, 0.0, 0.7)))
+    with pytest.raises(ValueError, match="unknown task 'handshake'; expected one of turn_taking, sync"):
+        ControllerConfig(task="handshake")
