@@ -1,8 +1,6 @@
 """The synchronous joint-action task (issue 14): the controller's sync reach, the sync partner, the
 metric definitions, the controls, the environment and `coop-robot eval --task sync`."""
 
-import math
-
 import numpy as np
 import pytest
 
@@ -85,3 +83,94 @@ def test_a_sync_target_inside_the_zone_or_an_unknown_task_is_refused():
         ArmController(ControllerConfig(task="sync", sync_target_m=(0.6, 0.0, 0.7)))
     with pytest.raises(ValueError, match="unknown task 'handshake'; expected one of turn_taking, sync"):
         ControllerConfig(task="handshake")
+
+
+# --------------------------------------------------------------------------- the partner
+def _profile(**sync):
+    """The typical profile with a ``sync`` section (no hesitation or pause, so timing is exact)."""
+    import yaml
+
+    from coop_robot.partner.profile import partners_dir, validate_profile
+
+    data = yaml.safe_load((partners_dir() / "typical.yaml").read_text())
+    data["hesitation"]["probability"] = 0.0
+    data["pause"]["probability"] = 0.0
+    if sync:
+        data["sync"] = sync
+    return validate_profile(data, "test")
+
+
+def _sync_partner(profile, seed=0):
+    from coop_robot.partner.sync import SyncPartner
+    from coop_robot.timing.sync import sync_task_config
+
+    cfg = sync_task_config()
+    return SyncPartner(profile, np.random.default_rng(seed), PARTNER_REST_M, cfg.partner_target_m, ZONE,
+                       cfg.arrival_radius_m), cfg
+
+
+def test_every_shipped_and_held_out_profile_loads_with_the_default_sync_timing():
+    from pathlib import Path
+
+    from coop_robot.partner.profile import SyncTiming, load_profile, shipped_profiles
+
+    heldout = sorted((Path(__file__).parent / "heldout_partners").glob("*.yaml"))
+    for name in [*shipped_profiles(), *heldout]:
+        assert load_profile(name).sync == SyncTiming()
+
+
+def test_a_bad_sync_section_names_the_key():
+    from coop_robot.partner.profile import ProfileError
+
+    with pytest.raises(ProfileError, match=r"'sync.follow_weight': expected a finite number >= 0 and <= 1, got 1.5"):
+        _profile(follow_weight=1.5)
+    with pytest.raises(ProfileError, match=r"unknown key\(s\) 'sync.lead'"):
+        _profile(lead=0.2)
+
+
+def test_the_sync_partner_reaches_its_target_on_its_own_timing_when_the_robot_stays_still():
+    fixed = {"median": 0.6, "sigma": 0.0, "min": 0.1, "max": 2.0}
+    partner, cfg = _sync_partner(_profile(start_delay_s=fixed))
+    partner.step(0.0)
+    partner.cue(1.0)
+    assert partner.planned_start_s == pytest.approx(1.6)
+    arrival = partner.planned_arrival_s
+    first_near = None
+    for t in np.arange(1.0, 6.0, 1 / 240):
+        partner.see_robot(t, [0.43, 0.0, 1.27])   # a robot that never moves
+        hand = partner.step(t)
+        assert not ZONE.contains(hand)
+        if first_near is None and np.linalg.norm(hand - np.array(cfg.partner_target_m)) <= cfg.arrival_radius_m:
+            first_near = t
+    assert first_near == pytest.approx(arrival, abs=1 / 240)
+    assert partner.phase == "resting" and np.allclose(partner.hand_m, PARTNER_REST_M)
+
+
+def test_the_sync_partner_retimes_its_reach_toward_the_robot_it_sees_start():
+    slow_own = {"median": 2.0, "sigma": 0.0, "min": 0.1, "max": 3.0}
+    react = {"median": 0.3, "sigma": 0.0, "min": 0.1, "max": 1.0}
+    partner, _ = _sync_partner(_profile(start_delay_s=slow_own, robot_reaction_s=react, follow_weight=1.0,
+                                        robot_duration_estimate_s=1.0, estimate_sd_s=0.0))
+    partner.step(0.0)
+    partner.cue(1.0)
+    own_arrival = partner.planned_arrival_s
+    for t in np.arange(1.0, 1.6, 1 / 240):
+        # The robot starts moving at the cue: 1 cm/tick along x, so it is 2 cm away 2 ticks later.
+        partner.see_robot(t, [0.43 - 0.005 * round((t - 1.0) * 240), 0.0, 1.27])
+        partner.step(t)
+    onset = partner.robot_onset_s
+    assert onset == pytest.approx(1.0 + 4 / 240)
+    # follow_weight 1: it now aims at onset + its estimate of the robot's reach (1.0 s), earlier
+    # than its own plan, and waits out its 0.3 s reaction before starting.
+    assert partner.planned_arrival_s == pytest.approx(onset + 1.0, abs=1e-6)
+    assert partner.planned_arrival_s < own_arrival
+    assert partner.planned_start_s >= onset + 0.3 - 1e-9
+
+
+def test_the_sync_partner_adapts_its_estimate_of_the_robot():
+    partner, _ = _sync_partner(_profile(adaptation_rate=0.5, robot_duration_estimate_s=1.0))
+    partner.end_trial(robot_start_s=2.0, robot_arrival_s=4.0)
+    assert partner.robot_estimate_s == pytest.approx(1.5)
+    still, _ = _sync_partner(_profile(robot_duration_estimate_s=1.0))
+    still.end_trial(robot_start_s=2.0, robot_arrival_s=4.0)
+    assert still.robot_estimate_s == 1.0
