@@ -174,3 +174,67 @@ def test_the_sync_partner_adapts_its_estimate_of_the_robot():
     still, _ = _sync_partner(_profile(robot_duration_estimate_s=1.0))
     still.end_trial(robot_start_s=2.0, robot_arrival_s=4.0)
     assert still.robot_estimate_s == 1.0
+
+
+# --------------------------------------------------------------------------- the metrics
+def test_offset_success_and_who_waited_on_hand_built_trials():
+    from coop_robot.timing.sync import SyncTrial, summarize_sync
+
+    late_robot = SyncTrial(1, cue_s=1.0, window_s=0.75, robot_arrival_s=2.5, partner_arrival_s=2.0)
+    early_robot = SyncTrial(2, cue_s=5.0, window_s=0.75, robot_arrival_s=6.0, partner_arrival_s=7.0)
+    robot_missing = SyncTrial(3, cue_s=9.0, window_s=0.75, partner_arrival_s=10.0)
+    at_the_edge = SyncTrial(4, cue_s=13.0, window_s=0.75, robot_arrival_s=13.25, partner_arrival_s=14.0)
+    assert (late_robot.offset_s, late_robot.success, late_robot.waited) == (0.5, True, "partner")
+    assert (early_robot.offset_s, early_robot.success, early_robot.waited) == (-1.0, False, "robot")
+    assert (robot_missing.offset_s, robot_missing.success, robot_missing.waited) == (None, False, "partner")
+    assert (at_the_edge.offset_s, at_the_edge.success) == (-0.75, True)   # |offset| <= window
+    s = summarize_sync([late_robot, early_robot, robot_missing, at_the_edge], window_s=0.75)
+    assert (s["trials"], s["successes"], s["success_rate"], s["missed"]) == (4, 2, 0.5, 1)
+    assert s["median_offset_s"] == pytest.approx(-0.75)
+    assert (s["offset_p25_s"], s["offset_p75_s"]) == (pytest.approx(-0.875), pytest.approx(-0.125))
+    assert (s["robot_waited"], s["partner_waited"]) == (2, 2)
+
+
+def test_sync_trials_cue_and_score_from_ground_truth():
+    from coop_robot.timing.sync import SyncTaskConfig, SyncTrials
+
+    robot_home, robot_target = np.array([0.4, 0.0, 1.2]), np.array([0.3, -0.3, 0.72])
+    cfg = SyncTaskConfig(partner_target_m=(0.86, -0.12, 0.70), first_cue_s=1.0, intertrial_s=1.0)
+    hand_target = np.array(cfg.partner_target_m)
+    trials = SyncTrials(cfg, robot_target)
+
+    def at(t, robot, hand, rest=(False, False), contact=False):
+        return trials.step(t, robot, hand, contact=contact, robot_at_rest=rest[0], partner_at_rest=rest[1])
+
+    assert not at(0.5, robot_home, PARTNER_REST_M, rest=(True, True))    # before first_cue_s
+    assert at(1.0, robot_home, PARTNER_REST_M, rest=(True, True))        # the cue
+    assert trials.cue_s == 1.0
+    at(1.2, robot_home + [0.0, 0.0, -0.05], PARTNER_REST_M)              # the robot starts
+    at(1.5, robot_home + [0.0, 0.0, -0.05], PARTNER_REST_M + [-0.05, 0.0, 0.0])
+    trials.add_separation(1.5, 0.20, 0.25, 0.3)                          # closer than S_p, approaching
+    trials.add_separation(1.51, 0.20, 0.25, 0.3)                         # the same episode
+    at(2.0, robot_target + [0.015, 0.0, 0.0], PARTNER_REST_M + [-0.05, 0.0, 0.0])   # robot within 2 cm
+    at(2.3, robot_target, hand_target)
+    assert not trials.trials                                             # not back at rest yet
+    at(3.0, robot_home, PARTNER_REST_M, rest=(True, True))
+    (trial,) = trials.trials
+    assert (trial.cue_s, trial.robot_start_s, trial.partner_start_s) == (1.0, 1.2, 1.5)
+    assert (trial.robot_arrival_s, trial.partner_arrival_s) == (2.0, 2.3)
+    assert trial.offset_s == pytest.approx(-0.3) and trial.waited == "robot" and trial.success
+    assert (trial.ssm_violations, trial.min_separation_m) == (1, 0.20)
+    assert trials.cue_s is None
+    assert not at(3.5, robot_home, PARTNER_REST_M, rest=(True, True))    # inter-trial interval
+    assert at(4.0, robot_home, PARTNER_REST_M, rest=(True, True))
+
+
+def test_a_bad_window_or_an_unknown_sync_parameter_is_refused():
+    from coop_robot.timing.sync import sync_task_config
+
+    assert sync_task_config().window_s == 0.75
+    for bad in (0, -0.5, float("nan"), "wide"):
+        with pytest.raises(ValueError, match="sync window_s must be a finite number of seconds > 0, got"):
+            sync_task_config({"sync_window_s": bad})
+    with pytest.raises(ValueError, match=r"window_s \(7 s\) must be shorter than trial_timeout_s \(6 s\)"):
+        sync_task_config({"sync_window_s": 7.0})
+    with pytest.raises(ValueError, match=r"unknown sync parameter\(s\) \['sync_windw_s'\]"):
+        sync_task_config({"sync_windw_s": 1.0})
