@@ -238,3 +238,100 @@ def test_a_bad_window_or_an_unknown_sync_parameter_is_refused():
         sync_task_config({"sync_window_s": 7.0})
     with pytest.raises(ValueError, match=r"unknown sync parameter\(s\) \['sync_windw_s'\]"):
         sync_task_config({"sync_windw_s": 1.0})
+
+
+# --------------------------------------------------------------------------- the environment and the controls
+TRIALS = 6
+
+
+@pytest.fixture(scope="module")
+def sync_sessions():
+    """Each control against the typical partner, TRIALS trials at the default 0.75 s window, seed 0."""
+    from coop_robot.envs.turn_env import TurnTakingEnv
+    from coop_robot.policy import make_policy
+
+    env = TurnTakingEnv("typical", seed=0, task="sync")
+    return {name: env.run(make_policy(name, task="sync"), TRIALS) for name in ("eager", "reactive", "oracle")}
+
+
+def test_the_oracle_succeeds_at_a_0_75_s_window_on_typical(sync_sessions):
+    s = sync_sessions["oracle"]
+    assert (s["trials"], s["window_s"]) == (TRIALS, 0.75)
+    assert s["success_rate"] == 1.0
+
+
+def test_every_control_keeps_its_distance_in_the_sync_task(sync_sessions):
+    for name, s in sync_sessions.items():
+        assert s["trials"] == TRIALS and s["missed"] == 0, name
+        assert s["contacts"] == 0 and s["ssm_violations"] == 0 and s["ssm_samples"] > 0, name
+        for trial in s["per_trial"]:
+            # Neither agent ever entered the zone: each reaches its own target outside it.
+            assert trial["offset_s"] == pytest.approx(trial["robot_arrival_s"] - trial["partner_arrival_s"])
+            assert trial["robot_start_s"] > trial["cue_s"], name
+
+
+def test_the_reactive_robot_starts_after_it_sees_the_partner_start(sync_sessions):
+    for trial in sync_sessions["reactive"]["per_trial"]:
+        assert trial["robot_start_s"] > trial["partner_start_s"]
+    eager, reactive = sync_sessions["eager"], sync_sessions["reactive"]
+    assert reactive["median_offset_s"] > eager["median_offset_s"]   # the slower robot starts later still
+
+
+def test_the_mirror_policy_has_no_sync_checkpoint_and_tasks_do_not_mix():
+    from coop_robot.envs.turn_env import TurnTakingEnv
+    from coop_robot.policy import PolicyError, make_policy
+
+    with pytest.raises(PolicyError, match="policy 'mirror' has no sync checkpoint yet"):
+        make_policy("mirror", task="sync")
+    with pytest.raises(PolicyError, match="unknown task 'handshake'"):
+        make_policy("eager", task="handshake")
+    env = TurnTakingEnv("typical", seed=0, task="sync")
+    with pytest.raises(ValueError, match=r"plays the turn_taking task.*make_policy\('eager', task='sync'\)"):
+        env.run(make_policy("eager"), 1)
+    with pytest.raises(ValueError, match="unknown task 'handshake'"):
+        TurnTakingEnv("typical", task="handshake")
+    with pytest.raises(ValueError, match="sync window_s must be a finite number of seconds > 0, got -1"):
+        TurnTakingEnv("typical", task="sync", window_s=-1)
+    with pytest.raises(ValueError, match="window_s applies to the sync task only"):
+        TurnTakingEnv("typical", window_s=1.0)
+
+
+def test_turn_taking_sessions_are_bit_identical_to_before_the_sync_task():
+    # Computed with the same calls at ae99939, the main commit this task started from.
+    from coop_robot.envs.turn_env import TurnTakingEnv
+    from coop_robot.policy import make_policy
+
+    before = {
+        ("reactive", "typical"): {"median_gap_s": 1.6083333333333334, "min_ssm_margin_m": 0.06204311860037087,
+                                  "session_duration_s": 16.57916666666667, "ssm_samples": 1753,
+                                  "human_idle_fraction": 0.6046745413420459,
+                                  "robot_enter_s": [3.9291666666666667, 9.529166666666667, 15.545833333333333],
+                                  "turn_min_separation_m": [0.3060750337208847, 0.3060750337208847,
+                                                            0.3060751050888444]},
+        ("oracle", "erratic"): {"median_gap_s": 0.6916666666666664, "min_ssm_margin_m": 0.06085423168341225,
+                                "session_duration_s": 16.466666666666665, "ssm_samples": 1731,
+                                "human_idle_fraction": 0.4288967611336031,
+                                "robot_enter_s": [5.5, 10.258333333333333, 15.329166666666667],
+                                "turn_min_separation_m": [0.30607533522304764, 0.30607664836642445,
+                                                          0.3060750337208847]},
+    }
+    for (policy, partner), expected in before.items():
+        s = TurnTakingEnv(partner, seed=3).run(make_policy(policy), 3)
+        got = {k: s[k] for k in ("median_gap_s", "min_ssm_margin_m", "session_duration_s", "ssm_samples",
+                                 "human_idle_fraction")}
+        got["robot_enter_s"] = [t["robot_enter_s"] for t in s["per_turn"]]
+        got["turn_min_separation_m"] = [t["min_separation_m"] for t in s["per_turn"]]
+        assert got == expected, (policy, partner)
+        assert "task" not in s and "per_trial" not in s
+
+
+def test_coop_robot_eval_task_sync_prints_the_sync_summary(capsys):
+    from coop_robot.cli import main
+
+    assert main(["eval", "--task", "sync", "--policy", "oracle", "--partner", "typical", "--turns", "2",
+                 "--window-s", "1.5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "sync summary (ground_truth; policy=oracle partner=typical seed=0): 2 trials, window 1500 ms" in out
+    assert "who waited:" in out and "SSM violations 0" in out
+    assert main(["eval", "--policy", "eager", "--window-s", "1.0", "--turns", "1"]) == 2
+    assert "--window-s applies to --task sync only" in capsys.readouterr().err
