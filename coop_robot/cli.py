@@ -13,6 +13,7 @@ from pathlib import Path
 from coop_robot import __version__
 from coop_robot.argtypes import tcp_port, whole_at_least
 from coop_robot.graph import POLICIES_SIM
+from coop_robot.tasks import TASKS
 
 #: Exit status of a command given bad input (an argument, profile or parameter file it refuses,
 #: before anything runs; argparse's own status); a session that fails while running exits 1.
@@ -248,7 +249,14 @@ def _add_eval(sub) -> None:
         "--policy", default="reactive", help="policy name (reactive, eager, oracle, mirror; default: reactive)"
     )
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE", help="partner profile name or YAML file")
-    p.add_argument("--turns", type=_count, default=200, help="robot turns to score (default: 200)")
+    p.add_argument("--turns", type=_count, default=200,
+                   help="robot turns to score (default: 200); with --task sync, trials")
+    p.add_argument("--task", default="turn_taking", choices=TASKS,
+                   help="turn_taking (default) or sync: synchronous joint action, both reach their own "
+                        "target after a cue and a trial succeeds when they arrive within --window-s "
+                        "(docs/science_sync.md; policies eager, reactive, oracle)")
+    p.add_argument("--window-s", type=_seconds, default=None,
+                   help="with --task sync: the success window (s; default: sync_window_s of config/sync.yaml)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the session (default: 0)")
     p.add_argument(
         "--set",
@@ -287,9 +295,17 @@ def _cmd_eval(args) -> int:
     from coop_robot.policy import PolicyError, make_policy
     from coop_robot.timing.metrics import TurnRecord, format_table
 
+    if args.window_s is not None and args.task != "sync":
+        print("coop-robot eval: --window-s applies to --task sync only", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        policy = make_policy(args.policy, **parse_settings(args.settings))
-        env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics)
+        if args.task == "sync":
+            policy = make_policy(args.policy, task="sync", **parse_settings(args.settings))
+            env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics, task="sync",
+                                window_s=args.window_s)
+        else:
+            policy = make_policy(args.policy, **parse_settings(args.settings))
+            env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics)
     except (PolicyError, ProfileError, ValueError) as exc:
         print(f"coop-robot eval: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -297,9 +313,13 @@ def _cmd_eval(args) -> int:
     summary.update(
         policy=args.policy, partner=args.partner, seed=args.seed, policy_params=parse_settings(args.settings)
     )
-    records = [TurnRecord(**r) for r in summary["per_turn"]]
-    text = format_table(records, summary)
-    print(text if not args.quiet else text.splitlines()[-1])
+    if args.task == "sync":
+        text = env.format_sync(summary)
+        print(text if not args.quiet else "\n".join(text.splitlines()[-2:]))
+    else:
+        records = [TurnRecord(**r) for r in summary["per_turn"]]
+        text = format_table(records, summary)
+        print(text if not args.quiet else text.splitlines()[-1])
     print(
         f"{summary['sim_time_s']:.0f} s simulated in {summary['wall_time_s']:.1f} s wall "
         f"(x{summary['real_time_factor']:.0f} real time)"

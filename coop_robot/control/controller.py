@@ -91,6 +91,7 @@ from coop_robot.control.planning import (
 )
 from coop_robot.control.ssm import Separation, SeparationMonitor, SsmConfig, body_to_box, robot_capsules
 from coop_robot.geometry import Zone, world_geometry
+from coop_robot.tasks import DEFAULT_TASK, check_task
 
 #: The controller's states, as /controller/state publishes them (the policies' context reads them).
 STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop")
@@ -133,6 +134,9 @@ _MAX_JOINT_EXTRAPOLATION_S = 0.1
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
 DEFAULT_TARGET_M = (0.60, -0.08, 0.72)
+#: The robot's own target in the sync task: on its side of the table, outside the zone, reached from
+#: home without the end effector passing through the zone (config/controller.yaml, ``sync_target_m``).
+DEFAULT_SYNC_TARGET_M = (0.30, -0.30, 0.72)
 DEFAULT_ZONE = world_geometry().zone
 _SSM = SsmConfig()  # the separation monitor's default terms
 
@@ -145,6 +149,10 @@ class ControllerConfig:
     home_rad: tuple[float, ...] = DEFAULT_HOME_RAD
     target_m: tuple[float, float, float] = DEFAULT_TARGET_M
     zone: Zone = DEFAULT_ZONE
+    #: ``turn_taking``: "act" reaches ``target_m`` in the zone; ``sync``: it reaches ``sync_target_m``.
+    task: str = DEFAULT_TASK
+    #: The reach target of the sync task, outside the zone (m, world frame).
+    sync_target_m: tuple[float, float, float] = DEFAULT_SYNC_TARGET_M
     #: Fraction of the joint velocity (and acceleration) limits used by routine moves.
     velocity_scale: float = 0.5
     min_move_duration_s: float = 0.5
@@ -217,6 +225,8 @@ class ControllerConfig:
         object.__setattr__(self, "joint_names", names)
         _vector(self, "home_rad", 7)
         _vector(self, "target_m", 3)
+        _vector(self, "sync_target_m", 3)
+        check_task(self.task)
         _vector(self, "robot_base_m", 3)
         if not isinstance(self.zone, Zone):
             raise ValueError(f"zone must be a coop_robot.geometry.Zone, got {self.zone!r}")
@@ -314,6 +324,10 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
     _p("robot_home_joint_positions_rad", "home_rad",
        "Home joint configuration (rad, joint_names order), outside the zone; shared via world.yaml"),
     _p("target_m", "target_m", "EE target for the robot's turn, inside the zone [x, y, z] (m, world frame)"),
+    _p("task", "task", "What 'act' reaches for: 'turn_taking' = target_m in the zone, 'sync' = sync_target_m "
+       "outside it (the synchronous joint-action task)"),
+    _p("sync_target_m", "sync_target_m", "EE target of the sync task, outside the zone [x, y, z] (m, world frame); "
+       "its reach from home must keep the EE out of the zone"),
     _p("robot_base_m", "robot_base_m",
        "Robot base (panda_link0) position in the world frame (m), identity orientation; shared via world.yaml"),
     _p("velocity_scale", "velocity_scale",
@@ -491,9 +505,16 @@ class ControllerOutput:
 class ArmController:
     """Pure turn-taking arm controller; see the module docstring for the rules.
 
+    With ``task`` ``sync`` the same controller reaches ``sync_target_m`` (outside the zone) on
+    "act". The zone guard applies to a reach whose EE path enters the zone grown by
+    ``commit_margin_m``; a reach that never does (the sync reach from home) has no entry to gate or
+    commit: it runs to its target while "act" holds, and separation monitoring, the watchdog and the
+    e-stop apply to it exactly as to any other move.
+
     Raises ``ValueError`` at construction when the home pose is not outside the zone (with the
-    commit margin), or the target is not inside it, and :class:`IKError` when the target has no
-    IK solution.
+    commit margin), the target is not inside it, or (task ``sync``) the sync target is not outside
+    it or its reach from home passes through it, and :class:`IKError` when a target has no IK
+    solution.
     """
 
     def __init__(self, config: ControllerConfig | None = None) -> None:
@@ -532,7 +553,32 @@ class ArmController:
                              f"or smaller SSM terms")
         self.waiting_rad = self.nominal_reach.state_at(self.nominal_wait_s)[0]
         self.waiting_ee_m = self.kinematics.fk(self.waiting_rad)
+        self.sync_target_rad: np.ndarray | None = None
+        self.sync_reach: JointPlan | None = None
+        if cfg.task == "sync":
+            self._init_sync_target()
         self.reset()
+
+    def _init_sync_target(self) -> None:
+        """The sync task's target: outside the zone, and its nominal reach from home keeps the EE
+        outside the zone grown by ``commit_margin_m`` (so it needs no zone guard)."""
+        cfg = self.config
+        if cfg.zone.contains(cfg.sync_target_m, cfg.commit_margin_m):
+            raise ValueError(f"sync_target_m {list(cfg.sync_target_m)} must be outside the zone grown by "
+                             f"commit_margin_m={cfg.commit_margin_m} m "
+                             f"({list(cfg.zone.min_m)}..{list(cfg.zone.max_m)})")
+        try:
+            self.sync_target_rad = self.kinematics.ik(cfg.sync_target_m, seed_rad=self.home_rad,
+                                                      nominal_rad=self.home_rad)
+        except IKError as exc:
+            raise IKError(f"sync_target_m {list(cfg.sync_target_m)}: {exc}") from exc
+        self.sync_reach = self._reach_plan(self.home_rad, self.sync_target_rad)
+        entry = first_zone_entry_s(self.sync_reach, self.kinematics, cfg.zone, cfg.commit_margin_m, step_s=_GATE_STEP_S)
+        if entry is not None:
+            raise ValueError(f"sync_target_m {list(cfg.sync_target_m)}: the reach from home brings the EE into the "
+                             f"zone grown by commit_margin_m after {entry:.2f} s; expected a sync target whose "
+                             f"reach stays outside the zone")
+        self._sync_ee_path = self._ee_path(self.sync_reach)
 
     # ------------------------------------------------------------------ public API
     def reset(self) -> None:
@@ -545,6 +591,9 @@ class ArmController:
         self._commit_s = 0.0
         self._wait_s = 0.0
         self._gate_s = 0.0
+        #: Whether the current reach enters the zone, so that the zone guard gates it (the sync
+        #: reach does not).
+        self._gated = True
         self._perception_age_s = float("inf")
         self._committed = False
         self._act_until_s = 0.0
@@ -670,7 +719,7 @@ class ArmController:
         if self.state in ("home", "holding"):
             self.state = out.state = "holding" if stale else "home"
             if self.state == "home" and inputs.decision == "act" and (
-                    guard_clear or (cfg.anticipation and fresh)):
+                    guard_clear or (fresh and (cfg.anticipation or cfg.task == "sync"))):
                 self._start_reach(out, now_s, q_meas, guard_clear)
         elif self.state in ("reaching", "acting") and self._tracking_lost_now:
             # The turn's move is not being carried out: go home from where the arm is (an abort
@@ -809,7 +858,9 @@ class ArmController:
             if decision != "act":
                 self._stop_and_return(out, now_s, q_meas)  # the policy changed its mind
                 return
-            if not guard_clear:
+            if not self._gated:
+                pass  # no entry to guard (the sync reach): separation monitoring keeps it from the hand
+            elif not guard_clear:
                 if tau > self._wait_s + 1e-6 or not cfg.anticipation:
                     # Zone guard: past the waiting point (it was clear then) the partner came back,
                     # or no anticipation: abort.
@@ -817,7 +868,7 @@ class ArmController:
                     return
                 self._hold_at_waiting_point(out, now_s, q_meas)
                 return
-            if self._stop_at_tau is None or self._stop_at_tau < self._gate_s - 1e-9:
+            elif self._stop_at_tau is None or self._stop_at_tau < self._gate_s - 1e-9:
                 self._stop_at_tau = self._gate_s  # clear: go on along the same path, up to the gate
                 self._phase = "direct"
                 self._resend(out, now_s, self._cruise_sigma)
@@ -842,7 +893,7 @@ class ArmController:
             self._stop_and_return(out, now_s, q_meas)
             return
         progress = self._plan_progress(now_s, q_meas)
-        if progress == "arrived" and self._committed:
+        if progress == "arrived" and (self._committed or not self._gated):
             self.state = out.state = "acting"
             self._act_until_s = now_s + cfg.act_duration_s
             self._emit(out, "act_start", now_s)
@@ -947,9 +998,11 @@ class ArmController:
         out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(points, _RESEND_JOIN_S),
                                            self._purpose, new)
 
-    def _reach_plan(self, start_rad: np.ndarray) -> JointPlan:
+    def _reach_plan(self, start_rad: np.ndarray, target_rad: np.ndarray | None = None) -> JointPlan:
+        """The reach from ``start_rad`` to ``target_rad`` (default: the turn's target)."""
         cfg = self.config
-        return plan_minimum_jerk(start_rad, self.target_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
+        goal = self.target_rad if target_rad is None else target_rad
+        return plan_minimum_jerk(start_rad, goal, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
 
     def _ee_path(self, plan: JointPlan) -> np.ndarray:
         return self.kinematics.fk_many(plan.state_at(_PATH_PHASES * plan.duration_s)[0])
@@ -983,6 +1036,9 @@ class ArmController:
     def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None,
                      guard_clear: bool = True) -> None:
         start = q_meas if q_meas is not None else self._hold_rad
+        if self.config.task == "sync":
+            self._start_sync_reach(out, now_s, start, guard_clear)
+            return
         reach = self._reach_plan(start)
         deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._nominal_ee_path, axis=1))
         if deviation_m <= _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m:
@@ -994,6 +1050,36 @@ class ArmController:
             commit, wait, gate = self.nominal_commit_s * ratio, self.nominal_wait_s * ratio, self.nominal_gate_s * ratio
         else:
             commit, wait, gate = self._commit_time(reach), self._waiting_time(reach), self._gate_time(reach)
+        self._start_gated_reach(out, now_s, reach, commit, wait, gate, guard_clear)
+
+    def _start_sync_reach(self, out: ControllerOutput, now_s: float, start: np.ndarray, guard_clear: bool) -> None:
+        """The sync task's reach to ``sync_target_m``. One whose EE path stays outside the zone grown
+        by ``commit_margin_m`` (always, from home: checked at construction) runs ungated to its
+        target; should a reach from elsewhere pass through the zone, the zone guard gates it like a
+        turn's reach."""
+        reach = self._reach_plan(start, self.sync_target_rad)
+        deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._sync_ee_path, axis=1))
+        # Within a fraction of the margin of the nominal sync path (which stays out of the zone grown
+        # by the whole margin), it stays out of the zone too.
+        if deviation_m > _REUSE_COMMIT_MARGIN_FRACTION * self.config.commit_margin_m and first_zone_entry_s(
+                reach, self.kinematics, self.config.zone, self.config.commit_margin_m, step_s=_GATE_STEP_S) is not None:
+            if not (guard_clear or self.config.anticipation):
+                return
+            self._start_gated_reach(out, now_s, reach, self._commit_time(reach), self._waiting_time(reach),
+                                    self._gate_time(reach), guard_clear)
+            return
+        self._gated = False
+        self._phase = "direct"
+        self._commit_s = self._gate_s = self._wait_s = reach.duration_s
+        self._committed = False
+        self._emit(out, "reach_start", now_s)
+        self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")  # to the target, no stop point
+
+    def _start_gated_reach(self, out: ControllerOutput, now_s: float, reach: JointPlan, commit: float, wait: float,
+                           gate: float, guard_clear: bool) -> None:
+        """Start ``reach`` under the zone guard: uncommitted, ending at rest at its gate (or at the
+        waiting point while the guard is not clear) until its entry is committed."""
+        self._gated = True
         self._phase = "direct"
         self._commit_s = commit
         self._gate_s = gate

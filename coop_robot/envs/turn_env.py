@@ -27,6 +27,13 @@ Robot, two fidelities:
 * ``physics=True``: :class:`~coop_robot.sim.core.InteractionSim` (PyBullet stepping at 240 Hz,
   position-controlled joint motors, PyBullet contacts), no rendering.
 
+**The sync task** (``task="sync"``, issue 14, docs/science_sync.md): the same loop, with the
+controller's ``task`` set to ``sync`` (its reach goes to ``sync_target_m``, outside the zone, under
+the same separation monitoring), the :class:`~coop_robot.partner.sync.SyncPartner` in place of the
+turn-taking partner, and :class:`~coop_robot.timing.sync.SyncTrials` cueing and scoring the trials
+(arrival offsets, success within ``window_s``, safety per trial). :meth:`TurnTakingEnv.run` then
+counts trials and returns the sync summary. Turn-taking sessions run exactly the code they ran before.
+
 Occlusion for the perception model uses the same capsules: a frame is *occluded* when a robot
 capsule comes within its radius plus the glove radius of the camera's line of sight to the glove.
 """
@@ -57,6 +64,7 @@ from coop_robot.envs.perception_model import PerceivedFrame, PerceptionModel
 from coop_robot.geometry import Zone, read_world_params, world_geometry
 from coop_robot.partner.model import PartnerModel
 from coop_robot.partner.profile import PartnerProfile, load_profile
+from coop_robot.partner.sync import SyncPartner
 from coop_robot.policy.base import Decision, Observation, Policy
 from coop_robot.sim.trajectory import JointTrajectoryExecutor
 
@@ -69,7 +77,9 @@ from coop_robot.sim.world import (
     WorldConfig,
     person_pose,
 )
+from coop_robot.tasks import DEFAULT_TASK, check_task
 from coop_robot.timing.feed import CONTROLLER_NAMES
+from coop_robot.timing.sync import SyncTrials, check_window_s, format_sync_table, summarize_sync, sync_task_config
 from coop_robot.timing.tracker import PartnerTurnEdges, TurnTracker
 
 # Base clock: every rate below divides 1200 Hz exactly.
@@ -196,10 +206,23 @@ class TurnTakingEnv:
         perception: a :class:`PerceptionModel`; ``None`` = the fitted one
             (``config/models/perception_model.yaml``); :meth:`PerceptionModel.ideal` for perfect perception.
         controller_params: overrides of ``config/controller.yaml`` values (e.g. ``velocity_scale``).
+        task: ``turn_taking`` (default) or ``sync`` (module docstring).
+        window_s: the sync task's window (s); None: ``sync_window_s`` of config/sync.yaml. Sync only.
     """
 
     def __init__(self, partner: str | Path | PartnerProfile = "typical", seed: int = 0, physics: bool = False,
-                 perception: PerceptionModel | None = None, controller_params: Mapping[str, Any] | None = None) -> None:
+                 perception: PerceptionModel | None = None, controller_params: Mapping[str, Any] | None = None,
+                 task: str = DEFAULT_TASK, window_s: float | None = None) -> None:
+        self.task = check_task(task)
+        self.sync_config = None
+        if self.task == "sync":
+            if "task" in (controller_params or {}) and controller_params["task"] != "sync":
+                raise ValueError(f"controller parameter task={controller_params['task']!r} contradicts task='sync'")
+            controller_params = {**(controller_params or {}), "task": "sync"}
+            overrides = {} if window_s is None else {"sync_window_s": check_window_s(window_s)}
+            self.sync_config = sync_task_config(overrides)
+        elif window_s is not None:
+            raise ValueError(f"window_s applies to the sync task only; got window_s={window_s!r} with task={task!r}")
         self.profile = partner if isinstance(partner, PartnerProfile) else load_profile(partner)
         self.partner_name = self.profile.name if isinstance(partner, PartnerProfile) else str(partner)
         self.world_config = _world_config()
@@ -215,6 +238,10 @@ class TurnTakingEnv:
                              f"{list(self.controller.config.joint_names)}")
         self.kinematics = self.controller.kinematics
         self.physics = bool(physics)
+        self._robot_arrival_after_s: float | None = None
+        if self.sync_config is not None:
+            self._robot_arrival_after_s = self._arrival_after_s(self.controller.sync_reach,
+                                                                self.controller.config.sync_target_m)
         self._person = PersonGeometry(self.world_config)
         self._camera_m = np.asarray(self.world_config.camera_pose.position_m, dtype=float)
         fr = self.perception.params.frame_rate_hz
@@ -241,9 +268,16 @@ class TurnTakingEnv:
         if seed is not None:
             self.seed = self._check_seed(seed)
         cfg = self.world_config
-        self.partner = PartnerModel(self.profile, np.random.default_rng(self.seed),
-                                    np.asarray(cfg.partner_rest_m, dtype=float),
-                                    np.asarray(cfg.partner_task_objects_m, dtype=float), self.zone)
+        self.sync_trials: SyncTrials | None = None
+        if self.sync_config is not None:
+            self.partner = SyncPartner(self.profile, np.random.default_rng(self.seed),
+                                       np.asarray(cfg.partner_rest_m, dtype=float),
+                                       self.sync_config.partner_target_m, self.zone, self.sync_config.arrival_radius_m)
+            self.sync_trials = SyncTrials(self.sync_config, self.controller.config.sync_target_m)
+        else:
+            self.partner = PartnerModel(self.profile, np.random.default_rng(self.seed),
+                                        np.asarray(cfg.partner_rest_m, dtype=float),
+                                        np.asarray(cfg.partner_task_objects_m, dtype=float), self.zone)
         self.perception.reset(np.random.default_rng([self.seed, 0x5EE]))
         self.controller.reset()
         home = self.controller.home_rad
@@ -323,7 +357,7 @@ class TurnTakingEnv:
         self._ee_velocity = (self._ee - self._ee_prev_tick) / POLICY_DT_S
         self._ee_prev_tick = self._ee.copy()
         _, new_records = self.tracker.release(now)
-        plan = self.partner.planned_turn_exit_s
+        plan = self.partner.planned_turn_exit_s if self.sync_trials is None else None
         if plan is not None:
             self._planned_exit_s = float(plan)  # the graph's oracle keeps the last published plan
         obs = self._observation()
@@ -352,6 +386,23 @@ class TurnTakingEnv:
         return obs, info
 
     def _physics_step(self) -> None:
+        if self.sync_trials is not None:
+            self.partner.see_robot(self._physics_t_s, self._ee)  # the arm as of the last step
+        self._physics_step_agents()
+        if self.sync_trials is not None:
+            self._sync_step()
+
+    def _sync_step(self) -> None:
+        """Cue and score the sync trials on this physics step's ground truth."""
+        trials = self.sync_trials
+        done = len(trials.trials)
+        if trials.step(self._physics_t_s, self._ee, self._hand_true, contact=self._contact,
+                       robot_at_rest=self.controller.state == "home", partner_at_rest=self.partner.phase == "resting"):
+            self.partner.cue(self._physics_t_s)
+        for trial in trials.trials[done:]:
+            self.partner.end_trial(trial.robot_start_s, trial.robot_arrival_s)
+
+    def _physics_step_agents(self) -> None:
         if self._sim is not None:
             events = self._sim.step()
             self._hand_true = self._sim.partner_hand_m()
@@ -366,8 +417,9 @@ class TurnTakingEnv:
         t = self._physics_t_s
         hand = self.partner.step(t, self._robot_in, contact=self._contact)
         self._hand_true = hand
-        for name, t_event in self._partner_turn.update(self.partner.phase, t):
-            self._event(name, t_event)
+        if self.sync_trials is None:
+            for name, t_event in self._partner_turn.update(self.partner.phase, t):
+                self._event(name, t_event)
         path = self._path
         if path is not None:
             i = min(j - self._path_first_step, len(path[0]) - 1)
@@ -478,6 +530,8 @@ class TurnTakingEnv:
         self.last_separation = sep
         self._ssm_samples.append((now, sep))
         self.tracker.push_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)
+        if self.sync_trials is not None:
+            self.sync_trials.add_separation(now, sep.separation_m, sep.protective_m, sep.robot_closing_mps)
 
     def _set_path(self, plan, start_s: float) -> None:
         first = int(math.floor(start_s * PHYSICS_RATE_HZ + 1e-9)) + 1
@@ -499,7 +553,24 @@ class TurnTakingEnv:
             robot_state=self.controller.state,
             robot_ee_m=self._ee.copy(),
             partner_planned_exit_s=self._planned_exit_s,
+            **self._sync_observation(),
         )
+
+    def _sync_observation(self) -> dict:
+        """The sync task's fields of an Observation (none in turn-taking)."""
+        if self.sync_trials is None:
+            return {}
+        cue = self.sync_trials.cue_s
+        return {"sync_cue_s": cue, "robot_arrival_after_s": self._robot_arrival_after_s,
+                "partner_planned_arrival_s": None if cue is None else self.partner.planned_arrival_s}
+
+    def _arrival_after_s(self, reach, target_m) -> float:
+        """How long after its start ``reach`` brings the EE within the sync arrival radius of
+        ``target_m`` (s): the arrival definition of :mod:`coop_robot.timing.sync` on the plan."""
+        times = np.arange(0.0, reach.duration_s + 1e-9, 1.0 / PHYSICS_RATE_HZ)
+        ee = self.kinematics.fk_many(reach.state_at(times)[0])
+        near = np.linalg.norm(ee - np.asarray(target_m, dtype=float), axis=1) <= self.sync_config.arrival_radius_m
+        return float(times[int(np.argmax(near))]) if near.any() else float(reach.duration_s)
 
     # ------------------------------------------------------------------ sessions
     def run(self, policy: Policy, turns: int, progress: bool = False, max_sim_s: float | None = None,
@@ -509,13 +580,23 @@ class TurnTakingEnv:
 
         Returns the ``coop-robot sim`` summary keys (``coop_robot.timing.metrics.summarize`` plus
         ``per_turn`` and ``late_events``), and ``sim_time_s``, ``wall_time_s``,
-        ``real_time_factor``, ``physics``. Stops early (with fewer turns) after ``max_sim_s``
+        ``real_time_factor``, ``physics``. In the sync task ``turns`` counts trials and the summary
+        is :func:`coop_robot.timing.sync.summarize_sync`'s (with ``per_trial``) and the same
+        four; ``policy`` must be a sync policy (``make_policy(name, task="sync")``). Stops early
+        (with fewer turns) after ``max_sim_s``
         session seconds (default 60 s per turn plus 30 s). ``on_step(obs, decision, info)``, when
         given, is called after every policy tick with the observation the policy decided on, its
         decision and :meth:`step`'s ``info`` (what an analysis records per tick).
         """
         if isinstance(turns, bool) or not isinstance(turns, (int, np.integer)) or turns < 1:
             raise ValueError(f"turns must be a positive integer, got {turns!r}")
+        policy_task = getattr(policy, "task", DEFAULT_TASK)
+        if policy_task != self.task:
+            name = getattr(policy, "name", type(policy).__name__)
+            raise ValueError(f"policy {name!r} plays the {policy_task} task, this environment runs {self.task}; "
+                             f"build it with make_policy({name!r}, task={self.task!r})")
+        if self.task == "sync":
+            return self._run_sync(policy, turns, progress, max_sim_s, seed, on_step)
         limit_s = float(max_sim_s) if max_sim_s is not None else 60.0 * turns + 30.0
         obs = self.reset(seed)
         policy.reset()
@@ -539,6 +620,40 @@ class TurnTakingEnv:
         summary.update(sim_time_s=self.t_s, wall_time_s=wall,
                        real_time_factor=(self.t_s / wall) if wall > 0 else math.inf, physics=self.physics)
         return summary
+
+    def _run_sync(self, policy: Policy, trials: int, progress: bool, max_sim_s: float | None, seed: int | None,
+                  on_step: Callable[[Observation, Decision, dict], None] | None) -> dict:
+        """:meth:`run` for the sync task: until ``trials`` trials are scored."""
+        limit_s = float(max_sim_s) if max_sim_s is not None else 60.0 * trials + 30.0
+        obs = self.reset(seed)
+        policy.reset()
+        wall0 = time.perf_counter()
+        shown = 0
+        while len(self.sync_trials.trials) < trials and self.t_s < limit_s:
+            decision = policy.step(obs)
+            seen = obs
+            obs, info = self.step(decision.action)
+            if on_step is not None:
+                on_step(seen, decision, info)
+            done = len(self.sync_trials.trials)
+            if progress and done > shown:
+                shown = done
+                if shown % max(1, trials // 20) == 0 or shown == trials:
+                    print(f"  trial {shown}/{trials} at t={self.t_s:.1f} s", flush=True)
+        wall = time.perf_counter() - wall0
+        summary = summarize_sync(self.sync_trials.trials[:trials], window_s=self.sync_config.window_s,
+                                 policy=getattr(policy, "name", type(policy).__name__), partner=self.partner_name,
+                                 seed=self.seed)
+        summary.update(sim_time_s=self.t_s, wall_time_s=wall,
+                       real_time_factor=(self.t_s / wall) if wall > 0 else math.inf, physics=self.physics)
+        return summary
+
+    @staticmethod
+    def format_sync(summary: dict) -> str:
+        """The per-trial table and summary lines of a sync :meth:`run`."""
+        from coop_robot.timing.sync import SyncTrial
+
+        return format_sync_table([SyncTrial.from_dict(t) for t in summary["per_trial"]], summary)
 
     def close(self) -> None:
         if self._world is not None:

@@ -21,6 +21,9 @@ Schema (all times in seconds, fractions of the straight rest -> target reach pat
     adaptation: {enabled: bool, rate: [0,0.5], min_scale: (0,1], max_scale: >=1}   # optional
                 # or, instead of rate: speed_up_rate: [0,0.5], slow_down_rate: [0,1] (both)
     task_objects: {choice: fixed | cycle | uniform | weighted, index: int >= 0, weights: [>= 0, ...]}  # optional
+    sync: {start_delay_s: {median, sigma, min, max}, robot_reaction_s: {median, sigma, min, max},
+           follow_weight: [0,1], robot_duration_estimate_s: >0, estimate_sd_s: >=0,
+           adaptation_rate: [0,1]}                     # optional, every key optional
 
 ``task_objects`` says which of the world's task objects (``task_objects_m`` in
 ``config/world.yaml``) the partner reaches for on each turn: ``fixed`` always object ``index``
@@ -35,6 +38,16 @@ after a smooth turn the timing scale shrinks by ``speed_up_rate``, after a distu
 near miss, contact) it grows by ``slow_down_rate``, within ``[min_scale, max_scale]``. A single
 ``rate`` means ``speed_up_rate = rate`` and ``slow_down_rate = 2 * rate`` (the rule before the two
 rates could be set apart); give either ``rate`` or both ``speed_up_rate`` and ``slow_down_rate``.
+
+``sync`` is the partner's timing in the synchronous joint-action task (:mod:`coop_robot.partner.sync`,
+docs/science_sync.md); turn-taking never reads it. After the cue the partner starts its reach after
+``start_delay_s`` (log-normal, like ``reaction_time_s``; absent: the profile's ``reaction_time_s``);
+seeing the robot start to move, it re-times its reach after ``robot_reaction_s`` (absent:
+``reaction_time_s``) so that it arrives ``follow_weight`` of the way from its own planned arrival
+toward its estimate of the robot's (robot onset + ``robot_duration_estimate_s`` + a
+N(0, ``estimate_sd_s``) error each trial); with ``adaptation_rate`` > 0 the estimate moves that
+fraction of the way to the robot's observed reach time after every trial. Absent keys take the
+defaults of :class:`SyncTiming`, so every profile file written before the sync task is valid.
 """
 
 from __future__ import annotations
@@ -149,6 +162,24 @@ class TaskObjects:
 
 
 @dataclass(frozen=True)
+class SyncTiming:
+    """The partner's timing in the sync task (module docstring, ``sync``); times in seconds."""
+
+    #: Own start after the cue; None: the profile's ``reaction_time_s``.
+    start_delay_s: ReactionTime | None = None
+    #: From seeing the robot start moving to re-timing its own reach; None: ``reaction_time_s``.
+    robot_reaction_s: ReactionTime | None = None
+    #: 0: ignores the robot; 1: aims at its estimate of the robot's arrival.
+    follow_weight: float = 0.5
+    #: How long it expects the robot to take from its visible start to its arrival (s).
+    robot_duration_estimate_s: float = 1.0
+    #: Trial-to-trial error (standard deviation, s) of that estimate.
+    estimate_sd_s: float = 0.1
+    #: After each trial the estimate moves this fraction toward the robot's observed reach time (0: off).
+    adaptation_rate: float = 0.0
+
+
+@dataclass(frozen=True)
 class PartnerProfile:
     """Timing statistics of one simulated partner (all times in seconds)."""
 
@@ -163,6 +194,7 @@ class PartnerProfile:
     pause: Pause
     adaptation: Adaptation = field(default_factory=Adaptation)
     task_objects: TaskObjects = field(default_factory=TaskObjects)
+    sync: SyncTiming = field(default_factory=SyncTiming)
     description: str = ""
     source: str = ""  # the file it was loaded from ("" when built in code)
 
@@ -186,6 +218,10 @@ class PartnerProfile:
             return DurationDistribution(d.mean_s * k, d.sd_s * k, d.min_s * k)
 
         r = self.reaction_time_s
+
+        def react(t: ReactionTime | None) -> ReactionTime | None:
+            return None if t is None else ReactionTime(t.median_s * k, t.sigma, t.min_s * k, t.max_s * k)
+
         return replace(
             self,
             reaction_time_s=ReactionTime(r.median_s * k, r.sigma, r.min_s * k, r.max_s * k),
@@ -196,6 +232,8 @@ class PartnerProfile:
             hesitation=replace(self.hesitation, duration_s=rng(self.hesitation.duration_s)),
             false_start=replace(self.false_start, pause_s=rng(self.false_start.pause_s)),
             pause=replace(self.pause, duration_s=rng(self.pause.duration_s)),
+            sync=replace(self.sync, start_delay_s=react(self.sync.start_delay_s),
+                         robot_reaction_s=react(self.sync.robot_reaction_s)),
         )
 
 
@@ -369,8 +407,8 @@ def _range_text(low, low_open, high, high_open) -> str:
 
 
 _TOP_KEYS = {"name", "description", "reaction_time_s", "initial_delay_s", "reach_duration_s", "dwell_s",
-             "withdraw_duration_s", "hesitation", "false_start", "pause", "adaptation", "task_objects"}
-_OPTIONAL_TOP_KEYS = {"description", "adaptation", "task_objects"}
+             "withdraw_duration_s", "hesitation", "false_start", "pause", "adaptation", "task_objects", "sync"}
+_OPTIONAL_TOP_KEYS = {"description", "adaptation", "task_objects", "sync"}
 # The keys each task_objects choice takes besides ``choice`` (allowed, required).
 _TASK_OBJECT_KEYS = {"fixed": ({"index"}, set()), "cycle": ({"index"}, set()), "uniform": (set(), set()),
                      "weighted": ({"weights"}, {"weights"})}
@@ -387,12 +425,7 @@ def validate_profile(data: Any, source: str = "<profile>") -> PartnerProfile:
     name = c.string(top, "name")
     description = c.string(top, "description") if "description" in top else ""
 
-    k = "reaction_time_s"
-    m = c.mapping(top[k], k, {"median", "sigma", "min", "max"}, {"median", "sigma", "min", "max"})
-    r_min = c.number(m, k, "min", low=0.0)
-    r_max = c.number(m, k, "max", low=r_min, low_open=True)
-    reaction = ReactionTime(median_s=c.number(m, k, "median", low=max(r_min, 0.0), low_open=r_min == 0.0, high=r_max),
-                            sigma=c.number(m, k, "sigma", low=0.0), min_s=r_min, max_s=r_max)
+    reaction = _reaction_time(c, top["reaction_time_s"], "reaction_time_s")
 
     initial = c.uniform_range(top["initial_delay_s"], "initial_delay_s")
     reach = c.duration(top["reach_duration_s"], "reach_duration_s", min_positive=True)
@@ -445,10 +478,39 @@ def validate_profile(data: Any, source: str = "<profile>") -> PartnerProfile:
     if "task_objects" in top:
         task_objects = _task_objects(c, top["task_objects"])
 
+    sync = _sync_timing(c, top["sync"]) if "sync" in top else SyncTiming()
+
     return PartnerProfile(name=name, description=description, reaction_time_s=reaction, initial_delay_s=initial,
                           reach_duration_s=reach, dwell_s=dwell, withdraw_duration_s=withdraw,
                           hesitation=hesitation, false_start=false_start, pause=pause, adaptation=adaptation,
-                          task_objects=task_objects, source=source)
+                          task_objects=task_objects, sync=sync, source=source)
+
+
+def _reaction_time(c: _Checker, data: Any, k: str) -> ReactionTime:
+    m = c.mapping(data, k, {"median", "sigma", "min", "max"}, {"median", "sigma", "min", "max"})
+    r_min = c.number(m, k, "min", low=0.0)
+    r_max = c.number(m, k, "max", low=r_min, low_open=True)
+    return ReactionTime(median_s=c.number(m, k, "median", low=max(r_min, 0.0), low_open=r_min == 0.0, high=r_max),
+                        sigma=c.number(m, k, "sigma", low=0.0), min_s=r_min, max_s=r_max)
+
+
+def _sync_timing(c: _Checker, data: Any) -> SyncTiming:
+    k = "sync"
+    keys = {"start_delay_s", "robot_reaction_s", "follow_weight", "robot_duration_estimate_s", "estimate_sd_s",
+            "adaptation_rate"}
+    m = c.mapping(data, k, keys, set())
+    default = SyncTiming()
+    values: dict[str, Any] = {}
+    for name in ("start_delay_s", "robot_reaction_s"):
+        if name in m:
+            values[name] = _reaction_time(c, m[name], f"{k}.{name}")
+    bounds = {"follow_weight": {"low": 0.0, "high": 1.0},
+              "robot_duration_estimate_s": {"low": 0.0, "low_open": True, "high": 10.0},
+              "estimate_sd_s": {"low": 0.0, "high": 5.0},
+              "adaptation_rate": {"low": 0.0, "high": 1.0}}
+    for name, limits in bounds.items():
+        values[name] = c.number(m, k, name, **limits) if name in m else getattr(default, name)
+    return SyncTiming(**values)
 
 
 def _task_objects(c: _Checker, data: Any) -> TaskObjects:

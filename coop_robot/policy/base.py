@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coop_robot.control.controller import STATES
+from coop_robot.tasks import DEFAULT_TASK, TASKS, check_task
 
 ACTIONS = ("act", "wait", "yield")
 #: Seconds of perceived-clear zone, with the robot's turn due, after which any policy acts. Longer
@@ -61,6 +62,12 @@ class Observation:
     robot_ee_m: np.ndarray = field(default_factory=_nan3)
     # Simulation truth, for the oracle only (None on hardware / when not published).
     partner_planned_exit_s: float | None = None
+    # The sync task (None in turn-taking): the open trial's cue (None between trials); how long the
+    # robot's reach takes from its start to its arrival (the controller's nominal plan); and, sim
+    # truth for the oracle only, when the partner will arrive at its target as planned now.
+    sync_cue_s: float | None = None
+    robot_arrival_after_s: float | None = None
+    partner_planned_arrival_s: float | None = None
 
 
 @dataclass
@@ -83,6 +90,8 @@ class Policy(ABC):
     """
 
     name = "base"
+    #: The task the policy plays (:data:`coop_robot.tasks.TASKS`).
+    task = DEFAULT_TASK
 
     def __init__(self, stale_after_s: float = 0.5, fallback_clear_s: float = DEFAULT_FALLBACK_CLEAR_S) -> None:
         if not stale_after_s > 0:
@@ -174,30 +183,44 @@ class Policy(ABC):
         """Choose the action given fresh perception (bookkeeping already updated)."""
 
 
-_REGISTRY: dict[str, Callable[..., Policy]] = {}
+#: The policies of each task by name (the sync controls are in :mod:`coop_robot.policy.sync`).
+_REGISTRIES: dict[str, dict[str, Callable[..., Policy]]] = {task: {} for task in TASKS}
+_REGISTRY = _REGISTRIES[DEFAULT_TASK]
 
 
-def register(name: str):
+def register(name: str, task: str = DEFAULT_TASK):
+    registry = _REGISTRIES[check_task(task)]
+
     def deco(factory):
-        _REGISTRY[name] = factory
+        registry[name] = factory
         return factory
     return deco
 
 
-def policy_names() -> list[str]:
+def policy_names(task: str = DEFAULT_TASK) -> list[str]:
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRIES[check_task(task)])
 
 
-def make_policy(name: str, **params) -> Policy:
-    """Build a policy by name with keyword parameters; unknown names/parameters -> PolicyError.
+def make_policy(name: str, task: str = DEFAULT_TASK, **params) -> Policy:
+    """Build ``task``'s policy by name with keyword parameters; unknown names/parameters -> PolicyError.
 
     ``fallback_clear_s`` (the liveness bound, :class:`Policy`) is accepted for every policy: it is
     passed to a constructor that takes it and set on the built policy otherwise."""
     _load_builtin()
-    if name not in _REGISTRY:
-        raise PolicyError(f"unknown policy {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    factory = _REGISTRY[name]
+    try:
+        registry = _REGISTRIES[check_task(task)]
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
+    if name not in registry:
+        if task == "sync" and name == "mirror":
+            raise PolicyError(f"policy 'mirror' has no sync checkpoint yet: the mirror network is trained for "
+                              f"turn-taking only (training it for the sync task is issue 14's next step); sync "
+                              f"policies: {', '.join(sorted(registry))}")
+        raise PolicyError(f"unknown {task} policy {name!r}; available: {', '.join(sorted(registry))}"
+                          if task != DEFAULT_TASK else
+                          f"unknown policy {name!r}; available: {', '.join(sorted(registry))}")
+    factory = registry[name]
     params = dict(params)
     later = {}
     if "fallback_clear_s" in params and "fallback_clear_s" not in inspect.signature(factory).parameters:
@@ -213,4 +236,4 @@ def make_policy(name: str, **params) -> Policy:
 
 def _load_builtin() -> None:
     # Import for their @register side effect; kept lazy so importing the base stays cheap.
-    from coop_robot.policy import eager, mirror, oracle, reactive  # noqa: F401  (mirror imports torch lazily)
+    from coop_robot.policy import eager, mirror, oracle, reactive, sync  # noqa: F401  (mirror imports torch lazily)
