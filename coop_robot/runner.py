@@ -287,7 +287,7 @@ _SIM_SPEED = re.compile(r"\(x([0-9.]+) real time\)")
 
 def _timeout_cause(seen: dict, max_turns) -> str:
     """What a session that ran out of time had done, and why it was slow when that is known."""
-    text = f"{seen['turns']} of {max_turns} robot turns done"
+    text = f"{seen['turns']} of {max_turns} robot turns (sync: trials) done"
     rtf = seen["real_time"]
     if rtf is not None:
         text += f"; the simulation last ran at {rtf:.2f}x real time"
@@ -314,7 +314,7 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
     seen = {"turns": 0, "real_time": None}
 
     def show(node: str, line: str) -> None:
-        if node == "turn_tracker" and line.startswith("[turn_tracker] turn"):
+        if node == "turn_tracker" and line.startswith(("[turn_tracker] turn", "[turn_tracker] trial")):
             seen["turns"] += 1
             if progress is not None:
                 progress.write("  " + line[len("[turn_tracker] "):] + "\n")

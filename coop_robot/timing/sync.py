@@ -304,6 +304,36 @@ def advance_sync_trials(trials: SyncTrials, partner, t_s: float, robot_ee_m, par
     return step
 
 
+class SyncInputs:
+    """What a sync policy observes besides perception, as the graph delivers it (the policy node):
+    the open trial's cue from ``/sync/cue``, and for the oracle the controller's reach time and the
+    partner's planned arrival. A planned arrival counts only once it was planned at or after the
+    open trial's cue: the previous trial's plan, arriving after the new cue, must not make the oracle act."""
+
+    def __init__(self) -> None:
+        self.cue_s: float | None = None
+        self.robot_arrival_after_s: float | None = None
+        self._arrival: tuple[float, float] | None = None   # (planned arrival, when planned), s
+
+    def cue(self, source: str, cue_s: float) -> None:
+        """``/sync/cue``: source ``cue`` opens a trial at ``cue_s``, ``trial_end`` closes it."""
+        if source == "cue":
+            self.cue_s = float(cue_s)
+        elif source == "trial_end":
+            self.cue_s = None
+
+    def planned_arrival(self, arrival_s: float, planned_at_s: float) -> None:
+        self._arrival = (float(arrival_s), float(planned_at_s))
+
+    def observation(self) -> dict:
+        """The sync fields of an :class:`coop_robot.policy.base.Observation`."""
+        planned = None
+        if self.cue_s is not None and self._arrival is not None and self._arrival[1] >= self.cue_s - 1e-9:
+            planned = self._arrival[0]
+        return {"sync_cue_s": self.cue_s, "robot_arrival_after_s": self.robot_arrival_after_s,
+                "partner_planned_arrival_s": planned}
+
+
 #: The name of the /diagnostics-style status that carries one trial (:func:`trial_key_values`).
 SYNC_TRIAL_STATUS = "coop_robot/sync_trial"
 
@@ -416,6 +446,13 @@ def format_sync_summary(summary: dict) -> list[str]:
         f"who waited: robot {s['robot_waited']}, partner {s['partner_waited']}; safety: contacts {s['contacts']}, "
         f"min separation {sep} m, min SSM margin {margin} m, SSM violations {s['ssm_violations']}",
     ]
+
+
+def format_trial_line(t: SyncTrial) -> str:
+    """One trial in a line (the graph's progress output)."""
+    sep = "n/a" if not math.isfinite(t.min_separation_m) else f"{t.min_separation_m:.3f}"
+    return (f"offset {_ms(t.offset_s)} ms, success {'yes' if t.success else 'no'}, waited {t.waited}, "
+            f"contact {t.contact}, min separation {sep} m, SSM violations {t.ssm_violations}")
 
 
 def format_sync_table(trials: list[SyncTrial], summary: dict) -> str:
