@@ -62,7 +62,14 @@ def _add_sim(sub) -> None:
                         "eager acts as soon as its turn is due; oracle reads the sim's truth)")
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE",
                    help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
-    p.add_argument("--turns", type=_count, default=20, help="robot turns before the session ends (default: 20)")
+    p.add_argument("--turns", type=_count, default=20,
+                   help="robot turns before the session ends (default: 20); with --task sync, trials")
+    p.add_argument("--task", default="turn_taking", choices=TASKS,
+                   help="turn_taking (default) or sync: after a cue the robot and the simulated person each reach "
+                        "their own target and a trial succeeds when they arrive within --window-s of each other "
+                        "(docs/science_sync.md; policies eager, reactive, oracle)")
+    p.add_argument("--window-s", type=_seconds, default=None,
+                   help="with --task sync: the success window (s; default: sync_window_s of config/sync.yaml)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the simulated partner (default: 0)")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (runs in real time)")
     p.add_argument("--summary-json", type=Path, help="also write the session summary JSON here")
@@ -119,6 +126,9 @@ def _cmd_sim(args) -> int:
     if args.foxglove_port is not None and not args.foxglove:
         print("coop-robot sim: --foxglove-port needs --foxglove", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.window_s is not None and args.task != "sync":
+        print("coop-robot sim: --window-s applies to --task sync only", file=sys.stderr)
+        return EXIT_BAD_INPUT
     record_dir = ""
     if args.record:
         from coop_robot.recording.bag import BagError, check_output_dir
@@ -151,6 +161,8 @@ def _cmd_sim(args) -> int:
             extra_param_files=[str(p.resolve()) for p in args.params_file],
             live_view=args.live_view or args.foxglove,
             foxglove_port=(8765 if args.foxglove_port is None else args.foxglove_port) if args.foxglove else None,
+            task=args.task,
+            window_s=args.window_s,
         )
         problems = check_graph(specs)  # every node's parameters, as each node will judge them
     except (GraphError, ParamFileError) as exc:
@@ -165,9 +177,8 @@ def _cmd_sim(args) -> int:
         return EXIT_BAD_INPUT
     timeout = args.timeout_s or 120.0 + 20.0 * args.turns
     t0 = time.monotonic()
-    print(
-        f"coop-robot {__version__}: {args.turns} turns, policy={args.policy}, partner={args.partner}, seed={args.seed}"
-    )
+    what = f"{args.turns} turns" if args.task != "sync" else f"sync task, {args.turns} trials"
+    print(f"coop-robot {__version__}: {what}, policy={args.policy}, partner={args.partner}, seed={args.seed}")
     if args.foxglove:
         port = specs[-1].parameters["foxglove_port"]
         where = f"ws://127.0.0.1:{port}" if port else f"a free port (see {log_dir / 'live_view.log'})"
@@ -191,12 +202,18 @@ def _cmd_sim(args) -> int:
     runner_info = {k: summary.pop(k) for k in ("node_exit_codes", "log_dir") if k in summary}
     wall_s = time.monotonic() - t0
     print()
-    print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary))
+    if args.task == "sync":
+        from coop_robot.timing.sync import SyncTrial, format_sync_table
+
+        print(format_sync_table([SyncTrial.from_dict(t) for t in summary["per_trial"]], summary))
+    else:
+        print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary))
     print(
         f"wall time {wall_s:.1f} s for {summary['session_duration_s']:.1f} s of simulated interaction "
         f"(node logs in {runner_info.get('log_dir', log_dir)})"
     )
-    print(compare_with_reference(summary))
+    if args.task != "sync":  # the reference is a turn-taking session
+        print(compare_with_reference(summary))
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2), encoding="utf-8")

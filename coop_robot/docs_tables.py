@@ -178,11 +178,25 @@ def _read_node(cls, context, overrides: dict) -> tuple[str, dict[str, ParameterI
         node.destroy_node()
 
 
+#: Nodes whose endpoints depend on their ``task`` parameter (the policy node's on its policy too).
+SYNC_TASK_NODES = ("coop_sim", "controller", "turn_tracker")
+
+
+def _variant_label(overrides: dict) -> str:
+    """How the tables name a variant a node is built in: its policy (``sync eager`` in the sync
+    task), ``task sync``; '' for the only variant."""
+    task, policy = overrides.get("task"), overrides.get("policy")
+    if policy:
+        return policy if task in (None, "turn_taking") else f"{task} {policy}"
+    return f"task {task}" if task else ""
+
+
 def collect_nodes() -> list[NodeInfo]:
     """Build every node of the simulated graph (the optional recorder and live view included) and read
     back what it declares.
 
-    The policy node is built once per policy (its parameters and topics depend on ``policy``).
+    The policy node is built once per policy and task, and the sim, controller and turn tracker
+    once per task (their parameters and topics depend on ``policy`` and ``task``).
     No parameter files are loaded; the recorder gets a throw-away ``output_dir`` (it refuses to
     start without one), which the table reports with its declared default.
     """
@@ -191,6 +205,7 @@ def collect_nodes() -> list[NodeInfo]:
     from coop_robot.graph import sim_graph
     from coop_robot.nodes.common import node_class
     from coop_robot.policy import policy_names
+    from coop_robot.tasks import TASKS
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     nodes: list[NodeInfo] = []
@@ -204,13 +219,16 @@ def collect_nodes() -> list[NodeInfo]:
                 info = NodeInfo(spec.name, f"{cls.__module__}.{cls.__name__}", spec.executable, spec.param_files)
                 variants = [{}]
                 if spec.name == "policy":
-                    variants = [{"policy": p} for p in policy_names()]
+                    variants = [{"policy": p} for p in policy_names()] + [
+                        {"policy": p, "task": "sync"} for p in policy_names("sync")]
+                elif spec.name in SYNC_TASK_NODES:
+                    variants = [{"task": task} for task in TASKS]
                 elif spec.name == "recorder":
                     variants = [{"output_dir": spec.parameters["output_dir"]}]
                 seen_in: dict[str, list[str]] = {}
                 ends: dict[tuple, EndpointInfo] = {}
                 for overrides in variants:
-                    label = overrides.get("policy", "")
+                    label = _variant_label(overrides)
                     with contextlib.redirect_stdout(io.StringIO()):  # the recorder prints its ready line
                         name, params, endpoints = _read_node(cls, context, overrides)
                     if name != spec.name:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 #: The policies each graph accepts; the oracle reads simulation truth, so it runs in simulation only.
 POLICIES_SIM = ("reactive", "eager", "oracle", "mirror")
 POLICIES_ROBOT = ("reactive", "eager", "mirror")
+#: The sync task's controls in simulation (coop_robot.policy.sync; the mirror network has no sync checkpoint).
+POLICIES_SYNC = ("reactive", "eager", "oracle")
 #: The recorder prints a line starting with this once it is subscribed and the bag is open ...
 RECORDER_READY_LINE = "[recorder] recording"
 #: ... and, on sim time, this one when its clock runs (the first /clock arrived).
@@ -115,12 +117,36 @@ def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, t
               real_time_factor: float | None = None, record_dir: str = "",
               record_images: bool = False, partner_label: str | None = None,
               extra_param_files: list[str] = (), live_view: bool = False,
-              foxglove_port: int | None = None) -> list[NodeSpec]:
+              foxglove_port: int | None = None, task: str = "turn_taking",
+              window_s: float | None = None) -> list[NodeSpec]:
     """The simulated interaction: sim, perception, policy, controller, turn tracker; with
     ``record_dir``, a recorder writing the interaction to a rosbag2 (MCAP) there; with
     ``live_view``, the live-view node last (``foxglove_port``: it also serves Foxglove there).
     ``partner_label``: how the session names the partner (summary, recorded /diagnostics);
-    default ``partner``. ``extra_param_files``: applied to every node after the package's files."""
+    default ``partner``. ``extra_param_files``: applied to every node after the package's files.
+
+    ``task``: ``turn_taking`` (default; the graph is exactly what it was before there were tasks) or
+    ``sync`` (docs/science_sync.md): the sim, policy, controller and turn tracker get ``task: sync``,
+    the policy must be one of :data:`POLICIES_SYNC`, ``turns`` counts trials, and ``window_s``
+    (sync only; None: config/sync.yaml's) is the sim's ``sync_window_s``."""
+    from coop_robot.tasks import check_task
+
+    try:
+        check_task(task)
+    except ValueError as exc:
+        raise GraphError(str(exc)) from None
+    if task == "sync":
+        if policy not in POLICIES_SYNC:
+            raise GraphError(_sync_policy_refusal(policy))
+        if window_s is not None:
+            from coop_robot.timing.sync import check_window_s
+
+            try:
+                window_s = check_window_s(window_s)
+            except ValueError as exc:
+                raise GraphError(str(exc)) from None
+    elif window_s is not None:
+        raise GraphError(f"window_s applies to the sync task only; got window_s={window_s!r} with task={task!r}")
     if policy not in POLICIES_SIM:
         raise GraphError(f"policy must be one of {POLICIES_SIM} in simulation, got {policy!r}")
     if turns < 0:
@@ -136,21 +162,37 @@ def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, t
     x = tuple(str(f) for f in extra_param_files)
     recorder = [recorder_node(record_dir, record_images, use_sim_time, files=("recorder.yaml",) + x)] \
         if record_dir else []
+    sync = {"task": "sync"} if task == "sync" else {}   # turn-taking: no task parameter, as before
+    if task == "sync" and window_s is not None:
+        sim_params["sync_window_s"] = float(window_s)
     perception = _node("perception", "perception_node", ("perception.yaml",) + x, dict(t))
     # With recording, the recorder is subscribed before anything else starts; the rest start together, as
     # without recording (the sim waits for perception, and the policy and controller must be
     # up by then: holding perception back until the recorder had the sim's clock let the
     # partner's first turn pass unseen). Messages before the first /clock get its time.
     return recorder + [
-        _node("coop_sim", "sim_node", ("sim.yaml",) + x, sim_params),  # publishes /clock: never sim time
+        _node("coop_sim", "sim_node", ("sim.yaml",) + x, {**sim_params, **sync}),  # /clock: never sim time
         perception,
-        _node("policy", "policy_node", ("policy.yaml",) + x, {**t, "policy": policy}),
-        _node("controller", "controller_node", ("controller.yaml",) + x, dict(t)),
+        _node("policy", "policy_node", ("policy.yaml",) + x, {**t, "policy": policy, **sync}),
+        _node("controller", "controller_node", ("controller.yaml",) + x, {**t, **sync}),
         _node("turn_tracker", "turn_tracker_node", ("turn_tracker.yaml",) + x, {
-            **t, "scoring": "ground_truth", "max_turns": int(turns), "summary_json": summary_json,
+            **t, **sync, "scoring": "ground_truth", "max_turns": int(turns), "summary_json": summary_json,
             "session_policy": policy, "session_partner": partner_label or partner, "session_seed": int(seed),
         }, ends=turns > 0),
     ] + _optional_live_view(live_view, foxglove_port, x, dict(t))
+
+
+def _sync_policy_refusal(policy: str) -> str:
+    """Why ``policy`` cannot play the sync task: for a known policy, :func:`coop_robot.policy.make_policy`'s
+    own reason (the mirror's: no sync checkpoint), so every entry point says the same."""
+    if policy in POLICIES_SIM:
+        from coop_robot.policy import PolicyError, make_policy
+
+        try:
+            make_policy(policy, task="sync")
+        except PolicyError as exc:
+            return f"task 'sync': {exc}"
+    return f"policy must be one of {POLICIES_SYNC} in the sync task, got {policy!r}"
 
 
 def _optional_live_view(live_view: bool, foxglove_port, files: tuple, parameters: dict, remappings=()) -> list:

@@ -210,6 +210,16 @@ def check_partner(partner: str) -> None:
         raise ValueError(f"launch argument 'partner': {exc}") from None
 
 
+def parse_task(text: str) -> str:
+    """The ``task`` launch argument: one of :data:`coop_robot.tasks.TASKS`."""
+    from coop_robot.tasks import TASKS
+
+    value = text.strip()
+    if value not in TASKS:
+        raise ValueError(f"launch argument 'task' must be one of {', '.join(TASKS)}, got {text!r}")
+    return value
+
+
 def parse_int(text: str, name: str, minimum: int = 0) -> int:
     try:
         value = int(text)

@@ -285,9 +285,10 @@ def interrupted_by_termination():
 _SIM_SPEED = re.compile(r"\(x([0-9.]+) real time\)")
 
 
-def _timeout_cause(seen: dict, max_turns) -> str:
-    """What a session that ran out of time had done, and why it was slow when that is known."""
-    text = f"{seen['turns']} of {max_turns} robot turns done"
+def _timeout_cause(seen: dict, max_turns, unit: str = "robot turns") -> str:
+    """What a session that ran out of time had done (``unit``: what its tracker counts), and why it
+    was slow when that is known."""
+    text = f"{seen['turns']} of {max_turns} {unit} done"
     rtf = seen["real_time"]
     if rtf is not None:
         text += f"; the simulation last ran at {rtf:.2f}x real time"
@@ -314,7 +315,7 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
     seen = {"turns": 0, "real_time": None}
 
     def show(node: str, line: str) -> None:
-        if node == "turn_tracker" and line.startswith("[turn_tracker] turn"):
+        if node == "turn_tracker" and line.startswith(("[turn_tracker] turn", "[turn_tracker] trial")):
             seen["turns"] += 1
             if progress is not None:
                 progress.write("  " + line[len("[turn_tracker] "):] + "\n")
@@ -346,7 +347,9 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
             except SessionError as exc:
                 if not str(exc).startswith("session did not finish"):
                     raise
-                raise SessionError(f"{exc}: {_timeout_cause(seen, ender[0].parameters.get('max_turns'))}") from None
+                unit = "sync trials" if ender[0].parameters.get("task") == "sync" else "robot turns"
+                raise SessionError(f"{exc}: {_timeout_cause(seen, ender[0].parameters.get('max_turns'), unit)}") \
+                    from None
     finally:
         codes = runner.shutdown()
         if probe is not None:

@@ -1,6 +1,7 @@
 """Simulated turn-taking session: PyBullet sim, perception, policy, controller, turn tracker.
 
     ros2 launch coop_robot sim.launch.py policy:=mirror partner:=typical turns:=20 summary_json:=summary.json
+    ros2 launch coop_robot sim.launch.py task:=sync policy:=eager turns:=10 window_s:=0.75
 
 Add ``record:=true`` (optionally ``record_dir:=DIR record_images:=true``) to record the session to a
 rosbag2 (MCAP) directory, by default ``./coop_robot_<YYYYmmdd_HHMMSS>``. ``live_view:=true`` adds the
@@ -25,6 +26,7 @@ from coop_robot.launch_support import (
     parse_float,
     parse_int,
     parse_record,
+    parse_task,
     to_launch_actions,
 )
 from coop_robot.partner.profile import resolve_profile_path
@@ -37,7 +39,10 @@ ARGUMENTS = (
     ("gui", "false", "Open the PyBullet GUI window (the sim then runs in real time)"),
     ("use_sim_time", "true", "Run perception, policy, controller and tracker on the sim's /clock"),
     ("seed", "0", "Random seed of the simulated partner"),
-    ("turns", "0", "End the launch after this many robot turns (0 = run until Ctrl-C)"),
+    ("task", "turn_taking", "Interaction task: turn_taking, or sync (synchronous joint action: after a cue the "
+                            "robot and the person each reach their own target; policies eager, reactive, oracle)"),
+    ("window_s", "", "task:=sync only: the success window (s); '' = config/sync.yaml's sync_window_s"),
+    ("turns", "0", "End the launch after this many robot turns (task:=sync: trials; 0 = run until Ctrl-C)"),
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
     ("real_time_factor", "", "Simulated seconds per wall second (0 = as fast as perception keeps up); "
                              "'' = config/sim.yaml's value"),
@@ -67,6 +72,8 @@ def _graph(context):
         live_view=parse_bool(arg("live_view"), "live_view"),
         real_time_factor=parse_float(arg("real_time_factor"), "real_time_factor") if arg("real_time_factor") else None,
         extra_param_files=[arg("params_file")] if arg("params_file") else [],
+        task=parse_task(arg("task")),
+        window_s=parse_float(arg("window_s"), "window_s") if arg("window_s") else None,
     )
     return to_launch_actions(specs, get_package_share_directory("coop_robot"))
 

@@ -103,3 +103,46 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path, ros
         assert float(rec["gap_s"]) == pytest.approx(enter - last_exit_before, abs=1e-6)
         assert float(rec["gap_s"]) > 0.0
         assert float(rec["overlap_s"]) == 0.0 and rec["contact"] == "False"
+
+
+SYNC_TRIALS = 3
+
+
+def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_path, ros_domain):
+    """`coop-robot sim --task sync` runs the sync task over DDS and summarizes it as `eval --task sync`."""
+    import subprocess
+    import sys
+
+    from conftest import ros_env
+
+    summary_path = tmp_path / "sync.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "coop_robot.cli", "sim", "--task", "sync", "--policy", "eager", "--turns",
+         str(SYNC_TRIALS), "--window-s", "1.0", "--summary-json", str(summary_path),
+         "--log-dir", str(tmp_path / "logs"), "--domain-id", str(ros_domain), "--timeout-s", "500"],
+        env=ros_env(ros_domain), capture_output=True, text=True, timeout=560)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    assert "sync task, 3 trials, policy=eager" in out
+    assert out.count("  trial ") == SYNC_TRIALS          # the runner's progress lines, one per trial
+    assert "sync summary (ground_truth; policy=eager partner=typical seed=0): 3 trials, window 1000 ms" in out
+    assert "who waited: robot" in out and "reactive baseline" not in out
+
+    summary = json.loads(summary_path.read_text())
+    for key in ("task", "trials", "window_s", "successes", "success_rate", "median_offset_s", "offset_iqr_s",
+                "robot_waited", "partner_waited", "missed", "contacts", "min_separation_m", "ssm_violations",
+                "policy", "partner", "seed", "per_trial", "session_duration_s"):
+        assert key in summary, key
+    assert summary["task"] == "sync" and summary["trials"] == SYNC_TRIALS and summary["window_s"] == 1.0
+    assert summary["policy"] == "eager" and summary["partner"] == "typical" and summary["seed"] == 0
+    assert summary["contacts"] == 0 and summary["ssm_violations"] == 0 and summary["missed"] == 0
+    assert summary["robot_waited"] + summary["partner_waited"] == SYNC_TRIALS
+    trials = summary["per_trial"]
+    assert [t["trial"] for t in trials] == [1, 2, 3]
+    for t in trials:   # each trial scored with the one definition: both started after the cue, then arrived
+        assert t["cue_s"] < t["robot_start_s"] < t["robot_arrival_s"]
+        assert t["cue_s"] < t["partner_start_s"] < t["partner_arrival_s"]
+        assert t["offset_s"] == pytest.approx(t["robot_arrival_s"] - t["partner_arrival_s"])
+        assert t["success"] == (abs(t["offset_s"]) <= 1.0)
+        assert t["ssm_samples"] > 0 and t["min_separation_m"] > 0.2 and not t["contact"]
+    assert trials[1]["cue_s"] > trials[0]["robot_arrival_s"] and trials[2]["cue_s"] > trials[1]["robot_arrival_s"]

@@ -72,7 +72,8 @@ controller:
 def sim_arguments(tmp_path: Path) -> dict:
     """Every sim.launch.py argument with a value other than its default."""
     return {"policy": "reactive", "partner": "fast", "gui": "false", "use_sim_time": "true", "seed": "5",
-            "turns": "3", "summary_json": str(tmp_path / "s.json"), "real_time_factor": "0",
+            "task": "sync", "window_s": "1.5", "turns": "3", "summary_json": str(tmp_path / "s.json"),
+            "real_time_factor": "0",
             "params_file": str(cell_file(tmp_path, CELL)), "record": "true", "record_dir": str(tmp_path / "bag"),
             "record_images": "true", "live_view": "true"}
 
@@ -104,7 +105,7 @@ def test_launch_command_lines_are_the_runners(monkeypatch, tmp_path, filename):
         specs = sim_graph(policy="reactive", partner=str((REPO / "config/partners/fast.yaml").resolve()),
                           partner_label="fast", seed=5, turns=3, summary_json=args["summary_json"],
                           real_time_factor=0.0, record_dir=args["record_dir"], record_images=True,
-                          extra_param_files=[args["params_file"]], live_view=True)
+                          extra_param_files=[args["params_file"]], live_view=True, task="sync", window_s=1.5)
     else:
         args = robot_arguments(tmp_path)
         specs = robot_graph(policy="mirror", color_topic="/cam/color", depth_topic="/cam/depth",
@@ -133,6 +134,8 @@ SIM_EXPECT = {   # launch argument -> (node, parameter, value the node must get)
     "use_sim_time": [(n, "use_sim_time", True) for n in ("perception", "policy", "controller", "turn_tracker",
                                                          "recorder", "live_view")],
     "seed": [("coop_sim", "seed", 5), ("turn_tracker", "session_seed", 5)],
+    "task": [(n, "task", "sync") for n in ("coop_sim", "policy", "controller", "turn_tracker")],
+    "window_s": [("coop_sim", "sync_window_s", 1.5)],
     "turns": [("turn_tracker", "max_turns", 3)],
     "real_time_factor": [("coop_sim", "real_time_factor", 0.0)],
     "params_file": [("controller", "velocity_scale", 0.25)] + [
@@ -177,6 +180,24 @@ def test_every_launch_argument_lands_in_its_nodes_parameters(monkeypatch, tmp_pa
         assert remaps["live_view"]["/joint_states"] == "/franka/joint_states"
     for off in ({}, {"live_view": "false"}):   # the live view runs only when asked for
         assert "live_view" not in [n.kwargs["name"] for n in evaluate(monkeypatch, filename, off).nodes]
+
+
+def test_sim_launch_defaults_to_turn_taking_and_refuses_a_bad_task_or_window(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    launched = evaluate(monkeypatch, "sim.launch.py", {"policy": "reactive"})
+    for node in launched.nodes:   # the default graph: turn-taking, with no task override, as before there were tasks
+        got = effective_parameters(params_of(node.command(PREFIX)), node.kwargs["name"])
+        assert got.get("task", "turn_taking") == "turn_taking" and "sync_window_s" not in got, node.kwargs["name"]
+        assert "task" not in yaml.safe_load(Path(params_of(node.command(PREFIX))[-1]).read_text()).get(
+            node.kwargs["name"], {}).get("ros__parameters", {}), node.kwargs["name"]
+    with pytest.raises(ValueError, match="launch argument 'task' must be one of turn_taking, sync, got 'handover'"):
+        evaluate(monkeypatch, "sim.launch.py", {"task": "handover"})
+    with pytest.raises(ValueError, match="policy 'mirror' has no sync checkpoint yet"):
+        evaluate(monkeypatch, "sim.launch.py", {"task": "sync"})   # the default policy is the mirror
+    with pytest.raises(ValueError, match="launch argument 'window_s' must be a number, got 'wide'"):
+        evaluate(monkeypatch, "sim.launch.py", {"task": "sync", "policy": "eager", "window_s": "wide"})
+    with pytest.raises(ValueError, match="window_s applies to the sync task only"):
+        evaluate(monkeypatch, "sim.launch.py", {"policy": "eager", "window_s": "1.0"})
 
 
 def _declared_in_a_node(files: list[Path], tmp_path: Path) -> dict:

@@ -79,7 +79,15 @@ from coop_robot.sim.world import (
 )
 from coop_robot.tasks import DEFAULT_TASK, check_task
 from coop_robot.timing.feed import CONTROLLER_NAMES
-from coop_robot.timing.sync import SyncTrials, check_window_s, format_sync_table, summarize_sync, sync_task_config
+from coop_robot.timing.sync import (
+    SyncTrials,
+    advance_sync_trials,
+    check_window_s,
+    format_sync_table,
+    reach_arrival_after_s,
+    summarize_sync,
+    sync_task_config,
+)
 from coop_robot.timing.tracker import PartnerTurnEdges, TurnTracker
 
 # Base clock: every rate below divides 1200 Hz exactly.
@@ -394,13 +402,8 @@ class TurnTakingEnv:
 
     def _sync_step(self) -> None:
         """Cue and score the sync trials on this physics step's ground truth."""
-        trials = self.sync_trials
-        done = len(trials.trials)
-        if trials.step(self._physics_t_s, self._ee, self._hand_true, contact=self._contact,
-                       robot_at_rest=self.controller.state == "home", partner_at_rest=self.partner.phase == "resting"):
-            self.partner.cue(self._physics_t_s)
-        for trial in trials.trials[done:]:
-            self.partner.end_trial(trial.robot_start_s, trial.robot_arrival_s)
+        advance_sync_trials(self.sync_trials, self.partner, self._physics_t_s, self._ee, self._hand_true,
+                            contact=self._contact, robot_at_rest=self.controller.state == "home")
 
     def _physics_step_agents(self) -> None:
         if self._sim is not None:
@@ -567,10 +570,8 @@ class TurnTakingEnv:
     def _arrival_after_s(self, reach, target_m) -> float:
         """How long after its start ``reach`` brings the EE within the sync arrival radius of
         ``target_m`` (s): the arrival definition of :mod:`coop_robot.timing.sync` on the plan."""
-        times = np.arange(0.0, reach.duration_s + 1e-9, 1.0 / PHYSICS_RATE_HZ)
-        ee = self.kinematics.fk_many(reach.state_at(times)[0])
-        near = np.linalg.norm(ee - np.asarray(target_m, dtype=float), axis=1) <= self.sync_config.arrival_radius_m
-        return float(times[int(np.argmax(near))]) if near.any() else float(reach.duration_s)
+        return reach_arrival_after_s(reach, self.kinematics, target_m, self.sync_config.arrival_radius_m,
+                                     PHYSICS_RATE_HZ)
 
     # ------------------------------------------------------------------ sessions
     def run(self, policy: Policy, turns: int, progress: bool = False, max_sim_s: float | None = None,

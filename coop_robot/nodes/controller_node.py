@@ -20,12 +20,12 @@ import time
 import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped, Vector3Stamped
+from geometry_msgs.msg import Point, PointStamped, Vector3Stamped
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, TimeReference
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool, Float64, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -59,6 +59,7 @@ from coop_robot.nodes.common import (
 )
 from coop_robot.timing.keepup import FirstSeen
 from coop_robot.timing.ssm_sample import CONTROLLER_SSM, SsmSample
+from coop_robot.timing.sync import SYNC_ARRIVAL_AFTER, SYNC_TARGET, reach_arrival_after_s, sync_task_config
 
 
 class ControllerNode(Node):
@@ -117,6 +118,8 @@ class ControllerNode(Node):
         # Separation monitoring as the controller perceives it (reliable: the turn tracker scores it).
         self.ssm_pub = self.create_publisher(DiagnosticArray, CONTROLLER_SSM, SSM_QOS)
         self._publish_state(self.core.state)
+        if self.core.config.task == "sync":
+            self._publish_sync_reach()
         self.create_timer(1.0 / rate_hz, self._tick)
         core = self.core
         self.get_logger().info(
@@ -124,6 +127,22 @@ class ControllerNode(Node):
             f"target {np.round(core.target_ee_m, 3).tolist()} m; reach {core.nominal_reach.duration_s:.2f} s, "
             f"zone entry after {core.nominal_entry_s:.2f} s; an uncommitted reach stops at its gate "
             f"{core.nominal_gate_s:.2f} s along it")
+
+    def _publish_sync_reach(self) -> None:
+        """The sync task (latched): the robot's target, which the sim scores its arrival at, and how
+        long its nominal reach takes from its start to arriving there (for the sync oracle)."""
+        core = self.core
+        radius_m = sync_task_config().arrival_radius_m
+        arrival_s = reach_arrival_after_s(core.sync_reach, core.kinematics, core.config.sync_target_m, radius_m)
+        target = PointStamped(point=Point(**dict(zip("xyz", (float(v) for v in core.config.sync_target_m)))))
+        target.header.frame_id = "world"
+        target.header.stamp = s_to_stamp(now_s(self))
+        self.sync_target_pub = self.create_publisher(PointStamped, SYNC_TARGET, LATCHED_QOS)
+        self.sync_arrival_pub = self.create_publisher(Float64, SYNC_ARRIVAL_AFTER, LATCHED_QOS)
+        self.sync_target_pub.publish(target)
+        self.sync_arrival_pub.publish(Float64(data=arrival_s))
+        self.get_logger().info(f"sync task: reach to {[round(float(v), 3) for v in core.config.sync_target_m]} m, "
+                               f"arriving {arrival_s:.2f} s after its start")
 
     def _declare(self, spec: ControllerParameter):
         if spec.name != "joint_names":

@@ -33,7 +33,9 @@ from coop_robot.nodes.common import (
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
 from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
 from coop_robot.policy.oracle import OraclePolicy
+from coop_robot.tasks import DEFAULT_TASK, TASKS
 from coop_robot.timing.keepup import FirstSeen, TickRateMonitor, TickWindow
+from coop_robot.timing.sync import SYNC_ARRIVAL_AFTER, SYNC_CUE, SyncInputs
 
 #: The /diagnostics status the policy node publishes once per window of ticks.
 RATE_STATUS_NAME = "coop_robot: policy rate"
@@ -42,7 +44,9 @@ RATE_STATUS_NAME = "coop_robot: policy rate"
 class PolicyNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("policy", **kwargs)
-        names = tuple(policy_names())
+        self.task = declare(self, "task", DEFAULT_TASK, "The interaction task: turn_taking, or sync (the sync "
+                            "task's controls, cued on /sync/cue)", choices=TASKS)
+        names = tuple(sorted(set(policy_names()) | set(policy_names("sync"))))
         self.policy_name = declare(self, "policy", "reactive", "Policy to run", choices=names)
         rate = declare(self, "rate_hz", 50.0, "Decision rate (Hz, node clock)", 1.0, 1000.0)
         stale = declare(self, "stale_after_s", 0.5, "Perception older than this (s) is stale: decide 'wait'",
@@ -66,17 +70,27 @@ class PolicyNode(Node):
         )
         checkpoint = declare(self, "checkpoint", "", "mirror: checkpoint file ('' = the one shipped in the package)")
         mirror = self._declare_mirror()
+        onset = declare(self, "onset_speed_mps", 0.15,
+                        "sync reactive: act once the partner's hand is perceived moving this fast (m/s)", 0.01, 5.0)
+        sync_lead = declare(self, "sync_lead_s", 0.0,
+                            "sync oracle: act this much earlier than the arrivals would coincide (s)", -5.0, 5.0)
         params = {"stale_after_s": stale, "fallback_clear_s": fallback}
-        if self.policy_name == "reactive":
+        if self.task == "sync":
+            params = {"stale_after_s": stale}  # no liveness bound: every sync control acts in every trial
+            if self.policy_name == "reactive":
+                params["onset_speed_mps"] = onset
+            elif self.policy_name == "oracle":
+                params["lead_s"] = sync_lead
+        elif self.policy_name == "reactive":
             params["debounce_s"] = debounce
         elif self.policy_name == "oracle":
             params.update(entry_lead_s=lead, margin_s=margin)
         elif self.policy_name == "mirror":
             params.update(checkpoint=checkpoint or None, **mirror)
         try:
-            self.policy = make_policy(self.policy_name, **params)
+            self.policy = make_policy(self.policy_name, task=self.task, **params)
         except PolicyError as exc:
-            raise ParameterError(str(exc)) from exc
+            raise ParameterError(f"parameter 'policy' = {self.policy_name!r} with task {self.task!r}: {exc}") from exc
 
         self._in_zone: bool | None = None
         self._hand = np.full(3, np.nan)
@@ -84,6 +98,7 @@ class PolicyNode(Node):
         self._stamp_s = -math.inf
         self._robot_state = "unknown"
         self._planned_exit_s: float | None = None
+        self._sync = SyncInputs() if self.task == "sync" else None
         self._ee = np.full(3, np.nan)
         self._q = None
         self._fk = None
@@ -96,6 +111,10 @@ class PolicyNode(Node):
         self.create_subscription(String, "/controller/state", self._on_state, LATCHED_QOS)
         if self.policy_name == "oracle":
             self.create_subscription(TimeReference, "/sim/ground_truth/partner_plan", self._on_plan, EVENT_QOS)
+        if self._sync is not None:
+            self.create_subscription(TimeReference, SYNC_CUE, self._on_cue, LATCHED_QOS)
+            if self.policy_name == "oracle":
+                self.create_subscription(Float64, SYNC_ARRIVAL_AFTER, self._on_arrival_after, LATCHED_QOS)
         if self.policy_name == "mirror":  # the mirror network watches the robot's own hand too
             from coop_robot.control.kinematics import PandaKinematics
 
@@ -228,6 +247,14 @@ class PolicyNode(Node):
     def _on_plan(self, msg: TimeReference) -> None:
         if msg.source == "planned_exit":
             self._planned_exit_s = stamp_to_s(msg.time_ref)
+        elif msg.source == "planned_arrival" and self._sync is not None:
+            self._sync.planned_arrival(stamp_to_s(msg.time_ref), stamp_to_s(msg.header.stamp))
+
+    def _on_cue(self, msg: TimeReference) -> None:
+        self._sync.cue(msg.source, stamp_to_s(msg.time_ref))
+
+    def _on_arrival_after(self, msg: Float64) -> None:
+        self._sync.robot_arrival_after_s = float(msg.data)
 
     def _tick(self) -> None:
         t = now_s(self)
@@ -245,6 +272,7 @@ class PolicyNode(Node):
             robot_state=self._robot_state,
             robot_ee_m=self._ee_now(),
             partner_planned_exit_s=self._planned_exit_s,
+            **({} if self._sync is None else self._sync.observation()),
         )
         decision = self.policy.step(obs)
         if self.policy.fallback_count > self._fallbacks_logged:

@@ -22,7 +22,7 @@ import sys
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -35,7 +35,12 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, TimeReference
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from coop_robot.control.controller import SSM_PARAMETERS, controller_parameter, ssm_config_from_params
+from coop_robot.control.controller import (
+    SSM_PARAMETERS,
+    controller_parameter,
+    parse_state_text,
+    ssm_config_from_params,
+)
 from coop_robot.control.kinematics import PandaKinematics
 from coop_robot.control.planning import JointLimits
 from coop_robot.control.ssm import GroundTruthMonitor, SeparationMonitor
@@ -68,7 +73,18 @@ from coop_robot.sim.pacing import (
     check_real_time_factor,
 )
 from coop_robot.sim.trajectory import TrajectoryRejected
+from coop_robot.tasks import DEFAULT_TASK, TASKS
 from coop_robot.timing.ssm_sample import GROUND_TRUTH_SSM, SsmSample
+from coop_robot.timing.sync import (
+    SYNC_CUE,
+    SYNC_TARGET,
+    SYNC_TRIAL,
+    SYNC_TRIAL_STATUS,
+    SyncTrials,
+    advance_sync_trials,
+    sync_task_config,
+    trial_key_values,
+)
 
 GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -142,7 +158,20 @@ class SimNode(Node):
         vfov_deg = declare(self, "vertical_fov_deg", 58.0, "Camera vertical field of view (deg)", low=10.0, high=120.0)
         low_poly = declare(self, "low_poly_robot", True,
                            "Render the Panda with its low-poly collision meshes (much faster software rendering)")
+        self._task = declare(self, "task", DEFAULT_TASK, "The interaction task: turn_taking, or sync (the person is "
+                             "the sync task's, cued on /sync/cue; the trials are scored here and sent on /sync/trial)",
+                             choices=TASKS)
+        window_s = declare(self, "sync_window_s", sync_task_config().window_s,
+                           "sync: success window of a trial (s); default: config/sync.yaml's", low=0.01, high=5.0)
+        sync_config = None
+        if self._task == "sync":
+            try:
+                sync_config = sync_task_config({"sync_window_s": window_s})
+            except ValueError as exc:
+                raise ParameterError(f"parameter 'sync_window_s': {exc}") from exc
         cell = declare_cell(self, self._mode == "cell")
+        if self._mode == "cell" and sync_config is not None:
+            raise ParameterError("parameter 'task' = 'sync': the sync task runs in simulation mode only (mode: sim)")
         if self._mode == "cell":  # a real cell neither waits for perception nor runs faster than the clock
             pacing = dataclasses.replace(pacing, real_time_factor=1.0, perception_sync=False)
 
@@ -155,7 +184,8 @@ class SimNode(Node):
         except ValueError as exc:
             raise ParameterError(f"world geometry: {exc}") from exc
         try:
-            self._sim = InteractionSim.from_params(partner=partner, seed=seed, gui=gui, world_config=config)
+            self._sim = InteractionSim.from_params(partner=partner, seed=seed, gui=gui, world_config=config,
+                                                   sync_config=sync_config)
         except (ProfileError, OSError) as exc:
             raise ParameterError(f"parameter 'partner' = {partner!r}: {exc}") from exc
         except ValueError as exc:  # e.g. a zone that does not hold the partner's hand target
@@ -190,6 +220,7 @@ class SimNode(Node):
                 joint_state_period_s, camera_period_s)
         else:
             self._make_sim_publishers(pacing, partner_hand_topic)
+        self._sync: _SyncScoring | None = _SyncScoring(self, sync_config) if sync_config is not None else None
         self.create_subscription(JointTrajectory, trajectory_topic, self._on_trajectory, COMMAND_QOS)
 
         self._pacer = SimPacer(pacing, time.monotonic())
@@ -308,7 +339,12 @@ class SimNode(Node):
             if wall_now - wall_start > TICK_BUDGET_S or not self._pacer.may_step(self._sim.t_s, self._sim.dt_s,
                                                                                   wall_now):
                 break
-            for event in self._sim.step():
+            if self._sync is not None:
+                self._sync.before_step(self._sim)
+            events = self._sim.step()
+            if self._sync is not None:
+                self._sync.after_step(self._sim)
+            for event in events:
                 if self._cell is not None:
                     self._cell.truth.event(event.name, self._cell.stamps.stamp_s(event.t_s))
                 else:
@@ -402,7 +438,10 @@ class SimNode(Node):
                          1.0, "free")
 
     def _publish_ground_truth_separation(self) -> None:
-        self._ssm_pub.publish(ssm_message(self._ground_truth_separation()))
+        sample = self._ground_truth_separation()
+        self._ssm_pub.publish(ssm_message(sample))
+        if self._sync is not None:
+            self._sync.separation(sample)
 
     def _publish_joint_state(self, stamp) -> None:
         names, position, velocity, effort = self._sim.world.joint_state()
@@ -458,6 +497,68 @@ class SimNode(Node):
             if self._cell is not None:
                 self._cell.close()
             self._sim.close()
+
+
+class _SyncScoring:
+    """The sync task in the sim node (``task: sync``): the person sees the robot, the trials are cued
+    (``/sync/cue``) and scored on ground truth (``/sync/trial``) with :mod:`coop_robot.timing.sync`,
+    the one definition the fast environment uses. Cueing waits for the controller: its sync target
+    (``/controller/sync_target``) and its state at home (``/controller/state``)."""
+
+    def __init__(self, node: SimNode, config) -> None:
+        self._node = node
+        self._config = config
+        self.trials: SyncTrials | None = None
+        self._robot_state = "unknown"
+        self._cue_pub = node.create_publisher(TimeReference, SYNC_CUE, LATCHED_QOS)
+        self._trial_pub = node.create_publisher(DiagnosticArray, SYNC_TRIAL, EVENT_QOS)
+        node.create_subscription(PointStamped, SYNC_TARGET, self._on_target, LATCHED_QOS)
+        node.create_subscription(String, "/controller/state", self._on_state, LATCHED_QOS)
+
+    def _on_target(self, msg: PointStamped) -> None:
+        if self.trials is None:
+            self.trials = SyncTrials(self._config, (msg.point.x, msg.point.y, msg.point.z))
+            self._node.get_logger().info(
+                f"sync task: robot target {[round(v, 3) for v in self.trials.robot_target_m.tolist()]} m, partner "
+                f"target {list(self._config.partner_target_m)} m, window {self._config.window_s:g} s")
+
+    def _on_state(self, msg: String) -> None:
+        self._robot_state = parse_state_text(msg.data)[0]
+
+    def before_step(self, sim: InteractionSim) -> None:
+        # The person sees the arm as of the last step (as in the fast environment).
+        sim.partner.see_robot(sim.t_s + sim.dt_s, sim.ee_position_m())
+
+    def after_step(self, sim: InteractionSim) -> None:
+        if self.trials is None:
+            return
+        t = sim.t_s
+        step = advance_sync_trials(self.trials, sim.partner, t, sim.ee_position_m(), sim.partner_hand_m(),
+                                   contact=sim.in_contact, robot_at_rest=self._robot_state == "home")
+        for trial in step.ended:  # sent when it ends, and again once the next cue closes its window
+            self._publish_trial(trial, t)
+            self._publish_cue("trial_end", trial.cue_s, t)
+        if step.closed is not None:
+            self._publish_trial(step.closed, t)
+        if step.cued:
+            self._publish_cue("cue", t, t)
+
+    def separation(self, sample: SsmSample) -> None:
+        if self.trials is not None:
+            self.trials.add_separation(sample.t_s, sample.separation_m, sample.protective_distance_m,
+                                       sample.robot_closing_mps)
+
+    def _publish_cue(self, source: str, cue_s: float, stamp_s: float) -> None:
+        self._node._publish_time_reference(self._cue_pub, source, cue_s, stamp_s)
+
+    def _publish_trial(self, trial, stamp_s: float) -> None:
+        status = DiagnosticStatus(name=SYNC_TRIAL_STATUS, message=f"trial {trial.trial}",
+                                  level=DiagnosticStatus.ERROR if trial.contact or trial.ssm_violations
+                                  else DiagnosticStatus.OK,
+                                  values=[KeyValue(key=k, value=v) for k, v in trial_key_values(trial)])
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = s_to_stamp(stamp_s)
+        self._trial_pub.publish(arr)
 
 
 def main(args=None) -> None:

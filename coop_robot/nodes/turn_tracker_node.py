@@ -36,6 +36,7 @@ from coop_robot.nodes.common import (
     s_to_stamp,
     stamp_to_s,
 )
+from coop_robot.tasks import DEFAULT_TASK, TASKS
 from coop_robot.timing.feed import (
     CONTROLLER_EVENTS,
     GROUND_TRUTH_EVENTS,
@@ -47,6 +48,14 @@ from coop_robot.timing.feed import (
 )
 from coop_robot.timing.metrics import format_table, turn_notes
 from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM, SSM_STATUS_NAME, SsmSample
+from coop_robot.timing.sync import (
+    SYNC_TRIAL,
+    SYNC_TRIAL_STATUS,
+    SyncTrialLog,
+    format_sync_table,
+    format_trial_line,
+    trial_from_key_values,
+)
 
 #: SSM samples come at ~100 Hz: room for a second of them while the executor is busy.
 SSM_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -71,11 +80,13 @@ class TurnTrackerNode(Node):
             0.0,
             60.0,
         )
+        self.task = declare(self, "task", DEFAULT_TASK, "The interaction task: turn_taking, or sync (the session is "
+                            "the sim's scored trials from /sync/trial; max_turns counts trials)", choices=TASKS)
         self.max_turns = declare(
             self,
             "max_turns",
             0,
-            "End the session (write summary, exit 0) after this many robot turns; 0 = run forever",
+            "End the session (write summary, exit 0) after this many robot turns (sync: trials); 0 = run forever",
             0,
             100000,
         )
@@ -126,6 +137,10 @@ class TurnTrackerNode(Node):
         self.create_subscription(String, PARTNER_PHASE, self._on_partner_phase, LATCHED_QOS)
         for topic in (GROUND_TRUTH_SSM, CONTROLLER_SSM):
             self.create_subscription(DiagnosticArray, topic, lambda msg, t=topic: self._on_ssm(t, msg), SSM_QOS)
+        self.sync_log: SyncTrialLog | None = None
+        if self.task == "sync":
+            self.sync_log = SyncTrialLog()
+            self.create_subscription(DiagnosticArray, SYNC_TRIAL, self._on_sync_trial, EVENT_QOS)
         self.create_timer(0.05, self._tick)
         self.create_timer(1.0, self._publish_diagnostics)
 
@@ -155,6 +170,18 @@ class TurnTrackerNode(Node):
                 continue
             self.feed.ssm_sample(topic, sample)
 
+    def _on_sync_trial(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name != SYNC_TRIAL_STATUS:
+                continue
+            try:
+                trial = trial_from_key_values((kv.key, kv.value) for kv in status.values)
+            except ValueError as exc:
+                self.get_logger().error(f"{SYNC_TRIAL} unusable for scoring: {exc}", throttle_duration_sec=5.0)
+                continue
+            if self.sync_log.update(trial):
+                print(f"[turn_tracker] trial {trial.trial}: {format_trial_line(trial)}", flush=True)
+
     def _on_in_zone(self, msg: Bool) -> None:
         self.feed.partner_in_zone(bool(msg.data))
 
@@ -177,6 +204,10 @@ class TurnTrackerNode(Node):
         out = self.feed.release(now)
         if out.chosen:
             self.get_logger().info(f"scoring turns on {out.chosen}")
+        if self.sync_log is not None:
+            if self.max_turns and len(self.sync_log) >= self.max_turns and not self._done:
+                self._finish()
+            return
         if self.tracker is None:
             return
         if out.dropped:
@@ -246,6 +277,8 @@ class TurnTrackerNode(Node):
         self.diag_pub.publish(arr)
 
     def summary(self) -> dict:
+        if self.sync_log is not None:
+            return self.sync_log.summary(self.max_turns or None, **self.meta) if len(self.sync_log) else {}
         return self.tracker.summary(limit=self.max_turns or None, **self.meta) if self.tracker else {}
 
     def _finish(self) -> None:
@@ -253,6 +286,8 @@ class TurnTrackerNode(Node):
         # Everything the session summary holds comes from here, so `coop-robot sim --summary-json`
         # and a launch's summary_json:= have the same keys.
         summary = {**self.summary(), "wall_time_s": round(time.monotonic() - self._wall_start_s, 1)}
+        if self.sync_log is not None:
+            summary["session_duration_s"] = now_s(self)
         if self.summary_json:
             path = os.path.abspath(self.summary_json)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -260,10 +295,14 @@ class TurnTrackerNode(Node):
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=2, allow_nan=True)
             os.replace(tmp, path)
-        from coop_robot.timing.metrics import TurnRecord
+        if self.sync_log is not None:
+            print(format_sync_table(self.sync_log.trials[:self.max_turns], summary), flush=True)
+            self.get_logger().info(f"session complete after {len(self.sync_log)} sync trials")
+        else:
+            from coop_robot.timing.metrics import TurnRecord
 
-        print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary), flush=True)
-        self.get_logger().info(f"session complete after {len(self.tracker.records)} turns")
+            print(format_table([TurnRecord(**r) for r in summary["per_turn"]], summary), flush=True)
+            self.get_logger().info(f"session complete after {len(self.tracker.records)} turns")
         # Let the last turn's events and timing reach their (reliable) subscribers -- a recorder,
         # the runner -- before the node exits; bounded, so a vanished subscriber cannot hang us.
         from rclpy.duration import Duration

@@ -29,6 +29,15 @@ EVENT_NAMES = ("partner_exit", "robot_exit", "partner_enter", "robot_enter", "co
                "partner_turn_start", "partner_withdraw_start", "partner_turn_end")
 
 
+#: The partner's plan times the sim reports, and the partner attributes they come from (the first
+#: one present): ``planned_enter`` (the next zone entry), ``planned_exit`` (the exit that ends the
+#: partner's turn, for the oracle) and, in the sync task, ``planned_arrival`` (when the glove comes
+#: within the arrival radius of its target, for the sync oracle).
+PLAN_SOURCES = (("planned_enter", ("planned_enter_s",)),
+                ("planned_exit", ("planned_turn_exit_s", "planned_exit_s")),
+                ("planned_arrival", ("planned_arrival_s",)))
+
+
 class SimEvent(NamedTuple):
     """A ground-truth event: ``name`` (one of :data:`EVENT_NAMES`) at physics time ``t_s``."""
 
@@ -105,23 +114,27 @@ class InteractionSim:
         self._partner_in = self.zone.contains(world.partner_hand_m)
         self._robot_in = self.zone.contains(world.ee_position_m())
         self._contact = False
-        self._plan: dict[str, float | None] = {"planned_enter": None, "planned_exit": None}
+        self._plan: dict[str, float | None] = {source: None for source, _ in PLAN_SOURCES}
         # The partner's turn as a whole (first reach to end of the final withdraw), for scoring.
         self._partner_turn = PartnerTurnEdges()
 
     @classmethod
     def from_params(cls, partner: Any = "typical", seed: int = 0, gui: bool = False,
                     world_config: WorldConfig | None = None, start_time_s: float = 0.0,
-                    **world_params: Any) -> InteractionSim:
+                    sync_config: Any = None, **world_params: Any) -> InteractionSim:
         """Build the whole simulation.
 
         ``partner``: a profile name (``config/partners/<name>.yaml``), a YAML path, or a loaded
         profile. ``seed`` seeds the partner's random generator (``np.random.default_rng``).
         ``world_params`` go to :func:`world_config_from_params` unless ``world_config`` is given.
+        ``sync_config`` (a :class:`coop_robot.timing.sync.SyncTaskConfig`): the person is the sync
+        task's :class:`~coop_robot.partner.sync.SyncPartner` (same profile and seed), who moves only
+        when cued; None: the turn-taking :class:`~coop_robot.partner.model.PartnerModel`.
         Raises ``coop_robot.partner.profile.ProfileError`` for a bad profile.
         """
         from coop_robot.partner.model import PartnerModel
         from coop_robot.partner.profile import load_profile
+        from coop_robot.partner.sync import SyncPartner
 
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -129,10 +142,15 @@ class InteractionSim:
         config = world_config or world_config_from_params(**world_params)
         world = SimWorld(config, gui=gui)
         try:
-            model = PartnerModel(profile, np.random.default_rng(int(seed)),
-                                 np.asarray(config.partner_rest_m, dtype=float),
-                                 np.asarray(config.partner_task_objects_m, dtype=float),
-                                 config.zone, start_time_s=float(start_time_s))
+            if sync_config is not None:
+                model = SyncPartner(profile, np.random.default_rng(int(seed)),
+                                    np.asarray(config.partner_rest_m, dtype=float), sync_config.partner_target_m,
+                                    config.zone, sync_config.arrival_radius_m)
+            else:
+                model = PartnerModel(profile, np.random.default_rng(int(seed)),
+                                     np.asarray(config.partner_rest_m, dtype=float),
+                                     np.asarray(config.partner_task_objects_m, dtype=float),
+                                     config.zone, start_time_s=float(start_time_s))
             return cls(world, model)
         except Exception:
             world.close()
@@ -217,11 +235,9 @@ class InteractionSim:
         return events
 
     def take_plan_updates(self) -> list[PlanUpdate]:
-        """Partner plan times that are new since the last call: ``planned_enter`` (the next zone entry)
-        and ``planned_exit`` (the exit that ends the partner's turn, for the oracle)."""
+        """Partner plan times that are new since the last call (:data:`PLAN_SOURCES`)."""
         updates = []
-        for source, attrs in (("planned_enter", ("planned_enter_s",)),
-                              ("planned_exit", ("planned_turn_exit_s", "planned_exit_s"))):
+        for source, attrs in PLAN_SOURCES:
             value = next((v for v in (getattr(self.partner, a, None) for a in attrs) if v is not None), None)
             if value is not None and value != self._plan[source]:
                 updates.append(PlanUpdate(source, float(value), self.t_s))

@@ -34,15 +34,27 @@ of the trials in which both arrived (``median_offset_s``, ``offset_p25_s``, ``of
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from coop_robot.control.ssm import violates
+
+#: The sync task's topics in the ROS graph (docs/parameters.md). The sim publishes the cue (latched
+#: ``sensor_msgs/TimeReference``: source ``cue`` with the trial's cue time when a trial opens,
+#: ``trial_end`` when it is over) and each scored trial (``diagnostic_msgs/DiagnosticArray``, one
+#: :data:`SYNC_TRIAL_STATUS`); the controller, with ``task: sync``, its target (latched
+#: ``geometry_msgs/PointStamped``, ``world``) and its nominal reach's arrival time from the start
+#: (latched ``std_msgs/Float64``, s: :func:`reach_arrival_after_s`).
+SYNC_CUE = "/sync/cue"
+SYNC_TRIAL = "/sync/trial"
+SYNC_TARGET = "/controller/sync_target"
+SYNC_ARRIVAL_AFTER = "/controller/sync_arrival_after_s"
 
 #: config/sync.yaml's parameter for each :class:`SyncTaskConfig` field.
 SYNC_PARAMETERS = {
@@ -196,6 +208,11 @@ class SyncTrials:
         self._in_violation = False
 
     @property
+    def window_trial(self) -> SyncTrial | None:
+        """The trial whose safety window is open (the latest one; None before the first cue)."""
+        return self._window
+
+    @property
     def cue_s(self) -> float | None:
         """The open trial's cue (s); None between trials."""
         return None if self.current is None else self.current.cue_s
@@ -246,6 +263,123 @@ class SyncTrials:
         if violating and not self._in_violation:
             w.ssm_violations += 1
         self._in_violation = violating
+
+
+def reach_arrival_after_s(reach, kinematics, target_m, arrival_radius_m: float, rate_hz: float = 240.0) -> float:
+    """How long after its start the joint plan ``reach`` brings the end effector within
+    ``arrival_radius_m`` of ``target_m`` (s), sampled at ``rate_hz`` (the physics rate): the
+    arrival definition above applied to the controller's nominal plan (what the oracle control
+    needs to know of the robot). The plan's duration when it never comes that close."""
+    times = np.arange(0.0, reach.duration_s + 1e-9, 1.0 / rate_hz)
+    ee = kinematics.fk_many(reach.state_at(times)[0])
+    near = np.linalg.norm(ee - np.asarray(target_m, dtype=float), axis=1) <= arrival_radius_m
+    return float(times[int(np.argmax(near))]) if near.any() else float(reach.duration_s)
+
+
+@dataclass
+class SyncStep:
+    """What one physics step did to the trials (:func:`advance_sync_trials`)."""
+
+    cued: bool = False                       # a trial's cue is at this step
+    ended: list[SyncTrial] = field(default_factory=list)   # trials that ended at this step
+    closed: SyncTrial | None = None          # the trial whose safety window the cue closed
+
+
+def advance_sync_trials(trials: SyncTrials, partner, t_s: float, robot_ee_m, partner_hand_m, *, contact: bool,
+                        robot_at_rest: bool) -> SyncStep:
+    """One physics step of the task, after the agents moved: :meth:`SyncTrials.step` on the ground
+    truth, the partner (:class:`coop_robot.partner.sync.SyncPartner`) cued when a trial starts and
+    told of every trial that ended. The fast environment and the sim node both step the task with
+    this, so the cue and the partner's view of a trial have one definition."""
+    done = len(trials.trials)
+    window = trials.window_trial
+    step = SyncStep()
+    if trials.step(t_s, robot_ee_m, partner_hand_m, contact=contact, robot_at_rest=robot_at_rest,
+                   partner_at_rest=partner.phase == "resting"):
+        partner.cue(t_s)
+        step.cued, step.closed = True, window
+    step.ended = trials.trials[done:]
+    for trial in step.ended:
+        partner.end_trial(trial.robot_start_s, trial.robot_arrival_s)
+    return step
+
+
+class SyncInputs:
+    """What a sync policy observes besides perception, as the graph delivers it (the policy node):
+    the open trial's cue from ``/sync/cue``, and for the oracle the controller's reach time and the
+    partner's planned arrival. A planned arrival counts only once it was planned at or after the
+    open trial's cue: the previous trial's plan, arriving after the new cue, must not make the oracle act."""
+
+    def __init__(self) -> None:
+        self.cue_s: float | None = None
+        self.robot_arrival_after_s: float | None = None
+        self._arrival: tuple[float, float] | None = None   # (planned arrival, when planned), s
+
+    def cue(self, source: str, cue_s: float) -> None:
+        """``/sync/cue``: source ``cue`` opens a trial at ``cue_s``, ``trial_end`` closes it."""
+        if source == "cue":
+            self.cue_s = float(cue_s)
+        elif source == "trial_end":
+            self.cue_s = None
+
+    def planned_arrival(self, arrival_s: float, planned_at_s: float) -> None:
+        self._arrival = (float(arrival_s), float(planned_at_s))
+
+    def observation(self) -> dict:
+        """The sync fields of an :class:`coop_robot.policy.base.Observation`."""
+        planned = None
+        if self.cue_s is not None and self._arrival is not None and self._arrival[1] >= self.cue_s - 1e-9:
+            planned = self._arrival[0]
+        return {"sync_cue_s": self.cue_s, "robot_arrival_after_s": self.robot_arrival_after_s,
+                "partner_planned_arrival_s": planned}
+
+
+#: The name of the /diagnostics-style status that carries one trial (:func:`trial_key_values`).
+SYNC_TRIAL_STATUS = "coop_robot/sync_trial"
+
+
+def trial_key_values(trial: SyncTrial) -> list[tuple[str, str]]:
+    """A trial as (key, JSON text) pairs, for a ``DiagnosticStatus`` (``/sync/trial``)."""
+    return [(key, json.dumps(value)) for key, value in trial.as_dict().items()]
+
+
+def trial_from_key_values(pairs) -> SyncTrial:
+    """The trial :func:`trial_key_values` wrote; ValueError for a missing or malformed value."""
+    try:
+        return SyncTrial.from_dict({key: json.loads(text) for key, text in pairs})
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed sync trial: {exc}") from exc
+
+
+class SyncTrialLog:
+    """The trials of a session as they arrive, possibly more than once: a trial is sent when it
+    ends and again when the next cue closes its safety window; the latest version counts."""
+
+    def __init__(self) -> None:
+        self._trials: dict[int, SyncTrial] = {}
+
+    def update(self, trial: SyncTrial) -> bool:
+        """Keep ``trial``; True when its number is new (it has just ended)."""
+        new = trial.trial not in self._trials
+        self._trials[trial.trial] = trial
+        return new
+
+    @property
+    def trials(self) -> list[SyncTrial]:
+        return [self._trials[k] for k in sorted(self._trials)]
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def summary(self, limit: int | None = None, *, window_s: float | None = None, **meta) -> dict:
+        """:func:`summarize_sync` of the first ``limit`` trials (all: None); ``window_s`` defaults to
+        the trials' own (the scorer's) window."""
+        trials = self.trials[:limit] if limit else self.trials
+        if window_s is None:
+            if not trials:
+                raise ValueError("no trials: give window_s")
+            window_s = trials[0].window_s
+        return summarize_sync(trials, window_s=window_s, **meta)
 
 
 # --------------------------------------------------------------------------- per session
@@ -312,6 +446,13 @@ def format_sync_summary(summary: dict) -> list[str]:
         f"who waited: robot {s['robot_waited']}, partner {s['partner_waited']}; safety: contacts {s['contacts']}, "
         f"min separation {sep} m, min SSM margin {margin} m, SSM violations {s['ssm_violations']}",
     ]
+
+
+def format_trial_line(t: SyncTrial) -> str:
+    """One trial in a line (the graph's progress output)."""
+    sep = "n/a" if not math.isfinite(t.min_separation_m) else f"{t.min_separation_m:.3f}"
+    return (f"offset {_ms(t.offset_s)} ms, success {'yes' if t.success else 'no'}, waited {t.waited}, "
+            f"contact {t.contact}, min separation {sep} m, SSM violations {t.ssm_violations}")
 
 
 def format_sync_table(trials: list[SyncTrial], summary: dict) -> str:
