@@ -118,7 +118,7 @@ def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_p
     summary_path = tmp_path / "sync.json"
     res = subprocess.run(
         [sys.executable, "-m", "coop_robot.cli", "sim", "--task", "sync", "--policy", "eager", "--turns",
-         str(SYNC_TRIALS), "--window-s", "1.0", "--summary-json", str(summary_path),
+         str(SYNC_TRIALS), "--window-s", "1.0", "--summary-json", str(summary_path), "--record", str(tmp_path / "bag"),
          "--log-dir", str(tmp_path / "logs"), "--domain-id", str(ros_domain), "--timeout-s", "500"],
         env=ros_env(ros_domain), capture_output=True, text=True, timeout=560)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -146,3 +146,23 @@ def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_p
         assert t["success"] == (abs(t["offset_s"]) <= 1.0)
         assert t["ssm_samples"] > 0 and t["min_separation_m"] > 0.2 and not t["contact"]
     assert trials[1]["cue_s"] > trials[0]["robot_arrival_s"] and trials[2]["cue_s"] > trials[1]["robot_arrival_s"]
+
+    # The bag (read by rosbags, a library we did not write) holds the sync task's topics: every cue
+    # and every scored trial, the same trials the summary has, and the robot's target.
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([tmp_path / "bag"]) as reader:
+        by_topic = {c.topic: c for c in reader.connections}
+        for topic in ("/sync/cue", "/sync/trial", "/controller/sync_target", "/controller/sync_arrival_after_s"):
+            assert topic in by_topic, sorted(by_topic)
+        cues = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages([by_topic["/sync/cue"]])]
+        statuses = [s for c, _, raw in reader.messages([by_topic["/sync/trial"]])
+                    for s in reader.deserialize(raw, c.msgtype).status]
+    assert sum(c.source == "cue" for c in cues) >= SYNC_TRIALS
+    from coop_robot.timing.sync import SyncTrialLog, trial_from_key_values
+
+    log = SyncTrialLog()   # a trial is sent when it ends and again when its safety window closes
+    for st in statuses:
+        log.update(trial_from_key_values((kv.key, kv.value) for kv in st.values))
+    assert [t.trial for t in log.trials] == [1, 2, 3]
+    assert [t.offset_s for t in log.trials] == pytest.approx([t["offset_s"] for t in trials])

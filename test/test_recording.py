@@ -87,7 +87,7 @@ LATCHED_OFFER = QosOffer(reliability="reliable", durability="transient_local", h
 
 
 def test_topic_tables_match_the_bag_conventions():
-    assert len(INTERACTION_TOPICS) == 21 and "/clock" not in INTERACTION_TOPICS
+    assert len(INTERACTION_TOPICS) == 25 and "/clock" not in INTERACTION_TOPICS
     assert INTERACTION_TOPICS["/policy/p_act"] == "std_msgs/msg/Float64"  # the mirror network's P(act), for replay
     assert INTERACTION_TOPICS["/turn/timing"] == "diagnostic_msgs/msg/DiagnosticArray"
     assert SIM_ONLY_TOPICS == {t for t in INTERACTION_TOPICS if t.startswith("/sim/")} and len(SIM_ONLY_TOPICS) == 6
@@ -319,7 +319,8 @@ def test_sim_record_writes_a_bag_matching_the_live_session(tmp_path, ros_domain)
 
     counts = assert_bag_consistent(bag)
     # Every interaction topic the sim graph publishes is in the bag, with messages.
-    published = set(INTERACTION_TOPICS) - {"/emergency_stop"}  # nobody presses the e-stop in the sim
+    # Nobody presses the e-stop in the sim, and the sync task's topics exist in the sync task only.
+    published = set(INTERACTION_TOPICS) - {"/emergency_stop"} - {t for t in INTERACTION_TOPICS if "sync" in t}
     assert {t for t, n in counts.items() if n} == published
     assert not set(IMAGE_TOPICS) & set(counts) and "/clock" not in counts
 

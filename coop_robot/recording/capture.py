@@ -20,6 +20,7 @@ from coop_robot.recording.topics import IMAGE_TOPICS, parse_topic_entry
 TRANSIENT_LOCAL_TOPICS = frozenset({
     "/controller/state", "/controller/events", "/turn/events", "/turn/timing",
     "/sim/ground_truth/events", "/sim/ground_truth/partner_plan", "/sim/partner/phase",
+    "/sync/cue", "/sync/trial", "/controller/sync_target", "/controller/sync_arrival_after_s",
 })
 #: Camera streams: best effort, like the camera drivers' sensor-data QoS.
 SENSOR_TOPICS = frozenset(IMAGE_TOPICS) | {"/camera/depth/camera_info"}

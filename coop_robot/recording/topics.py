@@ -7,7 +7,7 @@ these tables.
 from __future__ import annotations
 
 #: Topics recorded by default (name -> ROS 2 message type). The ``/sim/...`` topics exist only in
-#: simulation; on a robot they simply have no publisher and do not appear in the bag.
+#: simulation, the sync ones only in the sync task; without a publisher a topic does not appear in the bag.
 INTERACTION_TOPICS: dict[str, str] = {
     "/joint_states": "sensor_msgs/msg/JointState",
     "/partner/hand": "geometry_msgs/msg/PointStamped",
@@ -30,6 +30,11 @@ INTERACTION_TOPICS: dict[str, str] = {
     "/sim/ground_truth/partner_plan": "sensor_msgs/msg/TimeReference",
     "/sim/ground_truth/ssm": "diagnostic_msgs/msg/DiagnosticArray",
     "/sim/partner/phase": "std_msgs/msg/String",
+    # The sync task (docs/science_sync.md): the cue, each scored trial, the robot's target and reach time.
+    "/sync/cue": "sensor_msgs/msg/TimeReference",
+    "/sync/trial": "diagnostic_msgs/msg/DiagnosticArray",
+    "/controller/sync_target": "geometry_msgs/msg/PointStamped",
+    "/controller/sync_arrival_after_s": "std_msgs/msg/Float64",
 }
 
 #: Topics that only the simulation publishes.
