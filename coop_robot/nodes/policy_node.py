@@ -28,6 +28,7 @@ from coop_robot.nodes.common import (
     declare_zone,
     now_s,
     run_node,
+    spin_events,
     stamp_to_s,
 )
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
@@ -285,7 +286,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    sys.exit(run_node(PolicyNode, args))
+    sys.exit(run_node(PolicyNode, args, spin=spin_events))
 
 
 if __name__ == "__main__":
