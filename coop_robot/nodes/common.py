@@ -267,7 +267,8 @@ def node_class(module_name: str) -> type[Node]:
 
 def spin_events(node: Node) -> None:
     """Spin ``node`` with rclpy's ``EventsExecutor`` until its context shuts down (Ctrl-C, an
-    external shutdown); a callback's exception ends the spin as with ``rclpy.spin``.
+    external shutdown: ``ExternalShutdownException`` or a return, as from ``rclpy.spin``); a
+    callback's exception ends the spin as with ``rclpy.spin``.
 
     rclpy's ``SingleThreadedExecutor`` rebuilds its wait set in Python from every entity of the
     node on each wake, and a message wakes it twice (its guard condition is triggered after each
