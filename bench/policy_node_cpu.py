@@ -68,7 +68,8 @@ class Variant:
 
 
 VARIANTS = {v.name: v for v in [
-    Variant("baseline", "the node as in the sim graph (mirror, sim time, every topic)"),
+    Variant("baseline", "the node as in the sim graph (mirror, sim time, every topic; its own main: "
+            "EventsExecutor, common.spin_events)"),
     Variant("clock_only", "only /clock (and the latched state): the timer, the tick and the clock subscription",
             topics=("clock",)),
     Variant("no_joints", "every topic but /joint_states", topics=("clock", "perception")),
@@ -79,8 +80,10 @@ VARIANTS = {v.name: v for v in [
             params={"policy": "reactive"}),
     Variant("reactive_clock_only", "policy reactive, only /clock: the executor's floor without the network",
             topics=("clock",), params={"policy": "reactive"}),
-    Variant("events", "spun by rclpy.experimental.EventsExecutor (bench's spin)", spin="events"),
-    Variant("single", "spun by a SingleThreadedExecutor (bench's spin; as rclpy.spin)", spin="single"),
+    Variant("events", "spun by rclpy.experimental.EventsExecutor's spin() (bench's spin; in these wheels it "
+            "never fires a timer: the node's own main drives spin_once instead, common.spin_events)", spin="events"),
+    Variant("single", "spun by a SingleThreadedExecutor (bench's spin; as rclpy.spin): the node as before "
+            "e4a5561", spin="single"),
     Variant("no_qos_events", "bench's spin; no default QoS-event handlers on the node's subscriptions "
             "either (its publishers have none): 12 fewer entities in each wait set", spin="no_qos_events"),
     Variant("as_before", "bench's spin; the node as before 773e293 and e509179: rclpy's default QoS-event "
