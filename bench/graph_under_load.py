@@ -50,6 +50,31 @@ def _cpu_and_age_s(pid: int) -> tuple[float, float] | None:
     return None if cpu is None or age is None else (cpu, age)
 
 
+#: coop_sim's stats line, every 10 s of wall time: "[INFO] [<unix s>] [coop_sim]: t=53.6 s sim, ..."
+_SIM_STATS = re.compile(r"\[(\d+\.\d+)\] \[coop_sim\]: t=([\d.]+) s sim,")
+
+
+def sim_time_at(sim_log: Path, unix_s: list[float]) -> list[float] | None:
+    """The sim time (s) at each wall-clock instant, interpolated between coop_sim's stats lines
+    (None when its log has fewer than two, or an instant lies outside them by more than one interval)."""
+    try:
+        points = [(float(w), float(t)) for w, t in _SIM_STATS.findall(sim_log.read_text(errors="replace"))]
+    except OSError:
+        return None
+    if len(points) < 2:
+        return None
+    walls, sims = zip(*points)
+    step = (walls[-1] - walls[0]) / (len(walls) - 1)
+    if any(not (walls[0] - step <= u <= walls[-1] + step) for u in unix_s):
+        return None
+    out = []
+    for u in unix_s:  # linear in and (within one interval) beyond the logged points
+        i = min(max(1, sum(w <= u for w in walls)), len(walls) - 1)
+        rate = (sims[i] - sims[i - 1]) / (walls[i] - walls[i - 1])
+        out.append(sims[i - 1] + rate * (u - walls[i - 1]))
+    return out
+
+
 class PolicyCpuSampler(threading.Thread):
     """Finds the policy node among the session's processes and measures its CPU share while it
     ticks: CPU seconds over wall seconds from ``settle_s`` after it started (imports and the
@@ -81,30 +106,6 @@ class PolicyCpuSampler(threading.Thread):
             return None
         return (self.last[0] - self.first[0]) / (sim[1] - sim[0])
 
-
-#: coop_sim's stats line, every 10 s of wall time: "[INFO] [<unix s>] [coop_sim]: t=53.6 s sim, ..."
-_SIM_STATS = re.compile(r"\[(\d+\.\d+)\] \[coop_sim\]: t=([\d.]+) s sim,")
-
-
-def sim_time_at(sim_log: Path, unix_s: list[float]) -> list[float] | None:
-    """The sim time (s) at each wall-clock instant, interpolated between coop_sim's stats lines
-    (None when its log has fewer than two, or an instant lies outside them by more than one interval)."""
-    try:
-        points = [(float(w), float(t)) for w, t in _SIM_STATS.findall(sim_log.read_text(errors="replace"))]
-    except OSError:
-        return None
-    if len(points) < 2:
-        return None
-    walls, sims = zip(*points)
-    step = (walls[-1] - walls[0]) / (len(walls) - 1)
-    if any(not (walls[0] - step <= u <= walls[-1] + step) for u in unix_s):
-        return None
-    out = []
-    for u in unix_s:  # linear in and (within one interval) beyond the logged points
-        i = min(max(1, sum(w <= u for w in walls)), len(walls) - 1)
-        rate = (sims[i] - sims[i - 1]) / (walls[i] - walls[i - 1])
-        out.append(sims[i - 1] + rate * (u - walls[i - 1]))
-    return out
 
     def run(self) -> None:
         pid = None
