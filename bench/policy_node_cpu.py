@@ -28,8 +28,12 @@ Measured (2026-12-03, 2 cores busy with training runs, load 3-6, ``--rtf 2``): t
 used ~58 % of a core here; with only ``/clock`` ~45 %; the reactive policy with only ``/clock``
 ~30 % (rclpy's wake: the executor rebuilds its wait set from every entity of the node on each
 wake, ~250 us each, a few hundred wakes a second); the mirror step ~1.8 ms a tick (the network
-0.7 ms of it). ``events``: rclpy.experimental.EventsExecutor in these wheels (rclpy 7.1.5/7.1.6)
-never fires a timer, spins a core and ignores Ctrl-C, even for a bare node with one wall timer.
+0.7 ms of it). ``events``: rclpy.experimental.EventsExecutor's ``spin()`` in these wheels (rclpy
+7.1.5/7.1.6) never fires a timer, spins a core and ignores Ctrl-C, even for a bare node with one wall
+timer; its ``spin_once`` works, and since e4a5561 the node's own main spins with it
+(``coop_robot.nodes.common.spin_events``). 2026-12-04, ``--variants baseline,single --rounds 2
+--rtf 1`` (50 ticks a wall second), load 8-11: baseline 22.8 %, the node as before (``single``)
+28.5 % (starved: 46.6 ticks/s); at load 5-9 with 15 s windows 21.2 % against 38.8 %.
 """
 
 from __future__ import annotations
