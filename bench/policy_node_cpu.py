@@ -28,8 +28,12 @@ Measured (2026-12-03, 2 cores busy with training runs, load 3-6, ``--rtf 2``): t
 used ~58 % of a core here; with only ``/clock`` ~45 %; the reactive policy with only ``/clock``
 ~30 % (rclpy's wake: the executor rebuilds its wait set from every entity of the node on each
 wake, ~250 us each, a few hundred wakes a second); the mirror step ~1.8 ms a tick (the network
-0.7 ms of it). ``events``: rclpy.experimental.EventsExecutor in these wheels (rclpy 7.1.5/7.1.6)
-never fires a timer, spins a core and ignores Ctrl-C, even for a bare node with one wall timer.
+0.7 ms of it). ``events``: rclpy.experimental.EventsExecutor's ``spin()`` in these wheels (rclpy
+7.1.5/7.1.6) never fires a timer, spins a core and ignores Ctrl-C, even for a bare node with one wall
+timer; its ``spin_once`` works, and since e4a5561 the node's own main spins with it
+(``coop_robot.nodes.common.spin_events``). 2026-12-04, ``--variants baseline,single --rounds 2
+--rtf 1`` (50 ticks a wall second), load 8-11: baseline 22.8 %, the node as before (``single``)
+28.5 % (starved: 46.6 ticks/s); at load 5-9 with 15 s windows 21.2 % against 38.8 %.
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ class Variant:
 
 
 VARIANTS = {v.name: v for v in [
-    Variant("baseline", "the node as in the sim graph (mirror, sim time, every topic)"),
+    Variant("baseline", "the node as in the sim graph (mirror, sim time, every topic; its own main: "
+            "EventsExecutor, common.spin_events)"),
     Variant("clock_only", "only /clock (and the latched state): the timer, the tick and the clock subscription",
             topics=("clock",)),
     Variant("no_joints", "every topic but /joint_states", topics=("clock", "perception")),
@@ -79,8 +84,10 @@ VARIANTS = {v.name: v for v in [
             params={"policy": "reactive"}),
     Variant("reactive_clock_only", "policy reactive, only /clock: the executor's floor without the network",
             topics=("clock",), params={"policy": "reactive"}),
-    Variant("events", "spun by rclpy.experimental.EventsExecutor (bench's spin)", spin="events"),
-    Variant("single", "spun by a SingleThreadedExecutor (bench's spin; as rclpy.spin)", spin="single"),
+    Variant("events", "spun by rclpy.experimental.EventsExecutor's spin() (bench's spin; in these wheels it "
+            "never fires a timer: the node's own main drives spin_once instead, common.spin_events)", spin="events"),
+    Variant("single", "spun by a SingleThreadedExecutor (bench's spin; as rclpy.spin): the node as before "
+            "e4a5561", spin="single"),
     Variant("no_qos_events", "bench's spin; no default QoS-event handlers on the node's subscriptions "
             "either (its publishers have none): 12 fewer entities in each wait set", spin="no_qos_events"),
     Variant("as_before", "bench's spin; the node as before 773e293 and e509179: rclpy's default QoS-event "

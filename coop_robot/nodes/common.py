@@ -265,8 +265,33 @@ def node_class(module_name: str) -> type[Node]:
     return classes[0]
 
 
-def run_node(factory: Callable[[], Node], args=None) -> int:
-    """Standard ``main``: init, build the node, spin, and always shut down cleanly.
+def spin_events(node: Node) -> None:
+    """Spin ``node`` with rclpy's ``EventsExecutor`` until its context shuts down (Ctrl-C, an
+    external shutdown: ``ExternalShutdownException`` or a return, as from ``rclpy.spin``); a
+    callback's exception ends the spin as with ``rclpy.spin``.
+
+    rclpy's ``SingleThreadedExecutor`` rebuilds its wait set in Python from every entity of the
+    node on each wake, and a message wakes it twice (its guard condition is triggered after each
+    callback): with a node on sim time taking every ``/clock`` message that is most of a light
+    node's CPU. The ``EventsExecutor`` waits and dispatches in C++. It is driven here by
+    ``spin_once`` with a timeout: its ``spin()`` in the pip wheels of rclpy 7.1.5 / 7.1.6 never fires
+    a timer, busy-spins a core and ignores Ctrl-C, while ``spin_once`` fires timers on the wall
+    clock and on sim time, and returns when the context shuts down (``bench/policy_node_cpu.py``,
+    variants ``events`` and ``single``)."""
+    from rclpy.experimental import EventsExecutor  # noqa: PLC0415 -- only the nodes that ask for it
+
+    executor = EventsExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        while node.context.ok():
+            executor.spin_once(timeout_sec=1.0)
+    finally:
+        executor.shutdown()
+
+
+def run_node(factory: Callable[[], Node], args=None, spin: Callable[[Node], None] | None = None) -> int:
+    """Standard ``main``: init, build the node, spin (``spin``, default ``rclpy.spin``), and always
+    shut down cleanly.
 
     Ctrl-C (SIGINT) and an external shutdown end the spin. A bad start-up is refused with exit
     status 2 and one line on stderr naming the file or parameter and the problem, never a
@@ -287,7 +312,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
+        (spin or rclpy.spin)(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ParameterError as exc:

@@ -28,6 +28,7 @@ from coop_robot.nodes.common import (
     declare_zone,
     now_s,
     run_node,
+    spin_events,
     stamp_to_s,
 )
 from coop_robot.policy import Observation, PolicyError, make_policy, policy_names
@@ -143,7 +144,8 @@ class PolicyNode(Node):
         subscription requesting incompatible QoS, or another type, appears), unless
         ``event_callbacks`` are given. Each handler is one more entity that the executor adds to its
         wait set on every wake (hundreds a second on sim time): the node's 5 publishers'
-        10 handlers were a quarter of the cost of a wake. The subscribing node warns of the
+        10 handlers were a quarter of the cost of a wake (under rclpy.spin's executor; the node now
+        spins with ``spin_events``, whose C++ wait does not rebuild). The subscribing node warns of the
         mismatch itself (rclpy's and rclcpp's default handlers on its subscription), and this node's
         own subscriptions keep theirs: a publisher this node cannot hear is still reported here."""
         kwargs.setdefault("event_callbacks", PublisherEventCallbacks(use_default_callbacks=False))
@@ -313,7 +315,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    sys.exit(run_node(PolicyNode, args))
+    sys.exit(run_node(PolicyNode, args, spin=spin_events))
 
 
 if __name__ == "__main__":
