@@ -16,6 +16,12 @@ from a seeded reset. A training run needs three kinds (:class:`SessionJob`):
 * ``greedy``: the deployed decision rule (plain MirrorPolicy) on an eval partner's fixed seed;
 * ``reactive``: the reactive baseline on the same seeds.
 
+In the sync task (``task: sync``) the environments run ``task="sync"``, an ``explore`` session is
+:func:`coop_robot.training.sync_sessions.collect_sync_episode` (its reward at the job's
+``window_s``, the curriculum's window of its iteration), ``greedy`` is the deployed
+:class:`~coop_robot.policy.sync.SyncMirrorPolicy` and ``reactive`` the sync reactive control; a
+result's ``turns`` are then its scored trials.
+
 **Reward (reinforcement).** ``+reward_turn`` per completed robot turn, ``-penalty_gap_per_s`` for
 every second the robot's turn is owed (between the partner's exit and the robot's entry; its sum
 is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_near_miss`` per near miss,
