@@ -165,3 +165,14 @@ def test_a_tiny_sync_run_writes_curves_with_the_window_and_a_checkpoint_eval_pla
                      f"checkpoint={out / SYNC_CHECKPOINT_NAME}", "--partner", "typical", "--turns", "1",
                      "--quiet"]) == 0
     assert "policy=mirror partner=typical" in capsys.readouterr().out
+
+
+def test_the_shipped_sync_checkpoint_is_the_default_and_was_trained_with_the_shipped_config():
+    from coop_robot.policy import make_policy
+    from coop_robot.policy.sync import SYNC_CHECKPOINT
+
+    policy = make_policy("mirror", task="sync")
+    assert policy.checkpoint == SYNC_CHECKPOINT and policy.info.task == "sync"
+    shipped = TrainConfig.from_yaml(REPO / "config" / "training" / "sync.yaml")
+    assert policy.info.extra["train_config"] == shipped.to_dict()
+    assert policy.info.extra["iteration"] == shipped.iterations
