@@ -271,7 +271,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--task", default="turn_taking", choices=TASKS,
                    help="turn_taking (default) or sync: synchronous joint action, both reach their own "
                         "target after a cue and a trial succeeds when they arrive within --window-s "
-                        "(docs/science_sync.md; policies eager, reactive, oracle)")
+                        "(docs/science_sync.md; policies eager, reactive, oracle, mirror)")
     p.add_argument("--window-s", type=_seconds, default=None,
                    help="with --task sync: the success window (s; default: sync_window_s of config/sync.yaml)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the session (default: 0)")

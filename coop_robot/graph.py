@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 #: The policies each graph accepts; the oracle reads simulation truth, so it runs in simulation only.
 POLICIES_SIM = ("reactive", "eager", "oracle", "mirror")
 POLICIES_ROBOT = ("reactive", "eager", "mirror")
-#: The sync task's controls in simulation (coop_robot.policy.sync; the mirror network has no sync checkpoint).
-POLICIES_SYNC = ("reactive", "eager", "oracle")
+#: The sync task's policies in simulation (coop_robot.policy.sync): the controls and the mirror network
+#: (its sync checkpoint, mirror_sync.pt).
+POLICIES_SYNC = ("reactive", "eager", "oracle", "mirror")
 #: The recorder prints a line starting with this once it is subscribed and the bag is open ...
 RECORDER_READY_LINE = "[recorder] recording"
 #: ... and, on sim time, this one when its clock runs (the first /clock arrived).
@@ -137,7 +138,7 @@ def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, t
         raise GraphError(str(exc)) from None
     if task == "sync":
         if policy not in POLICIES_SYNC:
-            raise GraphError(_sync_policy_refusal(policy))
+            raise GraphError(f"policy must be one of {POLICIES_SYNC} in the sync task, got {policy!r}")
         if window_s is not None:
             from coop_robot.timing.sync import check_window_s
 
@@ -181,18 +182,6 @@ def sim_graph(policy: str = "mirror", partner: str = "typical", seed: int = 0, t
         }, ends=turns > 0),
     ] + _optional_live_view(live_view, foxglove_port, x, dict(t))
 
-
-def _sync_policy_refusal(policy: str) -> str:
-    """Why ``policy`` cannot play the sync task: for a known policy, :func:`coop_robot.policy.make_policy`'s
-    own reason (the mirror's: no sync checkpoint), so every entry point says the same."""
-    if policy in POLICIES_SIM:
-        from coop_robot.policy import PolicyError, make_policy
-
-        try:
-            make_policy(policy, task="sync")
-        except PolicyError as exc:
-            return f"task 'sync': {exc}"
-    return f"policy must be one of {POLICIES_SYNC} in the sync task, got {policy!r}"
 
 
 def _optional_live_view(live_view: bool, foxglove_port, files: tuple, parameters: dict, remappings=()) -> list:

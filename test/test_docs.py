@@ -114,10 +114,10 @@ def test_policy_dependent_endpoints_are_marked(nodes):
     policy = next(n for n in nodes if n.name == "policy")
     by_topic = {e.topic: e.policies for e in policy.endpoints}
     assert by_topic["/sim/ground_truth/partner_plan"] == ("oracle", "sync oracle")
-    assert by_topic["/sync/cue"] == ("sync eager", "sync oracle", "sync reactive")
+    assert by_topic["/sync/cue"] == ("sync eager", "sync mirror", "sync oracle", "sync reactive")
     sim = {(e.kind, e.topic): e.policies for e in next(n for n in nodes if n.name == "coop_sim").endpoints}
     assert sim[("pub", "/sync/cue")] == ("task sync",) and sim[("pub", "/clock")] == ()
-    assert by_topic["/joint_states"] == ("mirror",)
+    assert by_topic["/joint_states"] == ("mirror", "sync mirror")
     assert by_topic["/policy/decision"] == ()
 
 

@@ -108,8 +108,10 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path, ros
 SYNC_TRIALS = 3
 
 
-def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_path, ros_domain):
-    """`coop-robot sim --task sync` runs the sync task over DDS and summarizes it as `eval --task sync`."""
+@pytest.mark.parametrize("policy", ["eager", "mirror"])
+def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_path, ros_domain, policy):
+    """`coop-robot sim --task sync` runs the sync task over DDS and summarizes it as `eval --task sync`
+    (a control, and the mirror network with its sync checkpoint)."""
     import subprocess
     import sys
 
@@ -117,15 +119,15 @@ def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_p
 
     summary_path = tmp_path / "sync.json"
     res = subprocess.run(
-        [sys.executable, "-m", "coop_robot.cli", "sim", "--task", "sync", "--policy", "eager", "--turns",
+        [sys.executable, "-m", "coop_robot.cli", "sim", "--task", "sync", "--policy", policy, "--turns",
          str(SYNC_TRIALS), "--window-s", "1.0", "--summary-json", str(summary_path), "--record", str(tmp_path / "bag"),
          "--log-dir", str(tmp_path / "logs"), "--domain-id", str(ros_domain), "--timeout-s", "500"],
         env=ros_env(ros_domain), capture_output=True, text=True, timeout=560)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
-    assert "sync task, 3 trials, policy=eager" in out
+    assert f"sync task, 3 trials, policy={policy}" in out
     assert out.count("  trial ") == SYNC_TRIALS          # the runner's progress lines, one per trial
-    assert "sync summary (ground_truth; policy=eager partner=typical seed=0): 3 trials, window 1000 ms" in out
+    assert f"sync summary (ground_truth; policy={policy} partner=typical seed=0): 3 trials, window 1000 ms" in out
     assert "who waited: robot" in out and "reactive baseline" not in out
 
     summary = json.loads(summary_path.read_text())
@@ -134,7 +136,7 @@ def test_coop_robot_sim_task_sync_scores_its_trials_through_the_real_graph(tmp_p
                 "policy", "partner", "seed", "per_trial", "session_duration_s"):
         assert key in summary, key
     assert summary["task"] == "sync" and summary["trials"] == SYNC_TRIALS and summary["window_s"] == 1.0
-    assert summary["policy"] == "eager" and summary["partner"] == "typical" and summary["seed"] == 0
+    assert summary["policy"] == policy and summary["partner"] == "typical" and summary["seed"] == 0
     assert summary["contacts"] == 0 and summary["ssm_violations"] == 0 and summary["missed"] == 0
     assert summary["robot_waited"] + summary["partner_waited"] == SYNC_TRIALS
     trials = summary["per_trial"]

@@ -192,8 +192,10 @@ def test_sim_launch_defaults_to_turn_taking_and_refuses_a_bad_task_or_window(mon
             node.kwargs["name"], {}).get("ros__parameters", {}), node.kwargs["name"]
     with pytest.raises(ValueError, match="launch argument 'task' must be one of turn_taking, sync, got 'handover'"):
         evaluate(monkeypatch, "sim.launch.py", {"task": "handover"})
-    with pytest.raises(ValueError, match="policy 'mirror' has no sync checkpoint yet"):
-        evaluate(monkeypatch, "sim.launch.py", {"task": "sync"})   # the default policy is the mirror
+    launched = evaluate(monkeypatch, "sim.launch.py", {"task": "sync"})   # the default policy, the mirror, plays it too
+    policy = next(n for n in launched.nodes if n.kwargs["name"] == "policy")
+    got = effective_parameters(params_of(policy.command(PREFIX)), "policy")
+    assert got["task"] == "sync" and got["policy"] == "mirror"
     with pytest.raises(ValueError, match="launch argument 'window_s' must be a number, got 'wide'"):
         evaluate(monkeypatch, "sim.launch.py", {"task": "sync", "policy": "eager", "window_s": "wide"})
     with pytest.raises(ValueError, match="window_s applies to the sync task only"):

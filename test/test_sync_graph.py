@@ -45,11 +45,9 @@ def test_the_turn_taking_graph_is_what_it_was_before_there_were_tasks():
     assert sim_graph(policy="reactive") == sim_graph(policy="reactive", task="turn_taking")
 
 
-def test_the_sync_graph_refuses_an_unknown_task_the_mirror_and_a_stray_window():
+def test_the_sync_graph_refuses_an_unknown_task_and_a_stray_window():
     with pytest.raises(GraphError, match="unknown task 'handover'; expected one of turn_taking, sync"):
         sim_graph(policy="eager", task="handover")
-    with pytest.raises(GraphError, match="policy 'mirror' has no sync checkpoint yet"):
-        sim_graph(policy="mirror", task="sync")
     with pytest.raises(GraphError, match="window_s applies to the sync task only"):
         sim_graph(policy="eager", window_s=1.0)
     with pytest.raises(GraphError, match="window_s must be a finite number of seconds > 0"):
@@ -115,7 +113,6 @@ def test_the_controllers_published_reach_time_is_the_fast_environments():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "sync", "--policy", "mirror"], "policy 'mirror' has no sync checkpoint yet"),
     (["--window-s", "1.0"], "--window-s applies to --task sync only"),
     (["--task", "sync", "--policy", "eager", "--window-s", "0"], "must be a finite number of seconds > 0"),
 ])
@@ -128,10 +125,13 @@ def test_coop_robot_sim_refuses_bad_sync_input_before_any_node_starts(tmp_path, 
     assert not (tmp_path / "logs" / "coop_sim.log").exists()
 
 
-def test_a_policy_node_asked_for_the_mirror_in_the_sync_task_refuses_at_start_up():
+def test_a_policy_node_runs_the_sync_mirror_and_refuses_a_turn_taking_checkpoint_for_it():
+    from coop_robot.policy.mirror import DEFAULT_CHECKPOINT
     from coop_robot.preflight import check_node
 
-    problem = check_node("coop_robot.nodes.policy_node", ["--ros-args", "-p", "task:=sync", "-p", "policy:=mirror"])
-    assert problem is not None and "no sync checkpoint" in problem, problem
+    sync_mirror = ["--ros-args", "-p", "task:=sync", "-p", "policy:=mirror"]
+    assert check_node("coop_robot.nodes.policy_node", sync_mirror) is None   # mirror_sync.pt, shipped
+    problem = check_node("coop_robot.nodes.policy_node", sync_mirror + ["-p", f"checkpoint:={DEFAULT_CHECKPOINT}"])
+    assert problem is not None and "turn_taking" in problem and "sync" in problem, problem
     assert check_node("coop_robot.nodes.policy_node", ["--ros-args", "-p", "task:=sync", "-p", "policy:=oracle"]) \
         is None

@@ -277,12 +277,13 @@ def test_the_reactive_robot_starts_after_it_sees_the_partner_start(sync_sessions
     assert reactive["median_offset_s"] > eager["median_offset_s"]   # the slower robot starts later still
 
 
-def test_the_mirror_policy_has_no_sync_checkpoint_and_tasks_do_not_mix():
+def test_the_sync_mirror_policy_refuses_a_turn_taking_checkpoint_and_tasks_do_not_mix():
     from coop_robot.envs.turn_env import TurnTakingEnv
     from coop_robot.policy import PolicyError, make_policy
+    from coop_robot.policy.mirror import DEFAULT_CHECKPOINT
 
-    with pytest.raises(PolicyError, match="policy 'mirror' has no sync checkpoint yet"):
-        make_policy("mirror", task="sync")
+    with pytest.raises(PolicyError, match="was trained for the turn_taking task, not sync"):
+        make_policy("mirror", task="sync", checkpoint=str(DEFAULT_CHECKPOINT))
     with pytest.raises(PolicyError, match="unknown task 'handshake'"):
         make_policy("eager", task="handshake")
     env = TurnTakingEnv("typical", seed=0, task="sync")

@@ -82,6 +82,8 @@ class PolicyNode(Node):
                 params["onset_speed_mps"] = onset
             elif self.policy_name == "oracle":
                 params["lead_s"] = sync_lead
+            elif self.policy_name == "mirror":   # '' = the sync checkpoint shipped in the package
+                params.update(checkpoint=checkpoint or None, **mirror)
         elif self.policy_name == "reactive":
             params["debounce_s"] = debounce
         elif self.policy_name == "oracle":

@@ -213,10 +213,6 @@ def make_policy(name: str, task: str = DEFAULT_TASK, **params) -> Policy:
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
     if name not in registry:
-        if task == "sync" and name == "mirror":
-            raise PolicyError(f"policy 'mirror' has no sync checkpoint yet: the mirror network is trained for "
-                              f"turn-taking only (training it for the sync task is issue 14's next step); sync "
-                              f"policies: {', '.join(sorted(registry))}")
         raise PolicyError(f"unknown {task} policy {name!r}; available: {', '.join(sorted(registry))}"
                           if task != DEFAULT_TASK else
                           f"unknown policy {name!r}; available: {', '.join(sorted(registry))}")

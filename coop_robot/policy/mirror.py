@@ -80,6 +80,9 @@ _TRAIN_HINT = ("train one with `coop-robot train --out DIR` (docs/mirror_policy.
 class MirrorPolicy(Policy):
     name = "mirror"
     yields_to_partner = False  # anticipates: the controller's waiting point keeps the arm out
+    #: The shipped checkpoint of this policy's task (``checkpoint`` None or '').
+    default_checkpoint = DEFAULT_CHECKPOINT
+    _train_hint = _TRAIN_HINT
 
     def __init__(self, checkpoint: str | Path | None = None, act_threshold: float = DEFAULT_ACT_THRESHOLD,
                  release_threshold: float = DEFAULT_RELEASE_THRESHOLD, stale_after_s: float = 0.5,
@@ -120,10 +123,11 @@ class MirrorPolicy(Policy):
 
         self._torch = torch
         self._mn = mirror_net
-        self.checkpoint = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        self.checkpoint = Path(checkpoint) if checkpoint else self.default_checkpoint
         if not self.checkpoint.is_file():
-            raise mirror_net.CheckpointError(f"mirror checkpoint {self.checkpoint} does not exist; {_TRAIN_HINT}")
-        self.net, self.info = mirror_net.load_checkpoint(self.checkpoint, expected_spec=mirror_net.ObservationSpec())
+            raise mirror_net.CheckpointError(f"mirror checkpoint {self.checkpoint} does not exist; {self._train_hint}")
+        self.net, self.info = mirror_net.load_checkpoint(
+            self.checkpoint, expected_spec=mirror_net.ObservationSpec.for_task(self.task), task=self.task)
         self.spec = self.info.obs_spec
         # Build the frames now, which validates them (an origin above the zone centre has no
         # heading); the ticks reuse them (building them was a sixth of a tick's CPU time).
@@ -236,7 +240,7 @@ class MirrorPolicy(Policy):
             if last:
                 self._note_zone_transition(obs.partner_in_zone, t)
                 t_row, ee_row, hand_row, age = t, ee, hand, obs.perception_age_s
-                state, due, in_zone = obs.robot_state, self.robot_turn_due, obs.partner_in_zone
+                context = self._tick_context(obs)
             else:
                 # A row the late tick missed: the grid time, positions interpolated since the last
                 # tick, the task context as it was then.
@@ -245,14 +249,13 @@ class MirrorPolicy(Policy):
                 ee_row = self._prev_ee_m + a * (ee - self._prev_ee_m)
                 hand_row = self._prev_hand_m + a * (hand - self._prev_hand_m)
                 age = self._prev_age_s + (t_row - self._prev_t_s)
-                state, due, in_zone = self._prev_context
+                context = self._prev_context
             self._push(self._self_window, mn.egocentric_features(
                 ee_row[None], ee_vel[None], self.robot_home_m, self.zone, self._frame("self", self.robot_home_m))[0])
             self._push(self._other_window, mn.egocentric_features(
                 hand_row[None], hand_vel[None], self.partner_rest_m, self.zone,
                 self._frame("other", self.partner_rest_m))[0])
-            ctx = mn.task_context(state, due, in_zone, t_row - self._enter_s, t_row - self._exit_s, age,
-                                  self.spec.time_horizon_s, self.spec.perception_age_horizon_s)
+            ctx = self._context_vector(context, t_row, age)
             with torch.inference_mode():
                 out, self._hidden = self.net.step(torch.from_numpy(self._self_window)[None],
                                                   torch.from_numpy(self._other_window)[None],
@@ -269,8 +272,18 @@ class MirrorPolicy(Policy):
         self._prev_ee_m = ee
         self._prev_hand_m = hand
         self._prev_age_s = float(obs.perception_age_s)
-        self._prev_context = (obs.robot_state, self.robot_turn_due, obs.partner_in_zone)
+        self._prev_context = self._tick_context(obs)
         return self.last_outputs
+
+    def _tick_context(self, obs: Observation) -> tuple:
+        """What the task context of this tick is made of (kept for the rows a late tick missed)."""
+        return (obs.robot_state, self.robot_turn_due, obs.partner_in_zone)
+
+    def _context_vector(self, context: tuple, t_row: float, age_s: float) -> np.ndarray:
+        """The network's task context for a row at ``t_row`` (:func:`mirror_net.task_context`)."""
+        state, due, in_zone = context
+        return self._mn.task_context(state, due, in_zone, t_row - self._enter_s, t_row - self._exit_s, age_s,
+                                     self.spec.time_horizon_s, self.spec.perception_age_horizon_s)
 
     def _note_zone_transition(self, in_zone: bool | None, t: float) -> None:
         if in_zone is not None and in_zone != self._last_in_zone:

@@ -17,9 +17,17 @@ partner's window ("other"). A GRU integrates both latents with the task context
 forecast (seconds, with a log-variance), the act logit and a value; a phase head on each latent
 classifies :data:`MIRROR_PHASES`.
 
+**Tasks.** The same network class plays both tasks (:data:`coop_robot.tasks.TASKS`); only the
+task context differs: turn-taking's :data:`CONTEXT_FIELDS`, the sync task's
+:data:`SYNC_CONTEXT_FIELDS` (built by :func:`sync_context`); :meth:`ObservationSpec.for_task`
+gives each task's spec. In a sync checkpoint the forecast head predicts the partner's time to its
+arrival at its target (while it is on its way) instead of its time to leave the zone.
+
 **Checkpoints** hold only tensors and plain Python values (``torch.load(weights_only=True)``):
-the state dict, the network config, the observation spec, the package version and a format
-version. :func:`load_checkpoint` raises :class:`CheckpointError` naming what is wrong.
+the state dict, the network config, the observation spec, the task it was trained for (absent in
+files written before the sync task: ``turn_taking``), the package version and a format version.
+:func:`load_checkpoint` raises :class:`CheckpointError` naming what is wrong -- also a checkpoint of
+another task than the one asked for.
 """
 
 from __future__ import annotations
@@ -40,10 +48,15 @@ from torch import nn
 import coop_robot
 from coop_robot.geometry import Zone
 from coop_robot.policy.base import ROBOT_STATES, PolicyError
+from coop_robot.tasks import DEFAULT_TASK, TASKS, check_task
 
 FEATURE_NAMES = ("pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z", "zone_signed_distance", "in_zone", "valid")
 CONTEXT_FIELDS = tuple(f"robot_state_{s}" for s in ROBOT_STATES) + (
     "robot_turn_due", "partner_in_zone", "since_partner_enter", "since_partner_exit", "perception_age")
+#: The sync task's context: the robot state one-hot, whether a trial is open for the robot (cued,
+#: its target not reached yet), the time since the cue and the perception age.
+SYNC_CONTEXT_FIELDS = tuple(f"robot_state_{s}" for s in ROBOT_STATES) + (
+    "sync_trial_open", "since_sync_cue", "perception_age")
 MIRROR_PHASES = ("idle", "reach", "act", "withdraw")
 
 # Phase labels for the contrastive / phase supervision, from the partner model's phases
@@ -55,6 +68,11 @@ PARTNER_PHASE_TO_MIRROR = {
     "dwelling": "act",
     "withdrawing": "withdraw", "false_start_return": "withdraw",
 }
+#: The same for the sync partner's phases (coop_robot.partner.sync.SYNC_PHASES).
+SYNC_PARTNER_PHASE_TO_MIRROR = {
+    "resting": "idle", "waiting": "idle", "reaching": "reach", "hesitating": "reach", "dwelling": "act",
+    "withdrawing": "withdraw",
+}
 ROBOT_STATE_TO_MIRROR = {
     "home": "idle", "holding": "idle", "estop": "idle", "unknown": "idle",
     "reaching": "reach", "acting": "act", "withdrawing": "withdraw", "retreating": "withdraw",
@@ -63,6 +81,9 @@ ROBOT_STATE_TO_MIRROR = {
 # Features are clipped to this magnitude (normalised units) so one perception glitch cannot
 # blow up the encoder's input.
 FEATURE_CLIP = 10.0
+
+#: The shipped training config of each task (named in the error for a checkpoint of another task).
+TASK_TRAINING_CONFIGS = {"turn_taking": "config/training/train.yaml", "sync": "config/training/sync.yaml"}
 
 CHECKPOINT_FORMAT = "coop_robot.mirror_policy"
 CHECKPOINT_FORMAT_VERSION = 1
@@ -183,6 +204,24 @@ def task_context(robot_state: str, robot_turn_due: bool, partner_in_zone: bool |
     return ctx
 
 
+def sync_context(robot_state: str, trial_open: bool, since_cue_s: float, perception_age_s: float,
+                 time_horizon_s: float = 5.0, perception_age_horizon_s: float = 1.0) -> np.ndarray:
+    """The sync task's context :data:`SYNC_CONTEXT_FIELDS` for one tick, float32.
+
+    Robot state one-hot (as :func:`task_context`), whether a trial is open for the robot, the time
+    since the open trial's cue (s; NaN / inf between trials: 1) clipped to ``time_horizon_s`` and
+    divided by it, and the perception age clipped to ``perception_age_horizon_s`` and divided by it.
+    """
+    ctx = np.zeros(len(SYNC_CONTEXT_FIELDS), dtype=np.float32)
+    state = robot_state if robot_state in ROBOT_STATES else "unknown"
+    ctx[ROBOT_STATES.index(state)] = 1.0
+    k = len(ROBOT_STATES)
+    ctx[k] = float(bool(trial_open))
+    for i, (t_s, horizon_s) in enumerate(((since_cue_s, time_horizon_s), (perception_age_s, perception_age_horizon_s))):
+        ctx[k + 1 + i] = min(max(t_s, 0.0), horizon_s) / horizon_s if math.isfinite(t_s) else 1.0
+    return ctx
+
+
 @dataclass(frozen=True)
 class ObservationSpec:
     """What the network's inputs mean; stored in every checkpoint and checked on load.
@@ -204,6 +243,11 @@ class ObservationSpec:
             raise ValueError(f"window_steps must be an integer >= 1, got {self.window_steps!r}")
         if not (math.isfinite(self.tick_rate_hz) and self.tick_rate_hz > 0):
             raise ValueError(f"tick_rate_hz must be a finite value > 0, got {self.tick_rate_hz!r}")
+
+    @classmethod
+    def for_task(cls, task: str = DEFAULT_TASK) -> ObservationSpec:
+        """The default spec of ``task``: the same windows, the task's own context fields."""
+        return cls() if check_task(task) == DEFAULT_TASK else cls(context_fields=SYNC_CONTEXT_FIELDS)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -467,13 +511,15 @@ def _check_plain(value, where: str) -> None:
 
 
 def save_checkpoint(
-    path, model: MirrorPolicyNet, config: MirrorNetConfig | dict, obs_spec: ObservationSpec, extra: dict | None = None
+    path, model: MirrorPolicyNet, config: MirrorNetConfig | dict, obs_spec: ObservationSpec, extra: dict | None = None,
+    task: str = DEFAULT_TASK,
 ) -> Path:
-    """Write ``model`` with its config, observation spec and package version to ``path`` (atomically).
+    """Write ``model`` with its config, observation spec, task and package version to ``path`` (atomically).
 
     ``config`` must be the model's own config (as a :class:`MirrorNetConfig` or its dict);
-    ``extra`` is free plain data (training config, seed, metrics).
+    ``extra`` is free plain data (training config, seed, metrics); ``task`` the task it plays.
     """
+    task = check_task(task)
     cfg = MirrorNetConfig.from_dict(config) if isinstance(config, dict) else config
     if cfg != model.config:
         raise ValueError(f"config {cfg} is not the model's config {model.config}")
@@ -486,6 +532,7 @@ def save_checkpoint(
         "package_version": coop_robot.__version__,
         "config": cfg.to_dict(),
         "obs_spec": obs_spec.to_dict(),
+        "task": task,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "extra": extra,
     }
@@ -511,15 +558,17 @@ class CheckpointInfo:
     package_version: str
     format_version: int
     extra: dict
+    task: str = DEFAULT_TASK
 
 
-def load_checkpoint(path, expected_spec: ObservationSpec | None = None) -> tuple[MirrorPolicyNet, CheckpointInfo]:
+def load_checkpoint(path, expected_spec: ObservationSpec | None = None,
+                    task: str | None = None) -> tuple[MirrorPolicyNet, CheckpointInfo]:
     """Load a mirror-policy checkpoint (CPU, ``weights_only=True``) -> ``(model in eval mode, info)``.
 
     Raises :class:`CheckpointError` when the file is missing, unreadable or corrupt, is not a
-    coop_robot mirror checkpoint, has another format version, was trained for an observation
-    spec other than ``expected_spec`` (naming the differing fields) or its weights do not fit
-    its config.
+    coop_robot mirror checkpoint, has another format version, was trained for another task than
+    ``task`` (None: any), for an observation spec other than ``expected_spec`` (naming the
+    differing fields) or its weights do not fit its config.
     """
     path = Path(path)
     if not path.is_file():
@@ -549,6 +598,14 @@ def load_checkpoint(path, expected_spec: ObservationSpec | None = None) -> tuple
     missing = [k for k in ("package_version", "config", "obs_spec", "state_dict", "extra") if k not in payload]
     if missing:
         raise CheckpointError(f"mirror checkpoint {path} lacks {', '.join(missing)}")
+    trained_for = payload.get("task", DEFAULT_TASK)  # files from before the sync task: turn-taking
+    if not isinstance(trained_for, str) or trained_for not in TASKS:
+        raise CheckpointError(f"mirror checkpoint {path} names an unknown task {trained_for!r}; expected one of "
+                              f"{', '.join(TASKS)}")
+    if task is not None and trained_for != check_task(task):
+        raise CheckpointError(
+            f"mirror checkpoint {path} was trained for the {trained_for} task, not {task}: use a {task} checkpoint "
+            f"(coop-robot train --config {TASK_TRAINING_CONFIGS[task]})")
     try:
         spec = ObservationSpec.from_dict(payload["obs_spec"])
         config = MirrorNetConfig.from_dict(payload["config"])
@@ -569,5 +626,6 @@ def load_checkpoint(path, expected_spec: ObservationSpec | None = None) -> tuple
     except RuntimeError as exc:
         raise CheckpointError(f"mirror checkpoint {path}: weights do not fit its config {config}: {exc}") from exc
     model.eval()
-    info = CheckpointInfo(path, config, spec, str(payload["package_version"]), int(version), payload["extra"])
+    info = CheckpointInfo(path, config, spec, str(payload["package_version"]), int(version), payload["extra"],
+                          trained_for)
     return model, info

@@ -16,16 +16,59 @@ own rule.
   own reach time) plus ``lead_s`` before it, so the arrivals coincide. A partner who re-times its
   reach on seeing the robot start moves its arrival; the oracle cannot take back a reach under way.
 
-The ``mirror`` network has no sync checkpoint yet: ``make_policy("mirror", task="sync")`` says so.
+* ``mirror`` (:class:`SyncMirrorPolicy`): the mirror network (the same class as turn-taking's, with
+  the sync task's context) trained for the sync task (``coop-robot train --config
+  config/training/sync.yaml``); the shipped checkpoint is ``checkpoints/mirror_sync.pt``. At home in
+  an open trial it says "act" when P(act) >= ``act_threshold``; once under way it keeps "act" like
+  the controls. A turn-taking checkpoint is refused with an error naming the task.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from coop_robot.policy.base import Decision, Observation, Policy, PolicyError, register
+from coop_robot.policy.mirror import MirrorPolicy
+
+SYNC_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mirror_sync.pt"
+
+
+class SyncTrialBook:
+    """Which trial is open and whether the robot has reached its target in it: the bookkeeping of
+    every sync policy, and the one rule of when a sync policy may choose (:meth:`update`)."""
+
+    def __init__(self) -> None:
+        self.cue_s: float | None = None
+        self.reached = False  # the robot has reached its target in the open trial
+
+    @property
+    def open(self) -> bool:
+        """A trial is cued and the robot has not reached its target in it yet."""
+        return self.cue_s is not None and not self.reached
+
+    def update(self, obs: Observation, stale_after_s: float) -> tuple[bool, Decision | None]:
+        """Take this tick's observation: ``(new trial, decision)``, the decision None when the
+        policy chooses (fresh perception, an open trial, the robot at home); otherwise "wait", or
+        "act" to keep a reach under way going (the controller and its separation monitoring watch
+        the hand)."""
+        cue = obs.sync_cue_s
+        new = cue != self.cue_s
+        if new:
+            self.cue_s = cue
+            self.reached = False
+        if cue is not None and obs.robot_state == "acting":
+            self.reached = True
+        fresh = obs.partner_in_zone is not None and obs.perception_age_s <= stale_after_s
+        if not fresh or not self.open:
+            return new, Decision("wait")
+        if obs.robot_state == "reaching":
+            return new, Decision("act")
+        if obs.robot_state != "home":
+            return new, Decision("wait")
+        return new, None
 
 
 class SyncPolicy(Policy):
@@ -36,25 +79,17 @@ class SyncPolicy(Policy):
 
     def reset(self) -> None:
         super().reset()
-        self._trial_cue_s: float | None = None
-        self.reached = False  # the robot has reached its target in the open trial
+        self.trial = SyncTrialBook()
+
+    @property
+    def reached(self) -> bool:
+        return self.trial.reached
 
     def step(self, obs: Observation) -> Decision:
-        cue = obs.sync_cue_s
-        if cue != self._trial_cue_s:
-            self._trial_cue_s = cue
-            self.reached = False
+        new, decision = self.trial.update(obs, self.stale_after_s)
+        if new:
             self.new_trial(obs)
-        if cue is not None and obs.robot_state == "acting":
-            self.reached = True
-        fresh = obs.partner_in_zone is not None and obs.perception_age_s <= self.stale_after_s
-        if not fresh or cue is None or self.reached:
-            return Decision("wait")
-        if obs.robot_state == "reaching":
-            return Decision("act")  # keep going: the controller and its separation monitoring watch the hand
-        if obs.robot_state != "home":
-            return Decision("wait")
-        return self.decide(obs)
+        return decision if decision is not None else self.decide(obs)
 
     def new_trial(self, obs: Observation) -> None:
         """A cue (or the end of a trial: ``sync_cue_s`` None) was seen."""
@@ -108,3 +143,40 @@ class SyncOraclePolicy(SyncPolicy):
         if planned is None or reach is None:
             return Decision("wait")
         return Decision("act" if obs.t_s >= planned - reach - self.lead_s else "wait")
+
+
+@register("mirror", task="sync")
+class SyncMirrorPolicy(MirrorPolicy):
+    """The mirror network in the sync task (module docstring). Its recurrent state runs every tick;
+    the trial bookkeeping is :class:`SyncTrialBook`'s, as for the controls (no liveness bound: it
+    is turn-taking's). Parameters as :class:`~coop_robot.policy.mirror.MirrorPolicy`'s."""
+
+    task = "sync"
+    name = "mirror"
+    default_checkpoint = SYNC_CHECKPOINT
+    _train_hint = ("train one with `coop-robot train --config config/training/sync.yaml --out DIR` "
+                   "(docs/science_sync.md) or pass the policy parameter checkpoint:=/path/to/mirror_sync.pt")
+
+    def reset(self) -> None:
+        self.trial = SyncTrialBook()
+        super().reset()
+
+    def step(self, obs: Observation) -> Decision:
+        _, decision = self.trial.update(obs, self.stale_after_s)
+        out = self._advance(obs)
+        return decision if decision is not None else self.choose(obs, out)
+
+    def choose(self, obs: Observation, out: dict[str, float]) -> Decision:
+        """At home in an open trial: "act" when P(act) reaches ``act_threshold``."""
+        return Decision("act" if out["p_act"] >= self.act_threshold else "wait")
+
+    def decide(self, obs: Observation) -> Decision:  # the turn-taking entry point; step() does the work
+        return self.choose(obs, self._advance(obs))
+
+    def _tick_context(self, obs: Observation) -> tuple:
+        return (obs.robot_state, self.trial.open, self.trial.cue_s)
+
+    def _context_vector(self, context: tuple, t_row: float, age_s: float):
+        state, trial_open, cue_s = context
+        return self._mn.sync_context(state, trial_open, t_row - cue_s if cue_s is not None else math.nan, age_s,
+                                     self.spec.time_horizon_s, self.spec.perception_age_horizon_s)

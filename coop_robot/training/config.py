@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from coop_robot.tasks import DEFAULT_TASK, TASKS
+
 TRAINING_PARTNERS = ("typical", "fast", "slow", "hesitant", "erratic")
 
 
@@ -25,6 +27,8 @@ class TrainConfigError(ValueError):
 class TrainConfig:
     """Hyper-parameters of ``coop-robot train`` (see config/training/train.yaml for what each one does)."""
 
+    #: the task trained (coop_robot.tasks.TASKS): turn_taking, or sync (synchronous joint action)
+    task: str = DEFAULT_TASK
     # --- reproducibility
     seed: int = 0
     deterministic: bool = True          # torch.use_deterministic_algorithms + 1 torch thread
@@ -84,12 +88,34 @@ class TrainConfig:
     contrastive_samples: int = 256      # latents per side in the contrastive loss
     awr_beta: float = 1.0               # advantage-weighted regression temperature
     awr_max_weight: float = 20.0
+    # --- the sync task only (task: sync; config/training/sync.yaml). With it, turns_per_episode and
+    # eval_turns count trials; the turn-taking reward terms above are not used.
+    #: window curriculum: the success window of iteration 1 (s), narrowing linearly to
+    #: sync_window_end_s at iteration sync_curriculum_iterations and held there
+    sync_window_start_s: float = 1.5
+    sync_window_end_s: float = 0.75
+    sync_curriculum_iterations: int = 30
+    reward_sync_success: float = 2.0          # per trial in which both arrive within the current window
+    penalty_sync_offset_per_s: float = 1.0    # per second of |arrival offset| (shaping toward together)
+    penalty_sync_missed: float = 2.0          # per trial in which either agent did not arrive
+    penalty_sync_ssm_violation: float = 10.0  # per SSM violation in a trial (contacts: penalty_contact)
+
+    def sync_window_s(self, iteration: int) -> float:
+        """The curriculum's success window (s) of training ``iteration`` (>= 1; 0, the untrained
+        start, is iteration 1's): linear from ``sync_window_start_s`` at iteration 1 to
+        ``sync_window_end_s`` at ``sync_curriculum_iterations``, then held."""
+        span = self.sync_curriculum_iterations - 1
+        frac = 1.0 if span <= 0 else min(max(iteration - 1, 0) / span, 1.0)
+        return float(self.sync_window_start_s + frac * (self.sync_window_end_s - self.sync_window_start_s))
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             default = f.default
-            if isinstance(default, bool):
+            if isinstance(default, str):
+                if not isinstance(value, str):
+                    raise TrainConfigError(f"{f.name} must be a string, got {value!r}")
+            elif isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise TrainConfigError(f"{f.name} must be true or false, got {value!r}")
             elif isinstance(default, int):
@@ -153,6 +179,19 @@ class TrainConfig:
         need(0 < self.gamma <= 1, "gamma", "in (0, 1]")
         need(0 <= self.epsilon <= 1, "epsilon", "in [0, 1]")
         need(self.perception in ("fitted", "ideal"), "perception", "'fitted' or 'ideal'")
+        need(self.task in TASKS, "task", f"one of {', '.join(TASKS)}")
+        need(self.sync_curriculum_iterations >= 1, "sync_curriculum_iterations", "an integer >= 1")
+        for name in ("reward_sync_success", "penalty_sync_offset_per_s", "penalty_sync_missed",
+                     "penalty_sync_ssm_violation"):
+            need(getattr(self, name) >= 0, name, ">= 0")
+        from coop_robot.timing.sync import sync_task_config  # noqa: PLC0415 -- config/sync.yaml, the one home
+
+        timeout_s = sync_task_config().trial_timeout_s
+        for name in ("sync_window_start_s", "sync_window_end_s"):
+            need(0 < getattr(self, name) < timeout_s, name, f"a window in seconds > 0 and < sync_trial_timeout_s "
+                                                          f"({timeout_s:g} s, config/sync.yaml)")
+        need(self.sync_window_end_s <= self.sync_window_start_s, "sync_window_end_s",
+             f"<= sync_window_start_s ({self.sync_window_start_s}): the curriculum narrows")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:

@@ -16,6 +16,12 @@ from a seeded reset. A training run needs three kinds (:class:`SessionJob`):
 * ``greedy``: the deployed decision rule (plain MirrorPolicy) on an eval partner's fixed seed;
 * ``reactive``: the reactive baseline on the same seeds.
 
+In the sync task (``task: sync``) the environments run ``task="sync"``, an ``explore`` session is
+:func:`coop_robot.training.sync_sessions.collect_sync_episode` (its reward at the job's
+``window_s``, the curriculum's window of its iteration), ``greedy`` is the deployed
+:class:`~coop_robot.policy.sync.SyncMirrorPolicy` and ``reactive`` the sync reactive control; a
+result's ``turns`` are then its scored trials.
+
 **Reward (reinforcement).** ``+reward_turn`` per completed robot turn, ``-penalty_gap_per_s`` for
 every second the robot's turn is owed (between the partner's exit and the robot's entry; its sum
 is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_near_miss`` per near miss,
@@ -84,11 +90,13 @@ def exploration_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
 
 # ============================================================================ environments
 def make_envs(cfg: TrainConfig) -> dict[str, TurnTakingEnv]:
-    """One kinematic environment per training / eval partner profile (reset with a seed per session)."""
+    """One kinematic environment per training / eval partner profile (reset with a seed per session),
+    of the config's task (sync: at the curriculum's final window; a session's reward uses its own)."""
     names = dict.fromkeys(tuple(cfg.partners) + tuple(cfg.eval_partners))
+    sync = {"task": "sync", "window_s": cfg.sync_window_end_s} if cfg.task == "sync" else {}
     return {name: TurnTakingEnv(name, seed=0, physics=False,
                                 perception=PerceptionModel.fitted() if cfg.perception == "fitted"
-                                else PerceptionModel.ideal())
+                                else PerceptionModel.ideal(), **sync)
             for name in names}
 
 
@@ -338,6 +346,8 @@ class SessionJob:
     exploration_seed: int | None = None
     #: the partner's durations times this (PartnerProfile.time_scaled); 1: the profile as it is
     time_scale: float = 1.0
+    #: the sync task: the success window (s) the session's reward and success are scored at
+    window_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SESSION_KINDS:
@@ -347,7 +357,8 @@ class SessionJob:
 
     def describe(self) -> str:
         pace = "" if self.time_scale == 1.0 else f" (durations x{self.time_scale:.2f})"
-        return f"{self.kind} session, partner {self.partner}{pace}, seed {self.env_seed}"
+        window = "" if self.window_s is None else f", sync window {self.window_s:.3f} s"
+        return f"{self.kind} session, partner {self.partner}{pace}, seed {self.env_seed}{window}"
 
 
 def explore_jobs(cfg: TrainConfig, iteration: int) -> list[SessionJob]:
@@ -355,26 +366,35 @@ def explore_jobs(cfg: TrainConfig, iteration: int) -> list[SessionJob]:
     iterations (session k of the run, counted from 0, plays ``partners[k % len(partners)]``), so a
     run with fewer sessions per iteration than partners still meets every partner."""
     first = (iteration - 1) * cfg.episodes_per_iteration
+    window = cfg.sync_window_s(iteration) if cfg.task == "sync" else None
     return [SessionJob(EXPLORE, cfg.partners[(first + e) % len(cfg.partners)], episode_seed(cfg, iteration, e),
-                       exploration_seed(cfg, iteration, e), partner_time_scale(cfg, iteration, e))
+                       exploration_seed(cfg, iteration, e), partner_time_scale(cfg, iteration, e), window)
             for e in range(cfg.episodes_per_iteration)]
+
+
+def _final_window(cfg: TrainConfig) -> float | None:
+    return cfg.sync_window_end_s if cfg.task == "sync" else None
 
 
 def validation_jobs(cfg: TrainConfig) -> list[SessionJob]:
     """The fixed validation sessions (one per eval partner, played by the untrained exploring policy)."""
-    return [SessionJob(EXPLORE, name, cfg.eval_seed + 1000 + k, exploration_seed(cfg, 0, k))
+    return [SessionJob(EXPLORE, name, cfg.eval_seed + 1000 + k, exploration_seed(cfg, 0, k),
+                       window_s=_final_window(cfg))
             for k, name in enumerate(cfg.eval_partners)]
 
 
 def evaluation_jobs(cfg: TrainConfig, kind: str = GREEDY) -> list[SessionJob]:
-    """One ``greedy`` (or ``reactive``) session per eval partner at its fixed seed."""
-    return [SessionJob(kind, name, cfg.eval_seed + k) for k, name in enumerate(cfg.eval_partners)]
+    """One ``greedy`` (or ``reactive``) session per eval partner at its fixed seed (sync: scored at
+    the curriculum's final window; the trials let the training score them at any other)."""
+    return [SessionJob(kind, name, cfg.eval_seed + k, window_s=_final_window(cfg))
+            for k, name in enumerate(cfg.eval_partners)]
 
 
 @dataclass
 class SessionResult:
     """What a session gave: its scored turns and contacts, the policy ticks it ran (``steps``), and
-    for an ``explore`` session the per-tick arrays and stats of :func:`collect_episode`."""
+    for an ``explore`` session the per-tick arrays and stats of :func:`collect_episode`. In the
+    sync task ``turns`` holds the scored trials (:meth:`~coop_robot.timing.sync.SyncTrial.as_dict`)."""
 
     job: SessionJob
     turns: list[dict]
@@ -409,10 +429,19 @@ class SessionRunner:
         self.cfg = cfg
         self.envs = make_envs(cfg)
         self.profiles = {name: env.profile for name, env in self.envs.items()}
-        self.net, _ = load_checkpoint(checkpoint)
-        self.explorer = ExploringMirrorPolicy(checkpoint, self.net, np.random.default_rng(0), cfg.epsilon)
-        self.greedy = greedy_policy(checkpoint, self.net)
-        self.reactive = ReactivePolicy()
+        self.net, _ = load_checkpoint(checkpoint, task=cfg.task)
+        if cfg.task == "sync":
+            # The sync sessions' module builds on this one's helpers: imported here, not at the top.
+            from coop_robot.policy.base import make_policy  # noqa: PLC0415
+            from coop_robot.training.sync_sessions import ExploringSyncMirrorPolicy, greedy_sync_policy  # noqa: PLC0415
+
+            self.explorer = ExploringSyncMirrorPolicy(checkpoint, self.net, np.random.default_rng(0), cfg.epsilon)
+            self.greedy = greedy_sync_policy(checkpoint, self.net)
+            self.reactive = make_policy("reactive", task="sync")
+        else:
+            self.explorer = ExploringMirrorPolicy(checkpoint, self.net, np.random.default_rng(0), cfg.epsilon)
+            self.greedy = greedy_policy(checkpoint, self.net)
+            self.reactive = ReactivePolicy()
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         self.net.load_state_dict(state_dict)
@@ -423,10 +452,19 @@ class SessionRunner:
         env.profile = self.profiles[job.partner].time_scaled(job.time_scale)  # reset() builds the partner from it
         if job.kind == EXPLORE:
             self.explorer.rng = np.random.default_rng(job.exploration_seed)
+            if self.cfg.task == "sync":
+                from coop_robot.training.sync_sessions import collect_sync_episode  # noqa: PLC0415
+
+                with torch.inference_mode():
+                    episode, trials, contacts, ret = collect_sync_episode(env, self.explorer, self.cfg, job.env_seed,
+                                                                          job.window_s)
+                return SessionResult(job, trials, contacts, len(episode["return"]), episode,
+                                     EpisodeStats(trials, contacts, ret))
             with torch.inference_mode():
                 episode, stats = collect_episode(env, self.explorer, self.cfg, job.env_seed)
             return SessionResult(job, stats.turns, stats.contacts, len(episode["return"]), episode, stats)
         policy = self.greedy if job.kind == GREEDY else self.reactive
         summary = env.run(policy, self.cfg.eval_turns, seed=job.env_seed, max_sim_s=self.cfg.max_episode_s)
-        return SessionResult(job, summary["per_turn"], int(summary["contacts"]),
+        return SessionResult(job, summary["per_trial" if self.cfg.task == "sync" else "per_turn"],
+                             int(summary["contacts"]),
                              int(round(summary["sim_time_s"] / POLICY_DT_S)))

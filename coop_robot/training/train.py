@@ -1,4 +1,4 @@
-"""``coop-robot train``: train the mirror policy network in the fast turn-taking environment.
+"""``coop-robot train``: train the mirror policy network in the fast environment, for turn-taking or the sync task.
 
 Reads top to bottom: config, model, losses, loop, logging, sweep, command line. What one session
 is (environments, the exploring and greedy policies, collection, reward) lives in
@@ -40,6 +40,13 @@ number of workers: the CSV rows and the weights repeat exactly (torch on one thr
 deterministic algorithms in the learner and in every collection worker, each session seeded by
 its own job, results combined in session order, the learner's NumPy generator seeded from the
 config seed).
+
+**The sync task** (``task: sync``, config/training/sync.yaml, issue 14): the same network class,
+losses, replay and loop; the sessions are sync sessions (:mod:`coop_robot.training.sync_sessions`:
+their reward, labels and metrics) and the reward's success window follows the curriculum
+(:meth:`TrainConfig.sync_window_s`, wide to narrow over the iterations). The curves carry the
+window of each iteration and the greedy success rate at it and at the final window; the
+checkpoint records its task, so the sync policy refuses a turn-taking one and vice versa.
 
 **Sweeps.** ``--seeds S ...`` and/or several ``--config`` files train one run per (config, seed)
 as Ray tasks (:func:`run_sweep`), each in ``OUT/<config stem>/seed<S>/``, with a summary
@@ -86,8 +93,10 @@ from coop_robot.training.sessions import (
     session_metrics,
     validation_jobs,
 )
+from coop_robot.training.sync_sessions import sync_metrics, sync_return
 
 CHECKPOINT_NAME = "mirror.pt"
+SYNC_CHECKPOINT_NAME = "mirror_sync.pt"
 CURVES_CSV = "learning_curves.csv"
 CURVES_PNG = "learning_curves.png"
 CURVE_COLUMNS = (
@@ -97,6 +106,20 @@ CURVE_COLUMNS = (
     "loss_value", "val_forecast_nll", "val_forecast_mae_s", "val_act_imitation", "replay_sequences",
 )
 LOSS_NAMES = ("forecast", "contrastive", "phase", "act_imitation", "act_rl", "value")
+#: The curves of a sync run: the curriculum's window of each iteration, the collected sessions
+#: scored at it, the greedy evaluation at it and at the final window.
+SYNC_CURVE_COLUMNS = (
+    "iteration", "window_s", "env_trials", "collect_return", "collect_success_rate", "collect_median_offset_s",
+    "collect_contacts", "eval_trials", "eval_success_rate", "eval_success_rate_final_window", "eval_median_offset_s",
+    "eval_mean_abs_offset_s", "eval_robot_waited_rate", "eval_missed", "eval_contacts", "eval_ssm_violations",
+    "eval_return", *(f"loss_{k}" for k in ("total",) + LOSS_NAMES), "val_forecast_nll", "val_forecast_mae_s",
+    "val_act_imitation", "replay_sequences",
+)
+
+
+def checkpoint_name(cfg: TrainConfig) -> str:
+    """The checkpoint's file name in ``--out``: the shipped file's name for the config's task."""
+    return SYNC_CHECKPOINT_NAME if cfg.task == "sync" else CHECKPOINT_NAME
 
 
 # ============================================================================ config / seeding
@@ -119,9 +142,11 @@ def seeded_torch(cfg: TrainConfig):
 
 # ============================================================================ model
 def make_model(cfg: TrainConfig) -> tuple[MirrorPolicyNet, MirrorNetConfig, ObservationSpec]:
-    """The network for the run-time observation spec (MirrorPolicy expects the default spec)."""
-    spec = ObservationSpec()
-    net_cfg = MirrorNetConfig(window_steps=spec.window_steps, latent_dim=cfg.latent_dim,
+    """The network for the run-time observation spec of the config's task (MirrorPolicy and
+    SyncMirrorPolicy expect their task's default spec)."""
+    spec = ObservationSpec.for_task(cfg.task)
+    net_cfg = MirrorNetConfig(window_steps=spec.window_steps, context_dim=len(spec.context_fields),
+                              latent_dim=cfg.latent_dim,
                               conv_channels=cfg.conv_channels, hidden_dim=cfg.hidden_dim,
                               shared_encoder=cfg.shared_encoder)
     net_cfg.check_spec(spec)
@@ -219,7 +244,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     replay = SequenceReplay(cfg.replay_capacity)
     sample_rng = np.random.default_rng([cfg.seed, 1])
-    ckpt = out_dir / CHECKPOINT_NAME
+    ckpt = out_dir / checkpoint_name(cfg)
     baseline: dict[str, float] = {}
     speed = _Speed(cfg.iterations)
 
@@ -227,7 +252,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
         extra = {"train_config": cfg.to_dict(), "seed": cfg.seed, "iteration": iteration,
                  "metrics": {k: (float(v) if isinstance(v, float) else v) for k, v in row.items()},
                  "reactive_baseline": baseline}
-        save_checkpoint(ckpt, net, net_cfg, spec, extra=extra)
+        save_checkpoint(ckpt, net, net_cfg, spec, extra=extra, task=cfg.task)
 
     def play(jobs) -> list[SessionResult]:
         t0 = time.perf_counter()
@@ -246,15 +271,20 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
     # iteration 0 and the sessions collected in iteration 1.
     first = [evaluation_jobs(cfg, REACTIVE), validation_jobs(cfg), evaluation_jobs(cfg), explore_jobs(cfg, 1)]
     reactive, validation, greedy, collected = _split(play([j for part in first for j in part]), first)
-    baseline = evaluation_metrics(reactive, cfg)
+    baseline = _evaluate(reactive, cfg, 0)
     val_sequences = [s for r in validation for s in split_episode(r.episode, cfg.sequence_length, cfg.burn_in)]
     val = {key: np.stack([s[key] for s in val_sequences]) for key in val_sequences[0]}
-    rows = [_row(0, None, evaluation_metrics(greedy, cfg), None, 0)]
+    rows = [_row(0, None, _evaluate(greedy, cfg, 0), None, 0, cfg)]
     rows[0].update(validation_losses(net, val, cfg))
     save(0, rows[0])
     if progress:
-        print(f"reactive baseline: median gap {_fmt(baseline['median_gap_s'])} s, overlap rate "
-              f"{_fmt(baseline['overlap_rate'])}, return {_fmt(baseline['return'])}", flush=True)
+        if cfg.task == "sync":
+            print(f"reactive baseline (window {cfg.sync_window_end_s:g} s): success rate "
+                  f"{_fmt(baseline['success_rate_final_window'], 2)}, median offset "
+                  f"{_fmt(baseline['median_offset_s'])} s", flush=True)
+        else:
+            print(f"reactive baseline: median gap {_fmt(baseline['median_gap_s'])} s, overlap rate "
+                  f"{_fmt(baseline['overlap_rate'])}, return {_fmt(baseline['return'])}", flush=True)
         _print_row(rows[0], cfg, speed)
     speed.start()
     for it in range(1, cfg.iterations + 1):
@@ -279,7 +309,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
         stats = [r.stats for r in collected]
         greedy, collected = _split(play([j for part in batch_jobs for j in part]), batch_jobs)
         # --- log
-        rows.append(_row(it, stats, evaluation_metrics(greedy, cfg) if greedy else None, sums, len(replay)))
+        rows.append(_row(it, stats, _evaluate(greedy, cfg, it) if greedy else None, sums, len(replay), cfg))
         rows[-1].update(validation_losses(net, val, cfg))
         save(it, rows[-1])
         write_curves_csv(out_dir / CURVES_CSV, rows)
@@ -287,7 +317,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
         if progress:
             _print_row(rows[-1], cfg, speed)
     write_curves_csv(out_dir / CURVES_CSV, rows)
-    plot_curves(out_dir / CURVES_PNG, rows, baseline)
+    (plot_sync_curves if cfg.task == "sync" else plot_curves)(out_dir / CURVES_PNG, rows, baseline)
     return TrainResult(rows, net, ckpt, baseline, speed.steps, time.perf_counter() - wall0)
 
 
@@ -331,7 +361,23 @@ class _Speed:
 
 
 # ============================================================================ logging
-def _row(it: int, stats, ev, losses, replay_n) -> dict:
+def _evaluate(results: list[SessionResult], cfg: TrainConfig, iteration: int) -> dict[str, float]:
+    """Metrics of the greedy (or reactive) sessions of ``iteration``: turn-taking's
+    :func:`evaluation_metrics`; in the sync task :func:`sync_metrics` at the iteration's window
+    (also ``success_rate_final_window``) and the mean return at that window."""
+    if cfg.task != "sync":
+        return evaluation_metrics(results, cfg)
+    window = cfg.sync_window_s(iteration)
+    trials = [t for r in results for t in r.turns]
+    metrics = sync_metrics(trials, window)
+    metrics["success_rate_final_window"] = sync_metrics(trials, cfg.sync_window_end_s)["success_rate"]
+    metrics["return"] = float(np.mean([sync_return(r.turns, window, cfg) for r in results]))
+    return metrics
+
+
+def _row(it: int, stats, ev, losses, replay_n, cfg: TrainConfig) -> dict:
+    if cfg.task == "sync":
+        return _sync_row(it, stats, ev, losses, replay_n, cfg)
     nan = math.nan
     row = dict.fromkeys(CURVE_COLUMNS, nan)
     row["iteration"] = it
@@ -352,12 +398,44 @@ def _row(it: int, stats, ev, losses, replay_n) -> dict:
     return row
 
 
+def _sync_row(it: int, stats, ev, losses, replay_n, cfg: TrainConfig) -> dict:
+    row = dict.fromkeys(SYNC_CURVE_COLUMNS, math.nan)
+    window = cfg.sync_window_s(it)
+    row.update(iteration=it, window_s=window, replay_sequences=replay_n if replay_n is not None else 0,
+               env_trials=0, collect_contacts=0)
+    if stats:
+        trials = [t for s in stats for t in s.turns]
+        m = sync_metrics(trials, window)
+        row.update(env_trials=m["trials"], collect_return=float(np.mean([s.undiscounted_return for s in stats])),
+                   collect_success_rate=m["success_rate"], collect_median_offset_s=m["median_offset_s"],
+                   collect_contacts=sum(s.contacts for s in stats))
+    if ev:
+        row.update(eval_trials=ev["trials"], eval_success_rate=ev["success_rate"],
+                   eval_success_rate_final_window=ev["success_rate_final_window"],
+                   eval_median_offset_s=ev["median_offset_s"], eval_mean_abs_offset_s=ev["mean_abs_offset_s"],
+                   eval_robot_waited_rate=ev["robot_waited_rate"], eval_missed=ev["missed"],
+                   eval_contacts=ev["contacts"], eval_ssm_violations=ev["ssm_violations"], eval_return=ev["return"])
+    if losses:
+        row.update({f"loss_{k}": v for k, v in losses.items()})
+    return row
+
+
 def _fmt(v, digits: int = 3) -> str:
     return "  n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
 
 def _print_row(row: dict, cfg: TrainConfig, speed: _Speed) -> None:
     eta = "n/a" if not math.isfinite(speed.eta_s) else f"{speed.eta_s / 60:.1f} min"
+    if cfg.task == "sync":
+        print(f"iter {row['iteration']:>3}/{cfg.iterations} | window {row['window_s']:.3f} s | collected trials "
+              f"{row['env_trials']:>3} success {_fmt(row['collect_success_rate'], 2)} return "
+              f"{_fmt(row['collect_return'], 2)} | greedy: trials {row['eval_trials']} success "
+              f"{_fmt(row['eval_success_rate'], 2)} (at {cfg.sync_window_end_s:g} s: "
+              f"{_fmt(row['eval_success_rate_final_window'], 2)}) offset {_fmt(row['eval_median_offset_s'])} s "
+              f"| loss {_fmt(row['loss_total'])} arrival forecast MAE {_fmt(row['val_forecast_mae_s'], 2)} s | "
+              f"{speed.batch_steps_per_s:.0f} env steps/s, {_fmt(speed.s_per_iteration, 1)} s/it, ETA {eta}",
+              flush=True)
+        return
     print(f"iter {row['iteration']:>3}/{cfg.iterations} | collected turns {row['env_turns']:>3} "
           f"return {_fmt(row['collect_return'], 2)} | greedy: turns {row['eval_turns']} gap "
           f"{_fmt(row['eval_median_gap_s'])} s overlap {_fmt(row['eval_overlap_rate'], 2)} return "
@@ -368,7 +446,7 @@ def _print_row(row: dict, cfg: TrainConfig, speed: _Speed) -> None:
 
 def write_curves_csv(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else CURVE_COLUMNS)
         w.writeheader()
         for row in rows:
             w.writerow({k: (repr(float(v)) if isinstance(v, float) else v) for k, v in row.items()})
@@ -401,6 +479,53 @@ def plot_curves(path: Path, rows: list[dict], baseline: dict) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_sync_curves(path: Path, rows: list[dict], baseline: dict) -> None:
+    """A sync run: the curriculum's window, greedy success at it and at the final window (reactive
+    dashed), offsets, return and the losses per iteration."""
+    import matplotlib  # noqa: PLC0415 -- only the plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    it = [r["iteration"] for r in rows]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    ax.plot(it, [r["eval_success_rate"] for r in rows], marker="o", label="mirror (greedy), current window")
+    ax.plot(it, [r["eval_success_rate_final_window"] for r in rows], marker=".", label="mirror (greedy), final window")
+    ax.plot(it, [r["collect_success_rate"] for r in rows], alpha=0.6, label="mirror (exploring), current window")
+    ax.axhline(baseline["success_rate_final_window"], color="grey", linestyle="--", label="reactive, final window")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("success rate")
+    ax.legend(fontsize=7, loc="lower right")
+    twin = ax.twinx()
+    twin.step(it, [r["window_s"] for r in rows], where="mid", color="black", alpha=0.4)
+    twin.set_ylabel("window (s), grey step")
+    ax = axes[0, 1]
+    ax.plot(it, [r["eval_median_offset_s"] for r in rows], marker="o", label="median offset (robot - partner)")
+    ax.plot(it, [r["eval_mean_abs_offset_s"] for r in rows], marker=".", label="mean |offset|")
+    ax.axhline(baseline["median_offset_s"], color="grey", linestyle="--", label="reactive median offset")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("arrival offset (s)")
+    ax.legend(fontsize=7)
+    ax = axes[1, 0]
+    ax.plot(it, [r["eval_return"] for r in rows], marker="o", label="greedy, current window")
+    ax.plot(it, [r["collect_return"] for r in rows], marker=".", alpha=0.6, label="exploring, current window")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("return per session")
+    ax.legend(fontsize=7)
+    ax = axes[1, 1]
+    for k in LOSS_NAMES:
+        ax.plot(it, [r[f"loss_{k}"] for r in rows], label=k)
+    ax.plot(it, [r["val_forecast_mae_s"] for r in rows], "k--", label="validation arrival forecast MAE (s)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -457,8 +582,8 @@ def train_sweep_run(run: SweepRun) -> dict:
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
     last = result.rows[-1]
     row = {"run": run.name, "config": run.config, "seed": run.cfg.seed, "run_dir": "",
-           "iterations": run.cfg.iterations, **{k: last[k] for k in _FINAL_METRICS},
-           "reactive_median_gap_s": result.baseline["median_gap_s"], "env_steps": result.env_steps,
+           "iterations": run.cfg.iterations, **{k: last.get(k, math.nan) for k in _FINAL_METRICS},
+           "reactive_median_gap_s": result.baseline.get("median_gap_s", math.nan), "env_steps": result.env_steps,
            "wall_s": round(result.wall_s, 2)}
     return {"row": row, "files": files}
 
@@ -574,6 +699,13 @@ def main(argv=None) -> int:
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 1
     last = result.rows[-1]
+    if cfg.task == "sync":
+        print(f"wrote {result.checkpoint}, {args.out / CURVES_CSV}, {args.out / CURVES_PNG}; greedy success rate at "
+              f"{cfg.sync_window_end_s:g} s {_fmt(last['eval_success_rate_final_window'], 2)} (reactive "
+              f"{_fmt(result.baseline['success_rate_final_window'], 2)}), median offset "
+              f"{_fmt(last['eval_median_offset_s'])} s; {result.env_steps} env steps in {result.wall_s:.0f} s "
+              f"({result.env_steps / max(result.wall_s, 1e-9):.0f}/s)")
+        return 0
     print(f"wrote {result.checkpoint}, {args.out / CURVES_CSV}, {args.out / CURVES_PNG}; greedy median gap "
           f"{_fmt(last['eval_median_gap_s'])} s (reactive {_fmt(result.baseline['median_gap_s'])} s), overlap rate "
           f"{_fmt(last['eval_overlap_rate'], 2)}; {result.env_steps} env steps in {result.wall_s:.0f} s "
