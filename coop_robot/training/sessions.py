@@ -114,13 +114,11 @@ class _RecordingNet:
         return self.net.step(self_window, other_window, context, hidden)
 
 
-class ExploringMirrorPolicy(MirrorPolicy):
-    """MirrorPolicy that samples its act decision (for collection) and records the network inputs.
-
-    At home with the robot's turn due: "act" with probability ``(1 - epsilon) P(act) + epsilon / 2``
-    (``sampled_action`` holds the choice, None on ticks without a choice); reaching / acting: "act";
-    otherwise "wait".
-    """
+class Exploring:
+    """Mixin for a mirror policy class of either task (put first in the bases): runs the live
+    network through a recorder of its inputs, and samples the act choice where the deployed policy
+    would threshold it (:meth:`sample_act`; ``sampled_action`` holds the choice, None on ticks
+    without one)."""
 
     def __init__(self, checkpoint, net: MirrorPolicyNet, rng: np.random.Generator, epsilon: float) -> None:
         super().__init__(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
@@ -134,13 +132,25 @@ class ExploringMirrorPolicy(MirrorPolicy):
         self.sampled_action = None
         return super().step(obs)
 
+    def sample_act(self, p_act: float) -> bool:
+        """"act" with probability ``(1 - epsilon) P(act) + epsilon / 2``, kept in ``sampled_action``."""
+        p = (1.0 - self.epsilon) * p_act + 0.5 * self.epsilon
+        self.sampled_action = bool(self.rng.random() < p)
+        return self.sampled_action
+
+
+class ExploringMirrorPolicy(Exploring, MirrorPolicy):
+    """MirrorPolicy that samples its act decision (for collection) and records the network inputs.
+
+    At home with the robot's turn due: "act" sampled (:meth:`Exploring.sample_act`); reaching /
+    acting: the deployed rule; otherwise "wait".
+    """
+
     def decide(self, obs: Observation) -> Decision:
         out = self._advance(obs)
         forecast = out["exit_forecast_s"] if obs.partner_in_zone else math.nan
         if obs.robot_state == "home" and self.robot_turn_due:
-            p = (1.0 - self.epsilon) * out["p_act"] + 0.5 * self.epsilon
-            self.sampled_action = bool(self.rng.random() < p)
-            return Decision("act" if self.sampled_action else "wait", forecast)
+            return Decision("act" if self.sample_act(out["p_act"]) else "wait", forecast)
         if obs.robot_state in ("reaching", "acting"):  # the deployed rule: keep going above the release threshold
             return Decision("act" if out["p_act"] >= self.release_threshold else "wait", forecast)
         return Decision("wait", forecast)

@@ -38,35 +38,19 @@ from coop_robot.policy.mirror_net import (
 )
 from coop_robot.policy.sync import SyncMirrorPolicy
 from coop_robot.training.config import TrainConfig
-from coop_robot.training.sessions import _RecordingNet, discounted_returns
+from coop_robot.training.sessions import Exploring, discounted_returns
 
 _PHASE_INDEX = {p: i for i, p in enumerate(MIRROR_PHASES)}
 
 
-class ExploringSyncMirrorPolicy(SyncMirrorPolicy):
+class ExploringSyncMirrorPolicy(Exploring, SyncMirrorPolicy):
     """SyncMirrorPolicy that samples its choice (for collection) and records the network inputs.
 
-    At home in an open trial: "act" with probability ``(1 - epsilon) P(act) + epsilon / 2``
-    (``sampled_action`` holds the choice, None on ticks without one); otherwise as deployed."""
-
-    def __init__(self, checkpoint, net: MirrorPolicyNet, rng: np.random.Generator, epsilon: float) -> None:
-        import torch  # noqa: PLC0415 -- as MirrorPolicy: torch only when a network runs
-
-        super().__init__(checkpoint, torch_threads=torch.get_num_threads())  # keep the training's count
-        self.recorder = _RecordingNet(net)
-        self.net = self.recorder
-        self.rng = rng
-        self.epsilon = float(epsilon)
-        self.sampled_action: bool | None = None
-
-    def step(self, obs: Observation) -> Decision:
-        self.sampled_action = None
-        return super().step(obs)
+    At home in an open trial: "act" sampled (:meth:`~coop_robot.training.sessions.Exploring.sample_act`);
+    otherwise as deployed."""
 
     def choose(self, obs: Observation, out: dict[str, float]) -> Decision:
-        p = (1.0 - self.epsilon) * out["p_act"] + 0.5 * self.epsilon
-        self.sampled_action = bool(self.rng.random() < p)
-        return Decision("act" if self.sampled_action else "wait")
+        return Decision("act" if self.sample_act(out["p_act"]) else "wait")
 
 
 def greedy_sync_policy(checkpoint, net: MirrorPolicyNet) -> SyncMirrorPolicy:
