@@ -282,24 +282,36 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
     keep_going = np.asarray(rows["keep_going"], dtype=bool)
     uncommitted = np.asarray(rows["uncommitted"], dtype=bool)
     rewards = np.asarray(rows["reward"], dtype=np.float32)
-    episode = {
+    episode = recorded_episode(
+        rows, cfg.gamma, exit_target_s=tte, exit_mask=has_exit,
+        imitation_target=np.where(keep_going, 1.0, act_now.astype(np.float32)),
+        imitation_mask=decision | keep_going | uncommitted,
+        imitation_weight=np.where(np.asarray(rows["false_start"], dtype=bool), cfg.weight_false_start_imitation, 1.0))
+    return episode, EpisodeStats(turns, contacts, float(rewards.sum()))
+
+
+
+def recorded_episode(rows: Mapping, gamma: float, *, exit_target_s, exit_mask, imitation_target, imitation_mask,
+                     imitation_weight) -> dict[str, np.ndarray]:
+    """One collected episode as the replay buffer stores it: the recorded network inputs, phases,
+    decisions and actions of ``rows`` (a collection policy's per-tick records, with ``reward``), the
+    discounted return, and the task's targets (forecast and act imitation, with their masks)."""
+    rewards = np.asarray(rows["reward"], dtype=np.float32)
+    return {
         "self_windows": np.asarray(rows["self_windows"], dtype=np.float32),
         "other_windows": np.asarray(rows["other_windows"], dtype=np.float32),
         "context": np.asarray(rows["context"], dtype=np.float32),
-        "exit_target_s": tte.astype(np.float32),
-        "exit_mask": has_exit,
+        "exit_target_s": np.asarray(exit_target_s, dtype=np.float32),
+        "exit_mask": np.asarray(exit_mask, dtype=bool),
         "phase_self": np.asarray(rows["phase_self"], dtype=np.int64),
         "phase_other": np.asarray(rows["phase_other"], dtype=np.int64),
-        "decision": decision,
+        "decision": np.asarray(rows["decision"], dtype=bool),
         "action": np.asarray(rows["action"], dtype=np.float32),
-        "imitation_target": np.where(keep_going, 1.0, act_now.astype(np.float32)).astype(np.float32),
-        "imitation_mask": decision | keep_going | uncommitted,
-        "imitation_weight": np.where(np.asarray(rows["false_start"], dtype=bool),
-                                     cfg.weight_false_start_imitation, 1.0).astype(np.float32),
-        "return": discounted_returns(rewards, cfg.gamma),
+        "imitation_target": np.asarray(imitation_target, dtype=np.float32),
+        "imitation_mask": np.asarray(imitation_mask, dtype=bool),
+        "imitation_weight": np.asarray(imitation_weight, dtype=np.float32),
+        "return": discounted_returns(rewards, gamma),
     }
-    return episode, EpisodeStats(turns, contacts, float(rewards.sum()))
-
 
 
 # ============================================================================ evaluation

@@ -38,7 +38,7 @@ from coop_robot.policy.mirror_net import (
 )
 from coop_robot.policy.sync import SyncMirrorPolicy
 from coop_robot.training.config import TrainConfig
-from coop_robot.training.sessions import Exploring, discounted_returns
+from coop_robot.training.sessions import Exploring, recorded_episode
 
 _PHASE_INDEX = {p: i for i, p in enumerate(MIRROR_PHASES)}
 
@@ -189,21 +189,8 @@ def collect_sync_episode(env: TurnTakingEnv, policy: ExploringSyncMirrorPolicy, 
     tta = np.where(on_way, arrival - t, 0.0)
     decision = np.asarray(rows["decision"], dtype=bool)
     rewards = np.asarray(rows["reward"], dtype=np.float32)
-    episode = {
-        "self_windows": np.asarray(rows["self_windows"], dtype=np.float32),
-        "other_windows": np.asarray(rows["other_windows"], dtype=np.float32),
-        "context": np.asarray(rows["context"], dtype=np.float32),
-        "exit_target_s": tta.astype(np.float32),
-        "exit_mask": on_way,
-        "phase_self": np.asarray(rows["phase_self"], dtype=np.int64),
-        "phase_other": np.asarray(rows["phase_other"], dtype=np.int64),
-        "decision": decision,
-        "action": np.asarray(rows["action"], dtype=np.float32),
-        "imitation_target": target.astype(np.float32),
-        "imitation_mask": decision & known,
-        "imitation_weight": np.ones(len(t), dtype=np.float32),
-        "return": discounted_returns(rewards, cfg.gamma),
-    }
+    episode = recorded_episode(rows, cfg.gamma, exit_target_s=tta, exit_mask=on_way, imitation_target=target,
+                               imitation_mask=decision & known, imitation_weight=np.ones(len(t)))
     return episode, scored, contacts, float(rewards.sum())
 
 
