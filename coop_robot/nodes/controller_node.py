@@ -122,11 +122,12 @@ class ControllerNode(Node):
             self._publish_sync_reach()
         self.create_timer(1.0 / rate_hz, self._tick)
         core = self.core
+        reach = ("the sync reach above (no zone entry to gate)" if core.config.task == "sync" else
+                 f"target {np.round(core.target_ee_m, 3).tolist()} m; reach {core.nominal_reach.duration_s:.2f} s, "
+                 f"zone entry after {core.nominal_entry_s:.2f} s; an uncommitted reach stops at its gate "
+                 f"{core.nominal_gate_s:.2f} s along it")
         self.get_logger().info(
-            f"commanding {topic} at {rate_hz:.0f} Hz; home EE {np.round(core.home_ee_m, 3).tolist()} m, "
-            f"target {np.round(core.target_ee_m, 3).tolist()} m; reach {core.nominal_reach.duration_s:.2f} s, "
-            f"zone entry after {core.nominal_entry_s:.2f} s; an uncommitted reach stops at its gate "
-            f"{core.nominal_gate_s:.2f} s along it")
+            f"commanding {topic} at {rate_hz:.0f} Hz; home EE {np.round(core.home_ee_m, 3).tolist()} m, {reach}")
 
     def _publish_sync_reach(self) -> None:
         """The sync task (latched): the robot's target, which the sim scores its arrival at, and how
