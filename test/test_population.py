@@ -211,3 +211,14 @@ def test_mean_ci95_and_group_comparison():
     assert compare_groups(one, s, spread=2.0)["exceeds"] is False
     assert compare_groups(one, s, spread=1.0)["exceeds"] is True
     assert compare_groups(one, s, spread=None)["exceeds"] is None
+
+
+def test_compare_refuses_a_sync_checkpoint_naming_its_task():
+    """The comparison drives the networks through turn-taking: a sync checkpoint is refused as one of
+    another task, not with an observation-spec mismatch."""
+    from coop_robot.analysis.population_compare import load_networks
+    from coop_robot.policy.mirror_net import CheckpointError
+    from coop_robot.policy.sync import SYNC_CHECKPOINT
+
+    with pytest.raises(CheckpointError, match="trained for the sync task, not turn_taking"):
+        load_networks([("sync", SYNC_CHECKPOINT)], untrained_seeds=[0], driver_net=None, driver_info=None)

@@ -93,7 +93,7 @@ def load_networks(compare, untrained_seeds, driver_net, driver_info) -> list[Net
 
     nets = []
     for label, path in compare:
-        net, info = load_checkpoint(path, expected_spec=ObservationSpec())
+        net, info = load_checkpoint(path, expected_spec=ObservationSpec(), task="turn_taking")  # its drives are turns
         nets.append(Network(label, str(path), net, bool(info.config.shared_encoder)))
     if not compare:
         nets.append(Network("checkpoint", str(driver_info.path), driver_net, bool(driver_info.config.shared_encoder)))
