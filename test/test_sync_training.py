@@ -176,3 +176,27 @@ def test_the_shipped_sync_checkpoint_is_the_default_and_was_trained_with_the_shi
     shipped = TrainConfig.from_yaml(REPO / "config" / "training" / "sync.yaml")
     assert policy.info.extra["train_config"] == shipped.to_dict()
     assert policy.info.extra["iteration"] == shipped.iterations
+
+
+def test_a_sweep_of_a_sync_run_summarizes_it_in_the_sync_tasks_terms(tmp_path, capsys):
+    import yaml
+
+    from coop_robot.training.train import SWEEP_SUMMARY_CSV
+    from coop_robot.training.train import main as train_main
+
+    cfg = TrainConfig.from_yaml(REPO / "config" / "training" / "sync.yaml").with_overrides(
+        iterations=1, sync_curriculum_iterations=1, episodes_per_iteration=1, turns_per_episode=1,
+        updates_per_iteration=1, batch_size=2, eval_partners=("typical",), eval_turns=2)
+    path = tmp_path / "sync.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    out = tmp_path / "sweep"
+    assert train_main(["--config", str(path), "--seeds", "3", "--out", str(out), "--ray-address", "none"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err   # the table on stdout, the progress lines on stderr
+    assert "sync/seed3: greedy success rate" in printed and "at the final window" in printed, printed
+    with open(out / SWEEP_SUMMARY_CSV, newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["task"] == "sync" and row["seed"] == "3" and int(row["eval_trials"]) == 2
+    assert 0.0 <= float(row["eval_success_rate_final_window"]) <= 1.0
+    assert 0.0 <= float(row["reactive_success_rate_final_window"]) <= 1.0
+    assert math.isnan(float(row["eval_median_gap_s"]))   # a turn-taking figure: none in a sync run

@@ -535,10 +535,14 @@ def plot_sync_curves(path: Path, rows: list[dict], baseline: dict) -> None:
 SWEEP_SUMMARY_JSON = "sweep_summary.json"
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"
 SWEEP_COLUMNS = (
-    "run", "config", "seed", "run_dir", "iterations", "eval_turns", "eval_median_gap_s", "eval_overlap_rate",
-    "eval_contacts", "eval_return", "val_forecast_mae_s", "loss_total", "reactive_median_gap_s", "env_steps", "wall_s",
+    "run", "config", "task", "seed", "run_dir", "iterations", "eval_turns", "eval_median_gap_s", "eval_overlap_rate",
+    "eval_trials", "eval_success_rate_final_window", "eval_median_offset_s",
+    "eval_contacts", "eval_return", "val_forecast_mae_s", "loss_total", "reactive_median_gap_s",
+    "reactive_success_rate_final_window", "env_steps", "wall_s",
 )
-_FINAL_METRICS = ("eval_turns", "eval_median_gap_s", "eval_overlap_rate", "eval_contacts", "eval_return",
+#: The last iteration's figures a sweep row keeps; a task's runs leave the other task's empty (NaN).
+_FINAL_METRICS = ("eval_turns", "eval_median_gap_s", "eval_overlap_rate", "eval_trials",
+                  "eval_success_rate_final_window", "eval_median_offset_s", "eval_contacts", "eval_return",
                   "val_forecast_mae_s", "loss_total")
 
 
@@ -581,10 +585,11 @@ def train_sweep_run(run: SweepRun) -> dict:
         result = train(run.cfg, tmp, progress=False)
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
     last = result.rows[-1]
-    row = {"run": run.name, "config": run.config, "seed": run.cfg.seed, "run_dir": "",
+    row = {"run": run.name, "config": run.config, "task": run.cfg.task, "seed": run.cfg.seed, "run_dir": "",
            "iterations": run.cfg.iterations, **{k: last.get(k, math.nan) for k in _FINAL_METRICS},
-           "reactive_median_gap_s": result.baseline.get("median_gap_s", math.nan), "env_steps": result.env_steps,
-           "wall_s": round(result.wall_s, 2)}
+           "reactive_median_gap_s": result.baseline.get("median_gap_s", math.nan),
+           "reactive_success_rate_final_window": result.baseline.get("success_rate_final_window", math.nan),
+           "env_steps": result.env_steps, "wall_s": round(result.wall_s, 2)}
     return {"row": row, "files": files}
 
 
@@ -612,14 +617,21 @@ def run_sweep(runs: list[SweepRun], out_dir: Path, address: str | None = None, w
         if row is None:
             return run.name
         steps = sum(r["env_steps"] for r in rows if r is not None)
-        return (f"{run.name}: greedy gap {_fmt(row['eval_median_gap_s'])} s, overlap "
-                f"{_fmt(row['eval_overlap_rate'], 2)}; {row['env_steps']} env steps in {row['wall_s']:.0f} s "
+        return (f"{run.name}: {_headline(row)}; {row['env_steps']} env steps in {row['wall_s']:.0f} s "
                 f"(sweep: {steps / max(time.perf_counter() - t0, 1e-9):.0f} env steps/s)")
 
     run_tasks(train_sweep_run, runs, address=address, workers=workers, label=label, progress=progress,
               on_result=on_result, info=info)
     write_sweep_summary(out_dir, rows, info[0] if info else None, time.perf_counter() - t0)
     return rows, info[0]
+
+
+def _headline(row: dict) -> str:
+    """A sweep row's greedy result in a few words, in its task's terms."""
+    if row.get("task") == "sync":
+        return (f"greedy success rate {_fmt(row['eval_success_rate_final_window'], 2)} at the final window, "
+                f"median offset {_fmt(row['eval_median_offset_s'])} s")
+    return f"greedy gap {_fmt(row['eval_median_gap_s'])} s, overlap {_fmt(row['eval_overlap_rate'], 2)}"
 
 
 def write_sweep_summary(out_dir: Path, rows: list[dict | None], info: RayInfo | None, wall_s: float) -> None:
@@ -722,9 +734,10 @@ def _main_sweep(runs: list[SweepRun], args) -> int:
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 1
     width = max(len(r["run"]) for r in rows)
-    print(f"{'run':<{width}}  greedy gap s  overlap  return  forecast MAE s")
+    print(f"{'run':<{width}}  {'task':<11}  greedy gap s  overlap  success  return  forecast MAE s")
     for r in rows:
-        print(f"{r['run']:<{width}}  {_fmt(r['eval_median_gap_s']):>12}  {_fmt(r['eval_overlap_rate'], 2):>7}  "
+        print(f"{r['run']:<{width}}  {r['task']:<11}  {_fmt(r['eval_median_gap_s']):>12}  "
+              f"{_fmt(r['eval_overlap_rate'], 2):>7}  {_fmt(r['eval_success_rate_final_window'], 2):>7}  "
               f"{_fmt(r['eval_return'], 2):>6}  {_fmt(r['val_forecast_mae_s'], 2):>14}")
     print(f"wrote {len(rows)} run(s) and {args.out / SWEEP_SUMMARY_JSON}, {args.out / SWEEP_SUMMARY_CSV} "
           f"({info.describe()})")
