@@ -1,5 +1,6 @@
 """The policy node in a subprocess: the mirror policy's cell parameters and a joint-name mismatch."""
 
+import contextlib
 import os
 import random
 import subprocess
@@ -52,30 +53,43 @@ def _stop(proc, reader) -> None:
     reader.join(timeout=2)
 
 
-def test_mirror_node_reports_joint_states_without_its_joints(ros_env, tmp_path):
-    env, domain = ros_env
-    proc, lines, reader = _start(env, tmp_path)
+@contextlib.contextmanager
+def _probe(domain: int, name: str, proc, reader):
+    """A node named ``name`` beside the policy node under test (``proc``), yielded with ``until(done,
+    each=None)``: spin it, calling ``each`` first on every round, until ``done()``, the node under
+    test exits, or 60 s pass. Everything -- the probe and the node under test -- is shut down after."""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("policy_joint_probe", context=context)
-    pub = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
+    node = rclpy.create_node(name, context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    try:
+
+    def until(done, each=None) -> None:
         deadline = time.monotonic() + 60.0
-        msg = JointState(name=[f"fr3_joint{i}" for i in range(1, 8)], position=[0.0] * 7)
-        while (time.monotonic() < deadline and proc.poll() is None
-               and "/joint_states message ignored" not in "".join(lines)):
-            pub.publish(msg)
+        while time.monotonic() < deadline and proc.poll() is None and not done():
+            if each is not None:
+                each()
             executor.spin_once(timeout_sec=0.05)
-        out = "".join(lines)
-        assert "/joint_states message ignored" in out, out
-        assert "lacks positions for ['panda_joint1'" in out and "set joint_names" in out
+
+    try:
+        yield node, until
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
         _stop(proc, reader)
+
+
+def test_mirror_node_reports_joint_states_without_its_joints(ros_env, tmp_path):
+    env, domain = ros_env
+    proc, lines, reader = _start(env, tmp_path)
+    with _probe(domain, "policy_joint_probe", proc, reader) as (node, until):
+        pub = node.create_publisher(JointState, "/joint_states", COMMAND_QOS)
+        msg = JointState(name=[f"fr3_joint{i}" for i in range(1, 8)], position=[0.0] * 7)
+        until(lambda: "/joint_states message ignored" in "".join(lines), each=lambda: pub.publish(msg))
+        out = "".join(lines)
+        assert "/joint_states message ignored" in out, out
+        assert "lacks positions for ['panda_joint1'" in out and "set joint_names" in out
 
 
 def test_mirror_node_rejects_a_release_threshold_above_act(ros_env, tmp_path):
@@ -99,18 +113,11 @@ def test_policy_node_says_when_its_ticks_fall_behind(ros_env, tmp_path):
 
     env, domain = ros_env
     proc, lines, reader = _start(env, tmp_path, rate_hz=1000.0, keepup_window_s=0.5, keepup_min_fraction=1.0)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("policy_rate_probe", context=context)
     seen = []
-    node.create_subscription(DiagnosticArray, "/diagnostics",
-                             lambda m: seen.extend(s for s in m.status if s.name == RATE_STATUS_NAME), 10)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and proc.poll() is None and not (seen and "not keeping up" in "".join(lines)):
-            executor.spin_once(timeout_sec=0.05)
+    with _probe(domain, "policy_rate_probe", proc, reader) as (node, until):
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: seen.extend(s for s in m.status if s.name == RATE_STATUS_NAME), 10)
+        until(lambda: seen and "not keeping up" in "".join(lines))
         out = "".join(lines)
         assert seen, out
         status = seen[0]
@@ -119,11 +126,6 @@ def test_policy_node_says_when_its_ticks_fall_behind(ros_env, tmp_path):
         assert 0.0 < values["rate_hz"] < 1000.0 and values["asked_rate_hz"] == 1000.0
         assert values["cpu_share"] > 0.0 and values["worst_interval_s"] > 0.0
         assert "not keeping up: policy 'mirror' ticked at" in out and "this machine is too busy" in out, out
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-        _stop(proc, reader)
 
 
 def test_mirror_node_publishes_its_p_act_for_the_live_view(ros_env, tmp_path):
@@ -131,25 +133,13 @@ def test_mirror_node_publishes_its_p_act_for_the_live_view(ros_env, tmp_path):
 
     env, domain = ros_env
     proc, lines, reader = _start(env, tmp_path)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("policy_p_act_probe", context=context)
     values: list[float] = []
-    node.create_subscription(Float64, "/policy/p_act", lambda m: values.append(m.data), COMMAND_QOS)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and proc.poll() is None and len(values) < 3:
-            executor.spin_once(timeout_sec=0.05)
+    with _probe(domain, "policy_p_act_probe", proc, reader) as (node, until):
+        node.create_subscription(Float64, "/policy/p_act", lambda m: values.append(m.data), COMMAND_QOS)
+        until(lambda: len(values) >= 3)
         assert len(values) >= 3, "".join(lines)
         # the network steps every tick, perception or not: a probability from the first message on
         assert all(0.0 <= v <= 1.0 for v in values), values
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-        _stop(proc, reader)
 
 
 def test_policy_node_ends_cleanly_on_ctrl_c(ros_env, tmp_path):
@@ -161,27 +151,15 @@ def test_policy_node_ends_cleanly_on_ctrl_c(ros_env, tmp_path):
 
     env, domain = ros_env
     proc, lines, reader = _start(env, tmp_path)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=domain)
-    node = rclpy.create_node("policy_ctrl_c_probe", context=context)
     decisions: list[str] = []
-    node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and proc.poll() is None and len(decisions) < 3:
-            executor.spin_once(timeout_sec=0.05)
+    with _probe(domain, "policy_ctrl_c_probe", proc, reader) as (node, until):
+        node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
+        until(lambda: len(decisions) >= 3)
         assert len(decisions) >= 3, "".join(lines)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0, "".join(lines)
         reader.join(timeout=2)
         assert "Traceback" not in "".join(lines), "".join(lines)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
-        _stop(proc, reader)
 
 
 def test_spin_events_fires_timers_on_sim_time_and_returns_on_shutdown(ros_env):
