@@ -132,6 +132,21 @@ class Exploring:
         self.sampled_action = None
         return super().step(obs)
 
+    def record_tick(self, rows: Mapping[str, list], decision: Decision, robot_phase: str, partner_phase: str,
+                    t_s: float) -> None:
+        """Append this tick to ``rows``: the network's inputs, both phase labels (:data:`MIRROR_PHASES`
+        names), its time, whether a choice was sampled and the action executed."""
+        self_w, other_w, ctx = self.recorder.inputs
+        rows["self_windows"].append(self_w)
+        rows["other_windows"].append(other_w)
+        rows["context"].append(ctx)
+        rows["phase_self"].append(_PHASE_INDEX[robot_phase])
+        rows["phase_other"].append(_PHASE_INDEX[partner_phase])
+        rows["t_s"].append(t_s)
+        rows["decision"].append(self.sampled_action is not None)
+        # What was executed: the base class's liveness fallback may say "act" over a sampled "wait".
+        rows["action"].append(float(decision.action == "act"))
+
     def sample_act(self, p_act: float) -> bool:
         """"act" with probability ``(1 - epsilon) P(act) + epsilon / 2``, kept in ``sampled_action``."""
         p = (1.0 - self.epsilon) * p_act + 0.5 * self.epsilon
@@ -226,18 +241,10 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
     owed = False  # the robot's turn is owed: the partner has left, the robot has not entered yet
     while len(turns) < cfg.turns_per_episode and env.t_s < cfg.max_episode_s:
         decision = policy.step(obs)
-        self_w, other_w, ctx = policy.recorder.inputs
-        rows["self_windows"].append(self_w)
-        rows["other_windows"].append(other_w)
-        rows["context"].append(ctx)
-        rows["phase_self"].append(_PHASE_INDEX[ROBOT_STATE_TO_MIRROR.get(robot_state, "idle")])
-        rows["phase_other"].append(_PHASE_INDEX[PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle")])
+        policy.record_tick(rows, decision, ROBOT_STATE_TO_MIRROR.get(robot_state, "idle"),
+                           PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle"), t_obs)
         rows["partner_in"].append(partner_in)
-        rows["t_s"].append(t_obs)
         rows["false_start"].append(partner_phase in _FALSE_START_PHASES)
-        rows["decision"].append(policy.sampled_action is not None)
-        # What was executed: the base class's liveness fallback may say "act" over a sampled "wait".
-        rows["action"].append(float(decision.action == "act"))
         # Past the commit time (or acting) the only sensible target is to carry on; before it the
         # target is the timing one (a reach started too early is given up: the deployed rule).
         rows["keep_going"].append(obs.robot_state == "acting"

@@ -31,7 +31,6 @@ import numpy as np
 from coop_robot.envs.turn_env import POLICY_DT_S, TurnTakingEnv
 from coop_robot.policy.base import Decision, Observation
 from coop_robot.policy.mirror_net import (
-    MIRROR_PHASES,
     ROBOT_STATE_TO_MIRROR,
     SYNC_PARTNER_PHASE_TO_MIRROR,
     MirrorPolicyNet,
@@ -39,8 +38,6 @@ from coop_robot.policy.mirror_net import (
 from coop_robot.policy.sync import SyncMirrorPolicy
 from coop_robot.training.config import TrainConfig
 from coop_robot.training.sessions import Exploring, recorded_episode
-
-_PHASE_INDEX = {p: i for i, p in enumerate(MIRROR_PHASES)}
 
 
 class ExploringSyncMirrorPolicy(Exploring, SyncMirrorPolicy):
@@ -142,15 +139,8 @@ def collect_sync_episode(env: TurnTakingEnv, policy: ExploringSyncMirrorPolicy, 
     contacts = 0
     while len(trials.trials) < cfg.turns_per_episode and env.t_s < cfg.max_episode_s:
         decision = policy.step(obs)
-        self_w, other_w, ctx = policy.recorder.inputs
-        rows["self_windows"].append(self_w)
-        rows["other_windows"].append(other_w)
-        rows["context"].append(ctx)
-        rows["phase_self"].append(_PHASE_INDEX[ROBOT_STATE_TO_MIRROR.get(robot_state, "idle")])
-        rows["phase_other"].append(_PHASE_INDEX[SYNC_PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle")])
-        rows["t_s"].append(t_obs)
-        rows["decision"].append(policy.sampled_action is not None)
-        rows["action"].append(float(decision.action == "act"))
+        policy.record_tick(rows, decision, ROBOT_STATE_TO_MIRROR.get(robot_state, "idle"),
+                           SYNC_PARTNER_PHASE_TO_MIRROR.get(partner_phase, "idle"), t_obs)
         if trials.current is not None and decision.action == "act" and obs.robot_state == "home":
             act_s.setdefault(trials.current.trial, obs.t_s)
         done = len(trials.trials)
