@@ -50,6 +50,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _add_task_arguments(p) -> None:
+    """``--task`` and ``--window-s``, the same for ``sim`` and ``eval``."""
+    p.add_argument("--task", default="turn_taking", choices=TASKS,
+                   help="turn_taking (default) or sync: synchronous joint action, after a cue the robot and the "
+                        "simulated person each reach their own target and a trial succeeds when they arrive "
+                        "within --window-s of each other (docs/science_sync.md; policies eager, reactive, "
+                        "oracle, mirror)")
+    p.add_argument("--window-s", type=_seconds, default=None,
+                   help="with --task sync: the success window (s; default: sync_window_s of config/sync.yaml)")
+
+
 def _add_sim(sub) -> None:
     p = sub.add_parser("sim", help="run the simulated interaction as a multi-process ROS 2 graph and print its timing",
                        description="Start sim, perception, policy, controller and turn tracker as separate ROS 2 "
@@ -64,12 +75,7 @@ def _add_sim(sub) -> None:
                    help="partner profile: a shipped name (typical, fast, slow, hesitant, erratic) or a YAML file")
     p.add_argument("--turns", type=_count, default=20,
                    help="robot turns before the session ends (default: 20); with --task sync, trials")
-    p.add_argument("--task", default="turn_taking", choices=TASKS,
-                   help="turn_taking (default) or sync: after a cue the robot and the simulated person each reach "
-                        "their own target and a trial succeeds when they arrive within --window-s of each other "
-                        "(docs/science_sync.md; policies eager, reactive, oracle)")
-    p.add_argument("--window-s", type=_seconds, default=None,
-                   help="with --task sync: the success window (s; default: sync_window_s of config/sync.yaml)")
+    _add_task_arguments(p)
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the simulated partner (default: 0)")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window (runs in real time)")
     p.add_argument("--summary-json", type=Path, help="also write the session summary JSON here")
@@ -268,12 +274,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--partner", default="typical", metavar="NAME_OR_FILE", help="partner profile name or YAML file")
     p.add_argument("--turns", type=_count, default=200,
                    help="robot turns to score (default: 200); with --task sync, trials")
-    p.add_argument("--task", default="turn_taking", choices=TASKS,
-                   help="turn_taking (default) or sync: synchronous joint action, both reach their own "
-                        "target after a cue and a trial succeeds when they arrive within --window-s "
-                        "(docs/science_sync.md; policies eager, reactive, oracle, mirror)")
-    p.add_argument("--window-s", type=_seconds, default=None,
-                   help="with --task sync: the success window (s; default: sync_window_s of config/sync.yaml)")
+    _add_task_arguments(p)
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the session (default: 0)")
     p.add_argument(
         "--set",

@@ -40,7 +40,8 @@ ARGUMENTS = (
     ("use_sim_time", "true", "Run perception, policy, controller and tracker on the sim's /clock"),
     ("seed", "0", "Random seed of the simulated partner"),
     ("task", "turn_taking", "Interaction task: turn_taking, or sync (synchronous joint action: after a cue the "
-                            "robot and the person each reach their own target; policies eager, reactive, oracle)"),
+                            "robot and the person each reach their own target; policies eager, reactive, oracle, "
+                            "mirror)"),
     ("window_s", "", "task:=sync only: the success window (s); '' = config/sync.yaml's sync_window_s"),
     ("turns", "0", "End the launch after this many robot turns (task:=sync: trials; 0 = run until Ctrl-C)"),
     ("summary_json", "", "Write the session summary JSON here when the session ends"),
