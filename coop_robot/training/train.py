@@ -472,16 +472,20 @@ def plot_curves(path: Path, rows: list[dict], baseline: dict) -> None:
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
-    ax = axes.flat[3]
-    for k in LOSS_NAMES:
-        ax.plot(it, [r[f"loss_{k}"] for r in rows], label=k)
-    ax.plot(it, [r["val_forecast_mae_s"] for r in rows], "k--", label="validation forecast MAE (s)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=8)
+    _plot_losses(axes.flat[3], it, rows, "validation forecast MAE (s)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _plot_losses(ax, it: list, rows: list[dict], mae_label: str, fontsize: int) -> None:
+    """The learning-curve panel of the losses per iteration and the validation forecast error."""
+    for k in LOSS_NAMES:
+        ax.plot(it, [r[f"loss_{k}"] for r in rows], label=k)
+    ax.plot(it, [r["val_forecast_mae_s"] for r in rows], "k--", label=mae_label)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=fontsize)
 
 
 def plot_sync_curves(path: Path, rows: list[dict], baseline: dict) -> None:
@@ -519,13 +523,7 @@ def plot_sync_curves(path: Path, rows: list[dict], baseline: dict) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("return per session")
     ax.legend(fontsize=7)
-    ax = axes[1, 1]
-    for k in LOSS_NAMES:
-        ax.plot(it, [r[f"loss_{k}"] for r in rows], label=k)
-    ax.plot(it, [r["val_forecast_mae_s"] for r in rows], "k--", label="validation arrival forecast MAE (s)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=7)
+    _plot_losses(axes[1, 1], it, rows, "validation arrival forecast MAE (s)", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
