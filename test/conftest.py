@@ -32,6 +32,21 @@ DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "coop_robot_test_ros_domains"
 _held_domains: dict[int, int | None] = {}  # domain id -> the flock'd file descriptor (None: no lock possible)
 
 
+def load_bench(stem: str):
+    """The benchmark script ``bench/<stem>.py`` as a module registered under its stem (dataclasses,
+    Ray workers and the scripts that import each other look it up by that name); loaded once."""
+    import importlib.util
+    import sys
+
+    if stem in sys.modules:
+        return sys.modules[stem]
+    spec = importlib.util.spec_from_file_location(stem, Path(__file__).resolve().parents[1] / "bench" / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, *,
              poll: Callable[[], None] | None = None, poll_period_s: float = 0.05,
              details: Callable[[], str] | None = None):

@@ -1,30 +1,18 @@
 """bench/data_scaling.py: budgets and checkpoints found from run directories, a tiny end-to-end run, bad input."""
 
 import csv
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 SHIPPED = Path(__file__).resolve().parents[1] / "coop_robot" / "policy" / "checkpoints" / "mirror.pt"
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load("turn_taking")  # registered by its stem, as the data-scaling script imports it
-ds = _load("data_scaling")
+load_bench("turn_taking")  # registered by its stem, as the data-scaling script imports it
+ds = load_bench("data_scaling")
 
 
 def _run_dir(path: Path, mae: list[float], turns_per_iteration: int) -> Path:

@@ -1,22 +1,11 @@
 """bench/partner_zone_visits.py: the zone visits it times are the partner model's own."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "partner_zone_visits.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("partner_zone_visits", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["partner_zone_visits"] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_a_turn_has_one_visit_that_ends_it_and_false_starts_are_told_apart():
-    bench = _load()
+    bench = load_bench("partner_zone_visits")
     from coop_robot.partner.profile import load_profile
 
     fast = load_profile("fast")

@@ -1,29 +1,15 @@
 """bench/ray_scaling.py: the sweep estimate and the memory of a process tree (no Ray started here;
 test_bench_turn_taking_ray.py runs the benchmark on Ray)."""
 
-import importlib.util
 import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "ray_scaling.py"
-
-
-def _load():
-    if "ray_scaling" in sys.modules:
-        return sys.modules["ray_scaling"]
-    spec = importlib.util.spec_from_file_location("ray_scaling", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ray_scaling"] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-rs = _load()
+rs = load_bench("ray_scaling")
 
 
 def test_cores_come_in_whole_rounds_of_sessions():

@@ -1,19 +1,8 @@
 """bench/sync_task.py: trials are scored at every window with the one definition, and the verdicts
 of issue 14 part 1 judge hand-built sessions."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "sync_task.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("sync_task_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sync_task_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def _session(offsets, contacts=0, ssm_violations=0):
@@ -24,14 +13,14 @@ def _session(offsets, contacts=0, ssm_violations=0):
 
 
 def test_trials_are_scored_at_every_window():
-    bench = _load()
+    bench = load_bench("sync_task")
     s = _session([0.2, -0.5, 1.0, None])
     assert bench.success_at(s, 0.75) == (2, 4)
     assert bench.success_at(s, 1.5) == (3, 4)
 
 
 def test_the_verdicts_judge_success_safety_and_the_lead_over_reactive():
-    bench = _load()
+    bench = load_bench("sync_task")
     good = {("typical", "mirror"): _session([0.1] * 10), ("typical", "reactive"): _session([0.1] * 5 + [1.0] * 5),
             ("slow", "mirror"): _session([0.1] * 8 + [1.0] * 2)}
     assert [ok for _, ok, _ in bench.verdicts(good, 0.75)] == [True, True, True]

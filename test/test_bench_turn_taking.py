@@ -1,29 +1,14 @@
 """bench/turn_taking.py: frontier, statistics and acceptance logic on synthetic numbers, and tiny end-to-end runs."""
 
 import csv
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "turn_taking.py"
-
-
-def _load_bench():
-    # Registered under its file stem: dataclasses and Ray workers look the module up by name.
-    if "turn_taking" in sys.modules:
-        return sys.modules["turn_taking"]
-    spec = importlib.util.spec_from_file_location("turn_taking", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["turn_taking"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tt = _load_bench()
+tt = load_bench("turn_taking")
 P = tt.OperatingPoint
 
 # A reactive sweep: longer debounce -> longer gaps, slower pace, fewer overlaps.
