@@ -34,6 +34,10 @@ timer; its ``spin_once`` works, and since e4a5561 the node's own main spins with
 (``coop_robot.nodes.common.spin_events``). 2026-12-04, ``--variants baseline,single --rounds 2
 --rtf 1`` (50 ticks a wall second), load 8-11: baseline 22.8 %, the node as before (``single``)
 28.5 % (starved: 46.6 ticks/s); at load 5-9 with 15 s windows 21.2 % against 38.8 %.
+2026-12-04, idle machine (load < 0.5), ``--variants baseline,torch,lab_cell,lab_cell_torch --rounds 2
+--rtf 1 --window-s 15 --settle-s 10``, after the network moved to NumPy (``inference: numpy``) and
+the per-tick features and forward kinematics to Python floats: baseline 14.9 % (``torch`` 21.0 %),
+``lab_cell`` (robot.launch.py's wall clock, no /clock) 11.8 % (``lab_cell_torch`` 18.7 %).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Variant:
     params: dict = field(default_factory=dict)  # node parameter overrides (over the graph's)
     spin: str = ""                           # "" = the node's own main; else bench's spin (see _spin_node)
     clock_hz: float = 250.0                  # /clock messages per sim second (config/sim.yaml clock_rate_hz)
+    wall_stamps: bool = False                # the feeder stamps with the wall clock (a lab cell: no /clock)
 
 
 VARIANTS = {v.name: v for v in [
@@ -80,6 +85,13 @@ VARIANTS = {v.name: v for v in [
     Variant("no_perception", "every topic but the three /partner topics", topics=("clock", "joints")),
     Variant("clock_100", "/clock at 100 Hz of sim time instead of 250 (sim.yaml clock_rate_hz: a graph-wide "
             "change of the clock's resolution, not a change to the node)", clock_hz=100.0),
+    Variant("torch", "the network on torch (node parameter inference: torch), as before 2026-12-04 "
+            "(the numpy copy of its weights is the default since)", params={"inference": "torch"}),
+    Variant("lab_cell", "as robot.launch.py runs it: the wall clock (use_sim_time false, no /clock), inputs "
+            "stamped with the wall clock; --rtf 1 for the lab's rates", topics=("joints", "perception"),
+            params={"use_sim_time": False}, wall_stamps=True),
+    Variant("lab_cell_torch", "lab_cell with the network on torch", topics=("joints", "perception"),
+            params={"use_sim_time": False, "inference": "torch"}, wall_stamps=True),
     Variant("reactive", "policy reactive: no network, no /joint_states subscription",
             params={"policy": "reactive"}),
     Variant("reactive_clock_only", "policy reactive, only /clock: the executor's floor without the network",
@@ -100,9 +112,12 @@ VARIANTS = {v.name: v for v in [
 # ---------------------------------------------------------------------------------------------
 # The feeder: what the sim and perception nodes send the policy node.
 
-def feed(rtf: float, topics: tuple[str, ...], seconds: float, clock_hz: float = 250.0) -> int:
+def feed(rtf: float, topics: tuple[str, ...], seconds: float, clock_hz: float = 250.0,
+         wall_stamps: bool = False) -> int:
     """Publish the graph's inputs of the policy node at the graph's rates (sim time at ``rtf`` x
-    wall) for ``seconds`` of wall time; print the ``coop_robot: policy rate`` statuses seen as JSON lines."""
+    wall) for ``seconds`` of wall time; print the ``coop_robot: policy rate`` statuses seen as JSON lines.
+    ``wall_stamps``: stamp the messages with the wall clock (a node on the wall clock judges
+    perception's age by it), not with sim time."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PointStamped, Vector3Stamped
@@ -147,7 +162,7 @@ def feed(rtf: float, topics: tuple[str, ...], seconds: float, clock_hz: float = 
         for kind in topics:
             while due[kind] <= sim_t:
                 t = due[kind]
-                stamp = s_to_stamp(t)
+                stamp = s_to_stamp(time.time() if wall_stamps else t)
                 if kind == "clock":
                     clock_pub.publish(ClockMsg(clock=stamp))
                 elif kind == "joints":
@@ -211,7 +226,11 @@ def _spin_node(kind: str, ros_args: list[str]) -> int:
         from coop_robot.policy.mirror import MirrorPolicy
 
         PolicyNode.create_publisher = Node.create_publisher
-        MirrorPolicy._frame = lambda self, which, origin_m: mirror_net.EgocentricFrame.facing_zone(origin_m, self.zone)
+        def rebuilt(self, which, origin_m):
+            frame = mirror_net.EgocentricFrame.facing_zone(origin_m, self.zone)
+            return (origin_m, self.zone, frame, mirror_net.EgocentricRow(frame, self.zone))
+
+        MirrorPolicy._cached_frame = rebuilt
 
     def spin(node) -> None:
         if kind == "events":
@@ -252,10 +271,10 @@ def measure(variant: Variant, rtf: float, settle_s: float, window_s: float, env:
     node_log = open(tmp / f"{variant.name}.log", "w")
     node = subprocess.Popen(policy_command(variant, tmp / "params"), env=env, stdout=node_log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    feeder = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--feed", "--rtf", str(rtf),
-                               "--topics", ",".join(variant.topics), "--seconds", str(settle_s + window_s + 3),
-                               "--clock-hz", str(variant.clock_hz)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    feed_cmd = [sys.executable, str(Path(__file__).resolve()), "--feed", "--rtf", str(rtf),
+                "--topics", ",".join(variant.topics), "--seconds", str(settle_s + window_s + 3),
+                "--clock-hz", str(variant.clock_hz)] + (["--wall-stamps"] if variant.wall_stamps else [])
+    feeder = subprocess.Popen(feed_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               start_new_session=True)
     try:
         time.sleep(settle_s)
@@ -296,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", default=",".join(ALL_TOPICS), help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     p.add_argument("--clock-hz", type=float, default=250.0, help=argparse.SUPPRESS)
+    p.add_argument("--wall-stamps", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--spin", choices=SPINS, help=argparse.SUPPRESS)
     return p
 
@@ -304,7 +324,8 @@ def main(argv=None) -> int:
     p = build_parser()
     args, rest = p.parse_known_args(argv)
     if args.feed:
-        return feed(args.rtf, tuple(t for t in args.topics.split(",") if t), args.seconds, args.clock_hz)
+        return feed(args.rtf, tuple(t for t in args.topics.split(",") if t), args.seconds, args.clock_hz,
+                    args.wall_stamps)
     if args.spin:
         return _spin_node(args.spin, [a for a in rest if a != "--"])
     if args.list:

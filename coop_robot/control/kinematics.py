@@ -46,6 +46,9 @@ _SIN_ALPHA = np.round(np.sin(_DH_ALPHA_RAD), 12)
 FLANGE_OFFSET_M = 0.107
 GRASPTARGET_OFFSET_M = 0.105
 _EE_OFFSET_M = FLANGE_OFFSET_M + GRASPTARGET_OFFSET_M
+# The chain's constants as Python floats, for PandaKinematics.ee_position's one-configuration path.
+_CHAIN = tuple(zip(_COS_ALPHA.tolist(), _SIN_ALPHA.tolist(), _DH_A_M.tolist(), _DH_D_M.tolist()))
+_EE_OFFSET_FLOAT = float(_EE_OFFSET_M)
 
 
 def select_joint_positions(names, positions, joint_names=JOINT_NAMES) -> np.ndarray:
@@ -84,6 +87,7 @@ class PandaKinematics:
         if base.shape != (3,) or not np.all(np.isfinite(base)):
             raise ValueError(f"robot base must be a finite [x, y, z] in metres, got {base_m!r}")
         self.base_m = base
+        self._base_list = tuple(float(v) for v in np.asarray(base, dtype=float).reshape(3))
         self.lower_rad = np.asarray(lower_rad, dtype=float).copy()
         self.upper_rad = np.asarray(upper_rad, dtype=float).copy()
         if self.lower_rad.shape != (7,) or self.upper_rad.shape != (7,) or np.any(self.upper_rad <= self.lower_rad):
@@ -155,8 +159,29 @@ class PandaKinematics:
         return p + _EE_OFFSET_M * z
 
     def ee_position(self, q_rad) -> np.ndarray:
-        """EE position in ``world`` (m); same as :meth:`fk`."""
-        return self.fk(q_rad)
+        """EE position in ``world`` (m); the same values as :meth:`fk`, bit for bit.
+
+        One configuration ``(7,)`` -- what a node needs once per tick -- takes :meth:`fk`'s chain
+        on Python floats (the same operations in the same order, the cosines and sines from the
+        same NumPy calls), ~5x less CPU than NumPy's calls on 3-vectors; batches go to :meth:`fk`."""
+        q = np.asarray(q_rad, dtype=float)
+        if q.shape != (7,):
+            return self.fk(q)
+        ct, st = np.cos(q).tolist(), np.sin(q).tolist()
+        x0, x1, x2 = 1.0, 0.0, 0.0
+        y0, y1, y2 = 0.0, 1.0, 0.0
+        z0, z1, z2 = 0.0, 0.0, 1.0
+        p0, p1, p2 = self._base_list
+        for i in range(7):
+            ca, sa, a, d = _CHAIN[i]
+            ya0, ya1, ya2 = ca * y0 + sa * z0, ca * y1 + sa * z1, ca * y2 + sa * z2
+            z0, z1, z2 = -sa * y0 + ca * z0, -sa * y1 + ca * z1, -sa * y2 + ca * z2
+            p0, p1, p2 = p0 + a * x0 + d * z0, p1 + a * x1 + d * z1, p2 + a * x2 + d * z2
+            c, s = ct[i], st[i]
+            x0, x1, x2, y0, y1, y2 = (c * x0 + s * ya0, c * x1 + s * ya1, c * x2 + s * ya2,
+                                      -s * x0 + c * ya0, -s * x1 + c * ya1, -s * x2 + c * ya2)
+        e = _EE_OFFSET_FLOAT
+        return np.array([p0 + e * z0, p1 + e * z1, p2 + e * z2])
 
     @staticmethod
     def arm_positions(names, positions, joint_names=JOINT_NAMES) -> np.ndarray:

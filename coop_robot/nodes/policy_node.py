@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -40,6 +41,19 @@ from coop_robot.timing.sync import SYNC_ARRIVAL_AFTER, SYNC_CUE, SyncInputs
 
 #: The /diagnostics status the policy node publishes once per window of ticks.
 RATE_STATUS_NAME = "coop_robot: policy rate"
+
+
+def newest_arm_positions(msgs, joint_names) -> tuple[np.ndarray | None, list[str]]:
+    """The arm's joint positions (``joint_names`` order) from the newest of ``msgs`` (JointState,
+    oldest first) that has them, and why each newer one did not (None and every reason when none
+    has them). A cell may publish more than the arm on ``/joint_states`` (a gripper's fingers alone)."""
+    errors = []
+    for msg in reversed(msgs):
+        try:
+            return select_joint_positions(msg.name, msg.position, joint_names), errors
+        except ValueError as exc:
+            errors.append(str(exc))
+    return None, errors
 
 
 class PolicyNode(Node):
@@ -103,7 +117,7 @@ class PolicyNode(Node):
         self._planned_exit_s: float | None = None
         self._sync = SyncInputs() if self.task == "sync" else None
         self._ee = np.full(3, np.nan)
-        self._q = None
+        self._joint_msgs: deque[JointState] = deque(maxlen=8)   # since the last tick
         self._fk = None
         self._fallbacks_logged = 0
         self._was_behind = False
@@ -139,7 +153,9 @@ class PolicyNode(Node):
         self.p_act_pub = self.create_publisher(Float64, "/policy/p_act", COMMAND_QOS) \
             if self.policy_name == "mirror" else None
         self.create_timer(1.0 / rate, self._tick)
-        self.get_logger().info(f"policy '{self.policy_name}' at {rate:.0f} Hz")
+        engine = getattr(self.policy, "engine", None)
+        self.get_logger().info(f"policy '{self.policy_name}' at {rate:.0f} Hz"
+                               + (f", network on {engine}" if engine else ""))
 
     def create_publisher(self, *args, **kwargs):
         """rclpy's ``create_publisher`` without its default QoS-event handlers (a warning when a
@@ -170,7 +186,7 @@ class PolicyNode(Node):
         """The mirror policy's parameters: decision thresholds, the cell geometry its egocentric
         frames come from (world.yaml, shared with every node), the arm's joint names and torch threads."""
         from coop_robot.control.kinematics import JOINT_NAMES
-        from coop_robot.policy.mirror import DEFAULT_ACT_THRESHOLD, DEFAULT_RELEASE_THRESHOLD
+        from coop_robot.policy.mirror import DEFAULT_ACT_THRESHOLD, DEFAULT_RELEASE_THRESHOLD, ENGINES
 
         world = world_geometry()
         act = declare(self, "act_threshold", DEFAULT_ACT_THRESHOLD, "mirror: act when P(act) reaches this", 0.01, 0.99)
@@ -219,6 +235,14 @@ class PolicyNode(Node):
         )
         if threads < 0:
             raise ParameterError(f"parameter 'torch_threads' must be >= 0, got {threads}")
+        engine = declare(
+            self,
+            "inference",
+            "numpy",
+            "mirror: what runs the network each tick: numpy (a copy of the checkpoint's weights, the "
+            "same outputs within float32 rounding at less than half torch's CPU) or torch",
+            choices=ENGINES,
+        )
         return dict(
             act_threshold=act,
             release_threshold=release,
@@ -228,24 +252,25 @@ class PolicyNode(Node):
             robot_base_m=base,
             partner_rest_m=rest,
             torch_threads=threads or None,
+            engine=engine,
         )
 
     def _on_joints(self, msg: JointState) -> None:
-        try:
-            q = select_joint_positions(list(msg.name), list(msg.position), self._joint_names)
-        except ValueError as exc:
-            # The network would run without the robot's own hand: say so (a real arm's joints may be
-            # named otherwise; set joint_names, as for the controller).
-            self.get_logger().warning(
-                f"/joint_states message ignored: {exc}; set joint_names to the arm's joints", throttle_duration_sec=5.0
-            )
-            return
-        self._q = q   # forward kinematics once per tick (_ee_now), not per joint state (2x the rate)
+        # Kept as they came: picking the arm's joints and forward kinematics run once per tick
+        # (_ee_now), on the newest state that has the arm's joints, not per joint state (twice the
+        # tick rate). A cell may publish others on the topic too (e.g. a gripper's fingers alone).
+        self._joint_msgs.append(msg)
 
     def _ee_now(self) -> np.ndarray:
-        if self._q is not None:
-            self._ee = np.asarray(self._fk.ee_position(self._q), dtype=float)
-            self._q = None
+        q, errors = newest_arm_positions(self._joint_msgs, self._joint_names)
+        self._joint_msgs.clear()
+        for error in errors:
+            # The network would run without the robot's own hand: say so (a real arm's joints may be
+            # named otherwise; set joint_names, as for the controller).
+            self.get_logger().warning(f"/joint_states message ignored: {error}; set joint_names to the arm's joints",
+                                      throttle_duration_sec=5.0)
+        if q is not None:
+            self._ee = self._fk.ee_position(q)
         return self._ee
 
     def _on_plan(self, msg: TimeReference) -> None:

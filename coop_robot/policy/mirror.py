@@ -57,6 +57,8 @@ from coop_robot.policy.threads import configure_torch_threads
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mirror.pt"
 DEFAULT_ACT_THRESHOLD = 0.5
 DEFAULT_RELEASE_THRESHOLD = 0.2
+#: What runs the network each tick (:class:`MirrorPolicy`'s ``engine``).
+ENGINES = ("torch", "numpy")
 
 
 def robot_home_ee_m(robot_home_joint_positions_rad, robot_base_m) -> tuple[float, float, float]:
@@ -88,10 +90,18 @@ class MirrorPolicy(Policy):
                  release_threshold: float = DEFAULT_RELEASE_THRESHOLD, stale_after_s: float = 0.5,
                  zone_min_m=DEFAULT_ZONE_MIN_M, zone_max_m=DEFAULT_ZONE_MAX_M,
                  robot_home_joint_positions_rad=None, robot_base_m=None,
-                 partner_rest_m=DEFAULT_PARTNER_REST_M, torch_threads: int | None = None) -> None:
+                 partner_rest_m=DEFAULT_PARTNER_REST_M, torch_threads: int | None = None,
+                 engine: str = "torch") -> None:
         """``robot_home_joint_positions_rad`` / ``robot_base_m`` (None: world.yaml's) place the robot's
         egocentric origin; ``torch_threads`` goes to :func:`configure_torch_threads` (None: 1 or
-        ``$COOP_ROBOT_TORCH_THREADS``)."""
+        ``$COOP_ROBOT_TORCH_THREADS``). ``engine``: what runs the network each tick -- ``torch``
+        (``self.net`` itself: training, analyses and lesions replace or hook it) or ``numpy``
+        (:class:`~coop_robot.policy.numpy_net.NumpyMirrorStep`, a copy of the loaded weights taken
+        now, the same outputs within float32 rounding at a fraction of the CPU: what a deployed
+        node runs)."""
+        if engine not in ENGINES:
+            raise PolicyError(f"mirror engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         for name, value in (("act_threshold", act_threshold), ("release_threshold", release_threshold)):
             if not (math.isfinite(value) and 0.0 < value < 1.0):
                 raise PolicyError(f"{name} must be a probability in (0, 1), got {value!r}")
@@ -129,6 +139,12 @@ class MirrorPolicy(Policy):
         self.net, self.info = mirror_net.load_checkpoint(
             self.checkpoint, expected_spec=mirror_net.ObservationSpec.for_task(self.task), task=self.task)
         self.spec = self.info.obs_spec
+        self._numpy_net = None
+        if engine == "numpy":
+            from coop_robot.policy.numpy_net import NumpyMirrorStep  # noqa: PLC0415
+
+            self._numpy_net = NumpyMirrorStep(self.net)
+            self._numpy_source = self.net
         # Build the frames now, which validates them (an origin above the zone centre has no
         # heading); the ticks reuse them (building them was a sixth of a tick's CPU time).
         self._frames: dict[str, tuple] = {}
@@ -142,11 +158,19 @@ class MirrorPolicy(Policy):
     def _frame(self, which: str, origin_m: np.ndarray):
         """The egocentric frame of ``origin_m`` facing the zone, built once and rebuilt only when
         the origin or the zone is replaced (the same frame :func:`mirror_net.egocentric_features` builds)."""
+        return self._cached_frame(which, origin_m)[2]
+
+    def _row(self, which: str, origin_m: np.ndarray):
+        """The one-row feature builder (:class:`mirror_net.EgocentricRow`) of :meth:`_frame`'s frame."""
+        return self._cached_frame(which, origin_m)[3]
+
+    def _cached_frame(self, which: str, origin_m: np.ndarray) -> tuple:
         cached = self._frames.get(which)
         if cached is None or cached[1] is not self.zone or not np.array_equal(cached[0], origin_m):
             frame = self._mn.EgocentricFrame.facing_zone(origin_m, self.zone)
-            cached = self._frames[which] = (np.array(origin_m, dtype=float), self.zone, frame)
-        return cached[2]
+            cached = self._frames[which] = (np.array(origin_m, dtype=float), self.zone, frame,
+                                            self._mn.EgocentricRow(frame, self.zone))
+        return cached
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -233,8 +257,6 @@ class MirrorPolicy(Policy):
         ee_vel = self._finite_difference(ee, self._prev_ee_m, dt)
         if not np.all(np.isfinite(hand_vel)):
             hand_vel = self._finite_difference(hand, self._prev_hand_m, dt)
-        mn = self._mn
-        torch = self._torch
         for k in range(catch_up):
             last = k == catch_up - 1
             if last:
@@ -250,23 +272,12 @@ class MirrorPolicy(Policy):
                 hand_row = self._prev_hand_m + a * (hand - self._prev_hand_m)
                 age = self._prev_age_s + (t_row - self._prev_t_s)
                 context = self._prev_context
-            self._push(self._self_window, mn.egocentric_features(
-                ee_row[None], ee_vel[None], self.robot_home_m, self.zone, self._frame("self", self.robot_home_m))[0])
-            self._push(self._other_window, mn.egocentric_features(
-                hand_row[None], hand_vel[None], self.partner_rest_m, self.zone,
-                self._frame("other", self.partner_rest_m))[0])
+            self._push(self._self_window, self._row("self", self.robot_home_m)(ee_row, ee_vel))
+            self._push(self._other_window, self._row("other", self.partner_rest_m)(hand_row, hand_vel))
             ctx = self._context_vector(context, t_row, age)
-            with torch.inference_mode():
-                out, self._hidden = self.net.step(torch.from_numpy(self._self_window)[None],
-                                                  torch.from_numpy(self._other_window)[None],
-                                                  torch.from_numpy(ctx)[None], self._hidden)
+            outputs = self._network_step(ctx)
             self.network_steps += 1
-        self.last_outputs = {
-            "p_act": float(torch.sigmoid(out["act_logit"][0])),
-            "exit_forecast_s": float(out["exit_forecast_s"][0]),
-            "exit_log_var": float(out["exit_log_var"][0]),
-            "value": float(out["value"][0]),
-        }
+        self.last_outputs = outputs
         self._grid_t_s = t if catch_up < steps or not math.isfinite(self._grid_t_s) else self._grid_t_s + steps * period
         self._prev_t_s = t
         self._prev_ee_m = ee
@@ -274,6 +285,26 @@ class MirrorPolicy(Policy):
         self._prev_age_s = float(obs.perception_age_s)
         self._prev_context = self._tick_context(obs)
         return self.last_outputs
+
+    def _network_step(self, ctx: np.ndarray) -> dict[str, float]:
+        """One network step on the current windows and ``ctx``, carrying the recurrent state."""
+        if self._numpy_net is not None:
+            if self.net is not self._numpy_source:
+                raise PolicyError("the mirror policy's network was replaced after its NumPy copy was taken "
+                                  "(engine='numpy'); build the policy with engine='torch' to run a changed network")
+            out, self._hidden = self._numpy_net.step(self._self_window, self._other_window, ctx, self._hidden)
+            return out
+        torch = self._torch
+        with torch.inference_mode():
+            out, self._hidden = self.net.step(torch.from_numpy(self._self_window)[None],
+                                              torch.from_numpy(self._other_window)[None],
+                                              torch.from_numpy(ctx)[None], self._hidden)
+        return {
+            "p_act": float(torch.sigmoid(out["act_logit"][0])),
+            "exit_forecast_s": float(out["exit_forecast_s"][0]),
+            "exit_log_var": float(out["exit_log_var"][0]),
+            "value": float(out["value"][0]),
+        }
 
     def _tick_context(self, obs: Observation) -> tuple:
         """What the task context of this tick is made of (kept for the rows a late tick missed)."""
