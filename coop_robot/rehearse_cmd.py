@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
                         "'ground_truth' and 'rehearsal_check')")
     p.add_argument("--truth-log", type=Path,
                    help="where the cell writes its ground truth (default: LOG_DIR/truth.jsonl)")
+    p.add_argument("--record", type=Path, metavar="DIR",
+                   help="record the interaction topics (as robot.launch.py's record:=true does) to a rosbag2 "
+                        "(MCAP) directory DIR (must not exist or be empty)")
     p.add_argument("--gui", action="store_true", help="open the PyBullet window of the simulated cell")
     p.add_argument("--log-dir", type=Path, help="where node logs go (default: a new temporary directory)")
     p.add_argument("--timeout-s", type=_seconds, help="give up after this many wall-clock seconds "
@@ -70,6 +73,14 @@ def run(args) -> int:
         load_profile(args.partner)
     except ProfileError as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
+    record_dir = ""
+    if args.record:
+        from coop_robot.recording.bag import BagError, check_output_dir
+
+        try:
+            record_dir = str(check_output_dir(args.record))  # refuse an existing recording before starting
+        except BagError as exc:
+            return fail(f"--record: {exc}", EXIT_BAD_INPUT)
     cell_file = args.params_file.resolve() if args.params_file else config_path(REHEARSAL_CELL)
     log_dir = (args.log_dir or Path(tempfile.mkdtemp(prefix="coop_robot_rehearse_"))).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +89,8 @@ def run(args) -> int:
     try:
         specs = rehearsal_graph(str(truth_log), partner=str(resolve_profile_path(args.partner).resolve()),
                                 seed=args.seed, gui=args.gui, policy=args.policy, turns=args.turns,
-                                summary_json=str(summary_path), extra_param_files=[str(cell_file)])
+                                summary_json=str(summary_path), extra_param_files=[str(cell_file)],
+                                record_dir=record_dir)
         problems = check_graph(specs)
     except (GraphError, ParamFileError) as exc:
         return fail(str(exc), EXIT_BAD_INPUT)
@@ -117,6 +129,10 @@ def run(args) -> int:
     print()
     print(format_check(check))
     print(f"wall time {time.monotonic() - t0:.1f} s (node logs in {log_dir}, ground truth in {truth_log})")
+    if record_dir:
+        from coop_robot.recording.bag import describe_bag
+
+        print(describe_bag(record_dir))
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         out = {**summary, "ground_truth": truth, "rehearsal_check": check.as_dict()}

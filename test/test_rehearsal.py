@@ -229,3 +229,29 @@ def test_a_short_rehearsal_takes_its_turn_or_names_the_cause_and_never_touches_t
         assert proc.returncode == 1
         assert "session did not finish within 150 s" in proc.stderr and "of 1 robot turns done" in proc.stderr, text
         assert "ground truth until then" in proc.stderr and "contacts 0" in proc.stderr, text
+
+
+def test_rehearse_records_as_robot_launch_does_and_refuses_an_old_recording(tmp_path, monkeypatch, capsys):
+    """`coop-robot rehearse --record DIR` runs robot.launch.py's recorder (record:=true) in the graph;
+    a DIR that already holds files is refused before any node starts (exit 2)."""
+    from coop_robot import cli, runner
+
+    started = []
+
+    def fake_session(specs, **kwargs):
+        started.append([(s.name, dict(s.parameters)) for s in specs])
+        raise runner.SessionError("stopped by the test")
+
+    monkeypatch.setattr(runner, "run_session", fake_session)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metadata.yaml").write_text("x")
+    assert cli.main(["rehearse", "--turns", "1", "--record", str(old), "--log-dir", str(tmp_path / "l1")]) == 2
+    assert "--record" in capsys.readouterr().err and not started
+
+    bag = tmp_path / "bag"
+    assert cli.main(["rehearse", "--turns", "1", "--record", str(bag), "--log-dir", str(tmp_path / "l2")]) == 1
+    (nodes,) = started
+    names = [name for name, _ in nodes]
+    assert names[0] == "recorder" and "coop_sim" in names, names
+    assert dict(nodes)["recorder"]["output_dir"] == str(bag.resolve())
