@@ -630,3 +630,46 @@ def test_the_runtime_abort_check_agrees_with_the_planned_commit_time(anticipatio
     grid = np.round(np.arange(0.0, commit + 0.1, DT_S), 6)
     disagree = [t for t in grid if ctl._abort_stays_outside(float(t), None) != (t <= commit + 1e-9)]
     assert disagree == []
+
+
+def test_a_reach_sent_late_starts_when_sent_and_nothing_else_moves(ctl):
+    """The node was held up between reading its clock and sending (a starved 2-core rehearsal: 0.37 s).
+    A reach from rest then starts when it is sent, so the arm runs it from its first point instead
+    of its controller sampling it 0.37 s in (a jump); the commit's continuation of a running reach,
+    and every later move, keep the tick's timeline (the arm has moved on along the previous move)."""
+    inputs = ControllerInputs("act", False, 0.0, None, False, partner_hand_m=PARTNER_REST_M,
+                              partner_velocity_mps=np.zeros(3))
+    out = ctl.update(0.0, inputs)
+    assert out.trajectory is not None and out.trajectory.purpose == "reach"
+    assert ctl.sent_at(0.37) == pytest.approx(0.37)
+    q, qd, _ = ctl.commanded_state(0.37)                     # the plan's first instant: at rest, at home
+    assert np.allclose(q, ctl.home_rad) and np.allclose(qd, 0.0)
+    later, _, _ = ctl.commanded_state(0.37 + 0.5)
+    on_time, _, _ = out.trajectory.plan.state_at(0.5)
+    assert np.allclose(later, on_time)                       # the same move, 0.37 s later
+    assert ctl.sent_at(0.9) == pytest.approx(0.37)           # asked again: not a reach sent by this update
+
+    # Ticks on to the commit: its continuation of the reach keeps the running timeline.
+    t, commit = 0.37, None
+    while commit is None and t < 5.0:
+        t = round(t + DT_S, 6)
+        step = ControllerInputs("act", False, t, None, False, partner_hand_m=PARTNER_REST_M,
+                                partner_velocity_mps=np.zeros(3))
+        out = ctl.update(t, step)
+        if out.trajectory is not None:
+            commit = out
+    assert commit is not None and [e.name for e in commit.events] == ["entry_commit"]
+    assert ctl.sent_at(t + 0.3) == pytest.approx(t)          # its tick time: the arm is under way
+
+
+def test_a_retreat_sent_late_keeps_its_tick_time(ctl):
+    rec = run(ctl, lambda t: {"fresh": t < 0.05, "decision": "act"}, 1.0)
+    assert rec.names()[:3] == ["reach_start", "watchdog", "abort"]
+    abort_t = rec.time_of("abort")
+    ctl.reset()
+    run(ctl, lambda t: {"fresh": t < 0.05, "decision": "act"}, abort_t)      # up to the tick before
+    inputs = ControllerInputs("act", False, 0.04, None, False, partner_hand_m=PARTNER_REST_M,
+                              partner_velocity_mps=np.zeros(3))
+    out = ctl.update(abort_t, inputs)
+    assert out.trajectory is not None and out.trajectory.purpose != "reach"
+    assert ctl.sent_at(abort_t + 0.37) == pytest.approx(abort_t)

@@ -587,6 +587,8 @@ class ArmController:
         self._plan: ScaledPlan | None = None
         self._plan_start_s = 0.0
         self._purpose = "home"
+        self._update_s = -np.inf            # the last update's tick time (sent_at: was its plan sent then?)
+        self._reach_started_s = -np.inf     # when the last reach from rest was started
         self._hold_rad = self.home_rad.copy()
         self._commit_s = 0.0
         self._wait_s = 0.0
@@ -652,6 +654,24 @@ class ArmController:
             return self._hold_rad.copy(), zero, zero.copy()
         return self._plan.state_at(now_s - self._plan_start_s)
 
+    def sent_at(self, sent_s: float) -> float:
+        """The trajectory of the last :meth:`update` left at ``sent_s`` (the caller's clock), later than
+        the tick time it was planned for when the caller was held up between reading its clock and
+        sending (a preempted process). Returns the time to stamp it with.
+
+        A reach started by that update (``reach_start``) starts from rest at home: its plan is moved
+        to start when it is sent, so the arm (at rest until then) runs it from its first point. Stamped with the tick time, the arm's
+        controller would sample it ``sent_s - tick`` into the move and jump there from rest -- on a
+        starved 2-core rehearsal, 0.37 s into a reach, which the arm accepted and whose retreats it
+        then rejected (docs/lab_deployment.md). Every other move -- the commit's continuation of a
+        reach included -- joins the running motion's timeline and keeps the tick time: the arm has
+        gone on along the previous move meanwhile."""
+        if (self._plan is None or self._reach_started_s != self._update_s
+                or self._plan_start_s != self._update_s or not sent_s > self._plan_start_s):
+            return self._plan_start_s   # the last update started no reach from rest, or it is not late
+        self._plan_start_s = float(sent_s)
+        return self._plan_start_s
+
     def path_time_s(self, now_s: float) -> float:
         """How far (path seconds) the current move has gone along its path."""
         if self._plan is None:
@@ -666,6 +686,7 @@ class ArmController:
         if inputs.decision is not None and inputs.decision not in DECISIONS:
             raise ValueError(f"decision must be one of {DECISIONS} or None, got {inputs.decision!r}")
         out = ControllerOutput(self.state)
+        self._update_s = float(now_s)
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
         q_meas = self._measured_now(now_s, inputs)
         self._check_tracking(out, now_s, inputs, q_meas)
@@ -1074,6 +1095,7 @@ class ArmController:
         self._committed = False
         self._emit(out, "reach_start", now_s)
         self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")  # to the target, no stop point
+        self._reach_started_s = float(now_s)       # from rest: sent_at may move its start
 
     def _start_gated_reach(self, out: ControllerOutput, now_s: float, reach: JointPlan, commit: float, wait: float,
                            gate: float, guard_clear: bool) -> None:
@@ -1087,6 +1109,7 @@ class ArmController:
         self._committed = False
         self._emit(out, "reach_start", now_s)
         self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")
+        self._reach_started_s = float(now_s)       # from rest: sent_at may move its start
         # Uncommitted, the trajectory ends at rest at the gate (the waiting point while anticipating):
         # should the controller fall silent, the arm stops outside the zone.
         self._stop_at_tau = gate if guard_clear else self._wait_s

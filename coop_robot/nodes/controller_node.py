@@ -4,7 +4,8 @@ A thin wrapper around :class:`coop_robot.control.controller.ArmController`: it k
 value of every input, ticks the core at ``rate_hz`` on the node clock (sim time in simulation)
 and publishes what the core returns. The trajectory goes to a ros2_control joint trajectory
 controller (or the simulation, which accepts the same message) stamped with the controller-clock
-time its move starts (``stamp_trajectories``; false: a zero stamp, meaning "start on receipt").
+time its move starts (``stamp_trajectories``; false: a zero stamp, meaning "start on receipt"): the
+tick's time, except for a reach from rest, which starts when it is sent (``ArmController.sent_at``).
 
 E-stop: ``/emergency_stop`` is subscribed twice, volatile (every publisher, ``ros2 topic pub`` as
 it is) and transient local (a stop published before this node matched its publisher, or before
@@ -238,7 +239,18 @@ class ControllerNode(Node):
             partner_velocity_mps=self._hand_velocity_mps,
         )
         out = self.core.update(t, inputs)
-        self._publish(out, t)
+        start_s = t
+        if out.trajectory is not None:
+            # Held up between reading the clock and here (a preempted process)? A reach from rest then
+            # starts when it is sent (ArmController.sent_at); other moves keep the tick's timeline.
+            sent_s = now_s(self)
+            start_s = self.core.sent_at(sent_s)
+            if sent_s - t > LATE_SEND_WARN_S:
+                self.get_logger().warning(
+                    f"{out.trajectory.purpose} trajectory sent {1e3 * (sent_s - t):.0f} ms after its tick "
+                    + ("(started when sent)" if start_s > t else "(kept on the running move's timeline)")
+                    + ": this process was held up (a busy machine)", throttle_duration_sec=5.0)
+        self._publish(out, start_s)
         if self._perception_stamp_s is not None:
             self._first_seen.tick(now_s(self), self._perception_stamp_s)
         sep = out.separation
@@ -246,10 +258,10 @@ class ControllerNode(Node):
             self.ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,
                                                        sep.human_closing_mps, out.speed_scale, out.ssm_mode)))
 
-    def _publish(self, out: ControllerOutput, t_s: float) -> None:
+    def _publish(self, out: ControllerOutput, start_s: float) -> None:
         if out.trajectory is not None:
             self.trajectory_pub.publish(_trajectory_msg(out.trajectory,
-                                                        t_s if self.stamp_trajectories else None))
+                                                        start_s if self.stamp_trajectories else None))
         for warning in out.warnings:
             self.get_logger().warning(warning)
         for event in out.events:
@@ -266,6 +278,9 @@ class ControllerNode(Node):
             self.state_pub.publish(String(data=state))
             self._published_state = state
 
+
+#: A trajectory sent this long after its tick's clock reading is logged (the process was held up).
+LATE_SEND_WARN_S = 0.05
 
 SSM_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
