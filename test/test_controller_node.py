@@ -167,11 +167,12 @@ def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
     try:
         driver.spin_until(lambda: bool(driver.trajectories), 20.0, "a reach trajectory")
         reach = driver.trajectories[0]
-        # Stamped with the controller-clock time the move starts (the reach_start event's): a JTC
-        # runs it on the controller's timeline, whatever the transport took.
+        # Stamped with the controller-clock time the move starts: a reach from rest when it was sent,
+        # at or after its tick (the reach_start event's time; ArmController.sent_at), so a controller
+        # held up before sending delays the reach instead of making the arm jump into it.
         driver.spin_until(lambda: "reach_start" in driver.event_names(), 5.0, "the reach_start event")
         start = next(e for e in driver.events if e.source == "reach_start")
-        assert stamp_to_s(reach.header.stamp) == pytest.approx(stamp_to_s(start.header.stamp), abs=1e-6)
+        assert stamp_to_s(reach.header.stamp) >= stamp_to_s(start.header.stamp) - 1e-6
         assert stamp_to_s(reach.header.stamp) > 0.0
         assert list(reach.joint_names) == list(JOINT_NAMES)
         times = [_duration_s(p.time_from_start) for p in reach.points]
@@ -189,6 +190,9 @@ def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
         driver.spin_until(lambda: len(driver.trajectories) >= 2 and driver.states[-1] == "estop"
                           and "estop" in driver.event_names(), 5.0, "a brake trajectory, estop state and event")
         brake = driver.trajectories[1]
+        # A stop joins the running move's timeline: stamped with its tick, the estop event's time.
+        stop = next(e for e in driver.events if e.source == "estop")
+        assert stamp_to_s(brake.header.stamp) == pytest.approx(stamp_to_s(stop.header.stamp), abs=1e-6)
         assert _duration_s(brake.points[-1].time_from_start) <= 0.5
         assert np.allclose(brake.points[-1].velocities, 0.0, atol=1e-6)
         # "act" keeps coming, but nothing moves while the stop is held.
