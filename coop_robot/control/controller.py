@@ -660,12 +660,13 @@ class ArmController:
         sending (a preempted process). Returns the time to stamp it with.
 
         A reach started by that update (``reach_start``) starts from rest at home: its plan is moved
-        to start when it is sent, so the arm (at rest until then) runs it from its first point. Stamped with the tick time, the arm's
-        controller would sample it ``sent_s - tick`` into the move and jump there from rest -- on a
-        starved 2-core rehearsal, 0.37 s into a reach, which the arm accepted and whose retreats it
-        then rejected (docs/lab_deployment.md). Every other move -- the commit's continuation of a
-        reach included -- joins the running motion's timeline and keeps the tick time: the arm has
-        gone on along the previous move meanwhile."""
+        to start when it is sent, so the arm (at rest until then) runs it from its first point.
+        Stamped with the tick time, the arm's controller would sample it ``sent_s - tick`` into the
+        move and jump there from rest -- on a starved 2-core rehearsal, 0.37 s into a reach, which
+        the arm accepted and whose retreats it then rejected (docs/lab_deployment.md).
+
+        Every other move -- the commit's continuation of a reach included -- joins the running
+        motion's timeline and keeps the tick time: the arm has gone on along the previous move."""
         if (self._plan is None or self._reach_started_s != self._update_s
                 or self._plan_start_s != self._update_s or not sent_s > self._plan_start_s):
             return self._plan_start_s   # the last update started no reach from rest, or it is not late
