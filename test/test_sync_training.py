@@ -135,19 +135,27 @@ def test_a_checkpoint_from_before_the_sync_task_is_a_turn_taking_one(tmp_path):
 
 
 # ------------------------------------------------------------------ a tiny run, end to end
-def test_a_tiny_sync_run_writes_curves_with_the_window_and_a_checkpoint_eval_plays(tmp_path, capsys):
+def _tiny_sync_config(tmp_path, iterations: int, updates_per_iteration: int, eval_turns: int):
+    """The shipped sync recipe cut to a tiny run (one episode of one trial per iteration, the
+    curriculum over all ``iterations``, evaluated on typical), written to ``tmp_path/sync.yaml``."""
     import yaml
 
+    cfg = TrainConfig.from_yaml(REPO / "config" / "training" / "sync.yaml").with_overrides(
+        iterations=iterations, sync_curriculum_iterations=iterations, episodes_per_iteration=1,
+        turns_per_episode=1, updates_per_iteration=updates_per_iteration, batch_size=2,
+        eval_partners=("typical",), eval_turns=eval_turns)
+    path = tmp_path / "sync.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    return path
+
+
+def test_a_tiny_sync_run_writes_curves_with_the_window_and_a_checkpoint_eval_plays(tmp_path, capsys):
     from coop_robot.cli import main as cli_main
     from coop_robot.policy.mirror_net import load_checkpoint
     from coop_robot.training.train import CURVES_CSV, CURVES_PNG, SYNC_CHECKPOINT_NAME
     from coop_robot.training.train import main as train_main
 
-    cfg = TrainConfig.from_yaml(REPO / "config" / "training" / "sync.yaml").with_overrides(
-        iterations=2, sync_curriculum_iterations=2, episodes_per_iteration=1, turns_per_episode=1,
-        updates_per_iteration=2, batch_size=2, eval_partners=("typical",), eval_turns=1)
-    path = tmp_path / "sync.yaml"
-    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    path = _tiny_sync_config(tmp_path, iterations=2, updates_per_iteration=2, eval_turns=1)
     out = tmp_path / "run"
     assert train_main(["--config", str(path), "--out", str(out), "--ray-address", "none"]) == 0
     printed = capsys.readouterr().out
@@ -179,16 +187,10 @@ def test_the_shipped_sync_checkpoint_is_the_default_and_was_trained_with_the_shi
 
 
 def test_a_sweep_of_a_sync_run_summarizes_it_in_the_sync_tasks_terms(tmp_path, capsys):
-    import yaml
-
     from coop_robot.training.train import SWEEP_SUMMARY_CSV
     from coop_robot.training.train import main as train_main
 
-    cfg = TrainConfig.from_yaml(REPO / "config" / "training" / "sync.yaml").with_overrides(
-        iterations=1, sync_curriculum_iterations=1, episodes_per_iteration=1, turns_per_episode=1,
-        updates_per_iteration=1, batch_size=2, eval_partners=("typical",), eval_turns=2)
-    path = tmp_path / "sync.yaml"
-    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    path = _tiny_sync_config(tmp_path, iterations=1, updates_per_iteration=1, eval_turns=2)
     out = tmp_path / "sweep"
     assert train_main(["--config", str(path), "--seeds", "3", "--out", str(out), "--ray-address", "none"]) == 0
     captured = capsys.readouterr()
