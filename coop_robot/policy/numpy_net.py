@@ -1,5 +1,5 @@
 """The mirror network's one-tick inference in NumPy: the same outputs as
-:meth:`MirrorPolicyNet.step <coop_robot.policy.mirror_net.MirrorPolicyNet.step>`, at a tenth of the CPU.
+:meth:`MirrorPolicyNet.step <coop_robot.policy.mirror_net.MirrorPolicyNet.step>`, at under half its CPU.
 
 A deployed policy runs the network once per tick (50 Hz) on a batch of one. At that size torch's
 per-module dispatch, not arithmetic, is the cost: ~0.7 ms a step on this project's 2-core machine,
@@ -7,15 +7,14 @@ a few per cent of a core at 50 Hz before the node does anything else. :class:`Nu
 copies the weights of a trained :class:`~coop_robot.policy.mirror_net.MirrorPolicyNet` once (float32,
 torch's precision) and evaluates the step with a handful of matrix products: each of the encoder's
 two convolutions as one gather of its input patches and one product (both windows in one batch
-when the encoder is shared), the layer
-norm, one GRU cell (PyTorch's gate order and equations: reset, update, new), the trunk and the
-act / forecast / value heads. The phase heads and latents are not computed: the policy does not
-read them (analyses that do use the torch network).
+when the encoder is shared), the layer norm, one GRU cell (PyTorch's gate order and equations:
+reset, update, new), the trunk and the act / forecast / value heads. The phase heads and latents
+are not computed: the policy does not read them (analyses that do use the torch network).
 
 GELU is the exact (erf) form torch's ``nn.GELU()`` uses; NumPy has no vectorised erf, so
 :func:`erf` uses the rational approximation of Abramowitz & Stegun 7.1.26 (absolute error below
 1.5e-7, the size of float32 rounding). ``test_numpy_net`` pins the outputs to torch's within 1e-5 on
-the shipped checkpoints and the decisions tick for tick on recorded sessions.
+the shipped checkpoints and the decisions tick for tick on fast-environment sessions of both tasks.
 
 The copy is taken when the stepper is built: a network changed afterwards (training, a lesion's
 hooks) is not seen -- :class:`~coop_robot.policy.mirror.MirrorPolicy` refuses to step when its
