@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import rclpy
 from conftest import stop_like_ctrl_c, wait_for
-from geometry_msgs.msg import PointStamped  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import PointStamped, Vector3Stamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState, TimeReference  # noqa: E402
 from std_msgs.msg import Bool, String  # noqa: E402
@@ -23,6 +24,8 @@ from coop_robot.control.estop import ESTOP_TOPIC  # noqa: E402
 from coop_robot.control.kinematics import JOINT_NAMES, PandaKinematics  # noqa: E402
 from coop_robot.geometry import Zone  # noqa: E402
 from coop_robot.nodes.common import COMMAND_QOS, EVENT_QOS, LATCHED_QOS, stamp_to_s  # noqa: E402
+from coop_robot.nodes.controller_node import SSM_QOS  # noqa: E402
+from coop_robot.timing.ssm_sample import CONTROLLER_SSM  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = [0.0, -0.6, 0.0, -2.0, 0.0, 1.9, 0.785]
@@ -84,20 +87,25 @@ class Driver:
         self.decision_pub = n.create_publisher(String, "/policy/decision", COMMAND_QOS)
         self.in_zone_pub = n.create_publisher(Bool, "/partner/in_zone", 10)
         self.hand_pub = n.create_publisher(PointStamped, "/partner/hand", 10)
+        self.velocity_pub = n.create_publisher(Vector3Stamped, "/partner/hand_velocity", 10)
         self.joints_pub = n.create_publisher(JointState, "/joint_states", COMMAND_QOS)
         self.estop_pub = n.create_publisher(Bool, ESTOP_TOPIC, 10)
         self.trajectories: list[JointTrajectory] = []
         self.states: list[str] = []
         self.events: list[TimeReference] = []
+        self.ssm_times: list[float] = []   # the controller's tick times (one SSM sample per tick)
         n.create_subscription(JointTrajectory, TOPIC, self.trajectories.append, COMMAND_QOS)
         n.create_subscription(String, "/controller/state", lambda m: self.states.append(m.data), LATCHED_QOS)
         n.create_subscription(TimeReference, "/controller/events", self.events.append, EVENT_QOS)
+        n.create_subscription(DiagnosticArray, CONTROLLER_SSM,
+                              lambda m: self.ssm_times.append(stamp_to_s(m.header.stamp)), SSM_QOS)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         # What to publish while spinning.
         self.decision = "act"
         self.in_zone = False
         self.perception_alive = True
+        self.publish_velocity = False   # each hand with its velocity, as perception sends a frame
         self.estop: bool | None = False   # None: publish nothing on /emergency_stop
         self.joint_names = list(JOINT_NAMES)
 
@@ -114,6 +122,10 @@ class Driver:
             hand.header.frame_id = "world"
             hand.point.x, hand.point.y, hand.point.z = 1.02, 0.15, 0.80
             self.hand_pub.publish(hand)
+            if self.publish_velocity:
+                velocity = Vector3Stamped()
+                velocity.header = hand.header
+                self.velocity_pub.publish(velocity)
         js = JointState()
         js.header.stamp = now
         js.name = list(self.joint_names)
@@ -223,6 +235,29 @@ def test_node_watchdog_fires_when_perception_goes_stale(ros_env, driver):
         assert stamp_to_s(watchdog.time_ref) == stamp_to_s(watchdog.header.stamp) > 0.0
         driver.spin_until(lambda: len(driver.trajectories) >= 2, 2.0, "a trajectory back home")
         assert np.allclose(driver.trajectories[-1].points[-1].positions, HOME, atol=1e-6)
+    finally:
+        node.stop()
+
+
+def test_a_complete_perception_frame_is_acted_on_without_waiting_for_the_timer(ros_env, driver, tmp_path):
+    """The controller ticks when a frame's hand and velocity are both in, not only on its timer: with
+    the timer at 1 Hz, frames every 20 ms still give ticks (SSM samples) many times a second."""
+    params = tmp_path / "slow_timer.yaml"
+    params.write_text("controller:\n  ros__parameters:\n    rate_hz: 1.0\n")
+    node = start_controller(ros_env, params)
+    driver.decision = "wait"
+    try:
+        driver.spin_until(lambda: len(driver.ssm_times) >= 1, 20.0, "a first tick")
+        # Hands without their velocity: only the timer ticks.
+        driver.spin_for(1.5)
+        assert len(driver.ssm_times) <= 4, driver.ssm_times
+        driver.publish_velocity = True
+        start = len(driver.ssm_times)
+        driver.spin_until(lambda: len(driver.ssm_times) >= start + 8, 10.0, "ticks on perception frames")
+        ticks = driver.ssm_times[start:start + 8]
+        # Eight ticks within well under the timer's period (frames every 20 ms; some may coalesce).
+        assert ticks[-1] - ticks[0] < 0.9, ticks
+        assert np.all(np.diff(ticks) > 0.0), ticks
     finally:
         node.stop()
 

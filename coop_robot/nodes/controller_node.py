@@ -1,8 +1,9 @@
 """Controller node: turn decisions, perception and joint states in; JointTrajectory commands out.
 
 A thin wrapper around :class:`coop_robot.control.controller.ArmController`: it keeps the newest
-value of every input, ticks the core at ``rate_hz`` on the node clock (sim time in simulation)
-and publishes what the core returns. The trajectory goes to a ros2_control joint trajectory
+value of every input, ticks the core at ``rate_hz`` on the node clock (sim time in simulation),
+and at once when a perception frame is complete (its hand and velocity here), and publishes what
+the core returns. The trajectory goes to a ros2_control joint trajectory
 controller (or the simulation, which accepts the same message) stamped with the controller-clock
 time its move starts (``stamp_trajectories``; false: a zero stamp, meaning "start on receipt"): the
 tick's time, except for a reach from rest, which starts when it is sent (``ArmController.sent_at``).
@@ -94,6 +95,10 @@ class ControllerNode(Node):
         self._joints_stamp_s: float | None = None
         self._hand_m: np.ndarray | None = None
         self._hand_velocity_mps: np.ndarray | None = None
+        self._velocity_stamp_s: float | None = None
+        self._hand_received_s: float | None = None    # node clock when the newest hand arrived
+        self._ticked_stamp_s = -np.inf                 # newest perception stamp a tick has used
+        self._last_tick_s = -np.inf
         self._estop = EstopLatch()
         self._published_state: str | None = None
 
@@ -111,8 +116,9 @@ class ControllerNode(Node):
             SubscriptionEventCallbacks(incompatible_qos=lambda _event: None, use_default_callbacks=False)))
         self.create_service(SetBool, ESTOP_SERVICE, self._on_estop_request)
         self.trajectory_pub = self.create_publisher(JointTrajectory, topic, COMMAND_QOS)
-        # Camera stamp -> the end of the first tick that used that frame (its command, if any, is out).
-        self._latency = LatencyReporter(self, ["camera->controller"])
+        # Camera stamp -> the end of the first tick that used that frame (its command, if any, is out);
+        # and this node's share: the hand's arrival here -> the end of that tick.
+        self._latency = LatencyReporter(self, ["camera->controller", "hand->controller"])
         self._first_seen = FirstSeen(self._latency.stats["camera->controller"])
         self.state_pub = self.create_publisher(String, "/controller/state", LATCHED_QOS)
         self.events_pub = self.create_publisher(TimeReference, "/controller/events", EVENT_QOS)
@@ -173,12 +179,25 @@ class ControllerNode(Node):
                                     throttle_duration_sec=2.0)
             return
         self._perception_stamp_s = stamp_s
+        self._hand_received_s = now_s(self)
         self._hand_m = np.array([msg.point.x, msg.point.y, msg.point.z], dtype=float)
+        self._tick_on_new_frame()
 
     def _on_hand_velocity(self, msg: Vector3Stamped) -> None:
         if stamp_to_s(msg.header.stamp) - now_s(self) > self.core.config.max_stamp_lead_s and now_s(self) > 0.0:
             return  # from the future: dropped with its position (logged there)
         self._hand_velocity_mps = np.array([msg.vector.x, msg.vector.y, msg.vector.z], dtype=float)
+        self._velocity_stamp_s = stamp_to_s(msg.header.stamp)
+        self._tick_on_new_frame()
+
+    def _tick_on_new_frame(self) -> None:
+        """Tick now when a frame's hand and velocity are both here: separation monitoring acts on a
+        new perception without waiting up to a tick period for the timer (the camera-to-command
+        latency). Not twice at one clock reading (sim time moves in /clock steps)."""
+        stamp = self._perception_stamp_s
+        if (stamp is not None and stamp == self._velocity_stamp_s and stamp > self._ticked_stamp_s
+                and now_s(self) > self._last_tick_s):
+            self._tick()
 
     def _on_joint_states(self, msg: JointState) -> None:
         try:
@@ -221,6 +240,7 @@ class ControllerNode(Node):
         t = now_s(self)
         if t <= 0.0:
             return  # sim time not received yet
+        self._last_tick_s = t
         fresh_decision = t - self._decision_received_s <= self.decision_timeout_s
         decision = self._decision if fresh_decision else None
         if decision == "act" and self.trajectory_pub.get_subscription_count() == 0:
@@ -251,8 +271,12 @@ class ControllerNode(Node):
                     + ("(started when sent)" if start_s > t else "(kept on the running move's timeline)")
                     + ": this process was held up (a busy machine)", throttle_duration_sec=5.0)
         self._publish(out, start_s)
-        if self._perception_stamp_s is not None:
-            self._first_seen.tick(now_s(self), self._perception_stamp_s)
+        if self._perception_stamp_s is not None and self._perception_stamp_s > self._ticked_stamp_s:
+            done_s = now_s(self)
+            self._ticked_stamp_s = self._perception_stamp_s
+            self._first_seen.tick(done_s, self._perception_stamp_s)
+            if self._hand_received_s is not None:
+                self._latency.stats["hand->controller"].add(done_s - self._hand_received_s)
         sep = out.separation
         if sep is not None:
             self.ssm_pub.publish(ssm_message(SsmSample(t, sep.separation_m, sep.protective_m, sep.robot_closing_mps,

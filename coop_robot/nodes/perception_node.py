@@ -129,7 +129,9 @@ class PerceptionNode(Node):
         self._in_zone_pub = self.create_publisher(Bool, "/partner/in_zone", COMMAND_QOS)
         self._hand_pub = self.create_publisher(PointStamped, "/partner/hand", COMMAND_QOS)
         self._velocity_pub = self.create_publisher(Vector3Stamped, "/partner/hand_velocity", COMMAND_QOS)
-        self._latency = LatencyReporter(self, ["camera->perception"])
+        # Camera stamp -> the frame pair is here (the driver's and the transport's share), -> the hand
+        # for it is published; and this node's own share of that (the pair's arrival -> published).
+        self._latency = LatencyReporter(self, ["camera->received", "camera->perception", "received->perception"])
         self._debug_pub = self.create_publisher(Image, "/perception/debug_image", SENSOR_QOS)
         self.create_subscription(Image, "/camera/color/image_raw", self._on_color, SENSOR_QOS)
         self.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
@@ -220,6 +222,7 @@ class PerceptionNode(Node):
 
     # ------------------------------------------------------------------ per frame
     def _process(self, color: Image, depth: Image, ns: int) -> None:
+        received_ns = self.get_clock().now().nanoseconds  # the pair is complete now (called on its arrival)
         try:
             rgb = decode_color(color.data, color.width, color.height, color.step, color.encoding)
             depth_m = decode_depth(depth.data, depth.width, depth.height, depth.step, depth.encoding,
@@ -230,7 +233,10 @@ class PerceptionNode(Node):
             return
         self._report_unseen(obs)
         self._publish(obs, color.header.stamp)
-        self._latency.stats["camera->perception"].add((self.get_clock().now().nanoseconds - ns) * 1e-9)
+        published_ns = self.get_clock().now().nanoseconds
+        self._latency.stats["camera->received"].add((received_ns - ns) * 1e-9)
+        self._latency.stats["camera->perception"].add((published_ns - ns) * 1e-9)
+        self._latency.stats["received->perception"].add((published_ns - received_ns) * 1e-9)
         if self._publish_debug:
             self._debug_pub.publish(self._debug_message(self._tracker.debug_image(rgb, obs), color))
 

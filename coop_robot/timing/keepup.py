@@ -82,8 +82,10 @@ class TickRateMonitor:
                 f"(longest interval {1e3 * window.worst_interval_s:.0f} ms{cpu})")
 
 
-#: /diagnostics status names of the control path's hops (``coop_robot: latency <hop>``), in path order.
-LATENCY_HOPS = ("camera->perception", "camera->policy", "camera->controller", "command->arm")
+#: /diagnostics status names of the control path's hops (``coop_robot: latency <hop>``): from the
+#: camera stamp, in path order; then the nodes' own shares (a frame's arrival at the node -> its output).
+LATENCY_HOPS = ("camera->received", "camera->perception", "camera->policy", "camera->controller", "command->arm",
+                "received->perception", "hand->controller")
 LATENCY_STATUS_PREFIX = "coop_robot: latency "
 
 
