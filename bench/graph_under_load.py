@@ -15,8 +15,10 @@ time that passed (coop_sim's log), the share the node would take with the graph 
         [--only-loaded | --only-as-is]
 
 The acceptance (issue 13): loaded, the session completes every turn with zero contacts, or stops
-with a message that names the cause; the policy node uses under 10 % of one core at 50 Hz (the exit
-status judges the share over wall time, as before; the last line gives both).
+with a message that names the cause; the policy node uses under 10 % of one core at 50 Hz. The
+exit status judges both shares, over wall time and at 1x (the one that is 50 Hz of wall time when
+the sim ran slower; where coop_sim's log does not give it, the wall share alone); the last line
+gives both.
 Results go to ``--out`` (results.json) as each condition finishes.
 """
 
@@ -250,7 +252,9 @@ def main(argv=None) -> int:
     print(f"\n{loaded['condition']} session: {verdict}; "
           f"policy node under {100 * CPU_SHARE_LIMIT:.0f} % of one core: {'yes' if cpu_ok else 'NO'} "
           f"(at real time, 50 ticks a wall second: {at_1x_ok})")
-    return 0 if (completed or named) and cpu_ok else 1
+    # The share at real time (50 ticks a wall second) is the acceptance's figure when the sim ran
+    # slower than real time; where it could not be read from the sim's log, the wall share decides.
+    return 0 if (completed or named) and cpu_ok and at_1x_ok != "NO" else 1
 
 
 def _ms(value) -> str:
