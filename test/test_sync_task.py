@@ -297,8 +297,11 @@ def test_the_sync_mirror_policy_refuses_a_turn_taking_checkpoint_and_tasks_do_no
         TurnTakingEnv("typical", window_s=1.0)
 
 
-def test_turn_taking_sessions_are_bit_identical_to_before_the_sync_task():
-    # Computed with the same calls at ae99939, the main commit this task started from.
+def test_turn_taking_sessions_are_unchanged_by_the_sync_task():
+    # Computed with the same calls at ae99939, the main commit this task started from. Counts and
+    # event times (on the sim's step grid) must be equal; distances and fractions within 1e-12:
+    # NumPy's vectorised sums round differently on another CPU (a machine with other SIMD units
+    # gave 0.062043118600383085 for 0.06204311860037087), and the sync task changed nothing else.
     from coop_robot.envs.turn_env import TurnTakingEnv
     from coop_robot.policy import make_policy
 
@@ -322,7 +325,11 @@ def test_turn_taking_sessions_are_bit_identical_to_before_the_sync_task():
                                  "human_idle_fraction")}
         got["robot_enter_s"] = [t["robot_enter_s"] for t in s["per_turn"]]
         got["turn_min_separation_m"] = [t["min_separation_m"] for t in s["per_turn"]]
-        assert got == expected, (policy, partner)
+        assert got["ssm_samples"] == expected["ssm_samples"], (policy, partner)
+        assert got["robot_enter_s"] == pytest.approx(expected["robot_enter_s"], rel=0, abs=1e-9), (policy, partner)
+        for key in ("median_gap_s", "min_ssm_margin_m", "session_duration_s", "human_idle_fraction",
+                    "turn_min_separation_m"):
+            assert got[key] == pytest.approx(expected[key], rel=0, abs=1e-12), (policy, partner, key)
         assert "task" not in s and "per_trial" not in s
 
 
