@@ -568,6 +568,32 @@ def test_an_arm_that_stopped_following_is_re_planned_from_its_measured_state(ctl
     arm.set_trajectory(list(CONFIG.joint_names), points, 0.0, t, q_stuck, np.zeros(7))
 
 
+@pytest.mark.parametrize("garbage", [1e308, -1e300, 40.0])
+def test_joint_states_beyond_the_joint_limits_are_ignored_and_said_so(ctl, garbage):
+    """Issue 11 campaign (2026-12-04): joint states of 1e308 rad mid-reach made the controller plan
+    from them ("not following" -> a move home from the measured state) and die on an infinite
+    duration. A position the arm cannot have is no measurement: it is ignored (the controller goes on
+    from its commanded state) with one warning, and the turn goes on."""
+    run(ctl, always(), 0.5)
+    q_bad = ctl.commanded_state(0.5)[0].copy()
+    q_bad[1] = garbage
+    warnings, events = [], []
+    for t in np.arange(0.5 + DT_S, 0.8, DT_S):
+        out = ctl.update(t, ControllerInputs("act", False, t, q_bad, partner_hand_m=PARTNER_REST_M,
+                                             partner_velocity_mps=np.zeros(3), joint_stamp_s=t))
+        warnings += out.warnings
+        events += [n for n, _ in out.events]
+    assert sum("joint states ignored" in w for w in warnings) == 1, warnings
+    assert not any("not following" in w for w in warnings), warnings
+    assert "abort" not in events and ctl.state == "reaching", (events, ctl.state)
+    # Plausible joint states again: followed as before, and a later garbage burst is reported again.
+    record = run(ctl, always(), 4.0, t0_s=0.8)
+    assert "act_start" in record.names()
+    out = ctl.update(4.0, ControllerInputs("act", False, 4.0, q_bad, partner_hand_m=PARTNER_REST_M,
+                                           partner_velocity_mps=np.zeros(3), joint_stamp_s=4.0))
+    assert any("joint states ignored" in w for w in out.warnings)
+
+
 def test_a_protective_stop_for_an_unseen_hand_names_late_perception_as_the_cause(ctl):
     """Issue 13 (load): perception older than ssm_max_hand_age_s makes the hand "anywhere it could
     have reached"; the stop that follows says so instead of holding the arm in silence."""

@@ -112,6 +112,10 @@ def test_one_row_features_equal_the_vectorised_ones_bit_for_bit():
                 velocity[0] = np.inf                       # unknown velocity
             if i % 29 == 0:
                 point = origin + rng.uniform(-50, 50, 3)   # far outside: clipped features
+            if i % 31 == 0:
+                # Garbage from upstream (the fault campaign's "huge" hand): squares overflow to inf.
+                point = rng.choice([-1.0, 1.0], 3) * 10.0 ** rng.uniform(150, 308, 3)
+                velocity = rng.choice([-1.0, 1.0], 3) * 10.0 ** rng.uniform(150, 308, 3)
             expected = mn.egocentric_features(point[None], velocity[None], origin, policy.zone, frame)[0]
             got = row(point, velocity)
             assert got.dtype == np.float32 and np.array_equal(got, expected), (point, velocity, got, expected)

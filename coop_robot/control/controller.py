@@ -621,6 +621,7 @@ class ArmController:
         self._meas_velocity: np.ndarray | None = None
         self.not_following = False
         self._tracking_lost_now = False
+        self._joints_implausible = False   # the newest joint state was beyond the joint limits
 
     @property
     def committed(self) -> bool:
@@ -782,7 +783,7 @@ class ArmController:
     def _measured_now(self, now_s: float, inputs: ControllerInputs) -> np.ndarray | None:
         """The measured joints carried forward to ``now_s`` at the commanded velocity: a joint state
         a few ms old is where the arm was, and a stop planned from there would pull it back first."""
-        q = _measured(inputs.joint_positions)
+        q = _measured(inputs.joint_positions, self.limits)
         stamp = inputs.joint_stamp_s
         if q is None or stamp is None or self._plan is None:
             return q
@@ -804,8 +805,17 @@ class ArmController:
     def _check_tracking(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,
                         q_meas: np.ndarray | None) -> None:
         """Measure the arm's velocity from successive joint states, and whether it follows the
-        commanded state (``tracking_tolerance_rad``); say so when it stops following."""
-        q = _measured(inputs.joint_positions)
+        commanded state (``tracking_tolerance_rad``); say so when it stops following, and when the
+        joint states stop being physical."""
+        q = _measured(inputs.joint_positions, self.limits)
+        implausible = q is None and _measured(inputs.joint_positions) is not None
+        if implausible and not self._joints_implausible:
+            worst = float(np.max(np.abs(np.asarray(inputs.joint_positions, dtype=float))))
+            out.warnings.append(
+                f"joint states ignored: a position of {worst:.3g} rad is beyond the arm's joint limits by more than "
+                f"{IMPLAUSIBLE_JOINT_MARGIN_RAD} rad (not a physical measurement; check the arm's driver); "
+                "moving on from the commanded state until they are plausible again")
+        self._joints_implausible = implausible
         if q is not None:
             t_meas = now_s if inputs.joint_stamp_s is None else float(inputs.joint_stamp_s)
             if self._meas_prev is not None:
@@ -1293,10 +1303,20 @@ def _first_points_from(points: list[TrajectoryPoint], lead_s: float) -> list[Tra
     return [TrajectoryPoint(lead_s, last.positions, zero, zero)]
 
 
-def _measured(joint_positions) -> np.ndarray | None:
+#: A measured joint this far (rad) beyond the arm's position limits is not a measurement (the
+#: joints' hard stops are within a few hundredths of a radian of their limits): the joint state is
+#: ignored as if none had come, and the controller says so.
+IMPLAUSIBLE_JOINT_MARGIN_RAD = 0.2
+
+
+def _measured(joint_positions, limits: JointLimits | None = None) -> np.ndarray | None:
+    """The measured joints, or None when absent, malformed, non-finite or (with ``limits``) beyond
+    the arm's position limits by more than :data:`IMPLAUSIBLE_JOINT_MARGIN_RAD`."""
     if joint_positions is None:
         return None
     q = np.asarray(joint_positions, dtype=float)
     if q.shape != (7,) or not np.all(np.isfinite(q)):
+        return None
+    if limits is not None and not limits.contains(q, IMPLAUSIBLE_JOINT_MARGIN_RAD):
         return None
     return q

@@ -207,7 +207,9 @@ class EgocentricRow:
         row = [sum(d[j] * a[j] for j in range(3)) / self.scale for a in self.axes]
         row += [sum(vel[j] * a[j] for j in range(3)) / self.scale for a in self.axes]
         q = [abs(p[i] - self.centre[i]) - self.half[i] for i in range(3)]
-        outside = math.sqrt(sum(max(v, 0.0) ** 2 for v in q))
+        # v * v, not v ** 2: a float power raises OverflowError where the product (and NumPy) gives inf
+        # (a hand at 1e300 m is garbage from upstream, and becomes the clipped feature like any far hand).
+        outside = math.sqrt(sum(max(v, 0.0) * max(v, 0.0) for v in q))
         row.append((outside + min(max(q), 0.0)) / self.scale)
         row.append(1.0 if all(self.lo[i] <= p[i] <= self.hi[i] for i in range(3)) else 0.0)
         row.append(1.0)
