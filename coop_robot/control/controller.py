@@ -690,8 +690,9 @@ class ArmController:
         out = ControllerOutput(self.state)
         self._update_s = float(now_s)
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
-        q_meas = self._measured_now(now_s, inputs)
-        self._check_tracking(out, now_s, inputs, q_meas)
+        q_joints = _measured(inputs.joint_positions, self.limits)
+        q_meas = self._measured_now(now_s, q_joints, inputs.joint_stamp_s)
+        self._check_tracking(out, now_s, inputs, q_joints, q_meas)
         stamp = inputs.perception_stamp_s
         if stamp is not None and not (stamp <= now_s + cfg.max_stamp_lead_s):
             stamp = None  # from the future (or NaN): not perception at all
@@ -780,11 +781,10 @@ class ArmController:
         self._monitor_separation(out, now_s, inputs, q_meas)
         return out
 
-    def _measured_now(self, now_s: float, inputs: ControllerInputs) -> np.ndarray | None:
-        """The measured joints carried forward to ``now_s`` at the commanded velocity: a joint state
-        a few ms old is where the arm was, and a stop planned from there would pull it back first."""
-        q = _measured(inputs.joint_positions, self.limits)
-        stamp = inputs.joint_stamp_s
+    def _measured_now(self, now_s: float, q: np.ndarray | None, stamp: float | None) -> np.ndarray | None:
+        """The measured joints ``q`` (stamped ``stamp``) carried forward to ``now_s`` at the commanded
+        velocity: a joint state a few ms old is where the arm was, and a stop planned from there would
+        pull it back first."""
         if q is None or stamp is None or self._plan is None:
             return q
         age_s = now_s - stamp
@@ -803,11 +803,11 @@ class ArmController:
         return bool(np.allclose(self.commanded_state(now_s)[1], 0.0, atol=1e-3))
 
     def _check_tracking(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,
-                        q_meas: np.ndarray | None) -> None:
+                        q: np.ndarray | None, q_meas: np.ndarray | None) -> None:
         """Measure the arm's velocity from successive joint states, and whether it follows the
         commanded state (``tracking_tolerance_rad``); say so when it stops following, and when the
-        joint states stop being physical."""
-        q = _measured(inputs.joint_positions, self.limits)
+        joint states stop being physical. ``q``: the measured joints as they came (None: none usable),
+        ``q_meas``: carried forward to ``now_s``."""
         implausible = q is None and _measured(inputs.joint_positions) is not None
         if implausible and not self._joints_implausible:
             worst = float(np.max(np.abs(np.asarray(inputs.joint_positions, dtype=float))))

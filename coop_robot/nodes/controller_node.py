@@ -59,7 +59,6 @@ from coop_robot.nodes.common import (
     ssm_message,
     stamp_to_s,
 )
-from coop_robot.timing.keepup import FirstSeen
 from coop_robot.timing.ssm_sample import CONTROLLER_SSM, SsmSample
 from coop_robot.timing.sync import SYNC_ARRIVAL_AFTER, SYNC_TARGET, reach_arrival_after_s, sync_task_config
 
@@ -119,7 +118,6 @@ class ControllerNode(Node):
         # Camera stamp -> the end of the first tick that used that frame (its command, if any, is out);
         # and this node's share: the hand's arrival here -> the end of that tick.
         self._latency = LatencyReporter(self, ["camera->controller", "hand->controller"])
-        self._first_seen = FirstSeen(self._latency.stats["camera->controller"])
         self.state_pub = self.create_publisher(String, "/controller/state", LATCHED_QOS)
         self.events_pub = self.create_publisher(TimeReference, "/controller/events", EVENT_QOS)
         # Separation monitoring as the controller perceives it (reliable: the turn tracker scores it).
@@ -272,9 +270,10 @@ class ControllerNode(Node):
                     + ": this process was held up (a busy machine)", throttle_duration_sec=5.0)
         self._publish(out, start_s)
         if self._perception_stamp_s is not None and self._perception_stamp_s > self._ticked_stamp_s:
+            # The first tick that used this frame.
             done_s = now_s(self)
             self._ticked_stamp_s = self._perception_stamp_s
-            self._first_seen.tick(done_s, self._perception_stamp_s)
+            self._latency.stats["camera->controller"].add(done_s - self._perception_stamp_s)
             if self._hand_received_s is not None:
                 self._latency.stats["hand->controller"].add(done_s - self._hand_received_s)
         sep = out.separation
