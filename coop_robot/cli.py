@@ -285,13 +285,22 @@ def _add_eval(sub) -> None:
         help="policy parameter, e.g. --set debounce_s=0.8 (repeatable; values parsed as YAML)",
     )
     p.add_argument(
+        "--controller-set",
+        dest="controller_settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="controller parameter (docs/parameters.md, the controller node's), e.g. --controller-set "
+             "fallback_speed_scale=1.0 (repeatable; values parsed as YAML)",
+    )
+    p.add_argument(
         "--physics", action="store_true", help="step PyBullet physics for the robot (slower, exact contacts)"
     )
     p.add_argument("--summary-json", type=Path, help="write the summary JSON here")
     p.add_argument("--quiet", action="store_true", help="print only the summary line, not the per-turn table")
 
 
-def parse_settings(items: list[str]) -> dict:
+def parse_settings(items: list[str], option: str = "--set") -> dict:
     """``KEY=VALUE`` strings -> dict, values parsed as YAML scalars (``0.8`` -> 0.8, ``true`` -> True)."""
     import yaml
 
@@ -299,11 +308,11 @@ def parse_settings(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ValueError(f"--set {item!r}: value is not a YAML scalar ({exc})") from exc
+            raise ValueError(f"{option} {item!r}: value is not a YAML scalar ({exc})") from exc
     return out
 
 
@@ -317,19 +326,22 @@ def _cmd_eval(args) -> int:
         print("coop-robot eval: --window-s applies to --task sync only", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        controller = parse_settings(args.controller_settings, "--controller-set")
         if args.task == "sync":
             policy = make_policy(args.policy, task="sync", **parse_settings(args.settings))
             env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics, task="sync",
-                                window_s=args.window_s)
+                                window_s=args.window_s, controller_params=controller)
         else:
             policy = make_policy(args.policy, **parse_settings(args.settings))
-            env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics)
+            env = TurnTakingEnv(partner=args.partner, seed=args.seed, physics=args.physics,
+                                controller_params=controller)
     except (PolicyError, ProfileError, ValueError) as exc:
         print(f"coop-robot eval: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     summary = env.run(policy, args.turns, progress=not args.quiet)
     summary.update(
-        policy=args.policy, partner=args.partner, seed=args.seed, policy_params=parse_settings(args.settings)
+        policy=args.policy, partner=args.partner, seed=args.seed, policy_params=parse_settings(args.settings),
+        controller_params=controller,
     )
     if args.task == "sync":
         text = env.format_sync(summary)

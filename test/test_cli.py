@@ -131,6 +131,19 @@ def test_eval_rejects_unknown_policy_parameters_and_bad_settings():
     assert res.returncode == 2 and "reactive" in res.stderr
 
 
+def test_eval_takes_controller_parameters_and_rejects_bad_ones(tmp_path):
+    import json
+
+    res = run_cli("eval", "--turns", "1", "--quiet", "--controller-set", "fallback_speed_scale=0.7",
+                  "--summary-json", str(tmp_path / "s.json"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["controller_params"] == {"fallback_speed_scale": 0.7}
+    for bad, named in (("fallback_speed_scale=0", "fallback_speed_scale"), ("warp_speed=2", "warp_speed"),
+                       ("fallback_speed_scale", "KEY=VALUE")):
+        res = run_cli("eval", "--turns", "1", "--controller-set", bad)
+        assert res.returncode == 2 and named in res.stderr, res.stderr
+
+
 def test_sim_refuses_a_domain_where_a_node_of_its_graph_already_runs(tmp_path):
     import rclpy
 

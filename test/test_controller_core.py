@@ -15,6 +15,8 @@ from coop_robot.control.controller import (
     ControllerInputs,
     ControllerOutput,
     TrajectoryCommand,
+    decision_text,
+    parse_decision_text,
 )
 from coop_robot.control.kinematics import IKError
 from coop_robot.control.ssm import body_to_box, robot_capsules
@@ -68,7 +70,8 @@ def run(ctl: ArmController, script, t_end_s: float, t0_s: float = 0.0, lag_ticks
         record: Record | None = None, initial_joints=None) -> Record:
     """Tick ``ctl`` from ``t0_s`` to ``t_end_s``; ``script(t)`` returns a dict of inputs:
     decision, partner_in_zone, fresh (perception stamp = t when True, else unchanged), estop,
-    hand / velocity (perceived hand position and velocity, default unknown).
+    hand / velocity (perceived hand position and velocity, default unknown), fallback (the "act"
+    is the policy's liveness fallback's).
 
     Measured joints are the commanded ones ``lag_ticks`` ago (``initial_joints`` before that)."""
     record = record or Record()
@@ -76,7 +79,7 @@ def run(ctl: ArmController, script, t_end_s: float, t0_s: float = 0.0, lag_ticks
     stamp = None
     for t in np.arange(t0_s, t_end_s, DT_S):
         step = {"decision": "act", "partner_in_zone": False, "fresh": True, "estop": False, "hand": "auto",
-                "velocity": None, **script(t)}
+                "velocity": None, "fallback": False, **script(t)}
         if isinstance(step["hand"], str):  # perception reports where the hand is: at rest, or in the zone
             step["hand"] = PARTNER_IN_ZONE_M if step["partner_in_zone"] else PARTNER_REST_M
             step["velocity"] = np.zeros(3) if step["velocity"] is None else step["velocity"]
@@ -84,7 +87,8 @@ def run(ctl: ArmController, script, t_end_s: float, t0_s: float = 0.0, lag_ticks
             stamp = t
         measured = history[-1 - lag_ticks] if len(history) > lag_ticks else initial_joints
         inputs = ControllerInputs(step["decision"], step["partner_in_zone"], stamp, measured, step["estop"],
-                                  partner_hand_m=step["hand"], partner_velocity_mps=step["velocity"])
+                                  partner_hand_m=step["hand"], partner_velocity_mps=step["velocity"],
+                                  decision_fallback=step["fallback"])
         out: ControllerOutput = ctl.update(t, inputs)
         if out.trajectory is not None:
             record.commands.append(Command(t, step["partner_in_zone"], out.trajectory))
@@ -478,6 +482,67 @@ def test_a_reach_with_the_zone_clear_on_fresh_perception_is_not_slowed_by_its_ga
     t_act = rec.time_of("act_start") - rec.time_of("reach_start")
     assert t_act == pytest.approx(ctl.nominal_reach.duration_s, abs=0.02)
     assert np.max(np.linalg.norm(ee[-1] - nominal[-1])) < 1e-3
+
+
+def test_a_reach_the_liveness_fallback_started_comes_at_the_fallback_speed(ctl):
+    """The fallback sends the arm in without the policy's word that the partner's turn is over: the
+    whole reach runs at fallback_speed_scale of its speed (its commands within that share of the
+    limits), it still commits and acts, and the cap is not separation monitoring (no ssm_ events
+    for a hand at rest far away)."""
+    cap = CONFIG.fallback_speed_scale
+    assert 0.0 < cap < 1.0
+    rec = run(ctl, always(fallback=True), 5.0)
+    assert rec.names(ssm=True)[:3] == ["reach_start", "entry_commit", "act_start"]
+    reaches = [c.trajectory for c in rec.commands if c.trajectory.purpose == "reach"]
+    assert reaches
+    for reach in reaches:
+        assert_within_limits(ctl, reach, cap * CONFIG.velocity_scale)
+    t_act = rec.time_of("act_start") - rec.time_of("reach_start")
+    assert t_act > 1.8 * ctl.nominal_reach.duration_s
+    # The withdrawal and the next reach the policy itself decides go at full speed again.
+    ctl.reset()
+    rec = run(ctl, lambda t: {"fallback": t < 4.0, "decision": "act" if t < 4.0 or t >= 6.0 else "wait"}, 9.0)
+    names = rec.names()
+    assert names.count("act_start") == 2 and names.count("home") == 1
+    second_start = [t for n, t in rec.events if n == "reach_start"][1]
+    second_act = [t for n, t in rec.events if n == "act_start"][1]
+    assert second_act - second_start == pytest.approx(ctl.nominal_reach.duration_s, abs=0.02)
+
+
+def test_a_fallback_act_arriving_during_a_reach_slows_it(ctl):
+    """The policy's own "act" started the reach, then the bound took over ("act fallback" while
+    reaching): from then on the reach slows to the fallback's cap, and still gets there."""
+    cap = CONFIG.fallback_speed_scale
+    speeds = []
+
+    def script(t):
+        speeds.append((t, float(np.max(np.abs(ctl.commanded_state(t)[1]) / ctl.limits.velocity_rad_s))))
+        return {"fallback": t >= 0.3}
+
+    rec = run(ctl, script, 5.0)
+    assert rec.names()[:3] == ["reach_start", "entry_commit", "act_start"]
+    t_act = rec.time_of("act_start")
+    nominal = ctl.nominal_reach
+    _, qd, _ = nominal.state_at(np.linspace(0.0, nominal.duration_s, 1000))
+    peak = float(np.max(np.abs(qd) / ctl.limits.velocity_rad_s))   # the full-speed reach's top speed
+    after = max(v for t, v in speeds if 0.3 + 0.4 <= t < t_act)
+    assert after <= cap * peak * 1.001
+    assert t_act - rec.time_of("reach_start") > nominal.duration_s + 0.2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("act", ("act", False)), ("wait", ("wait", False)), ("yield", ("yield", False)),
+    ("act fallback", ("act", True)),
+])
+def test_decision_texts_round_trip(text, expected):
+    assert parse_decision_text(text) == expected
+    assert decision_text(*expected) == text
+
+
+@pytest.mark.parametrize("text", ["go", "act  fallback", "wait fallback", "act later", "", "act fallback x"])
+def test_a_malformed_decision_text_is_rejected(text):
+    with pytest.raises(ValueError, match="expected one of"):
+        parse_decision_text(text)
 
 
 def test_a_stop_starts_where_the_arm_is_now_not_where_a_stale_joint_state_saw_it(ctl):

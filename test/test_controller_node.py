@@ -214,6 +214,30 @@ def test_node_sends_a_reach_and_brakes_on_estop(ros_env, driver):
         node.stop()
 
 
+def test_an_act_from_the_liveness_fallback_reaches_at_the_fallback_speed(ros_env, driver):
+    """``act fallback`` on /policy/decision (the policy's liveness bound): the reach goes out at
+    ``fallback_speed_scale`` of a decided reach's speed; a malformed decision is ignored."""
+    from coop_robot.control.controller import ArmController
+
+    driver.decision = "act later"
+    node = start_controller(ros_env)
+    try:
+        driver.spin_until(lambda: "ignoring decision" in node.output, 20.0, "the malformed decision logged")
+        assert not driver.trajectories
+        driver.decision = "act fallback"
+        driver.spin_until(lambda: bool(driver.trajectories), 10.0, "a reach trajectory")
+        reach = driver.trajectories[0]
+        core = ArmController()
+        nominal = core.nominal_reach
+        _, qd, _ = nominal.state_at(np.linspace(0.0, nominal.duration_s, 1000))
+        top = np.max(np.abs(qd), axis=0)                    # the decided reach's top joint speeds
+        sent = np.max(np.abs([p.velocities for p in reach.points]), axis=0)
+        assert np.all(sent <= core.config.fallback_speed_scale * top * 1.01 + 1e-6)
+        assert np.max(sent / np.maximum(top, 1e-9)) > 0.8 * core.config.fallback_speed_scale
+    finally:
+        node.stop()
+
+
 def test_unsynchronized_clocks_option_sends_zero_stamped_trajectories(ros_env, driver, tmp_path):
     params = tmp_path / "unstamped.yaml"
     params.write_text("controller:\n  ros__parameters:\n    stamp_trajectories: false\n")

@@ -157,3 +157,31 @@ def test_oracle_without_truth_acts_after_the_bound():
     p = make_policy("oracle", fallback_clear_s=BOUND)
     p.step(obs(0.0, True))
     assert first_act(p, 0.02, 2.0) == pytest.approx(0.62)
+
+
+@pytest.mark.parametrize("speed_scale, entries_into_the_pause", [(None, 0), (1.0, 3)])
+def test_the_fallbacks_slow_reach_keeps_out_of_a_turn_the_partner_has_not_finished(speed_scale, entries_into_the_pause):
+    """A partner who pauses longer than the bound after every false start: the bound sends the robot
+    in while the partner's turn is not over (the oracle, which knows when the turn ends, acts only
+    through the bound here). The fallback's reach comes at ``fallback_speed_scale``, so the real
+    reach is seen before the arm commits and it aborts: no entry into the unfinished turn, no SSM
+    violation. At full speed (1.0, the arm as fast as for a decided "act") it enters the pause on
+    5 of these 12 turns."""
+    from pathlib import Path
+
+    from coop_robot.envs.turn_env import TurnTakingEnv
+
+    profile = Path(__file__).parent / "stress_partners" / "long_pause.yaml"
+    params = {} if speed_scale is None else {"fallback_speed_scale": speed_scale}
+    env = TurnTakingEnv(profile, seed=0, controller_params=params)
+    try:
+        policy = make_policy("oracle")
+        summary = env.run(policy, turns=12, seed=0)
+    finally:
+        env.close()
+    assert summary["turns"] == 12 and policy.fallback_count >= 6
+    assert summary["contacts"] == 0
+    if speed_scale is None:
+        assert summary["unfinished_turn_entries"] == 0 and summary["ssm_violations"] == 0
+    else:
+        assert summary["unfinished_turn_entries"] >= entries_into_the_pause

@@ -154,6 +154,40 @@ def test_mirror_node_publishes_its_p_act_for_the_live_view(ros_env, tmp_path):
         assert all(0.0 <= v <= 1.0 for v in values), values
 
 
+def test_policy_node_marks_the_liveness_fallbacks_act(ros_env, tmp_path):
+    """The bound's "act" goes out as ``act fallback`` (the controller reaches slowly on it): the
+    oracle with no ground truth waits, so once the partner has been in and the zone has been clear
+    for fallback_clear_s, only the bound makes it act."""
+    from geometry_msgs.msg import PointStamped
+    from std_msgs.msg import Bool, String
+
+    from coop_robot.nodes.common import LATCHED_QOS
+
+    env, domain = ros_env
+    proc, lines, reader = _start(env, tmp_path, policy="oracle", fallback_clear_s=0.3)
+    decisions: list[str] = []
+    with _probe(domain, "policy_fallback_probe", proc, reader) as (node, until):
+        node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
+        in_zone = node.create_publisher(Bool, "/partner/in_zone", 10)
+        hand = node.create_publisher(PointStamped, "/partner/hand", 10)
+        state = node.create_publisher(String, "/controller/state", LATCHED_QOS)
+        state.publish(String(data="home"))
+        t0 = time.monotonic()
+
+        def perceive() -> None:
+            inside = time.monotonic() - t0 < 1.0   # the partner's turn, then a clear zone
+            msg = PointStamped()
+            msg.header.stamp = node.get_clock().now().to_msg()
+            msg.point.x, msg.point.y, msg.point.z = (0.6, 0.0, 0.8) if inside else (1.02, 0.15, 0.8)
+            in_zone.publish(Bool(data=inside))
+            hand.publish(msg)
+
+        until(lambda: "act fallback" in decisions, each=perceive)
+        assert "act fallback" in decisions, "".join(lines)
+        assert "act" not in decisions                        # the oracle itself never acted
+    assert set(decisions) <= {"wait", "act fallback"}, decisions
+
+
 def test_policy_node_ends_cleanly_on_ctrl_c(ros_env, tmp_path):
     """The node's spin (common.spin_events) returns on SIGINT: exit status 0, no traceback --
     rclpy's EventsExecutor.spin() in these wheels ignores Ctrl-C, spin_events must not."""

@@ -297,7 +297,7 @@ def record_session(env, policy, turns: int, seed: int, progress=None, keep_input
             rows["forecast"].append(policy.last_outputs["exit_forecast_s"])
             rows["partner_in"].append(partner_in)
             rows["t_s"].append(t_obs)
-            obs, info = env.step(decision.action)
+            obs, info = env.step(decision.action, decision.fallback)
             exit_times += [t for name, t in info["events"] if name == "partner_exit"]
             if info["turns"]:
                 done += len(info["turns"])

@@ -220,11 +220,12 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
             elif topic == PLAN_TOPIC and obj.source == "planned_exit":
                 state["plan"] = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
             elif topic == "/policy/decision":
-                if (obj.data == "act" and last["recorded"] != "act" and windows
+                recorded = str(obj.data).partition(" ")[0]   # "act fallback" (the liveness bound's) is an "act"
+                if (recorded == "act" and last["recorded"] != "act" and windows
                         and math.isnan(windows[-1].recorded_act_s)):
                     windows[-1].recorded_act_s = t_s
-                last["recorded"] = obj.data
-                state["recorded"] = obj.data
+                last["recorded"] = recorded
+                state["recorded"] = recorded
             elif topic == "/controller/events" and obj.source == "reach_start":
                 if windows and math.isnan(windows[-1].reach_start_s):
                     windows[-1].reach_start_s = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9

@@ -96,6 +96,23 @@ from coop_robot.tasks import DEFAULT_TASK, check_task
 #: The controller's states, as /controller/state publishes them (the policies' context reads them).
 STATES = ("home", "reaching", "acting", "withdrawing", "retreating", "holding", "estop")
 DECISIONS = ("act", "wait", "yield")
+#: ``/policy/decision`` says ``act fallback`` when the "act" is the policy's liveness fallback (the
+#: zone clear for ``fallback_clear_s`` with the robot's turn due, the policy itself not acting).
+FALLBACK_QUALIFIER = "fallback"
+
+
+def decision_text(action: str, fallback: bool = False) -> str:
+    """The ``/policy/decision`` text of a decision: ``act``, ``wait``, ``yield`` or ``act fallback``."""
+    return f"{action} {FALLBACK_QUALIFIER}" if fallback and action == "act" else action
+
+
+def parse_decision_text(text: str) -> tuple[str, bool]:
+    """``(action, fallback)`` from a ``/policy/decision`` string (:func:`decision_text`). Raises
+    ``ValueError`` for anything else."""
+    action, _, qualifier = str(text).partition(" ")
+    if action not in DECISIONS or qualifier not in ("", FALLBACK_QUALIFIER) or (qualifier and action != "act"):
+        raise ValueError(f"expected one of {list(DECISIONS)} or 'act {FALLBACK_QUALIFIER}', got {text!r}")
+    return action, bool(qualifier)
 
 
 def parse_state_text(text: str) -> tuple[str, str]:
@@ -192,6 +209,10 @@ class ControllerConfig:
     #: no reach or entry starts, and an uncommitted one is aborted. 0 s disables the guard.
     approach_horizon_s: float = 0.6
     approach_min_speed_mps: float = 0.15
+    #: Speed cap (fraction of the reach's path speed) of a reach the policy's liveness fallback
+    #: started: the robot goes in without the policy's word that the partner's turn is over, so it
+    #: comes slowly enough that a partner resuming a paused turn is seen before the arm commits.
+    fallback_speed_scale: float = 0.5
     # Speed and separation monitoring: coop_robot.control.ssm.SsmConfig's terms (its defaults).
     ssm_human_speed_mode: str = _SSM.human_speed_mode
     ssm_human_speed_mps: float = _SSM.human_speed_mps
@@ -237,6 +258,8 @@ class ControllerConfig:
         object.__setattr__(self, "anticipation", bool(self.anticipation))
         if not (0.0 < self.stop_acceleration_scale <= 1.0):
             raise ValueError(f"stop_acceleration_scale must be in (0, 1], got {self.stop_acceleration_scale!r}")
+        if not (0.0 < self.fallback_speed_scale <= 1.0):
+            raise ValueError(f"fallback_speed_scale must be in (0, 1], got {self.fallback_speed_scale!r}")
         for name in ("min_move_duration_s", "act_duration_s", "commit_margin_m", "command_latency_s",
                      "settle_timeout_s", "startup_grace_s", "approach_horizon_s", "approach_min_speed_mps"):
             value = getattr(self, name)
@@ -353,6 +376,9 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
        "this time at its perceived speed counts as inside (no entry starts); 0 disables (s)", 0.0, 5.0),
     _p("approach_min_speed_mps", "approach_min_speed_mps",
        "Approach guard: slowest hand speed toward the zone that counts (m/s)", 0.0, 5.0),
+    _p("fallback_speed_scale", "fallback_speed_scale", "Speed cap (fraction of the reach's speed, in (0, 1]) of a "
+       "reach started by the policy's liveness fallback ('act fallback'): the partner's turn may not be over, "
+       "so the arm comes slowly enough to see a resumed reach before it commits", 0.01, 1.0),
     _p("ssm_human_speed_mode", "ssm_human_speed_mode", "SSM v_h (ISO/TS 15066 S_h term): 'directed' = the "
        "hand's measured speed toward the robot, at least ssm_human_speed_floor_mps; 'constant' = "
        "ssm_human_speed_mps always (ISO 13855)"),
@@ -450,6 +476,7 @@ class ControllerInputs:
     partner_hand_m: Sequence[float] | None = None         # perceived hand (world, m); None/NaN = unknown
     partner_velocity_mps: Sequence[float] | None = None   # perceived hand velocity (m/s); None/NaN = unknown
     joint_stamp_s: float | None = None        # stamp of joint_positions; None = measured now
+    decision_fallback: bool = False           # the "act" is the policy's liveness fallback ("act fallback")
 
 
 def partner_approaching(zone: Zone, hand_m, velocity_mps, horizon_s: float, min_speed_mps: float) -> bool:
@@ -584,6 +611,8 @@ class ArmController:
     def reset(self) -> None:
         """Forget all runtime state (start-up: at home, nothing commanded yet)."""
         self.state = "home"
+        #: The running reach was started (or carried on) by the liveness fallback: fallback_speed_scale.
+        self._cautious = False
         self._plan: ScaledPlan | None = None
         self._plan_start_s = 0.0
         self._purpose = "home"
@@ -744,12 +773,14 @@ class ArmController:
             self.state = out.state = "holding" if stale else "home"
             if self.state == "home" and inputs.decision == "act" and (
                     guard_clear or (fresh and (cfg.anticipation or cfg.task == "sync"))):
+                self._cautious = inputs.decision_fallback
                 self._start_reach(out, now_s, q_meas, guard_clear)
         elif self.state in ("reaching", "acting") and self._tracking_lost_now:
             # The turn's move is not being carried out: go home from where the arm is (an abort
             # before the commit, a withdrawal after it); the policy's "act" starts a new reach.
             self._stop_and_return(out, now_s, q_meas)
         elif self.state == "reaching":
+            self._cautious = self._cautious or (inputs.decision == "act" and inputs.decision_fallback)
             self._update_reach(out, now_s, inputs.decision, q_meas, stale, guard_clear, partner_in_zone)
         elif self.state == "acting":
             if stale:
@@ -1124,7 +1155,7 @@ class ArmController:
         # Uncommitted, the trajectory ends at rest at the gate (the waiting point while anticipating):
         # should the controller fall silent, the arm stops outside the zone.
         self._stop_at_tau = gate if guard_clear else self._wait_s
-        self._resend(out, now_s, 1.0)
+        self._resend(out, now_s, self._speed_cap)
 
     # ------------------------------------------------------------------ separation monitoring
     def _monitor_separation(self, out: ControllerOutput, now_s: float, inputs: ControllerInputs,
@@ -1152,7 +1183,9 @@ class ArmController:
         _, qd_ahead, _ = plan.path.state_at(min(tau + _SSM_LOOKAHEAD_S, plan.path.duration_s))
         qd_path = qd_ahead if np.linalg.norm(qd_ahead) > np.linalg.norm(qd_now) else qd_now
         sep_full = self.monitor.evaluate(q, qd_path, hand)
+        cap = self._speed_cap if self.state == "reaching" else 1.0
         allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale, next_check_s=_SSM_NEXT_CHECK_S)
+        allowed = min(allowed, cap)
         if allowed > self._cruise_sigma + 1e-9:
             # Speed up only once a higher speed has been allowed for _SSM_RAISE_AFTER_S: a noisy hand
             # velocity would otherwise make the arm stop and go tick by tick.
@@ -1172,7 +1205,8 @@ class ArmController:
                 self._cruise_sigma = allowed
             else:
                 self._resend(out, now_s, allowed)
-        mode = "free" if allowed >= 1.0 else ("stop" if allowed <= 0.0 else "scaled")
+        # (The fallback's cap is not separation monitoring: below it, the arm is slowed for the person.)
+        mode = "free" if allowed >= cap else ("stop" if allowed <= 0.0 else "scaled")
         if mode == "stop" and self._ssm_mode != "stop" and not self._hand_fresh(now_s, inputs):
             # Stopped for a hand that is not seen now: say that perception is the cause.
             seen = ("never seen" if hand.anywhere_in is not None
@@ -1182,6 +1216,11 @@ class ArmController:
                 f"({cfg.ssm_max_hand_age_s:g} s); the hand is {seen}. Perception is late or missing "
                 "(on a busy machine: it is not keeping up with the camera)")
         self._set_ssm_mode(out, now_s, mode, allowed)
+
+    @property
+    def _speed_cap(self) -> float:
+        """The running reach's top path speed: ``fallback_speed_scale`` for a fallback's reach, else 1."""
+        return self.config.fallback_speed_scale if self._cautious else 1.0
 
     def _hand_fresh(self, now_s: float, inputs: ControllerInputs) -> bool:
         """Whether the newest perception detects the hand and is young enough to trust."""
@@ -1239,6 +1278,7 @@ class ArmController:
 
     def _arrive_home(self, out: ControllerOutput, now_s: float) -> None:
         self.state = out.state = "home"
+        self._cautious = False
         self._committed = False
         self._phase = "direct"
         self._emit(out, "home", now_s)

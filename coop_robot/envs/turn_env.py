@@ -319,6 +319,7 @@ class TurnTakingEnv:
         self._pending: deque[PerceivedFrame] = deque()
         self._latest: PerceivedFrame | None = None
         self._decision: str | None = None
+        self._decision_fallback = False
         self._planned_exit_s: float | None = None
         self._step_events: list[tuple[str, float]] = []
         self._records_done = 0
@@ -344,11 +345,14 @@ class TurnTakingEnv:
         return (lo[0] <= p[0] <= hi[0]) and (lo[1] <= p[1] <= hi[1]) and (lo[2] <= p[2] <= hi[2])
 
     # ------------------------------------------------------------------ stepping
-    def step(self, decision: str) -> tuple[Observation, dict]:
-        """Apply a policy decision ("act" / "wait" / "yield") and advance one policy tick (20 ms)."""
+    def step(self, decision: str, fallback: bool = False) -> tuple[Observation, dict]:
+        """Apply a policy decision ("act" / "wait" / "yield") and advance one policy tick (20 ms).
+        ``fallback``: the "act" is the liveness fallback's (:attr:`Decision.fallback`; the controller
+        then reaches at ``fallback_speed_scale``), as ``act fallback`` on ``/policy/decision``."""
         if decision not in ("act", "wait", "yield"):
             raise ValueError(f"decision must be 'act', 'wait' or 'yield', got {decision!r}")
         self._decision = decision
+        self._decision_fallback = bool(fallback) and decision == "act"
         self._step_events = []
         for _ in range(_POLICY_EVERY):
             self._tick += 1
@@ -494,6 +498,7 @@ class TurnTakingEnv:
             q_meas = self._frames_q
         inputs = ControllerInputs(
             decision=self._decision,
+            decision_fallback=self._decision_fallback,
             partner_in_zone=None if latest is None else latest.in_zone,
             perception_stamp_s=None if latest is None else latest.stamp_s,
             joint_positions=q_meas,
@@ -606,7 +611,7 @@ class TurnTakingEnv:
         while len(self.tracker.records) < turns and self.t_s < limit_s:
             decision = policy.step(obs)
             seen = obs
-            obs, info = self.step(decision.action)
+            obs, info = self.step(decision.action, decision.fallback)
             if on_step is not None:
                 on_step(seen, decision, info)
             if progress and len(self.tracker.records) > shown:
@@ -633,7 +638,7 @@ class TurnTakingEnv:
         while len(self.sync_trials.trials) < trials and self.t_s < limit_s:
             decision = policy.step(obs)
             seen = obs
-            obs, info = self.step(decision.action)
+            obs, info = self.step(decision.action, decision.fallback)
             if on_step is not None:
                 on_step(seen, decision, info)
             done = len(self.sync_trials.trials)

@@ -33,13 +33,13 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from coop_robot.control.controller import (
     CONTROLLER_PARAMETERS,
-    DECISIONS,
     ArmController,
     ControllerInputs,
     ControllerOutput,
     ControllerParameter,
     TrajectoryCommand,
     controller_config_from_params,
+    parse_decision_text,
 )
 from coop_robot.control.estop import ESTOP_SERVICE, ESTOP_TOPIC, EstopLatch
 from coop_robot.control.kinematics import IKError, select_joint_positions
@@ -87,6 +87,7 @@ class ControllerNode(Node):
         self._joint_names = list(self.core.config.joint_names)
 
         self._decision: str | None = None
+        self._decision_fallback = False   # the "act" is the policy's liveness fallback ("act fallback")
         self._decision_received_s = -np.inf
         self._in_zone: bool | None = None
         self._perception_stamp_s: float | None = None
@@ -157,11 +158,11 @@ class ControllerNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_decision(self, msg: String) -> None:
-        if msg.data not in DECISIONS:
-            self.get_logger().warning(f"ignoring decision {msg.data!r}; expected one of {DECISIONS}",
-                                      throttle_duration_sec=5.0)
+        try:
+            self._decision, self._decision_fallback = parse_decision_text(msg.data)
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring decision: {exc}", throttle_duration_sec=5.0)
             return
-        self._decision = msg.data
         self._decision_received_s = now_s(self)
 
     def _on_in_zone(self, msg: Bool) -> None:
@@ -248,6 +249,7 @@ class ControllerNode(Node):
             decision = None
         inputs = ControllerInputs(
             decision=decision,
+            decision_fallback=self._decision_fallback,
             partner_in_zone=self._in_zone,
             perception_stamp_s=self._perception_stamp_s,
             joint_positions=self._joints,

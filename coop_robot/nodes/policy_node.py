@@ -15,7 +15,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
 
-from coop_robot.control.controller import parse_state_text
+from coop_robot.control.controller import decision_text, parse_state_text
 from coop_robot.control.kinematics import select_joint_positions
 from coop_robot.geometry import world_geometry
 from coop_robot.nodes.common import (
@@ -310,7 +310,7 @@ class PolicyNode(Node):
                 f"liveness fallback: zone clear for {self.policy.fallback_after_s:.2f} s with the robot's turn due "
                 f"and '{self.policy_name}' still not acting; deciding 'act' (firing {self._fallbacks_logged})"
             )
-        self.decision_pub.publish(String(data=decision.action))
+        self.decision_pub.publish(String(data=decision_text(decision.action, decision.fallback)))
         self.forecast_pub.publish(Float64(data=float(decision.exit_forecast_s)))
         if self.p_act_pub is not None:
             self.p_act_pub.publish(Float64(data=float(self.policy.p_act)))

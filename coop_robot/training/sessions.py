@@ -251,7 +251,7 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
                                   or (obs.robot_state == "reaching" and env.controller.committed))
         rows["uncommitted"].append(obs.robot_state == "reaching" and not env.controller.committed)
 
-        obs, info = env.step(decision.action)
+        obs, info = env.step(decision.action, decision.fallback)
         reward = 0.0
         for name, t_s in info["events"]:
             if name == "partner_exit":

@@ -144,7 +144,7 @@ def collect_sync_episode(env: TurnTakingEnv, policy: ExploringSyncMirrorPolicy, 
         if trials.current is not None and decision.action == "act" and obs.robot_state == "home":
             act_s.setdefault(trials.current.trial, obs.t_s)
         done = len(trials.trials)
-        obs, info = env.step(decision.action)
+        obs, info = env.step(decision.action, decision.fallback)
         reward = 0.0
         for name, _ in info["events"]:
             if name == "contact_begin":
