@@ -180,3 +180,21 @@ def test_reader_streams_in_time_order(bags):
 def test_metadata_yaml_of_ros2_layout_names_the_storage_file(bags):
     meta = yaml.safe_load((bags["mcap"][0] / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["relative_file_paths"] == ["perception_mcap_0.mcap"]
+
+
+def test_the_liveness_bounds_decisions_are_counted_from_the_bag(tmp_path):
+    """``act fallback`` on /policy/decision (the policy's liveness bound decided the turn): analyze
+    counts the turns it decided; a bag without the policy's decisions says it cannot (None)."""
+    from coop_robot.analysis.synthetic import ALL_TOPICS
+    from coop_robot.timing.metrics import format_summary
+
+    write_session_bag(tmp_path / "fb", gaps_s=GAPS_S, fallback_turns=(1, 3))
+    result = analyze_bag(tmp_path / "fb")
+    assert result.summary["liveness_fallbacks"] == 2
+    assert any("liveness fallbacks 2" in line for line in format_summary(result.summary))
+    write_session_bag(tmp_path / "none", gaps_s=GAPS_S)
+    assert analyze_bag(tmp_path / "none").summary["liveness_fallbacks"] == 0
+    write_session_bag(tmp_path / "nodec", gaps_s=GAPS_S, topics=[t for t in ALL_TOPICS if t != "/policy/decision"])
+    result = analyze_bag(tmp_path / "nodec")
+    assert result.summary["liveness_fallbacks"] is None
+    assert not any("liveness fallbacks" in line for line in format_summary(result.summary))

@@ -234,6 +234,7 @@ def test_an_act_from_the_liveness_fallback_reaches_at_the_fallback_speed(ros_env
         sent = np.max(np.abs([p.velocities for p in reach.points]), axis=0)
         assert np.all(sent <= core.config.fallback_speed_scale * top * 1.01 + 1e-6)
         assert np.max(sent / np.maximum(top, 1e-9)) > 0.8 * core.config.fallback_speed_scale
+        driver.spin_until(lambda: "liveness fallback" in node.output, 5.0, "the fallback's reach logged")
     finally:
         node.stop()
 

@@ -175,6 +175,7 @@ ROWS = (
     ("session (s)", "session_duration_s", 1, 1),
     ("pace (turns/min, both agents)", "pace_turns_per_min", 1, 2), ("near misses", "near_misses", 1, 0),
     ("unfinished-turn entries", "unfinished_turn_entries", 1, 0), ("aborted reaches", "aborted_reaches", 1, 0),
+    ("liveness fallbacks", "liveness_fallbacks", 1, 0),
     ("min separation (m)", "min_separation_m", 1, 3), ("min SSM margin (m)", "min_ssm_margin_m", 1, 3),
     ("SSM violations", "ssm_violations", 1, 0), ("protective stop (s)", "protective_stop_s", 1, 2),
     ("speed scaled (s)", "speed_scaled_s", 1, 2),

@@ -54,7 +54,9 @@ from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM, SSM_S
 
 GT_EVENTS = GROUND_TRUTH_EVENTS
 #: Every topic the analysis reads, with the type it must have.
-ANALYSIS_TOPICS: dict[str, str] = {t: INTERACTION_TOPICS[t] for t in (*FEED_TOPICS, "/turn/timing", "/diagnostics")}
+POLICY_DECISION = "/policy/decision"
+ANALYSIS_TOPICS: dict[str, str] = {t: INTERACTION_TOPICS[t]
+                                   for t in (*FEED_TOPICS, "/turn/timing", "/diagnostics", POLICY_DECISION)}
 #: The package's interaction topics that a robot (not only the simulation) publishes (docs/recording_and_analysis.md).
 ROBOT_TOPICS = (
     "/joint_states", "/partner/hand", "/partner/hand_velocity", "/partner/in_zone", "/policy/decision",
@@ -201,6 +203,7 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
     bad_joint_states, first_joint_error = 0, ""
     bad_ssm: dict[str, int] = {}
     first_ssm_error: dict[str, str] = {}
+    fallbacks, in_fallback = 0, False   # the policy's liveness bound deciding "act" ("act fallback")
     total = sum(bag.message_counts.values()) or None
     span = (bag.start_ns, bag.end_ns) if bag.start_ns is not None and bag.end_ns and bag.end_ns > bag.start_ns else None
     next_release_ns = None
@@ -251,6 +254,12 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
                     continue
                 for feed in feeds:
                     feed.ssm_sample(topic, sample)
+        elif topic == POLICY_DECISION:
+            obj = bag.decode(msg)
+            if obj is not None:
+                now_fallback = str(obj.data) == "act fallback"
+                fallbacks += now_fallback and not in_fallback
+                in_fallback = now_fallback
         elif topic == PARTNER_PHASE:
             obj = bag.decode(msg)
             if obj is not None:
@@ -356,6 +365,8 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
         compared = sources.get(live_scored_on) or primary
         summary["live_check"] = _live_check(live_gaps, live_scored_on, compared, max_turns,
                                             live_check_tolerance_s(frame_s), issues)
+    # How often the liveness bound decided: None for a bag without the policy's decisions.
+    summary["liveness_fallbacks"] = fallbacks if counts.get(POLICY_DECISION) else None
     summary.update({
         "bag": str(bag.path),
         "storage": bag.storage,

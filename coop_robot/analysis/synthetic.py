@@ -196,7 +196,8 @@ class _Msgs:
 def write_session_bag(path: str | Path, *, duration_s: float | None = None, turns: int | None = None,
                       gaps_s=None, seed: int = 0, storage: str = "mcap", topics=ALL_TOPICS,
                       robot_motion: str = "step", ros2_layout: bool = False, meta: dict | None = None,
-                      progress=None, ssm_violations_s=(), ssm_stops_s=(), unfinished_entries=()) -> list[SyntheticTurn]:
+                      progress=None, ssm_violations_s=(), ssm_stops_s=(), unfinished_entries=(),
+                      fallback_turns=()) -> list[SyntheticTurn]:
     """Write a scripted session to a new rosbag2 directory ``path``; return its true turns.
 
     ``storage``: "mcap" or "sqlite3". ``ros2_layout``: name the storage file ``<dir>_0.<ext>`` as
@@ -207,6 +208,8 @@ def write_session_bag(path: str | Path, *, duration_s: float | None = None, turn
     /controller/events, mode ``stop``); ``unfinished_entries`` -- robot turn indices (0-based)
     whose entry falls in a false start of the partner's next turn (phase only; give those turns a
     gap > ``HAND_MOVE_S`` + 0.1 s, so the false start follows the hand's return to rest).
+    ``fallback_turns``: robot turn indices (0-based) whose "act" is the policy's liveness fallback
+    (``act fallback`` on /policy/decision).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -239,7 +242,7 @@ def write_session_bag(path: str | Path, *, duration_s: float | None = None, turn
 
             _joint_block(m, add, ns, b0, b1, robot_motion, enter_off, exit_off)
             _perception_block(m, add, ns, b0, b1)
-            _policy_block(m, add, ns, b0, b1)
+            _policy_block(m, add, ns, b0, b1, frozenset(fallback_turns))
             _event_block(m, add, ns, b0, b1, turns_list, meta)
             if any(t in conns for t in SSM_TOPICS):
                 _ssm_block(m, add, ns, b0, b1, robot_motion, ssm_violations_s, ssm_stops_s, unfinished_entries)
@@ -307,12 +310,14 @@ def _perception_block(m, add, ns, b0, b1) -> None:
                                                   vector=t["geometry_msgs/msg/Vector3"](x=v[0], y=v[1], z=v[2]))))
 
 
-def _policy_block(m, add, ns, b0, b1) -> None:
+def _policy_block(m, add, ns, b0, b1, fallback_turns=frozenset()) -> None:
     t = m.t
     dec, rx, pe, px = ns[:, 3], ns[:, 5], ns[:, 0], ns[:, 1]
     for t_ns in range(_grid(b0, TICK_PERIOD_NS), b1, TICK_PERIOD_NS):
         k = int(np.searchsorted(dec, t_ns, side="right")) - 1
         action = "act" if k >= 0 and t_ns < rx[k] else "wait"
+        if action == "act" and k in fallback_turns:
+            action = "act fallback"
         j = int(np.searchsorted(pe, t_ns, side="right")) - 1
         forecast = (px[j] - t_ns) * 1e-9 if j >= 0 and t_ns < px[j] else math.nan
         add(t_ns, "/policy/decision", lambda a=action: m.ser("/policy/decision", t["std_msgs/msg/String"](data=a)))

@@ -1218,6 +1218,11 @@ class ArmController:
         self._set_ssm_mode(out, now_s, mode, allowed)
 
     @property
+    def fallback_reach(self) -> bool:
+        """Whether the running reach is the liveness fallback's (capped at ``fallback_speed_scale``)."""
+        return self._cautious and self.state == "reaching"
+
+    @property
     def _speed_cap(self) -> float:
         """The running reach's top path speed: ``fallback_speed_scale`` for a fallback's reach, else 1."""
         return self.config.fallback_speed_scale if self._cautious else 1.0

@@ -624,7 +624,8 @@ class TurnTakingEnv:
         summary = self.tracker.summary(limit=turns, policy=getattr(policy, "name", type(policy).__name__),
                                        partner=self.partner_name, seed=self.seed)
         summary.update(sim_time_s=self.t_s, wall_time_s=wall,
-                       real_time_factor=(self.t_s / wall) if wall > 0 else math.inf, physics=self.physics)
+                       real_time_factor=(self.t_s / wall) if wall > 0 else math.inf, physics=self.physics,
+                       liveness_fallbacks=int(getattr(policy, "fallback_count", 0)))
         return summary
 
     def _run_sync(self, policy: Policy, trials: int, progress: bool, max_sim_s: float | None, seed: int | None,

@@ -295,7 +295,11 @@ class ControllerNode(Node):
             msg.time_ref = msg.header.stamp
             msg.source = event.name
             self.events_pub.publish(msg)
-            self.get_logger().info(f"{event.name} at {event.t_s:.3f} s")
+            why = ""
+            if event.name == "reach_start" and self.core.fallback_reach:
+                why = (f" (the policy's liveness fallback: the partner's turn may not be over; at "
+                       f"{100 * self.core.config.fallback_speed_scale:.0f} % of the reach's speed)")
+            self.get_logger().info(f"{event.name} at {event.t_s:.3f} s{why}")
         self._publish_state(self.core.state_text)
 
     def _publish_state(self, state: str) -> None:

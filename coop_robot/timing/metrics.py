@@ -589,6 +589,7 @@ def format_summary(summary: dict) -> list[str]:
         f"robot idle {_pct(s.get('robot_idle_fraction'))}, concurrent {_pct(s.get('concurrent_activity_fraction'))}, "
         f"functional delay mean {_ms(delay).strip()} ms"
         + ("" if s.get("aborted_reaches") is None else f", aborted reaches {s['aborted_reaches']}")
+        + ("" if s.get("liveness_fallbacks") is None else f", liveness fallbacks {s['liveness_fallbacks']}")
     )
     return lines
 
