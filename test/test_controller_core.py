@@ -562,6 +562,27 @@ def test_a_stop_starts_where_the_arm_is_now_not_where_a_stale_joint_state_saw_it
     assert rec.names() == ["reach_start"]
 
 
+def test_an_arm_that_is_not_following_is_not_carried_forward_at_the_commanded_velocity(ctl):
+    """Fault campaign, session 23: moves reordered on their way to the arm left it away from its
+    commands. The arm here freezes mid-reach (its joint states, each 20 ms old, stop changing) while
+    the command goes on; once it is too far behind, the move home starts from where it is, carried
+    forward at its measured velocity (zero), not 20 ms along the commanded reach."""
+    run(ctl, always(), 0.8)
+    q_cmd, qd_cmd, _ = ctl.commanded_state(0.8)
+    assert np.linalg.norm(qd_cmd) > 0.3   # mid-reach, moving
+    frozen = q_cmd.copy()
+    sent = None
+    for tk in np.arange(0.8, 2.0, DT_S):
+        out = ctl.update(tk, ControllerInputs("act", False, tk, frozen, partner_hand_m=PARTNER_REST_M,
+                                              partner_velocity_mps=np.zeros(3), joint_stamp_s=tk - 0.02))
+        if any("not following" in w for w in out.warnings):
+            sent = out
+            break
+    assert sent is not None and sent.trajectory is not None
+    assert sent.trajectory.purpose in ("retreat", "withdraw")
+    assert np.allclose(sent.trajectory.plan.start_rad, frozen, atol=1e-6)
+
+
 def test_an_arm_stopped_at_its_gate_commits_once_perception_is_fresh_again(ctl):
     """Perception 0.15 s old (fresh for the watchdog, too old to commit on) from 0.5 s to 1.5 s: the
     arm stops before its gate, then goes on into the zone once perception is fresh again."""

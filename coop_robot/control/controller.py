@@ -815,12 +815,19 @@ class ArmController:
     def _measured_now(self, now_s: float, q: np.ndarray | None, stamp: float | None) -> np.ndarray | None:
         """The measured joints ``q`` (stamped ``stamp``) carried forward to ``now_s`` at the commanded
         velocity: a joint state a few ms old is where the arm was, and a stop planned from there would
-        pull it back first."""
+        pull it back first. An arm that is not following its commands is carried forward at its
+        measured velocity instead (at rest when unknown)."""
         if q is None or stamp is None or self._plan is None:
             return q
         age_s = now_s - stamp
         if not (0.0 < age_s <= _MAX_JOINT_EXTRAPOLATION_S):
             return q
+        behind = float(np.max(np.abs(q - self.commanded_state(stamp)[0])))
+        if self.not_following or behind > self.config.tracking_tolerance_rad:
+            # The arm is not following its commands (a move refused or overtaken, one that arrived out of
+            # order): the commanded velocity says nothing about where it went since; its measured one does.
+            qd = np.zeros(7) if self._meas_velocity is None else self._meas_velocity
+            return q + qd * age_s
         _, qd, _ = self.commanded_state(now_s)
         return q + qd * age_s
 
