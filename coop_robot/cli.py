@@ -320,7 +320,7 @@ def _cmd_eval(args) -> int:
     from coop_robot.envs.turn_env import TurnTakingEnv
     from coop_robot.partner.profile import ProfileError
     from coop_robot.policy import PolicyError, make_policy
-    from coop_robot.timing.metrics import TurnRecord, format_table
+    from coop_robot.timing.metrics import TurnRecord, format_summary, format_table
 
     if args.window_s is not None and args.task != "sync":
         print("coop-robot eval: --window-s applies to --task sync only", file=sys.stderr)
@@ -348,8 +348,8 @@ def _cmd_eval(args) -> int:
         print(text if not args.quiet else "\n".join(text.splitlines()[-2:]))
     else:
         records = [TurnRecord(**r) for r in summary["per_turn"]]
-        text = format_table(records, summary)
-        print(text if not args.quiet else text.splitlines()[-1])
+        # --quiet: the summary lines only (timing, safety, fluency), not the per-turn table.
+        print(format_table(records, summary) if not args.quiet else "\n".join(format_summary(summary)))
     print(
         f"{summary['sim_time_s']:.0f} s simulated in {summary['wall_time_s']:.1f} s wall "
         f"(x{summary['real_time_factor']:.0f} real time)"

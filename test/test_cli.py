@@ -116,6 +116,10 @@ def test_eval_writes_the_sim_summary_keys_and_is_deterministic(tmp_path):
         assert res.returncode == 0, res.stderr
         outs.append(json.loads((tmp_path / name).read_text()))
     a, b = outs
+    # --quiet prints the summary lines (timing first), not the per-turn table.
+    lines = res.stdout.splitlines()
+    assert any(line.startswith("summary (ground_truth; policy=reactive") for line in lines), res.stdout
+    assert any(line.startswith("safety: ") for line in lines) and not any(line.startswith("turn ") for line in lines)
     assert SIM_SUMMARY_KEYS <= set(a)
     assert a["turns"] == 8 and a["scored_on"] == "ground_truth" and a["seed"] == 5
     assert a["policy_params"] == {"debounce_s": 0.3}
