@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coop_robot.control.controller import parse_state_text
+from coop_robot.control.controller import parse_decision_text, parse_state_text
 from coop_robot.geometry import world_geometry
 
 PLAN_TOPIC = "/sim/ground_truth/partner_plan"
@@ -220,7 +220,10 @@ def replay_bag(path: str | Path, policy_name: str, params: dict | None = None, r
             elif topic == PLAN_TOPIC and obj.source == "planned_exit":
                 state["plan"] = obj.time_ref.sec + obj.time_ref.nanosec * 1e-9
             elif topic == "/policy/decision":
-                recorded = str(obj.data).partition(" ")[0]   # "act fallback" (the liveness bound's) is an "act"
+                try:
+                    recorded = parse_decision_text(obj.data)[0]   # "act fallback" (the liveness bound's) is an "act"
+                except ValueError:
+                    recorded = str(obj.data)                      # not a decision: compared as it came
                 if (recorded == "act" and last["recorded"] != "act" and windows
                         and math.isnan(windows[-1].recorded_act_s)):
                     windows[-1].recorded_act_s = t_s

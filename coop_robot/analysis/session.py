@@ -33,6 +33,7 @@ from pathlib import Path
 
 from coop_robot.analysis.bags import BagError, BagIssue, BagReader, NotABagError, TimingChecker, header_stamp_ns
 from coop_robot.analysis.separation import ExitAlignedTraces
+from coop_robot.control.controller import decision_text
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.recording.topics import INTERACTION_TOPICS
 from coop_robot.timing.feed import (
@@ -55,6 +56,7 @@ from coop_robot.timing.ssm_sample import CONTROLLER_SSM, GROUND_TRUTH_SSM, SSM_S
 GT_EVENTS = GROUND_TRUTH_EVENTS
 #: Every topic the analysis reads, with the type it must have.
 POLICY_DECISION = "/policy/decision"
+FALLBACK_ACT = decision_text("act", fallback=True)   # the liveness bound's "act" on POLICY_DECISION
 ANALYSIS_TOPICS: dict[str, str] = {t: INTERACTION_TOPICS[t]
                                    for t in (*FEED_TOPICS, "/turn/timing", "/diagnostics", POLICY_DECISION)}
 #: The package's interaction topics that a robot (not only the simulation) publishes (docs/recording_and_analysis.md).
@@ -257,7 +259,7 @@ def _score(bag: BagReader, result: SessionResult, reorder_window_s, robot_base_m
         elif topic == POLICY_DECISION:
             obj = bag.decode(msg)
             if obj is not None:
-                now_fallback = str(obj.data) == "act fallback"
+                now_fallback = str(obj.data) == FALLBACK_ACT
                 fallbacks += now_fallback and not in_fallback
                 in_fallback = now_fallback
         elif topic == PARTNER_PHASE:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coop_robot.control.controller import decision_text
 from coop_robot.geometry import minimum_jerk, world_geometry
 
 ZONE = world_geometry().zone
@@ -317,7 +318,7 @@ def _policy_block(m, add, ns, b0, b1, fallback_turns=frozenset()) -> None:
         k = int(np.searchsorted(dec, t_ns, side="right")) - 1
         action = "act" if k >= 0 and t_ns < rx[k] else "wait"
         if action == "act" and k in fallback_turns:
-            action = "act fallback"
+            action = decision_text("act", fallback=True)
         j = int(np.searchsorted(pe, t_ns, side="right")) - 1
         forecast = (px[j] - t_ns) * 1e-9 if j >= 0 and t_ns < px[j] else math.nan
         add(t_ns, "/policy/decision", lambda a=action: m.ser("/policy/decision", t["std_msgs/msg/String"](data=a)))

@@ -1190,7 +1190,7 @@ class ArmController:
         _, qd_ahead, _ = plan.path.state_at(min(tau + _SSM_LOOKAHEAD_S, plan.path.duration_s))
         qd_path = qd_ahead if np.linalg.norm(qd_ahead) > np.linalg.norm(qd_now) else qd_now
         sep_full = self.monitor.evaluate(q, qd_path, hand)
-        cap = self._speed_cap if self.state == "reaching" else 1.0
+        cap = self._speed_cap
         allowed = self.monitor.allowed_scale(sep_full, self._ssm_scale, next_check_s=_SSM_NEXT_CHECK_S)
         allowed = min(allowed, cap)
         if allowed > self._cruise_sigma + 1e-9:
@@ -1231,8 +1231,8 @@ class ArmController:
 
     @property
     def _speed_cap(self) -> float:
-        """The running reach's top path speed: ``fallback_speed_scale`` for a fallback's reach, else 1."""
-        return self.config.fallback_speed_scale if self._cautious else 1.0
+        """The running move's top path speed: ``fallback_speed_scale`` for a fallback's reach, else 1."""
+        return self.config.fallback_speed_scale if self.fallback_reach else 1.0
 
     def _hand_fresh(self, now_s: float, inputs: ControllerInputs) -> bool:
         """Whether the newest perception detects the hand and is young enough to trust."""
