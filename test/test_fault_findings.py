@@ -123,3 +123,108 @@ def test_a_committed_entry_that_can_no_longer_stop_outside_brakes_at_the_edge_an
     assert hand_in_s is not None and "ssm_stop" in names and "withdraw_start" in names, events
     assert "act_start" not in names[:names.index("withdraw_start")]
     assert depth <= 0.025, depth
+
+
+# Session 23 of the 2026-12-04 evening campaign: moves that reached the arm out of order left it
+# off its plan, moving fast; the controller saw it not following and sent a move home from the
+# arm's measured state, and that move took the end effector back into the zone while the partner
+# was reaching in. A move home is one quintic in joint space: from a fast or unusual state its EE
+# path can curve into the zone. The controller now checks every move home against the zone and,
+# when the direct one crosses it, brakes first and goes home from rest.
+# A velocity the arm is driven at (rad/s) off its plan, found by a seeded search on this core: the
+# direct move home from where it leaves the arm crosses the zone; braking first keeps out.
+_DRIVEN_OFF_PLAN_RAD_S = np.array([0.04, 1.19, 0.71, -1.22, 0.46, 0.75, 2.12])
+
+
+def _driven_off_its_plan(velocity_rad_s: np.ndarray):
+    """The controller core with the arm held at the waiting point (anticipation, the partner's
+    hand in the zone on fresh perception), then driven off it at ``velocity_rad_s`` (a stale move
+    that reached the arm out of order) until the controller sees it not following and sends a
+    move. Returns the controller, that output and the measured joints it came from."""
+    core = ArmController()
+    zone = core.config.zone
+    hand = (np.asarray(zone.min_m, dtype=float) + np.asarray(zone.max_m, dtype=float)) / 2.0
+    t, drift_from, q0 = 0.0, None, None
+    for _ in range(600):
+        t = round(t + TICK_S, 6)
+        q_cmd = core.commanded_state(t)[0]
+        if drift_from is None and core.state == "reaching" and core.phase == "held":
+            drift_from, q0 = t, q_cmd.copy()
+        q = q_cmd if drift_from is None else q0 + velocity_rad_s * (t - drift_from)
+        out = core.update(t, ControllerInputs(decision="act", partner_in_zone=True, perception_stamp_s=t - 0.03,
+                                              joint_positions=q, joint_stamp_s=t, partner_hand_m=hand,
+                                              partner_velocity_mps=np.zeros(3)))
+        if drift_from is not None and out.trajectory is not None:
+            return core, out, q
+    raise AssertionError("the controller never reacted to an arm driven off its plan")
+
+
+def test_a_move_home_from_an_arm_driven_off_its_plan_does_not_cross_the_zone():
+    from coop_robot.control.planning import zone_time_after_leaving_s
+
+    core, out, q = _driven_off_its_plan(_DRIVEN_OFF_PLAN_RAD_S)
+    zone, kin = core.config.zone, core.kinematics
+    assert out.trajectory.purpose == "retreat"
+    plan = out.trajectory.plan
+    np.testing.assert_allclose(plan.start_rad, q, atol=1e-9)
+    start_q, start_qd, start_qdd = plan.state_at(0.0)
+    assert not zone.contains(kin.fk(start_q))
+    # What was sent before: the direct move home from that state crosses the zone ...
+    assert zone_time_after_leaving_s(core._direct_home_plan(start_q, start_qd, start_qdd), kin, zone) > 0.05
+    # ... what is sent now keeps out, says why, and still ends at home.
+    assert zone_time_after_leaving_s(plan, kin, zone, step_s=0.002) == 0.0
+    assert any("would cross the zone" in w and "braking to rest first" in w for w in out.warnings)
+    np.testing.assert_allclose(plan.goal_rad, core.home_rad, atol=1e-9)
+
+
+def test_the_braked_move_home_is_carried_out_to_home():
+    core, out, q = _driven_off_its_plan(_DRIVEN_OFF_PLAN_RAD_S)
+    zone = core.config.zone
+    hand = (np.asarray(zone.min_m, dtype=float) + np.asarray(zone.max_m, dtype=float)) / 2.0
+    t = out.events[-1].t_s if out.events else core._update_s
+    names = []
+    for _ in range(400):
+        t = round(t + TICK_S, 6)
+        q_cmd = core.commanded_state(t)[0]   # the arm follows the braked move from here on
+        assert not zone.contains(core.kinematics.fk(q_cmd))
+        step = core.update(t, ControllerInputs(decision="wait", partner_in_zone=True, perception_stamp_s=t - 0.03,
+                                               joint_positions=q_cmd, joint_stamp_s=t, partner_hand_m=hand,
+                                               partner_velocity_mps=np.zeros(3)))
+        names += [e.name for e in step.events]
+        if core.state == "home":
+            break
+    assert core.state == "home" and "home" in names
+
+
+def test_an_arm_found_beside_the_zone_waits_for_a_clear_zone_before_its_way_home_crosses_it():
+    """At start-up the arm is at rest 7 cm beside the zone, where the slow direct move home cuts
+    the zone's corner: it stays where it is while the partner is in the zone, and goes home once
+    the zone is clear."""
+    from coop_robot.control.planning import plan_to_rest, zone_time_after_leaving_s
+
+    core = ArmController()
+    zone, kin = core.config.zone, core.kinematics
+    beside = kin.ik((0.7, -0.27, 0.7), seed_rad=core.target_rad, nominal_rad=core.home_rad)
+    assert zone.distance_m(kin.fk(beside)) > 0.05
+    slow = plan_to_rest(beside, np.zeros(7), np.zeros(7), core.home_rad, core.limits,
+                        0.5 * core.config.velocity_scale, min_duration_s=core.config.min_move_duration_s)
+    assert zone_time_after_leaving_s(slow, kin, zone) > 0.02   # what start-up sent before
+    hand_in = (np.asarray(zone.min_m, dtype=float) + np.asarray(zone.max_m, dtype=float)) / 2.0
+    rest = np.asarray(world_geometry().partner_rest_m, dtype=float)
+    q, t, warnings, names = beside.copy(), 0.0, [], []
+    for k in range(1000):
+        t = round(t + TICK_S, 6)
+        partner_in = k < 200
+        out = core.update(t, ControllerInputs(decision="wait", partner_in_zone=partner_in,
+                                              perception_stamp_s=t - 0.03, joint_positions=q, joint_stamp_s=t,
+                                              partner_hand_m=hand_in if partner_in else rest,
+                                              partner_velocity_mps=np.zeros(3)))
+        warnings += out.warnings
+        names += [(k, e.name) for e in out.events]
+        q = core.commanded_state(t)[0]          # a perfectly tracking arm
+        if partner_in:
+            assert np.max(np.abs(q - beside)) < 1e-6, "the arm moved while its way home crossed an occupied zone"
+        if core.state == "home":
+            break
+    assert any("braking to rest outside the zone and going home once it is clear" in w for w in warnings)
+    assert core.state == "home" and names[-1][1] == "home" and names[-1][0] > 200

@@ -88,6 +88,7 @@ from coop_robot.control.planning import (
     plan_minimum_jerk,
     plan_to_rest,
     ramp_time_s,
+    zone_time_after_leaving_s,
 )
 from coop_robot.control.ssm import Separation, SeparationMonitor, SsmConfig, body_to_box, robot_capsules
 from coop_robot.geometry import Zone, world_geometry
@@ -619,6 +620,8 @@ class ArmController:
         self._update_s = -np.inf            # the last update's tick time (sent_at: was its plan sent then?)
         self._reach_started_s = -np.inf     # when the last reach from rest was started
         self._hold_rad = self.home_rad.copy()
+        #: The speed of the move home that waits, braked at rest, for the zone to clear (_home_from_rest).
+        self._held_home_velocity_scale = self.config.velocity_scale
         self._commit_s = 0.0
         self._wait_s = 0.0
         self._gate_s = 0.0
@@ -790,24 +793,25 @@ class ArmController:
                 self._stop_and_return(out, now_s, q_meas)
         elif self.state in ("withdrawing", "retreating"):
             progress = self._plan_progress(now_s, q_meas)
-            if progress == "arrived":
+            if progress == "arrived" and self._plan is not None and not self._at_home(self._plan.goal_rad):
+                # Braked to rest short of home: no move home from there kept out of the zone.
+                self._home_from_rest(out, now_s, q_meas, guard_clear)
+            elif progress == "arrived":
                 self._arrive_home(out, now_s)
             elif self._tracking_lost_now:
                 # The move home is not being carried out: send it again from the arm's measured state.
-                self._send(out, ScaledPlan(self._home_plan_from(*self._start_state(now_s, q_meas))), now_s,
-                           "home", self.state)
+                self._send(out, ScaledPlan(self._home_plan_from(*self._start_state(now_s, q_meas), out=out)),
+                           now_s, "home", self.state)
             elif progress == "stuck":
                 out.warnings.append(self._stuck_warning(q_meas, "home") + "; sending the move home again")
-                plan = plan_minimum_jerk(q_meas, self.home_rad, self.limits, cfg.velocity_scale,
-                                         cfg.min_move_duration_s)
+                plan = self._home_plan_from(q_meas, np.zeros(7), np.zeros(7), out=out)
                 self._send(out, ScaledPlan(plan), now_s, "home", self.state)
             elif self._stopped_short_on_the_way_home(now_s):
                 # A protective stop caught this move while it still braked toward the person (a retreat
                 # or withdrawal starts by braking the motion it interrupts), and what is left of that
                 # braking keeps it stopped. From rest, the move home heads straight away: send it.
                 start = q_meas if q_meas is not None else self.commanded_state(now_s)[0]
-                plan = plan_minimum_jerk(start, self.home_rad, self.limits, cfg.velocity_scale,
-                                         cfg.min_move_duration_s)
+                plan = self._home_plan_from(start, np.zeros(7), np.zeros(7), out=out)
                 self._send(out, ScaledPlan(plan), now_s, "home", self.state)
         self._monitor_separation(out, now_s, inputs, q_meas)
         return out
@@ -903,7 +907,7 @@ class ArmController:
         if zone.contains_many(self.kinematics.fk_many(q_run), margin).any():
             return False
         q, qd, qdd = self.commanded_state(now_s + latency_s)
-        _, ee = ee_path_m(self._home_plan_from(q, qd, qdd), self.kinematics, 0.005)
+        _, ee = ee_path_m(self._direct_home_plan(q, qd, qdd), self.kinematics, 0.005)
         return not bool(zone.contains_many(ee, margin).any())
 
     def _may_be_inside_unseen(self, now_s: float) -> bool:
@@ -1258,7 +1262,7 @@ class ArmController:
         """Leave the current motion for home: an abort (retreating) before the reach's commit
         time, a withdrawal from the zone otherwise."""
         aborting = self.state == "reaching" and not self._committed
-        plan = self._home_plan_from(*self._start_state(now_s, q_meas))
+        plan = self._home_plan_from(*self._start_state(now_s, q_meas), out=out)
         self._phase = "direct"
         if aborting:
             self._emit(out, "abort", now_s)
@@ -1267,13 +1271,69 @@ class ArmController:
             self._emit(out, "withdraw_start", now_s)
             self._send(out, ScaledPlan(plan), now_s, "withdraw", "withdrawing")
 
-    def _home_plan_from(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> JointPlan:
-        """The move home from the state ``(q, qd, qdd)``: braking on the way when it is moving."""
+    def _direct_home_plan(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
+                          velocity_scale: float | None = None) -> JointPlan:
+        """The move home from the state ``(q, qd, qdd)``: braking on the way when it is moving.
+        ``velocity_scale``: the slow return of :meth:`_go_home` (None: a turn's move home)."""
         cfg = self.config
+        if velocity_scale is not None:
+            return plan_to_rest(q, qd, qdd, self.home_rad, self.limits, velocity_scale,
+                                min_duration_s=cfg.min_move_duration_s)
         if np.allclose(qd, 0.0, atol=1e-9) and np.allclose(qdd, 0.0, atol=1e-9):
             return plan_minimum_jerk(q, self.home_rad, self.limits, cfg.velocity_scale, cfg.min_move_duration_s)
         return plan_to_rest(q, qd, qdd, self.home_rad, self.limits, cfg.velocity_scale,
                             min_duration_s=0.0, acceleration_scale=cfg.stop_acceleration_scale)
+
+    def _home_plan_from(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
+                        out: ControllerOutput | None = None, velocity_scale: float | None = None) -> JointPlan:
+        """A move home from ``(q, qd, qdd)`` that does not cross the zone: the direct one
+        (:meth:`_direct_home_plan`) when its EE path keeps out of the zone, or leaves it and never
+        comes back. From a fast or unusual state -- an arm that is not following its commands, a
+        posture left by moves that arrived out of order -- that single quintic can curve (back) into
+        the zone; then the arm brakes on the spot (``stop_acceleration_scale``) and goes home from
+        rest, or, when that path crosses the zone too, stays braked at rest outside it until the zone
+        is clear (:meth:`_home_from_rest`). When nothing keeps out (the arm moves too fast toward the
+        zone to stop short of it), the plan that is inside for less time. ``out``: where to say so;
+        ``velocity_scale``: as for :meth:`_direct_home_plan`."""
+        cfg, zone = self.config, self.config.zone
+        direct = self._direct_home_plan(q, qd, qdd, velocity_scale)
+        inside_s = zone_time_after_leaving_s(direct, self.kinematics, zone)
+        if inside_s == 0.0:
+            return direct
+        brake = plan_brake(q, qd, qdd, self.limits, deceleration_scale=cfg.stop_acceleration_scale)
+        braked = brake.then(plan_minimum_jerk(brake.goal_rad, self.home_rad, self.limits,
+                                              velocity_scale or cfg.velocity_scale, cfg.min_move_duration_s))
+        braked_inside_s = zone_time_after_leaving_s(braked, self.kinematics, zone)
+        if braked_inside_s == 0.0:
+            chosen, how = braked, "braking to rest first, then going home from there"
+        elif (zone_time_after_leaving_s(brake, self.kinematics, zone) == 0.0
+              and not zone.contains(self.kinematics.fk(brake.goal_rad))):
+            chosen, how = brake, "braking to rest outside the zone and going home once it is clear"
+            self._held_home_velocity_scale = velocity_scale or cfg.velocity_scale
+        elif braked_inside_s < inside_s:
+            chosen, how = braked, (f"braking first instead (no move from this state keeps out: "
+                                   f"{braked_inside_s:.2f} s inside)")
+        else:
+            chosen, how = direct, "keeping it (no move from this state keeps out of the zone)"
+        if out is not None:
+            out.warnings.append(f"the direct move home from this state would cross the zone ({inside_s:.2f} s inside "
+                                f"it): {how}")
+        return chosen
+
+    def _at_home(self, q: np.ndarray) -> bool:
+        return bool(np.max(np.abs(np.asarray(q, dtype=float) - self.home_rad)) <= self.config.home_tolerance_rad)
+
+    def _home_from_rest(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None,
+                        guard_clear: bool) -> None:
+        """At rest short of home after a braked move home (:meth:`_home_plan_from`): go home once
+        the way home keeps out of the zone, or the zone is clear on fresh perception (separation
+        monitoring then watches the move as any other); until then hold where the arm is."""
+        cfg = self.config
+        start = q_meas if q_meas is not None else self._plan.goal_rad
+        scale = self._held_home_velocity_scale
+        plan = plan_minimum_jerk(start, self.home_rad, self.limits, scale, cfg.min_move_duration_s)
+        if guard_clear or zone_time_after_leaving_s(plan, self.kinematics, cfg.zone) == 0.0:
+            self._send(out, ScaledPlan(plan), now_s, "home", self.state)
 
     def _go_home(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None, velocity_scale: float) -> None:
         """Slow return home from wherever the arm is (after an e-stop release, at start-up)."""
@@ -1283,8 +1343,7 @@ class ArmController:
             self._hold_rad = self.home_rad.copy()
             self._arrive_home(out, now_s)
             return
-        plan = plan_to_rest(q, qd, qdd, self.home_rad, self.limits, velocity_scale,
-                            min_duration_s=self.config.min_move_duration_s)
+        plan = self._home_plan_from(q, qd, qdd, out, velocity_scale)
         self._emit(out, "withdraw_start", now_s)
         self._send(out, ScaledPlan(plan), now_s, "home", "withdrawing")
 

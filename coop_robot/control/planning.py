@@ -123,6 +123,15 @@ class JointPlan:
         return float(self._starts[-1] + self._durations[-1])
 
     @property
+    def segments(self) -> list[tuple[np.ndarray, float]]:
+        """The plan's quintic segments ``(coefficients, duration_s)``, in order."""
+        return [(c.copy(), float(d)) for c, d in zip(self._coeffs, self._durations)]
+
+    def then(self, other: JointPlan) -> JointPlan:
+        """This plan followed by ``other`` (which should start where this one ends)."""
+        return JointPlan(self.segments + other.segments)
+
+    @property
     def start_rad(self) -> np.ndarray:
         return self._coeffs[0][0].copy()
 
@@ -379,6 +388,19 @@ def first_zone_entry_s(plan: JointPlan, kinematics: PandaKinematics, zone: Zone,
     times, ee = ee_path_m(plan, kinematics, step_s)
     inside = zone.contains_many(ee, margin_m)
     return float(times[np.argmax(inside)]) if inside.any() else None
+
+
+def zone_time_after_leaving_s(plan: JointPlan, kinematics: PandaKinematics, zone: Zone,
+                              step_s: float = 0.005) -> float:
+    """How long (s) the EE is inside ``zone`` along ``plan`` after it first is outside it: 0 for a
+    path that keeps out (starting outside) or leaves and never comes back (starting inside); the
+    whole plan's duration for one that never leaves. A move home must score 0."""
+    _, ee = ee_path_m(plan, kinematics, step_s)
+    inside = zone.contains_many(ee, 0.0)
+    outside = np.flatnonzero(~inside)
+    if outside.size == 0:
+        return float(plan.duration_s)
+    return float(np.count_nonzero(inside[outside[0]:]) * step_s)
 
 
 def commit_time_s(reach: JointPlan, kinematics: PandaKinematics, zone: Zone, retreat_goal_rad,
