@@ -228,3 +228,50 @@ def test_an_arm_found_beside_the_zone_waits_for_a_clear_zone_before_its_way_home
             break
     assert any("braking to rest outside the zone and going home once it is clear" in w for w in warnings)
     assert core.state == "home" and names[-1][1] == "home" and names[-1][0] > 200
+
+
+# Sessions 36 and 43 of the 2026-12-04 evening campaign: after replayed and duplicated joint states,
+# the controller found the arm "not following" tick after tick and re-planned from where it
+# measured it -- some plans starting from positions the arm had left, or at velocities no Panda
+# joint reaches -- which the arm refused, so it kept running older moves.
+def _reach_with_joint_states(feed, ticks: int = 120):
+    """The controller core reaching (partner at rest outside, fresh perception) with joint states
+    from ``feed(k, t, q_commanded) -> (q, stamp)``; returns the core and the warnings."""
+    core = ArmController()
+    rest = np.asarray(world_geometry().partner_rest_m, dtype=float)
+    t, warnings = 0.0, []
+    for k in range(ticks):
+        t = round(t + TICK_S, 6)
+        q, stamp = feed(k, t, core.commanded_state(t)[0])
+        out = core.update(t, ControllerInputs(decision="act", partner_in_zone=False, perception_stamp_s=t - 0.03,
+                                              joint_positions=q, joint_stamp_s=stamp, partner_hand_m=rest,
+                                              partner_velocity_mps=np.zeros(3)))
+        warnings += out.warnings
+    return core, warnings
+
+
+def test_a_replayed_older_joint_state_does_not_replace_the_newest():
+    history = {}
+
+    def feed(k, t, q_cmd):
+        history[k] = (q_cmd.copy(), t)
+        if k == 90:                       # 0.5 s into the reach, the state of 0.4 s ago comes again
+            return history[50]
+        return q_cmd, t
+
+    core, warnings = _reach_with_joint_states(feed)
+    assert not core.not_following
+    assert not any("not following" in w for w in warnings), warnings
+    assert any("joint state stamped 0.390 s before the newest one ignored" in w for w in warnings), warnings
+    assert core.state == "reaching"
+
+
+def test_the_measured_velocity_never_exceeds_the_joint_velocity_limits():
+    def feed(k, t, q_cmd):
+        if k == 60:   # the same positions, stamped 1 ms apart from jittered clocks: a jump of 0.05 rad
+            return q_cmd + 0.05, t - 0.009
+        return q_cmd, t
+
+    core, _ = _reach_with_joint_states(feed, ticks=61)
+    assert core._meas_velocity is not None
+    assert np.all(np.abs(core._meas_velocity) <= core.limits.velocity_rad_s + 1e-12)

@@ -65,6 +65,12 @@ commit, a withdrawal after it; a move home is sent again), with a warning. A pla
 measured joints have not reached
 ``settle_timeout_s`` after it ended counts as not followed: a reach is given up (back home,
 no act), a move home is sent again.
+
+Every move home (abort, withdrawal, re-sent move, the slow return after an e-stop or at start-up)
+is checked along its EE path before it is sent: it keeps out of the zone, or leaves it and does not
+come back (:meth:`ArmController._home_plan_from`). When the direct move from a fast or unusual state
+would cross the zone, the arm brakes first and goes home from rest, or stays braked outside until
+the zone is clear.
 """
 
 from __future__ import annotations
@@ -650,10 +656,12 @@ class ArmController:
         #: The last measured joints (stamp, q), the velocity measured from them (None: unknown), and
         #: whether the arm is not following the commanded state (``tracking_tolerance_rad``).
         self._meas_prev: tuple[float, np.ndarray] | None = None
+        self._meas_prev_stamped = False     # whether _meas_prev's time is its stamp (else the tick's)
         self._meas_velocity: np.ndarray | None = None
         self.not_following = False
         self._tracking_lost_now = False
         self._joints_implausible = False   # the newest joint state was beyond the joint limits
+        self._joints_stale_said = False    # an older joint state than the newest was ignored (said once)
 
     @property
     def committed(self) -> bool:
@@ -723,7 +731,20 @@ class ArmController:
         self._update_s = float(now_s)
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
         q_joints = _measured(inputs.joint_positions, self.limits)
-        q_meas = self._measured_now(now_s, q_joints, inputs.joint_stamp_s)
+        joint_stamp = inputs.joint_stamp_s
+        if (q_joints is not None and joint_stamp is not None and self._meas_prev is not None
+                and self._meas_prev_stamped and joint_stamp < self._meas_prev[0] - 1e-9):
+            # Older than a joint state already used (a replayed or reordered message): the arm was
+            # there, it is not there now. Keep the newest one.
+            if not self._joints_stale_said:
+                out.warnings.append(f"joint state stamped {self._meas_prev[0] - joint_stamp:.3f} s before the newest "
+                                    "one ignored (replayed or out of order); using the newest")
+            self._joints_stale_said = True
+            joint_stamp, q_joints = self._meas_prev
+            inputs = replace(inputs, joint_positions=q_joints, joint_stamp_s=joint_stamp)
+        else:
+            self._joints_stale_said = False
+        q_meas = self._measured_now(now_s, q_joints, joint_stamp)
         self._check_tracking(out, now_s, inputs, q_joints, q_meas)
         stamp = inputs.perception_stamp_s
         if stamp is not None and not (stamp <= now_s + cfg.max_stamp_lead_s):
@@ -863,11 +884,15 @@ class ArmController:
             if self._meas_prev is not None:
                 dt = t_meas - self._meas_prev[0]
                 if 1e-3 <= dt <= 0.2:
-                    self._meas_velocity = (q - self._meas_prev[1]) / dt
+                    # Bounded by the joint velocity limits: faster is stamp jitter, not the arm's motion,
+                    # and a move planned from it would be refused by the arm's controller.
+                    v_max = self.limits.velocity_rad_s
+                    self._meas_velocity = np.clip((q - self._meas_prev[1]) / dt, -v_max, v_max)
                 elif dt > 0.2:
                     self._meas_velocity = None   # too old to difference
             if self._meas_prev is None or t_meas > self._meas_prev[0]:
                 self._meas_prev = (t_meas, q)
+                self._meas_prev_stamped = inputs.joint_stamp_s is not None
         self._tracking_lost_now = False
         if q_meas is None or self._plan is None:
             self.not_following = False

@@ -52,6 +52,7 @@ import yaml
 
 from coop_robot.control.controller import (
     CONTROLLER_PARAMETER_NAMES,
+    DECISIONS,
     ArmController,
     ControllerConfig,
     ControllerInputs,
@@ -349,8 +350,8 @@ class TurnTakingEnv:
         """Apply a policy decision ("act" / "wait" / "yield") and advance one policy tick (20 ms).
         ``fallback``: the "act" is the liveness fallback's (:attr:`Decision.fallback`; the controller
         then reaches at ``fallback_speed_scale``), as ``act fallback`` on ``/policy/decision``."""
-        if decision not in ("act", "wait", "yield"):
-            raise ValueError(f"decision must be 'act', 'wait' or 'yield', got {decision!r}")
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
         self._decision = decision
         self._decision_fallback = bool(fallback) and decision == "act"
         self._step_events = []

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coop_robot.control.controller import STATES
+from coop_robot.control.controller import DECISIONS, STATES
 from coop_robot.tasks import DEFAULT_TASK, TASKS, check_task
 
-ACTIONS = ("act", "wait", "yield")
+#: A policy's decisions: the controller's (``/policy/decision``).
+ACTIONS = DECISIONS
 #: Seconds of perceived-clear zone, with the robot's turn due, after which any policy acts. Longer
 #: than a person's pause inside their own turn: after a false start that enters the zone, the shipped
 #: ``erratic`` partner's hand is out of the zone for 1.2-2.9 s before the real reach comes back in
