@@ -275,3 +275,59 @@ def test_the_measured_velocity_never_exceeds_the_joint_velocity_limits():
     core, _ = _reach_with_joint_states(feed, ticks=61)
     assert core._meas_velocity is not None
     assert np.all(np.abs(core._meas_velocity) <= core.limits.velocity_rad_s + 1e-12)
+
+
+def test_a_brake_the_arm_cannot_play_is_never_chosen_for_the_way_home():
+    """Session 33 of the evening campaign: from a fast state near the joint limits, plan_brake could
+    not stop within the limits and gave up with a 33 s plan through joint 2 at 28.9 rad; the move
+    home chose it (less time in the zone on paper), the arm refused it and the session hung. From
+    such a state the direct move home is kept."""
+    from coop_robot.control.planning import plan_brake, zone_time_after_leaving_s
+
+    core = ArmController()
+    zone, kin, lim = core.config.zone, core.kinematics, core.limits
+    rng = np.random.default_rng(0)
+    zero = np.zeros(7)
+    checked = 0
+    for _ in range(3000):
+        q = rng.uniform(lim.lower_rad, lim.upper_rad)
+        qd = rng.uniform(-1.0, 1.0, 7) * lim.velocity_rad_s
+        brake = plan_brake(q, qd, zero, lim, deceleration_scale=core.config.stop_acceleration_scale)
+        direct = core._direct_home_plan(q, qd, zero)
+        if core._arm_can_play(brake, qd, zero) or zone_time_after_leaving_s(direct, kin, zone) == 0.0:
+            continue
+        checked += 1
+        chosen = core._home_plan_from(q, qd, zero)
+        t = np.linspace(0.0, direct.duration_s, 50)
+        assert chosen.duration_s == direct.duration_s
+        np.testing.assert_allclose(chosen.state_at(t)[0], direct.state_at(t)[0])
+        if checked == 3:
+            break
+    assert checked == 3
+
+
+def test_a_joint_state_from_the_future_is_not_taken_as_the_newest():
+    """The first draft of the rule above kept a joint state stamped 2^31 s ahead (a stamp_future
+    fault) as the newest, and then ignored every real one: the arm looked frozen and sessions hung."""
+    def feed(k, t, q_cmd):
+        if k == 60:
+            return q_cmd + 0.3, t + 2.0**31
+        return q_cmd, t
+
+    core, warnings = _reach_with_joint_states(feed)
+    assert any("ahead of this clock ignored" in w for w in warnings), warnings
+    assert not any("before the newest one ignored" in w or "not following" in w for w in warnings), warnings
+    assert core._meas_prev[0] < 2.0
+    assert core.state in ("reaching", "acting")
+
+
+def test_joint_states_are_taken_again_after_the_arms_clock_went_back():
+    """A driver whose clock steps back 10 s: its joint states are ignored as older for a moment,
+    then taken again -- the controller does not hold a frozen arm state for ever."""
+    def feed(k, t, q_cmd):
+        return q_cmd, (t if k < 40 else t - 10.0)
+
+    core, warnings = _reach_with_joint_states(feed, ticks=90)
+    assert any("before the newest one ignored" in w for w in warnings)
+    assert core._meas_prev[0] < 0.0          # the stepped-back clock is the reference now
+    assert not core.not_following

@@ -154,6 +154,9 @@ _MIN_CRUISE_SIGMA = 0.02
 _GATE_TOLERANCE_S = 0.02
 #: A joint state at most this old (s) is carried forward to the tick time at the commanded velocity.
 _MAX_JOINT_EXTRAPOLATION_S = 0.1
+#: Joint states stamped before the newest one are ignored for this long (s) after it; past it, the
+#: arm's clock is taken to have gone back and they are used again.
+_STALE_JOINTS_FOR_S = 0.25
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
@@ -366,8 +369,9 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
     _p("act_duration_s", "act_duration_s", "Dwell at the target during the robot's turn (s)", 0.0, 60.0),
     _p("perception_timeout_s", "perception_timeout_s",
        "Watchdog: perception older than this (s) stops the arm and returns it home", 0.01, 10.0),
-    _p("max_stamp_lead_s", "max_stamp_lead_s", "Perception stamped further than this (s) ahead of the controller's "
-       "clock is ignored and logged (a frame from the future would look fresh for that long)", 0.0, 10.0),
+    _p("max_stamp_lead_s", "max_stamp_lead_s", "Perception and joint states stamped further than this (s) ahead of "
+       "the controller's clock are ignored and logged (a frame from the future would look fresh for that long)",
+       0.0, 10.0),
     _p("commit_margin_m", "commit_margin_m",
        "Zone guard: an aborted reach keeps the EE at least this far outside the zone (m)", 0.0, 0.5),
     _p("point_rate_hz", "point_rate_hz", "Trajectory points per second in each JointTrajectory", 1.0, 1000.0),
@@ -657,11 +661,13 @@ class ArmController:
         #: whether the arm is not following the commanded state (``tracking_tolerance_rad``).
         self._meas_prev: tuple[float, np.ndarray] | None = None
         self._meas_prev_stamped = False     # whether _meas_prev's time is its stamp (else the tick's)
+        self._meas_prev_tick_s = -np.inf    # the tick that took _meas_prev
         self._meas_velocity: np.ndarray | None = None
         self.not_following = False
         self._tracking_lost_now = False
         self._joints_implausible = False   # the newest joint state was beyond the joint limits
         self._joints_stale_said = False    # an older joint state than the newest was ignored (said once)
+        self._joints_future_said = False   # a joint state stamped ahead of the clock was ignored (said once)
 
     @property
     def committed(self) -> bool:
@@ -732,10 +738,23 @@ class ArmController:
         partner_in_zone = None if inputs.partner_in_zone is None else bool(inputs.partner_in_zone)
         q_joints = _measured(inputs.joint_positions, self.limits)
         joint_stamp = inputs.joint_stamp_s
+        if joint_stamp is not None and not (joint_stamp <= now_s + cfg.max_stamp_lead_s):
+            # From the future (or NaN): not a measurement; were it kept as the newest, every real
+            # joint state after it would look old.
+            if not self._joints_future_said:
+                out.warnings.append(f"joint state stamped {joint_stamp - now_s:.3f} s ahead of this clock ignored "
+                                    f"(max_stamp_lead_s {cfg.max_stamp_lead_s:g} s)")
+            self._joints_future_said = True
+            q_joints, joint_stamp = None, None
+            inputs = replace(inputs, joint_positions=None, joint_stamp_s=None)
+        else:
+            self._joints_future_said = False
         if (q_joints is not None and joint_stamp is not None and self._meas_prev is not None
-                and self._meas_prev_stamped and joint_stamp < self._meas_prev[0] - 1e-9):
+                and self._meas_prev_stamped and joint_stamp < self._meas_prev[0] - 1e-9
+                and now_s - self._meas_prev_tick_s <= _STALE_JOINTS_FOR_S):
             # Older than a joint state already used (a replayed or reordered message): the arm was
-            # there, it is not there now. Keep the newest one.
+            # there, it is not there now. Keep the newest one -- unless no newer one has come for
+            # _STALE_JOINTS_FOR_S: then the arm's clock went back, and its states are taken again.
             if not self._joints_stale_said:
                 out.warnings.append(f"joint state stamped {self._meas_prev[0] - joint_stamp:.3f} s before the newest "
                                     "one ignored (replayed or out of order); using the newest")
@@ -890,8 +909,10 @@ class ArmController:
                     self._meas_velocity = np.clip((q - self._meas_prev[1]) / dt, -v_max, v_max)
                 elif dt > 0.2:
                     self._meas_velocity = None   # too old to difference
-            if self._meas_prev is None or t_meas > self._meas_prev[0]:
+            if self._meas_prev is None or t_meas > self._meas_prev[0] \
+                    or now_s - self._meas_prev_tick_s > _STALE_JOINTS_FOR_S:
                 self._meas_prev = (t_meas, q)
+                self._meas_prev_tick_s = now_s
                 self._meas_prev_stamped = inputs.joint_stamp_s is not None
         self._tracking_lost_now = False
         if q_meas is None or self._plan is None:
@@ -1326,6 +1347,13 @@ class ArmController:
         if inside_s == 0.0:
             return direct
         brake = plan_brake(q, qd, qdd, self.limits, deceleration_scale=cfg.stop_acceleration_scale)
+        if not self._arm_can_play(brake, qd, qdd):
+            # No brake within the arm's limits from this state (plan_brake gave up lengthening it):
+            # the arm's controller would refuse it. Keep the direct move.
+            if out is not None:
+                out.warnings.append(f"the direct move home from this state would cross the zone ({inside_s:.2f} s "
+                                    "inside it), and no brake from it stays within the arm's limits: keeping it")
+            return direct
         braked = brake.then(plan_minimum_jerk(brake.goal_rad, self.home_rad, self.limits,
                                               velocity_scale or cfg.velocity_scale, cfg.min_move_duration_s))
         braked_inside_s = zone_time_after_leaving_s(braked, self.kinematics, zone)
@@ -1344,6 +1372,16 @@ class ArmController:
             out.warnings.append(f"the direct move home from this state would cross the zone ({inside_s:.2f} s inside "
                                 f"it): {how}")
         return chosen
+
+    def _arm_can_play(self, plan: JointPlan, qd0: np.ndarray, qdd0: np.ndarray) -> bool:
+        """Whether ``plan`` keeps within the joint position limits and the velocity and acceleration
+        limits (or the start state's, where it already exceeds them), sampled every 10 ms."""
+        lim = self.limits
+        q, v, a = plan.state_at(np.append(np.arange(0.0, plan.duration_s, 0.01), plan.duration_s))
+        v_max = np.maximum(lim.velocity_rad_s, np.abs(qd0)) * 1.02
+        a_max = np.maximum(lim.acceleration_rad_s2, np.abs(qdd0)) * 1.02
+        return bool(np.all(q >= lim.lower_rad - 1e-3) and np.all(q <= lim.upper_rad + 1e-3)
+                    and np.all(np.abs(v) <= v_max) and np.all(np.abs(a) <= a_max))
 
     def _at_home(self, q: np.ndarray) -> bool:
         return bool(np.max(np.abs(np.asarray(q, dtype=float) - self.home_rad)) <= self.config.home_tolerance_rad)
