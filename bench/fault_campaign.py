@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-sessions", type=int, default=50, help="sessions the verdict needs (default 50)")
     p.add_argument("--min-faults", type=int, default=300, help="injected faults the verdict needs (default 300)")
     p.add_argument("--out", type=Path, default=Path("runs/fault_campaign"), help="report and logs directory")
+    p.add_argument("--only", type=int, nargs="+", metavar="N",
+                   help="run only these sessions of the draw (0-based indices below --sessions), to reproduce a "
+                        "finding; the verdict's minimums are not applied")
     p.add_argument("--rebuild-report", action="store_true",
                    help="run nothing: rewrite DIR/report.json and report.md from the sessions DIR/report.json holds")
     return p
@@ -93,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     plans = [draw_session(rng, i, turns=args.turns, faults_per_session=args.faults_per_session,
                           kill_probability=args.kill_probability, policies=args.policies, partners=args.partners)
              for i in range(args.sessions)]
+    if args.only:
+        unknown = sorted(set(args.only) - set(range(args.sessions)))
+        if unknown:
+            print(f"--only: no session {unknown} in a draw of {args.sessions}", file=sys.stderr)
+            return 2
+        plans = [plan for plan in plans if plan.index in set(args.only)]
+        args.min_sessions, args.min_faults = 0, 0
     meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(),
             "command": "python bench/fault_campaign.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             "host": f"{platform.node()}, {os.cpu_count()} CPUs, load average at start "

@@ -144,6 +144,8 @@ _SSM_RAISE_AFTER_S = 0.2
 _RESEND_JOIN_S = 0.1
 #: A new move's first trajectory point is at least this long (s) after its start (see _first_points_from).
 _FIRST_POINT_S = 0.05
+#: Every trajectory ends at least this long (s) after its stamp (:func:`_first_points_from`).
+_MIN_TRAJECTORY_S = 0.3
 #: The entry is committed (the reach sent on past the gate) this long (s) before the gated reach
 #: would start braking: the re-sent move's join plus two controller ticks.
 _COMMIT_LEAD_S = _RESEND_JOIN_S + 0.02
@@ -1468,13 +1470,19 @@ def _first_points_from(points: list[TrajectoryPoint], lead_s: float) -> list[Tra
     (20 ms) away leaves a few ms after a transport delay, and the catch-up in them would exceed
     the arm's acceleration limits (a real arm's controller aborts such a motion). A move shorter
     than ``lead_s`` holds its goal from ``lead_s`` on: a trajectory stamped now must not end
-    before it arrives."""
+    before it arrives. Nor shortly after: a move that would end sooner than :data:`_MIN_TRAJECTORY_S`
+    after its stamp (a protective stop's ramp, a short brake) holds its goal until then, so one
+    delayed by less than that on a busy machine is still carried out -- the arm's controller
+    rejects a trajectory that ends before it arrives, and the arm would go on with the move it
+    was meant to stop."""
     kept = [p for p in points if p.time_from_start_s >= lead_s - 1e-9]
-    if kept:
-        return kept
     last = points[-1]
     zero = tuple(0.0 for _ in last.positions)
-    return [TrajectoryPoint(lead_s, last.positions, zero, zero)]
+    if not kept:
+        kept = [TrajectoryPoint(lead_s, last.positions, zero, zero)]
+    if kept[-1].time_from_start_s < _MIN_TRAJECTORY_S - 1e-9:
+        kept.append(TrajectoryPoint(_MIN_TRAJECTORY_S, kept[-1].positions, zero, zero))
+    return kept
 
 
 #: A measured joint this far (rad) beyond the arm's position limits is not a measurement (the
