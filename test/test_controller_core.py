@@ -579,7 +579,7 @@ def test_an_arm_that_is_not_following_is_not_carried_forward_at_the_commanded_ve
             sent = out
             break
     assert sent is not None and sent.trajectory is not None
-    assert sent.trajectory.purpose in ("retreat", "withdraw")
+    assert sent.state in ("retreating", "withdrawing") and sent.trajectory.purpose == "settle"
     assert np.allclose(sent.trajectory.plan.start_rad, frozen, atol=1e-6)
 
 

@@ -87,12 +87,14 @@ from coop_robot.control.planning import (
     JointPlan,
     ScaledPlan,
     TrajectoryPoint,
+    brake_stop_position,
     commit_time_s,
     ee_path_m,
     first_zone_entry_s,
     plan_brake,
     plan_minimum_jerk,
     plan_to_rest,
+    quintic_coefficients,
     ramp_time_s,
     zone_time_after_leaving_s,
 )
@@ -159,6 +161,18 @@ _MAX_JOINT_EXTRAPOLATION_S = 0.1
 #: Joint states stamped before the newest one are ignored for this long (s) after it; past it, the
 #: arm's clock is taken to have gone back and they are used again.
 _STALE_JOINTS_FOR_S = 0.25
+#: A settling stop (:meth:`ArmController._settle`) lasts at least this long (s) from its receipt.
+_SETTLE_MIN_S = 0.3
+#: ... and counts as done this long (s) after its planned end: it starts when the arm receives it,
+#: which on a busy machine can be well after it was sent.
+_SETTLE_ALLOWANCE_S = 0.25
+#: The arm is at rest when its measured joint speeds are all below this (rad/s).
+_AT_REST_RAD_S = 0.05
+#: ... for this long (s) of joint states (an arm swinging about is at rest only at its turning points).
+_AT_REST_FOR_S = 0.1
+#: A move from rest sent on receipt counts as started on the arm once its measured joints are this
+#: far (rad) from where it starts; until then its timeline is moved to the newest joint state's.
+_STARTED_RAD = 2e-3
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
@@ -524,8 +538,11 @@ class TrajectoryCommand:
 
     joint_names: tuple[str, ...]
     points: list[TrajectoryPoint]
-    purpose: str          # reach, approach, retreat, withdraw, brake, home
+    purpose: str          # reach, approach, retreat, withdraw, brake, home, settle
     plan: JointPlan       # the continuous plan the points sample (for checks and logs)
+    #: Start on receipt (a zero stamp) rather than at the tick's time: a settling stop, whose one
+    #: point the arm's controller reaches from whatever state the arm is in when it arrives.
+    on_receipt: bool = False
 
 
 @dataclass
@@ -629,6 +646,13 @@ class ArmController:
         self._plan: ScaledPlan | None = None
         self._plan_start_s = 0.0
         self._purpose = "home"
+        #: The running plan was sent with a zero stamp (it starts when the arm receives it) ...
+        self._on_receipt = False
+        #: ... and, a move from rest, the arm has not been seen leaving its start yet: the plan's
+        #: timeline follows the joint states until it has (_sync_start).
+        self._start_pending = False
+        #: Stamp of the newest joint state that showed the arm moving (_AT_REST_RAD_S).
+        self._last_motion_s = -np.inf
         self._update_s = -np.inf            # the last update's tick time (sent_at: was its plan sent then?)
         self._reach_started_s = -np.inf     # when the last reach from rest was started
         self._hold_rad = self.home_rad.copy()
@@ -765,6 +789,7 @@ class ArmController:
             inputs = replace(inputs, joint_positions=q_joints, joint_stamp_s=joint_stamp)
         else:
             self._joints_stale_said = False
+        self._sync_start(q_joints, joint_stamp)
         q_meas = self._measured_now(now_s, q_joints, joint_stamp)
         self._check_tracking(out, now_s, inputs, q_joints, q_meas)
         stamp = inputs.perception_stamp_s
@@ -821,9 +846,10 @@ class ArmController:
                 self._cautious = inputs.decision_fallback
                 self._start_reach(out, now_s, q_meas, guard_clear)
         elif self.state in ("reaching", "acting") and self._tracking_lost_now:
-            # The turn's move is not being carried out: go home from where the arm is (an abort
-            # before the commit, a withdrawal after it); the policy's "act" starts a new reach.
-            self._stop_and_return(out, now_s, q_meas)
+            # The turn's move is not being carried out: bring the arm to rest where it is, then go
+            # home from there (an abort before the commit, a withdrawal after it); the policy's
+            # "act" starts a new reach.
+            self._settle(out, now_s, q_meas)
         elif self.state == "reaching":
             self._cautious = self._cautious or (inputs.decision == "act" and inputs.decision_fallback)
             self._update_reach(out, now_s, inputs.decision, q_meas, stale, guard_clear, partner_in_zone)
@@ -841,20 +867,20 @@ class ArmController:
             elif progress == "arrived":
                 self._arrive_home(out, now_s)
             elif self._tracking_lost_now:
-                # The move home is not being carried out: send it again from the arm's measured state.
-                self._send(out, ScaledPlan(self._home_plan_from(*self._start_state(now_s, q_meas), out=out)),
-                           now_s, "home", self.state)
+                # The move home is not being carried out: bring the arm to rest, then send it again
+                # from there.
+                self._settle(out, now_s, q_meas)
             elif progress == "stuck":
                 out.warnings.append(self._stuck_warning(q_meas, "home") + "; sending the move home again")
                 plan = self._home_plan_from(q_meas, np.zeros(7), np.zeros(7), out=out)
-                self._send(out, ScaledPlan(plan), now_s, "home", self.state)
+                self._send(out, ScaledPlan(plan), now_s, "home", self.state, on_receipt=True)
             elif self._stopped_short_on_the_way_home(now_s):
                 # A protective stop caught this move while it still braked toward the person (a retreat
                 # or withdrawal starts by braking the motion it interrupts), and what is left of that
                 # braking keeps it stopped. From rest, the move home heads straight away: send it.
                 start = q_meas if q_meas is not None else self.commanded_state(now_s)[0]
                 plan = self._home_plan_from(start, np.zeros(7), np.zeros(7), out=out)
-                self._send(out, ScaledPlan(plan), now_s, "home", self.state)
+                self._send(out, ScaledPlan(plan), now_s, "home", self.state, on_receipt=True)
         self._monitor_separation(out, now_s, inputs, q_meas)
         return out
 
@@ -880,7 +906,8 @@ class ArmController:
     def _stopped_short_on_the_way_home(self, now_s: float) -> bool:
         """A withdrawal or retreat held at rest by a protective stop for :data:`_SSM_RAISE_AFTER_S`
         while its path still leads toward the person before it turns for home."""
-        if self._ssm_mode != "stop" or self._ssm_stop_since_s is None or self._plan is None:
+        if (self._ssm_mode != "stop" or self._ssm_stop_since_s is None or self._plan is None
+                or self._purpose == "settle"):
             return False
         if now_s - self._ssm_stop_since_s < _SSM_RAISE_AFTER_S:
             return False
@@ -909,6 +936,8 @@ class ArmController:
                     # and a move planned from it would be refused by the arm's controller.
                     v_max = self.limits.velocity_rad_s
                     self._meas_velocity = np.clip((q - self._meas_prev[1]) / dt, -v_max, v_max)
+                    if float(np.max(np.abs(self._meas_velocity))) > _AT_REST_RAD_S:
+                        self._last_motion_s = t_meas
                 elif dt > 0.2:
                     self._meas_velocity = None   # too old to difference
             if self._meas_prev is None or t_meas > self._meas_prev[0] \
@@ -922,6 +951,10 @@ class ArmController:
             return
         error = float(np.max(np.abs(q_meas - self.commanded_state(now_s)[0])))
         lagging = error > self.config.tracking_tolerance_rad
+        if self._purpose == "settle":
+            # Coming to rest from wherever the arm was when the stop arrived: its timeline is the
+            # arm's, not this clock's, and the move home starts from where it rests.
+            lagging = False
         self._tracking_lost_now = lagging and not self.not_following
         if self._tracking_lost_now:
             out.warnings.append(
@@ -1256,7 +1289,8 @@ class ArmController:
             self._raise_since_s = None
         if abs(allowed - self._cruise_sigma) > 1e-9:
             self._raise_since_s = None
-            if allowed < self._cruise_sigma and (plan.max_sigma_after(t_local) <= allowed + 1e-9
+            if allowed < self._cruise_sigma and (self._purpose == "settle"
+                                                 or plan.max_sigma_after(t_local) <= allowed + 1e-9
                                                  or (plan.braking_to_stop(t_local)
                                                      and plan.sigma_at(t_local) <= allowed + 1e-9)):
                 # Never faster than allowed from here, or braking to rest (at the waiting point or the
@@ -1318,6 +1352,52 @@ class ArmController:
         else:
             self._emit(out, "withdraw_start", now_s)
             self._send(out, ScaledPlan(plan), now_s, "withdraw", "withdrawing")
+
+    def _settle(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
+        """The arm is not following its commands: bring it to rest, then go home from there
+        (:meth:`_home_from_rest`, once the way home keeps out of the zone or the zone is clear).
+
+        A move planned from the measured state of an arm in motion is only right if it arrives at
+        once: stamped with this tick, the arm's controller samples it at its receipt and jumps to
+        where the plan is by then -- on a loaded machine 0.15 s into it, from a state the plan never
+        expected. Each such jump left the arm further from its commands, the next move was planned
+        from there, and the arm was whipped about (a fault campaign's contact). So the stop is one
+        point reached from the arm's state on receipt (a zero stamp): rest at the measured joints
+        carried on by half a braking distance, in at least :data:`_SETTLE_MIN_S`, braking at
+        ``stop_acceleration_scale`` of the limits from the measured velocity. Where the arm really
+        is when the stop arrives only moves that point, not the braking."""
+        cfg, lim = self.config, self.limits
+        if q_meas is None:
+            q0 = self.commanded_state(now_s)[0]
+            qd0 = np.zeros(7)
+        else:
+            q0 = q_meas
+            qd0 = np.zeros(7) if self._meas_velocity is None else self._meas_velocity.copy()
+        zero = np.zeros(7)
+        T = float(max(_SETTLE_MIN_S, np.max(1.5 * np.abs(qd0) / (cfg.stop_acceleration_scale
+                                                                 * lim.acceleration_rad_s2))))
+        rest = np.clip(brake_stop_position(q0, qd0, zero, T), lim.lower_rad, lim.upper_rad)
+        plan = JointPlan([(quintic_coefficients(q0, qd0, zero, rest, zero, zero, T), T)])
+        if self.state == "reaching" and not self._committed:
+            self._emit(out, "abort", now_s)
+            state = "retreating"
+        elif self.state in ("reaching", "acting"):
+            self._emit(out, "withdraw_start", now_s)
+            state = "withdrawing"
+        else:
+            state = self.state
+        self._phase = "direct"
+        self._held_home_velocity_scale = cfg.velocity_scale
+        self._plan = ScaledPlan(plan)
+        self._plan_start_s = now_s
+        self._hold_rad = rest
+        self._purpose = "settle"
+        self._on_receipt, self._start_pending = True, False
+        self._cruise_sigma = 1.0
+        self._stop_at_tau = None
+        self.state = out.state = state
+        point = TrajectoryPoint(T, tuple(rest.tolist()), (0.0,) * 7, (0.0,) * 7)
+        out.trajectory = TrajectoryCommand(cfg.joint_names, [point], "settle", self._plan, on_receipt=True)
 
     def _direct_home_plan(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
                           velocity_scale: float | None = None) -> JointPlan:
@@ -1398,7 +1478,7 @@ class ArmController:
         scale = self._held_home_velocity_scale
         plan = plan_minimum_jerk(start, self.home_rad, self.limits, scale, cfg.min_move_duration_s)
         if guard_clear or zone_time_after_leaving_s(plan, self.kinematics, cfg.zone) == 0.0:
-            self._send(out, ScaledPlan(plan), now_s, "home", self.state)
+            self._send(out, ScaledPlan(plan), now_s, "home", self.state, on_receipt=True)
 
     def _go_home(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None, velocity_scale: float) -> None:
         """Slow return home from wherever the arm is (after an e-stop release, at start-up)."""
@@ -1437,6 +1517,12 @@ class ArmController:
         if self._plan.stops_on_path:
             return "running"
         over_s = now_s - self._plan_start_s - self._plan.duration_s
+        if self._purpose == "settle":
+            # Done once the arm is measured at rest (or, should it never be, settle_timeout_s later).
+            if over_s < _SETTLE_ALLOWANCE_S:
+                return "running"
+            at_rest = self._meas_prev is None or self._meas_prev[0] - self._last_motion_s >= _AT_REST_FOR_S
+            return "arrived" if at_rest or over_s >= _SETTLE_ALLOWANCE_S + self.config.settle_timeout_s else "running"
         if over_s < 0.0:
             return "running"
         if q_meas is None or np.max(np.abs(q_meas - self._plan.goal_rad)) <= self.config.settle_tolerance_rad:
@@ -1448,16 +1534,36 @@ class ArmController:
         return (f"arm did not reach the {goal}: measured joints {error:.3f} rad from it "
                 f"{self.config.settle_timeout_s:.1f} s after the trajectory ended")
 
-    def _send(self, out: ControllerOutput, plan: ScaledPlan, now_s: float, purpose: str, state: str) -> None:
+    def _send(self, out: ControllerOutput, plan: ScaledPlan, now_s: float, purpose: str, state: str,
+              on_receipt: bool = False) -> None:
+        """Send ``plan`` (the new running move). ``on_receipt``: a move from rest, started when the
+        arm receives it (a zero stamp), its timeline then following the arm (:meth:`_sync_start`)."""
         self._plan = plan
         self._plan_start_s = now_s
         self._hold_rad = plan.goal_rad
         self._purpose = purpose
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
+        self._on_receipt = self._start_pending = on_receipt
         self.state = out.state = state
         out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(
-            plan.points(self.config.point_rate_hz), _FIRST_POINT_S), purpose, plan)
+            plan.points(self.config.point_rate_hz), _FIRST_POINT_S), purpose, plan, on_receipt=on_receipt)
+
+    def _sync_start(self, q: np.ndarray | None, stamp_s: float | None) -> None:
+        """A move from rest sent on receipt starts when the arm gets it, which the controller does not
+        see: as long as the measured joints are still at its start, move its timeline on to their
+        stamp (less the time the plan takes to leave the start by :data:`_STARTED_RAD`)."""
+        if not self._start_pending or q is None or stamp_s is None or self._plan is None:
+            return
+        plan = self._plan
+        if np.max(np.abs(q - plan.start_rad)) > _STARTED_RAD:
+            self._start_pending = False
+            return
+        t = np.arange(0.0, min(plan.duration_s, 0.5), 0.005)
+        q_plan = plan.state_at(t)[0]
+        moved = np.flatnonzero(np.max(np.abs(q_plan - plan.start_rad), axis=-1) > _STARTED_RAD)
+        lead_s = float(t[moved[0]]) if moved.size else 0.0
+        self._plan_start_s = max(self._plan_start_s, float(stamp_s) - lead_s)
 
     @staticmethod
     def _emit(out: ControllerOutput, name: str, now_s: float) -> None:

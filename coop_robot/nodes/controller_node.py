@@ -285,8 +285,8 @@ class ControllerNode(Node):
 
     def _publish(self, out: ControllerOutput, start_s: float) -> None:
         if out.trajectory is not None:
-            self.trajectory_pub.publish(_trajectory_msg(out.trajectory,
-                                                        start_s if self.stamp_trajectories else None))
+            stamped = self.stamp_trajectories and not out.trajectory.on_receipt
+            self.trajectory_pub.publish(_trajectory_msg(out.trajectory, start_s if stamped else None))
         for warning in out.warnings:
             self.get_logger().warning(warning)
         for event in out.events:
