@@ -419,3 +419,50 @@ def test_moves_that_reach_the_arm_late_do_not_whip_it(seed):
     assert result["not_following"] <= 1, result
     assert result["speed"] <= 1.0 or seed == 3, result
     assert result["speed"] <= 1.5, result   # seed 3: the settling stop from a badly measured velocity
+
+
+def test_a_settling_stop_is_not_re_sent_by_separation_monitoring():
+    """A settling stop starts when the arm gets it, not on the controller's timeline: slowing or
+    speeding it up by re-sending it, stamped, would jump the arm again. The hand comes close to the
+    arm and goes away while the arm settles: nothing is sent until it is at rest."""
+    core, out, _ = _driven_off_its_plan(_DRIVEN_OFF_PLAN_RAD_S)
+    assert out.trajectory.purpose == "settle" and out.trajectory.on_receipt
+    settle_end = core._plan_start_s + core._plan.duration_s
+    t = core._update_s
+    modes = set()
+    while t < settle_end:
+        t = round(t + TICK_S, 6)
+        q = core.commanded_state(t)[0]
+        ee = core.kinematics.fk(q)
+        hand = ee + np.array([0.0, 0.0, 0.15]) if t < settle_end - 0.1 else ee + np.array([0.0, 1.5, 0.0])
+        step = core.update(t, ControllerInputs(decision="wait", partner_in_zone=False, perception_stamp_s=t - 0.03,
+                                               joint_positions=q, joint_stamp_s=t, partner_hand_m=hand,
+                                               partner_velocity_mps=np.zeros(3)))
+        modes.add(step.ssm_mode)
+        assert step.trajectory is None, (t, step.trajectory.purpose)
+    assert "stop" in modes or "scaled" in modes   # separation monitoring did act on it
+
+
+def test_a_move_from_rest_the_arm_never_starts_is_found_not_followed():
+    """A move home sent on receipt has its timeline moved on while the arm has not left its start;
+    one the arm never gets must not be waited for for ever."""
+    core, out, _ = _driven_off_its_plan(_DRIVEN_OFF_PLAN_RAD_S)
+    rest = out.trajectory.plan.goal_rad
+    rest_hand = np.asarray(world_geometry().partner_rest_m, dtype=float)
+    t, home_sent, warnings = core._update_s, None, []
+    for _ in range(600):
+        t = round(t + TICK_S, 6)
+        q = core.commanded_state(t)[0] if home_sent is None else rest   # the arm settles, then never moves
+        step = core.update(t, ControllerInputs(decision="wait", partner_in_zone=False, perception_stamp_s=t - 0.03,
+                                               joint_positions=q, joint_stamp_s=t, partner_hand_m=rest_hand,
+                                               partner_velocity_mps=np.zeros(3)))
+        if home_sent is None and step.trajectory is not None and step.trajectory.purpose == "home":
+            assert step.trajectory.on_receipt
+            home_sent = t
+        elif home_sent is not None:
+            warnings += step.warnings
+            if any("not following" in w for w in warnings):
+                break
+    assert home_sent is not None
+    assert any("not following" in w for w in warnings)
+    assert t - home_sent <= 1.5

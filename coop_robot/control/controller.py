@@ -173,6 +173,9 @@ _AT_REST_FOR_S = 0.1
 #: A move from rest sent on receipt counts as started on the arm once its measured joints are this
 #: far (rad) from where it starts; until then its timeline is moved to the newest joint state's.
 _STARTED_RAD = 2e-3
+#: ... for at most this long (s) after it was sent: an arm that has not started it by then did not
+#: get it, and the tracking check says so.
+_START_SYNC_FOR_S = 0.5
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
@@ -440,7 +443,8 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
     _p("stamp_trajectories", None, "Stamp each JointTrajectory with the controller-clock time its move starts "
        "(the JTC runs it on the controller's timeline: re-sent moves join the arm where it is). Needs the "
        "controller's clock synchronized with the robot's (sim time, or chrony/PTP on a lab PC); false: zero "
-       "stamp, start on receipt", node_default=True),
+       "stamp, start on receipt. Settling stops (the arm not following) and the moves from rest after them "
+       "always start on receipt", node_default=True),
 )
 CONTROLLER_PARAMETER_NAMES = tuple(p.name for p in CONTROLLER_PARAMETERS)
 
@@ -651,6 +655,7 @@ class ArmController:
         #: ... and, a move from rest, the arm has not been seen leaving its start yet: the plan's
         #: timeline follows the joint states until it has (_sync_start).
         self._start_pending = False
+        self._sent_s = 0.0
         #: Stamp of the newest joint state that showed the arm moving (_AT_REST_RAD_S).
         self._last_motion_s = -np.inf
         self._update_s = -np.inf            # the last update's tick time (sent_at: was its plan sent then?)
@@ -1289,12 +1294,13 @@ class ArmController:
             self._raise_since_s = None
         if abs(allowed - self._cruise_sigma) > 1e-9:
             self._raise_since_s = None
-            if allowed < self._cruise_sigma and (self._purpose == "settle"
-                                                 or plan.max_sigma_after(t_local) <= allowed + 1e-9
-                                                 or (plan.braking_to_stop(t_local)
-                                                     and plan.sigma_at(t_local) <= allowed + 1e-9)):
+            keep = allowed < self._cruise_sigma and (
+                plan.max_sigma_after(t_local) <= allowed + 1e-9
+                or (plan.braking_to_stop(t_local) and plan.sigma_at(t_local) <= allowed + 1e-9))
+            if keep or self._purpose == "settle":
                 # Never faster than allowed from here, or braking to rest (at the waiting point or the
-                # gate) and already no faster: keep the plan.
+                # gate) and already no faster: keep the plan. A settling stop is never re-sent: it
+                # started on receipt, not on this clock's timeline.
                 self._cruise_sigma = allowed
             else:
                 self._resend(out, now_s, allowed)
@@ -1545,6 +1551,7 @@ class ArmController:
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
         self._on_receipt = self._start_pending = on_receipt
+        self._sent_s = now_s
         self.state = out.state = state
         out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(
             plan.points(self.config.point_rate_hz), _FIRST_POINT_S), purpose, plan, on_receipt=on_receipt)
@@ -1556,7 +1563,7 @@ class ArmController:
         if not self._start_pending or q is None or stamp_s is None or self._plan is None:
             return
         plan = self._plan
-        if np.max(np.abs(q - plan.start_rad)) > _STARTED_RAD:
+        if np.max(np.abs(q - plan.start_rad)) > _STARTED_RAD or stamp_s - self._sent_s > _START_SYNC_FOR_S:
             self._start_pending = False
             return
         t = np.arange(0.0, min(plan.duration_s, 0.5), 0.005)
