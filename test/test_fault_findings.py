@@ -466,3 +466,37 @@ def test_a_move_from_rest_the_arm_never_starts_is_found_not_followed():
     assert home_sent is not None
     assert any("not following" in w for w in warnings)
     assert t - home_sent <= 1.5
+
+
+def test_an_emergency_stop_from_a_fast_state_near_a_joint_limit_is_one_the_arm_plays():
+    """From joint 2 moving at 90 % of its velocity limit 0.05 rad short of its upper limit, no brake
+    at stop_acceleration_scale stays within the limit: plan_brake gave up with a 34 s plan through
+    14.9 rad, the arm refused it and went on with the move it was on -- during an e-stop. Now the
+    arm gets one point at rest at the limit, started on receipt, which it carries out."""
+    from coop_robot.control.planning import JointPlan, ScaledPlan, plan_brake, quintic_coefficients
+    from coop_robot.sim.trajectory import JointTrajectoryExecutor
+
+    core = ArmController()
+    lim = core.limits
+    q0 = np.asarray(core.home_rad, dtype=float).copy()
+    q0[1] = lim.upper_rad[1] - 0.05
+    qd0 = np.zeros(7)
+    qd0[1] = 0.9 * lim.velocity_rad_s[1]
+    zero = np.zeros(7)
+    assert not core._arm_can_play(plan_brake(q0, qd0, zero, lim, deceleration_scale=0.8), qd0, zero)
+    # The arm moving like that on the controller's own plan, following it, when the e-stop comes.
+    moving = JointPlan([(quintic_coefficients(q0, qd0, zero, q0 + qd0 * 0.5, qd0, zero, 0.5), 0.5)])
+    core._send(ControllerOutput("reaching"), ScaledPlan(moving), 0.0, "reach", "reaching")
+    out = core.update(0.0, ControllerInputs(decision="act", partner_in_zone=False, perception_stamp_s=0.0,
+                                            joint_positions=q0, joint_stamp_s=0.0, estop=True))
+    assert out.state == "estop" and "estop" in [e.name for e in out.events]
+    command = out.trajectory
+    assert command.purpose == "brake" and command.on_receipt and len(command.points) == 1
+    assert any("no brake within the arm's limits" in w for w in out.warnings)
+    arm = JointTrajectoryExecutor(core.config.joint_names, q0, limits=lim)
+    point = command.points[0]
+    arm.set_trajectory(core.config.joint_names, [(point.time_from_start_s, point.positions, point.velocities)],
+                       0.0, now_s=1.0, current_q_rad=q0, current_qd_rad_s=qd0)   # not refused
+    played = np.array([arm.sample(1.0 + t)[0] for t in np.linspace(0.0, point.time_from_start_s, 200)])
+    assert np.all(played <= lim.upper_rad + 1e-6) and np.all(played >= lim.lower_rad - 1e-6)
+    np.testing.assert_allclose(arm.sample(1.0 + point.time_from_start_s)[1], 0.0, atol=1e-9)

@@ -828,7 +828,15 @@ class ArmController:
                 self._emit(out, "estop", now_s)
                 q, qd, qdd = self._start_state(now_s, q_meas)
                 plan = plan_brake(q, qd, qdd, self.limits, deceleration_scale=cfg.stop_acceleration_scale)
-                self._send(out, ScaledPlan(plan), now_s, "brake", "estop")
+                if self._arm_can_play(plan, qd, qdd):
+                    self._send(out, ScaledPlan(plan), now_s, "brake", "estop")
+                else:
+                    # No brake along the motion stays within the arm's limits from here (a fast state
+                    # near a joint limit: plan_brake gives up lengthening it), and the arm would refuse
+                    # it and go on: stop at rest where the joints can, started on receipt.
+                    out.warnings.append("emergency stop: no brake within the arm's limits from this state; "
+                                        "stopping as one point at rest, started on receipt")
+                    self._send_rest_point(out, now_s, q, qd, "brake", "estop", min_duration_s=0.1)
                 self._set_ssm_mode(out, now_s, "free", 1.0, emit=False)
             return out
         if self.state == "estop":
@@ -1372,18 +1380,13 @@ class ArmController:
         carried on by half a braking distance, in at least :data:`_SETTLE_MIN_S`, braking at
         ``stop_acceleration_scale`` of the limits from the measured velocity. Where the arm really
         is when the stop arrives only moves that point, not the braking."""
-        cfg, lim = self.config, self.limits
+        cfg = self.config
         if q_meas is None:
             q0 = self.commanded_state(now_s)[0]
             qd0 = np.zeros(7)
         else:
             q0 = q_meas
             qd0 = np.zeros(7) if self._meas_velocity is None else self._meas_velocity.copy()
-        zero = np.zeros(7)
-        T = float(max(_SETTLE_MIN_S, np.max(1.5 * np.abs(qd0) / (cfg.stop_acceleration_scale
-                                                                 * lim.acceleration_rad_s2))))
-        rest = np.clip(brake_stop_position(q0, qd0, zero, T), lim.lower_rad, lim.upper_rad)
-        plan = JointPlan([(quintic_coefficients(q0, qd0, zero, rest, zero, zero, T), T)])
         if self.state == "reaching" and not self._committed:
             self._emit(out, "abort", now_s)
             state = "retreating"
@@ -1394,16 +1397,41 @@ class ArmController:
             state = self.state
         self._phase = "direct"
         self._held_home_velocity_scale = cfg.velocity_scale
-        self._plan = ScaledPlan(plan)
+        self._send_rest_point(out, now_s, q0, qd0, "settle", state, min_duration_s=_SETTLE_MIN_S)
+
+    def _send_rest_point(self, out: ControllerOutput, now_s: float, q0: np.ndarray, qd0: np.ndarray,
+                         purpose: str, state: str, min_duration_s: float) -> None:
+        """Send a stop as one point at rest, started on receipt (:meth:`_settle`): where the joints
+        ``q0`` moving at ``qd0`` come to rest braking at ``stop_acceleration_scale`` of the limits,
+        in at least ``min_duration_s``. A joint that would come to rest beyond its position limit
+        rests at the limit instead, and the stop is made short enough that it does not overshoot
+        it (harder than the limits allow, where nothing else can keep within them)."""
+        cfg, lim = self.config, self.limits
+        zero = np.zeros(7)
+        T = float(max(min_duration_s, np.max(1.5 * np.abs(qd0) / (cfg.stop_acceleration_scale
+                                                                   * lim.acceleration_rad_s2))))
+        lower, upper = lim.lower_rad + 1e-3, lim.upper_rad - 1e-3
+        natural = brake_stop_position(q0, qd0, zero, T)
+        rest = np.clip(natural, lower, upper)
+        clipped = np.abs(rest - natural) > 1e-9
+        if clipped.any():
+            # A cubic from velocity v to rest d away does not overshoot while d >= v T / 3.
+            room = np.abs(rest - q0)[clipped]
+            speed = np.maximum(np.abs(qd0[clipped]), 1e-9)
+            T = float(max(0.05, min(T, np.min(3.0 * room / speed))))
+            rest = np.clip(brake_stop_position(q0, qd0, zero, T), lower, upper)
+        plan = ScaledPlan(JointPlan([(quintic_coefficients(q0, qd0, zero, rest, zero, zero, T), T)]))
+        self._plan = plan
         self._plan_start_s = now_s
+        self._sent_s = now_s
         self._hold_rad = rest
-        self._purpose = "settle"
+        self._purpose = purpose
         self._on_receipt, self._start_pending = True, False
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
         self.state = out.state = state
         point = TrajectoryPoint(T, tuple(rest.tolist()), (0.0,) * 7, (0.0,) * 7)
-        out.trajectory = TrajectoryCommand(cfg.joint_names, [point], "settle", self._plan, on_receipt=True)
+        out.trajectory = TrajectoryCommand(cfg.joint_names, [point], purpose, plan, on_receipt=True)
 
     def _direct_home_plan(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
                           velocity_scale: float | None = None) -> JointPlan:
