@@ -650,10 +650,9 @@ class ArmController:
         self._plan: ScaledPlan | None = None
         self._plan_start_s = 0.0
         self._purpose = "home"
-        #: The running plan was sent with a zero stamp (it starts when the arm receives it) ...
-        self._on_receipt = False
-        #: ... and, a move from rest, the arm has not been seen leaving its start yet: the plan's
-        #: timeline follows the joint states until it has (_sync_start).
+        #: The running plan is a move from rest sent with a zero stamp (it starts when the arm
+        #: receives it), and the arm has not been seen leaving its start yet: the plan's timeline
+        #: follows the joint states until it has (_sync_start).
         self._start_pending = False
         self._sent_s = 0.0
         #: Stamp of the newest joint state that showed the arm moving (_AT_REST_RAD_S).
@@ -1426,7 +1425,7 @@ class ArmController:
         self._sent_s = now_s
         self._hold_rad = rest
         self._purpose = purpose
-        self._on_receipt, self._start_pending = True, False
+        self._start_pending = False
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
         self.state = out.state = state
@@ -1578,7 +1577,7 @@ class ArmController:
         self._purpose = purpose
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
-        self._on_receipt = self._start_pending = on_receipt
+        self._start_pending = on_receipt
         self._sent_s = now_s
         self.state = out.state = state
         out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(
