@@ -655,6 +655,7 @@ class ArmController:
         #: follows the joint states until it has (_sync_start).
         self._start_pending = False
         self._sent_s = 0.0
+        self._start_lead_s = 0.0
         #: Stamp of the newest joint state that showed the arm moving (_AT_REST_RAD_S).
         self._last_motion_s = -np.inf
         self._update_s = -np.inf            # the last update's tick time (sent_at: was its plan sent then?)
@@ -1380,12 +1381,9 @@ class ArmController:
         ``stop_acceleration_scale`` of the limits from the measured velocity. Where the arm really
         is when the stop arrives only moves that point, not the braking."""
         cfg = self.config
-        if q_meas is None:
-            q0 = self.commanded_state(now_s)[0]
-            qd0 = np.zeros(7)
-        else:
-            q0 = q_meas
-            qd0 = np.zeros(7) if self._meas_velocity is None else self._meas_velocity.copy()
+        # Only called on a tracking loss, so the arm is measured and not following: its measured
+        # joints and velocity (at rest if unknown).
+        q0, qd0, _ = self._start_state(now_s, q_meas)
         if self.state == "reaching" and not self._committed:
             self._emit(out, "abort", now_s)
             state = "retreating"
@@ -1420,17 +1418,8 @@ class ArmController:
             T = float(max(0.05, min(T, np.min(3.0 * room / speed))))
             rest = np.clip(brake_stop_position(q0, qd0, zero, T), lower, upper)
         plan = ScaledPlan(JointPlan([(quintic_coefficients(q0, qd0, zero, rest, zero, zero, T), T)]))
-        self._plan = plan
-        self._plan_start_s = now_s
-        self._sent_s = now_s
-        self._hold_rad = rest
-        self._purpose = purpose
-        self._start_pending = False
-        self._cruise_sigma = 1.0
-        self._stop_at_tau = None
-        self.state = out.state = state
         point = TrajectoryPoint(T, tuple(rest.tolist()), (0.0,) * 7, (0.0,) * 7)
-        out.trajectory = TrajectoryCommand(cfg.joint_names, [point], purpose, plan, on_receipt=True)
+        self._send(out, plan, now_s, purpose, state, on_receipt=True, points=[point])
 
     def _direct_home_plan(self, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray,
                           velocity_scale: float | None = None) -> JointPlan:
@@ -1568,20 +1557,28 @@ class ArmController:
                 f"{self.config.settle_timeout_s:.1f} s after the trajectory ended")
 
     def _send(self, out: ControllerOutput, plan: ScaledPlan, now_s: float, purpose: str, state: str,
-              on_receipt: bool = False) -> None:
-        """Send ``plan`` (the new running move). ``on_receipt``: a move from rest, started when the
-        arm receives it (a zero stamp), its timeline then following the arm (:meth:`_sync_start`)."""
+              on_receipt: bool = False, points: list[TrajectoryPoint] | None = None) -> None:
+        """Send ``plan`` (the new running move) as its sampled points, or as ``points`` when given.
+        ``on_receipt``: started when the arm receives it (a zero stamp). A move from rest sent so has
+        its timeline follow the arm (:meth:`_sync_start`); a stop given as its own rest point
+        (:meth:`_send_rest_point`) starts from a moving arm and has no start to wait for."""
         self._plan = plan
         self._plan_start_s = now_s
         self._hold_rad = plan.goal_rad
         self._purpose = purpose
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
-        self._start_pending = on_receipt
+        self._start_pending = on_receipt and points is None
+        if self._start_pending:
+            # How long the plan takes to leave its start by _STARTED_RAD (what _sync_start allows for).
+            t = np.arange(0.0, min(plan.duration_s, 0.5), 0.005)
+            away = np.max(np.abs(plan.state_at(t)[0] - plan.start_rad), axis=-1) > _STARTED_RAD
+            self._start_lead_s = float(t[np.argmax(away)]) if away.any() else 0.0
         self._sent_s = now_s
         self.state = out.state = state
-        out.trajectory = TrajectoryCommand(self.config.joint_names, _first_points_from(
-            plan.points(self.config.point_rate_hz), _FIRST_POINT_S), purpose, plan, on_receipt=on_receipt)
+        if points is None:
+            points = _first_points_from(plan.points(self.config.point_rate_hz), _FIRST_POINT_S)
+        out.trajectory = TrajectoryCommand(self.config.joint_names, points, purpose, plan, on_receipt=on_receipt)
 
     def _sync_start(self, q: np.ndarray | None, stamp_s: float | None) -> None:
         """A move from rest sent on receipt starts when the arm gets it, which the controller does not
@@ -1593,11 +1590,7 @@ class ArmController:
         if np.max(np.abs(q - plan.start_rad)) > _STARTED_RAD or stamp_s - self._sent_s > _START_SYNC_FOR_S:
             self._start_pending = False
             return
-        t = np.arange(0.0, min(plan.duration_s, 0.5), 0.005)
-        q_plan = plan.state_at(t)[0]
-        moved = np.flatnonzero(np.max(np.abs(q_plan - plan.start_rad), axis=-1) > _STARTED_RAD)
-        lead_s = float(t[moved[0]]) if moved.size else 0.0
-        self._plan_start_s = max(self._plan_start_s, float(stamp_s) - lead_s)
+        self._plan_start_s = max(self._plan_start_s, float(stamp_s) - self._start_lead_s)
 
     @staticmethod
     def _emit(out: ControllerOutput, name: str, now_s: float) -> None:
