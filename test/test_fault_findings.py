@@ -443,6 +443,60 @@ def test_a_settling_stop_is_not_re_sent_by_separation_monitoring():
     assert "stop" in modes or "scaled" in modes   # separation monitoring did act on it
 
 
+def _reach_the_arm_stops_following(freeze_after_s: float, resumes: int):
+    """A reach from home with the zone clear on fresh perception and the policy saying "act";
+    ``freeze_after_s`` into each reach the arm stops following it (it holds where it is, as when
+    its moves arrive late), ``resumes + 1`` times. Returns the moves sent after each settling stop
+    and the controller."""
+    core = ArmController()
+    rest_hand = np.asarray(world_geometry().partner_rest_m, dtype=float)
+    t, frozen, reach_from, after_settle = 0.0, None, 0.0, []
+    settled_to = None
+    for _ in range(3000):
+        t = round(t + TICK_S, 6)
+        if settled_to is not None:
+            q = settled_to                              # at rest where the settling stop left it
+        elif frozen is not None:
+            q = frozen                                  # not following the reach any more
+        else:
+            q = core.commanded_state(t)[0]
+            if core.state == "reaching" and t - reach_from >= freeze_after_s and len(after_settle) <= resumes:
+                frozen = q.copy()
+        out = core.update(t, ControllerInputs(decision="act", partner_in_zone=False, perception_stamp_s=t - 0.03,
+                                              joint_positions=q, joint_stamp_s=t, partner_hand_m=rest_hand,
+                                              partner_velocity_mps=np.zeros(3)))
+        if out.trajectory is None:
+            continue
+        if out.trajectory.purpose == "settle":
+            settled_to, frozen = np.asarray(out.trajectory.points[-1].positions, dtype=float), None
+        elif settled_to is not None:
+            after_settle.append((out.trajectory, [e.name for e in out.events], settled_to, list(out.warnings)))
+            settled_to, reach_from = None, t
+            if out.trajectory.purpose != "reach":
+                break
+    return core, after_settle
+
+
+def test_a_reach_the_arm_stopped_following_is_taken_up_again_from_rest():
+    """Session 36 of the fault campaigns hung: on the loaded host, protective stops reached the
+    arm 0.1-0.2 s late, the arm lagged the jump, and the controller found it not following --
+    each time it went all the way home, and the policy's next "act" started the reach from home
+    again, to be stopped the same way (12 s without a turn). A reach stopped because the arm did
+    not follow it, with the policy still saying "act" and the zone clear, is now taken up again
+    from where the settling stop left the arm, at most twice in a row; then the arm goes home."""
+    from coop_robot.control.controller import _MAX_REACH_RESUMES
+
+    core, after = _reach_the_arm_stops_following(0.5, resumes=_MAX_REACH_RESUMES)
+    assert len(after) == _MAX_REACH_RESUMES + 1, [(c.purpose, ev) for c, ev, _, _ in after]
+    for command, events, rest, warnings in after[:-1]:
+        assert command.purpose == "reach" and "reach_start" in events
+        np.testing.assert_allclose(command.plan.start_rad, rest, atol=1e-9)   # from where it rests
+        assert any("taking the reach up again" in w for w in warnings)
+    command, events, _, _ = after[-1]
+    assert command.purpose == "home" and "reach_start" not in events   # the third time: home
+    assert np.max(np.abs(after[0][2] - core.home_rad)) > core.config.home_tolerance_rad   # not at home
+
+
 def test_a_move_from_rest_the_arm_never_starts_is_found_not_followed():
     """A move home sent on receipt has its timeline moved on while the arm has not left its start;
     one the arm never gets must not be waited for for ever."""

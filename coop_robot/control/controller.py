@@ -59,9 +59,13 @@ Safety rules, in priority order:
 New plans start from the measured joint positions (the last commanded state without them) and
 the commanded velocity and acceleration -- unless the arm is not following its commands (measured
 joints more than ``tracking_tolerance_rad`` from the commanded state: its own controller rejected a
-move, e.g. one that arrived after its end on a busy machine). Then the running turn's move is
-replaced at once by a move home from the arm's measured position and velocity (an abort before the
-commit, a withdrawal after it; a move home is sent again), with a warning. A plan whose goal the
+move, e.g. one that arrived after its end on a busy machine). Then the running move is replaced
+at once, with a warning, by a *settling stop* -- one point at rest where the measured joints can
+come to rest, started when the arm receives it -- and, once the arm is measured at rest, by the
+move home from there (an abort before the commit, a withdrawal after it; a move home is sent
+again). An uncommitted reach stopped so, with the policy still saying "act" and the zone guard
+as it would let a reach start from home, is taken up again from where the arm rests instead
+(at most ``_MAX_REACH_RESUMES`` times in a row): the stop was the arm's, not the person's. A plan whose goal the
 measured joints have not reached
 ``settle_timeout_s`` after it ended counts as not followed: a reach is given up (back home,
 no act), a move home is sent again.
@@ -176,6 +180,9 @@ _STARTED_RAD = 2e-3
 #: ... for at most this long (s) after it was sent: an arm that has not started it by then did not
 #: get it, and the tracking check says so.
 _START_SYNC_FOR_S = 0.5
+#: An uncommitted reach whose move the arm was found not following is taken up again from where the
+#: settling stop left the arm at most this many times in a row; after that the arm goes home.
+_MAX_REACH_RESUMES = 2
 
 # Cell geometry defaults: config/world.yaml.
 DEFAULT_HOME_RAD = world_geometry().robot_home_joint_positions_rad
@@ -696,6 +703,10 @@ class ArmController:
         self._meas_velocity: np.ndarray | None = None
         self.not_following = False
         self._tracking_lost_now = False
+        #: Whether the running settling stop interrupted an uncommitted reach that may be taken up
+        #: again from rest (:meth:`_settle`), and how many times in a row that was done this turn.
+        self._settle_resumes_reach = False
+        self._reach_resumes = 0
         self._joints_implausible = False   # the newest joint state was beyond the joint limits
         self._joints_stale_said = False    # an older joint state than the newest was ignored (said once)
         self._joints_future_said = False   # a joint state stamped ahead of the clock was ignored (said once)
@@ -821,6 +832,8 @@ class ArmController:
         approaching = fresh and partner_approaching(cfg.zone, inputs.partner_hand_m, inputs.partner_velocity_mps,
                                                     cfg.approach_horizon_s, cfg.approach_min_speed_mps)
         guard_clear = fresh and partner_in_zone is False and not approaching
+        # "act" starts a reach: with the zone guard clear, or (anticipating) on fresh perception.
+        may_reach = inputs.decision == "act" and (guard_clear or (fresh and (cfg.anticipation or cfg.task == "sync")))
 
         # 1. E-stop: brake now, then hold until released.
         if inputs.estop:
@@ -854,14 +867,13 @@ class ArmController:
 
         if self.state in ("home", "holding"):
             self.state = out.state = "holding" if stale else "home"
-            if self.state == "home" and inputs.decision == "act" and (
-                    guard_clear or (fresh and (cfg.anticipation or cfg.task == "sync"))):
+            if self.state == "home" and may_reach:
                 self._cautious = inputs.decision_fallback
                 self._start_reach(out, now_s, q_meas, guard_clear)
         elif self.state in ("reaching", "acting") and self._tracking_lost_now:
             # The turn's move is not being carried out: bring the arm to rest where it is, then go
-            # home from there (an abort before the commit, a withdrawal after it); the policy's
-            # "act" starts a new reach.
+            # home from there (an abort before the commit, a withdrawal after it) -- or, before the
+            # commit, take the reach up again from there while the policy still says "act".
             self._settle(out, now_s, q_meas)
         elif self.state == "reaching":
             self._cautious = self._cautious or (inputs.decision == "act" and inputs.decision_fallback)
@@ -874,7 +886,15 @@ class ArmController:
                 self._stop_and_return(out, now_s, q_meas)
         elif self.state in ("withdrawing", "retreating"):
             progress = self._plan_progress(now_s, q_meas)
-            if progress == "arrived" and self._plan is not None and not self._at_home(self._plan.goal_rad):
+            if progress == "arrived" and self._purpose == "settle" and self._settle_resumes_reach and may_reach:
+                # The reach was stopped because the arm was not following it (a move that came late),
+                # not because of the person: take the turn up again from where the arm rests.
+                self._reach_resumes += 1
+                self._cautious = inputs.decision_fallback
+                out.warnings.append(f"taking the reach up again from where the arm came to rest "
+                                    f"({self._reach_resumes} of at most {_MAX_REACH_RESUMES} in a row)")
+                self._start_reach(out, now_s, q_meas, guard_clear)
+            elif progress == "arrived" and self._plan is not None and not self._at_home(self._plan.goal_rad):
                 # Braked to rest short of home: no move home from there kept out of the zone.
                 self._home_from_rest(out, now_s, q_meas, guard_clear)
             elif progress == "arrived":
@@ -1044,6 +1064,7 @@ class ArmController:
                 # The zone is clear on fresh perception now, the last tick before the arm would start
                 # braking for the gate: send it on into the zone.
                 self._committed = True
+                self._reach_resumes = 0
                 self._stop_at_tau = None
                 self._emit(out, "entry_commit", now_s)
                 self._resend(out, now_s, self._cruise_sigma)
@@ -1384,9 +1405,11 @@ class ArmController:
         # Only called on a tracking loss, so the arm is measured and not following: its measured
         # joints and velocity (at rest if unknown).
         q0, qd0, _ = self._start_state(now_s, q_meas)
+        self._settle_resumes_reach = False
         if self.state == "reaching" and not self._committed:
             self._emit(out, "abort", now_s)
             state = "retreating"
+            self._settle_resumes_reach = self._reach_resumes < _MAX_REACH_RESUMES
         elif self.state in ("reaching", "acting"):
             self._emit(out, "withdraw_start", now_s)
             state = "withdrawing"
@@ -1515,6 +1538,7 @@ class ArmController:
         self._send(out, ScaledPlan(plan), now_s, "home", "withdrawing")
 
     def _arrive_home(self, out: ControllerOutput, now_s: float) -> None:
+        self._reach_resumes = 0
         self.state = out.state = "home"
         self._cautious = False
         self._committed = False
