@@ -164,8 +164,9 @@ def test_a_move_home_from_an_arm_driven_off_its_plan_does_not_cross_the_zone():
 
     core, out, q = _driven_off_its_plan(_DRIVEN_OFF_PLAN_RAD_S)
     zone, kin = core.config.zone, core.kinematics
-    # The arm is brought to rest where it is first (a settling stop, see the next finding) ...
-    assert core.state == "retreating" and out.trajectory.purpose == "settle"
+    # The arm is brought to rest where it is first (a settling stop, see the next finding; the reach
+    # is not given up while it settles) ...
+    assert core.state == "reaching" and out.trajectory.purpose == "settle"
     stop = out.trajectory.plan
     np.testing.assert_allclose(stop.start_rad, q, atol=1e-9)
     start_q, start_qd, start_qdd = stop.state_at(0.0)
@@ -443,15 +444,15 @@ def test_a_settling_stop_is_not_re_sent_by_separation_monitoring():
     assert "stop" in modes or "scaled" in modes   # separation monitoring did act on it
 
 
-def _reach_the_arm_stops_following(freeze_after_s: float, resumes: int):
-    """A reach from home with the zone clear on fresh perception and the policy saying "act";
-    ``freeze_after_s`` into each reach the arm stops following it (it holds where it is, as when
-    its moves arrive late), ``resumes + 1`` times. Returns the moves sent after each settling stop
-    and the controller."""
+def _reach_the_arm_stops_following(freeze_after_s: float, losses: int, decision=lambda settling: "act"):
+    """A reach from home with the zone clear on fresh perception; ``freeze_after_s`` into each
+    reach the arm stops following it (it holds where it is, as when its moves arrive late), at most
+    ``losses`` times. ``decision(settling)``: the policy's decision, given whether the arm is in a
+    settling stop. Returns the controller and, per settling stop, ``(the state it was sent in, its
+    events, where it rests, the next move sent, its events, its warnings)``."""
     core = ArmController()
     rest_hand = np.asarray(world_geometry().partner_rest_m, dtype=float)
-    t, frozen, reach_from, after_settle = 0.0, None, 0.0, []
-    settled_to = None
+    t, frozen, reach_from, settles, settled_to = 0.0, None, 0.0, [], None
     for _ in range(3000):
         t = round(t + TICK_S, 6)
         if settled_to is not None:
@@ -460,41 +461,59 @@ def _reach_the_arm_stops_following(freeze_after_s: float, resumes: int):
             q = frozen                                  # not following the reach any more
         else:
             q = core.commanded_state(t)[0]
-            if core.state == "reaching" and t - reach_from >= freeze_after_s and len(after_settle) <= resumes:
+            if core.state == "reaching" and t - reach_from >= freeze_after_s and len(settles) < losses:
                 frozen = q.copy()
-        out = core.update(t, ControllerInputs(decision="act", partner_in_zone=False, perception_stamp_s=t - 0.03,
-                                              joint_positions=q, joint_stamp_s=t, partner_hand_m=rest_hand,
-                                              partner_velocity_mps=np.zeros(3)))
+        out = core.update(t, ControllerInputs(decision=decision(settled_to is not None), partner_in_zone=False,
+                                              perception_stamp_s=t - 0.03, joint_positions=q, joint_stamp_s=t,
+                                              partner_hand_m=rest_hand, partner_velocity_mps=np.zeros(3)))
+        events = [e.name for e in out.events]
         if out.trajectory is None:
+            if settled_to is not None:
+                settles[-1][1] += events
             continue
         if out.trajectory.purpose == "settle":
             settled_to, frozen = np.asarray(out.trajectory.points[-1].positions, dtype=float), None
+            settles.append([out.state, events, settled_to])
         elif settled_to is not None:
-            after_settle.append((out.trajectory, [e.name for e in out.events], settled_to, list(out.warnings)))
+            settles[-1] += [out.trajectory, events, list(out.warnings)]
             settled_to, reach_from = None, t
             if out.trajectory.purpose != "reach":
                 break
-    return core, after_settle
+    return core, settles
 
 
 def test_a_reach_the_arm_stopped_following_is_taken_up_again_from_rest():
     """Session 36 of the fault campaigns hung: on the loaded host, protective stops reached the
     arm 0.1-0.2 s late, the arm lagged the jump, and the controller found it not following --
-    each time it went all the way home, and the policy's next "act" started the reach from home
-    again, to be stopped the same way (12 s without a turn). A reach stopped because the arm did
-    not follow it, with the policy still saying "act" and the zone clear, is now taken up again
-    from where the settling stop left the arm, at most twice in a row; then the arm goes home."""
+    each time it aborted the reach and went all the way home; the policy, seeing the robot
+    retreat, stopped saying "act", its liveness fallback started the reach from home again 2.5 s
+    later, and that reach was stopped the same way (12 s without a turn). Now the turn is not
+    given up while the arm settles: at rest, with the policy still saying "act" and the zone
+    clear, the reach is taken up again from there (at most twice in a row); the third time the
+    reach is aborted and the arm goes home."""
     from coop_robot.control.controller import _MAX_REACH_RESUMES
 
-    core, after = _reach_the_arm_stops_following(0.5, resumes=_MAX_REACH_RESUMES)
-    assert len(after) == _MAX_REACH_RESUMES + 1, [(c.purpose, ev) for c, ev, _, _ in after]
-    for command, events, rest, warnings in after[:-1]:
-        assert command.purpose == "reach" and "reach_start" in events
+    core, settles = _reach_the_arm_stops_following(0.4, losses=_MAX_REACH_RESUMES + 1)
+    assert [s[3].purpose for s in settles] == ["reach"] * _MAX_REACH_RESUMES + ["home"], settles
+    for state, events, rest, command, next_events, warnings in settles[:-1]:
+        assert state == "reaching" and events == []                 # the turn goes on: no abort ...
+        assert next_events == []                                     # ... and no second reach_start
         np.testing.assert_allclose(command.plan.start_rad, rest, atol=1e-9)   # from where it rests
         assert any("taking the reach up again" in w for w in warnings)
-    command, events, _, _ = after[-1]
-    assert command.purpose == "home" and "reach_start" not in events   # the third time: home
-    assert np.max(np.abs(after[0][2] - core.home_rad)) > core.config.home_tolerance_rad   # not at home
+    state, events, rest, command, next_events, _ = settles[-1]
+    assert state == "retreating" and events == ["abort"] and next_events == []
+    assert np.max(np.abs(settles[0][2] - core.home_rad)) > core.config.home_tolerance_rad   # not at home
+
+
+def test_a_reach_stopped_for_the_arm_is_given_up_when_the_policy_stops_acting_meanwhile():
+    """The policy says "wait" while the arm settles: at rest the reach is aborted, then, and the
+    arm goes home from there."""
+    core, settles = _reach_the_arm_stops_following(0.4, losses=1,
+                                                   decision=lambda settling: "wait" if settling else "act")
+    [(state, events, rest, command, next_events, _)] = settles
+    assert state == "reaching" and events == []
+    assert command.purpose == "home" and next_events == ["abort"] and core.state == "retreating"
+    np.testing.assert_allclose(command.plan.start_rad, rest, atol=1e-9)
 
 
 def test_a_move_from_rest_the_arm_never_starts_is_found_not_followed():

@@ -62,10 +62,11 @@ joints more than ``tracking_tolerance_rad`` from the commanded state: its own co
 move, e.g. one that arrived after its end on a busy machine). Then the running move is replaced
 at once, with a warning, by a *settling stop* -- one point at rest where the measured joints can
 come to rest, started when the arm receives it -- and, once the arm is measured at rest, by the
-move home from there (an abort before the commit, a withdrawal after it; a move home is sent
-again). An uncommitted reach stopped so, with the policy still saying "act" and the zone guard
-as it would let a reach start from home, is taken up again from where the arm rests instead
-(at most ``_MAX_REACH_RESUMES`` times in a row): the stop was the arm's, not the person's. A plan whose goal the
+move home from there (a withdrawal after the commit; a move home is sent again). Before the
+commit the reach is not given up while the arm settles: at rest it is taken up again from there
+(no second ``reach_start``) when the policy still says "act" and the zone guard would let a
+reach start from home, at most ``_MAX_REACH_RESUMES`` times in a row -- the stop was the arm's,
+not the person's; otherwise it is aborted then and the arm goes home. A plan whose goal the
 measured joints have not reached
 ``settle_timeout_s`` after it ended counts as not followed: a reach is given up (back home,
 no act), a move home is sent again.
@@ -703,9 +704,7 @@ class ArmController:
         self._meas_velocity: np.ndarray | None = None
         self.not_following = False
         self._tracking_lost_now = False
-        #: Whether the running settling stop interrupted an uncommitted reach that may be taken up
-        #: again from rest (:meth:`_settle`), and how many times in a row that was done this turn.
-        self._settle_resumes_reach = False
+        #: How many times in a row this turn's reach was taken up again after a settling stop.
         self._reach_resumes = 0
         self._joints_implausible = False   # the newest joint state was beyond the joint limits
         self._joints_stale_said = False    # an older joint state than the newest was ignored (said once)
@@ -872,9 +871,11 @@ class ArmController:
                 self._start_reach(out, now_s, q_meas, guard_clear)
         elif self.state in ("reaching", "acting") and self._tracking_lost_now:
             # The turn's move is not being carried out: bring the arm to rest where it is, then go
-            # home from there (an abort before the commit, a withdrawal after it) -- or, before the
-            # commit, take the reach up again from there while the policy still says "act".
+            # home from there (a withdrawal after the commit) -- or, before it, take the reach up
+            # again from there while the policy still says "act" (_settling_in_reach).
             self._settle(out, now_s, q_meas)
+        elif self.state == "reaching" and self._purpose == "settle":
+            self._settling_in_reach(out, now_s, q_meas, inputs, stale, may_reach, guard_clear)
         elif self.state == "reaching":
             self._cautious = self._cautious or (inputs.decision == "act" and inputs.decision_fallback)
             self._update_reach(out, now_s, inputs.decision, q_meas, stale, guard_clear, partner_in_zone)
@@ -886,15 +887,7 @@ class ArmController:
                 self._stop_and_return(out, now_s, q_meas)
         elif self.state in ("withdrawing", "retreating"):
             progress = self._plan_progress(now_s, q_meas)
-            if progress == "arrived" and self._purpose == "settle" and self._settle_resumes_reach and may_reach:
-                # The reach was stopped because the arm was not following it (a move that came late),
-                # not because of the person: take the turn up again from where the arm rests.
-                self._reach_resumes += 1
-                self._cautious = inputs.decision_fallback
-                out.warnings.append(f"taking the reach up again from where the arm came to rest "
-                                    f"({self._reach_resumes} of at most {_MAX_REACH_RESUMES} in a row)")
-                self._start_reach(out, now_s, q_meas, guard_clear)
-            elif progress == "arrived" and self._plan is not None and not self._at_home(self._plan.goal_rad):
+            if progress == "arrived" and self._plan is not None and not self._at_home(self._plan.goal_rad):
                 # Braked to rest short of home: no move home from there kept out of the zone.
                 self._home_from_rest(out, now_s, q_meas, guard_clear)
             elif progress == "arrived":
@@ -1223,10 +1216,12 @@ class ArmController:
         return float(reach.duration_s)
 
     def _start_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None,
-                     guard_clear: bool = True) -> None:
+                     guard_clear: bool = True, resumed: bool = False) -> None:
+        """Start the turn's reach from ``q_meas`` (at rest), or take it up again from there
+        (``resumed``: the same turn's reach, no ``reach_start``)."""
         start = q_meas if q_meas is not None else self._hold_rad
         if self.config.task == "sync":
-            self._start_sync_reach(out, now_s, start, guard_clear)
+            self._start_sync_reach(out, now_s, start, guard_clear, resumed)
             return
         reach = self._reach_plan(start)
         deviation_m = np.max(np.linalg.norm(self._ee_path(reach) - self._nominal_ee_path, axis=1))
@@ -1239,9 +1234,10 @@ class ArmController:
             commit, wait, gate = self.nominal_commit_s * ratio, self.nominal_wait_s * ratio, self.nominal_gate_s * ratio
         else:
             commit, wait, gate = self._commit_time(reach), self._waiting_time(reach), self._gate_time(reach)
-        self._start_gated_reach(out, now_s, reach, commit, wait, gate, guard_clear)
+        self._start_gated_reach(out, now_s, reach, commit, wait, gate, guard_clear, resumed)
 
-    def _start_sync_reach(self, out: ControllerOutput, now_s: float, start: np.ndarray, guard_clear: bool) -> None:
+    def _start_sync_reach(self, out: ControllerOutput, now_s: float, start: np.ndarray, guard_clear: bool,
+                          resumed: bool = False) -> None:
         """The sync task's reach to ``sync_target_m``. One whose EE path stays outside the zone grown
         by ``commit_margin_m`` (always, from home: checked at construction) runs ungated to its
         target; should a reach from elsewhere pass through the zone, the zone guard gates it like a
@@ -1255,18 +1251,19 @@ class ArmController:
             if not (guard_clear or self.config.anticipation):
                 return
             self._start_gated_reach(out, now_s, reach, self._commit_time(reach), self._waiting_time(reach),
-                                    self._gate_time(reach), guard_clear)
+                                    self._gate_time(reach), guard_clear, resumed)
             return
         self._gated = False
         self._phase = "direct"
         self._commit_s = self._gate_s = self._wait_s = reach.duration_s
         self._committed = False
-        self._emit(out, "reach_start", now_s)
+        if not resumed:
+            self._emit(out, "reach_start", now_s)
         self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")  # to the target, no stop point
         self._reach_started_s = float(now_s)       # from rest: sent_at may move its start
 
     def _start_gated_reach(self, out: ControllerOutput, now_s: float, reach: JointPlan, commit: float, wait: float,
-                           gate: float, guard_clear: bool) -> None:
+                           gate: float, guard_clear: bool, resumed: bool = False) -> None:
         """Start ``reach`` under the zone guard: uncommitted, ending at rest at its gate (or at the
         waiting point while the guard is not clear) until its entry is committed."""
         self._gated = True
@@ -1275,7 +1272,8 @@ class ArmController:
         self._gate_s = gate
         self._wait_s = min(wait, commit, gate)
         self._committed = False
-        self._emit(out, "reach_start", now_s)
+        if not resumed:
+            self._emit(out, "reach_start", now_s)
         self._send(out, ScaledPlan(reach), now_s, "reach", "reaching")
         self._reach_started_s = float(now_s)       # from rest: sent_at may move its start
         # Uncommitted, the trajectory ends at rest at the gate (the waiting point while anticipating):
@@ -1405,11 +1403,11 @@ class ArmController:
         # Only called on a tracking loss, so the arm is measured and not following: its measured
         # joints and velocity (at rest if unknown).
         q0, qd0, _ = self._start_state(now_s, q_meas)
-        self._settle_resumes_reach = False
-        if self.state == "reaching" and not self._committed:
+        if self.state == "reaching" and not self._committed and self._reach_resumes < _MAX_REACH_RESUMES:
+            state = "reaching"   # not given up yet: see _settling_in_reach
+        elif self.state == "reaching" and not self._committed:
             self._emit(out, "abort", now_s)
             state = "retreating"
-            self._settle_resumes_reach = self._reach_resumes < _MAX_REACH_RESUMES
         elif self.state in ("reaching", "acting"):
             self._emit(out, "withdraw_start", now_s)
             state = "withdrawing"
@@ -1418,6 +1416,30 @@ class ArmController:
         self._phase = "direct"
         self._held_home_velocity_scale = cfg.velocity_scale
         self._send_rest_point(out, now_s, q0, qd0, "settle", state, min_duration_s=_SETTLE_MIN_S)
+
+    def _settling_in_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None,
+                           inputs: ControllerInputs, stale: bool, may_reach: bool, guard_clear: bool) -> None:
+        """A settling stop that interrupted an uncommitted reach (:meth:`_settle`). The turn is not
+        given up while the arm comes to rest: the stop was the arm's (a move that reached it late, on
+        a busy machine), not the person's, and going all the way home to start the reach again only
+        meets the same stops on the way out (a fault campaign's session made no turn for 12 s so).
+        At rest, the reach is taken up again from there when the policy still says "act" and the
+        zone guard would let a reach start from home; otherwise it is aborted now, and the arm goes
+        home from where it rests."""
+        if self._plan_progress(now_s, q_meas) != "arrived":
+            return
+        if may_reach:
+            self._reach_resumes += 1
+            self._cautious = inputs.decision_fallback
+            out.warnings.append(f"taking the reach up again from where the arm came to rest "
+                                f"({self._reach_resumes} of at most {_MAX_REACH_RESUMES} in a row)")
+            self._start_reach(out, now_s, q_meas, guard_clear, resumed=True)
+            return
+        if stale:
+            self._emit(out, "watchdog", now_s)
+        self._emit(out, "abort", now_s)
+        self.state = out.state = "retreating"
+        self._home_from_rest(out, now_s, q_meas, guard_clear)
 
     def _send_rest_point(self, out: ControllerOutput, now_s: float, q0: np.ndarray, qd0: np.ndarray,
                          purpose: str, state: str, min_duration_s: float) -> None:
