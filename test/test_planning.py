@@ -104,6 +104,32 @@ def test_brake_stops_quickly_with_velocity_falling_to_zero(reach):
     assert np.allclose(v[-1], 0.0, atol=1e-9)
 
 
+def test_brake_is_within_the_limits_or_none():
+    """A brake plan keeps within the position, velocity and acceleration limits; from a state with
+    no such brake (fast, close to a joint limit) there is none -- before, plan_brake returned its
+    last try, a 30 s plan through the joint limits, which an arm's controller refuses."""
+    rng = np.random.default_rng(3)
+    nones = 0
+    for _ in range(300):
+        q = rng.uniform(LIMITS.lower_rad, LIMITS.upper_rad)
+        qd = rng.uniform(-1.0, 1.0, 7) * LIMITS.velocity_rad_s
+        plan = plan_brake(q, qd, np.zeros(7), LIMITS, deceleration_scale=0.8)
+        if plan is None:
+            nones += 1
+            continue
+        pos, v, acc = _dense(plan, 0.002)
+        assert np.all(pos >= LIMITS.lower_rad - 1e-9) and np.all(pos <= LIMITS.upper_rad + 1e-9)
+        assert np.all(np.abs(v) <= np.maximum(LIMITS.velocity_rad_s, np.abs(qd)) + 1e-6)
+        assert np.all(np.abs(acc) <= LIMITS.acceleration_rad_s2 + 1e-6)
+        np.testing.assert_allclose(v[-1], 0.0, atol=1e-9)
+    near = np.asarray(HOME, dtype=float).copy()
+    near[1] = LIMITS.upper_rad[1] - 0.05
+    fast = np.zeros(7)
+    fast[1] = 0.9 * LIMITS.velocity_rad_s[1]
+    assert plan_brake(near, fast, np.zeros(7), LIMITS, deceleration_scale=0.8) is None
+    assert nones < 300
+
+
 def test_brake_at_rest_holds_position():
     plan = plan_brake(HOME, np.zeros(7), np.zeros(7), LIMITS)
     q, _, _ = _dense(plan)

@@ -235,9 +235,15 @@ def brake_stop_position(q_rad, qd_rad_s, qdd_rad_s2, duration_s: float) -> np.nd
 
 
 def plan_brake(q_rad, qd_rad_s, qdd_rad_s2, limits: JointLimits, min_duration_s: float = 0.1,
-               deceleration_scale: float = 0.8) -> JointPlan:
+               deceleration_scale: float = 0.8) -> JointPlan | None:
     """Brake to a stop from the current state as fast as ``deceleration_scale`` of the
-    acceleration limits allows (at least ``min_duration_s``), staying within position limits."""
+    acceleration limits allows (at least ``min_duration_s``), staying within the position limits
+    and the velocity and acceleration limits (or the start state's, where it already exceeds them).
+
+    None when there is no such brake: from a fast state close to a joint limit, a smooth stop that
+    keeps within the limit decelerates harder than allowed, and a longer one passes the limit. The
+    caller must stop the arm some other way (:meth:`ArmController._send_rest_point`); an arm's
+    controller would refuse a plan through its limits and go on with the move it has."""
     q, qd, qdd = (np.asarray(x, dtype=float) for x in (q_rad, qd_rad_s, qdd_rad_s2))
     _check_scale(deceleration_scale)
     a_max = deceleration_scale * limits.acceleration_rad_s2
@@ -249,11 +255,10 @@ def plan_brake(q_rad, qd_rad_s, qdd_rad_s2, limits: JointLimits, min_duration_s:
     for _ in range(20):
         stop = np.clip(brake_stop_position(q, qd, qdd, T), limits.lower_rad, limits.upper_rad)
         coeffs = quintic_coefficients(q, qd, qdd, stop, zero, zero, T)
-        plan = JointPlan([(coeffs, T)])
         if quintics_within_limits(coeffs[None], np.array([T]), limits, v_allowed[None], a_allowed[None])[0]:
-            return plan
+            return JointPlan([(coeffs, T)])
         T *= 1.25
-    return plan
+    return None
 
 
 def quintics_within_limits(coeffs, durations_s, limits: JointLimits, velocity_allowed, acceleration_allowed,
