@@ -97,6 +97,40 @@ def test_no_fallback_with_stale_or_missing_perception():
     assert first_act(p, 3.04, 5.0) == pytest.approx(3.64)
 
 
+def test_a_partner_turn_hidden_by_a_gap_in_perception_does_not_leave_the_partner_waiting():
+    """Fault campaign at 9340324, session 51: perception was stopped through the partner's whole
+    first turn, so the policy never saw the partner inside; the partner then waited for the robot and
+    the robot for the partner's turn -- 12 s without a turn, and no fallback. A gap of at least
+    UNSEEN_TURN_S without fresh perception may hide a turn: the bound counts the robot's turn as
+    possibly due after it. A policy's own rule still sees only the turns it perceived."""
+    from coop_robot.policy.base import UNSEEN_TURN_S
+
+    p = NeverActs(fallback_clear_s=BOUND)
+    assert first_act(p, 0.0, 0.5) is None                                 # seen outside, not due
+    assert first_act(p, 0.52, 0.52 + UNSEEN_TURN_S, age=5.0) is None      # blind ...
+    back = 0.54 + UNSEEN_TURN_S
+    assert p.step(obs(back, False)).action == "wait"                      # seen again, outside
+    assert p.partner_turn_unseen and not p.robot_turn_due
+    assert first_act(p, back + DT, back + 2.0) == pytest.approx(back + BOUND)  # ... clear for the bound
+    d = p.step(obs(back + BOUND + DT, False))
+    assert d.action == "act" and d.fallback and p.fallback_count == 1
+    # The robot takes its turn: the gap is forgotten, and the robot waits for the partner again.
+    for i, state in enumerate(["reaching", "acting", "withdrawing", "home"]):
+        p.step(obs(back + 1.0 + i * DT, False, state))
+    assert not p.partner_turn_unseen
+    assert first_act(p, back + 1.2, back + 5.0) is None
+
+
+def test_a_short_gap_in_perception_hides_no_turn():
+    from coop_robot.policy.base import UNSEEN_TURN_S
+
+    p = NeverActs(fallback_clear_s=BOUND)
+    first_act(p, 0.0, 0.5)
+    first_act(p, 0.52, 0.52 + UNSEEN_TURN_S - 3 * DT, age=5.0)          # blind for UNSEEN_TURN_S - 2 DT
+    assert first_act(p, 0.52 + UNSEEN_TURN_S - 2 * DT, 5.0) is None
+    assert not p.partner_turn_unseen and p.fallback_count == 0
+
+
 def test_the_clock_restarts_when_the_partner_comes_back():
     p = NeverActs(fallback_clear_s=BOUND)
     p.step(obs(0.0, True))

@@ -11,6 +11,15 @@ robot reaches and acts for that turn. A network that never becomes confident can
 interaction. The clear-time clock restarts whenever the partner is perceived inside, perception is
 stale or missing, or the robot is acting. A firing is counted in ``fallback_count`` and marked on
 the decisions it makes (``Decision.fallback``).
+
+What the policy did not see counts for the bound too: a time of at least :data:`UNSEEN_TURN_S`
+without fresh perception, since the robot last acted, may have hidden the partner's whole turn --
+into the zone and out -- and a partner who took it now waits for the robot. After one, the bound
+counts the robot's turn as possibly due (``partner_turn_unseen``): "act" once the zone has been
+perceived clear for the bound, unless the partner comes in first. A policy's own ``decide`` still
+sees only the turns it perceived (``robot_turn_due``). (A fault campaign's session hung so:
+perception was stopped through the partner's first turn, the partner then waited for the robot,
+and the policy for a partner's turn it never saw.)
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ DEFAULT_FALLBACK_CLEAR_S = 2.5
 #: Times are float seconds (epoch-sized in a lab bag): 53.98 - 53.58 < 0.4. A wait counts as
 #: elapsed within this much (s), so a tick exactly one wait later acts on that tick.
 TIME_TOLERANCE_S = 1e-6
+#: A time without fresh perception at least this long (s) may hide a partner's whole turn: with the
+#: last fresh frame up to ``stale_after_s`` old when it starts, it covers the shortest zone visit of
+#: the shipped partners (0.64 s, ``fast``) and more. Shorter gaps (the first frames at start-up,
+#: which the simulation waits for) hide none.
+UNSEEN_TURN_S = 0.5
 #: The controller's states (one definition, in the controller core) and "unknown" (none received).
 #: The mirror network's context is one-hot over these, in this order: the checkpoint depends on it.
 ROBOT_STATES = (*STATES, "unknown")
@@ -127,6 +141,9 @@ class Policy(ABC):
 
     def reset(self) -> None:
         self.partner_took_turn = False
+        #: A time without fresh perception since the robot last acted may have hidden the partner's turn.
+        self.partner_turn_unseen = False
+        self._unseen_since_s = math.nan
         self._last_robot_state = "unknown"
         self._clear_since_s = math.nan
         self._fallback_holding = False
@@ -141,14 +158,27 @@ class Policy(ABC):
             self.partner_took_turn = True
         if obs.robot_state == "acting" and self._last_robot_state != "acting":
             self.partner_took_turn = False
+            self.partner_turn_unseen = False
         self._last_robot_state = obs.robot_state
         fresh = obs.partner_in_zone is not None and obs.perception_age_s <= self.stale_after_s
+        self._update_unseen(obs, fresh)
         self._update_clear_clock(obs, fresh)
         if not fresh:
             return Decision("wait")
         if obs.robot_state in ("reaching", "acting") and obs.partner_in_zone and self.yields_to_partner:
             return Decision("yield")
         return self._bounded(obs, self.decide(obs))
+
+    def _update_unseen(self, obs: Observation, fresh: bool) -> None:
+        """Time the gaps in fresh perception; one of :data:`UNSEEN_TURN_S` or more may have hidden
+        the partner's turn (``partner_turn_unseen``)."""
+        if not fresh:
+            if math.isnan(self._unseen_since_s):
+                self._unseen_since_s = obs.t_s
+        elif not math.isnan(self._unseen_since_s):
+            if obs.t_s - self._unseen_since_s >= UNSEEN_TURN_S - TIME_TOLERANCE_S:
+                self.partner_turn_unseen = True
+            self._unseen_since_s = math.nan
 
     def _update_clear_clock(self, obs: Observation, fresh: bool) -> None:
         if not fresh or obs.partner_in_zone:
@@ -163,10 +193,11 @@ class Policy(ABC):
 
     def _bounded(self, obs: Observation, decision: Decision) -> Decision:
         """``decision``, or "act" where the liveness bound says so."""
-        if self._fallback_holding and not self.robot_turn_due and obs.robot_state not in ("reaching", "acting"):
+        due = self.robot_turn_due or self.partner_turn_unseen
+        if self._fallback_holding and not due and obs.robot_state not in ("reaching", "acting"):
             self._fallback_holding = False  # that turn is over
         clear_s = obs.t_s - self._clear_since_s  # NaN while the clock is stopped
-        if (not self._fallback_holding and decision.action != "act" and self.robot_turn_due
+        if (not self._fallback_holding and decision.action != "act" and due
                 and clear_s >= self.fallback_after_s - TIME_TOLERANCE_S):
             self._fallback_holding = True
             self.fallback_count += 1
