@@ -306,8 +306,10 @@ class PolicyNode(Node):
         decision = self.policy.step(obs)
         if self.policy.fallback_count > self._fallbacks_logged:
             self._fallbacks_logged = self.policy.fallback_count
+            due = ("the robot's turn due" if self.policy.robot_turn_due else
+                   "the robot's turn possibly due (perception had a gap that may have hidden the partner's turn)")
             self.get_logger().warning(
-                f"liveness fallback: zone clear for {self.policy.fallback_after_s:.2f} s with the robot's turn due "
+                f"liveness fallback: zone clear for {self.policy.fallback_after_s:.2f} s with {due} "
                 f"and '{self.policy_name}' still not acting; deciding 'act' (firing {self._fallbacks_logged})"
             )
         self.decision_pub.publish(String(data=decision_text(decision.action, decision.fallback)))
