@@ -444,12 +444,14 @@ def test_a_settling_stop_is_not_re_sent_by_separation_monitoring():
     assert "stop" in modes or "scaled" in modes   # separation monitoring did act on it
 
 
-def _reach_the_arm_stops_following(freeze_after_s: float, losses: int, decision=lambda settling: "act"):
+def _reach_the_arm_stops_following(freeze_after_s: float, losses: int, decision=lambda settling: "act",
+                                   rest_at=None):
     """A reach from home with the zone clear on fresh perception; ``freeze_after_s`` into each
     reach the arm stops following it (it holds where it is, as when its moves arrive late), at most
     ``losses`` times. ``decision(settling)``: the policy's decision, given whether the arm is in a
-    settling stop. Returns the controller and, per settling stop, ``(the state it was sent in, its
-    events, where it rests, the next move sent, its events, its warnings)``."""
+    settling stop; ``rest_at``: where the arm comes to rest instead of the settling stop's point.
+    Returns the controller and, per settling stop, ``(the state it was sent in, its events, where
+    it rests, the next move sent, its events, its warnings)``."""
     core = ArmController()
     rest_hand = np.asarray(world_geometry().partner_rest_m, dtype=float)
     t, frozen, reach_from, settles, settled_to = 0.0, None, 0.0, [], None
@@ -472,7 +474,8 @@ def _reach_the_arm_stops_following(freeze_after_s: float, losses: int, decision=
                 settles[-1][1] += events
             continue
         if out.trajectory.purpose == "settle":
-            settled_to, frozen = np.asarray(out.trajectory.points[-1].positions, dtype=float), None
+            settled_to = np.asarray(out.trajectory.points[-1].positions if rest_at is None else rest_at, dtype=float)
+            frozen = None
             settles.append([out.state, events, settled_to])
         elif settled_to is not None:
             settles[-1] += [out.trajectory, events, list(out.warnings)]
@@ -503,6 +506,20 @@ def test_a_reach_the_arm_stopped_following_is_taken_up_again_from_rest():
     state, events, rest, command, next_events, _ = settles[-1]
     assert state == "retreating" and events == ["abort"] and next_events == []
     assert np.max(np.abs(settles[0][2] - core.home_rad)) > core.config.home_tolerance_rad   # not at home
+
+
+def test_a_reach_is_not_taken_up_again_from_inside_the_zone():
+    """Session 24 of the campaign at 9340324: a replayed old trajectory carried the arm into the
+    zone, the controller found it not following and settled it there, then took the reach up again
+    from inside. A reach is taken up again only from a rest outside the zone grown by
+    commit_margin_m; from anywhere else it is aborted and the arm goes home."""
+    core = ArmController()
+    inside = core.target_rad   # where a turn's reach ends: in the zone
+    assert core.config.zone.contains(core.kinematics.fk(inside))
+    core, settles = _reach_the_arm_stops_following(0.4, losses=1, rest_at=inside)
+    [(state, events, rest, command, next_events, _)] = settles
+    assert state == "reaching" and command.purpose == "home" and next_events == ["abort"]
+    np.testing.assert_allclose(command.plan.start_rad, inside, atol=1e-9)
 
 
 def test_a_reach_stopped_for_the_arm_is_given_up_when_the_policy_stops_acting_meanwhile():

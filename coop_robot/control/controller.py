@@ -1422,12 +1422,16 @@ class ArmController:
         given up while the arm comes to rest: the stop was the arm's (a move that reached it late, on
         a busy machine), not the person's, and going all the way home to start the reach again only
         meets the same stops on the way out (a fault campaign's session made no turn for 12 s so).
-        At rest, the reach is taken up again from there when the policy still says "act" and the
-        zone guard would let a reach start from home; otherwise it is aborted now, and the arm goes
-        home from where it rests."""
+        At rest, the reach is taken up again from there when the policy still says "act", the zone
+        guard would let a reach start from home and the EE rests outside the zone grown by
+        ``commit_margin_m`` (short of where a reach's gate would stop it: a move the arm was not
+        following -- a replayed one -- may have carried it further); otherwise it is aborted now,
+        and the arm goes home from where it rests."""
         if self._plan_progress(now_s, q_meas) != "arrived":
             return
-        if may_reach:
+        cfg = self.config
+        rest = q_meas if q_meas is not None else self._plan.goal_rad
+        if may_reach and not cfg.zone.contains(self.kinematics.fk(rest), cfg.commit_margin_m):
             self._reach_resumes += 1
             self._cautious = inputs.decision_fallback
             out.warnings.append(f"taking the reach up again from where the arm came to rest "
