@@ -212,6 +212,24 @@ def test_a_first_point_one_millisecond_away_is_rejected_for_its_velocity():
         ex.set_trajectory(PANDA, [(0.001, with_joint(home, 0, home[0] + 0.045))], now_s=0.0, current_q_rad=home)
 
 
+def test_a_stop_from_beyond_the_velocity_limit_is_accepted_and_no_faster_move_is():
+    """Fault campaign at 9340324, session 24: a replayed old trajectory was jumped into and drove
+    panda_joint2 past its velocity limit; the controller's settling stop from there (one point at
+    rest) was refused for the speed of its first segment -- the speed the arm already had -- and the
+    arm stayed on the replayed move, in and out of the zone, for 1.9 s. A segment from the current
+    state may be as fast as the arm already moves; it may not be faster."""
+    ex, home = panda_executor()
+    qd = [0.0] * 7
+    qd[1] = 1.5 * 2.175                                    # panda_joint2 at 1.5 times its limit
+    stop = with_joint(home, 1, home[1] + 0.5 * qd[1] * 0.3)   # at rest 0.3 s on, braking evenly
+    ex.set_trajectory(PANDA, [(0.3, stop, [0.0] * 7)], now_s=0.0, current_q_rad=home, current_qd_rad_s=qd)
+    speeds = [abs(ex.reference(t)[1][1]) for t in np.linspace(0.0, 0.3, 61)]
+    assert max(speeds) <= qd[1] + 1e-9 and speeds[-1] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(TrajectoryRejected, match="panda_joint2 velocity"):
+        faster = with_joint(home, 1, home[1] + 2.0 * qd[1] * 0.3)
+        ex.set_trajectory(PANDA, [(0.3, faster, [0.0] * 7)], now_s=0.0, current_q_rad=home, current_qd_rad_s=qd)
+
+
 def test_the_running_trajectory_keeps_going_after_a_rejection():
     ex, home = panda_executor()
     goal = with_joint(home, 0, home[0] + 0.5)

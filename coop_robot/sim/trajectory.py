@@ -163,7 +163,9 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
     them, jerk) by the motion the executor plays from ``now_s`` on, as ``(catch_up, between)``:
     on the segment from ``before`` (the state at ``now_s``) to ``points[0]``, and on the segments
     between points (from ``now_s`` on; segments over before ``now_s`` are skipped). Positions
-    along the segments may also go as far out as the state at ``now_s`` already is.
+    along the segments may also go as far out as the state at ``now_s`` already is, and the segment
+    from it as fast as it already moves: a stop from an arm moving beyond its velocity limit (driven
+    there by a move that jumped) brakes it, and refusing it would leave the arm on that move.
     ``coefficients``: :func:`chain_coefficients` of ``[before, *points]`` if already known."""
     names = [str(n) for n in joint_names]
     lower, upper = np.asarray(limits.lower_rad, float), np.asarray(limits.upper_rad, float)
@@ -172,6 +174,9 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
               "acceleration": np.asarray(limits.acceleration_rad_s2, float)}
     if limits.jerk_rad_s3 is not None:
         bounds["jerk"] = np.asarray(limits.jerk_rad_s3, float)
+    catch_up_speed = bounds["velocity"]
+    if before.velocities is not None:
+        catch_up_speed = np.maximum(catch_up_speed, np.nan_to_num(np.abs(np.asarray(before.velocities, float))))
     chain = [before, *points]
     if coefficients is None:
         coefficients = chain_coefficients(chain)
@@ -208,8 +213,11 @@ def played_motion_use(before: Waypoint, points: Sequence[Waypoint], now_s: float
             jerk = np.max([np.abs(6.0 * c3 + 24.0 * c4 * t + 60.0 * c5 * t**2) for t in (s0, s1, vertex)], axis=0)
             peaks = {"velocity": np.abs(vel).max(axis=1), "acceleration": np.abs(acc).max(axis=1), "jerk": jerk}
             for quantity, bound in bounds.items():
-                keep(quantity, peaks[quantity] / bound - 1.0, peaks[quantity],
-                     np.broadcast_to(bound, jerk.shape), idx)
+                bound = np.broadcast_to(bound, jerk.shape)
+                if quantity == "velocity" and idx[0] == 0:
+                    bound = bound.copy()
+                    bound[0] = catch_up_speed
+                keep(quantity, peaks[quantity] / bound - 1.0, peaks[quantity], bound, idx)
             high, low = pos.max(axis=1), pos.min(axis=1)
             above = high - seg_upper >= seg_lower - low
             keep("position", np.maximum(high - seg_upper, seg_lower - low), np.where(above, high, low),
