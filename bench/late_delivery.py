@@ -1,11 +1,12 @@
 """Benchmark: turns the robot takes when its moves reach the arm late and perception lags.
 
-The controller core drives the PyBullet arm (the simulated arm's trajectory executor: stamped moves
-run on their stamp's timeline, zero-stamped ones on receipt), with the partner at rest outside the
-zone and the policy saying "act" throughout, for ``--seconds`` of sim time per session. Two
-conditions per seed, measured in the same run:
+The controller core drives the PyBullet arm (:mod:`coop_robot.faults.late_delivery`: the
+simulated arm's trajectory executor runs stamped moves on their stamp's timeline, zero-stamped
+ones on receipt), with the partner at rest outside the zone and the policy saying "act"
+throughout, for ``--seconds`` of sim time per session. Two conditions per seed, measured in the
+same run:
 
-* **baseline**: each move delivered 10 ms after it is sent, perception 20-60 ms old;
+* **baseline**: each move delivered 5-15 ms after it is sent, perception 20-60 ms old;
 * **loaded**: each move delivered ``--delay-ms`` x U(0.5, 1.5) late, joint states 0-80 ms old, and
   perception gaps of 80-200 ms about every ``--gap-every-s`` (on the loaded 2-core fault campaign,
   moves reached the arm 0.1-0.2 s late and perception was often more than 0.1 s old).
@@ -22,7 +23,6 @@ joint speed over its limit; then the loaded condition's turns as a share of the 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import sys
 import time
@@ -34,79 +34,32 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-TICK_S = 0.01
+class _GappyPerception:
+    """Perception 20-60 ms old, with gaps of 80-200 ms about every ``every_s`` (loaded) or none."""
 
+    def __init__(self, rng: np.random.Generator, every_s: float, gaps: bool) -> None:
+        self.every_s, self.gaps = every_s, gaps
+        self.gap_until, self.next_gap = -1.0, rng.uniform(0.2, 2.0 * every_s)
+        self.seen_s = 0.0
 
-class _RestingPartner:
-    """A partner at rest outside the zone (the sim's partner interface)."""
-
-    def __init__(self) -> None:
-        from coop_robot.geometry import world_geometry
-
-        self.rest = np.asarray(world_geometry().partner_rest_m, dtype=float)
-
-    def step(self, t_s, robot_in_zone, *, contact=False):
-        return self.rest.copy()
+    def __call__(self, t: float, rng: np.random.Generator) -> float:
+        if self.gaps and t >= self.next_gap:
+            self.gap_until = t + rng.uniform(0.08, 0.2)
+            self.next_gap = t + rng.exponential(self.every_s) + 0.2
+        if t >= self.gap_until:
+            self.seen_s = t - rng.uniform(0.02, 0.06)
+        return self.seen_s
 
 
 def session(seed: int, seconds: float, loaded: bool, delay_s: float, gap_every_s: float, fallback: bool) -> dict:
     """One session; returns its counts."""
-    from coop_robot.control.controller import ArmController, ControllerInputs
-    from coop_robot.sim.core import InteractionSim, world_config_from_params
-    from coop_robot.sim.trajectory import TrajectoryRejected
-    from coop_robot.sim.world import SimWorld
+    from coop_robot.faults.late_delivery import late_delivery_session
 
-    rng = np.random.default_rng(seed)
-    world = SimWorld(world_config_from_params())
-    partner = _RestingPartner()
-    sim = InteractionSim(world, partner)
-    core = ArmController()
-    queue, history, warnings, events = [], [], [], collections.Counter()
-    refused, peak = 0, 0.0
-    next_tick, newest, seen_s = 0.0, 0, 0.0
-    gap_until, next_gap = -1.0, rng.uniform(0.2, 2.0 * gap_every_s)
-    try:
-        while sim.t_s < seconds:
-            sim.step()
-            t = sim.t_s
-            q, qd = world.arm_state()
-            history.append((t, q.copy()))
-            peak = max(peak, float(np.max(np.abs(qd) / core.limits.velocity_rad_s)))
-            for item in [x for x in queue if x[0] <= t + 1e-9]:
-                queue.remove(item)
-                try:
-                    sim.command_trajectory(core.config.joint_names, item[2], item[1])
-                except TrajectoryRejected:
-                    refused += 1
-            if t + 1e-9 < next_tick:
-                continue
-            next_tick += TICK_S
-            if loaded:
-                newest = max(newest, len(history) - 1 - int(round(rng.uniform(0.0, 0.08) / sim.dt_s)))
-                if t >= next_gap:
-                    gap_until = t + rng.uniform(0.08, 0.2)
-                    next_gap = t + rng.exponential(gap_every_s) + 0.2
-            else:
-                newest = len(history) - 1
-            if t >= gap_until:
-                seen_s = t - rng.uniform(0.02, 0.06)
-            stamp, q_seen = history[newest]
-            out = core.update(t, ControllerInputs("act", False, seen_s, q_seen.copy(), joint_stamp_s=stamp,
-                                                  partner_hand_m=partner.rest, partner_velocity_mps=np.zeros(3),
-                                                  decision_fallback=fallback))
-            warnings += out.warnings
-            events.update(e.name for e in out.events)
-            if out.trajectory is not None:
-                points = [(p.time_from_start_s, p.positions, p.velocities, p.accelerations)
-                          for p in out.trajectory.points]
-                late = delay_s * rng.uniform(0.5, 1.5) if loaded else 0.01
-                queue.append((t + late, 0.0 if out.trajectory.on_receipt else t, points))
-    finally:
-        world.close()
-    return {"turns": events["act_start"], "aborts": events["abort"],
-            "tracking_losses": sum("not following its commands" in w for w in warnings),
-            "resumed": sum("taking the reach up again" in w for w in warnings),
-            "refused": refused, "peak_speed_over_limit": round(peak, 2)}
+    perception = _GappyPerception(np.random.default_rng(10_000 + seed), gap_every_s, gaps=loaded)
+    r = late_delivery_session(seed, seconds, delay_s if loaded else 0.01, perception,
+                              joint_age_s=0.08 if loaded else 0.0, fallback=fallback)
+    return {**{k: r[k] for k in ("turns", "aborts", "tracking_losses", "resumed")}, "refused": len(r["refused"]),
+            "peak_speed_over_limit": round(r["peak_speed_over_limit"], 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
