@@ -64,9 +64,10 @@ at once, with a warning, by a *settling stop* -- one point at rest where the mea
 come to rest, started when the arm receives it -- and, once the arm is measured at rest, by the
 move home from there (a withdrawal after the commit; a move home is sent again). Before the
 commit the reach is not given up while the arm settles: at rest it is taken up again from there
-(no second ``reach_start``) when the policy still says "act" and the zone guard would let a
-reach start from home, at most ``_MAX_REACH_RESUMES`` times in a row -- the stop was the arm's,
-not the person's; otherwise it is aborted then and the arm goes home. A plan whose goal the
+(no second ``reach_start``) when the policy still says "act", the zone guard would let a reach
+start from home and the EE rests outside the zone grown by ``commit_margin_m``, at most
+``_MAX_REACH_RESUMES`` times in a row -- the stop was the arm's, not the person's; otherwise it
+is aborted then and the arm goes home. A plan whose goal the
 measured joints have not reached
 ``settle_timeout_s`` after it ended counts as not followed: a reach is given up (back home,
 no act), a move home is sent again.
@@ -1387,7 +1388,8 @@ class ArmController:
 
     def _settle(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
         """The arm is not following its commands: bring it to rest, then go home from there
-        (:meth:`_home_from_rest`, once the way home keeps out of the zone or the zone is clear).
+        (:meth:`_home_from_rest`, once the way home keeps out of the zone or the zone is clear) --
+        or, an uncommitted reach, take it up again from there (:meth:`_settling_in_reach`).
 
         A move planned from the measured state of an arm in motion is only right if it arrives at
         once: stamped with this tick, the arm's controller samples it at its receipt and jumps to
