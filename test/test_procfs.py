@@ -56,7 +56,11 @@ def test_a_command_name_with_parentheses_and_spaces_does_not_shift_the_fields(tm
 
 def test_stop_like_ctrl_c_sends_sigint_first_and_escalates_only_when_ignored():
     clean = subprocess.Popen([sys.executable, "-c",
-                              "import sys, time\ntry:\n    print('up', flush=True)\n    time.sleep(60)\n"
+                              "import signal, sys, time\n"
+                              # A shell running this suite in the background leaves SIGINT ignored, and
+                              # a child inherits that; Python then raises no KeyboardInterrupt. Ask for it.
+                              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                              "try:\n    print('up', flush=True)\n    time.sleep(60)\n"
                               "except KeyboardInterrupt:\n    sys.exit(7)"], stdout=subprocess.PIPE)
     clean.stdout.readline()
     assert stop_like_ctrl_c(clean, grace_s=30.0) == 7  # its own clean exit on SIGINT
