@@ -2,7 +2,9 @@
 
 Used where the ROS 2 ``launch`` package is not installed (the pip wheels). Every node is its own
 process talking over DDS; the runner only starts them, watches them, shows progress and shuts
-them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends. A node with a
+them all down (SIGINT, then SIGTERM, then SIGKILL) however the session ends; a node still running
+when it is to be killed is first asked for its threads' stacks (SIGUSR1,
+:data:`coop_robot.nodes.common.STACK_DUMP_SIGNAL`), which land in its log. A node with a
 ``ready_line`` (the recorder) must print it before the next nodes start, and nodes marked
 ``stops_last`` (the recorder) are stopped only after all the others have exited, so the bag holds
 everything they published. :func:`run_session` refuses a domain where nodes with the graph's
@@ -223,6 +225,8 @@ class GraphRunner:
             alive = [p for p in procs if p.popen.poll() is None]
             if not alive:
                 break
+            if sig == signal.SIGKILL:
+                _dump_stacks(alive)
             for p in alive:
                 try:
                     os.killpg(p.popen.pid, sig)
@@ -232,6 +236,20 @@ class GraphRunner:
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and any(p.popen.poll() is None for p in alive):
                 time.sleep(0.05)
+
+
+#: What a node run by :func:`coop_robot.nodes.common.run_node` answers with its threads' stacks on stderr.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
+def _dump_stacks(procs: list[_Proc], wait_s: float = 1.0) -> None:
+    """Ask each node in ``procs`` (about to be killed) what it is stuck in: its threads' stacks
+    go to its log. The signal goes to the node's own process only (a child it started may not
+    handle it)."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.popen.send_signal(STACK_DUMP_SIGNAL)
+    time.sleep(wait_s)
 
 
 def stop_like_ctrl_c(popen: subprocess.Popen, grace_s: float = 10.0) -> int:

@@ -73,7 +73,8 @@ def test_graph_runs_turns_with_timing_consistent_with_ground_truth(tmp_path, ros
         with pytest.raises(ProcessLookupError):
             os.kill(proc.popen.pid, 0)
     assert codes["turn_tracker"] == 0
-    assert all(c in (0, -2) for c in codes.values()), codes
+    unclean = [p for p in runner.procs if codes[p.spec.name] not in (0, -2)]
+    assert not unclean, f"{codes}\n" + "\n".join(f"{p.spec.name}:\n{runner.tail(p, 60)}" for p in unclean)
 
     summary = json.loads(summary_path.read_text())
     for key in ("turns", "median_gap_s", "p90_gap_s", "overlap_rate", "overlap_s_total", "contacts",

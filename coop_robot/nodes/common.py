@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -289,17 +291,31 @@ def spin_events(node: Node) -> None:
         executor.shutdown()
 
 
+#: ``kill -USR1 <pid>`` makes a node print every thread's Python stack to stderr and go on: what a
+#: node that will not stop is doing. The session runner sends it before it kills a node.
+STACK_DUMP_SIGNAL = signal.SIGUSR1  # = coop_robot.runner.STACK_DUMP_SIGNAL (no rclpy there)
+
+
+def _stack_dump_on_sigusr1() -> None:
+    try:
+        faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no usable stderr or no such signal here
+        pass
+
+
 def run_node(factory: Callable[[], Node], args=None, spin: Callable[[Node], None] | None = None) -> int:
     """Standard ``main``: init, build the node, spin (``spin``, default ``rclpy.spin``), and always
     shut down cleanly.
 
-    Ctrl-C (SIGINT) and an external shutdown end the spin. A bad start-up is refused with exit
+    Ctrl-C (SIGINT) and an external shutdown end the spin; SIGUSR1 prints every thread's stack
+    (:data:`STACK_DUMP_SIGNAL`) and nothing else. A bad start-up is refused with exit
     status 2 and one line on stderr naming the file or parameter and the problem, never a
     traceback, so a launch file shows what to fix: a ``--params-file`` that is missing, not YAML,
     not in the ROS 2 layout, or holds a value ROS 2 cannot carry (checked with
     :func:`coop_robot.params.load_param_file` before ``rclpy.init``); anything else ``rclpy.init``
     refuses; a parameter of the wrong type or out of range (:class:`ParameterError`).
     """
+    _stack_dump_on_sigusr1()
     try:
         files = {path: load_param_file(path) for path in param_files_in_args(sys.argv if args is None else args)}
     except ParamFileError as exc:
