@@ -397,6 +397,81 @@ def test_a_settling_stop_is_not_re_sent_by_separation_monitoring():
     assert "stop" in modes or "scaled" in modes   # separation monitoring did act on it
 
 
+def _settle_then(arm_state, ticks: int = 300):
+    """The arm driven off its plan (:func:`_driven_off_its_plan`) gets a settling stop; then
+    ``arm_state(core, t, since_s)`` gives the measured joints each tick (``since_s``: seconds since
+    the stop was sent). Returns the controller, the stop's duration, the stop's rest points sent after it (time since
+    the first, the tick, and the joints, velocity and acceleration they were planned from) and
+    every warning."""
+    core, out, q = _driven_off_its_plan(_DRIVEN_OFF_PLAN_RAD_S)
+    assert out.trajectory.purpose == "settle"
+    sent_s = t = core._update_s
+    stop_s = core._plan.duration_s
+    hand = np.asarray(world_geometry().partner_rest_m, dtype=float)
+    resent, warnings = [], []
+    for _ in range(ticks):
+        t = round(t + TICK_S, 6)
+        q = arm_state(core, t, t - sent_s)
+        step = core.update(t, ControllerInputs(decision="act", partner_in_zone=False, perception_stamp_s=t - 0.03,
+                                               joint_positions=q, joint_stamp_s=t, partner_hand_m=hand,
+                                               partner_velocity_mps=np.zeros(3)))
+        warnings += step.warnings
+        if step.trajectory is not None and step.trajectory.purpose == "settle":
+            resent.append((t - sent_s, t, step.trajectory.plan.state_at(0.0)))
+        elif step.trajectory is not None:
+            break
+    return core, stop_s, resent, warnings
+
+
+def test_a_settling_stop_the_arm_does_not_take_is_sent_again_from_where_the_arm_is():
+    """A settling stop is not tracked (it starts on the arm's timeline), and separation monitoring
+    takes the arm to be braking as it says. An arm that refused it (or lost it, or an older move
+    overtook it) and carries on at the speed it had went unnoticed until settle_timeout_s after the
+    stop's end -- over a second of a move nobody monitored. Now a stop the arm is measured too fast
+    for, _SETTLE_ALLOWANCE_S after it was sent, is sent again from the measured state, at most
+    _MAX_SETTLE_RESENDS times, and the warning names the joint."""
+    from coop_robot.control.controller import _MAX_SETTLE_RESENDS, _SETTLE_ALLOWANCE_S
+
+    refusing = _DRIVEN_OFF_PLAN_RAD_S * 0.5   # every stop refused: some other move goes on
+    arm = {}
+
+    def carries_on(core, t, since_s):
+        if "from" not in arm:
+            arm["q"], arm["from"] = core._meas_prev[1].copy(), core._meas_prev[0]
+        arm[t] = arm["q"] + refusing * (t - arm["from"])
+        return arm[t]
+
+    core, stop_s, resent, warnings = _settle_then(carries_on, ticks=120)
+    assert len(resent) == _MAX_SETTLE_RESENDS, [r[0] for r in resent]
+    first_s, t, (q0, qd0, _) = resent[0]
+    # Found before the stop would even have ended had the arm got it that late (it was at 0.5x the
+    # speed the stop brakes from, so only once the stop allows less than that).
+    assert _SETTLE_ALLOWANCE_S < first_s <= _SETTLE_ALLOWANCE_S + stop_s, (first_s, stop_s)
+    np.testing.assert_allclose(q0, arm[t], atol=1e-9)                   # from where the arm is
+    np.testing.assert_allclose(qd0, refusing, atol=1e-6)                # at the speed it has
+    said = [w for w in warnings if "did not take its stop" in w]
+    assert len(said) == _MAX_SETTLE_RESENDS and "joint 7" in said[0], said   # joint 7 moves fastest
+    assert sum("is not taking its stops" in w for w in warnings) == 1
+
+
+@pytest.mark.parametrize("late_s", [0.0, 0.1, 0.2])
+def test_a_settling_stop_the_arm_takes_late_is_not_sent_again(late_s):
+    """An arm that gets the stop up to _SETTLE_ALLOWANCE_S late (it carries on at its speed until
+    then, and brakes as the stop says from there) is not sent it again."""
+    stop = {}
+
+    def takes_it_late(core, t, since_s):
+        if "plan" not in stop:
+            stop["plan"], stop["q"], stop["from"] = core._plan, core._meas_prev[1].copy(), core._meas_prev[0]
+        if since_s <= late_s:
+            return stop["q"] + _DRIVEN_OFF_PLAN_RAD_S * (t - stop["from"])
+        q_late = stop["q"] + _DRIVEN_OFF_PLAN_RAD_S * (stop["from"] + late_s + TICK_S - stop["from"])
+        return stop["plan"].state_at(since_s - late_s)[0] - stop["plan"].start_rad + q_late
+
+    _, _, resent, warnings = _settle_then(takes_it_late)
+    assert resent == [] and not [w for w in warnings if "stop" in w], warnings
+
+
 def _reach_the_arm_stops_following(freeze_after_s: float, losses: int, decision=lambda settling: "act",
                                    rest_at=None):
     """A reach from home with the zone clear on fresh perception; ``freeze_after_s`` into each
