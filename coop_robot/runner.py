@@ -374,7 +374,10 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
             probe.close()
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT)}
     if bad and progress is not None:
-        progress.write(f"warning: nodes exited with non-zero codes at shutdown: {bad}\n")
+        killed = [n for n, c in bad.items() if c == -signal.SIGKILL]
+        where = (f"; {', '.join(killed)} would not stop and was killed: the end of its log shows where it hung "
+                 f"({log_dir})" if killed else "")
+        progress.write(f"warning: nodes exited with non-zero codes at shutdown: {bad}{where}\n")
     path = Path(ender[0].parameters["summary_json"])
     with open(path, encoding="utf-8") as fh:
         summary = json.load(fh)
