@@ -3,6 +3,7 @@
 import contextlib
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -186,6 +187,46 @@ def test_policy_node_marks_the_liveness_fallbacks_act(ros_env, tmp_path):
         assert "act fallback" in decisions, "".join(lines)
         assert "act" not in decisions                        # the oracle itself never acted
     assert set(decisions) <= {"wait", "act fallback"}, decisions
+
+
+def test_policy_node_ignores_perception_stamped_from_the_future(ros_env, tmp_path):
+    """Frames stamped a minute ahead (a wrong clock, a corrupt stamp) are not perception: taken as
+    fresh, they gave the mirror network a negative perception age, and it stopped acting for the
+    rest of the turn (a fault campaign's session). The oracle with the bound at 0.3 s acts only on
+    fresh perception of a turn and a clear zone: on frames from the future it waits, says why, and
+    acts once the same frames come with real stamps."""
+    from geometry_msgs.msg import PointStamped
+    from std_msgs.msg import Bool, String
+
+    from coop_robot.nodes.common import LATCHED_QOS
+
+    env, domain = ros_env
+    proc, lines, reader = _start(env, tmp_path, policy="oracle", fallback_clear_s=0.3)
+    decisions: list[str] = []
+    with _probe(domain, "policy_future_probe", proc, reader) as (node, until):
+        node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
+        in_zone = node.create_publisher(Bool, "/partner/in_zone", 10)
+        hand = node.create_publisher(PointStamped, "/partner/hand", 10)
+        state = node.create_publisher(String, "/controller/state", LATCHED_QOS)
+        state.publish(String(data="home"))
+        lead = {"s": 60.0}
+        t0 = time.monotonic()
+
+        def perceive() -> None:
+            inside = (time.monotonic() - t0) % 3.0 < 1.0   # a turn, then a clear zone, again and again
+            msg = PointStamped()
+            msg.header.stamp = (node.get_clock().now() + rclpy.duration.Duration(seconds=lead["s"])).to_msg()
+            msg.point.x, msg.point.y, msg.point.z = (0.6, 0.0, 0.8) if inside else (1.02, 0.15, 0.8)
+            in_zone.publish(Bool(data=inside))
+            hand.publish(msg)
+
+        until(lambda: time.monotonic() - t0 > 4.0 and decisions, each=perceive)
+        out = "".join(lines)
+        assert re.search(r"ignoring /partner/hand stamped (59|60)\.\d+ s ahead of this node.s clock", out), out
+        assert decisions and set(decisions) == {"wait"}, decisions
+        lead["s"] = 0.0
+        until(lambda: "act fallback" in decisions, each=perceive)
+        assert "act fallback" in decisions, "".join(lines)
 
 
 def test_policy_node_ends_cleanly_on_ctrl_c(ros_env, tmp_path):
