@@ -172,13 +172,6 @@ _SETTLE_MIN_S = 0.3
 #: ... and counts as done this long (s) after its planned end: it starts when the arm receives it,
 #: which on a busy machine can be well after it was sent.
 _SETTLE_ALLOWANCE_S = 0.25
-#: A settling stop the arm is measured moving faster than it allows (its braking started
-#: :data:`_SETTLE_ALLOWANCE_S` late), by more than this (rad/s, any joint) ...
-_SETTLE_REFUSED_MARGIN_RAD_S = 0.2
-#: ... on this many successive joint states, was not taken (refused, lost, overtaken by an older
-#: move): it is sent again from the measured state, at most :data:`_MAX_SETTLE_RESENDS` times.
-_SETTLE_REFUSED_SAMPLES = 3
-_MAX_SETTLE_RESENDS = 2
 #: The arm is at rest when its measured joint speeds are all below this (rad/s).
 _AT_REST_RAD_S = 0.05
 #: ... for this long (s) of joint states (an arm swinging about is at rest only at its turning points).
@@ -714,10 +707,6 @@ class ArmController:
         self._tracking_lost_now = False
         #: How many times in a row this turn's reach was taken up again after a settling stop.
         self._reach_resumes = 0
-        #: A running settling stop: joint states in a row too fast for it, times it was sent again.
-        self._settle_too_fast = 0
-        self._settle_resends = 0
-        self._settle_checked_s = -np.inf   # the joint state (its time) the check last looked at
         self._joints_implausible = False   # the newest joint state was beyond the joint limits
         self._joints_stale_said = False    # an older joint state than the newest was ignored (said once)
         self._joints_future_said = False   # a joint state stamped ahead of the clock was ignored (said once)
@@ -819,8 +808,6 @@ class ArmController:
         self._sync_start(q_joints, joint_stamp)
         q_meas = self._measured_now(now_s, q_joints, joint_stamp)
         self._check_tracking(out, now_s, inputs, q_joints, q_meas)
-        if self._purpose == "settle" and self.state != "estop":
-            self._check_settle_taken(out, now_s, q_meas)
         stamp = inputs.perception_stamp_s
         if stamp is not None and not (stamp <= now_s + cfg.max_stamp_lead_s):
             stamp = None  # from the future (or NaN): not perception at all
@@ -1431,49 +1418,6 @@ class ArmController:
         self._held_home_velocity_scale = cfg.velocity_scale
         self._send_rest_point(out, now_s, q0, qd0, "settle", state, min_duration_s=_SETTLE_MIN_S)
 
-    def _check_settle_taken(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None) -> None:
-        """Whether the arm is carrying out the running settling stop. Its tracking is not checked
-        (the stop starts on receipt, on the arm's timeline, :meth:`_check_tracking`), and separation
-        monitoring assumes the arm brakes as it says. So its speed is checked, from
-        :data:`_SETTLE_ALLOWANCE_S` after it was sent (before, the arm may not have it yet): an arm
-        measured faster than the stop allows were it received that late, by more than
-        :data:`_SETTLE_REFUSED_MARGIN_RAD_S`, on :data:`_SETTLE_REFUSED_SAMPLES` joint states in a
-        row, did not take it -- its controller refused it, it was lost, or an older move overtook
-        it -- and is carrying out some other move. The stop is sent again from the measured state,
-        at most :data:`_MAX_SETTLE_RESENDS` times; after that the warning says so and the stop runs
-        out as before (``settle_timeout_s``)."""
-        if q_meas is None or self._meas_velocity is None or self._plan is None or self._meas_prev is None:
-            return
-        late_tau = now_s - self._plan_start_s - _SETTLE_ALLOWANCE_S
-        if late_tau < 0.0 or self._meas_prev[0] == self._settle_checked_s:
-            return   # not surely received yet, or no new joint state since the last check
-        self._settle_checked_s = self._meas_prev[0]
-        _, qd_allowed, _ = self._plan.state_at(min(late_tau, self._plan.duration_s))
-        excess = np.abs(self._meas_velocity) - np.abs(qd_allowed) - _SETTLE_REFUSED_MARGIN_RAD_S
-        if not np.any(excess > 0.0):
-            self._settle_too_fast = 0
-            return
-        self._settle_too_fast += 1
-        if self._settle_too_fast < _SETTLE_REFUSED_SAMPLES:
-            return
-        self._settle_too_fast = 0
-        joint = int(np.argmax(excess))
-        seen = (f"joint {joint + 1} measured at {abs(self._meas_velocity[joint]):.2f} rad/s, "
-                f"{now_s - self._plan_start_s:.2f} s after a stop that allows at most "
-                f"{abs(qd_allowed[joint]):.2f} rad/s by then")
-        if self._settle_resends >= _MAX_SETTLE_RESENDS:
-            if self._settle_resends == _MAX_SETTLE_RESENDS:
-                self._settle_resends += 1   # said once
-                out.warnings.append(f"the arm is not taking its stops ({seen}, sent {_MAX_SETTLE_RESENDS + 1} "
-                                    "times): check the arm's controller; it may be carrying out an old move")
-            return
-        self._settle_resends += 1
-        out.warnings.append(f"the arm did not take its stop ({seen}): refused, lost or overtaken by an older move; "
-                            f"sending it again from where the arm is ({self._settle_resends} of at most "
-                            f"{_MAX_SETTLE_RESENDS})")
-        self._send_rest_point(out, now_s, q_meas, self._meas_velocity.copy(), "settle", self.state,
-                              min_duration_s=_SETTLE_MIN_S)
-
     def _settling_in_reach(self, out: ControllerOutput, now_s: float, q_meas: np.ndarray | None,
                            inputs: ControllerInputs, stale: bool, may_reach: bool, guard_clear: bool) -> None:
         """A settling stop that interrupted an uncommitted reach (:meth:`_settle`). The turn is not
@@ -1661,9 +1605,6 @@ class ArmController:
         self._plan = plan
         self._plan_start_s = now_s
         self._hold_rad = plan.goal_rad
-        if purpose != "settle" or self._purpose != "settle":
-            self._settle_resends = 0   # a new stop, not one sent again
-        self._settle_too_fast = 0
         self._purpose = purpose
         self._cruise_sigma = 1.0
         self._stop_at_tau = None
