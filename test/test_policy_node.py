@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -155,34 +156,49 @@ def test_mirror_node_publishes_its_p_act_for_the_live_view(ros_env, tmp_path):
         assert all(0.0 <= v <= 1.0 for v in values), values
 
 
-def test_policy_node_marks_the_liveness_fallbacks_act(ros_env, tmp_path):
-    """The bound's "act" goes out as ``act fallback`` (the controller reaches slowly on it): the
-    oracle with no ground truth waits, so once the partner has been in and the zone has been clear
-    for fallback_clear_s, only the bound makes it act."""
+def _partner_perception(node, inside: Callable[[float], bool], lead_s: Callable[[], float] = lambda: 0.0):
+    """Publishers on ``node`` for what the policy node hears of the partner and the robot (at home),
+    and ``perceive()``: one frame, the hand inside the zone while ``inside(seconds since the
+    start)``, clear of it otherwise, stamped ``lead_s()`` ahead of the probe's clock."""
     from geometry_msgs.msg import PointStamped
     from std_msgs.msg import Bool, String
 
     from coop_robot.nodes.common import LATCHED_QOS
 
+    in_zone = node.create_publisher(Bool, "/partner/in_zone", 10)
+    hand = node.create_publisher(PointStamped, "/partner/hand", 10)
+    state = node.create_publisher(String, "/controller/state", LATCHED_QOS)
+    state.publish(String(data="home"))
+    t0 = time.monotonic()
+
+    def perceive() -> None:
+        now_inside = inside(time.monotonic() - t0)
+        msg = PointStamped()
+        msg.header.stamp = (node.get_clock().now() + rclpy.duration.Duration(seconds=lead_s())).to_msg()
+        msg.point.x, msg.point.y, msg.point.z = (0.6, 0.0, 0.8) if now_inside else (1.02, 0.15, 0.8)
+        in_zone.publish(Bool(data=now_inside))
+        hand.publish(msg)
+
+    return perceive
+
+
+def _decisions(node) -> list[str]:
+    from std_msgs.msg import String
+
+    decisions: list[str] = []
+    node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
+    return decisions
+
+
+def test_policy_node_marks_the_liveness_fallbacks_act(ros_env, tmp_path):
+    """The bound's "act" goes out as ``act fallback`` (the controller reaches slowly on it): the
+    oracle with no ground truth waits, so once the partner has been in and the zone has been clear
+    for fallback_clear_s, only the bound makes it act."""
     env, domain = ros_env
     proc, lines, reader = _start(env, tmp_path, policy="oracle", fallback_clear_s=0.3)
-    decisions: list[str] = []
     with _probe(domain, "policy_fallback_probe", proc, reader) as (node, until):
-        node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
-        in_zone = node.create_publisher(Bool, "/partner/in_zone", 10)
-        hand = node.create_publisher(PointStamped, "/partner/hand", 10)
-        state = node.create_publisher(String, "/controller/state", LATCHED_QOS)
-        state.publish(String(data="home"))
-        t0 = time.monotonic()
-
-        def perceive() -> None:
-            inside = time.monotonic() - t0 < 1.0   # the partner's turn, then a clear zone
-            msg = PointStamped()
-            msg.header.stamp = node.get_clock().now().to_msg()
-            msg.point.x, msg.point.y, msg.point.z = (0.6, 0.0, 0.8) if inside else (1.02, 0.15, 0.8)
-            in_zone.publish(Bool(data=inside))
-            hand.publish(msg)
-
+        decisions = _decisions(node)
+        perceive = _partner_perception(node, lambda t: t < 1.0)   # the partner's turn, then a clear zone
         until(lambda: "act fallback" in decisions, each=perceive)
         assert "act fallback" in decisions, "".join(lines)
         assert "act" not in decisions                        # the oracle itself never acted
@@ -195,31 +211,14 @@ def test_policy_node_ignores_perception_stamped_from_the_future(ros_env, tmp_pat
     rest of the turn (a fault campaign's session). The oracle with the bound at 0.3 s acts only on
     fresh perception of a turn and a clear zone: on frames from the future it waits, says why, and
     acts once the same frames come with real stamps."""
-    from geometry_msgs.msg import PointStamped
-    from std_msgs.msg import Bool, String
-
-    from coop_robot.nodes.common import LATCHED_QOS
-
     env, domain = ros_env
     proc, lines, reader = _start(env, tmp_path, policy="oracle", fallback_clear_s=0.3)
-    decisions: list[str] = []
     with _probe(domain, "policy_future_probe", proc, reader) as (node, until):
-        node.create_subscription(String, "/policy/decision", lambda m: decisions.append(m.data), COMMAND_QOS)
-        in_zone = node.create_publisher(Bool, "/partner/in_zone", 10)
-        hand = node.create_publisher(PointStamped, "/partner/hand", 10)
-        state = node.create_publisher(String, "/controller/state", LATCHED_QOS)
-        state.publish(String(data="home"))
+        decisions = _decisions(node)
         lead = {"s": 60.0}
+        # A turn, then a clear zone, again and again.
+        perceive = _partner_perception(node, lambda t: t % 3.0 < 1.0, lambda: lead["s"])
         t0 = time.monotonic()
-
-        def perceive() -> None:
-            inside = (time.monotonic() - t0) % 3.0 < 1.0   # a turn, then a clear zone, again and again
-            msg = PointStamped()
-            msg.header.stamp = (node.get_clock().now() + rclpy.duration.Duration(seconds=lead["s"])).to_msg()
-            msg.point.x, msg.point.y, msg.point.z = (0.6, 0.0, 0.8) if inside else (1.02, 0.15, 0.8)
-            in_zone.publish(Bool(data=inside))
-            hand.publish(msg)
-
         until(lambda: time.monotonic() - t0 > 4.0 and decisions, each=perceive)
         out = "".join(lines)
         assert re.search(r"ignoring /partner/hand stamped (59|60)\.\d+ s ahead of this node.s clock", out), out
