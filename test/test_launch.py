@@ -486,7 +486,9 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
             runner.start()
             runner.wait(timeout_s=600)
         finally:
-            runner.shutdown()
+            codes = runner.shutdown()
+    recorder = next(p for p in runner.procs if p.spec.name == "recorder")
+    said = f"exit codes {codes}; the recorder's log:\n{runner.tail(recorder, 40)}"
     summary = json.loads(summary_path.read_text())
     assert summary["turns"] == 2 and summary["policy"] == "reactive"
     assert summary["partner"] == "fast" and summary["seed"] == 5
@@ -494,6 +496,7 @@ def test_sim_launch_runs_the_session_it_was_asked_for(monkeypatch, tmp_path):
     assert {"wall_time_s", "per_turn", "median_gap_s", "scored_on", "session_duration_s"} <= set(summary)
     log = (tmp_path / "logs" / "policy.log").read_text()
     assert "policy 'reactive'" in log
+    assert (tmp_path / "bag" / "metadata.yaml").exists(), said
     assert yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     # velocity_scale 0.3 instead of controller.yaml's 0.5: the moves between home and the target take
     # as long as the core plans them at 0.3, not at 0.5 (separation monitoring may send a move again

@@ -297,7 +297,10 @@ STACK_DUMP_SIGNAL = signal.SIGUSR1  # = coop_robot.runner.STACK_DUMP_SIGNAL (no 
 
 
 def _stack_dump_on_sigusr1() -> None:
+    """Stacks on :data:`STACK_DUMP_SIGNAL`, and on a crash (SIGSEGV, SIGABRT, ...: a node that dies
+    in the middleware leaves where it was in its log, not only an exit code)."""
     try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
         faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     except (AttributeError, ValueError, OSError, RuntimeError):  # no usable stderr or no such signal here
         pass
