@@ -107,7 +107,7 @@ def test_start_up_wait_expired_runs_the_sim_alone_until_perception_answers():
     assert p.take_events() == [STARTUP_WAIT_EXPIRED]
     assert p.limit_s(0.0, DT_S, T0 + 1.5) == math.inf
     assert p.take_events() == []                              # reported once
-    assert p.perception_heard(3.0, T0 + 1.6) is True          # perception is back: synced again
+    assert p.perception_heard(3.0, T0 + 1.6, 3.0) is True          # perception is back: synced again
     assert p.limit_s(3.2, DT_S, T0 + 1.6) == pytest.approx(3.1)
 
 
@@ -119,23 +119,23 @@ def test_start_up_wait_0_starts_at_full_speed():
 
 def test_perception_limits_the_lead_to_max_perception_lag():
     p = sync_pacer()
-    assert p.perception_heard(0.5, T0 + 0.2) is False
+    assert p.perception_heard(0.5, T0 + 0.2, 0.5) is False
     t = run(p, 0.5, T0 + 0.25)
     assert 0.6 - DT_S < t <= 0.6 + 1e-9
 
 
 def test_older_and_repeated_perception_stamps_never_move_the_limit_back():
     p = sync_pacer()
-    p.perception_heard(0.5, T0 + 0.2)
-    p.perception_heard(0.3, T0 + 0.21)      # out of order
-    p.perception_heard(0.5, T0 + 0.22)      # duplicate
+    p.perception_heard(0.5, T0 + 0.2, 0.5)
+    p.perception_heard(0.3, T0 + 0.21, 0.55)     # out of order
+    p.perception_heard(0.5, T0 + 0.22, 0.55)     # duplicate
     assert p.newest_perception_s == 0.5
     assert p.limit_s(0.55, DT_S, T0 + 0.25) == pytest.approx(0.6)
 
 
 def test_a_lost_frame_is_released_after_a_stall_without_newer_perception():
     p = sync_pacer()
-    p.perception_heard(0.5, T0 + 0.2)
+    p.perception_heard(0.5, T0 + 0.2, 0.5)
     t = run(p, 0.5, T0 + 0.25)
     assert run(p, t, T0 + 0.2 + SYNC_STALL_S - 0.01) == t     # held: perception may still answer
     t2 = run(p, t, T0 + 0.2 + SYNC_STALL_S + 0.01)
@@ -144,24 +144,25 @@ def test_a_lost_frame_is_released_after_a_stall_without_newer_perception():
 
 def test_the_sim_gives_up_waiting_after_the_perception_timeout_and_resumes_when_it_answers():
     p = sync_pacer(perception_timeout_s=2.0)
-    p.perception_heard(0.5, T0 + 0.2)
+    p.perception_heard(0.5, T0 + 0.2, 0.5)
     assert p.limit_s(0.6, DT_S, T0 + 2.1) < 1.0               # 1.9 s of silence: still held
     assert p.take_events() == []
     assert p.limit_s(0.6, DT_S, T0 + 2.3) == math.inf         # 2.1 s: runs alone
     assert p.take_events() == [PERCEPTION_TIMED_OUT]
     assert p.may_step(50.0, DT_S, T0 + 5.0)
     assert p.take_events() == []
-    assert p.perception_heard(49.9, T0 + 5.1) is True
+    assert p.perception_heard(49.9, T0 + 5.1, 50.0) is True
     assert p.limit_s(50.0, DT_S, T0 + 5.1) == pytest.approx(50.0)
-    assert p.perception_heard(49.95, T0 + 5.2) is False
+    assert p.perception_heard(49.95, T0 + 5.2, 50.0) is False
 
 
 def test_real_time_factor_and_perception_sync_both_hold_the_sim():
     p = sync_pacer(real_time_factor=1.0)
-    p.perception_heard(5.0, T0 + 0.2)
-    assert p.limit_s(0.0, DT_S, T0 + 0.5) == pytest.approx(0.5)   # pacing is the tighter limit
-    p.set_real_time_factor(0.0, 0.0, T0 + 0.5)
-    assert p.limit_s(0.0, DT_S, T0 + 0.5) == pytest.approx(5.1)   # now perception is
+    p.set_real_time_factor(1.0, 5.0, T0)                          # the sim is at 5.0 s
+    p.perception_heard(5.0, T0 + 0.2, 5.0)
+    assert p.limit_s(5.0, DT_S, T0 + 0.02) == pytest.approx(5.02)  # pacing is the tighter limit
+    p.set_real_time_factor(0.0, 5.0, T0 + 0.5)
+    assert p.limit_s(5.0, DT_S, T0 + 0.5) == pytest.approx(5.1)   # now perception is
 
 
 def test_outputs_are_due_on_their_own_grids_and_the_clock_precedes_every_one():
@@ -193,29 +194,51 @@ def test_start_up_lasts_until_the_policy_has_decided_too():
     """Perception answering is not enough: the mirror policy takes seconds to load its network, and
     a partner turn run before it is up leaves the robot never knowing its turn came."""
     p = synced()
-    p.perception_heard(0.0, T0 + 0.1)
+    p.perception_heard(0.0, T0 + 0.1, 0.0)
     # still frame by frame: at most one camera frame per SYNC_STALL_S of perception silence
     t = run(p, 0.0, T0 + 0.2)
     assert t <= CAMERA_S + 1e-9
     t = run(p, t, T0 + 0.2 + SYNC_STALL_S + 0.01)
     assert t <= 2 * CAMERA_S + 1e-9
     p.policy_heard()
-    p.perception_heard(t, T0 + 1.0)
+    p.perception_heard(t, T0 + 1.0, t)
     assert run(p, t, T0 + 1.0) == pytest.approx(t + 0.1, abs=DT_S)   # now perception sync proper
 
 
 def test_start_up_without_the_policy_gate_ends_with_perception():
     p = synced(startup_waits_for_policy=False)
-    p.perception_heard(0.0, T0 + 0.1)
+    p.perception_heard(0.0, T0 + 0.1, 0.0)
     assert run(p, 0.0, T0 + 0.1) == pytest.approx(0.1, abs=DT_S)
 
 
 def test_a_policy_that_never_decides_does_not_hold_the_sim_past_the_start_up_wait():
     p = synced(perception_startup_wait_s=5.0)
-    p.perception_heard(0.0, T0 + 0.1)
+    p.perception_heard(0.0, T0 + 0.1, 0.0)
     assert p.limit_s(0.0, DT_S, T0 + 5.1) == math.inf
     assert p.take_events() == [STARTUP_WAIT_EXPIRED]
     # once expired it never goes back to the start-up hold (no event storm)
-    p.perception_heard(0.5, T0 + 5.2)
+    p.perception_heard(0.5, T0 + 5.2, 0.5)
     assert p.limit_s(0.5, DT_S, T0 + 5.2) == pytest.approx(0.6)
     assert p.take_events() == []
+
+
+def test_a_perceived_hand_stamped_ahead_of_the_sim_is_not_heard():
+    """A spoofed /partner/hand stamped 60 s ahead, taken as the newest, let the sim run free of
+    perception for the rest of a fault campaign's session (an older stamp never moves the limit
+    back): perception fell 0.1-0.45 s behind and the robot met protective stops for 12 s."""
+    p = sync_pacer(startup_waits_for_policy=False)
+    p.perception_heard(2.0, T0 + 0.1, 2.0)
+    assert p.take_future_stamp() is None
+    assert p.perception_heard(62.0, T0 + 0.2, 2.03) is False
+    assert p.take_future_stamp() == (62.0, 2.03)
+    assert p.take_future_stamp() is None                      # reported once
+    assert p.newest_perception_s == 2.0
+    assert p.limit_s(2.03, DT_S, T0 + 0.2) == pytest.approx(2.1)    # still held by real perception
+    # not heard at all: a perception that only publishes such stamps times out as a silent one
+    p.perception_heard(62.1, T0 + 2.0, 2.05)
+    assert p.take_future_stamp() == (62.1, 2.05)
+    assert p.limit_s(2.05, DT_S, T0 + 2.15) == math.inf
+    assert p.take_events() == [PERCEPTION_TIMED_OUT]
+    # a stamp within half a physics step of the sim's time is the newest frame: heard
+    assert p.perception_heard(2.0501, T0 + 2.2, 2.05) is True
+    assert p.take_future_stamp() is None

@@ -227,6 +227,16 @@ def test_perception_sync_paces_the_sim_by_perception_and_gives_up_when_it_goes_q
         start_clock_s = ls.clock[-1]
         ls.spin_until(lambda: False, 1.5)
         assert ls.clock[-1] - start_clock_s < 0.35, (start_clock_s, ls.clock[-1])
+        # A hand stamped a minute ahead of the sim (spoofed, or another clock) is not perception:
+        # logged, and the sim stays held (taken as the newest, it would run free for good).
+        spoof = PointStamped()
+        spoof.header.stamp, spoof.header.frame_id = s_to_stamp(ls.clock[-1] + 60.0), "world"
+        hand_pub.publish(spoof)
+        assert ls.spin_until(lambda: "perception_sync ignores a /partner/hand stamped" in read_log(log), 10.0), \
+            read_log(log)
+        held_from_s = ls.clock[-1]
+        ls.spin_until(lambda: False, 1.0)
+        assert ls.clock[-1] - held_from_s < 0.2, (held_from_s, ls.clock[-1])
         # Perception reports a frame: the sim may now lead it by max_perception_lag_s (0.1 s).
         stamp_s = ls.clock[-1]
         msg = PointStamped()

@@ -123,7 +123,8 @@ class SimNode(Node):
                 "Simulated seconds per wall second; 0 runs as fast as possible", low=0.0, high=100.0),
             perception_sync=declare(
                 self, "perception_sync", PacingConfig.perception_sync,
-                "Do not run more than max_perception_lag_s of sim time ahead of the newest /partner/hand stamp"),
+                "Do not run more than max_perception_lag_s of sim time ahead of the newest /partner/hand stamp "
+                "(a stamp ahead of the sim's own time is spoofed or on another clock: ignored, logged)"),
             max_perception_lag_s=declare(
                 self, "max_perception_lag_s", PacingConfig.max_perception_lag_s,
                 "Allowed sim-time lead over perception when perception_sync is on (s)", low=0.0, high=10.0),
@@ -322,8 +323,15 @@ class SimNode(Node):
         self.destroy_subscription(self._decision_sub)
 
     def _on_partner_hand(self, msg: PointStamped) -> None:
-        if self._pacer.perception_heard(stamp_to_s(msg.header.stamp), time.monotonic()):
+        if self._pacer.perception_heard(stamp_to_s(msg.header.stamp), time.monotonic(), self._sim.t_s):
             self.get_logger().info("perception is publishing again; perception_sync holds the sim back again")
+        future = self._pacer.take_future_stamp()
+        if future is not None:
+            stamp_s, sim_t_s = future
+            self.get_logger().error(
+                f"perception_sync ignores a /partner/hand stamped {stamp_s - sim_t_s:.3f} s ahead of the sim "
+                f"({stamp_s:.3f} s at sim time {sim_t_s:.3f} s): no camera frame is stamped after the sim's "
+                "time, so it is spoofed or on another clock (use_sim_time)", throttle_duration_sec=5.0)
 
     # ------------------------------------------------------------------ stepping loop
     def _tick(self) -> None:

@@ -30,6 +30,10 @@ SYNC_STALL_S = 0.3
 #: When the sim falls this far behind its pacing target (sim s), it re-anchors instead of
 #: bursting to catch up (e.g. after being held back by perception sync or a busy CPU).
 MAX_CATCH_UP_S = 0.1
+#: Perception sync ignores a perceived hand stamped further than this ahead of the sim's own time
+#: (sim s): the sim stamps no camera frame after its own time, so only a spoofed message or one on
+#: another clock can be ahead (half a physics step at the highest physics rate).
+MAX_PERCEPTION_STAMP_LEAD_S = 2.5e-4
 #: Slack for comparing sums of physics steps with a limit (s).
 _EPS_S = 1e-9
 
@@ -85,6 +89,7 @@ class SimPacer:
         self.policy_ready = False                         # the policy has published a decision
         self._started = False                             # start-up over (both heard, or waited out)
         self._events: list[str] = []
+        self._future_stamp: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ inputs
     def set_real_time_factor(self, value: float, sim_t_s: float, wall_s: float) -> None:
@@ -92,9 +97,18 @@ class SimPacer:
         self.real_time_factor = check_real_time_factor(value)
         self._sim_anchor_s, self._wall_anchor_s = sim_t_s, wall_s
 
-    def perception_heard(self, stamp_s: float, wall_s: float) -> bool:
-        """Perception published a hand with ``stamp_s`` (sim s). True when this ends a period in
-        which perception sync had given up (the caller may say so)."""
+    def perception_heard(self, stamp_s: float, wall_s: float, sim_t_s: float) -> bool:
+        """Perception published a hand with ``stamp_s`` (sim s) while the sim is at ``sim_t_s``.
+        True when this ends a period in which perception sync had given up (the caller may say so).
+
+        Perception stamps a hand with the camera frame it saw, and this sim stamps no frame after
+        its own time: a stamp further ahead than :data:`MAX_PERCEPTION_STAMP_LEAD_S` is spoofed or
+        on another clock. It is not heard at all (:meth:`take_future_stamp` reports it): taken as
+        the newest, it would let the sim run that far ahead of what perception has really seen,
+        for the rest of the session, since an older stamp never moves the limit back."""
+        if not math.isfinite(stamp_s) or stamp_s > sim_t_s + MAX_PERCEPTION_STAMP_LEAD_S:
+            self._future_stamp = (stamp_s, sim_t_s)
+            return False
         if self.newest_perception_s is None or stamp_s > self.newest_perception_s:
             self.newest_perception_s = stamp_s   # an older or repeated stamp never moves it back
         self._perception_wall_s = wall_s
@@ -104,6 +118,11 @@ class SimPacer:
     def policy_heard(self) -> None:
         """The policy published a decision: with ``startup_waits_for_policy``, the start-up hold may end."""
         self.policy_ready = True
+
+    def take_future_stamp(self) -> tuple[float, float] | None:
+        """The newest ignored ``(stamp_s, sim_t_s)`` stamped ahead of the sim since the last call."""
+        future, self._future_stamp = self._future_stamp, None
+        return future
 
     def take_events(self) -> list[str]:
         """What happened since the last call (:data:`STARTUP_WAIT_EXPIRED`, :data:`PERCEPTION_TIMED_OUT`)."""
