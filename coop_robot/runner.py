@@ -238,7 +238,8 @@ class GraphRunner:
                 time.sleep(0.05)
 
 
-#: What a node run by :func:`coop_robot.nodes.common.run_node` answers with its threads' stacks on stderr.
+#: ``kill -USR1 <pid>``: a node run by :func:`coop_robot.nodes.common.run_node` prints every thread's
+#: Python stack to stderr and goes on (what a node that will not stop is doing). Sent before a kill.
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 

@@ -6,7 +6,6 @@ import faulthandler
 import math
 import os
 import re
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.params import ParamFileError, load_param_file
+from coop_robot.runner import STACK_DUMP_SIGNAL
 
 #: Latched state (last value delivered to late joiners), e.g. controller state.
 LATCHED_QOS = QoSProfile(
@@ -291,12 +291,7 @@ def spin_events(node: Node) -> None:
         executor.shutdown()
 
 
-#: ``kill -USR1 <pid>`` makes a node print every thread's Python stack to stderr and go on: what a
-#: node that will not stop is doing. The session runner sends it before it kills a node.
-STACK_DUMP_SIGNAL = signal.SIGUSR1  # = coop_robot.runner.STACK_DUMP_SIGNAL (no rclpy there)
-
-
-def _stack_dump_on_sigusr1() -> None:
+def _enable_stack_dumps() -> None:
     """Stacks on :data:`STACK_DUMP_SIGNAL`, and on a crash (SIGSEGV, SIGABRT, ...: a node that dies
     in the middleware leaves where it was in its log, not only an exit code)."""
     try:
@@ -318,7 +313,7 @@ def run_node(factory: Callable[[], Node], args=None, spin: Callable[[Node], None
     :func:`coop_robot.params.load_param_file` before ``rclpy.init``); anything else ``rclpy.init``
     refuses; a parameter of the wrong type or out of range (:class:`ParameterError`).
     """
-    _stack_dump_on_sigusr1()
+    _enable_stack_dumps()
     try:
         files = {path: load_param_file(path) for path in param_files_in_args(sys.argv if args is None else args)}
     except ParamFileError as exc:
