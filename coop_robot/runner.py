@@ -302,6 +302,10 @@ def interrupted_by_termination():
 
 #: The sim node's periodic log line: "... (x0.24 real time) ...".
 _SIM_SPEED = re.compile(r"\(x([0-9.]+) real time\)")
+#: Log lines that say the graph is too slow for its inputs, counted for a session that runs out of
+#: time: ``(node, text in the line, key in seen)``.
+_STARVED = (("controller", "protective stop: no perception of the hand newer than", "late_perception_stops"),
+            ("policy", "not keeping up:", "policy_behind"))
 
 
 def _timeout_cause(seen: dict, max_turns, unit: str = "robot turns") -> str:
@@ -314,6 +318,13 @@ def _timeout_cause(seen: dict, max_turns, unit: str = "robot turns") -> str:
         if rtf < 0.5:
             text += (" (it waits for perception: this machine is too busy for the graph -- free the cores, "
                      "or allow more time with --timeout-s)")
+    stops, behind = seen.get("late_perception_stops", 0), seen.get("policy_behind", 0)
+    if stops:
+        text += (f"; the controller made {stops} protective stop{'s' if stops != 1 else ''} because perception "
+                 "was older than ssm_max_hand_age_s (perception is not keeping up with the camera)")
+    if behind:
+        text += (f"; the policy said {behind} time{'s' if behind != 1 else ''} that it was not keeping up with "
+                 "its rate_hz")
     return text
 
 
@@ -331,7 +342,7 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
         raise ValueError("the graph needs exactly one session-ending node "
                          "(a turn tracker with max_turns > 0 and a summary_json path)")
 
-    seen = {"turns": 0, "real_time": None}
+    seen = {"turns": 0, "real_time": None, **{key: 0 for _, _, key in _STARVED}}
 
     def show(node: str, line: str) -> None:
         if node == "turn_tracker" and line.startswith(("[turn_tracker] turn", "[turn_tracker] trial")):
@@ -343,6 +354,9 @@ def run_session(specs: list[NodeSpec], *, log_dir: Path | None = None,
             m = _SIM_SPEED.search(line)
             if m:
                 seen["real_time"] = float(m.group(1))
+        for starved_node, text, key in _STARVED:
+            if node == starved_node and text in line:
+                seen[key] += 1
 
     runner = GraphRunner(list(specs), log_dir, env if env is not None else isolated_env(),
                          [Path(f) for f in extra_param_files], on_line=show)
