@@ -91,3 +91,30 @@ class SequenceReplay:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         idx = rng.integers(0, self._size, size=batch_size)
         return {k: v[idx].copy() for k, v in self._store.items()}
+
+    def state(self) -> dict:
+        """Everything the buffer holds, as tensors and ints (``torch.save`` with ``weights_only``
+        loads it back): for resuming a training run exactly where it stopped."""
+        import torch  # noqa: PLC0415 -- the buffer itself needs no torch
+
+        # The filled rows only (until the ring is full, they are the first ``size``).
+        store = {} if self._store is None else {k: torch.from_numpy(v[:self._size].copy())
+                                                for k, v in self._store.items()}
+        return {"capacity": self.capacity, "next": self._next, "size": self._size, "store": store}
+
+    @classmethod
+    def from_state(cls, state: dict) -> SequenceReplay:
+        """The buffer :meth:`state` described (ValueError when it is not one)."""
+        try:
+            replay = cls(state["capacity"])
+            store, size, nxt = state["store"], state["size"], state["next"]
+            arrays = {k: v.numpy().copy() for k, v in store.items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a replay buffer's state: {exc!r}") from None
+        if any(a.shape[:1] != (size,) for a in arrays.values()) \
+                or not (0 <= size <= replay.capacity and 0 <= nxt < replay.capacity) or (size and not arrays):
+            raise ValueError("not a replay buffer's state: its sizes do not agree with its capacity")
+        replay._store = {k: np.concatenate([a, np.zeros((replay.capacity - size,) + a.shape[1:], a.dtype)])
+                         for k, a in arrays.items()} or None
+        replay._size, replay._next = int(size), int(nxt)
+        return replay

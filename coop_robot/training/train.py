@@ -41,6 +41,14 @@ deterministic algorithms in the learner and in every collection worker, each ses
 its own job, results combined in session order, the learner's NumPy generator seeded from the
 config seed).
 
+**Resuming.** After every iteration the run also writes ``resume_state.pt`` to ``--out``: the
+weights, the optimiser's moments, the replay buffer, the learner's generator, the curves so far and
+the fixed validation sequences. ``coop-robot train --resume`` (same config and seed) goes on after
+the last finished iteration, with the same figures as a run that never stopped: the sessions to
+learn from next are played again from the saved weights, each seeded by its job (at the cost of
+one iteration's collection). A long run on a shared or preemptible machine loses at most one
+iteration. Sweeps do not resume (their runs train in the workers' temporary directories).
+
 **The sync task** (``task: sync``, config/training/sync.yaml, issue 14): the same network class,
 losses, replay and loop; the sessions are sync sessions (:mod:`coop_robot.training.sync_sessions`:
 their reward, labels and metrics) and the reward's success window follows the curriculum
@@ -60,6 +68,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -95,6 +104,8 @@ from coop_robot.training.sessions import (
 )
 from coop_robot.training.sync_sessions import sync_metrics, sync_return
 
+#: Written to ``--out`` after every iteration; what ``--resume`` goes on from.
+RESUME_STATE = "resume_state.pt"
 CHECKPOINT_NAME = "mirror.pt"
 SYNC_CHECKPOINT_NAME = "mirror_sync.pt"
 CURVES_CSV = "learning_curves.csv"
@@ -222,22 +233,82 @@ class TrainResult:
     wall_s: float = 0.0
 
 
+class ResumeError(ValueError):
+    """``--resume`` cannot go on: no state, an unreadable one, another config, or a finished run."""
+
+
 def train(cfg: TrainConfig, out_dir, progress: bool = True,
-          collector: InProcessCollector | RayCollector | None = None) -> TrainResult:
+          collector: InProcessCollector | RayCollector | None = None, resume: bool = False) -> TrainResult:
     """Run the whole training; write curves and the checkpoint into ``out_dir``.
 
     ``collector`` plays the sessions (default: :class:`~coop_robot.training.collect.InProcessCollector`;
     :func:`~coop_robot.training.collect.open_collector` gives the one ``--ray-address`` asks for);
-    it is started for this run and stopped after it. The figures are the same whichever plays them."""
+    it is started for this run and stopped after it. The figures are the same whichever plays them.
+    With ``resume``, go on from ``out_dir``'s :data:`RESUME_STATE` (:class:`ResumeError` if it
+    cannot), to the same figures as a run that never stopped."""
+    out_dir = Path(out_dir)
+    state = load_resume_state(out_dir, cfg) if resume else None  # refused before anything starts
     collector = collector if collector is not None else InProcessCollector()
     with seeded_torch(cfg):
         try:
-            return _train(cfg, Path(out_dir), progress, collector)
+            return _train(cfg, out_dir, progress, collector, state)
         finally:
             collector.stop()
 
 
-def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainResult:
+def _json_value(value):
+    """JSON for the NumPy scalars a curve row may hold."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def save_resume_state(out_dir: Path, iteration: int, cfg: TrainConfig, net: MirrorPolicyNet, optimiser,
+                      replay: SequenceReplay, sample_rng: np.random.Generator, rows: list[dict],
+                      baseline: dict, val: dict[str, np.ndarray]) -> None:
+    """Write what :func:`train` needs to go on after ``iteration`` (atomically: a run killed while
+    writing keeps the previous iteration's state). Tensors, ints and strings only, so it loads
+    with ``weights_only=True``."""
+    state = {"format": 1, "iteration": iteration, "train_config": json.dumps(cfg.to_dict()),
+             "model": net.state_dict(), "optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
+             "sample_rng": json.dumps(sample_rng.bit_generator.state),
+             "rows": json.dumps(rows, default=_json_value), "baseline": json.dumps(baseline, default=_json_value),
+             "val": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in val.items()},
+             "replay": replay.state()}
+    path = out_dir / RESUME_STATE
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_resume_state(out_dir: Path, cfg: TrainConfig) -> dict:
+    """The state :func:`save_resume_state` wrote in ``out_dir``, checked against ``cfg``
+    (:class:`ResumeError` naming what is wrong)."""
+    path = Path(out_dir) / RESUME_STATE
+    if not path.is_file():
+        raise ResumeError(f"--resume: no {RESUME_STATE} in {out_dir}: nothing to resume there (a run writes it "
+                          "after each iteration; give the --out of the run to continue)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != 1:
+            raise ValueError("not a resume state of this version")
+        saved = json.loads(state["train_config"])
+        iteration = int(state["iteration"])
+    except Exception as exc:  # torch raises many kinds for a truncated or foreign file
+        raise ResumeError(f"--resume: {path} cannot be read ({type(exc).__name__}: {exc}); "
+                          "nothing was changed") from None
+    current = json.loads(json.dumps(cfg.to_dict()))   # as saved: tuples are lists there
+    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
+        raise ResumeError(f"--resume: the run in {out_dir} was trained with another config ({detail}); "
+                          "resume it with its own config and seed")
+    if iteration >= cfg.iterations:
+        raise ResumeError(f"--resume: the run in {out_dir} has finished all {cfg.iterations} iterations")
+    return state
+
+
+def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector, state: dict | None) -> TrainResult:
     wall0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     net, net_cfg, spec = make_model(cfg)
@@ -246,7 +317,8 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
     sample_rng = np.random.default_rng([cfg.seed, 1])
     ckpt = out_dir / checkpoint_name(cfg)
     baseline: dict[str, float] = {}
-    speed = _Speed(cfg.iterations)
+    done = 0 if state is None else int(state["iteration"])
+    speed = _Speed(cfg.iterations - done)
 
     def save(iteration: int, row: dict) -> None:
         extra = {"train_config": cfg.to_dict(), "seed": cfg.seed, "iteration": iteration,
@@ -260,6 +332,9 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
         speed.played(sum(r.steps for r in results), time.perf_counter() - t0)
         return results
 
+    if state is not None:
+        return _resumed(cfg, out_dir, progress, collector, state, net, optimiser, sample_rng, baseline, save, play,
+                        speed, wall0)
     save(0, {})    # the collector builds its policies from this file
     collector.start(cfg, ckpt)
     if progress:
@@ -271,7 +346,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
     # iteration 0 and the sessions collected in iteration 1.
     first = [evaluation_jobs(cfg, REACTIVE), validation_jobs(cfg), evaluation_jobs(cfg), explore_jobs(cfg, 1)]
     reactive, validation, greedy, collected = _split(play([j for part in first for j in part]), first)
-    baseline = _evaluate(reactive, cfg, 0)
+    baseline.update(_evaluate(reactive, cfg, 0))   # in place: save() reads this dict
     val_sequences = [s for r in validation for s in split_episode(r.episode, cfg.sequence_length, cfg.burn_in)]
     val = {key: np.stack([s[key] for s in val_sequences]) for key in val_sequences[0]}
     rows = [_row(0, None, _evaluate(greedy, cfg, 0), None, 0, cfg)]
@@ -286,8 +361,44 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
             print(f"reactive baseline: median gap {_fmt(baseline['median_gap_s'])} s, overlap rate "
                   f"{_fmt(baseline['overlap_rate'])}, return {_fmt(baseline['return'])}", flush=True)
         _print_row(rows[0], cfg, speed)
+    return _iterate(cfg, out_dir, progress, 1, collected, rows, baseline, val, net, optimiser, replay, sample_rng,
+                    save, play, speed, wall0)
+
+
+def _resumed(cfg, out_dir, progress, collector, state, net, optimiser, sample_rng, baseline, save, play, speed,
+             wall0) -> TrainResult:
+    """Restore what ``state`` saved after its iteration k, play iteration k + 1's sessions again
+    (the saved weights, each session seeded by its job: the same sessions), and go on."""
+    done = int(state["iteration"])
+    try:
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        sample_rng.bit_generator.state = json.loads(state["sample_rng"])
+        replay = SequenceReplay.from_state(state["replay"])
+        rows = json.loads(state["rows"])
+        baseline.update(json.loads(state["baseline"]))   # in place: save() reads this dict
+        val = {k: v.numpy().copy() for k, v in state["val"].items()}
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ResumeError(f"--resume: {out_dir / RESUME_STATE} does not fit this network or run "
+                          f"({type(exc).__name__}: {exc}); nothing was changed") from None
+    save(done, rows[-1])   # the collector builds its policies from this file
+    collector.start(cfg, out_dir / checkpoint_name(cfg))
+    if progress:
+        print(f"resuming {out_dir} after iteration {done} of {cfg.iterations}; "
+              f"collection: {collector.describe()}", flush=True)
+    net.eval()
+    collected = play(explore_jobs(cfg, done + 1))
+    torch.set_rng_state(state["torch_rng"])
+    return _iterate(cfg, out_dir, progress, done + 1, collected, rows, baseline, val, net, optimiser, replay,
+                    sample_rng, save, play, speed, wall0)
+
+
+def _iterate(cfg, out_dir, progress, first_it, collected, rows, baseline, val, net, optimiser, replay, sample_rng,
+             save, play, speed, wall0) -> TrainResult:
+    """Iterations ``first_it`` .. ``cfg.iterations``: learn from ``collected``, evaluate, collect the next."""
+    ckpt = out_dir / checkpoint_name(cfg)
     speed.start()
-    for it in range(1, cfg.iterations + 1):
+    for it in range(first_it, cfg.iterations + 1):
         # --- learn from the sessions collected for this iteration
         for r in collected:
             replay.extend(split_episode(r.episode, cfg.sequence_length, cfg.burn_in))
@@ -313,6 +424,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector) -> TrainR
         rows[-1].update(validation_losses(net, val, cfg))
         save(it, rows[-1])
         write_curves_csv(out_dir / CURVES_CSV, rows)
+        save_resume_state(out_dir, it, cfg, net, optimiser, replay, sample_rng, rows, baseline, val)
         speed.iteration_done()
         if progress:
             _print_row(rows[-1], cfg, speed)
@@ -581,7 +693,8 @@ def train_sweep_run(run: SweepRun) -> dict:
     file system with the driver, which writes them) and its summary row."""
     with tempfile.TemporaryDirectory(prefix="coop_train_") as tmp:
         result = train(run.cfg, tmp, progress=False)
-        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())
+                 if p.is_file() and p.name != RESUME_STATE}
     last = result.rows[-1]
     row = {"run": run.name, "config": run.config, "task": run.cfg.task, "seed": run.cfg.seed, "run_dir": "",
            "iterations": run.cfg.iterations, **{k: last.get(k, math.nan) for k in _FINAL_METRICS},
@@ -666,6 +779,9 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                        help="train a sweep: one run per seed (and per config), as Ray tasks")
     p.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
+    p.add_argument("--resume", action="store_true",
+                   help=f"go on from the last finished iteration of the run in --out (its {RESUME_STATE}); give "
+                        "the same config, seed and iterations. The figures are those of a run that never stopped")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_ray_arguments(p, workers_help="a single run: collection workers (Ray actors; default one per CPU here, "
                                       "or of the cluster); a sweep: runs at once (default: one per CPU)")
@@ -697,11 +813,17 @@ def main(argv=None) -> int:
     except ValueError as exc:   # TrainConfigError included
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 2
+    if sweep and args.resume:
+        print("coop-robot train: --resume trains one run, not a sweep (a sweep's runs keep no state to resume); "
+              "resume each run with --config, --seed and --out of its own", file=sys.stderr)
+        return 2
     if sweep:
         return _main_sweep(runs, args)
     try:
+        if args.resume:
+            load_resume_state(args.out, cfg)   # refused before any collector starts
         with open_collector(args.ray_address, args.workers, progress=not args.quiet) as (collector, _):
-            result = train(cfg, args.out, progress=not args.quiet, collector=collector)
+            result = train(cfg, args.out, progress=not args.quiet, collector=collector, resume=args.resume)
     except ValueError as exc:
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 2
