@@ -100,3 +100,22 @@ def test_the_replay_buffer_comes_back_from_its_state_exactly():
     assert len(SequenceReplay.from_state(SequenceReplay(4).state())) == 0
     with pytest.raises(ValueError, match="not a replay buffer's state"):
         SequenceReplay.from_state({"capacity": 3})
+
+
+def test_ctrl_c_says_where_the_run_stands_and_exits_130(tmp_path, capsys, monkeypatch):
+    import coop_robot.training.train as train_module
+
+    def stopped_after_iteration_1(cfg, out_dir, **_kwargs):
+        train(TrainConfig(**SHORT), out_dir, progress=False, collector=_StopsAt(3))   # Ctrl-C in iteration 2
+
+    def stopped_at_once(cfg, out_dir, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", stopped_at_once)
+    assert main(["--out", str(tmp_path / "early"), "--ray-address", "none", "--quiet"]) == 130
+    assert "interrupted; no iteration had finished, so there is nothing to resume" in capsys.readouterr().err
+    monkeypatch.setattr(train_module, "train", stopped_after_iteration_1)
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--ray-address", "none", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; {out / RESUME_STATE} holds iteration 1: run the same command with --resume" in err

@@ -830,6 +830,9 @@ def main(argv=None) -> int:
     except CollectionError as exc:
         print(f"coop-robot train: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"coop-robot train: interrupted; {_resume_hint(args.out)}", file=sys.stderr)
+        return 130
     last = result.rows[-1]
     if cfg.task == "sync":
         print(f"wrote {result.checkpoint}, {args.out / CURVES_CSV}, {args.out / CURVES_PNG}; greedy success rate at "
@@ -843,6 +846,17 @@ def main(argv=None) -> int:
           f"{_fmt(last['eval_overlap_rate'], 2)}; {result.env_steps} env steps in {result.wall_s:.0f} s "
           f"({result.env_steps / max(result.wall_s, 1e-9):.0f}/s)")
     return 0
+
+
+def _resume_hint(out_dir: Path) -> str:
+    """Where an interrupted run stands, and how to go on."""
+    path = Path(out_dir) / RESUME_STATE
+    try:
+        iteration = int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
+    except Exception:  # none yet, or unreadable: nothing to go on from
+        return "no iteration had finished, so there is nothing to resume: start the run again"
+    return (f"{path} holds iteration {iteration}: run the same command with --resume to go on from there "
+            "(to the same result as a run that never stopped)")
 
 
 def _main_sweep(runs: list[SweepRun], args) -> int:
