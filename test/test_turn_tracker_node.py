@@ -3,6 +3,8 @@
 
 A lab-style arm driver publishes the arm joints in shuffled order and the gripper in messages of
 its own on /joint_states; the node must score the turn (it used to call such a bag "damaged").
+A frame and a joint state stamped a minute ahead (a spoof, or a driver on another clock) are
+ignored and counted: taken, they would put an edge a minute ahead and drop every real one after.
 """
 
 from __future__ import annotations
@@ -57,7 +59,18 @@ def test_node_scores_a_perceived_turn_from_split_shuffled_joint_states():
             # Real time, as a robot publishes: partner inside for 0.4 s, robot inside 0.2 s after it left.
             t0 = time.time()
             next_frame, next_arm, k = t0, t0, 0
+            spoofed = False
             while (now := time.time()) < t0 + 1.5:
+                if not spoofed and now - t0 >= 0.05:
+                    # A driver on another clock, or a spoof: a frame and a joint state a minute ahead.
+                    spoofed = True
+                    pubs["in_zone"].publish(Bool(data=True))
+                    ahead = PointStamped()
+                    ahead.header.stamp = s_to_stamp(now + 60.0)
+                    pubs["hand"].publish(ahead)
+                    ahead_q = JointState(name=ARM, position=[float(v) for v in ZONE_Q_RAD])
+                    ahead_q.header.stamp = s_to_stamp(now + 60.0)
+                    pubs["joints"].publish(ahead_q)
                 if now >= next_frame:
                     inside = 0.1 <= now - t0 < 0.5
                     if not inside and now - t0 >= 0.5 and stamps["partner_exit"] is None:
@@ -97,5 +110,6 @@ def test_node_scores_a_perceived_turn_from_split_shuffled_joint_states():
             assert rec.robot_enter_s == pytest.approx(stamps["robot_enter"], abs=1e-6)
             assert rec.gap_s == pytest.approx(stamps["robot_enter"] - stamps["partner_exit"], abs=1e-6)
             assert rec.min_separation_m == pytest.approx(0.25) and rec.min_ssm_margin_m == pytest.approx(0.15)
+            assert node.stamps_ahead == {"/partner/hand": 1, "/joint_states": 1}
         finally:
             driver.destroy_node()
