@@ -158,6 +158,37 @@ def now_s(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+class StampLeadGuard:
+    """Drops messages stamped more than ``max_lead_s`` ahead of a node's clock: a wrong clock or a
+    corrupt stamp, not a frame. Taken as the newest, one such stamp keeps every later real frame
+    "older" (perception ages, turn edges and simulator pacing all went wrong that way in the fault
+    campaign), so the node ignores it, counts it per topic in :attr:`counts` and logs it
+    (throttled), naming ``what`` it does instead. Before the node's clock has started (sim time not
+    yet received: 0) nothing is judged."""
+
+    def __init__(self, node: Node, max_lead_s: float, what: str = "ignoring", hint: str = "",
+                 throttle_s: float = 2.0):
+        self._node = node
+        self.max_lead_s = float(max_lead_s)
+        self._what = what
+        self._hint = hint
+        self._throttle_s = float(throttle_s)
+        #: Messages dropped so far, per topic.
+        self.counts: dict[str, int] = {}
+
+    def ahead(self, topic: str, stamp_s: float) -> bool:
+        """Whether ``stamp_s`` on ``topic`` is too far ahead (then counted and logged: drop it)."""
+        now = now_s(self._node)
+        lead_s = stamp_s - now
+        if now <= 0.0 or lead_s <= self.max_lead_s:
+            return False
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+        self._node.get_logger().error(
+            f"{self._what} {topic} stamped {lead_s:.3f} s ahead of this node's clock (max_stamp_lead_s "
+            f"{self.max_lead_s:g} s; {self.counts[topic]} so far){self._hint}", throttle_duration_sec=self._throttle_s)
+        return True
+
+
 def param_files_in_args(argv: Sequence[str]) -> list[str]:
     """The files named by ``--params-file`` in the ``--ros-args`` sections of a command line."""
     files: list[str] = []

@@ -49,6 +49,7 @@ from coop_robot.nodes.common import (
     LATCHED_QOS,
     LatencyReporter,
     ParameterError,
+    StampLeadGuard,
     declare,
     declare_joint_names,
     declare_zone,
@@ -85,6 +86,7 @@ class ControllerNode(Node):
         except (ValueError, IKError) as exc:
             raise ParameterError(str(exc)) from exc
         self._joint_names = list(self.core.config.joint_names)
+        self._stamp_guard = StampLeadGuard(self, self.core.config.max_stamp_lead_s)
 
         self._decision: str | None = None
         self._decision_fallback = False   # the "act" is the policy's liveness fallback ("act fallback")
@@ -171,11 +173,7 @@ class ControllerNode(Node):
     def _on_hand(self, msg: PointStamped) -> None:
         # The stamp (image time) is the perception freshness; a NaN point (no hand seen) still counts.
         stamp_s = stamp_to_s(msg.header.stamp)
-        lead_s = stamp_s - now_s(self)
-        if now_s(self) > 0.0 and lead_s > self.core.config.max_stamp_lead_s:
-            self.get_logger().error(f"ignoring /partner/hand stamped {lead_s:.3f} s ahead of this node's clock "
-                                    f"(max_stamp_lead_s {self.core.config.max_stamp_lead_s:g} s)",
-                                    throttle_duration_sec=2.0)
+        if self._stamp_guard.ahead("/partner/hand", stamp_s):
             return
         self._perception_stamp_s = stamp_s
         self._hand_received_s = now_s(self)
@@ -183,8 +181,8 @@ class ControllerNode(Node):
         self._tick_on_new_frame()
 
     def _on_hand_velocity(self, msg: Vector3Stamped) -> None:
-        if stamp_to_s(msg.header.stamp) - now_s(self) > self.core.config.max_stamp_lead_s and now_s(self) > 0.0:
-            return  # from the future: dropped with its position (logged there)
+        if self._stamp_guard.ahead("/partner/hand_velocity", stamp_to_s(msg.header.stamp)):
+            return  # from the future: dropped with its position
         self._hand_velocity_mps = np.array([msg.vector.x, msg.vector.y, msg.vector.z], dtype=float)
         self._velocity_stamp_s = stamp_to_s(msg.header.stamp)
         self._tick_on_new_frame()

@@ -24,6 +24,7 @@ from coop_robot.nodes.common import (
     LATCHED_QOS,
     LatencyReporter,
     ParameterError,
+    StampLeadGuard,
     declare,
     declare_joint_names,
     declare_zone,
@@ -66,10 +67,14 @@ class PolicyNode(Node):
         rate = declare(self, "rate_hz", 50.0, "Decision rate (Hz, node clock)", 1.0, 1000.0)
         stale = declare(self, "stale_after_s", 0.5, "Perception older than this (s) is stale: decide 'wait'",
                         0.01, 10.0)
-        self._max_stamp_lead_s = declare(
+        max_lead = declare(
             self, "max_stamp_lead_s", 0.5, "Perception stamped further than this (s) ahead of this node's clock is "
             "ignored (a wrong clock or a corrupt stamp, not a frame); the newest real frame ages on meanwhile. Looser "
             "than the controller's: a busy node's sim clock lags the frames by 0.1-0.2 s", 0.0, 10.0)
+        # A frame from the future, taken as fresh, gave the network a perception age it was never
+        # trained on, and the mirror policy stopped acting for the rest of the turn (a fault
+        # campaign's hang); dropped, the newest real frame ages on.
+        self._stamp_guard = StampLeadGuard(self, max_lead)
         fallback = declare(self, "fallback_clear_s", DEFAULT_FALLBACK_CLEAR_S,
                            "Liveness bound, every policy: with the robot's turn due and the zone perceived clear "
                            "this long (s), decide 'act' whatever the policy says (reactive: after "
@@ -176,28 +181,15 @@ class PolicyNode(Node):
     def _on_in_zone(self, msg: Bool) -> None:
         self._in_zone = bool(msg.data)
 
-    def _ahead(self, stamp_s: float, topic: str) -> bool:
-        """Whether a perception message stamped ``stamp_s`` comes from the future (logged): it is
-        dropped, and the newest real frame ages on. Taken as fresh, a burst of frames stamped a
-        minute ahead gave the network a negative perception age it was never trained on, and the
-        mirror policy stopped acting for the rest of the turn (a fault campaign's hang)."""
-        now = now_s(self)
-        lead_s = stamp_s - now
-        if now > 0.0 and not lead_s <= self._max_stamp_lead_s:
-            self.get_logger().error(f"ignoring {topic} stamped {lead_s:.3f} s ahead of this node's clock "
-                                    f"(max_stamp_lead_s {self._max_stamp_lead_s:g} s)", throttle_duration_sec=2.0)
-            return True
-        return False
-
     def _on_hand(self, msg: PointStamped) -> None:
         stamp_s = stamp_to_s(msg.header.stamp)
-        if self._ahead(stamp_s, "/partner/hand"):
+        if self._stamp_guard.ahead("/partner/hand", stamp_s):
             return
         self._hand = np.array([msg.point.x, msg.point.y, msg.point.z])
         self._stamp_s = stamp_s
 
     def _on_vel(self, msg: Vector3Stamped) -> None:
-        if self._ahead(stamp_to_s(msg.header.stamp), "/partner/hand_velocity"):
+        if self._stamp_guard.ahead("/partner/hand_velocity", stamp_to_s(msg.header.stamp)):
             return
         self._vel = np.array([msg.vector.x, msg.vector.y, msg.vector.z])
 

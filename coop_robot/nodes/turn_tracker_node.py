@@ -29,6 +29,7 @@ from coop_robot.nodes.common import (
     EVENT_QOS,
     LATCHED_QOS,
     SessionComplete,
+    StampLeadGuard,
     declare,
     declare_zone,
     now_s,
@@ -108,8 +109,10 @@ class TurnTrackerNode(Node):
             "A /partner/hand or /joint_states message stamped further than this ahead of the node's clock (s) "
             "is ignored and counted (a spoof, or a driver on another clock): taken, it would put a turn edge "
             "that far ahead", 0.0, 60.0)
+        self._stamp_guard = StampLeadGuard(self, self.max_stamp_lead_s, what="not scoring",
+                                           hint=": check the publisher's clock and use_sim_time", throttle_s=5.0)
         #: Messages ignored for a stamp ahead of the clock, per topic.
-        self.stamps_ahead: dict[str, int] = {}
+        self.stamps_ahead: dict[str, int] = self._stamp_guard.counts
         self.meta = {
             "policy": declare(self, "session_policy", "", "Policy name recorded in the summary"),
             "partner": declare(self, "session_partner", "", "Partner profile recorded in the summary"),
@@ -192,25 +195,13 @@ class TurnTrackerNode(Node):
     def _on_in_zone(self, msg: Bool) -> None:
         self.feed.partner_in_zone(bool(msg.data))
 
-    def _ahead(self, topic: str, stamp_s: float) -> bool:
-        """Whether a message on ``topic`` is stamped beyond ``max_stamp_lead_s`` ahead (then counted, logged)."""
-        now = now_s(self)
-        if now <= 0.0 or stamp_s - now <= self.max_stamp_lead_s:
-            return False
-        self.stamps_ahead[topic] = self.stamps_ahead.get(topic, 0) + 1
-        self.get_logger().error(
-            f"{topic} stamped {stamp_s - now:.3f} s ahead of this node's clock ignored for scoring "
-            f"(max_stamp_lead_s {self.max_stamp_lead_s:g} s; {self.stamps_ahead[topic]} so far): check the "
-            "publisher's clock and use_sim_time", throttle_duration_sec=5.0)
-        return True
-
     def _on_hand(self, msg: PointStamped) -> None:
         stamp_s = stamp_to_s(msg.header.stamp)
-        if not self._ahead(PARTNER_HAND, stamp_s):
+        if not self._stamp_guard.ahead(PARTNER_HAND, stamp_s):
             self.feed.partner_hand(stamp_s)
 
     def _on_joints(self, msg: JointState) -> None:
-        if self._ahead(JOINT_STATES, stamp_to_s(msg.header.stamp)):
+        if self._stamp_guard.ahead(JOINT_STATES, stamp_to_s(msg.header.stamp)):
             return
         try:
             self.feed.joint_state(stamp_to_s(msg.header.stamp), list(msg.name), list(msg.position))

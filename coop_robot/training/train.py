@@ -281,15 +281,16 @@ def save_resume_state(out_dir: Path, iteration: int, cfg: TrainConfig, net: Mirr
     os.replace(tmp, path)
 
 
-def load_resume_state(out_dir: Path, cfg: TrainConfig) -> dict:
+def load_resume_state(out_dir: Path, cfg: TrainConfig, mmap: bool = False) -> dict:
     """The state :func:`save_resume_state` wrote in ``out_dir``, checked against ``cfg``
-    (:class:`ResumeError` naming what is wrong)."""
+    (:class:`ResumeError` naming what is wrong). With ``mmap`` the file is mapped, not read: its
+    tensors (the replay buffer, tens of MB) are only touched if used, so a check costs little."""
     path = Path(out_dir) / RESUME_STATE
     if not path.is_file():
         raise ResumeError(f"--resume: no {RESUME_STATE} in {out_dir}: nothing to resume there (a run writes it "
                           "after each iteration; give the --out of the run to continue)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         if not isinstance(state, dict) or state.get("format") != 1:
             raise ValueError("not a resume state of this version")
         saved = json.loads(state["train_config"])
@@ -821,7 +822,7 @@ def main(argv=None) -> int:
         return _main_sweep(runs, args)
     try:
         if args.resume:
-            load_resume_state(args.out, cfg)   # refused before any collector starts
+            load_resume_state(args.out, cfg, mmap=True)   # refused before any collector starts; train() reads it
         with open_collector(args.ray_address, args.workers, progress=not args.quiet) as (collector, _):
             result = train(cfg, args.out, progress=not args.quiet, collector=collector, resume=args.resume)
     except ValueError as exc:
@@ -852,7 +853,7 @@ def _resume_hint(out_dir: Path) -> str:
     """Where an interrupted run stands, and how to go on."""
     path = Path(out_dir) / RESUME_STATE
     try:
-        iteration = int(torch.load(path, map_location="cpu", weights_only=True)["iteration"])
+        iteration = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["iteration"])
     except Exception:  # none yet, or unreadable: nothing to go on from
         return "no iteration had finished, so there is nothing to resume: start the run again"
     return (f"{path} holds iteration {iteration}: run the same command with --resume to go on from there "
