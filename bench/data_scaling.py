@@ -115,6 +115,15 @@ def summarise(rows: Sequence[dict], budgets: Sequence[tuple[float, list[Path]]])
                 if len(vals) == len(profiles):
                     pooled.append(statistics.fmean(vals))
             entry[f"pooled_{key}"] = _stat(pooled)
+        rates = []   # aborted reaches per 100 robot turns, mean over partners, one value per checkpoint
+        for c in paths:
+            vals = [100.0 * r["aborted_reaches"] / r["turns"] for r in mine
+                    if r["checkpoint"] == str(c) and r["turns"] and tt._finite(r["aborted_reaches"])]
+            if len(vals) == len(profiles):
+                rates.append(statistics.fmean(vals))
+        entry["pooled_aborted_per_100_turns"] = _stat(rates)
+        entry["unfinished_turn_entries"] = int(sum(r["unfinished_turn_entries"] for r in mine
+                                                   if tt._finite(r["unfinished_turn_entries"])))
         for p in profiles:
             entry["partners"][p] = {key: _stat([r[key] for r in mine if r["profile"] == p and tt._finite(r[key])])
                                     for key in ("median_gap_s", "p90_gap_s", "overlap_rate")}
@@ -144,19 +153,22 @@ def _cell(d: dict, scale: float = 1.0, fmt: str = ".0f") -> str:
 
 def format_report(summary: dict) -> str:
     lines = ["| budget | robot turns collected | forecast MAE (s) | median gap, mean of partners (ms) | "
-             "p90 gap (ms) | overlap rate | SSM violations | contacts |", "|---" * 8 + "|"]
+             "p90 gap (ms) | overlap rate | aborted reaches per 100 turns | unfinished-turn entries | "
+             "SSM violations | contacts |", "|---" * 10 + "|"]
     for b in summary["budgets"]:
         lines.append(f"| {b['factor']:g}x | {_cell(b['collected_turns'])} | "
                      f"{_cell(b['val_forecast_mae_s'], 1, '.3f')} | {_cell(b['pooled_median_gap_s'], 1e3)} | "
                      f"{_cell(b['pooled_p90_gap_s'], 1e3)} | "
-                     f"{_cell(b['pooled_overlap_rate'], 1, '.3f')} | {b['violations']} | {b['contacts']} |")
+                     f"{_cell(b['pooled_overlap_rate'], 1, '.3f')} | "
+                     f"{_cell(b['pooled_aborted_per_100_turns'], 1, '.1f')} | {b['unfinished_turn_entries']} | "
+                     f"{b['violations']} | {b['contacts']} |")
     eager = summary["eager"]
     if eager:
         gaps = [v["median_gap_s"] for v in eager.values() if tt._finite(v["median_gap_s"])]
         p90 = [v["p90_gap_s"] for v in eager.values() if tt._finite(v["p90_gap_s"])]
         if gaps and len(gaps) == len(eager):
             lines.append(f"| eager (no forecast) | - | - | {1e3 * statistics.fmean(gaps):.0f} | "
-                         f"{1e3 * statistics.fmean(p90):.0f} | - | - | - |")
+                         f"{1e3 * statistics.fmean(p90):.0f} | - | - | - | - | - |")
     lines.append("")
     partners = list(summary["budgets"][0]["partners"]) if summary["budgets"] else []
     lines.append("| median gap (ms) | " + " | ".join(partners) + " |")
@@ -178,10 +190,12 @@ def plot(summary: dict, path: Path) -> None:
 
     budgets = summary["budgets"]
     x = [b["factor"] for b in budgets]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     for ax, key, scale, title in ((axes[0], "val_forecast_mae_s", 1.0, "validation forecast MAE (s)"),
                                   (axes[1], "pooled_median_gap_s", 1e3, "median gap, mean of partners (ms)"),
-                                  (axes[2], "pooled_p90_gap_s", 1e3, "p90 gap, mean of partners (ms)")):
+                                  (axes[2], "pooled_p90_gap_s", 1e3, "p90 gap, mean of partners (ms)"),
+                                  (axes[3], "pooled_aborted_per_100_turns", 1.0,
+                                   "aborted reaches per 100 turns, mean of partners")):
         mean = [b[key]["mean"] * scale for b in budgets]
         low = [(b[key]["low"] if tt._finite(b[key]["low"]) else b[key]["mean"]) * scale for b in budgets]
         high = [(b[key]["high"] if tt._finite(b[key]["high"]) else b[key]["mean"]) * scale for b in budgets]

@@ -80,3 +80,25 @@ def test_tiny_run_reports_every_budget_against_eager(tmp_path, capsys):
     assert (out / "scaling.png").stat().st_size > 1000
     table = capsys.readouterr().out
     assert "| 0.5x |" in table and "| 1.5x |" in table and "eager" in table
+
+
+def test_aborted_reaches_and_unfinished_turn_entries_are_summarised_per_budget(tmp_path):
+    """What more experience changed in the 1x-10x runs was the dithering (reaches started and taken
+    back), not the gaps: the summary carries it, per 100 turns and averaged over partners."""
+    low = _run_dir(tmp_path / "a", [0.5], 4)
+    high = _run_dir(tmp_path / "b", [0.5], 4)
+
+    def row(profile, factor, ckpt, aborted, turns, entries):
+        return {"profile": profile, "kind": "mirror", "policy": ds.label(factor), "checkpoint": str(ckpt),
+                "median_gap_s": 0.85, "p90_gap_s": 0.9, "overlap_rate": 0.0, "ssm_violations": 0, "contacts": 0,
+                "status": "ok", "aborted_reaches": aborted, "turns": turns, "unfinished_turn_entries": entries}
+
+    rows = [row("typical", 1, low / "mirror.pt", 10, 40, 0), row("erratic", 1, low / "mirror.pt", 30, 40, 0),
+            row("typical", 10, high / "mirror.pt", 0, 40, 0), row("erratic", 10, high / "mirror.pt", 2, 20, 1)]
+    summary = ds.summarise(rows, [(1.0, [low / "mirror.pt"]), (10.0, [high / "mirror.pt"])])
+    one, ten = summary["budgets"]
+    assert one["pooled_aborted_per_100_turns"]["mean"] == pytest.approx(50.0)   # (25 + 75) / 2
+    assert ten["pooled_aborted_per_100_turns"]["mean"] == pytest.approx(5.0)    # (0 + 10) / 2
+    assert (one["unfinished_turn_entries"], ten["unfinished_turn_entries"]) == (0, 1)
+    table = ds.format_report(summary)
+    assert "aborted reaches per 100 turns" in table and "| 10x |" in table
