@@ -104,15 +104,13 @@ class TurnTrackerNode(Node):
             0.0,
             10.0,
         )
-        self.max_stamp_lead_s = declare(
+        max_lead = declare(
             self, "max_stamp_lead_s", 0.5,
             "A /partner/hand or /joint_states message stamped further than this ahead of the node's clock (s) "
             "is ignored and counted (a spoof, or a driver on another clock): taken, it would put a turn edge "
             "that far ahead", 0.0, 60.0)
-        self._stamp_guard = StampLeadGuard(self, self.max_stamp_lead_s, what="not scoring",
+        self._stamp_guard = StampLeadGuard(self, max_lead, what="not scoring",
                                            hint=": check the publisher's clock and use_sim_time", throttle_s=5.0)
-        #: Messages ignored for a stamp ahead of the clock, per topic.
-        self.stamps_ahead: dict[str, int] = self._stamp_guard.counts
         self.meta = {
             "policy": declare(self, "session_policy", "", "Policy name recorded in the summary"),
             "partner": declare(self, "session_partner", "", "Partner profile recorded in the summary"),
@@ -194,6 +192,11 @@ class TurnTrackerNode(Node):
 
     def _on_in_zone(self, msg: Bool) -> None:
         self.feed.partner_in_zone(bool(msg.data))
+
+    @property
+    def stamps_ahead(self) -> dict[str, int]:
+        """Messages ignored for a stamp ahead of the clock, per topic."""
+        return self._stamp_guard.counts
 
     def _on_hand(self, msg: PointStamped) -> None:
         stamp_s = stamp_to_s(msg.header.stamp)
