@@ -12,7 +12,15 @@ from coop_robot.policy.mirror_net import load_checkpoint
 from coop_robot.training.collect import InProcessCollector
 from coop_robot.training.config import TrainConfig
 from coop_robot.training.replay import SequenceReplay
-from coop_robot.training.train import CHECKPOINT_NAME, CURVES_CSV, RESUME_STATE, ResumeError, main, train
+from coop_robot.training.train import (
+    CHECKPOINT_NAME,
+    CURVES_CSV,
+    RESUME_STATE,
+    ResumeError,
+    load_resume_state,
+    main,
+    train,
+)
 
 # Three short iterations, greedy evaluation at 2 and 3 (the last), two sessions collected per iteration.
 SHORT = dict(seed=5, iterations=3, eval_every=2, episodes_per_iteration=2, turns_per_episode=1,
@@ -73,6 +81,8 @@ def test_resume_refuses_what_it_cannot_go_on_from(tmp_path):
     state.write_bytes(state.read_bytes()[:1000])   # truncated: a disk that filled up
     with pytest.raises(ResumeError, match="cannot be read .*nothing was changed"):
         train(cfg, tmp_path / "run", progress=False, resume=True)
+    with pytest.raises(ResumeError, match="cannot be read .*nothing was changed"):   # the command's mapped check
+        load_resume_state(tmp_path / "run", cfg, mmap=True)
 
 
 def test_the_command_line_resumes_and_refuses_with_exit_status_2(tmp_path, capsys):
