@@ -7,6 +7,7 @@ discovery) with the package's parameter files; the test publishes Image / Camera
 import contextlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -318,6 +319,9 @@ def test_a_frame_from_the_future_is_rejected_and_later_frames_still_count(ros_do
         # close would become the present while the test waits for an answer it must not get.
         assert harness.frame(time.time() + 5.0, *render(IN_ZONE_M), timeout_s=1.0, attempts=1) is None
         assert "ahead of this node's clock" in node_log(log)
+        # Named and counted per topic (the shared StampLeadGuard of the controller and policy nodes).
+        assert re.search(r"rejecting /camera/(color/image_raw|depth/image_rect_raw) stamped \d+\.\d+ s ahead of "
+                         r"this node's clock \(max_stamp_lead_s 0\.1 s; 1 so far\)", node_log(log)), node_log(log)
         # A real frame after it (stamped earlier than the fake one) is processed as usual.
         real = harness.frame(time.time(), *render(REST_M))
         assert real is not None

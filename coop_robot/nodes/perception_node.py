@@ -32,6 +32,7 @@ from coop_robot.nodes.common import (
     SENSOR_QOS,
     LatencyReporter,
     ParameterError,
+    StampLeadGuard,
     declare,
     declare_zone,
     run_node,
@@ -108,10 +109,10 @@ class PerceptionNode(Node):
             low=0.01, high=10.0)))
         self._publish_debug = declare(self, "publish_debug_image", False,
                                       "Publish /perception/debug_image (mask overlay) for tuning")
-        self._max_stamp_lead_s = declare(
+        self._stamp_guard = StampLeadGuard(self, declare(
             self, "max_stamp_lead_s", 0.1, "Images stamped further than this ahead of the node's clock are "
-            "rejected and logged (s): a frame from the future would make every real frame after it look old",
-            low=0.0, high=10.0)
+            "rejected, counted and logged (s): a frame from the future would make every real frame after it look old",
+            low=0.0, high=10.0), what="rejecting", hint=": check the camera driver's clock and use_sim_time")
         try:
             config = self._tracker_config(self._values)
             self._pose = self._camera_pose(self._values)
@@ -133,8 +134,8 @@ class PerceptionNode(Node):
         # for it is published; and this node's own share of that (the pair's arrival -> published).
         self._latency = LatencyReporter(self, ["camera->received", "camera->perception", "received->perception"])
         self._debug_pub = self.create_publisher(Image, "/perception/debug_image", SENSOR_QOS)
-        self.create_subscription(Image, "/camera/color/image_raw", self._on_color, SENSOR_QOS)
-        self.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
+        self._color_sub = self.create_subscription(Image, "/camera/color/image_raw", self._on_color, SENSOR_QOS)
+        self._depth_sub = self.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
         self.create_subscription(CameraInfo, "/camera/color/camera_info", self._on_camera_info, SENSOR_QOS)
         self.get_logger().info(
             f"tracking glove HSV {config.hsv_lower}..{config.hsv_upper}, zone {list(self._zone.min_m)}.."
@@ -192,18 +193,14 @@ class PerceptionNode(Node):
         self._process_ready()
 
     def _on_color(self, msg: Image) -> None:
-        self._buffer(self._pairer.add_color, msg)
+        self._buffer(self._pairer.add_color, msg, self._color_sub.topic_name)
 
     def _on_depth(self, msg: Image) -> None:
-        self._buffer(self._pairer.add_depth, msg)
+        self._buffer(self._pairer.add_depth, msg, self._depth_sub.topic_name)
 
-    def _buffer(self, add, msg: Image) -> None:
+    def _buffer(self, add, msg: Image, topic: str) -> None:
         ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        now = self.get_clock().now().nanoseconds
-        if now > 0 and ns - now > self._max_stamp_lead_s * 1e9:
-            self._log_error("future_stamp", f"rejecting an image stamped {(ns - now) * 1e-9:.3f} s ahead of this "
-                                            f"node's clock (max_stamp_lead_s {self._max_stamp_lead_s:g} s): check the "
-                                            "camera driver's clock and use_sim_time")
+        if self._stamp_guard.ahead(topic, ns * 1e-9):
             return
         last_ns = self._pairer.last_released_ns
         if add(ns, msg):
