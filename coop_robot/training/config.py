@@ -71,6 +71,9 @@ class TrainConfig:
     #: per robot entry within the partner model's near-miss window of its exit (the partner slows down)
     penalty_near_miss: float = 2.0
     penalty_contact: float = 20.0       # per robot-partner contact
+    #: per SSM violation in a scored robot turn (ground-truth separation below S_p while the robot
+    #: moves toward the person), on top of that turn's overlap penalty
+    penalty_ssm_violation: float = 10.0
     gamma: float = 0.995                # discount per 20 ms tick
     # --- exploration during collection
     epsilon: float = 0.1                # P(act) is mixed with a coin flip by this fraction
@@ -163,6 +166,7 @@ class TrainConfig:
             "penalty_overlap",
             "penalty_near_miss",
             "penalty_contact",
+            "penalty_ssm_violation",
             "robot_lead_s",
             "weight_forecast",
             "weight_contrastive",

@@ -23,9 +23,11 @@ In the sync task (``task: sync``) the environments run ``task="sync"``, an ``exp
 result's ``turns`` are then its scored trials.
 
 **Reward (reinforcement).** ``+reward_turn`` per completed robot turn, ``-penalty_gap_per_s`` for
-every second the robot's turn is owed (between the partner's exit and the robot's entry; its sum
-is the gap), ``-penalty_overlap`` per overlapped turn, ``-penalty_near_miss`` per near miss,
-``-penalty_contact`` per contact.
+every second the robot's turn is owed (between the exit that ends the partner's turn and the
+robot's entry; its sum is the gap; a false start's exit owes nothing, the partner's turn goes on),
+``-penalty_overlap`` per overlapped turn (an entry during the partner's unfinished turn included),
+``-penalty_ssm_violation`` per SSM violation in a scored turn, ``-penalty_near_miss`` per near
+miss, ``-penalty_contact`` per contact.
 
 **Seeds.** Everything random in a session comes from its job: the environment seed
 (:func:`episode_seed` of (config seed, iteration, episode) for collected sessions, ``eval_seed``
@@ -259,7 +261,7 @@ def collect_episode(env: TurnTakingEnv, policy: ExploringMirrorPolicy, cfg: Trai
                 # the end of the turn the robot should anticipate.
                 final = info["partner_phase"] not in _FALSE_START_PHASES
                 exit_times.append((t_s, final))
-                owed = True
+                owed = owed or final
             elif name == "robot_enter":
                 owed = False
             elif name == "contact_begin":
@@ -342,6 +344,7 @@ def turn_reward(turn: dict, cfg: TrainConfig) -> float:
         reward -= cfg.penalty_overlap
     if turn.get("near_miss", False):
         reward -= cfg.penalty_near_miss
+    reward -= cfg.penalty_ssm_violation * int(turn.get("ssm_violations", 0))
     return reward
 
 
