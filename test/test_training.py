@@ -253,3 +253,36 @@ def test_a_collected_session_plays_the_partner_at_its_pace(tmp_path):
     assert worker.envs["typical"].profile.dwell_s.mean_s == pytest.approx(0.8 * base.dwell_s.mean_s)
     worker.run(SessionJob(EXPLORE, "typical", 5, 6))
     assert worker.envs["typical"].profile is base
+
+
+def test_a_false_start_owes_the_robot_nothing_and_an_ssm_violation_costs_its_penalty(tmp_path):
+    """Reward: the gap is charged from the exit that ends the partner's turn, not from a false
+    start's exit (the partner's turn goes on), and each SSM violation in a scored turn costs
+    penalty_ssm_violation on top of the turn's other terms."""
+    from dataclasses import replace
+
+    from coop_robot.policy.mirror_net import save_checkpoint
+    from coop_robot.training.sessions import ExploringMirrorPolicy, collect_episode, turn_reward
+    from coop_robot.training.train import make_model
+
+    cfg = TrainConfig(seed=0, turns_per_episode=6)
+    clean = {"overlap_s": 0.0, "gap_s": 0.3, "unfinished_turn_entry": False, "near_miss": False, "ssm_violations": 0}
+    assert turn_reward(clean, cfg) == pytest.approx(cfg.reward_turn)
+    assert turn_reward({**clean, "ssm_violations": 2}, cfg) == pytest.approx(cfg.reward_turn
+                                                                               - 2 * cfg.penalty_ssm_violation)
+    net, net_cfg, spec = make_model(cfg)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, net, net_cfg, spec)
+    explorer = ExploringMirrorPolicy(ckpt, net, np.random.default_rng(0), cfg.epsilon)
+    profile = TurnTakingEnv("erratic", seed=0).partner.profile
+    always = replace(profile, false_start=replace(profile.false_start, probability=1.0))
+    with torch.inference_mode():
+        episode, _ = collect_episode(TurnTakingEnv(always, seed=0), explorer, cfg, seed=0)
+    ret = episode["return"].astype(np.float64)
+    reward = ret - cfg.gamma * np.append(ret[1:], 0.0)   # undo the discounting
+    gap_tick = -cfg.penalty_gap_per_s * 0.02
+    charged = np.isclose(reward, gap_tick, atol=1e-3)
+    false_start = episode["imitation_weight"] == cfg.weight_false_start_imitation
+    assert charged.sum() > 10            # the robot's turn was owed for a while after final exits
+    assert false_start.sum() > 10        # and the partner made false starts, pauses included
+    assert not (charged & false_start).any()
