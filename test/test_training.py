@@ -164,23 +164,33 @@ def _write_yaml(path: Path, cfg: TrainConfig) -> Path:
     return path
 
 
-def test_false_start_ticks_carry_their_own_imitation_weight(tmp_path):
-    # A partner's false start is rare in the data (~40 per shipped run) but decides the erratic
-    # overlaps: its ticks are weighted by weight_false_start_imitation in the act-imitation loss.
+def _false_starting_episode(cfg: TrainConfig, tmp_path: Path):
+    """One collected session of an untrained network with ``erratic`` making a false start (into
+    the zone) every turn; returns the episode and the network."""
+    from dataclasses import replace
+
     from coop_robot.policy.mirror_net import save_checkpoint
     from coop_robot.training.sessions import ExploringMirrorPolicy, collect_episode
-    from coop_robot.training.train import compute_losses, make_model
+    from coop_robot.training.train import make_model
 
-    cfg = TrainConfig(seed=0, turns_per_episode=6, weight_false_start_imitation=30.0)
     net, net_cfg, spec = make_model(cfg)
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, net, net_cfg, spec)
     explorer = ExploringMirrorPolicy(ckpt, net, np.random.default_rng(0), cfg.epsilon)
     profile = TurnTakingEnv("erratic", seed=0).partner.profile
-    from dataclasses import replace
     always = replace(profile, false_start=replace(profile.false_start, probability=1.0))
     with torch.inference_mode():
         episode, _ = collect_episode(TurnTakingEnv(always, seed=0), explorer, cfg, seed=0)
+    return episode, net
+
+
+def test_false_start_ticks_carry_their_own_imitation_weight(tmp_path):
+    # A partner's false start is rare in the data (~40 per shipped run) but decides the erratic
+    # overlaps: its ticks are weighted by weight_false_start_imitation in the act-imitation loss.
+    from coop_robot.training.train import compute_losses
+
+    cfg = TrainConfig(seed=0, turns_per_episode=6, weight_false_start_imitation=30.0)
+    episode, net = _false_starting_episode(cfg, tmp_path)
     w = episode["imitation_weight"]
     assert set(np.unique(w)) == {1.0, 30.0}
     assert 0.05 < np.mean(w == 30.0) < 0.6
@@ -259,25 +269,14 @@ def test_a_false_start_owes_the_robot_nothing_and_an_ssm_violation_costs_its_pen
     """Reward: the gap is charged from the exit that ends the partner's turn, not from a false
     start's exit (the partner's turn goes on), and each SSM violation in a scored turn costs
     penalty_ssm_violation on top of the turn's other terms."""
-    from dataclasses import replace
-
-    from coop_robot.policy.mirror_net import save_checkpoint
-    from coop_robot.training.sessions import ExploringMirrorPolicy, collect_episode, turn_reward
-    from coop_robot.training.train import make_model
+    from coop_robot.training.sessions import turn_reward
 
     cfg = TrainConfig(seed=0, turns_per_episode=6)
     clean = {"overlap_s": 0.0, "gap_s": 0.3, "unfinished_turn_entry": False, "near_miss": False, "ssm_violations": 0}
     assert turn_reward(clean, cfg) == pytest.approx(cfg.reward_turn)
     assert turn_reward({**clean, "ssm_violations": 2}, cfg) == pytest.approx(cfg.reward_turn
                                                                                - 2 * cfg.penalty_ssm_violation)
-    net, net_cfg, spec = make_model(cfg)
-    ckpt = tmp_path / "m.pt"
-    save_checkpoint(ckpt, net, net_cfg, spec)
-    explorer = ExploringMirrorPolicy(ckpt, net, np.random.default_rng(0), cfg.epsilon)
-    profile = TurnTakingEnv("erratic", seed=0).partner.profile
-    always = replace(profile, false_start=replace(profile.false_start, probability=1.0))
-    with torch.inference_mode():
-        episode, _ = collect_episode(TurnTakingEnv(always, seed=0), explorer, cfg, seed=0)
+    episode, _ = _false_starting_episode(cfg, tmp_path)
     ret = episode["return"].astype(np.float64)
     reward = ret - cfg.gamma * np.append(ret[1:], 0.0)   # undo the discounting
     gap_tick = -cfg.penalty_gap_per_s * 0.02
