@@ -164,6 +164,11 @@ _MIN_CRUISE_SIGMA = 0.02
 _GATE_TOLERANCE_S = 0.02
 #: A joint state at most this old (s) is carried forward to the tick time at the commanded velocity.
 _MAX_JOINT_EXTRAPOLATION_S = 0.1
+#: A joint state older than :data:`_MAX_JOINT_EXTRAPOLATION_S` but at most this old (s) -- one that
+#: came late, as on a busy machine -- or stamped ahead of the tick is judged against the command of
+#: its own stamp when checking whether the arm follows; an older one (a joint-state stream that
+#: stopped) against the command of now, as the arm should be there by now.
+_LATE_JOINTS_JUDGED_AT_STAMP_S = 0.25
 #: Joint states stamped before the newest one are ignored for this long (s) after it; past it, the
 #: arm's clock is taken to have gone back and they are used again.
 _STALE_JOINTS_FOR_S = 0.25
@@ -975,7 +980,17 @@ class ArmController:
         if q_meas is None or self._plan is None:
             self.not_following = False
             return
-        error = float(np.max(np.abs(q_meas - self.commanded_state(now_s)[0])))
+        stamp = inputs.joint_stamp_s
+        if q is not None and stamp is not None and not (
+                0.0 < now_s - stamp <= _MAX_JOINT_EXTRAPOLATION_S) and now_s - stamp <= _LATE_JOINTS_JUDGED_AT_STAMP_S:
+            # Not carried forward (late, or stamped ahead): where the arm was against where it was told
+            # to be then. Against the command of now, an arm following its moves exactly looked lost
+            # whenever its joint states came 0.12 s late mid-reach (and was sent a settling stop).
+            if stamp < self._plan_start_s:
+                return   # measured before the current move began: says nothing about following it
+            error = float(np.max(np.abs(q - self.commanded_state(stamp)[0])))
+        else:
+            error = float(np.max(np.abs(q_meas - self.commanded_state(now_s)[0])))
         lagging = error > self.config.tracking_tolerance_rad
         if self._purpose == "settle":
             # Coming to rest from wherever the arm was when the stop arrived: its timeline is the
