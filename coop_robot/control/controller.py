@@ -164,6 +164,14 @@ _MIN_CRUISE_SIGMA = 0.02
 _GATE_TOLERANCE_S = 0.02
 #: A joint state at most this old (s) is carried forward to the tick time at the commanded velocity.
 _MAX_JOINT_EXTRAPOLATION_S = 0.1
+
+
+def _carried_forward(age_s: float) -> bool:
+    """Whether a joint state this old (s; negative: stamped ahead of the tick) is carried forward to
+    the tick (:meth:`ArmController._measured_now`)."""
+    return 0.0 < age_s <= _MAX_JOINT_EXTRAPOLATION_S
+
+
 #: A joint state older than :data:`_MAX_JOINT_EXTRAPOLATION_S` but at most this old (s) -- one that
 #: came late, as on a busy machine -- or stamped ahead of the tick is judged against the command of
 #: its own stamp when checking whether the arm follows; an older one (a joint-state stream that
@@ -923,7 +931,7 @@ class ArmController:
         if q is None or stamp is None or self._plan is None:
             return q
         age_s = now_s - stamp
-        if not (0.0 < age_s <= _MAX_JOINT_EXTRAPOLATION_S):
+        if not _carried_forward(age_s):
             return q
         behind = float(np.max(np.abs(q - self.commanded_state(stamp)[0])))
         if self.not_following or behind > self.config.tracking_tolerance_rad:
@@ -981,8 +989,9 @@ class ArmController:
             self.not_following = False
             return
         stamp = inputs.joint_stamp_s
-        if q is not None and stamp is not None and not (
-                0.0 < now_s - stamp <= _MAX_JOINT_EXTRAPOLATION_S) and now_s - stamp <= _LATE_JOINTS_JUDGED_AT_STAMP_S:
+        age_s = None if stamp is None else now_s - stamp
+        if q is not None and age_s is not None and not _carried_forward(age_s) \
+                and age_s <= _LATE_JOINTS_JUDGED_AT_STAMP_S:
             # Not carried forward (late, or stamped ahead): where the arm was against where it was told
             # to be then. Against the command of now, an arm following its moves exactly looked lost
             # whenever its joint states came 0.12 s late mid-reach (and was sent a settling stop).
