@@ -134,8 +134,11 @@ class PerceptionNode(Node):
         # for it is published; and this node's own share of that (the pair's arrival -> published).
         self._latency = LatencyReporter(self, ["camera->received", "camera->perception", "received->perception"])
         self._debug_pub = self.create_publisher(Image, "/perception/debug_image", SENSOR_QOS)
-        self._color_sub = self.create_subscription(Image, "/camera/color/image_raw", self._on_color, SENSOR_QOS)
-        self._depth_sub = self.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
+        # Resolved (remapped) names, read once: the stamp guard names the topic of an image it drops.
+        self._color_topic = self.create_subscription(Image, "/camera/color/image_raw", self._on_color,
+                                                     SENSOR_QOS).topic_name
+        self._depth_topic = self.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth,
+                                                     SENSOR_QOS).topic_name
         self.create_subscription(CameraInfo, "/camera/color/camera_info", self._on_camera_info, SENSOR_QOS)
         self.get_logger().info(
             f"tracking glove HSV {config.hsv_lower}..{config.hsv_upper}, zone {list(self._zone.min_m)}.."
@@ -193,10 +196,10 @@ class PerceptionNode(Node):
         self._process_ready()
 
     def _on_color(self, msg: Image) -> None:
-        self._buffer(self._pairer.add_color, msg, self._color_sub.topic_name)
+        self._buffer(self._pairer.add_color, msg, self._color_topic)
 
     def _on_depth(self, msg: Image) -> None:
-        self._buffer(self._pairer.add_depth, msg, self._depth_sub.topic_name)
+        self._buffer(self._pairer.add_depth, msg, self._depth_topic)
 
     def _buffer(self, add, msg: Image, topic: str) -> None:
         ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
