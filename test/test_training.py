@@ -45,6 +45,7 @@ def test_unknown_config_key_is_named(tmp_path):
     ("burn_in", 64, r"burn_in must be >= 0 and < sequence_length \(64\), got 64"),
     ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),
     ("learning_rate", float("nan"), "learning_rate must be a finite number"),
+    ("penalty_ssm_violation", -1.0, "penalty_ssm_violation must be >= 0, got -1.0"),
 ])
 def test_bad_config_value_names_key_value_and_expectation(key, value, expected):
     with pytest.raises(TrainConfigError, match=expected):
