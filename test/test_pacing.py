@@ -6,6 +6,7 @@ import math
 import pytest
 
 from coop_robot.sim.pacing import (
+    FRAME_RELEASED,
     MAX_CATCH_UP_S,
     PERCEPTION_TIMED_OUT,
     STARTUP_WAIT_EXPIRED,
@@ -138,15 +139,21 @@ def test_a_lost_frame_is_released_after_a_stall_without_newer_perception():
     p.perception_heard(0.5, T0 + 0.2, 0.5)
     t = run(p, 0.5, T0 + 0.25)
     assert run(p, t, T0 + 0.2 + SYNC_STALL_S - 0.01) == t     # held: perception may still answer
+    assert p.take_events() == [] and p.frames_released == 0
     t2 = run(p, t, T0 + 0.2 + SYNC_STALL_S + 0.01)
     assert t2 == pytest.approx(t + CAMERA_S, abs=DT_S)
+    # Reported and counted (the node warns: a lost frame leaves the controller a stale hand).
+    assert p.take_events() == [FRAME_RELEASED] and p.frames_released == 1
+    assert run(p, t2, T0 + 0.2 + SYNC_STALL_S + 0.1) == t2 and p.take_events() == []
+    assert run(p, t2, T0 + 0.2 + 2 * SYNC_STALL_S + 0.02) > t2
+    assert p.take_events() == [FRAME_RELEASED] and p.frames_released == 2
 
 
 def test_the_sim_gives_up_waiting_after_the_perception_timeout_and_resumes_when_it_answers():
     p = sync_pacer(perception_timeout_s=2.0)
     p.perception_heard(0.5, T0 + 0.2, 0.5)
     assert p.limit_s(0.6, DT_S, T0 + 2.1) < 1.0               # 1.9 s of silence: still held
-    assert p.take_events() == []
+    assert p.take_events() == [FRAME_RELEASED]                # (a frame at a time)
     assert p.limit_s(0.6, DT_S, T0 + 2.3) == math.inf         # 2.1 s: runs alone
     assert p.take_events() == [PERCEPTION_TIMED_OUT]
     assert p.may_step(50.0, DT_S, T0 + 5.0)

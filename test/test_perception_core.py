@@ -19,6 +19,7 @@ from coop_robot.perception import (
     decode_color,
     decode_depth,
     depth_from_image,
+    depth_to_16uc1,
 )
 
 POSE = CameraPose.from_position_quaternion([0.60, 0.95, 1.45], [-0.009343, 0.887718, -0.460268, 0.004844])
@@ -303,6 +304,18 @@ def test_depth_from_16uc1_millimetres():
     assert np.isnan(m[0, 0])
     np.testing.assert_allclose(m[[0, 1, 1], [1, 0, 1]], [1.0, 1.234, 65.535], rtol=1e-6)
     np.testing.assert_array_equal(depth_from_image(mm, "16UC1"), m, strict=False)
+
+
+def test_depth_to_16uc1_is_what_depth_from_image_reads_back_to_the_millimetre():
+    metres = np.array([[0.0, 0.0004, 0.0006, 1.2344], [1.2346, np.nan, -1.0, 70.0]], dtype=np.float32)
+    mm = depth_to_16uc1(metres)
+    assert mm.dtype == np.uint16
+    np.testing.assert_array_equal(mm, [[0, 0, 1, 1234], [1235, 0, 0, 65535]])
+    back = depth_from_image(mm, "16UC1")
+    assert np.isnan(back[[0, 0, 1, 1], [0, 1, 1, 2]]).all()
+    np.testing.assert_allclose(back[0, 3], 1.234, atol=1e-6)
+    with pytest.raises(PerceptionInputError, match="float metres"):
+        depth_to_16uc1(np.zeros((2, 2), np.uint16))
 
 
 def test_depth_from_32fc1_marks_zero_and_inf_invalid():

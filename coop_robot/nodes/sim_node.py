@@ -61,10 +61,13 @@ from coop_robot.nodes.common import (
     stamp_to_s,
 )
 from coop_robot.partner.profile import ProfileError
+from coop_robot.perception.hand_tracker import depth_to_16uc1
 from coop_robot.sim.core import InteractionSim, world_config_from_params
 from coop_robot.sim.pacing import (
+    FRAME_RELEASED,
     PERCEPTION_TIMED_OUT,
     STARTUP_WAIT_EXPIRED,
+    SYNC_STALL_S,
     TICK_BUDGET_S,
     TICK_PERIOD_S,
     OutputSchedule,
@@ -88,6 +91,23 @@ from coop_robot.timing.sync import (
 
 GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def camera_images(rgb: np.ndarray, depth_m: np.ndarray, stamp, frame_id: str) -> tuple[Image, Image]:
+    """One rendered frame as the colour (``rgb8``) and aligned depth images a RealSense driver
+    publishes: depth as ``16UC1`` millimetres, not ``32FC1`` metres. At the default 320x240 a
+    ``32FC1`` frame (colour + depth, 537,600 B of pixels) does not fit Fast DDS's default 512 KiB
+    shared-memory segment per participant: measured, about 1 frame in 10 was lost on the way to
+    perception, and each loss held the sim for ``SYNC_STALL_S`` and left the controller a hand too
+    old to trust (protective stops). ``16UC1`` is 384,000 B and rounds depth to 1 mm."""
+    h, w = depth_m.shape
+    color = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
+    color.header.stamp, color.header.frame_id = stamp, frame_id
+    color.data = array.array("B", np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+    depth = Image(height=h, width=w, encoding="16UC1", is_bigendian=int(sys.byteorder == "big"), step=2 * w)
+    depth.header.stamp, depth.header.frame_id = stamp, frame_id
+    depth.data = array.array("B", depth_to_16uc1(depth_m).tobytes())
+    return color, depth
 
 
 class SimNode(Node):
@@ -370,6 +390,12 @@ class SimNode(Node):
             elif event == PERCEPTION_TIMED_OUT:
                 self.get_logger().warning(f"no /partner/hand for {cfg.perception_timeout_s:g} s (wall); "
                                           "perception_sync no longer holds the sim back")
+            elif event == FRAME_RELEASED:
+                self.get_logger().warning(
+                    f"perception answered no camera frame for {SYNC_STALL_S:g} s (wall) while the sim waited; "
+                    f"releasing the next frame ({self._pacer.frames_released} so far). Frames lost on the way "
+                    "(images too large for the DDS transport's buffers) or dropped by perception: each costs "
+                    "the controller a fresh hand, and it brakes", throttle_duration_sec=10.0)
 
     def _cell_after_tick(self, wall_s: float) -> None:
         """Cell mode: render the camera frame that fell due; when the physics fell behind the wall
@@ -468,14 +494,7 @@ class SimNode(Node):
         return info
 
     def _publish_camera(self, stamp) -> None:
-        rgb, depth_m = self._sim.render()
-        h, w = depth_m.shape
-        color = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
-        color.header.stamp, color.header.frame_id = stamp, self._camera_frame
-        color.data = array.array("B", rgb.tobytes())
-        depth = Image(height=h, width=w, encoding="32FC1", is_bigendian=int(sys.byteorder == "big"), step=4 * w)
-        depth.header.stamp, depth.header.frame_id = stamp, self._camera_frame
-        depth.data = array.array("B", np.ascontiguousarray(depth_m, dtype=np.float32).tobytes())
+        color, depth = camera_images(*self._sim.render(), stamp, self._camera_frame)
         self._camera_info.header.stamp = stamp
         self._color_pub.publish(color)
         self._color_info_pub.publish(self._camera_info)
@@ -495,7 +514,8 @@ class SimNode(Node):
         self.get_logger().info(
             f"t={self._sim.t_s:.1f} s sim, {self._stats_steps / dw:.0f} steps/s "
             f"(x{self._stats_steps * self._sim.dt_s / dw:.2f} real time), CPU {cpu_percent:.0f}%, "
-            f"partner {self._sim.partner_phase}")
+            f"partner {self._sim.partner_phase}"
+            + (f", {released} camera frames released unanswered" if (released := self._pacer.frames_released) else ""))
         self._stats_wall_s, self._stats_cpu_s, self._stats_steps = wall, cpu, 0
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from coop_robot.perception.hand_tracker import (
     HandTrackerConfig,
     PerceptionInputError,
     depth_from_image,
+    depth_to_16uc1,
 )
 from coop_robot.perception.image_codec import ImageFormatError, decode_color, decode_depth
 
@@ -22,4 +23,5 @@ __all__ = [
     "decode_color",
     "decode_depth",
     "depth_from_image",
+    "depth_to_16uc1",
 ]

@@ -456,6 +456,18 @@ def _describe(a) -> str:
     return f"{type(a).__name__}"
 
 
+def depth_to_16uc1(depth_m: np.ndarray) -> np.ndarray:
+    """HxW metres -> ``16UC1`` millimetres (uint16), the RealSense / OpenNI convention that
+    :func:`depth_from_image` reads back: rounded to 1 mm, 0 = no reading (not finite, <= 0, under
+    0.5 mm), clipped at 65.535 m."""
+    z = np.asarray(depth_m)
+    if not np.issubdtype(z.dtype, np.floating):
+        raise PerceptionInputError(f"depth to encode must be float metres, got {z.dtype}")
+    mm = np.rint(np.where(np.isfinite(z) & (z > 0.0), z, 0.0) * 1000.0)
+    mm[mm < 1.0] = 0.0
+    return np.clip(mm, 0.0, 65535.0).astype(np.uint16)
+
+
 def depth_from_image(image: np.ndarray, encoding: str | None = None) -> np.ndarray:
     """Depth image -> HxW float32 metres with NaN where there is no reading.
 

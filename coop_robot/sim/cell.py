@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coop_robot.perception.hand_tracker import depth_to_16uc1
+
 #: RealSense ``rs_launch.py`` topic names (camera name and namespace "camera").
 REALSENSE_PREFIX = "/camera/camera"
 #: The cell's stamps may fall this far behind the wall clock (a busy CPU) before the world pauses
@@ -120,11 +122,10 @@ def depth_to_mm(depth_m: np.ndarray, noise: SensorNoise, fields: NoiseFields,
     z = np.where(valid, z, 0.0)
     if noise.depth_noise_per_m2 > 0.0:
         z = z + fields.normal()[..., 0] * (noise.depth_noise_per_m2 * z * z)
-    mm = np.rint(z * 1000.0)
-    mm[~valid | (mm < 1.0)] = 0.0
+    mm = depth_to_16uc1(np.where(valid, z, 0.0))
     if noise.depth_dropout_fraction > 0.0:
-        mm[fields.uniform() < noise.depth_dropout_fraction] = 0.0
-    return np.clip(mm, 0.0, 65535.0).astype(np.uint16)
+        mm[fields.uniform() < noise.depth_dropout_fraction] = 0
+    return mm
 
 
 def unaligned_depth(depth_mm: np.ndarray) -> np.ndarray:

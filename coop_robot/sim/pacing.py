@@ -40,6 +40,9 @@ _EPS_S = 1e-9
 #: :meth:`SimPacer.take_events` names: perception sync stopped holding the sim back because ...
 STARTUP_WAIT_EXPIRED = "startup_wait_expired"   # ... no hand arrived within the start-up wait
 PERCEPTION_TIMED_OUT = "perception_timed_out"   # ... no hand arrived for perception_timeout_s
+#: ... and, after start-up, released a camera frame because perception had not answered the
+#: frames before it for SYNC_STALL_S (a frame lost on the way, or dropped by perception).
+FRAME_RELEASED = "frame_released"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class SimPacer:
         self.policy_ready = False                         # the policy has published a decision
         self._started = False                             # start-up over (both heard, or waited out)
         self._events: list[str] = []
+        self.frames_released = 0                          # stall releases after start-up
         self._future_stamp: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ inputs
@@ -125,7 +129,8 @@ class SimPacer:
         return future
 
     def take_events(self) -> list[str]:
-        """What happened since the last call (:data:`STARTUP_WAIT_EXPIRED`, :data:`PERCEPTION_TIMED_OUT`)."""
+        """What happened since the last call (:data:`STARTUP_WAIT_EXPIRED`, :data:`PERCEPTION_TIMED_OUT`,
+        :data:`FRAME_RELEASED`)."""
         events, self._events = self._events, []
         return events
 
@@ -175,6 +180,9 @@ class SimPacer:
             # Held back and perception answered nothing for a while: the frame it needed was
             # lost (best-effort images) or it is not up yet. Let the next frame out.
             self._release_s, self._release_wall_s = sim_t_s + cfg.camera_period_s, wall_s
+            if self._started:
+                self.frames_released += 1
+                self._events.append(FRAME_RELEASED)
         return max(perception_limit, self._release_s)
 
     def _give_up(self, event: str) -> float:
