@@ -515,7 +515,7 @@ class SimNode(Node):
             f"t={self._sim.t_s:.1f} s sim, {self._stats_steps / dw:.0f} steps/s "
             f"(x{self._stats_steps * self._sim.dt_s / dw:.2f} real time), CPU {cpu_percent:.0f}%, "
             f"partner {self._sim.partner_phase}"
-            + (f", {released} camera frames released unanswered" if (released := self._pacer.frames_released) else ""))
+            + (f", camera frames released unanswered: {released}" if (released := self._pacer.frames_released) else ""))
         self._stats_wall_s, self._stats_cpu_s, self._stats_steps = wall, cpu, 0
 
     def close(self) -> None:
