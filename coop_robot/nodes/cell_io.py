@@ -183,11 +183,11 @@ class CellIO:
         stamp = s_to_stamp(stamp_s)
         depth_mm = depth_to_mm(depth_m, noise, self._fields)
         frame = self._info.header.frame_id
-        msgs = [("color", _image(stamp, frame, noisy_color(rgb, noise.color_noise_std, self._fields), "rgb8")),
+        msgs = [("color", image_message(stamp, frame, noisy_color(rgb, noise.color_noise_std, self._fields), "rgb8")),
                 ("color_info", _stamped_info(self._info, stamp)),
-                ("aligned", _image(stamp, frame, depth_mm, "16UC1")),
+                ("aligned", image_message(stamp, frame, depth_mm, "16UC1")),
                 ("aligned_info", _stamped_info(self._info, stamp)),
-                ("depth", _image(stamp, self._depth_info.header.frame_id, unaligned_depth(depth_mm), "16UC1")),
+                ("depth", image_message(stamp, self._depth_info.header.frame_id, unaligned_depth(depth_mm), "16UC1")),
                 ("depth_info", _stamped_info(self._depth_info, stamp))]
         self._delay.push("camera", stamp_s + self._settings.latency.draw("camera", self._rng), msgs)
 
@@ -204,12 +204,14 @@ class CellIO:
         self.truth.close()
 
 
-def _image(stamp, frame_id: str, values: np.ndarray, encoding: str) -> Image:
+def image_message(stamp, frame_id: str, values: np.ndarray, encoding: str) -> Image:
+    """A ``sensor_msgs/Image`` of ``values`` (HxW or HxWxC, packed rows, native byte order)."""
+    values = np.ascontiguousarray(values)   # the step must describe the bytes sent
     h, w = values.shape[:2]
     msg = Image(height=h, width=w, encoding=encoding, is_bigendian=int(sys.byteorder == "big"),
                 step=int(values.strides[0]))
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
-    msg.data = array.array("B", np.ascontiguousarray(values).tobytes())
+    msg.data = array.array("B", values.tobytes())
     return msg
 
 

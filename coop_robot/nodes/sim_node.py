@@ -16,7 +16,6 @@ latency, and writes the ground truth to a file (:mod:`coop_robot.nodes.cell_io`)
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import sys
 import time
@@ -45,7 +44,7 @@ from coop_robot.control.kinematics import PandaKinematics
 from coop_robot.control.planning import JointLimits
 from coop_robot.control.ssm import GroundTruthMonitor, SeparationMonitor
 from coop_robot.geometry import world_geometry  # geometry defaults: config/world.yaml
-from coop_robot.nodes.cell_io import CellIO, declare_cell
+from coop_robot.nodes.cell_io import CellIO, declare_cell, image_message
 from coop_robot.nodes.common import (
     COMMAND_QOS,
     EVENT_QOS,
@@ -100,14 +99,8 @@ def camera_images(rgb: np.ndarray, depth_m: np.ndarray, stamp, frame_id: str) ->
     shared-memory segment per participant: measured, about 1 frame in 10 was lost on the way to
     perception, and each loss held the sim for ``SYNC_STALL_S`` and left the controller a hand too
     old to trust (protective stops). ``16UC1`` is 384,000 B and rounds depth to 1 mm."""
-    h, w = depth_m.shape
-    color = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
-    color.header.stamp, color.header.frame_id = stamp, frame_id
-    color.data = array.array("B", np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
-    depth = Image(height=h, width=w, encoding="16UC1", is_bigendian=int(sys.byteorder == "big"), step=2 * w)
-    depth.header.stamp, depth.header.frame_id = stamp, frame_id
-    depth.data = array.array("B", depth_to_16uc1(depth_m).tobytes())
-    return color, depth
+    return (image_message(stamp, frame_id, rgb, "rgb8"),
+            image_message(stamp, frame_id, depth_to_16uc1(depth_m), "16UC1"))
 
 
 class SimNode(Node):

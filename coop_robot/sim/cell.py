@@ -122,7 +122,7 @@ def depth_to_mm(depth_m: np.ndarray, noise: SensorNoise, fields: NoiseFields,
     z = np.where(valid, z, 0.0)
     if noise.depth_noise_per_m2 > 0.0:
         z = z + fields.normal()[..., 0] * (noise.depth_noise_per_m2 * z * z)
-    mm = depth_to_16uc1(np.where(valid, z, 0.0))
+    mm = depth_to_16uc1(z)   # invalid pixels are 0 here, and noise scales with z
     if noise.depth_dropout_fraction > 0.0:
         mm[fields.uniform() < noise.depth_dropout_fraction] = 0
     return mm
