@@ -187,6 +187,43 @@ def test_late_subscriber_gets_the_partners_current_plan(sim):
     assert all(m.header.frame_id == "ground_truth" and stamp_to_s(m.time_ref) > 0.0 for m in plans)
 
 
+def test_a_recorder_that_joins_late_still_gets_every_sync_cue():
+    """The sync task's cues are events: a recorder (or dashboard) that matches the sim after some
+    trials were cued still gets each of them. With a history of one it got only the last, and a
+    bag of a 3-trial session once held 2 cues (discovery was slow on the loaded CI host)."""
+    from sensor_msgs.msg import TimeReference
+
+    from coop_robot.nodes.recorder_node import request_qos
+    from coop_robot.nodes.sim_node import _SyncScoring
+    from coop_robot.timing.sync import SYNC_CUE
+
+    sim_side = rclpy.create_node("sync_cue_test_sim")
+    late = None
+    executor = SingleThreadedExecutor()
+    try:
+        scoring = _SyncScoring(sim_side, config=None)   # the cue publisher only; no trials are scored
+        sent = []
+        for trial in range(3):
+            cue_s = 4.0 * trial + 1.0
+            sent += [("cue", cue_s), ("trial_end", cue_s)]
+            scoring._publish_cue("cue", cue_s, cue_s)
+            scoring._publish_cue("trial_end", cue_s, cue_s + 2.0)
+        late = rclpy.create_node("sync_cue_test_recorder")
+        got = []
+        late.create_subscription(TimeReference, SYNC_CUE, got.append, request_qos(SYNC_CUE))
+        executor.add_node(sim_side)
+        executor.add_node(late)
+        deadline = time.monotonic() + 30.0
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert [(m.source, stamp_to_s(m.time_ref)) for m in got] == sent
+    finally:
+        executor.shutdown()
+        if late is not None:
+            late.destroy_node()
+        sim_side.destroy_node()
+
+
 def test_published_trajectory_moves_the_joints(sim):
     proc, log, ls = sim
     assert ls.spin_until(lambda: ls.trajectory_pub.get_subscription_count() > 0 and ls.joints, 20.0)

@@ -92,6 +92,14 @@ GROUND_TRUTH_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 HAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def publish_time_reference(pub, source: str, time_ref_s: float, stamp_s: float) -> None:
+    """A ground-truth ``TimeReference`` (``source`` names the event, ``time_ref`` its sim time)."""
+    msg = TimeReference(source=source, time_ref=s_to_stamp(time_ref_s))
+    msg.header.stamp = s_to_stamp(stamp_s)
+    msg.header.frame_id = "ground_truth"
+    pub.publish(msg)
+
+
 def camera_images(rgb: np.ndarray, depth_m: np.ndarray, stamp, frame_id: str) -> tuple[Image, Image]:
     """One rendered frame as the colour (``rgb8``) and aligned depth images a RealSense driver
     publishes: depth as ``16UC1`` millimetres, not ``32FC1`` metres. At the default 320x240 a
@@ -328,7 +336,7 @@ class SimNode(Node):
     def _on_plan_subscriber_matched(self, status) -> None:
         if status.current_count_change > 0 and not self._closed:
             for source, time_ref_s in self._latest_plan.items():
-                self._publish_time_reference(self._plan_pub, source, time_ref_s, self._sim.t_s)
+                publish_time_reference(self._plan_pub, source, time_ref_s, self._sim.t_s)
 
     def _on_decision(self, _msg: String) -> None:
         self._pacer.policy_heard()
@@ -369,7 +377,7 @@ class SimNode(Node):
                 if self._cell is not None:
                     self._cell.truth.event(event.name, self._cell.stamps.stamp_s(event.t_s))
                 else:
-                    self._publish_time_reference(self._event_pub, event.name, event.t_s, event.t_s)
+                    publish_time_reference(self._event_pub, event.name, event.t_s, event.t_s)
             self._stats_steps += 1
             self._publish_outputs()
         self._pacer.end_tick(self._sim.t_s, time.monotonic())
@@ -420,7 +428,7 @@ class SimNode(Node):
             self._clock_pub.publish(ClockMsg(clock=stamp))
         for update in self._sim.take_plan_updates():
             self._latest_plan[update.source] = update.time_ref_s
-            self._publish_time_reference(self._plan_pub, update.source, update.time_ref_s, update.t_s)
+            publish_time_reference(self._plan_pub, update.source, update.time_ref_s, update.t_s)
         phase = self._sim.partner_phase
         if phase != self._phase:
             self._phase = phase
@@ -450,12 +458,6 @@ class SimNode(Node):
             self._camera_pending = True
 
     # ------------------------------------------------------------------ message building
-    def _publish_time_reference(self, pub, source: str, time_ref_s: float, stamp_s: float) -> None:
-        msg = TimeReference(source=source, time_ref=s_to_stamp(time_ref_s))
-        msg.header.stamp = s_to_stamp(stamp_s)
-        msg.header.frame_id = "ground_truth"
-        pub.publish(msg)
-
     def _ground_truth_separation(self) -> SsmSample:
         q, _ = self._sim.world.arm_state()
         t = self._sim.t_s
@@ -531,7 +533,9 @@ class _SyncScoring:
         self._config = config
         self.trials: SyncTrials | None = None
         self._robot_state = "unknown"
-        self._cue_pub = node.create_publisher(TimeReference, SYNC_CUE, LATCHED_QOS)
+        # A stream of events, not a state: a history of one let a recorder that matched the sim
+        # after the first cue (discovery is slow on a loaded host) start the bag without it.
+        self._cue_pub = node.create_publisher(TimeReference, SYNC_CUE, EVENT_QOS)
         self._trial_pub = node.create_publisher(DiagnosticArray, SYNC_TRIAL, EVENT_QOS)
         node.create_subscription(PointStamped, SYNC_TARGET, self._on_target, LATCHED_QOS)
         node.create_subscription(String, "/controller/state", self._on_state, LATCHED_QOS)
@@ -570,7 +574,7 @@ class _SyncScoring:
                                        sample.robot_closing_mps)
 
     def _publish_cue(self, source: str, cue_s: float, stamp_s: float) -> None:
-        self._node._publish_time_reference(self._cue_pub, source, cue_s, stamp_s)
+        publish_time_reference(self._cue_pub, source, cue_s, stamp_s)
 
     def _publish_trial(self, trial, stamp_s: float) -> None:
         status = DiagnosticStatus(name=SYNC_TRIAL_STATUS, message=f"trial {trial.trial}",
