@@ -148,3 +148,19 @@ def test_the_policy_node_takes_the_newest_joint_state_that_has_the_arm():
     q, errors = newest_arm_positions([fingers, fingers], list(JOINT_NAMES))
     assert q is None and len(errors) == 2
     assert newest_arm_positions([], list(JOINT_NAMES)) == (None, [])
+
+def test_the_policy_node_decodes_only_the_joint_states_a_tick_uses():
+    """The node keeps /joint_states as CDR bytes (a raw subscription) and decodes the newest first,
+    only until one has the arm: bytes that are not a JointState are a reason, not a crash."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    from coop_robot.nodes.policy_node import newest_arm_positions
+
+    arm = serialize_message(JointState(name=list(JOINT_NAMES), position=[0.3] * 7))
+    fingers = serialize_message(JointState(name=["panda_finger_joint1"], position=[0.04]))
+    q, errors = newest_arm_positions([b"\x00\x01garbage", arm, fingers, arm[:12]], list(JOINT_NAMES))
+    assert np.array_equal(q, [0.3] * 7) and len(errors) == 2
+    assert "undecodable" in errors[0] and "panda_joint1" in errors[1]
+    q, errors = newest_arm_positions([b"\x00\x01garbage"], list(JOINT_NAMES))
+    assert q is None and len(errors) == 1 and "undecodable" in errors[0]

@@ -12,6 +12,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, Vector3Stamped
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import Bool, Float64, String
 
@@ -45,15 +46,20 @@ RATE_STATUS_NAME = "coop_robot: policy rate"
 
 
 def newest_arm_positions(msgs, joint_names) -> tuple[np.ndarray | None, list[str]]:
-    """The arm's joint positions (``joint_names`` order) from the newest of ``msgs`` (JointState,
-    oldest first) that has them, and why each newer one did not (None and every reason when none
-    has them). A cell may publish more than the arm on ``/joint_states`` (a gripper's fingers alone)."""
+    """The arm's joint positions (``joint_names`` order) from the newest of ``msgs`` (JointState
+    or its CDR bytes, oldest first) that has them, and why each newer one did not (None and every
+    reason when none has them). A cell may publish more than the arm on ``/joint_states`` (a
+    gripper's fingers alone). Bytes are deserialized here, newest first, only until one fits."""
     errors = []
     for msg in reversed(msgs):
         try:
+            if isinstance(msg, (bytes, bytearray)):
+                msg = deserialize_message(bytes(msg), JointState)
             return select_joint_positions(msg.name, msg.position, joint_names), errors
         except ValueError as exc:
             errors.append(str(exc))
+        except Exception as exc:  # rclpy raises its own types for bytes that are not a JointState
+            errors.append(f"undecodable ({type(exc).__name__}: {exc})")
     return None, errors
 
 
@@ -126,7 +132,7 @@ class PolicyNode(Node):
         self._planned_exit_s: float | None = None
         self._sync = SyncInputs() if self.task == "sync" else None
         self._ee = np.full(3, np.nan)
-        self._joint_msgs: deque[JointState] = deque(maxlen=8)   # since the last tick
+        self._joint_msgs: deque[bytes] = deque(maxlen=8)   # serialized, since the last tick
         self._fk = None
         self._fallbacks_logged = 0
         self._was_behind = False
@@ -145,7 +151,10 @@ class PolicyNode(Node):
             from coop_robot.control.kinematics import PandaKinematics
 
             self._fk = PandaKinematics(base_m=mirror["robot_base_m"])
-            self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS)
+            # Raw: kept as bytes and deserialized only when a tick uses one. A Franka's
+            # joint_state_broadcaster sends 1 kHz; deserializing each cost ~0.3 ms (about 3 % of a
+            # core at the sim's 100 Hz: bench/policy_node_cpu.py, variant no_joints).
+            self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS, raw=True)
         self.decision_pub = self.create_publisher(String, "/policy/decision", COMMAND_QOS)
         self.forecast_pub = self.create_publisher(Float64, "/policy/exit_forecast", COMMAND_QOS)
         keepup_window = declare(self, "keepup_window_s", 5.0,
@@ -269,7 +278,7 @@ class PolicyNode(Node):
             engine=engine,
         )
 
-    def _on_joints(self, msg: JointState) -> None:
+    def _on_joints(self, msg: bytes) -> None:
         # Kept as they came: picking the arm's joints and forward kinematics run once per tick
         # (_ee_now), on the newest state that has the arm's joints, not per joint state (twice the
         # tick rate). A cell may publish others on the topic too (e.g. a gripper's fingers alone).
