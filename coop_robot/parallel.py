@@ -12,7 +12,8 @@ study) takes ``--ray-address`` and hands its jobs to :func:`run_tasks`:
 A job is a picklable function and its argument; it must compute everything from its argument
 (seeds included), so the figures are the same whichever way the jobs run. Results come back in
 job order. Progress (jobs done / total, elapsed, ETA, and what the caller adds) goes to stderr
-as jobs finish, also when they run on a cluster.
+as jobs finish, also when they run on a cluster; a long job says how far it has got with
+:func:`report` (a training run: its iteration and ETA), printed every ``job_progress_period_s``.
 
 Ray is imported only when it is used: ``--ray-address none`` works without it.
 """
@@ -37,6 +38,26 @@ RAY_ADDRESS_ENV = "RAY_ADDRESS"
 SERIAL = "none"
 #: Ray's setting of how much its raylet lowers its workers' priority (``nice``; Ray's default 15).
 WORKER_NICENESS_ENV = "RAY_worker_niceness"
+#: Seconds between the lines that say how far long jobs have got (:func:`report`), for callers
+#: whose jobs take minutes (``run_tasks(..., job_progress_period_s=...)``).
+JOB_PROGRESS_PERIOD_S = 30.0
+
+#: Set while a job runs (by :func:`run_tasks`): where :func:`report` sends its text.
+_job_reporter: Callable[[str], None] | None = None
+
+
+def report(text: str) -> None:
+    """From inside a job of :func:`run_tasks`: say how far it has got (e.g. ``iteration 12/40, ETA
+    7.5 min``). A driver that asked for it (``job_progress_period_s``) prints each running job's
+    latest report that often, whether the job runs in this process, a local worker or a cluster's
+    node. Outside a job (or with progress off) it does nothing; it never fails the job."""
+    reporter = _job_reporter
+    if reporter is None:
+        return
+    try:
+        reporter(str(text))
+    except Exception:  # noqa: BLE001 -- progress is never worth a failed job
+        pass
 
 
 @dataclass
@@ -104,7 +125,7 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
               workers: int | None = None, label: Callable[[int, Any], str] | None = None,
               progress: bool = True, on_result: Callable[[int, Any], None] | None = None,
               init: Callable[[], None] | None = None, num_cpus: float = 1.0,
-              info: list[RayInfo] | None = None) -> list[Any]:
+              info: list[RayInfo] | None = None, job_progress_period_s: float | None = None) -> list[Any]:
     """``[fn(item) for item in items]``, spread over Ray (see the module's docstring).
 
     ``label(i, item)`` names a job in the progress lines; ``on_result(i, result)`` is called in
@@ -112,7 +133,13 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
     each process before its first job (thread counts and the like); each job asks Ray for
     ``num_cpus`` CPUs. A job that raises ends the run with :class:`TaskError` naming it, after
     the jobs already finished were passed to ``on_result``. ``info``, when given, receives the
-    :class:`RayInfo` of the run (mode, nodes, CPUs, start-up time and memory)."""
+    :class:`RayInfo` of the run (mode, nodes, CPUs, start-up time and memory). With
+    ``job_progress_period_s`` (and ``progress``), what a running job says with :func:`report` is
+    printed that often (on Ray through a small actor: one more process, no CPU reserved); for jobs
+    of minutes, not seconds (:data:`JOB_PROGRESS_PERIOD_S`)."""
+    if job_progress_period_s is not None and not job_progress_period_s > 0:
+        raise ValueError(f"job_progress_period_s must be > 0 seconds, got {job_progress_period_s!r}")
+    job_progress = progress and job_progress_period_s is not None
     items = list(items)
     resolved = resolve_address(address)
     tracker = _Progress(len(items), label, progress)
@@ -125,7 +152,8 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
             init()
         for i, item in enumerate(items):
             try:
-                results[i] = fn(item)
+                with _reporting(tracker.serial_reporter(i, item, job_progress_period_s) if job_progress else None):
+                    results[i] = fn(item)
             except Exception as exc:
                 raise TaskError(f"job {i} ({tracker.name(i, item)}) failed: {type(exc).__name__}: {exc}") from exc
             if on_result is not None:
@@ -139,14 +167,22 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
         if info is not None:
             info.append(run_info)
         remote = ray.remote(num_cpus=num_cpus, max_retries=0)(_call)
+        board = ray.remote(num_cpus=0)(_Board).remote() if job_progress else None
         limit = workers or max(int(run_info.cpus // max(num_cpus, 1e-9)), 1)
         pending: dict[Any, int] = {}
         next_i = 0
+        next_progress = time.monotonic() + (job_progress_period_s or 0.0)
         while next_i < len(items) or pending:
             while next_i < len(items) and len(pending) < limit:
-                pending[remote.remote(fn, items[next_i], init)] = next_i
+                pending[remote.remote(fn, items[next_i], init, board, next_i)] = next_i
                 next_i += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1,
+                                timeout=None if board is None else max(next_progress - time.monotonic(), 0.0))
+            if board is not None and time.monotonic() >= next_progress:
+                next_progress = time.monotonic() + job_progress_period_s
+                tracker.running(_board_reports(ray, board), items)
+            if not ready:
+                continue
             i = pending.pop(ready[0])
             try:
                 results[i] = ray.get(ready[0])
@@ -186,14 +222,48 @@ def ray_connection(address: str | None = None, workers: int | None = None,
 _INITIALISED: set[str] = set()
 
 
-def _call(fn: Callable[[Any], Any], item: Any, init: Callable[[], None] | None) -> Any:
-    """A job in a Ray worker: ``init`` once per worker process, then ``fn(item)``."""
+def _call(fn: Callable[[Any], Any], item: Any, init: Callable[[], None] | None, board: Any = None,
+          index: int = 0) -> Any:
+    """A job in a Ray worker: ``init`` once per worker process, then ``fn(item)``; what the job
+    says with :func:`report` goes to ``board`` (an actor of :class:`_Board`), fire and forget."""
     if init is not None:
         key = f"{getattr(init, '__module__', '')}.{getattr(init, '__qualname__', repr(init))}"
         if key not in _INITIALISED:
             init()
             _INITIALISED.add(key)
-    return fn(item)
+    with _reporting((lambda text: board.put.remote(index, text)) if board is not None else None):
+        return fn(item)
+
+
+class _Board:
+    """A Ray actor holding each running job's latest :func:`report` until the driver takes them."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, tuple[float, str]] = {}
+
+    def put(self, index: int, text: str) -> None:
+        self.latest[index] = (time.time(), text)
+
+    def take(self) -> dict[int, tuple[float, str]]:
+        latest, self.latest = self.latest, {}
+        return latest
+
+
+def _board_reports(ray: Any, board: Any) -> dict[int, tuple[float, str]]:
+    try:
+        return ray.get(board.take.remote(), timeout=10.0)
+    except Exception:  # noqa: BLE001 -- a slow or lost board costs a progress line, not the run
+        return {}
+
+
+@contextmanager
+def _reporting(reporter: Callable[[str], None] | None) -> Iterator[None]:
+    global _job_reporter
+    previous, _job_reporter = _job_reporter, reporter
+    try:
+        yield
+    finally:
+        _job_reporter = previous
 
 
 def _connect(ray: Any, address: str | None, workers: int | None) -> tuple[RayInfo, bool]:
@@ -283,6 +353,26 @@ class _Progress:
 
     def name(self, i: int, item: Any) -> str:
         return self.label(i, item) if self.label is not None else f"job {i}"
+
+    def running(self, reports: dict[int, tuple[float, str]], items: Sequence[Any]) -> None:
+        """A line per running job that reported since the last call: its latest report."""
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.t0
+        for i in sorted(reports):
+            _write(f"[{self.count:3d}/{self.total}] {_clock(elapsed)} elapsed: {self.name(i, items[i])}: "
+                   f"{reports[i][1]}")
+
+    def serial_reporter(self, i: int, item: Any, period_s: float) -> Callable[[str], None]:
+        """For a job run in this process: its reports printed at once, at most one per ``period_s``."""
+        last = [-float("inf")]
+
+        def write(text: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= period_s:
+                last[0] = now
+                self.running({i: (time.time(), text)}, {i: item})
+        return write
 
     def done(self, i: int, item: Any) -> None:
         self.count += 1

@@ -169,3 +169,70 @@ def test_ctrl_c_stops_a_run_whose_jobs_take_long(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def _reports_twice(x):
+    from coop_robot.parallel import report
+
+    report(f"job {x} half way")
+    report(f"job {x} nearly done")   # within the period: not printed
+    return x
+
+
+def test_a_serial_job_says_how_far_it_has_got(capsys):
+    from coop_robot.parallel import report
+
+    report("outside any job: nothing happens")
+    assert run_tasks(_reports_twice, [7], address="none", label=lambda i, x: f"run{x}",
+                     job_progress_period_s=60.0) == [7]
+    err = capsys.readouterr().err
+    assert "run7: job 7 half way" in err and "nearly done" not in err and "outside" not in err
+    run_tasks(_reports_twice, [8], address="none", job_progress_period_s=60.0, progress=False)
+    assert "half way" not in capsys.readouterr().err
+    with pytest.raises(ValueError, match="job_progress_period_s"):
+        run_tasks(_square, [1], address="none", job_progress_period_s=0.0)
+
+
+@pytest.mark.timeout(300)
+def test_a_long_job_on_ray_says_how_far_it_has_got(tmp_path):
+    """A job on a Ray worker reports (as a sweep's training run does each iteration) and the driver
+    prints its latest report while it runs; the job goes on until the test has seen the line."""
+    import time
+
+    driver = textwrap.dedent('''
+        import sys, time
+        from pathlib import Path
+        from coop_robot.parallel import report, run_tasks
+        def job(x, stop=sys.argv[1]):   # a default: the worker's own argv is Ray's
+            step = 0
+            while not Path(stop).exists() and step < 1200:
+                step += 1
+                report(f"step {step} of seed {x}")
+                time.sleep(0.1)
+            return step
+        print(run_tasks(job, [4], workers=1, label=lambda i, x: f"seed{x}", job_progress_period_s=0.5))
+    ''')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ADDRESS", None)
+    stop = tmp_path / "stop"
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(stop)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "seed4: step " in line:
+                stop.touch()
+                break
+        assert any("elapsed: seed4: step " in ln and " of seed 4" in ln for ln in lines), "".join(lines)[-3000:]
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        assert int(out.strip().splitlines()[-1].strip("[]")) < 1200   # it stopped on the test's word
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -125,8 +125,12 @@ def _rows(path: Path) -> list[dict]:
 def test_same_seed_gives_identical_curves_and_weights(tmp_path):
     cfg = TrainConfig(seed=3, **TINY)
     a = train(cfg, tmp_path / "a", progress=False)
-    b = train(cfg, tmp_path / "b", progress=False)
+    reports = []   # a sweep's run says how far it is after each iteration; the figures do not change
+    b = train(cfg, tmp_path / "b", progress=False, report=reports.append)
     assert (tmp_path / "a" / CURVES_CSV).read_text() == (tmp_path / "b" / CURVES_CSV).read_text()
+    assert [r.split(",")[0] for r in reports] == [f"iteration {i}/{cfg.iterations}" for i in
+                                                 range(1, cfg.iterations + 1)]
+    assert all("greedy gap" in r and "ETA" in r for r in reports)
     sa, sb = a.net.state_dict(), b.net.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 

@@ -72,6 +72,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coop_robot.parallel import RayInfo, TaskError, add_ray_arguments, resolve_address, run_tasks
+from coop_robot.parallel import (
+    JOB_PROGRESS_PERIOD_S,
+    RayInfo,
+    TaskError,
+    add_ray_arguments,
+    resolve_address,
+    run_tasks,
+)
+from coop_robot.parallel import report as parallel_report
 from coop_robot.policy.mirror_net import (
     MirrorNetConfig,
     MirrorPolicyNet,
@@ -238,20 +247,22 @@ class ResumeError(ValueError):
 
 
 def train(cfg: TrainConfig, out_dir, progress: bool = True,
-          collector: InProcessCollector | RayCollector | None = None, resume: bool = False) -> TrainResult:
+          collector: InProcessCollector | RayCollector | None = None, resume: bool = False,
+          report: Callable[[str], None] | None = None) -> TrainResult:
     """Run the whole training; write curves and the checkpoint into ``out_dir``.
 
     ``collector`` plays the sessions (default: :class:`~coop_robot.training.collect.InProcessCollector`;
     :func:`~coop_robot.training.collect.open_collector` gives the one ``--ray-address`` asks for);
     it is started for this run and stopped after it. The figures are the same whichever plays them.
     With ``resume``, go on from ``out_dir``'s :data:`RESUME_STATE` (:class:`ResumeError` if it
-    cannot), to the same figures as a run that never stopped."""
+    cannot), to the same figures as a run that never stopped. ``report`` gets a line after each
+    iteration (the iteration, its greedy figures, the ETA): a sweep's runs say how far they are."""
     out_dir = Path(out_dir)
     state = load_resume_state(out_dir, cfg) if resume else None  # refused before anything starts
     collector = collector if collector is not None else InProcessCollector()
     with seeded_torch(cfg):
         try:
-            return _train(cfg, out_dir, progress, collector, state)
+            return _train(cfg, out_dir, progress, collector, state, report)
         finally:
             collector.stop()
 
@@ -309,7 +320,8 @@ def load_resume_state(out_dir: Path, cfg: TrainConfig, mmap: bool = False) -> di
     return state
 
 
-def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector, state: dict | None) -> TrainResult:
+def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector, state: dict | None,
+           report: Callable[[str], None] | None = None) -> TrainResult:
     wall0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     net, net_cfg, spec = make_model(cfg)
@@ -319,7 +331,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector, state: di
     ckpt = out_dir / checkpoint_name(cfg)
     baseline: dict[str, float] = {}
     done = 0 if state is None else int(state["iteration"])
-    speed = _Speed(cfg.iterations - done)
+    speed = _Speed(cfg.iterations - done, report)
 
     def save(iteration: int, row: dict) -> None:
         extra = {"train_config": cfg.to_dict(), "seed": cfg.seed, "iteration": iteration,
@@ -429,6 +441,8 @@ def _iterate(cfg, out_dir, progress, first_it, collected, rows, baseline, val, n
         speed.iteration_done()
         if progress:
             _print_row(rows[-1], cfg, speed)
+        if speed.report is not None:
+            speed.report(_progress_line(rows[-1], cfg, speed))
     write_curves_csv(out_dir / CURVES_CSV, rows)
     (plot_sync_curves if cfg.task == "sync" else plot_curves)(out_dir / CURVES_PNG, rows, baseline)
     return TrainResult(rows, net, ckpt, baseline, speed.steps, time.perf_counter() - wall0)
@@ -446,8 +460,9 @@ def _split(results: list, parts: list[list]) -> list[list]:
 class _Speed:
     """Env steps per second of the last batch of sessions, seconds per iteration and the ETA."""
 
-    def __init__(self, iterations: int) -> None:
+    def __init__(self, iterations: int, report: Callable[[str], None] | None = None) -> None:
         self.iterations = iterations
+        self.report = report   # gets a line after each iteration (train's ``report``)
         self.steps = 0
         self.batch_steps_per_s = math.nan
         self.done = 0
@@ -555,6 +570,17 @@ def _print_row(row: dict, cfg: TrainConfig, speed: _Speed) -> None:
           f"{_fmt(row['eval_return'], 2)} | loss {_fmt(row['loss_total'])} forecast MAE "
           f"{_fmt(row['val_forecast_mae_s'], 2)} s | {speed.batch_steps_per_s:.0f} env steps/s, "
           f"{_fmt(speed.s_per_iteration, 1)} s/it, ETA {eta}", flush=True)
+
+
+def _progress_line(row: dict, cfg: TrainConfig, speed: _Speed) -> str:
+    """One short line on an iteration, for a sweep's progress (the full row is in the run's curves)."""
+    eta = "n/a" if not math.isfinite(speed.eta_s) else f"{speed.eta_s / 60:.1f} min"
+    if cfg.task == "sync":
+        figures = f"greedy success {_fmt(row['eval_success_rate'], 2)} at window {row['window_s']:.3f} s"
+    else:
+        figures = f"greedy gap {_fmt(row['eval_median_gap_s'])} s, overlap {_fmt(row['eval_overlap_rate'], 2)}"
+    return (f"iteration {row['iteration']}/{cfg.iterations}, {figures}, {_fmt(speed.s_per_iteration, 1)} s/it, "
+            f"ETA {eta}")
 
 
 def write_curves_csv(path: Path, rows: list[dict]) -> None:
@@ -693,7 +719,7 @@ def train_sweep_run(run: SweepRun) -> dict:
     trained in a private directory. Returns its files (name -> bytes: a cluster's workers share no
     file system with the driver, which writes them) and its summary row."""
     with tempfile.TemporaryDirectory(prefix="coop_train_") as tmp:
-        result = train(run.cfg, tmp, progress=False)
+        result = train(run.cfg, tmp, progress=False, report=parallel_report)
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())
                  if p.is_file() and p.name != RESUME_STATE}
     last = result.rows[-1]
@@ -733,7 +759,7 @@ def run_sweep(runs: list[SweepRun], out_dir: Path, address: str | None = None, w
                 f"(sweep: {steps / max(time.perf_counter() - t0, 1e-9):.0f} env steps/s)")
 
     run_tasks(train_sweep_run, runs, address=address, workers=workers, label=label, progress=progress,
-              on_result=on_result, info=info)
+              on_result=on_result, info=info, job_progress_period_s=JOB_PROGRESS_PERIOD_S)
     write_sweep_summary(out_dir, rows, info[0] if info else None, time.perf_counter() - t0)
     return rows, info[0]
 
