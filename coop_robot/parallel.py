@@ -180,7 +180,8 @@ def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, address: str | 
                                 timeout=None if board is None else max(next_progress - time.monotonic(), 0.0))
             if board is not None and time.monotonic() >= next_progress:
                 next_progress = time.monotonic() + job_progress_period_s
-                tracker.running(_board_reports(ray, board), items)
+                for j, text in sorted(_board_reports(ray, board).items()):
+                    tracker.job_said(j, items[j], text)
             if not ready:
                 continue
             i = pending.pop(ready[0])
@@ -239,17 +240,17 @@ class _Board:
     """A Ray actor holding each running job's latest :func:`report` until the driver takes them."""
 
     def __init__(self) -> None:
-        self.latest: dict[int, tuple[float, str]] = {}
+        self.latest: dict[int, str] = {}
 
     def put(self, index: int, text: str) -> None:
-        self.latest[index] = (time.time(), text)
+        self.latest[index] = text
 
-    def take(self) -> dict[int, tuple[float, str]]:
+    def take(self) -> dict[int, str]:
         latest, self.latest = self.latest, {}
         return latest
 
 
-def _board_reports(ray: Any, board: Any) -> dict[int, tuple[float, str]]:
+def _board_reports(ray: Any, board: Any) -> dict[int, str]:
     try:
         return ray.get(board.take.remote(), timeout=10.0)
     except Exception:  # noqa: BLE001 -- a slow or lost board costs a progress line, not the run
@@ -354,14 +355,11 @@ class _Progress:
     def name(self, i: int, item: Any) -> str:
         return self.label(i, item) if self.label is not None else f"job {i}"
 
-    def running(self, reports: dict[int, tuple[float, str]], items: Sequence[Any]) -> None:
-        """A line per running job that reported since the last call: its latest report."""
-        if not self.enabled:
-            return
-        elapsed = time.monotonic() - self.t0
-        for i in sorted(reports):
-            _write(f"[{self.count:3d}/{self.total}] {_clock(elapsed)} elapsed: {self.name(i, items[i])}: "
-                   f"{reports[i][1]}")
+    def job_said(self, i: int, item: Any, text: str) -> None:
+        """A running job's latest :func:`report`."""
+        if self.enabled:
+            _write(f"[{self.count:3d}/{self.total}] {_clock(time.monotonic() - self.t0)} elapsed: "
+                   f"{self.name(i, item)}: {text}")
 
     def serial_reporter(self, i: int, item: Any, period_s: float) -> Callable[[str], None]:
         """For a job run in this process: its reports printed at once, at most one per ``period_s``."""
@@ -371,7 +369,7 @@ class _Progress:
             now = time.monotonic()
             if now - last[0] >= period_s:
                 last[0] = now
-                self.running({i: (time.time(), text)}, {i: item})
+                self.job_said(i, item, text)
         return write
 
     def done(self, i: int, item: Any) -> None:

@@ -149,6 +149,7 @@ def test_the_policy_node_takes_the_newest_joint_state_that_has_the_arm():
     assert q is None and len(errors) == 2
     assert newest_arm_positions([], list(JOINT_NAMES)) == (None, [])
 
+
 def test_the_policy_node_decodes_only_the_joint_states_a_tick_uses():
     """The node keeps /joint_states as CDR bytes (a raw subscription) and decodes the newest first,
     only until one has the arm: bytes that are not a JointState are a reason, not a crash."""

@@ -151,9 +151,9 @@ class PolicyNode(Node):
             from coop_robot.control.kinematics import PandaKinematics
 
             self._fk = PandaKinematics(base_m=mirror["robot_base_m"])
-            # Raw: kept as bytes and deserialized only when a tick uses one. A Franka's
-            # joint_state_broadcaster sends 1 kHz; deserializing each cost ~0.3 ms (about 3 % of a
-            # core at the sim's 100 Hz: bench/policy_node_cpu.py, variant no_joints).
+            # Raw: kept as bytes and deserialized only when a tick uses one (~20 us saved per
+            # message; a Franka's joint_state_broadcaster sends 1 kHz). Delivery through rclpy
+            # still costs ~2 % of a core at the sim's 100 Hz (bench/policy_node_cpu.py, no_joints).
             self.create_subscription(JointState, "/joint_states", self._on_joints, COMMAND_QOS, raw=True)
         self.decision_pub = self.create_publisher(String, "/policy/decision", COMMAND_QOS)
         self.forecast_pub = self.create_publisher(Float64, "/policy/exit_forecast", COMMAND_QOS)
