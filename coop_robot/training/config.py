@@ -21,6 +21,12 @@ TRAINING_PARTNERS = ("typical", "fast", "slow", "hesitant", "erratic")
 #: false starts into the zone, three times in seven. Once in five gave the network about 40 ticks
 #: of false starts a run, and one seed in three learned to wait them out (docs/mirror_policy.md).
 TRAINING_PARTNER_CYCLE = ("typical", "fast", "slow", "hesitant", "erratic", "erratic", "erratic")
+#: The validation sessions of checkpoint selection (``select_every``): every training partner,
+#: ``erratic`` (false starts, where the recipe's failures show) twice.
+SELECTION_PARTNERS = ("typical", "fast", "slow", "hesitant", "erratic", "erratic")
+#: The keys of checkpoint selection: left out of :meth:`TrainConfig.to_dict` while selection is off,
+#: so a run without it writes the config (and the checkpoint) byte for byte as before they existed.
+SELECTION_KEYS = ("select_every", "select_from", "select_partners", "select_turns", "select_seed")
 
 
 class TrainConfigError(ValueError):
@@ -55,6 +61,14 @@ class TrainConfig:
     eval_partners: tuple = ("typical", "erratic")
     eval_turns: int = 4
     eval_seed: int = 10_000
+    # --- checkpoint selection on held-in validation sessions (greedy, the training partners at
+    # fixed seeds and time scales, never the held-out partners). 0: off, the last iteration's
+    # weights are the checkpoint (as before this option existed).
+    select_every: int = 0               # score the weights every this many iterations (and the last)
+    select_from: int = 1                # the first iteration that is a candidate
+    select_partners: tuple = SELECTION_PARTNERS
+    select_turns: int = 16              # robot turns per validation session
+    select_seed: int = 20_000           # session seeds select_seed + k (k: the session's index)
     # --- network (MirrorNetConfig; window length and inputs come from ObservationSpec)
     latent_dim: int = 32
     conv_channels: int = 32
@@ -146,9 +160,13 @@ class TrainConfig:
 
         need(self.seed >= 0, "seed", ">= 0")
         need(self.eval_seed >= 0, "eval_seed", ">= 0")
+        need(self.select_seed >= 0, "select_seed", ">= 0")
+        need(self.select_every >= 0, "select_every", "an integer >= 0 (0: no checkpoint selection)")
+        need(self.select_from >= 1 and (self.select_every == 0 or self.select_from <= self.iterations), "select_from",
+             f">= 1 and, with selection on, <= iterations ({self.iterations})")
         for name in ("iterations", "episodes_per_iteration", "turns_per_episode", "updates_per_iteration",
-                     "eval_every", "eval_turns", "latent_dim", "conv_channels", "hidden_dim", "replay_capacity",
-                     "sequence_length", "batch_size", "contrastive_samples"):
+                     "eval_every", "eval_turns", "select_turns", "latent_dim", "conv_channels", "hidden_dim",
+                     "replay_capacity", "sequence_length", "batch_size", "contrastive_samples"):
             need(getattr(self, name) >= 1, name, "an integer >= 1")
         need(
             0 <= self.burn_in < self.sequence_length, "burn_in", f">= 0 and < sequence_length ({self.sequence_length})"
@@ -188,6 +206,8 @@ class TrainConfig:
         need(0 <= self.epsilon <= 1, "epsilon", "in [0, 1]")
         need(self.perception in ("fitted", "ideal"), "perception", "'fitted' or 'ideal'")
         need(self.task in TASKS, "task", f"one of {', '.join(TASKS)}")
+        need(self.select_every == 0 or self.task != "sync", "select_every",
+             "0 in the sync task (checkpoint selection scores turn-taking sessions)")
         need(self.sync_curriculum_iterations >= 1, "sync_curriculum_iterations", "an integer >= 1")
         for name in ("reward_sync_success", "penalty_sync_offset_per_s", "penalty_sync_missed",
                      "penalty_sync_ssm_violation"):
@@ -203,7 +223,11 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
+        """Field -> value (lists for tuples); without the selection keys while ``select_every`` is 0."""
         d = asdict(self)
+        if self.select_every == 0:
+            for key in SELECTION_KEYS:
+                del d[key]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod

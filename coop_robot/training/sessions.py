@@ -94,7 +94,8 @@ def exploration_seed(cfg: TrainConfig, iteration: int, episode: int) -> int:
 def make_envs(cfg: TrainConfig) -> dict[str, TurnTakingEnv]:
     """One kinematic environment per training / eval partner profile (reset with a seed per session),
     of the config's task (sync: at the curriculum's final window; a session's reward uses its own)."""
-    names = dict.fromkeys(tuple(cfg.partners) + tuple(cfg.eval_partners))
+    selection = tuple(cfg.select_partners) if cfg.select_every else ()
+    names = dict.fromkeys(tuple(cfg.partners) + tuple(cfg.eval_partners) + selection)
     sync = {"task": "sync", "window_s": cfg.sync_window_end_s} if cfg.task == "sync" else {}
     return {name: TurnTakingEnv(name, seed=0, physics=False,
                                 perception=PerceptionModel.fitted() if cfg.perception == "fitted"
@@ -380,12 +381,16 @@ class SessionJob:
     time_scale: float = 1.0
     #: the sync task: the success window (s) the session's reward and success are scored at
     window_s: float | None = None
+    #: robot turns of a ``greedy`` / ``reactive`` session (None: the config's ``eval_turns``)
+    turns: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SESSION_KINDS:
             raise ValueError(f"session kind must be one of {SESSION_KINDS}, got {self.kind!r}")
         if (self.kind == EXPLORE) != (self.exploration_seed is not None):
             raise ValueError(f"an exploration seed is given for explore sessions only, got {self}")
+        if self.turns is not None and (self.kind == EXPLORE or self.turns < 1):
+            raise ValueError(f"a turn count (>= 1) is given for greedy and reactive sessions only, got {self}")
 
     def describe(self) -> str:
         pace = "" if self.time_scale == 1.0 else f" (durations x{self.time_scale:.2f})"
@@ -415,6 +420,25 @@ def validation_jobs(cfg: TrainConfig) -> list[SessionJob]:
             for k, name in enumerate(cfg.eval_partners)]
 
 
+def selection_time_scale(cfg: TrainConfig, k: int) -> float:
+    """The time scale of validation session ``k`` of checkpoint selection: log-uniform in the
+    training range, from ``select_seed`` (the same sessions for every training seed)."""
+    lo, hi = cfg.partner_time_scale_min, cfg.partner_time_scale_max
+    if lo == hi:
+        return float(lo)
+    u = np.random.default_rng(np.random.SeedSequence([cfg.select_seed, 4, k])).random()
+    return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
+
+
+def selection_jobs(cfg: TrainConfig) -> list[SessionJob]:
+    """The greedy validation sessions checkpoint selection scores a candidate's weights on: one
+    per ``select_partners`` entry, ``select_turns`` turns each, at fixed seeds and time scales
+    (the partners as training meets them, never a benchmark session: those run at seed 0)."""
+    return [SessionJob(GREEDY, name, cfg.select_seed + k, time_scale=selection_time_scale(cfg, k),
+                       turns=cfg.select_turns)
+            for k, name in enumerate(cfg.select_partners)]
+
+
 def evaluation_jobs(cfg: TrainConfig, kind: str = GREEDY) -> list[SessionJob]:
     """One ``greedy`` (or ``reactive``) session per eval partner at its fixed seed (sync: scored at
     the curriculum's final window; the trials let the training score them at any other)."""
@@ -434,6 +458,8 @@ class SessionResult:
     steps: int
     episode: dict[str, np.ndarray] | None = None
     stats: EpisodeStats | None = None
+    #: times the liveness bound made the robot act (greedy and reactive sessions)
+    fallbacks: int = 0
 
 
 def evaluation_metrics(results: list[SessionResult], cfg: TrainConfig) -> dict[str, float]:
@@ -496,7 +522,10 @@ class SessionRunner:
                 episode, stats = collect_episode(env, self.explorer, self.cfg, job.env_seed)
             return SessionResult(job, stats.turns, stats.contacts, len(episode["return"]), episode, stats)
         policy = self.greedy if job.kind == GREEDY else self.reactive
-        summary = env.run(policy, self.cfg.eval_turns, seed=job.env_seed, max_sim_s=self.cfg.max_episode_s)
+        turns = self.cfg.eval_turns if job.turns is None else job.turns
+        summary = env.run(policy, turns, seed=job.env_seed,
+                          max_sim_s=self.cfg.max_episode_s * max(1.0, turns / self.cfg.eval_turns))
         return SessionResult(job, summary["per_trial" if self.cfg.task == "sync" else "per_turn"],
                              int(summary["contacts"]),
-                             int(round(summary["sim_time_s"] / POLICY_DT_S)))
+                             int(round(summary["sim_time_s"] / POLICY_DT_S)),
+                             fallbacks=int(summary.get("liveness_fallbacks", 0)))

@@ -108,7 +108,10 @@ from coop_robot.training.sessions import (
     evaluation_jobs,
     evaluation_metrics,
     explore_jobs,
+    selection_jobs,
     session_metrics,
+    turn_return,
+    turn_violated,
     validation_jobs,
 )
 from coop_robot.training.sync_sessions import sync_metrics, sync_return
@@ -119,6 +122,11 @@ CHECKPOINT_NAME = "mirror.pt"
 SYNC_CHECKPOINT_NAME = "mirror_sync.pt"
 CURVES_CSV = "learning_curves.csv"
 CURVES_PNG = "learning_curves.png"
+#: Checkpoint selection (``select_every``): each candidate's validation figures, and the weights of
+#: the last iteration when another one was selected.
+SELECTION_CSV = "selection.csv"
+SELECTION_COLUMNS = ("iteration", "turns", "failures", "contacts", "ssm_violations", "violated_turns",
+                     "unscored_turns", "fallbacks", "median_gap_s", "p90_gap_s", "return", "selected")
 CURVE_COLUMNS = (
     "iteration", "env_turns", "collect_return", "collect_median_gap_s", "collect_overlap_rate", "collect_contacts",
     "eval_turns", "eval_median_gap_s", "eval_overlap_rate", "eval_contacts", "eval_return",
@@ -276,7 +284,7 @@ def _json_value(value):
 
 def save_resume_state(out_dir: Path, iteration: int, cfg: TrainConfig, net: MirrorPolicyNet, optimiser,
                       replay: SequenceReplay, sample_rng: np.random.Generator, rows: list[dict],
-                      baseline: dict, val: dict[str, np.ndarray]) -> None:
+                      baseline: dict, val: dict[str, np.ndarray], selection: _Selection | None = None) -> None:
     """Write what :func:`train` needs to go on after ``iteration`` (atomically: a run killed while
     writing keeps the previous iteration's state). Tensors, ints and strings only, so it loads
     with ``weights_only=True``."""
@@ -286,6 +294,8 @@ def save_resume_state(out_dir: Path, iteration: int, cfg: TrainConfig, net: Mirr
              "rows": json.dumps(rows, default=_json_value), "baseline": json.dumps(baseline, default=_json_value),
              "val": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in val.items()},
              "replay": replay.state()}
+    if selection is not None and cfg.select_every:
+        state["selection"] = selection.state()
     path = out_dir / RESUME_STATE
     tmp = path.with_name(path.name + ".partial")
     torch.save(state, tmp)
@@ -333,10 +343,12 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector, state: di
     done = 0 if state is None else int(state["iteration"])
     speed = _Speed(cfg.iterations - done, report)
 
-    def save(iteration: int, row: dict) -> None:
+    def save(iteration: int, row: dict, selected: dict | None = None) -> None:
         extra = {"train_config": cfg.to_dict(), "seed": cfg.seed, "iteration": iteration,
                  "metrics": {k: (float(v) if isinstance(v, float) else v) for k, v in row.items()},
                  "reactive_baseline": baseline}
+        if selected is not None:   # checkpoint selection: the chosen candidate's validation figures
+            extra["selection"] = selected
         save_checkpoint(ckpt, net, net_cfg, spec, extra=extra, task=cfg.task)
 
     def play(jobs) -> list[SessionResult]:
@@ -375,7 +387,7 @@ def _train(cfg: TrainConfig, out_dir: Path, progress: bool, collector, state: di
                   f"{_fmt(baseline['overlap_rate'])}, return {_fmt(baseline['return'])}", flush=True)
         _print_row(rows[0], cfg, speed)
     return _iterate(cfg, out_dir, progress, 1, collected, rows, baseline, val, net, optimiser, replay, sample_rng,
-                    save, play, speed, wall0)
+                    save, play, speed, wall0, _Selection(cfg))
 
 
 def _resumed(cfg, out_dir, progress, collector, state, net, optimiser, sample_rng, baseline, save, play, speed,
@@ -391,6 +403,9 @@ def _resumed(cfg, out_dir, progress, collector, state, net, optimiser, sample_rn
         rows = json.loads(state["rows"])
         baseline.update(json.loads(state["baseline"]))   # in place: save() reads this dict
         val = {k: v.numpy().copy() for k, v in state["val"].items()}
+        selection = _Selection(cfg)
+        if cfg.select_every:
+            selection.restore(state["selection"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise ResumeError(f"--resume: {out_dir / RESUME_STATE} does not fit this network or run "
                           f"({type(exc).__name__}: {exc}); nothing was changed") from None
@@ -403,12 +418,14 @@ def _resumed(cfg, out_dir, progress, collector, state, net, optimiser, sample_rn
     collected = play(explore_jobs(cfg, done + 1))
     torch.set_rng_state(state["torch_rng"])
     return _iterate(cfg, out_dir, progress, done + 1, collected, rows, baseline, val, net, optimiser, replay,
-                    sample_rng, save, play, speed, wall0)
+                    sample_rng, save, play, speed, wall0, selection)
 
 
 def _iterate(cfg, out_dir, progress, first_it, collected, rows, baseline, val, net, optimiser, replay, sample_rng,
-             save, play, speed, wall0) -> TrainResult:
-    """Iterations ``first_it`` .. ``cfg.iterations``: learn from ``collected``, evaluate, collect the next."""
+             save, play, speed, wall0, selection: _Selection) -> TrainResult:
+    """Iterations ``first_it`` .. ``cfg.iterations``: learn from ``collected``, evaluate (and score
+    the weights for checkpoint selection), collect the next; at the end, the selected weights are
+    the checkpoint."""
     ckpt = out_dir / checkpoint_name(cfg)
     speed.start()
     for it in range(first_it, cfg.iterations + 1):
@@ -429,23 +446,125 @@ def _iterate(cfg, out_dir, progress, first_it, collected, rows, baseline, val, n
         net.eval()
         # --- evaluate these weights and collect the next iteration's sessions with them
         batch_jobs = [evaluation_jobs(cfg) if (it % cfg.eval_every == 0 or it == cfg.iterations) else [],
+                      selection_jobs(cfg) if selection.due(it) else [],
                       explore_jobs(cfg, it + 1) if it < cfg.iterations else []]
         stats = [r.stats for r in collected]
-        greedy, collected = _split(play([j for part in batch_jobs for j in part]), batch_jobs)
+        greedy, validated, collected = _split(play([j for part in batch_jobs for j in part]), batch_jobs)
+        scored = selection.score(it, validated, net) if validated else None
+        if scored is not None:
+            selection.write(out_dir / SELECTION_CSV)
         # --- log
         rows.append(_row(it, stats, _evaluate(greedy, cfg, it) if greedy else None, sums, len(replay), cfg))
         rows[-1].update(validation_losses(net, val, cfg))
         save(it, rows[-1])
         write_curves_csv(out_dir / CURVES_CSV, rows)
-        save_resume_state(out_dir, it, cfg, net, optimiser, replay, sample_rng, rows, baseline, val)
+        save_resume_state(out_dir, it, cfg, net, optimiser, replay, sample_rng, rows, baseline, val, selection)
         speed.iteration_done()
         if progress:
             _print_row(rows[-1], cfg, speed)
+            if scored is not None:
+                print(_selection_line(scored, selection.best), flush=True)
         if speed.report is not None:
             speed.report(_progress_line(rows[-1], cfg, speed))
     write_curves_csv(out_dir / CURVES_CSV, rows)
     (plot_sync_curves if cfg.task == "sync" else plot_curves)(out_dir / CURVES_PNG, rows, baseline)
+    if selection.rows:
+        _ship_selected(cfg, out_dir, progress, net, rows, selection, save)
     return TrainResult(rows, net, ckpt, baseline, speed.steps, time.perf_counter() - wall0)
+
+
+def selection_figures(results: list[SessionResult], cfg: TrainConfig) -> dict:
+    """A candidate's figures on the validation sessions of checkpoint selection, pooled over them.
+
+    ``failures`` counts what no gap can buy back: contacts, SSM violations, turns that overlapped
+    the partner's or entered its unfinished turn, and turns the sessions did not score (a stall).
+    ``return`` is the mean session return of the training reward (gap, near misses and the rest),
+    so a network that leaves turns to the liveness bound scores low on it."""
+    turns = [t for r in results for t in r.turns]
+    expected = sum(r.job.turns if r.job.turns is not None else cfg.eval_turns for r in results)
+    contacts = sum(r.contacts for r in results)
+    ssm = sum(int(t.get("ssm_violations", 0)) for t in turns)
+    violated = sum(1 for t in turns if turn_violated(t))
+    unscored = max(expected - len(turns), 0)
+    gaps = np.array([float(t["gap_s"]) for t in turns if math.isfinite(float(t["gap_s"]))])
+    return {"turns": len(turns), "failures": contacts + ssm + violated + unscored, "contacts": contacts,
+            "ssm_violations": ssm, "violated_turns": violated, "unscored_turns": unscored,
+            "fallbacks": sum(r.fallbacks for r in results),
+            "median_gap_s": float(np.median(gaps)) if gaps.size else math.nan,
+            "p90_gap_s": float(np.percentile(gaps, 90)) if gaps.size else math.nan,
+            "return": float(np.mean([turn_return(r.turns, r.contacts, cfg) for r in results]))}
+
+
+def _selection_key(figures: dict) -> tuple[int, float]:
+    """Smaller is better: fewer failures first, then the higher return."""
+    return figures["failures"], -figures["return"]
+
+
+class _Selection:
+    """Checkpoint selection: which iterations are candidates, their figures, the best weights so far.
+
+    A later candidate replaces the best only when it is strictly better, so of equals the earliest
+    is kept. Selection only reads the network: the run's sessions, updates and curves are those of
+    the same run without it."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.rows: list[dict] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def due(self, it: int) -> bool:
+        cfg = self.cfg
+        return bool(cfg.select_every) and it >= cfg.select_from and \
+            ((it - cfg.select_from) % cfg.select_every == 0 or it == cfg.iterations)
+
+    @property
+    def best(self) -> dict | None:
+        return min(self.rows, key=_selection_key) if self.rows else None
+
+    def score(self, it: int, results: list[SessionResult], net: MirrorPolicyNet) -> dict:
+        row = {"iteration": it, **selection_figures(results, self.cfg)}
+        best = self.best
+        if best is None or _selection_key(row) < _selection_key(best):
+            self.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.rows.append(row)
+        return row
+
+    def write(self, path: Path, final: bool = False) -> None:
+        best = self.best
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=SELECTION_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            for row in self.rows:
+                w.writerow({**row, "selected": int(final and row is best)})
+
+    def state(self) -> dict:
+        return {"rows": json.dumps(self.rows), "best": self.best_state if self.best_state is not None else {}}
+
+    def restore(self, state: dict) -> None:
+        self.rows = json.loads(state["rows"])
+        self.best_state = dict(state["best"]) or None
+
+
+def _selection_line(row: dict, best: dict) -> str:
+    return (f"selection: iteration {row['iteration']}: failures {row['failures']}, return {_fmt(row['return'], 2)}, "
+            f"median / p90 gap {_fmt(row['median_gap_s'])} / {_fmt(row['p90_gap_s'])} s, fallbacks "
+            f"{row['fallbacks']} (best so far: iteration {best['iteration']})")
+
+
+def _ship_selected(cfg, out_dir: Path, progress: bool, net: MirrorPolicyNet, rows: list[dict], selection: _Selection,
+                   save) -> None:
+    """Make the selected candidate the run's checkpoint; the last iteration's weights, when not
+    selected, stay beside it (``<name>_last.pt``). ``net`` ends with the selected weights."""
+    best = selection.best
+    selection.write(out_dir / SELECTION_CSV, final=True)
+    if best["iteration"] != cfg.iterations:
+        ckpt = out_dir / checkpoint_name(cfg)
+        os.replace(ckpt, ckpt.with_name(f"{ckpt.stem}_last{ckpt.suffix}"))
+        net.load_state_dict(selection.best_state)
+    save(best["iteration"], rows[best["iteration"]], selected=best)
+    if progress:
+        print(f"selected the weights of iteration {best['iteration']} of {cfg.iterations} "
+              f"({out_dir / SELECTION_CSV})", flush=True)
 
 
 def _split(results: list, parts: list[list]) -> list[list]:
