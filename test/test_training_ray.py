@@ -188,6 +188,7 @@ def test_a_seed_sweep_writes_a_run_directory_per_seed_and_a_summary(tiny, serial
     assert [(r["run"], r["seed"], r["run_dir"]) for r in doc["runs"]] == [
         ("tiny/seed0", 0, str(out / "tiny" / "seed0")), ("tiny/seed1", 1, str(out / "tiny" / "seed1"))]
     assert all(r["eval_turns"] == 1 and r["env_steps"] > 0 for r in doc["runs"])
+    assert all(r["selected_iteration"] == r["iterations"] for r in doc["runs"])   # no selection: the last
     with open(out / SWEEP_SUMMARY_CSV, newline="", encoding="utf-8") as f:
         assert [r["run"] for r in csv.DictReader(f)] == ["tiny/seed0", "tiny/seed1"]
     # A sweep's run collects serially inside its task: seed 0 is the serial run of seed 0.

@@ -35,6 +35,16 @@ k + 1 run the same weights, so they go to the collector as one batch. Curves go 
 (written every iteration) carries the network config, the ObservationSpec, the package version
 and, in ``extra``, the training config, seed, iteration and the last row of metrics.
 
+**Checkpoint selection** (``select_every`` > 0, config/training/train_select.yaml): from iteration
+``select_from`` on, every ``select_every`` iterations and at the last, the weights also play greedy
+validation sessions of the training partners (``select_partners``, ``select_turns`` turns each, at
+seeds and time scales of ``select_seed``, the same for every training seed; never a held-out partner
+or a benchmark session). The checkpoint is the candidate with the fewest failures (contacts, SSM
+violations, overlapped or unfinished-turn entries, unscored turns), then the highest return;
+``selection.csv`` lists every candidate, and the last iteration's weights, when not selected, stay
+beside it (``mirror_last.pt``). Selection only reads the network: sessions, updates and curves are
+those of the run without it.
+
 **Determinism.** Given the seed a run is deterministic, and the same serially and on Ray with any
 number of workers: the CSV rows and the weights repeat exactly (torch on one thread with
 deterministic algorithms in the learner and in every collection worker, each session seeded by
@@ -248,6 +258,8 @@ class TrainResult:
     baseline: dict[str, float]
     env_steps: int = 0          # policy ticks (20 ms) played in all sessions of the run
     wall_s: float = 0.0
+    #: the iteration whose weights are the checkpoint (checkpoint selection; else the last)
+    selected_iteration: int | None = None
 
 
 class ResumeError(ValueError):
@@ -470,7 +482,8 @@ def _iterate(cfg, out_dir, progress, first_it, collected, rows, baseline, val, n
     (plot_sync_curves if cfg.task == "sync" else plot_curves)(out_dir / CURVES_PNG, rows, baseline)
     if selection.rows:
         _ship_selected(cfg, out_dir, progress, net, rows, selection, save)
-    return TrainResult(rows, net, ckpt, baseline, speed.steps, time.perf_counter() - wall0)
+    return TrainResult(rows, net, ckpt, baseline, speed.steps, time.perf_counter() - wall0,
+                       selection.best["iteration"] if selection.rows else cfg.iterations)
 
 
 def selection_figures(results: list[SessionResult], cfg: TrainConfig) -> dict:
@@ -794,7 +807,7 @@ SWEEP_COLUMNS = (
     "run", "config", "task", "seed", "run_dir", "iterations", "eval_turns", "eval_median_gap_s", "eval_overlap_rate",
     "eval_trials", "eval_success_rate_final_window", "eval_median_offset_s",
     "eval_contacts", "eval_return", "val_forecast_mae_s", "loss_total", "reactive_median_gap_s",
-    "reactive_success_rate_final_window", "env_steps", "wall_s",
+    "reactive_success_rate_final_window", "selected_iteration", "env_steps", "wall_s",
 )
 #: The last iteration's figures a sweep row keeps; a task's runs leave the other task's empty (NaN).
 _FINAL_METRICS = ("eval_turns", "eval_median_gap_s", "eval_overlap_rate", "eval_trials",
@@ -846,7 +859,8 @@ def train_sweep_run(run: SweepRun) -> dict:
            "iterations": run.cfg.iterations, **{k: last.get(k, math.nan) for k in _FINAL_METRICS},
            "reactive_median_gap_s": result.baseline.get("median_gap_s", math.nan),
            "reactive_success_rate_final_window": result.baseline.get("success_rate_final_window", math.nan),
-           "env_steps": result.env_steps, "wall_s": round(result.wall_s, 2)}
+           "selected_iteration": result.selected_iteration, "env_steps": result.env_steps,
+           "wall_s": round(result.wall_s, 2)}
     return {"row": row, "files": files}
 
 
