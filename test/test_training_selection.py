@@ -25,7 +25,7 @@ from coop_robot.training.train import (
 REPO = Path(__file__).resolve().parents[1]
 SHORT = dict(seed=5, iterations=3, episodes_per_iteration=1, turns_per_episode=1, updates_per_iteration=2,
              eval_partners=["typical"], eval_turns=1, batch_size=4, sequence_length=32, burn_in=8)
-SELECT = dict(select_every=1, select_partners=["typical", "erratic"], select_turns=2)
+SELECT = dict(select_every=1, select_partners=["typical", "erratic"], select_time_scales=[1.0, 1.25], select_turns=2)
 
 
 def _weights(path):
@@ -60,6 +60,8 @@ def test_selection_is_off_by_default_and_leaves_the_saved_config_as_before():
     (dict(select_every=4, select_from=41), r"select_from must be >= 1 and, with selection on, <= iterations \(40\)"),
     (dict(select_every=4, select_turns=0), "select_turns must be an integer >= 1"),
     (dict(select_every=4, task="sync"), "select_every must be 0 in the sync task"),
+    (dict(select_every=4, select_time_scales=[1.0, 0.0]), "select_time_scales must be a non-empty list of numbers > 0"),
+    (dict(select_every=4, select_time_scales=["fast"]), "select_time_scales must be a non-empty list of numbers > 0"),
 ])
 def test_bad_selection_values_are_named(values, expected):
     with pytest.raises(TrainConfigError, match=expected):
@@ -69,9 +71,15 @@ def test_bad_selection_values_are_named(values, expected):
 def test_the_validation_sessions_are_the_same_for_every_training_seed_and_not_the_benchmarks():
     a = selection_jobs(TrainConfig(**SELECT))
     assert a == selection_jobs(TrainConfig(seed=7, **SELECT))
-    assert [j.partner for j in a] == ["typical", "erratic"] and all(j.turns == 2 and j.kind == GREEDY for j in a)
-    assert all(j.env_seed != 0 for j in a)      # the benchmark's sessions run at seed 0
-    assert all(0.7 <= j.time_scale <= 1.25 for j in a) and a[0].time_scale != a[1].time_scale
+    assert [(j.partner, j.time_scale) for j in a] == [("typical", 1.0), ("typical", 1.25), ("erratic", 1.0),
+                                                      ("erratic", 1.25)]
+    assert all(j.turns == 2 and j.kind == GREEDY for j in a)
+    assert len({j.env_seed for j in a}) == 4 and all(j.env_seed != 0 for j in a)   # the benchmark runs seed 0
+    # The default: every training partner, erratic twice, each at 0.8, 1.0 and 1.25 (the slow end is
+    # where false-start pauses are longest).
+    jobs = selection_jobs(TrainConfig(select_every=4))
+    assert len(jobs) == 18 and {j.time_scale for j in jobs} == {0.8, 1.0, 1.25}
+    assert sum(j.partner == "erratic" for j in jobs) == 6
 
 
 # ------------------------------------------------------------------ the score
@@ -112,7 +120,7 @@ def test_selection_only_reads_the_network_and_lists_every_candidate(tmp_path):
     assert _same(w_last, plain.net.state_dict())
     rows = _rows(tmp_path / "sel" / SELECTION_CSV)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
-    assert all(int(r["turns"]) == 4 for r in rows)
+    assert all(int(r["turns"]) == 8 for r in rows)
     picked = [r for r in rows if r["selected"] == "1"]
     assert len(picked) == 1
     best = min(rows, key=lambda r: (int(r["failures"]), -float(r["return"])))

@@ -420,23 +420,14 @@ def validation_jobs(cfg: TrainConfig) -> list[SessionJob]:
             for k, name in enumerate(cfg.eval_partners)]
 
 
-def selection_time_scale(cfg: TrainConfig, k: int) -> float:
-    """The time scale of validation session ``k`` of checkpoint selection: log-uniform in the
-    training range, from ``select_seed`` (the same sessions for every training seed)."""
-    lo, hi = cfg.partner_time_scale_min, cfg.partner_time_scale_max
-    if lo == hi:
-        return float(lo)
-    u = np.random.default_rng(np.random.SeedSequence([cfg.select_seed, 4, k])).random()
-    return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
-
-
 def selection_jobs(cfg: TrainConfig) -> list[SessionJob]:
-    """The greedy validation sessions checkpoint selection scores a candidate's weights on: one
-    per ``select_partners`` entry, ``select_turns`` turns each, at fixed seeds and time scales
-    (the partners as training meets them, never a benchmark session: those run at seed 0)."""
-    return [SessionJob(GREEDY, name, cfg.select_seed + k, time_scale=selection_time_scale(cfg, k),
-                       turns=cfg.select_turns)
-            for k, name in enumerate(cfg.select_partners)]
+    """The greedy validation sessions checkpoint selection scores a candidate's weights on: each
+    ``select_partners`` entry at each of ``select_time_scales``, ``select_turns`` turns a session,
+    at seeds ``select_seed + k`` (the same for every training seed; never a benchmark session:
+    those run at seed 0)."""
+    pairs = [(name, scale) for name in cfg.select_partners for scale in cfg.select_time_scales]
+    return [SessionJob(GREEDY, name, cfg.select_seed + k, time_scale=scale, turns=cfg.select_turns)
+            for k, (name, scale) in enumerate(pairs)]
 
 
 def evaluation_jobs(cfg: TrainConfig, kind: str = GREEDY) -> list[SessionJob]:
