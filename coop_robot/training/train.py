@@ -37,13 +37,13 @@ and, in ``extra``, the training config, seed, iteration and the last row of metr
 
 **Checkpoint selection** (``select_every`` > 0, config/training/train_select.yaml): from iteration
 ``select_from`` on, every ``select_every`` iterations and at the last, the weights also play greedy
-validation sessions of the training partners (``select_partners``, ``select_turns`` turns each, at
-seeds and time scales of ``select_seed``, the same for every training seed; never a held-out partner
-or a benchmark session). The checkpoint is the candidate with the fewest failures (contacts, SSM
-violations, overlapped or unfinished-turn entries, unscored turns), then the highest return;
-``selection.csv`` lists every candidate, and the last iteration's weights, when not selected, stay
-beside it (``mirror_last.pt``). Selection only reads the network: sessions, updates and curves are
-those of the run without it.
+validation sessions of the training partners (each of ``select_partners`` at each of
+``select_time_scales``, ``select_turns`` turns a session, at seeds from ``select_seed``: the same for
+every training seed; never a held-out partner or a benchmark session). The checkpoint is the
+candidate with the fewest failures (contacts, SSM violations, overlapped or unfinished-turn
+entries, unscored turns), then the highest return; ``selection.csv`` lists every candidate, and
+the last iteration's weights, when not selected, stay beside it (``mirror_last.pt``). Selection
+only reads the network: sessions, updates and curves are those of the run without it.
 
 **Determinism.** Given the seed a run is deterministic, and the same serially and on Ray with any
 number of workers: the CSV rows and the weights repeat exactly (torch on one thread with
