@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_resume import _StopsAt  # a collector interrupted (Ctrl-C) at its n-th batch
 
 import coop_robot.training.train as train_module
 from coop_robot.policy.mirror_net import load_checkpoint
-from coop_robot.training.collect import InProcessCollector
 from coop_robot.training.config import SELECTION_KEYS, TrainConfig, TrainConfigError
 from coop_robot.training.sessions import GREEDY, SessionJob, SessionResult, selection_jobs
 from coop_robot.training.train import (
@@ -146,20 +146,6 @@ def test_an_earlier_candidate_that_scores_best_is_the_checkpoint_and_the_last_st
     w_last, extra_last = _weights(tmp_path / "sel" / "mirror_last.pt")
     assert extra_last["iteration"] == 3 and _same(w_last, plain.net.state_dict())
     assert [r["selected"] for r in _rows(tmp_path / "sel" / SELECTION_CSV)] == ["1", "0", "0"]
-
-
-class _StopsAt(InProcessCollector):
-    """Interrupted (Ctrl-C) at its ``stop_at``-th batch of sessions."""
-
-    def __init__(self, stop_at: int) -> None:
-        super().__init__()
-        self.stop_at, self.batches = stop_at, 0
-
-    def run(self, state_dict, jobs):
-        self.batches += 1
-        if self.batches == self.stop_at:
-            raise KeyboardInterrupt
-        return super().run(state_dict, jobs)
 
 
 def test_a_resumed_run_keeps_the_candidates_scored_before_it_stopped(tmp_path, monkeypatch):
