@@ -152,7 +152,7 @@ class TrainConfig:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise TrainConfigError(f"{f.name} must be a finite number, got {value!r}")
                 object.__setattr__(self, f.name, float(value))
-            elif f.name == "select_time_scales":
+            elif isinstance(default, tuple) and all(isinstance(v, float) for v in default):
                 if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value or not all(
                         not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
                         for v in value):

@@ -437,6 +437,11 @@ def evaluation_jobs(cfg: TrainConfig, kind: str = GREEDY) -> list[SessionJob]:
             for k, name in enumerate(cfg.eval_partners)]
 
 
+def job_turns(job: SessionJob, cfg: TrainConfig) -> int:
+    """The robot turns a ``greedy`` / ``reactive`` session plays: its own, else ``eval_turns``."""
+    return cfg.eval_turns if job.turns is None else job.turns
+
+
 @dataclass
 class SessionResult:
     """What a session gave: its scored turns and contacts, the policy ticks it ran (``steps``), and
@@ -513,7 +518,7 @@ class SessionRunner:
                 episode, stats = collect_episode(env, self.explorer, self.cfg, job.env_seed)
             return SessionResult(job, stats.turns, stats.contacts, len(episode["return"]), episode, stats)
         policy = self.greedy if job.kind == GREEDY else self.reactive
-        turns = self.cfg.eval_turns if job.turns is None else job.turns
+        turns = job_turns(job, self.cfg)
         summary = env.run(policy, turns, seed=job.env_seed,
                           max_sim_s=self.cfg.max_episode_s * max(1.0, turns / self.cfg.eval_turns))
         return SessionResult(job, summary["per_trial" if self.cfg.task == "sync" else "per_turn"],

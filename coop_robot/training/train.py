@@ -118,6 +118,7 @@ from coop_robot.training.sessions import (
     evaluation_jobs,
     evaluation_metrics,
     explore_jobs,
+    job_turns,
     selection_jobs,
     session_metrics,
     turn_return,
@@ -494,17 +495,16 @@ def selection_figures(results: list[SessionResult], cfg: TrainConfig) -> dict:
     ``return`` is the mean session return of the training reward (gap, near misses and the rest),
     so a network that leaves turns to the liveness bound scores low on it."""
     turns = [t for r in results for t in r.turns]
-    expected = sum(r.job.turns if r.job.turns is not None else cfg.eval_turns for r in results)
-    contacts = sum(r.contacts for r in results)
+    pooled = session_metrics(turns, sum(r.contacts for r in results))
+    contacts = pooled["contacts"]
     ssm = sum(int(t.get("ssm_violations", 0)) for t in turns)
     violated = sum(1 for t in turns if turn_violated(t))
-    unscored = max(expected - len(turns), 0)
-    gaps = np.array([float(t["gap_s"]) for t in turns if math.isfinite(float(t["gap_s"]))])
-    return {"turns": len(turns), "failures": contacts + ssm + violated + unscored, "contacts": contacts,
+    unscored = max(sum(job_turns(r.job, cfg) for r in results) - len(turns), 0)
+    gaps = [float(t["gap_s"]) for t in turns if math.isfinite(float(t["gap_s"]))]
+    return {"turns": pooled["turns"], "failures": contacts + ssm + violated + unscored, "contacts": contacts,
             "ssm_violations": ssm, "violated_turns": violated, "unscored_turns": unscored,
-            "fallbacks": sum(r.fallbacks for r in results),
-            "median_gap_s": float(np.median(gaps)) if gaps.size else math.nan,
-            "p90_gap_s": float(np.percentile(gaps, 90)) if gaps.size else math.nan,
+            "fallbacks": sum(r.fallbacks for r in results), "median_gap_s": pooled["median_gap_s"],
+            "p90_gap_s": float(np.percentile(gaps, 90)) if gaps else math.nan,
             "return": float(np.mean([turn_return(r.turns, r.contacts, cfg) for r in results]))}
 
 
