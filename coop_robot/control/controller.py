@@ -104,7 +104,7 @@ from coop_robot.control.planning import (
     ramp_time_s,
     zone_time_after_leaving_s,
 )
-from coop_robot.control.ssm import Separation, SeparationMonitor, SsmConfig, body_to_box, robot_capsules
+from coop_robot.control.ssm import HandMotionFit, Separation, SeparationMonitor, SsmConfig, body_to_box, robot_capsules
 from coop_robot.geometry import Zone, world_geometry
 from coop_robot.tasks import DEFAULT_TASK, check_task
 
@@ -277,6 +277,7 @@ class ControllerConfig:
     ssm_max_hand_age_s: float = _SSM.max_hand_age_s
     ssm_human_acceleration_mps2: float = _SSM.human_acceleration_mps2
     ssm_velocity_lag_s: float = _SSM.velocity_lag_s
+    ssm_hand_motion: str = _SSM.hand_motion
     #: Perception age (s) assumed for a waiting pose (camera frame period + perception latency).
     ssm_waiting_perception_age_s: float = 0.05
 
@@ -288,7 +289,7 @@ class ControllerConfig:
                          self.ssm_robot_uncertainty_m, self.ssm_hand_radius_m, self.stop_acceleration_scale,
                          self.ssm_resume_margin_m, self.ssm_max_hand_age_s,
                          human_acceleration_mps2=self.ssm_human_acceleration_mps2,
-                         velocity_lag_s=self.ssm_velocity_lag_s)
+                         velocity_lag_s=self.ssm_velocity_lag_s, hand_motion=self.ssm_hand_motion)
 
     def __post_init__(self) -> None:
         names = tuple(self.joint_names)
@@ -459,6 +460,10 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
        "term; perception age + ssm_velocity_lag_s ago); 0 = v_h as perceived", 0.0, 100.0),
     _p("ssm_velocity_lag_s", "ssm_velocity_lag_s", "SSM: lag of the perceived hand velocity beyond the perception "
        "age (s): the tracker's velocity_smoothing_s + half a camera frame", 0.0, 2.0),
+    _p("ssm_hand_motion", "ssm_hand_motion", "SSM directed mode, where v_h comes from: 'tracker' = the "
+       "perceived velocity (smoothed; ssm_velocity_lag_s old); 'fit' = a quadratic fit of the newest perceived "
+       "positions by their stamps (velocity and acceleration without the smoothing lag; the hand is taken to go on "
+       "speeding up toward the robot at the fitted rate while the arm reacts and stops)"),
     _p("rate_hz", None, "Control tick rate (Hz, node clock)", 1.0, 1000.0, node_default=100.0),
     _p("decision_timeout_s", None, "A policy decision older than this (s) counts as none", 0.01, 10.0,
        node_default=0.5),
@@ -709,6 +714,7 @@ class ArmController:
         self._stop_at_tau: float | None = None
         self._ssm_stop_since_s: float | None = None
         self._last_seen: tuple[float, np.ndarray] | None = None
+        self._hand_fit = HandMotionFit()
         self.last_separation = None
         #: The last measured joints (stamp, q), the velocity measured from them (None: unknown), and
         #: whether the arm is not following the commanded state (``tracking_tolerance_rad``).
@@ -838,6 +844,7 @@ class ArmController:
         seen = stamp is not None and hand is not None and hand.shape == (3,) and bool(np.isfinite(hand).all())
         if seen and (self._last_seen is None or stamp >= self._last_seen[0]):
             self._last_seen = (float(stamp), hand.copy())
+            self._hand_fit.add(float(stamp), hand)
         if fresh and hand is not None and not seen and self._may_be_inside_unseen(now_s):
             # Perception is fresh but reports no hand (a NaN position): whatever the in-zone flag
             # says, a hand that could have reached the zone since it was last seen is in it.
@@ -1310,8 +1317,11 @@ class ArmController:
                             q_meas: np.ndarray | None) -> None:
         """SSM on the running move: scale its speed on its path so the separation keeps S_p."""
         cfg = self.config
+        fit = None
+        if inputs.perception_stamp_s is not None:
+            fit = self._hand_fit.estimate(float(inputs.perception_stamp_s))
         hand = self.monitor.hand_estimate(now_s, inputs.partner_hand_m, inputs.partner_velocity_mps,
-                                          inputs.perception_stamp_s, self._last_seen, cfg.zone)
+                                          inputs.perception_stamp_s, self._last_seen, cfg.zone, fit=fit)
         q_cmd, qd_cmd, _ = self.commanded_state(now_s)
         q = q_meas if q_meas is not None else q_cmd
         out.separation = self.last_separation = self.monitor.evaluate(q, qd_cmd, hand)
