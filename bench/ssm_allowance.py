@@ -40,6 +40,8 @@ def main(argv=None) -> int:
                    help="shipped profile names or profile YAMLs (default: typical, erratic and the held-out "
                         "fickle and languid)")
     p.add_argument("--policies", nargs="+", default=["eager", "oracle"])
+    p.add_argument("--checkpoint-mirror", type=Path, default=None, metavar="PT",
+                   help="checkpoint for the mirror policy (default: the shipped one)")
     p.add_argument("--out", type=Path, default=Path("runs/ssm_allowance"))
     args = p.parse_args(argv)
     values = [float(v) for v in args.a_h.split(",") if v.strip()]
@@ -60,7 +62,8 @@ def main(argv=None) -> int:
                 env = TurnTakingEnv(profile.source, seed=args.seed,
                                     controller_params={"ssm_human_acceleration_mps2": a_h,
                                                        "ssm_hand_motion": motion})
-                s = env.run(make_policy(policy), args.turns, seed=args.seed, max_sim_s=30.0 * args.turns)
+                params = {"checkpoint": args.checkpoint_mirror} if policy == "mirror" and args.checkpoint_mirror else {}
+                s = env.run(make_policy(policy, **params), args.turns, seed=args.seed, max_sim_s=30.0 * args.turns)
                 row = {"hand_motion": motion, "a_h": a_h, "partner": partner, "policy": policy, "turns": s["turns"],
                        "median_gap_s": s["median_gap_s"], "p90_gap_s": s["p90_gap_s"],
                        "overlap_rate": s["overlap_rate"], "ssm_violations": s["ssm_violations"],
@@ -71,12 +74,12 @@ def main(argv=None) -> int:
                       f"median gap {_ms(row['median_gap_s'])}, SSM violations {row['ssm_violations']} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
                 (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"\n{'motion':7} {'a_h':>5} {'partner':9} {'policy':7} {'turns':>5} {'med gap':>8} {'p90 gap':>8} {'overlap':>8} "
-          f"{'viol':>5} {'stop s':>7} {'pace':>5}")
+    print(f"\n{'motion':7} {'a_h':>5} {'partner':9} {'policy':7} {'turns':>5} {'med gap':>8} {'p90 gap':>8} "
+          f"{'overlap':>8} {'viol':>5} {'stop s':>7} {'pace':>5}")
     for r in rows:
-        print(f"{r['hand_motion']:7} {r['a_h']:5g} {r['partner']:9} {r['policy']:7} {r['turns']:5d} {_ms(r['median_gap_s']):>8} "
-              f"{_ms(r['p90_gap_s']):>8} {100 * r['overlap_rate']:7.1f}% {int(r['ssm_violations']):5d} "
-              f"{r['protective_stop_s']:7.1f} {r['pace_turns_per_min']:5.1f}")
+        print(f"{r['hand_motion']:7} {r['a_h']:5g} {r['partner']:9} {r['policy']:7} {r['turns']:5d} "
+              f"{_ms(r['median_gap_s']):>8} {_ms(r['p90_gap_s']):>8} {100 * r['overlap_rate']:7.1f}% "
+              f"{int(r['ssm_violations']):5d} {r['protective_stop_s']:7.1f} {r['pace_turns_per_min']:5.1f}")
     return 0
 
 

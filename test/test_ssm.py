@@ -330,3 +330,36 @@ def test_the_arm_never_moves_toward_the_hand_closer_than_s_p():
     assert np.allclose(qd, 0.0) and ctl.ssm_mode == "stop" and ctl.state == "reaching"
     sep, _ = body_to_point(robot_capsules(KIN.joint_frames(q)), edge)
     assert sep - 0.05 > 0.05  # stopped short of the hand
+
+
+def test_in_fit_mode_the_controller_sees_a_reach_in_the_perceived_positions():
+    # Mid-reach, the resting hand starts toward the arm at 12 m/s^2 (to 1.4 m/s, 0.2 m, staying out of
+    # the zone). Perception publishes its positions at 30 Hz but a velocity of zero (a smoothed
+    # estimate that has not caught up): 'tracker' mode slows the arm only for the distance closed, 'fit'
+    # finds the reach in the positions and slows it sooner.
+    cfg = ControllerConfig(anticipation=False)
+    target = np.asarray(cfg.target_m)
+    toward = (target - PARTNER_REST_M) / np.linalg.norm(target - PARTNER_REST_M)
+    onset_s = 0.8
+
+    def hand_at(t):
+        u = max(t - onset_s, 0.0)
+        t_up = 1.4 / 12.0
+        s = 0.5 * 12.0 * min(u, t_up) ** 2 + 1.4 * max(u - t_up, 0.0)
+        return PARTNER_REST_M + min(s, 0.2) * toward
+
+    first_slowed = {}
+    for motion in ("tracker", "fit"):
+        ctl = ArmController(ControllerConfig(anticipation=False, ssm_hand_motion=motion))
+        def script(t, frames={"last": -1}):  # noqa: B006 -- one dict per loop: the frame last published
+            frame = int(math.floor(t * 30.0 + 1e-9))
+            fresh = frame != frames["last"]
+            frames["last"] = frame
+            return {"partner_in_zone": False, "fresh": fresh, "hand": hand_at(frame / 30.0),
+                    "velocity": np.zeros(3), "decision": "act"}
+
+        rec = run(ctl, script, 1.6)
+        slowed = [t for name, t in rec.events if name in ("ssm_scaled", "ssm_stop") and t >= onset_s]
+        first_slowed[motion] = slowed[0] if slowed else math.inf
+    assert first_slowed["fit"] < onset_s + 0.2, first_slowed
+    assert first_slowed["fit"] < first_slowed["tracker"], first_slowed
