@@ -82,6 +82,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from coop_robot.analysis.intervals import t_quantile_975
+from coop_robot.cli import parse_settings
 from coop_robot.parallel import SERIAL, RayInfo, add_ray_arguments, resolve_address, run_tasks
 from coop_robot.partner.benchmark_set import CHECKOUT_HELDOUT_DIR, SHIPPED_PROFILES, ProfileSpec, resolve_profiles
 from coop_robot.policy.base import DEFAULT_FALLBACK_CLEAR_S
@@ -471,6 +472,8 @@ class Job:
     policy: PolicySpec
     turns: int
     seed: int
+    #: Controller parameter overrides (``--controller-set``), as (name, value) pairs.
+    controller: tuple = ()
 
 
 def policy_specs(debounce_s: Sequence[float], checkpoints: Sequence[Path], unshared: Sequence[Path] = (),
@@ -503,7 +506,8 @@ def job_env(job: Job):
     config/world.yaml and config/controller.yaml (the controller node's own parameter table)."""
     from coop_robot.envs.turn_env import TurnTakingEnv
 
-    return TurnTakingEnv(partner=job.profile.source, seed=job.seed, physics=False)
+    return TurnTakingEnv(partner=job.profile.source, seed=job.seed, physics=False,
+                         controller_params=dict(job.controller) or None)
 
 
 def _number(v) -> float:
@@ -847,6 +851,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
                    help=f"policy kinds to run (default all: {' '.join(KINDS)})")
     add_ray_arguments(p, workers_help="sessions at once (default: every CPU of this machine, or of the cluster)")
+    p.add_argument("--controller-set", dest="controller_settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="controller parameter for every session (docs/parameters.md), e.g. --controller-set "
+                        "ssm_hand_motion=fit (repeatable; values parsed as YAML)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/turn_taking)")
     p.add_argument("--judge", nargs="+", metavar="RESULTS_JSON[:KINDS]",
                    help="run nothing: judge the rows of earlier runs' results.json files together (e.g. "
@@ -971,7 +978,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     specs = [s for s in policy_specs(args.debounce, checkpoints, unshared, args.fallback_clear_s)
              if s.kind in args.policies]
-    jobs = [Job(p, s, args.turns, args.seed) for p in profiles for s in specs]
+    try:
+        controller = parse_settings(args.controller_settings, "--controller-set")
+        if controller:   # a bad name or value stops here, not in every session
+            from coop_robot.envs.turn_env import controller_config_from_files
+            from coop_robot.geometry import world_geometry
+
+            controller_config_from_files(world_geometry().zone, controller)
+    except ValueError as exc:
+        return usage(str(exc))
+    jobs = [Job(p, s, args.turns, args.seed, tuple(sorted(controller.items()))) for p in profiles for s in specs]
     where = {None: "embedded local Ray", SERIAL: "serially in this process"}.get(address, f"Ray at {address}")
     print(f"turn_taking: {len(profiles)} profiles x {len(specs)} policy rows "
           f"({', '.join(k for k in KINDS if k in args.policies)}; {sum(s.kind == MIRROR for s in specs)} mirror, "
@@ -987,6 +1003,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "turns": args.turns, "seed": args.seed, "profiles": [asdict(p) for p in profiles],
         "debounce_s": args.debounce, "policies": [k for k in KINDS if k in args.policies],
         "ray_address": address, "workers": args.workers, "environment": "TurnTakingEnv(physics=False)",
+        "controller_params": controller,
         "fallback_clear_s": args.fallback_clear_s or DEFAULT_FALLBACK_CLEAR_S,
         "checkpoints_mirror": [{"path": str(c), "sha256": sha256_file(c)} for c in checkpoints],
         "checkpoints_unshared": [{"path": str(c), "sha256": sha256_file(c)} for c in unshared],

@@ -326,6 +326,7 @@ class ControllerConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
+        self.ssm  # noqa: B018 -- the separation monitor's terms are checked here, not at the first tick
 
 
 @dataclass(frozen=True)
