@@ -307,8 +307,31 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert tt.main(["--no-heldout", "--fallback-clear-s", "0", "--out", str(tmp_path)]) == 2
     assert tt.main(["--no-heldout", "--ray-address", "head", "--out", str(tmp_path)]) == 2
     assert "HOST:PORT" in capsys.readouterr().err
+    assert tt.main(["--no-heldout", "--controller-set", "ssm_hand_motion=bogus", "--out", str(tmp_path)]) == 2
+    assert tt.main(["--no-heldout", "--controller-set", "no_such_parameter=1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "hand_motion" in err and "no_such_parameter" in err
     with pytest.raises(SystemExit):
         tt.main(["--debounce", "0,-1"])
+
+
+def test_controller_settings_reach_every_session_and_the_results(tmp_path):
+    rc, out = _run(tmp_path, "--policies", "eager", "--controller-set", "ssm_hand_motion=fit")
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert doc["settings"]["controller_params"] == {"ssm_hand_motion": "fit"}
+    profile = tt.resolve_profiles(["typical"], False, tt.HELDOUT_DIR)[0]
+    job = tt.Job(profile, tt.PolicySpec("eager", "eager"), 1, 0, (("ssm_hand_motion", "fit"),))
+    env = tt.job_env(job)
+    try:
+        assert env.controller.config.ssm_hand_motion == "fit"
+    finally:
+        env.close()
+    plain = tt.job_env(tt.Job(profile, tt.PolicySpec("eager", "eager"), 1, 0))
+    try:
+        assert plain.controller.config.ssm_hand_motion == "tracker"
+    finally:
+        plain.close()
 
 
 def test_judge_gives_the_verdicts_of_one_run_from_the_rows_of_two(tmp_path, capsys):
