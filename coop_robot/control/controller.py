@@ -1319,7 +1319,7 @@ class ArmController:
         """SSM on the running move: scale its speed on its path so the separation keeps S_p."""
         cfg = self.config
         fit = None
-        if inputs.perception_stamp_s is not None:
+        if cfg.ssm_hand_motion == "fit" and inputs.perception_stamp_s is not None:
             fit = self._hand_fit.estimate(float(inputs.perception_stamp_s))
         hand = self.monitor.hand_estimate(now_s, inputs.partner_hand_m, inputs.partner_velocity_mps,
                                           inputs.perception_stamp_s, self._last_seen, cfg.zone, fit=fit)
