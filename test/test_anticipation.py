@@ -17,8 +17,9 @@ from coop_robot.policy.base import PolicyError, make_policy
 
 #: Anticipation on (the default). The state machine's timing is tested with ISO/TS 15066's plain S_h
 #: (no acceleration allowance, which slows the arm near the resting hand); the allowance's own
-#: tests are in test_ssm.py, and the waiting point is also checked with it below.
-CONFIG = ControllerConfig(ssm_human_acceleration_mps2=0.0)
+#: tests are in test_ssm.py, and the waiting point is also checked with it below. The scripted hand
+#: jumps between two points (no motion to fit), so its velocity is the one scripted (tracker).
+CONFIG = ControllerConfig(ssm_human_acceleration_mps2=0.0, ssm_hand_motion="tracker")
 ZONE = CONFIG.zone
 
 

@@ -30,7 +30,9 @@ PARTNER_IN_ZONE_M = np.array([0.70, 0.10, 0.80])
 #: would start an approach to the staging pose after every abort; test_anticipation.py covers that.
 #: The state machine's tests see a resting hand through ISO/TS 15066's plain S_h (no acceleration
 #: allowance, under which the reach slows near the resting hand); test_ssm.py covers the allowance.
-CONFIG = ControllerConfig(anticipation=False, ssm_human_acceleration_mps2=0.0)
+#: The scripted hand jumps between two points (no motion to fit): its velocity is the one scripted
+#: (tracker; the fitted motion's tests are in test_ssm.py).
+CONFIG = ControllerConfig(anticipation=False, ssm_human_acceleration_mps2=0.0, ssm_hand_motion="tracker")
 
 
 @pytest.fixture(scope="module")

@@ -192,6 +192,68 @@ def test_the_fitted_hand_motion_covers_ground_truth_through_a_reachs_onset(motio
     assert excess and (max(excess) <= 1e-9) is covered, excess
 
 
+@pytest.mark.parametrize("rest_speed_mps, braking_dropped", [(0.05, True), (math.inf, False)])
+def test_a_retreating_hand_braking_to_rest_is_not_taken_to_turn_round(rest_speed_mps, braking_dropped):
+    # The end of a partner's turn: the hand leaves away from the arm (a minimum-jerk move of 0.3 m in
+    # 0.5 s, seen at 30 Hz with 1 mm of noise) and stops. Its braking is an acceleration toward the
+    # robot; extrapolated through T_r + T_s it priced a hand turning back at the arm that never came
+    # (the oracle's p90 gap grew 50-140 ms under ``fit``, docs/benchmarks.md). With the braking
+    # dropped, S_p for an arm in motion stays within 3 cm of S_p priced with the hand's true velocity
+    # through the braking and the stop; kept (the rule switched off), it overshoots by more than 10 cm.
+    m = monitor(hand_motion="fit", human_acceleration_mps2=0.0)
+    path = plan_minimum_jerk(HOME, HOME + np.array([0.3, 0.4, 0.0, 0.3, 0.0, 0.2, 0.0]), LIMITS, 0.5)
+    _, qd, _ = path.state_at(0.5 * path.duration_s)         # T_s about 0.24 s
+    body_point = KIN.fk(HOME)
+    away = (PARTNER_REST_M - body_point) / np.linalg.norm(PARTNER_REST_M - body_point)
+    start = body_point + 0.25 * away
+
+    def hand_at(t):
+        tau = min(max(t / 0.5, 0.0), 1.0)
+        return start + 0.3 * (10 * tau**3 - 15 * tau**4 + 6 * tau**5) * away
+
+    rng = np.random.default_rng(1)
+    fit = HandMotionFit(rest_speed_mps=rest_speed_mps)
+    age, excess, accel = 0.03, [], []
+    for k in range(0, 17):
+        stamp = k / 30.0
+        seen = hand_at(stamp) + rng.normal(0.0, 0.001, 3)
+        fit.add(stamp, seen)
+        if stamp < 0.25:                                    # from the peak speed: braking, then at rest
+            continue
+        now = stamp + age
+        true_velocity = (hand_at(now + 1e-4) - hand_at(now)) / 1e-4
+        exact = m.evaluate(HOME, qd, hand(hand_at(now), velocity=true_velocity))
+        est = m.evaluate(HOME, qd, m.hand_estimate(now, seen, None, stamp, None, ZONE, fit=fit.estimate(stamp)))
+        excess.append(est.protective_m - exact.protective_m)
+        accel.append(est.human_accel_mps2)
+    assert len(excess) == 9
+    if braking_dropped:
+        assert max(excess) < 0.03 and max(accel) < 0.5, (excess, accel)
+    else:
+        assert max(excess) > 0.1 and max(accel) > 5.0, (excess, accel)
+
+
+def test_the_braking_rule_keeps_the_acceleration_of_a_hand_starting_from_rest_or_turning_sideways():
+    fit = HandMotionFit()
+    for k in range(6):                         # at rest, then speeding up along y at 10 m/s^2
+        t = 0.5 + k / 30.0
+        fit.add(t, [0.0, 5.0 * max(t - 0.55, 0.0) ** 2, 0.0])
+    v, a = fit.estimate()
+    assert float(a[1]) > 5.0
+    fit = HandMotionFit()
+    points = []
+    for k in range(5):                         # moving along x at 1 m/s, braking at 4 m/s^2, pushed along y
+        t = k / 30.0
+        points.append([t - 2.0 * t * t, t * t, 0.0])
+        fit.add(t, points[-1])
+    v, a = fit.estimate()
+    heading = np.subtract(points[-1], points[0])      # the mean velocity's direction
+    assert float(a @ heading) == pytest.approx(0.0, abs=1e-9)   # the braking along it is gone ...
+    assert float(a[1]) > 1.5                                     # ... the push sideways is kept
+    with pytest.raises(ValueError, match="rest_speed_mps"):
+        HandMotionFit(rest_speed_mps=-1.0)
+
+
 def test_directed_speed_uses_the_hand_speed_toward_the_robot_and_constant_mode_ignores_it():
     body_point = KIN.fk(HOME)
     toward = (body_point - PARTNER_REST_M) / np.linalg.norm(body_point - PARTNER_REST_M)

@@ -290,3 +290,24 @@ def test_a_false_start_owes_the_robot_nothing_and_an_ssm_violation_costs_its_pen
     assert charged.sum() > 10            # the robot's turn was owed for a while after final exits
     assert false_start.sum() > 10        # and the partner made false starts, pauses included
     assert not (charged & false_start).any()
+
+
+def test_the_training_environments_controller_takes_the_configs_hand_motion():
+    # Training runs the separation monitor with the tracker's velocity (the shipped checkpoints were
+    # trained so) while the deployed controller fits the hand's motion (config/world.yaml): the config
+    # says which, the environments get it, and a saved config names it only when it is not tracker.
+    from coop_robot.envs.turn_env import controller_config_from_files
+    from coop_robot.geometry import world_geometry
+    from coop_robot.training.sessions import make_envs
+
+    assert controller_config_from_files(world_geometry().zone).ssm_hand_motion == "fit"   # deployed default
+    recipe = TrainConfig.from_yaml(Path(__file__).resolve().parents[1] / "config" / "training" / "train.yaml")
+    assert recipe.ssm_hand_motion == "tracker" and "ssm_hand_motion" not in recipe.to_dict()
+    small = dict(partners=["typical"], eval_partners=["typical"])
+    envs = make_envs(TrainConfig(**small))
+    assert {env.controller.config.ssm_hand_motion for env in envs.values()} == {"tracker"}
+    fit = TrainConfig(ssm_hand_motion="fit", **small)
+    assert fit.to_dict()["ssm_hand_motion"] == "fit" and TrainConfig.from_dict(fit.to_dict()) == fit
+    assert {env.controller.config.ssm_hand_motion for env in make_envs(fit).values()} == {"fit"}
+    with pytest.raises(TrainConfigError, match="ssm_hand_motion must be one of tracker, fit"):
+        TrainConfig(ssm_hand_motion="kalman")

@@ -461,10 +461,11 @@ CONTROLLER_PARAMETERS: tuple[ControllerParameter, ...] = (
        "term; perception age + ssm_velocity_lag_s ago); 0 = v_h as perceived", 0.0, 100.0),
     _p("ssm_velocity_lag_s", "ssm_velocity_lag_s", "SSM: lag of the perceived hand velocity beyond the perception "
        "age (s): the tracker's velocity_smoothing_s + half a camera frame", 0.0, 2.0),
-    _p("ssm_hand_motion", "ssm_hand_motion", "SSM directed mode, where v_h comes from: 'tracker' = the "
-       "perceived velocity (smoothed; ssm_velocity_lag_s old); 'fit' = a quadratic fit of the newest perceived "
-       "positions by their stamps (velocity and acceleration without the smoothing lag; the hand is taken to go on "
-       "speeding up toward the robot at the fitted rate while the arm reacts and stops)"),
+    _p("ssm_hand_motion", "ssm_hand_motion", "SSM directed mode, where v_h comes from: 'fit' (default) = a "
+       "quadratic fit of the newest perceived positions by their stamps (velocity and acceleration without the "
+       "smoothing lag; the hand is taken to go on speeding up toward the robot at the fitted rate while the arm "
+       "reacts and stops, but not to turn round at the rate it brakes to rest); 'tracker' = the perceived "
+       "velocity (smoothed; ssm_velocity_lag_s old)"),
     _p("rate_hz", None, "Control tick rate (Hz, node clock)", 1.0, 1000.0, node_default=100.0),
     _p("decision_timeout_s", None, "A policy decision older than this (s) counts as none", 0.01, 10.0,
        node_default=0.5),

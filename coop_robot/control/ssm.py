@@ -143,11 +143,12 @@ class SsmConfig:
     #: Lag (s) of the perceived hand velocity beyond the perception age: the velocity smoothing
     #: time constant + half a frame of finite differencing.
     velocity_lag_s: float = 0.067
-    #: Directed mode's hand motion: ``tracker`` = the perceived (smoothed) velocity, ``velocity_lag_s``
-    #: old; ``fit`` = velocity and acceleration of a quadratic fit of the newest detections' stamped
-    #: positions (:class:`HandMotionFit`; no lag for a hand speeding up evenly), the hand taken to go on
-    #: speeding up toward the robot at the fitted rate while the arm reacts and stops.
-    hand_motion: str = "tracker"
+    #: Directed mode's hand motion: ``fit`` = velocity and acceleration of a quadratic fit of the newest
+    #: detections' stamped positions (:class:`HandMotionFit`; no lag for a hand speeding up evenly), the
+    #: hand taken to go on speeding up toward the robot at the fitted rate while the arm reacts and stops
+    #: (a hand braking to rest is not taken to turn round); ``tracker`` = the perceived (smoothed)
+    #: velocity, ``velocity_lag_s`` old.
+    hand_motion: str = "fit"
 
     def __post_init__(self) -> None:
         if self.human_speed_mode not in HUMAN_SPEED_MODES:
@@ -406,15 +407,24 @@ class HandMotionFit:
     stamped positions (at most ``window_s`` apart), differentiated at the newest. A hand speeding up
     evenly is fitted without lag; perception noise of 1 mm gives about 0.03 m/s of velocity noise
     at 30 Hz and five points. Two points give a finite-difference velocity and no acceleration; a
-    gap longer than ``window_s`` starts the fit again."""
+    gap longer than ``window_s`` starts the fit again.
 
-    def __init__(self, max_points: int = 5, window_s: float = 0.2) -> None:
+    A hand that is slowing down (its fitted acceleration points against its mean velocity over the
+    fitted detections, and that mean is faster than ``rest_speed_mps``) is braking to rest, the end
+    of a movement: that part of its acceleration is dropped, as a hand that stops does not turn round
+    at its braking rate (the monitor extrapolates the acceleration through the arm's reaction and
+    stopping time). Only the braking component goes; the fitted velocity is kept."""
+
+    def __init__(self, max_points: int = 5, window_s: float = 0.2, rest_speed_mps: float = 0.05) -> None:
         if max_points < 3:
             raise ValueError(f"max_points must be >= 3, got {max_points!r}")
         if not (math.isfinite(window_s) and window_s > 0.0):
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        if not rest_speed_mps >= 0.0:   # (inf: no hand is taken to be braking)
+            raise ValueError(f"rest_speed_mps must be >= 0, got {rest_speed_mps!r}")
         self.max_points = int(max_points)
         self.window_s = float(window_s)
+        self.rest_speed_mps = float(rest_speed_mps)
         self._t: list[float] = []
         self._p: list[np.ndarray] = []
 
@@ -438,8 +448,9 @@ class HandMotionFit:
 
     def estimate(self, stamp_s: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """``(velocity (3,), acceleration (3,))`` at the newest detection (m/s, m/s^2; the
-        acceleration is NaN from two points), or None with fewer than two or when the newest is not
-        the detection stamped ``stamp_s`` (when given)."""
+        acceleration is NaN from two points, and without its braking component, see the class
+        docstring), or None with fewer than two or when the newest is not the detection stamped
+        ``stamp_s`` (when given)."""
         n = len(self._t)
         if n < 2 or (stamp_s is not None and not math.isclose(stamp_s, self._t[-1], abs_tol=1e-9)):
             return None
@@ -449,7 +460,16 @@ class HandMotionFit:
             return (p[1] - p[0]) / (t[1] - t[0]), np.full(3, np.nan)
         basis = np.stack([np.ones(n), t, t * t], axis=1)
         coef, *_ = np.linalg.lstsq(basis, p, rcond=None)
-        return coef[1], 2.0 * coef[2]
+        velocity, acceleration = coef[1], 2.0 * coef[2]
+        # Mean velocity of the fitted curve over the detections: its displacement over their span.
+        mean_velocity = coef[1] + coef[2] * t[0]
+        speed = float(np.linalg.norm(mean_velocity))
+        if speed > self.rest_speed_mps:
+            heading = mean_velocity / speed
+            along = float(acceleration @ heading)
+            if along < 0.0:
+                acceleration = acceleration - along * heading
+        return velocity, acceleration
 
 
 class GroundTruthMonitor:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from coop_robot.control.ssm import HAND_MOTION_SOURCES
 from coop_robot.tasks import DEFAULT_TASK, TASKS
 
 TRAINING_PARTNERS = ("typical", "fast", "slow", "hesitant", "erratic")
@@ -61,6 +62,12 @@ class TrainConfig:
     #: (checkpoints trained before this option existed were trained with 1 and 1)
     partner_time_scale_min: float = 0.7
     partner_time_scale_max: float = 1.25
+    #: the training environment's controller: where the separation monitor's hand velocity comes from
+    #: (the controller's ``ssm_hand_motion``: tracker | fit). ``tracker``, not the deployed default
+    #: ``fit``: the checkpoints shipped were trained so, and one trained under ``fit`` did worse
+    #: (docs/safety.md, "The hand's motion fitted from its positions"). Left out of the saved config
+    #: while ``tracker`` (so a checkpoint trained before the option existed is reproduced byte for byte).
+    ssm_hand_motion: str = "tracker"
     # --- evaluation (greedy MirrorPolicy, no exploration, fixed seeds)
     eval_every: int = 1
     eval_partners: tuple = ("typical", "erratic")
@@ -217,6 +224,7 @@ class TrainConfig:
         need(0 < self.gamma <= 1, "gamma", "in (0, 1]")
         need(0 <= self.epsilon <= 1, "epsilon", "in [0, 1]")
         need(self.perception in ("fitted", "ideal"), "perception", "'fitted' or 'ideal'")
+        need(self.ssm_hand_motion in HAND_MOTION_SOURCES, "ssm_hand_motion", f"one of {', '.join(HAND_MOTION_SOURCES)}")
         need(self.task in TASKS, "task", f"one of {', '.join(TASKS)}")
         need(self.select_every == 0 or self.task != "sync", "select_every",
              "0 in the sync task (checkpoint selection scores turn-taking sessions)")
@@ -235,11 +243,14 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
-        """Field -> value (lists for tuples); without the selection keys while ``select_every`` is 0."""
+        """Field -> value (lists for tuples); without the selection keys while ``select_every`` is 0,
+        nor ``ssm_hand_motion`` while ``tracker``."""
         d = asdict(self)
         if self.select_every == 0:
             for key in SELECTION_KEYS:
                 del d[key]
+        if self.ssm_hand_motion == "tracker":
+            del d["ssm_hand_motion"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod

@@ -99,7 +99,8 @@ def make_envs(cfg: TrainConfig) -> dict[str, TurnTakingEnv]:
     sync = {"task": "sync", "window_s": cfg.sync_window_end_s} if cfg.task == "sync" else {}
     return {name: TurnTakingEnv(name, seed=0, physics=False,
                                 perception=PerceptionModel.fitted() if cfg.perception == "fitted"
-                                else PerceptionModel.ideal(), **sync)
+                                else PerceptionModel.ideal(),
+                                controller_params={"ssm_hand_motion": cfg.ssm_hand_motion}, **sync)
             for name in names}
 
 
