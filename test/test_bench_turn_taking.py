@@ -316,20 +316,20 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
 
 
 def test_controller_settings_reach_every_session_and_the_results(tmp_path):
-    rc, out = _run(tmp_path, "--policies", "eager", "--controller-set", "ssm_hand_motion=fit")
+    rc, out = _run(tmp_path, "--policies", "eager", "--controller-set", "ssm_hand_motion=tracker")
     assert rc == 0
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert doc["settings"]["controller_params"] == {"ssm_hand_motion": "fit"}
+    assert doc["settings"]["controller_params"] == {"ssm_hand_motion": "tracker"}
     profile = tt.resolve_profiles(["typical"], False, tt.HELDOUT_DIR)[0]
-    job = tt.Job(profile, tt.PolicySpec("eager", "eager"), 1, 0, (("ssm_hand_motion", "fit"),))
+    job = tt.Job(profile, tt.PolicySpec("eager", "eager"), 1, 0, (("ssm_hand_motion", "tracker"),))
     env = tt.job_env(job)
     try:
-        assert env.controller.config.ssm_hand_motion == "fit"
+        assert env.controller.config.ssm_hand_motion == "tracker"
     finally:
         env.close()
     plain = tt.job_env(tt.Job(profile, tt.PolicySpec("eager", "eager"), 1, 0))
     try:
-        assert plain.controller.config.ssm_hand_motion == "tracker"
+        assert plain.controller.config.ssm_hand_motion == "fit"   # the default (config/world.yaml)
     finally:
         plain.close()
 
