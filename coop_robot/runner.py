@@ -122,15 +122,18 @@ class GraphRunner:
             log = open(log_path, "w", encoding="utf-8")
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            popen = subprocess.Popen(
-                cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                bufsize=1, start_new_session=True,
-            )
-            proc = _Proc(spec, popen, log_path, log,
-                         awaited={spec.ready_line: threading.Event()} if spec.ready_line else {})
-            proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
-            proc.reader.start()
-            self.procs.append(proc)
+            # A Ctrl-C or SIGTERM between the fork and the registration would leave a node that
+            # shutdown() cannot see running on its own: it waits until the node is registered.
+            with interrupts_deferred():
+                popen = subprocess.Popen(
+                    cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    bufsize=1, start_new_session=True,
+                )
+                proc = _Proc(spec, popen, log_path, log,
+                             awaited={spec.ready_line: threading.Event()} if spec.ready_line else {})
+                proc.reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+                proc.reader.start()
+                self.procs.append(proc)
             if spec.ready_line:
                 self._wait_line(proc, spec.ready_line, self.ready_timeout_s)
 
@@ -298,6 +301,31 @@ def interrupted_by_termination():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold SIGINT, SIGTERM and SIGHUP back for the ``with`` body, then act on the first that came as
+    the handler in force would have (raise ``KeyboardInterrupt``, end the process, or nothing if it
+    is ignored). For a few statements that must not be cut in two, such as starting a process and
+    recording it. Main thread only (elsewhere the body runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        handler = previous[held[0]]
+        if callable(handler):
+            handler(held[0], None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), held[0])
 
 
 #: The sim node's periodic log line: "... (x0.24 real time) ...".

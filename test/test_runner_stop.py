@@ -61,3 +61,64 @@ def test_a_node_that_stops_on_sigint_is_not_asked_for_its_stack(tmp_path, ros_do
         codes = runner.shutdown(grace_s=30.0)
     assert codes["clean"] in (0, -2)
     assert "most recent call first" not in (tmp_path / "logs" / "clean.log").read_text()
+
+
+def test_an_interrupt_while_a_node_starts_still_reaches_that_node(tmp_path, monkeypatch):
+    # The cause of a flaky `test_a_terminated_session_shuts_every_node_down`: SIGTERM arrived just
+    # after the last node's process was forked and before the runner had recorded it, so shutdown()
+    # never saw it and it ran on. The interrupt must wait until the node is recorded.
+    import os
+    import signal
+    import subprocess
+
+    from coop_robot import runner as runner_module
+    from coop_robot.runner import interrupted_by_termination
+
+    real_popen = subprocess.Popen
+
+    def popen_then_terminated(*args, **kwargs):
+        child = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)    # a supervisor's SIGTERM, right after the fork
+        for _ in range(1000):                   # (a handler would have run in here)
+            pass
+        return child
+
+    monkeypatch.setattr(runner_module.subprocess, "Popen", popen_then_terminated)
+    spec = NodeSpec("sleeper", "sleeper", "sleeper", ())
+    runner = GraphRunner([spec], tmp_path / "logs", dict(os.environ),
+                         commands=[[sys.executable, "-c", "import time; time.sleep(60)"]])
+    interrupted = False
+    try:
+        with interrupted_by_termination():
+            runner.start()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        codes = runner.shutdown(grace_s=2.0)
+    assert interrupted                          # the SIGTERM still ended the start ...
+    assert len(runner.procs) == 1               # ... once the node was recorded,
+    assert runner.procs[0].popen.poll() is not None and "sleeper" in codes   # so it was stopped
+
+
+def test_deferred_interrupts_act_as_the_handler_in_force_would_have():
+    import os
+    import signal
+
+    import pytest
+
+    from coop_robot.runner import interrupts_deferred
+
+    reached = False
+    with pytest.raises(KeyboardInterrupt):      # SIGINT's default handler in Python
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+            reached = True
+    assert reached
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts_deferred():             # ignored before: ignored after
+            os.kill(os.getpid(), signal.SIGHUP)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
