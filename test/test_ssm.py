@@ -425,3 +425,17 @@ def test_in_fit_mode_the_controller_sees_a_reach_in_the_perceived_positions():
         first_slowed[motion] = slowed[0] if slowed else math.inf
     assert first_slowed["fit"] < onset_s + 0.2, first_slowed
     assert first_slowed["fit"] < first_slowed["tracker"], first_slowed
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ssm_hand_motion": "kalman"}, r"^ssm_hand_motion must be one of \('tracker', 'fit'\), got 'kalman'"),
+    ({"ssm_human_speed_floor_mps": 2.0},
+     r"^ssm_human_speed_floor_mps \(2.0\) must not exceed ssm_human_speed_mps \(1.6\)"),
+    ({"ssm_velocity_lag_s": -0.1}, r"^ssm_velocity_lag_s must be a finite value >= 0"),
+    ({"stop_acceleration_scale": 0.0}, r"^stop_acceleration_scale must be in \(0, 1\]"),
+])
+def test_a_bad_ssm_term_of_the_controller_is_named_as_its_parameter(kwargs, match):
+    # The user sets the controller's parameter (ssm_hand_motion), so that is the name the error gives,
+    # not the separation monitor's own field (hand_motion).
+    with pytest.raises(ValueError, match=match):
+        ControllerConfig(**kwargs)

@@ -81,8 +81,9 @@ the zone is clear.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -209,6 +210,15 @@ DEFAULT_ZONE = world_geometry().zone
 _SSM = SsmConfig()  # the separation monitor's default terms
 
 
+def _as_controller_parameters(message: str) -> str:
+    """An :class:`SsmConfig` error with each term named as the controller's parameter (``ssm_`` + the
+    field; ``stop_acceleration_scale`` is the controller's own name too)."""
+    for f in fields(SsmConfig):
+        if f.name != "stop_acceleration_scale":
+            message = re.sub(rf"(?<![\w]){f.name}(?![\w])", f"ssm_{f.name}", message)
+    return message
+
+
 @dataclass(frozen=True)
 class ControllerConfig:
     """Everything the controller needs; units in the names, positions in the ``world`` frame."""
@@ -320,13 +330,17 @@ class ControllerConfig:
         if not (np.isfinite(self.ssm_waiting_perception_age_s) and self.ssm_waiting_perception_age_s >= 0.0):
             raise ValueError(f"ssm_waiting_perception_age_s must be a finite value >= 0, "
                              f"got {self.ssm_waiting_perception_age_s!r}")
-        self.ssm  # noqa: B018 -- validates the SSM terms (ValueError naming the bad one)
         for name in ("perception_timeout_s", "max_stamp_lead_s", "point_rate_hz", "settle_tolerance_rad",
                      "home_tolerance_rad", "staging_timeout_s", "tracking_tolerance_rad"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name} must be a finite value > 0, got {value!r}")
-        self.ssm  # noqa: B018 -- the separation monitor's terms are checked here, not at the first tick
+        # The separation monitor's terms are checked here, not at the first tick; the error names the
+        # controller's parameter (ssm_hand_motion), not the SsmConfig field (hand_motion).
+        try:
+            self.ssm  # noqa: B018
+        except ValueError as exc:
+            raise ValueError(_as_controller_parameters(str(exc))) from None
 
 
 @dataclass(frozen=True)
