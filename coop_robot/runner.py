@@ -284,23 +284,31 @@ def _second_graph(probe: GraphProbe, names: list[str], domain: str) -> str | Non
 
 
 @contextlib.contextmanager
+def _termination_signals_to(handler):
+    """For the ``with`` body, SIGTERM, SIGHUP and SIGINT go to ``handler``; yields the handlers they
+    had, restored afterwards. Main thread only: elsewhere nothing changes and it yields None."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield previous
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
 def interrupted_by_termination():
     """While running a session, SIGTERM and SIGHUP (a supervisor, a closed terminal) interrupt it
     like Ctrl-C, so every node is shut down; and Ctrl-C works even when the command was started in
     the background of a script, where the shell leaves SIGINT ignored. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def interrupt(signum, _frame):
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
-    try:
+    with _termination_signals_to(interrupt):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -309,17 +317,9 @@ def interrupts_deferred():
     the handler in force would have (raise ``KeyboardInterrupt``, end the process, or nothing if it
     is ignored). For a few statements that must not be cut in two, such as starting a process and
     recording it. Main thread only (elsewhere the body runs as it is)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     held: list[int] = []
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in sigs}
-    try:
+    with _termination_signals_to(lambda signum, _frame: held.append(signum)) as previous:
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if held:
         handler = previous[held[0]]
         if callable(handler):
